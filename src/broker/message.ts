@@ -1,0 +1,52 @@
+// A published message: decoded once from SEND, encoded once per destination and STOMP
+// version, then shared by every subscriber. Only the per-subscriber head
+// ("MESSAGE", subscription, ack) is written per delivery.
+
+import { isUtf8 } from 'node:buffer';
+import { encodeFrameTail } from '../codec';
+import type { Header, StompVersion } from '../codec';
+
+/** SEND headers the broker sets itself or that only mean something on the SEND. */
+const RESERVED_HEADERS = new Set(['destination', 'message-id', 'subscription', 'ack', 'receipt', 'transaction', 'content-length']);
+
+export function forwardableHeaders(sendHeaders: readonly Header[]): Header[] {
+  const kept: Header[] = [];
+  for (const header of sendHeaders) if (!RESERVED_HEADERS.has(header[0])) kept.push(header);
+  return kept;
+}
+
+export class Message {
+  readonly id: string;
+  readonly destination: string;
+  /** The sender's own headers, minus the reserved ones. */
+  readonly headers: readonly Header[];
+  readonly body: Buffer;
+  /** Not valid UTF-8: WebSocket must carry it in a binary message. */
+  readonly isBinary: boolean;
+  /** Set when a queue hands the message out again after a NACK or a lost consumer. */
+  isRedelivered = false;
+  private tails: Partial<Record<StompVersion, Buffer>> = {};
+  private redeliveredTails: Partial<Record<StompVersion, Buffer>> = {};
+
+  constructor(id: string, destination: string, headers: readonly Header[], body: Buffer) {
+    this.id = id;
+    this.destination = destination;
+    this.headers = headers;
+    this.body = body;
+    this.isBinary = body.length > 0 && !isUtf8(body);
+  }
+
+  /** The frame after the per-subscriber head, encoded once per version. */
+  tail(version: StompVersion): Buffer {
+    const cache = this.isRedelivered ? this.redeliveredTails : this.tails;
+    let tail = cache[version];
+    if (tail === undefined) {
+      const headers: Header[] = [['destination', this.destination], ['message-id', this.id]];
+      if (this.isRedelivered) headers.push(['redelivered', 'true']);
+      for (const header of this.headers) headers.push(header);
+      tail = encodeFrameTail(headers, this.body, version);
+      cache[version] = tail;
+    }
+    return tail;
+  }
+}

@@ -1,0 +1,101 @@
+// A subscription and the deliveries it owes an acknowledgement for.
+//
+// The broker sees a session only through Subscriber, so it never imports session code.
+// Pending deliveries are kept in delivery order (Map insertion order): a `client` mode
+// ACK covers the acked message and every earlier one (STOMP 1.2 "SUBSCRIBE ack Header").
+
+import { escapeHeader } from '../codec';
+import type { StompVersion } from '../codec';
+import type { Message } from './message';
+
+export type AckMode = 'auto' | 'client' | 'client-individual';
+
+/** What the broker needs of a session. */
+export interface Subscriber {
+  readonly sessionId: string;
+  readonly version: StompVersion;
+  /** False while the session's outbound buffer is over its limit. */
+  readonly isWritable: boolean;
+  write(bytes: Buffer, isBinary?: boolean): void;
+  /** A fresh id for the `ack` header, unique within the session. */
+  nextAckId(): string;
+  /** A message could not be written because the session reads too slowly. */
+  onSlowConsumer(subscription: Subscription, message: Message): void;
+}
+
+export interface Delivery {
+  readonly ackId: string;
+  readonly message: Message;
+}
+
+export class Subscription {
+  readonly id: string;
+  readonly destination: string;
+  readonly ackMode: AckMode;
+  readonly subscriber: Subscriber;
+  /** ackId → delivery, oldest first. Empty for auto mode. */
+  readonly pending = new Map<string, Delivery>();
+  /** "MESSAGE\nsubscription:<id>\n", reused by every auto-mode delivery. */
+  private readonly head: Buffer;
+  private readonly escapedId: string;
+
+  constructor(subscriber: Subscriber, id: string, destination: string, ackMode: AckMode) {
+    this.subscriber = subscriber;
+    this.id = id;
+    this.destination = destination;
+    this.ackMode = ackMode;
+    this.escapedId = escapeHeader(id, subscriber.version);
+    this.head = Buffer.from(`MESSAGE\nsubscription:${this.escapedId}\n`);
+  }
+
+  get needsAck(): boolean {
+    return this.ackMode !== 'auto';
+  }
+
+  /** Write one MESSAGE; returns the delivery when an ACK is owed. */
+  deliver(message: Message): Delivery | undefined {
+    const subscriber = this.subscriber;
+    const tail = message.tail(subscriber.version);
+    if (this.ackMode === 'auto') {
+      subscriber.write(this.head);
+      subscriber.write(tail, message.isBinary);
+      return undefined;
+    }
+    const ackId = subscriber.nextAckId();
+    subscriber.write(Buffer.from(`MESSAGE\nsubscription:${this.escapedId}\nack:${ackId}\n`));
+    subscriber.write(tail, message.isBinary);
+    const delivery: Delivery = { ackId, message };
+    this.pending.set(ackId, delivery);
+    return delivery;
+  }
+
+  /** Remove and return what an ACK or NACK of `ackId` settles: [] if unknown. */
+  settle(ackId: string): Delivery[] {
+    const target = this.pending.get(ackId);
+    if (target === undefined) return [];
+    if (this.ackMode === 'client-individual') {
+      this.pending.delete(ackId);
+      return [target];
+    }
+    const settled: Delivery[] = [];
+    for (const [id, delivery] of this.pending) {
+      settled.push(delivery);
+      this.pending.delete(id);
+      if (id === ackId) break;
+    }
+    return settled;
+  }
+
+  /** STOMP 1.1 acks name the message, not the delivery. */
+  findAckIdByMessageId(messageId: string): string | undefined {
+    for (const [ackId, delivery] of this.pending) if (delivery.message.id === messageId) return ackId;
+    return undefined;
+  }
+
+  /** Everything still unacknowledged, oldest first; the subscription owes nothing after. */
+  takeAllPending(): Delivery[] {
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    return all;
+  }
+}

@@ -1,0 +1,22 @@
+// Typed decode errors. Each carries a stable code that the session puts at the
+// start of the ERROR frame's `message` header, so clients and tests can branch on it.
+
+export type FrameErrorCode =
+  | 'FRAME_TOO_LARGE'
+  | 'TOO_MANY_HEADERS'
+  | 'HEADER_LINE_TOO_LONG'
+  | 'BAD_ESCAPE'
+  | 'MALFORMED_HEADER'
+  | 'UNKNOWN_COMMAND'
+  | 'BAD_CONTENT_LENGTH'
+  | 'MISSING_NUL';
+
+export class FrameError extends Error {
+  readonly code: FrameErrorCode;
+
+  constructor(code: FrameErrorCode, message: string) {
+    super(message);
+    this.name = 'FrameError';
+    this.code = code;
+  }
+}

@@ -1,0 +1,127 @@
+// Configuration: read once from the environment into one typed, frozen Config.
+// Every variable has one row in SETTINGS (README mirrors this table); a bad value throws
+// ConfigError naming the variable, which main prints as one line before exiting.
+
+import type { DecoderLimits } from './codec';
+import type { HeartbeatSetting } from './session/heartbeat';
+import { parseHeartbeat } from './session/heartbeat';
+import type { SlowConsumerPolicy } from './session/session';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  host: string;
+  /** undefined: this transport is off. 0: any free port. */
+  stompPort: number | undefined;
+  wsPort: number | undefined;
+  wsPath: string;
+  heartbeat: HeartbeatSetting;
+  heartbeatGrace: number;
+  connectTimeoutMs: number;
+  limits: DecoderLimits;
+  writeBufferLimitBytes: number;
+  slowConsumerPolicy: SlowConsumerPolicy;
+  topicPrefix: string;
+  queuePrefix: string;
+  maxQueueMessages: number;
+  maxTransactionFrames: number;
+  serverName: string;
+  logLevel: LogLevel;
+}
+
+export class ConfigError extends Error {
+  readonly variable: string;
+
+  constructor(variable: string, value: string, expected: string) {
+    super(`${variable}=${JSON.stringify(value)}: ${expected}`);
+    this.name = 'ConfigError';
+    this.variable = variable;
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+function port(allowOff: boolean) {
+  return (value: string): number | undefined => {
+    if (allowOff && value === 'off') return undefined;
+    if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) return Number.NaN;
+    return Number(value);
+  };
+}
+
+function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value)) return Number.NaN;
+    const n = Number(value);
+    return n >= min && n <= max ? n : Number.NaN;
+  };
+}
+
+function isInvalid(parsed: unknown): boolean {
+  return parsed === null || (typeof parsed === 'number' && Number.isNaN(parsed));
+}
+
+/** variable → [default, parser (null or NaN = invalid), what a valid value looks like] */
+const SETTINGS = {
+  HOST: ['127.0.0.1', (v: string) => (v.trim() === '' ? null : v), 'a host name or address to listen on'],
+  STOMP_PORT: ['61613', port(true), 'a TCP port (0-65535) or "off"'],
+  WS_PORT: ['15674', port(true), 'a TCP port (0-65535) or "off"'],
+  WS_PATH: ['/ws', (v: string) => (v.startsWith('/') ? v : null), 'a path starting with "/"'],
+  HEARTBEAT: ['10000,10000', (v: string) => parseHeartbeat(v) ?? null, 'two non-negative integers "sx,sy" in ms: how often we can send, how often we want to hear'],
+  HEARTBEAT_GRACE: ['2', (v: string) => (/^\d+(\.\d+)?$/.test(v) && Number(v) >= 1 ? Number(v) : Number.NaN), 'a number >= 1'],
+  CONNECT_TIMEOUT_MS: ['10000', integer(1), 'a positive integer (ms)'],
+  MAX_FRAME_BYTES: ['1048576', integer(256), 'an integer >= 256 (bytes)'],
+  MAX_HEADERS: ['64', integer(1, 100000), 'an integer from 1 to 100000'],
+  MAX_HEADER_LINE_BYTES: ['8192', integer(64), 'an integer >= 64 (bytes)'],
+  WRITE_BUFFER_LIMIT_BYTES: ['1048576', integer(1024), 'an integer >= 1024 (bytes)'],
+  SLOW_CONSUMER_POLICY: ['drop', (v: string) => (v === 'drop' || v === 'disconnect' ? v : null), '"drop" or "disconnect"'],
+  TOPIC_PREFIX: ['/topic/', (v: string) => (v.startsWith('/') ? v : null), 'a destination prefix starting with "/"'],
+  QUEUE_PREFIX: ['/queue/', (v: string) => (v.startsWith('/') ? v : null), 'a destination prefix starting with "/"'],
+  MAX_QUEUE_MESSAGES: ['10000', integer(1), 'a positive integer'],
+  MAX_TRANSACTION_FRAMES: ['1000', integer(1), 'a positive integer'],
+  SERVER_NAME: ['stompd/0.1.0', (v: string) => (/^[^\r\n:]+$/.test(v) ? v : null), 'a name without ":" or line breaks'],
+  LOG_LEVEL: ['info', (v: string) => (['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(v) ? v : null), 'one of fatal, error, warn, info, debug, trace, silent'],
+} as const;
+
+type Settings = typeof SETTINGS;
+type Parsed = { [K in keyof Settings]: Exclude<ReturnType<Settings[K][1]>, null> };
+
+export const CONFIG_DEFAULTS: Readonly<Record<keyof Settings, string>> = Object.freeze(
+  Object.fromEntries(Object.entries(SETTINGS).map(([name, [fallback]]) => [name, fallback])) as Record<keyof Settings, string>,
+);
+
+export function loadConfig(env: Env): Readonly<Config> {
+  const parsed = {} as Record<string, unknown>;
+  for (const [name, [fallback, parse, expected]] of Object.entries(SETTINGS)) {
+    const raw = env[name];
+    const value = raw === undefined || raw === '' ? fallback : raw;
+    const result = (parse as (v: string) => unknown)(value);
+    if (isInvalid(result)) throw new ConfigError(name, value, `expected ${expected}`);
+    parsed[name] = result;
+  }
+  const p = parsed as Parsed;
+  if (p.TOPIC_PREFIX.startsWith(p.QUEUE_PREFIX) || p.QUEUE_PREFIX.startsWith(p.TOPIC_PREFIX)) {
+    throw new ConfigError('QUEUE_PREFIX', p.QUEUE_PREFIX, `expected a prefix that neither starts nor is started by TOPIC_PREFIX (${p.TOPIC_PREFIX})`);
+  }
+  if (p.STOMP_PORT === undefined && p.WS_PORT === undefined) {
+    throw new ConfigError('STOMP_PORT', 'off', 'expected a port: STOMP_PORT and WS_PORT cannot both be off');
+  }
+  return Object.freeze({
+    host: p.HOST,
+    stompPort: p.STOMP_PORT,
+    wsPort: p.WS_PORT,
+    wsPath: p.WS_PATH,
+    heartbeat: p.HEARTBEAT,
+    heartbeatGrace: p.HEARTBEAT_GRACE,
+    connectTimeoutMs: p.CONNECT_TIMEOUT_MS,
+    limits: { maxFrameBytes: p.MAX_FRAME_BYTES, maxHeaders: p.MAX_HEADERS, maxHeaderLineBytes: p.MAX_HEADER_LINE_BYTES },
+    writeBufferLimitBytes: p.WRITE_BUFFER_LIMIT_BYTES,
+    slowConsumerPolicy: p.SLOW_CONSUMER_POLICY,
+    topicPrefix: p.TOPIC_PREFIX,
+    queuePrefix: p.QUEUE_PREFIX,
+    maxQueueMessages: p.MAX_QUEUE_MESSAGES,
+    maxTransactionFrames: p.MAX_TRANSACTION_FRAMES,
+    serverName: p.SERVER_NAME,
+    logLevel: p.LOG_LEVEL as LogLevel,
+  });
+}

@@ -1,0 +1,126 @@
+// The composition root: builds every part from Config, starts the listeners, and stops
+// everything in order. The only place that chooses implementations (memory today; Redis
+// registry and bus plug in here later).
+
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import type { Logger } from 'pino';
+import { loginAsUserId } from './auth/embedded';
+import { Router } from './broker/router';
+import type { Config } from './config';
+import { StompError } from './session/errors';
+import { LifecycleEvents } from './session/events';
+import type { Interceptor } from './session/interceptor';
+import { Session } from './session/session';
+import type { SessionDeps } from './session/session';
+import type { Connection } from './transport/connection';
+import { listenTcp } from './transport/tcp';
+import type { ListeningServer } from './transport/tcp';
+import { listenWebSocket } from './transport/websocket';
+
+export interface ServerOptions {
+  logger?: Logger;
+  /** Replaces the default chain (embedded mode: login taken as user id). */
+  interceptors?: readonly Interceptor[];
+}
+
+export interface RunningServer {
+  readonly config: Readonly<Config>;
+  /** Bound ports; undefined for a transport that is off. */
+  readonly tcpPort: number | undefined;
+  readonly wsPort: number | undefined;
+  readonly events: LifecycleEvents;
+  readonly router: Router;
+  readonly logger: Logger;
+  /** Sessions open right now, connected or not yet. */
+  sessions(): IterableIterator<Session>;
+  /** Stop accepting, close every session (reason `shutdown`), release the ports. */
+  stop(): Promise<void>;
+}
+
+export async function startServer(config: Readonly<Config>, options: ServerOptions = {}): Promise<RunningServer> {
+  const logger = options.logger ?? pino({ level: config.logLevel });
+  const events = new LifecycleEvents();
+  const router = new Router({
+    topicPrefix: config.topicPrefix,
+    queuePrefix: config.queuePrefix,
+    maxQueueMessages: config.maxQueueMessages,
+    messageIdPrefix: randomBytes(4).toString('hex'),
+  });
+  const interceptors = options.interceptors ?? [loginAsUserId()];
+  const open = new Set<Session>();
+  const deps: SessionDeps = {
+    router,
+    interceptors: [
+      ...interceptors,
+      { name: 'session-table', onClose: (session) => open.delete(session as Session) },
+    ],
+    events,
+    logger,
+    settings: {
+      heartbeat: config.heartbeat,
+      heartbeatGrace: config.heartbeatGrace,
+      connectTimeoutMs: config.connectTimeoutMs,
+      limits: config.limits,
+      serverName: config.serverName,
+      slowConsumerPolicy: config.slowConsumerPolicy,
+      maxTransactionFrames: config.maxTransactionFrames,
+    },
+  };
+  let isStopping = false;
+  const accept = (connection: Connection): void => {
+    if (isStopping) {
+      connection.destroy();
+      return;
+    }
+    open.add(new Session(connection, deps));
+  };
+
+  const listeners: ListeningServer[] = [];
+  let tcpPort: number | undefined;
+  let wsPort: number | undefined;
+  try {
+    if (config.stompPort !== undefined) {
+      const tcp = await listenTcp({ host: config.host, port: config.stompPort, writeLimitBytes: config.writeBufferLimitBytes }, accept);
+      listeners.push(tcp);
+      tcpPort = tcp.port;
+    }
+    if (config.wsPort !== undefined) {
+      const ws = await listenWebSocket(
+        {
+          host: config.host,
+          port: config.wsPort,
+          path: config.wsPath,
+          writeLimitBytes: config.writeBufferLimitBytes,
+          // Room for several frames per message; each frame is still held to maxFrameBytes.
+          maxMessageBytes: config.limits.maxFrameBytes * 4 + 64 * 1024,
+        },
+        accept,
+      );
+      listeners.push(ws);
+      wsPort = ws.port;
+    }
+  } catch (error) {
+    await Promise.all(listeners.map((l) => l.close()));
+    throw error;
+  }
+  logger.info({ host: config.host, stompPort: tcpPort, wsPort, wsPath: config.wsPath }, 'stompd listening');
+
+  return {
+    config,
+    tcpPort,
+    wsPort,
+    events,
+    router,
+    logger,
+    sessions: () => open.values(),
+    async stop(): Promise<void> {
+      if (isStopping) return;
+      isStopping = true;
+      const closing = listeners.map((l) => l.close());
+      for (const session of [...open]) session.terminate('shutdown', new StompError('SERVER_SHUTDOWN', 'the server is shutting down'));
+      await Promise.all(closing);
+      logger.info('stompd stopped');
+    },
+  };
+}

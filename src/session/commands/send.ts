@@ -1,0 +1,28 @@
+// SEND (STOMP 1.2 "SEND"): destination checked, chain consulted, message published or
+// held by its transaction. The body is decoded once and encoded once per destination.
+
+import { headerValue } from '../../codec';
+import type { Frame } from '../../codec';
+import { StompError, missingHeader } from '../errors';
+import { afterChain, runChain } from '../interceptor';
+import type { Session } from '../session';
+import { runOrHold, transactionOf } from './transaction';
+
+export function requireDestination(session: Session, frame: Frame): string {
+  const destination = headerValue(frame.headers, 'destination');
+  if (destination === undefined) throw missingHeader(frame.command, 'destination');
+  if (session.deps.router.kindOf(destination) === undefined) {
+    throw new StompError('UNKNOWN_DESTINATION', `${JSON.stringify(destination)} is not a known destination kind`);
+  }
+  return destination;
+}
+
+export function handleSend(session: Session, frame: Frame): void | Promise<void> {
+  const destination = requireDestination(session, frame);
+  const transaction = transactionOf(session, frame);
+  const { router, interceptors } = session.deps;
+  return afterChain(runChain(interceptors, 'onSend', { session, frame, destination }), () => {
+    const message = router.createMessage(destination, frame.headers, frame.body);
+    runOrHold(transaction, () => router.publish(message));
+  });
+}

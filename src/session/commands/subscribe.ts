@@ -1,0 +1,43 @@
+// SUBSCRIBE / UNSUBSCRIBE (STOMP 1.2 "SUBSCRIBE"). In 1.0 the id is optional: the
+// destination stands in for it, as other brokers do.
+
+import { headerValue } from '../../codec';
+import type { Frame } from '../../codec';
+import { Subscription } from '../../broker/subscription';
+import type { AckMode } from '../../broker/subscription';
+import { StompError, missingHeader } from '../errors';
+import { afterChain, runChain } from '../interceptor';
+import type { Session } from '../session';
+import { requireDestination } from './send';
+
+const ACK_MODES: ReadonlySet<string> = new Set<AckMode>(['auto', 'client', 'client-individual']);
+
+export function handleSubscribe(session: Session, frame: Frame): void | Promise<void> {
+  const destination = requireDestination(session, frame);
+  const id = headerValue(frame.headers, 'id') ?? (session.version === '1.0' ? destination : undefined);
+  if (id === undefined) throw missingHeader('SUBSCRIBE', 'id');
+  if (session.subscriptions.has(id)) throw new StompError('DUPLICATE_SUBSCRIPTION', `subscription id ${JSON.stringify(id)} is already in use`);
+  const ackMode = headerValue(frame.headers, 'ack') ?? 'auto';
+  if (!ACK_MODES.has(ackMode)) throw new StompError('INVALID_HEADER', `ack must be auto, client or client-individual, got ${JSON.stringify(ackMode)}`);
+
+  const { router, interceptors, events } = session.deps;
+  return afterChain(runChain(interceptors, 'onSubscribe', { session, frame, destination }), () => {
+    const subscription = new Subscription(session, id, destination, ackMode as AckMode);
+    session.subscriptions.set(id, subscription);
+    events.emit('subscribe', { session: session.info(), subscriptionId: id, destination, ackMode });
+    router.subscribe(subscription);
+  });
+}
+
+export function handleUnsubscribe(session: Session, frame: Frame): void | Promise<void> {
+  const id = headerValue(frame.headers, 'id') ?? (session.version === '1.0' ? headerValue(frame.headers, 'destination') : undefined);
+  if (id === undefined) throw missingHeader('UNSUBSCRIBE', 'id');
+  const { router, interceptors, events } = session.deps;
+  return afterChain(runChain(interceptors, 'onUnsubscribe', { session, frame }), () => {
+    const subscription = session.subscriptions.get(id);
+    if (subscription === undefined) return; // unknown or already gone: nothing to undo
+    session.subscriptions.delete(id);
+    router.unsubscribe(subscription);
+    events.emit('unsubscribe', { session: session.info(), subscriptionId: id, destination: subscription.destination, ackMode: subscription.ackMode });
+  });
+}

@@ -1,0 +1,45 @@
+// StompError: a refusal with a stable code. Session.fail() is the one place that turns it
+// (or a codec FrameError) into an ERROR frame and a close.
+
+import type { Header } from '../codec';
+
+export type StompErrorCode =
+  | 'NOT_CONNECTED'
+  | 'ALREADY_CONNECTED'
+  | 'UNSUPPORTED_VERSION'
+  | 'BAD_HEARTBEAT'
+  | 'MISSING_HEADER'
+  | 'INVALID_HEADER'
+  | 'UNKNOWN_DESTINATION'
+  | 'DUPLICATE_SUBSCRIPTION'
+  | 'UNKNOWN_TRANSACTION'
+  | 'DUPLICATE_TRANSACTION'
+  | 'TRANSACTION_TOO_LARGE'
+  | 'CONNECT_TIMEOUT'
+  | 'SLOW_CONSUMER'
+  | 'SERVER_SHUTDOWN'
+  | 'INTERNAL_ERROR'
+  // Interceptor refusals (authentication, policies):
+  | 'UNAUTHENTICATED'
+  | 'TOKEN_EXPIRED'
+  | 'DUPLICATE_SESSION'
+  | 'SESSION_REPLACED'
+  | 'FORBIDDEN'
+  | 'KICKED';
+
+export class StompError extends Error {
+  readonly code: StompErrorCode;
+  /** Extra headers for the ERROR frame (for example `version` on UNSUPPORTED_VERSION). */
+  readonly headers: readonly Header[];
+
+  constructor(code: StompErrorCode, message: string, headers: readonly Header[] = []) {
+    super(message);
+    this.name = 'StompError';
+    this.code = code;
+    this.headers = headers;
+  }
+}
+
+export function missingHeader(command: string, name: string): StompError {
+  return new StompError('MISSING_HEADER', `${command} needs a ${name} header`);
+}

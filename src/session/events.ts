@@ -1,0 +1,55 @@
+// Typed lifecycle events, the feed for the session registry, presence and metrics.
+// Emitted synchronously, in order: connect, then (un)subscribes, then exactly one
+// disconnect for every session that emitted connect.
+
+import { EventEmitter } from 'node:events';
+import type { StompVersion } from '../codec';
+import type { TransportKind } from '../transport/connection';
+
+export type DisconnectReason =
+  /** The client sent DISCONNECT. */
+  | 'client'
+  /** Nothing heard within the negotiated heart-beat interval times the grace factor. */
+  | 'heartbeat-timeout'
+  /** The socket closed without DISCONNECT (closed tab, killed process). */
+  | 'socket-closed'
+  | 'socket-error'
+  /** The session was refused with an ERROR frame. */
+  | 'error-sent'
+  /** Closed by the broker on purpose (policy, admin). */
+  | 'kicked'
+  | 'shutdown';
+
+export interface SessionInfo {
+  sessionId: string;
+  userId: string;
+  role: string | undefined;
+  isAnonymous: boolean;
+  transport: TransportKind;
+  remoteAddress: string;
+  version: StompVersion;
+  connectedAt: number;
+}
+
+export interface SubscriptionEvent {
+  session: SessionInfo;
+  subscriptionId: string;
+  destination: string;
+  ackMode: string;
+}
+
+export interface DisconnectEvent {
+  session: SessionInfo;
+  reason: DisconnectReason;
+  /** The ERROR code sent, when there was one. */
+  errorCode?: string;
+}
+
+export interface LifecycleEventMap {
+  connect: [SessionInfo];
+  subscribe: [SubscriptionEvent];
+  unsubscribe: [SubscriptionEvent];
+  disconnect: [DisconnectEvent];
+}
+
+export class LifecycleEvents extends EventEmitter<LifecycleEventMap> {}

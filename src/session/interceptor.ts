@@ -1,0 +1,81 @@
+// The interceptor chain: one ordered list of links, each able to see and refuse the
+// frames of a session by throwing a StompError (or returning a promise that rejects with
+// one). Links run in order; a link that returns a promise makes the rest wait for it,
+// while an all-synchronous chain costs no promise at all (SEND stays on the fast path).
+//
+// Authentication is a link like any other: an onConnect link sets ctx.principal.
+
+import type { Frame } from '../codec';
+import type { PeerInfo, TransportKind } from '../transport/connection';
+import type { DisconnectReason } from './events';
+
+export interface Principal {
+  userId: string;
+  role: string | undefined;
+  isAnonymous: boolean;
+  /** Seconds since the epoch after which the credentials are no longer valid. */
+  expiresAt?: number;
+}
+
+/** What a link may know of the session it judges. */
+export interface SessionView {
+  readonly id: string;
+  readonly transport: TransportKind;
+  readonly peer: PeerInfo;
+  readonly principal: Principal | undefined;
+}
+
+export interface FrameContext {
+  readonly session: SessionView;
+  readonly frame: Frame;
+}
+
+export interface ConnectContext extends FrameContext {
+  /** Set by an authenticating link; the session refuses a CONNECT that ends without one. */
+  principal: Principal | undefined;
+}
+
+export interface DestinationContext extends FrameContext {
+  readonly destination: string;
+}
+
+type Hook<C> = (ctx: C) => void | Promise<void>;
+
+export interface Interceptor {
+  readonly name: string;
+  onConnect?: Hook<ConnectContext>;
+  onSend?: Hook<DestinationContext>;
+  onSubscribe?: Hook<DestinationContext>;
+  onUnsubscribe?: Hook<FrameContext>;
+  /** ACK and NACK. */
+  onAck?: Hook<FrameContext>;
+  /** BEGIN, COMMIT and ABORT. */
+  onTransaction?: Hook<FrameContext>;
+  onDisconnect?: Hook<FrameContext>;
+  /** The session is gone, for any reason; nothing can be refused any more. */
+  onClose?(session: SessionView, reason: DisconnectReason): void;
+}
+
+export type HookName = Exclude<keyof Interceptor, 'name' | 'onClose'>;
+
+/** Run `hook` of every link in order. Synchronous unless some link returns a promise. */
+export function runChain<C>(links: readonly Interceptor[], hook: HookName, ctx: C, from = 0): void | Promise<void> {
+  for (let i = from; i < links.length; i++) {
+    const fn = links[i]![hook] as Hook<C> | undefined;
+    if (fn === undefined) continue;
+    const result = fn.call(links[i], ctx);
+    if (result !== undefined && typeof (result as Promise<void>).then === 'function') {
+      return (result as Promise<void>).then(() => runChain(links, hook, ctx, i + 1));
+    }
+  }
+  return undefined;
+}
+
+/** Run `act` after a chain result: at once when the chain was synchronous. */
+export function afterChain(result: void | Promise<void>, act: () => void): void | Promise<void> {
+  if (result === undefined) {
+    act();
+    return undefined;
+  }
+  return result.then(act);
+}

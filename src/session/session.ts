@@ -1,0 +1,347 @@
+// One Session per connection: the STOMP state machine between a transport and the router.
+//
+// States: awaiting-connect → connected → closing → closed. A frame not allowed in the
+// current state is refused in one place (onFrame), every failure becomes an ERROR frame in
+// one place (fail), and every way out — DISCONNECT, ERROR, heart-beat timeout, socket loss,
+// kick, shutdown — goes through one cleanup (terminate): subscriptions removed (their
+// unacknowledged queue messages redelivered), transactions dropped, one disconnect event.
+// Nothing thrown while handling a frame escapes this session.
+
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { Decoder, FrameError, encodeFrame, headerValue } from '../codec';
+import type { DecoderLimits, Frame, Header, StompVersion } from '../codec';
+import type { Router } from '../broker/router';
+import type { Subscriber, Subscription } from '../broker/subscription';
+import type { Message } from '../broker/message';
+import type { Connection } from '../transport/connection';
+import { COMMAND_HANDLERS } from './commands';
+import { StompError } from './errors';
+import type { StompErrorCode } from './errors';
+import type { DisconnectReason, LifecycleEvents, SessionInfo } from './events';
+import { heartbeatIntervals } from './heartbeat';
+import type { HeartbeatSetting } from './heartbeat';
+import type { Interceptor, Principal, SessionView } from './interceptor';
+
+export type SessionState = 'awaiting-connect' | 'connected' | 'closing' | 'closed';
+
+export type SlowConsumerPolicy = 'drop' | 'disconnect';
+
+export interface SessionSettings {
+  /** The server's own heart-beat offer (sx, sy). */
+  heartbeat: HeartbeatSetting;
+  /** A peer is dead after expectEveryMs × this without a byte. */
+  heartbeatGrace: number;
+  connectTimeoutMs: number;
+  limits: DecoderLimits;
+  serverName: string;
+  slowConsumerPolicy: SlowConsumerPolicy;
+  maxTransactionFrames: number;
+}
+
+export interface SessionDeps {
+  router: Router;
+  interceptors: readonly Interceptor[];
+  events: LifecycleEvents;
+  logger: Logger;
+  settings: SessionSettings;
+}
+
+/** A step held by a transaction until COMMIT. */
+export type TransactionStep = () => void;
+
+const EOL = Buffer.from('\n');
+
+export class Session implements Subscriber, SessionView {
+  readonly id = randomUUID();
+  readonly connection: Connection;
+  readonly deps: SessionDeps;
+  state: SessionState = 'awaiting-connect';
+  version: StompVersion = '1.2';
+  principal: Principal | undefined;
+  connectedAt = 0;
+  log: Logger;
+  readonly subscriptions = new Map<string, Subscription>();
+  readonly transactions = new Map<string, TransactionStep[]>();
+  /** Messages not written because this session read too slowly (policy `drop`). */
+  droppedMessages = 0;
+
+  private readonly decoder: Decoder;
+  private lastReadAt = Date.now();
+  private ackSeq = 0;
+  private connectTimer: NodeJS.Timeout | undefined;
+  private sendTimer: NodeJS.Timeout | undefined;
+  private checkTimer: NodeJS.Timeout | undefined;
+  private isWaiting = false;
+
+  constructor(connection: Connection, deps: SessionDeps) {
+    this.connection = connection;
+    this.deps = deps;
+    this.log = deps.logger.child({ sessionId: this.id });
+    this.decoder = new Decoder((frame) => this.onFrame(frame), { limits: deps.settings.limits });
+    connection.setHandlers({
+      onData: (chunk) => this.onData(chunk),
+      onClose: (error) => this.onConnectionClosed(error),
+      onDrain: () => this.onDrain(),
+    });
+    this.connectTimer = setTimeout(() => {
+      this.fail(new StompError('CONNECT_TIMEOUT', `no CONNECT within ${deps.settings.connectTimeoutMs} ms`));
+    }, deps.settings.connectTimeoutMs);
+    this.connectTimer.unref();
+    this.log.debug({ transport: connection.transport, remoteAddress: connection.peer.remoteAddress }, 'connection opened');
+  }
+
+  get transport(): Connection['transport'] {
+    return this.connection.transport;
+  }
+
+  get peer(): Connection['peer'] {
+    return this.connection.peer;
+  }
+
+  get sessionId(): string {
+    return this.id;
+  }
+
+  get isOpen(): boolean {
+    return this.state === 'awaiting-connect' || this.state === 'connected';
+  }
+
+  // --- Subscriber (what the router sees) ---
+
+  get isWritable(): boolean {
+    return this.connection.isWritable;
+  }
+
+  write(bytes: Buffer, isBinary?: boolean): void {
+    this.connection.write(bytes, isBinary);
+  }
+
+  nextAckId(): string {
+    return String(++this.ackSeq);
+  }
+
+  onSlowConsumer(subscription: Subscription, _message: Message): void {
+    if (this.deps.settings.slowConsumerPolicy === 'disconnect') {
+      this.terminate('kicked', new StompError('SLOW_CONSUMER', `outbound buffer over its limit on ${subscription.destination}`));
+      return;
+    }
+    if (this.droppedMessages++ === 0) this.log.warn({ destination: subscription.destination }, 'slow consumer: dropping messages');
+  }
+
+  // --- Frames out ---
+
+  sendFrame(command: string, headers: Header[], body?: Buffer): void {
+    this.connection.write(encodeFrame({ command, headers, body: body ?? Buffer.alloc(0) }, this.version));
+  }
+
+  sendReceiptFor(frame: Frame): void {
+    const receipt = headerValue(frame.headers, 'receipt');
+    if (receipt !== undefined) this.sendFrame('RECEIPT', [['receipt-id', receipt]]);
+  }
+
+  // --- Frames in ---
+
+  private onData(chunk: Buffer): void {
+    this.lastReadAt = Date.now();
+    try {
+      this.decoder.push(chunk);
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  private onFrame(frame: Frame): void {
+    if (!this.isOpen) return;
+    const isConnect = frame.command === 'CONNECT' || frame.command === 'STOMP';
+    if (this.state === 'awaiting-connect' && !isConnect) {
+      this.fail(new StompError('NOT_CONNECTED', `${frame.command} before CONNECT`), frame);
+      return;
+    }
+    if (this.state === 'connected' && isConnect) {
+      this.fail(new StompError('ALREADY_CONNECTED', 'a second CONNECT on a connected session'), frame);
+      return;
+    }
+    this.log.debug({ command: frame.command }, 'frame in');
+    let result: void | Promise<void>;
+    try {
+      result = COMMAND_HANDLERS[frame.command]!(this, frame);
+    } catch (error) {
+      this.fail(error, frame);
+      return;
+    }
+    if (result === undefined) {
+      this.afterFrame(frame);
+      return;
+    }
+    // An asynchronous step (authentication): later frames wait, in order, undecoded.
+    this.setWaiting(true);
+    result.then(
+      () => {
+        if (!this.isOpen) return;
+        this.afterFrame(frame);
+        this.setWaiting(false);
+      },
+      (error: unknown) => this.fail(error, frame),
+    );
+  }
+
+  private afterFrame(frame: Frame): void {
+    if (frame.command !== 'CONNECT' && frame.command !== 'STOMP' && frame.command !== 'DISCONNECT') this.sendReceiptFor(frame);
+  }
+
+  private setWaiting(isWaiting: boolean): void {
+    if (this.isWaiting === isWaiting) return;
+    this.isWaiting = isWaiting;
+    if (isWaiting) {
+      this.decoder.pause();
+      this.connection.pauseReading();
+      return;
+    }
+    this.connection.resumeReading();
+    try {
+      this.decoder.resume();
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  // --- Connected ---
+
+  /** Called by the CONNECT handler once the chain accepted the session. */
+  establish(version: StompVersion, principal: Principal, clientHeartbeat: HeartbeatSetting): void {
+    const { settings } = this.deps;
+    clearTimeout(this.connectTimer);
+    this.version = version;
+    this.decoder.version = version;
+    this.principal = principal;
+    this.connectedAt = Date.now();
+    this.state = 'connected';
+    this.log = this.log.child({ userId: principal.userId });
+
+    const { sendEveryMs, expectEveryMs } = heartbeatIntervals(clientHeartbeat, settings.heartbeat);
+    this.sendFrame('CONNECTED', [
+      ['version', version],
+      ['heart-beat', `${settings.heartbeat.sendMs},${settings.heartbeat.receiveMs}`],
+      ['session', this.id],
+      ['server', settings.serverName],
+      ['user-name', principal.userId],
+    ]);
+    this.startHeartbeats(sendEveryMs, expectEveryMs);
+    this.log.info({ transport: this.transport, remoteAddress: this.peer.remoteAddress, version, sendEveryMs, expectEveryMs }, 'session connected');
+    this.deps.events.emit('connect', this.info());
+  }
+
+  private startHeartbeats(sendEveryMs: number, expectEveryMs: number): void {
+    if (sendEveryMs > 0) {
+      // Ticking at half the interval keeps the longest silence at about one interval.
+      const halfMs = Math.max(1, Math.floor(sendEveryMs / 2));
+      this.sendTimer = setInterval(() => {
+        if (Date.now() - this.connection.lastWriteAt >= halfMs) this.connection.write(EOL);
+      }, halfMs);
+      this.sendTimer.unref();
+    }
+    if (expectEveryMs > 0) {
+      const deadlineMs = expectEveryMs * this.deps.settings.heartbeatGrace;
+      const tickMs = Math.max(10, Math.min(Math.floor(expectEveryMs / 2), 5000));
+      this.checkTimer = setInterval(() => {
+        const silentMs = Date.now() - this.lastReadAt;
+        if (silentMs > deadlineMs) {
+          this.log.info({ silentMs, deadlineMs }, 'heart-beat timeout');
+          this.terminate('heartbeat-timeout');
+        }
+      }, tickMs);
+      this.checkTimer.unref();
+    }
+  }
+
+  info(): SessionInfo {
+    const principal = this.principal;
+    return {
+      sessionId: this.id,
+      userId: principal?.userId ?? '',
+      role: principal?.role,
+      isAnonymous: principal?.isAnonymous ?? true,
+      transport: this.transport,
+      remoteAddress: this.peer.remoteAddress,
+      version: this.version,
+      connectedAt: this.connectedAt,
+    };
+  }
+
+  // --- Leaving ---
+
+  /** Refuse with an ERROR frame (receipt-id when the frame asked for one), then close. */
+  fail(error: unknown, frame?: Frame): void {
+    if (!this.isOpen) return;
+    let stompError: StompError | FrameError;
+    if (error instanceof StompError || error instanceof FrameError) {
+      stompError = error;
+    } else {
+      this.log.error({ err: error, command: frame?.command }, 'unexpected error in session');
+      stompError = new StompError('INTERNAL_ERROR', 'internal error');
+    }
+    this.terminate('error-sent', stompError, frame);
+  }
+
+  /** Close on the broker's initiative: an admin kick, a replaced session. */
+  kick(code: StompErrorCode, message: string): void {
+    this.terminate('kicked', new StompError(code, message));
+  }
+
+  /** The one way out. With an error, an ERROR frame is written and flushed first. */
+  terminate(reason: DisconnectReason, error?: StompError | FrameError, frame?: Frame): void {
+    if (!this.isOpen) return;
+    const wasConnected = this.state === 'connected';
+    this.state = 'closing';
+    clearTimeout(this.connectTimer);
+    clearInterval(this.sendTimer);
+    clearInterval(this.checkTimer);
+
+    if (error !== undefined) {
+      const headers: Header[] = [['message', `${error.code}: ${error.message}`], ['content-type', 'text/plain']];
+      const receipt = frame && headerValue(frame.headers, 'receipt');
+      if (receipt !== undefined) headers.push(['receipt-id', receipt]);
+      if (error instanceof StompError) headers.push(...error.headers);
+      this.sendFrame('ERROR', headers, Buffer.from(`${error.code}: ${error.message}\n`));
+      this.log.info({ code: error.code, reason }, 'session refused');
+    }
+
+    const info = this.info();
+    for (const subscription of this.subscriptions.values()) {
+      this.deps.router.unsubscribe(subscription);
+      if (wasConnected) {
+        this.deps.events.emit('unsubscribe', { session: info, subscriptionId: subscription.id, destination: subscription.destination, ackMode: subscription.ackMode });
+      }
+    }
+    this.subscriptions.clear();
+    this.transactions.clear();
+
+    if (reason === 'client' || error !== undefined) this.connection.end();
+    else this.connection.destroy();
+    this.state = 'closed';
+
+    for (const link of this.deps.interceptors) {
+      try {
+        link.onClose?.(this, reason);
+      } catch (err) {
+        this.log.error({ err, interceptor: link.name }, 'interceptor onClose failed');
+      }
+    }
+    if (wasConnected) {
+      this.log.info({ reason }, 'session closed');
+      this.deps.events.emit('disconnect', { session: info, reason, ...(error ? { errorCode: error.code } : {}) });
+    }
+  }
+
+  private onConnectionClosed(error: Error | undefined): void {
+    if (!this.isOpen) return;
+    if (error !== undefined) this.log.debug({ err: error }, 'socket error');
+    this.terminate(error !== undefined ? 'socket-error' : 'socket-closed');
+  }
+
+  private onDrain(): void {
+    if (this.droppedMessages > 0) this.log.info({ droppedMessages: this.droppedMessages }, 'slow consumer caught up');
+    for (const subscription of this.subscriptions.values()) this.deps.router.resumeSubscription(subscription);
+  }
+}

@@ -1,0 +1,70 @@
+// Raw TCP transport (what stompit and other native clients use): one socket, one Connection.
+
+import net from 'node:net';
+import { BatchingConnection } from './connection';
+import type { Connection } from './connection';
+
+/** How long an ended socket may wait for the peer's FIN before it is destroyed. */
+const END_TIMEOUT_MS = 5000;
+
+export class TcpConnection extends BatchingConnection {
+  readonly transport = 'tcp' as const;
+  private readonly socket: net.Socket;
+
+  constructor(socket: net.Socket, writeLimitBytes: number) {
+    super({ remoteAddress: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}` }, writeLimitBytes);
+    this.socket = socket;
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.handlers?.onData(chunk));
+    socket.on('error', (error) => this.closed(error));
+    socket.on('close', () => this.closed(undefined));
+  }
+
+  pauseReading(): void {
+    this.socket.pause();
+  }
+
+  resumeReading(): void {
+    this.socket.resume();
+  }
+
+  protected writeToSocket(bytes: Buffer, _isBinary: boolean, done: () => void): void {
+    this.socket.write(bytes, done);
+  }
+
+  protected endSocket(): void {
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), END_TIMEOUT_MS).unref();
+  }
+
+  protected destroySocket(): void {
+    this.socket.destroy();
+  }
+}
+
+export interface ListeningServer {
+  readonly port: number;
+  /** Stop accepting; existing connections are left to their sessions. */
+  close(): Promise<void>;
+}
+
+export interface TcpServerOptions {
+  host: string;
+  port: number;
+  writeLimitBytes: number;
+}
+
+export function listenTcp(options: TcpServerOptions, onConnection: (connection: Connection) => void): Promise<ListeningServer> {
+  const server = net.createServer((socket) => onConnection(new TcpConnection(socket, options.writeLimitBytes)));
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      const address = server.address() as net.AddressInfo;
+      resolve({
+        port: address.port,
+        close: () => new Promise<void>((done) => server.close(() => done())),
+      });
+    });
+  });
+}

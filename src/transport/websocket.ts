@@ -1,0 +1,113 @@
+// WebSocket transport (`ws`): STOMP over WebSocket as @stomp/stompjs speaks it.
+//
+// - Subprotocols v12.stomp, v11.stomp, v10.stomp are offered; a client asking for none is
+//   accepted too. The chosen one is only a hint: CONNECT's accept-version decides.
+// - A WebSocket message may hold any part of a frame or several frames: the session's
+//   decoder is a stream, so messages are just chunks.
+// - A batch of outgoing frames goes out as one message: text, unless some frame's body is
+//   not UTF-8, then binary (a text message must be valid UTF-8).
+
+import type { IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocketServer } from 'ws';
+import type { RawData, WebSocket } from 'ws';
+import { BatchingConnection } from './connection';
+import type { Connection } from './connection';
+import type { ListeningServer } from './tcp';
+
+export const STOMP_SUBPROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp'] as const;
+
+const CLOSE_TIMEOUT_MS = 5000;
+
+export class WsConnection extends BatchingConnection {
+  readonly transport = 'ws' as const;
+  private readonly ws: WebSocket;
+
+  constructor(ws: WebSocket, request: IncomingMessage, writeLimitBytes: number) {
+    super(
+      {
+        remoteAddress: `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`,
+        url: request.url ?? '/',
+        headers: request.headers,
+        ...(ws.protocol ? { subprotocol: ws.protocol } : {}),
+      },
+      writeLimitBytes,
+    );
+    this.ws = ws;
+    ws.on('message', (data: RawData) => this.handlers?.onData(toBuffer(data)));
+    ws.on('error', (error) => this.closed(error));
+    ws.on('close', () => this.closed(undefined));
+  }
+
+  pauseReading(): void {
+    this.ws.pause();
+  }
+
+  resumeReading(): void {
+    this.ws.resume();
+  }
+
+  protected writeToSocket(bytes: Buffer, isBinary: boolean, done: () => void): void {
+    this.ws.send(bytes, { binary: isBinary }, done);
+  }
+
+  protected endSocket(): void {
+    this.ws.close(1000);
+    setTimeout(() => this.ws.terminate(), CLOSE_TIMEOUT_MS).unref();
+  }
+
+  protected destroySocket(): void {
+    this.ws.terminate();
+  }
+}
+
+function toBuffer(data: RawData): Buffer {
+  if (Buffer.isBuffer(data)) return data;
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return Buffer.from(data);
+}
+
+/** Prefer the newest STOMP version the client offers; no offer (or none we know) is fine too. */
+export function chooseSubprotocol(offered: ReadonlySet<string>): string | false {
+  for (const protocol of STOMP_SUBPROTOCOLS) if (offered.has(protocol)) return protocol;
+  return false;
+}
+
+export interface WsServerOptions {
+  host: string;
+  port: number;
+  path: string;
+  writeLimitBytes: number;
+  /** Largest WebSocket message accepted; frames inside are limited by the decoder. */
+  maxMessageBytes: number;
+  /** Decides on the HTTP upgrade, before any STOMP frame: false refuses with 403. */
+  verifyHandshake?: (request: IncomingMessage) => boolean;
+}
+
+export function listenWebSocket(options: WsServerOptions, onConnection: (connection: Connection) => void): Promise<ListeningServer> {
+  return new Promise((resolve, reject) => {
+    const server = new WebSocketServer({
+      host: options.host,
+      port: options.port,
+      path: options.path,
+      maxPayload: options.maxMessageBytes,
+      perMessageDeflate: false,
+      clientTracking: false,
+      handleProtocols: (offered) => chooseSubprotocol(offered),
+      ...(options.verifyHandshake
+        ? { verifyClient: (info: { req: IncomingMessage }, callback: (ok: boolean, code?: number) => void) => callback(options.verifyHandshake!(info.req), 403) }
+        : {}),
+    });
+    server.on('connection', (ws, request) => onConnection(new WsConnection(ws, request, options.writeLimitBytes)));
+    server.once('error', reject);
+    server.once('listening', () => {
+      server.off('error', reject);
+      server.on('error', () => undefined);
+      const address = server.address() as AddressInfo;
+      resolve({
+        port: address.port,
+        close: () => new Promise<void>((done) => server.close(() => done())),
+      });
+    });
+  });
+}
