@@ -52,6 +52,9 @@ export type TransactionStep = () => void;
 
 const EOL = Buffer.from('\n');
 
+/** DISCONNECT answers before closing, SUBSCRIBE before stored queue messages flow. */
+const HANDLERS_SENDING_OWN_RECEIPT = new Set(['CONNECT', 'STOMP', 'DISCONNECT', 'SUBSCRIBE']);
+
 export class Session implements Subscriber, SessionView {
   readonly id = randomUUID();
   readonly connection: Connection;
@@ -187,7 +190,7 @@ export class Session implements Subscriber, SessionView {
   }
 
   private afterFrame(frame: Frame): void {
-    if (frame.command !== 'CONNECT' && frame.command !== 'STOMP' && frame.command !== 'DISCONNECT') this.sendReceiptFor(frame);
+    if (!HANDLERS_SENDING_OWN_RECEIPT.has(frame.command)) this.sendReceiptFor(frame);
   }
 
   private setWaiting(isWaiting: boolean): void {

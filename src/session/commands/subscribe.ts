@@ -25,6 +25,7 @@ export function handleSubscribe(session: Session, frame: Frame): void | Promise<
     const subscription = new Subscription(session, id, destination, ackMode as AckMode);
     session.subscriptions.set(id, subscription);
     events.emit('subscribe', { session: session.info(), subscriptionId: id, destination, ackMode });
+    session.sendReceiptFor(frame); // before any stored queue message the subscription releases
     router.subscribe(subscription);
   });
 }
