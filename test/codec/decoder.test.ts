@@ -1,0 +1,259 @@
+// Decoder behaviour the corpus cannot show: flow control (pause/resume), the version switch
+// between frames, the failed state, and the listener contract.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DEFAULT_LIMITS, Decoder, FrameError } from '../../src/codec';
+import type { DecoderOptions, Frame } from '../../src/codec';
+
+function send(body: string, extraHeaders = ''): string {
+  return `SEND\ndestination:/queue/a\n${extraHeaders}\n${body}\0`;
+}
+
+/** A decoder that records every frame body (as text) and heart-beat in `events`. */
+function recordingDecoder(options: DecoderOptions = {}, onFrame?: (frame: Frame, decoder: Decoder) => void) {
+  const events: string[] = [];
+  const frames: Frame[] = [];
+  const decoder: Decoder = new Decoder((frame) => {
+    events.push(`${frame.command}:${frame.body.toString('utf8')}`);
+    frames.push(frame);
+    onFrame?.(frame, decoder);
+  }, options);
+  decoder.setHeartbeatListener(() => events.push('heartbeat'));
+  return { decoder, events, frames };
+}
+
+test('pause() from inside onFrame holds the following frames until resume()', () => {
+  const { decoder, events } = recordingDecoder({}, (frame, d) => {
+    if (frame.body.toString() === 'one') d.pause();
+  });
+  decoder.push(Buffer.from(send('one') + '\n' + send('two') + send('three')));
+  assert.deepEqual(events, ['SEND:one']);
+  assert.ok(decoder.bufferedBytes > 0, 'the rest stays buffered');
+
+  decoder.push(Buffer.from(send('four')));
+  assert.deepEqual(events, ['SEND:one'], 'bytes pushed while paused are buffered, not decoded');
+
+  decoder.resume();
+  assert.deepEqual(events, ['SEND:one', 'heartbeat', 'SEND:two', 'SEND:three', 'SEND:four']);
+  assert.equal(decoder.bufferedBytes, 0);
+});
+
+test('pause() before any input: nothing comes out until resume()', () => {
+  const { decoder, events } = recordingDecoder();
+  decoder.pause();
+  decoder.push(Buffer.from(send('a')));
+  decoder.push(Buffer.from(send('b')));
+  assert.deepEqual(events, []);
+  decoder.resume();
+  assert.deepEqual(events, ['SEND:a', 'SEND:b']);
+});
+
+test('a frame split across pushes made while paused completes on resume()', () => {
+  const { decoder, events } = recordingDecoder({}, (frame, d) => {
+    if (frame.body.toString() === 'first') d.pause();
+  });
+  const second = Buffer.from(send('second', 'content-length:6\n'));
+  decoder.push(Buffer.concat([Buffer.from(send('first')), second.subarray(0, 10)]));
+  decoder.push(second.subarray(10, 30));
+  decoder.push(second.subarray(30));
+  assert.deepEqual(events, ['SEND:first']);
+  decoder.resume();
+  assert.deepEqual(events, ['SEND:first', 'SEND:second']);
+});
+
+test('resume() called from inside onFrame continues the running loop, in order, without re-entering onFrame', () => {
+  let depth = 0;
+  let maxDepth = 0;
+  const { decoder, events } = recordingDecoder({}, (frame, d) => {
+    depth++;
+    maxDepth = Math.max(maxDepth, depth);
+    if (frame.body.toString() === 'b') {
+      // A synchronous step (say, an authenticator answering at once): pause, then resume at once.
+      d.pause();
+      d.resume();
+      events.push('after resume() inside onFrame');
+    }
+    depth--;
+  });
+  decoder.pause();
+  decoder.push(Buffer.from(send('a') + send('b') + send('c') + send('d')));
+  assert.deepEqual(events, []);
+  decoder.resume();
+  assert.deepEqual(events, ['SEND:a', 'SEND:b', 'after resume() inside onFrame', 'SEND:c', 'SEND:d']);
+  assert.equal(maxDepth, 1, 'onFrame is never re-entered');
+});
+
+test('pause() then a later resume() from another frame-free context (async authentication)', async () => {
+  const { decoder, events } = recordingDecoder({}, (frame, d) => {
+    if (frame.command === 'CONNECT') d.pause();
+  });
+  decoder.push(Buffer.from('CONNECT\naccept-version:1.2\nhost:h\n\n\0' + send('early')));
+  assert.deepEqual(events, ['CONNECT:']);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(events, ['CONNECT:'], 'still paused after a tick');
+  decoder.resume();
+  assert.deepEqual(events, ['CONNECT:', 'SEND:early']);
+});
+
+test('resume() surfaces a FrameError in input buffered while paused', () => {
+  const { decoder, events } = recordingDecoder();
+  decoder.pause();
+  decoder.push(Buffer.from(send('ok') + 'send\n\n\0'));
+  assert.deepEqual(events, []);
+  assert.throws(() => decoder.resume(), (err: unknown) => err instanceof FrameError && err.code === 'UNKNOWN_COMMAND');
+  assert.deepEqual(events, ['SEND:ok']);
+  assert.equal(decoder.isFailed, true);
+});
+
+test('resume() without pause() is a no-op', () => {
+  const { decoder, events } = recordingDecoder();
+  decoder.resume();
+  decoder.push(Buffer.from(send('x')));
+  decoder.resume();
+  assert.deepEqual(events, ['SEND:x']);
+});
+
+test('decoder.version set in onFrame applies to the next frame of the same chunk', () => {
+  const values: string[] = [];
+  const decoder = new Decoder((frame) => {
+    if (frame.command === 'CONNECT') {
+      decoder.version = '1.0';
+      return;
+    }
+    values.push(frame.headers.find(([name]) => name === 'k')![1]);
+    decoder.version = '1.2';
+  });
+  decoder.push(Buffer.from(
+    'CONNECT\naccept-version:1.0\nhost:h\n\n\0' +
+    'SEND\ndestination:/q\nk:a\\cb\n\n\0' + // read as 1.0: literal
+    'SEND\ndestination:/q\nk:a\\cb\n\n\0', // read as 1.2: unescaped
+  ));
+  assert.deepEqual(values, ['a\\cb', 'a:b']);
+});
+
+test('switching to 1.1 in onFrame makes \\r in the next frame of the same chunk a BAD_ESCAPE', () => {
+  const { decoder, events } = recordingDecoder({}, (_frame, d) => {
+    d.version = '1.1';
+  });
+  assert.throws(
+    () => decoder.push(Buffer.from(send('first', 'k:a\\rb\n') + send('second', 'k:a\\rb\n'))),
+    (err: unknown) => err instanceof FrameError && err.code === 'BAD_ESCAPE',
+  );
+  assert.deepEqual(events, ['SEND:first'], 'the first frame was still read as 1.2');
+});
+
+test('a failed decoder ignores further input and stays failed', () => {
+  const { decoder, events } = recordingDecoder();
+  assert.equal(decoder.isFailed, false);
+  assert.throws(() => decoder.push(Buffer.from('SEND\nno colon here\n\n\0')), (err: unknown) => err instanceof FrameError && err.code === 'MALFORMED_HEADER');
+  assert.equal(decoder.isFailed, true);
+  decoder.push(Buffer.from('\n' + send('after')));
+  decoder.push(Buffer.from('garbage\n'));
+  decoder.pause();
+  decoder.resume();
+  assert.deepEqual(events, []);
+  assert.equal(decoder.isFailed, true);
+});
+
+test('a failure in the middle of a chunk delivers the frames before it, then nothing', () => {
+  const { decoder, events } = recordingDecoder();
+  assert.throws(() => decoder.push(Buffer.from(send('one') + '\n' + send('two', 'k:\\x\n') + send('three'))), FrameError);
+  assert.deepEqual(events, ['SEND:one', 'heartbeat']);
+});
+
+test('the FrameError carries its code, a message and the name FrameError', () => {
+  const decoder = new Decoder(() => {}, { limits: { maxHeaders: 1 } });
+  try {
+    decoder.push(Buffer.from('SEND\na:1\nb:2\n\n\0'));
+    assert.fail('expected a FrameError');
+  } catch (err) {
+    assert.ok(err instanceof FrameError);
+    assert.ok(err instanceof Error);
+    assert.equal(err.code, 'TOO_MANY_HEADERS');
+    assert.equal(err.name, 'FrameError');
+    assert.match(err.message, /1 headers/);
+  }
+});
+
+test('an exception thrown by onFrame propagates and is not turned into a FrameError', () => {
+  const decoder = new Decoder(() => {
+    throw new RangeError('handler bug');
+  });
+  assert.throws(() => decoder.push(Buffer.from(send('x'))), RangeError);
+});
+
+test('heart-beats without a listener are skipped silently', () => {
+  const frames: Frame[] = [];
+  const decoder = new Decoder((frame) => frames.push(frame));
+  decoder.push(Buffer.from('\n\r\n\n' + send('x') + '\n'));
+  assert.equal(frames.length, 1);
+});
+
+test('the heart-beat listener fires per LF as it arrives, even with no frame yet', () => {
+  const { decoder, events } = recordingDecoder();
+  decoder.push(Buffer.from('\r'));
+  assert.deepEqual(events, [], 'a CR alone is not yet an EOL');
+  decoder.push(Buffer.from('\n'));
+  assert.deepEqual(events, ['heartbeat']);
+  decoder.push(Buffer.from('\n\n'));
+  assert.deepEqual(events, ['heartbeat', 'heartbeat', 'heartbeat']);
+});
+
+test('every frame gets its own headers array and body', () => {
+  const { decoder, frames } = recordingDecoder();
+  decoder.push(Buffer.from(send('one', 'x:1\n') + send('two', 'y:2\n')));
+  assert.equal(frames.length, 2);
+  assert.notEqual(frames[0]!.headers, frames[1]!.headers);
+  assert.deepEqual(frames[0]!.headers, [['destination', '/queue/a'], ['x', '1']]);
+  assert.deepEqual(frames[1]!.headers, [['destination', '/queue/a'], ['y', '2']]);
+  assert.equal(frames[0]!.body.toString(), 'one');
+});
+
+test('a body that arrives in many chunks is delivered whole', () => {
+  const body = Buffer.alloc(5000, 0x41);
+  body[100] = 0;
+  const bytes = Buffer.concat([Buffer.from(`SEND\ndestination:/q\ncontent-length:${body.length}\n\n`), body, Buffer.from([0])]);
+  const { decoder, frames } = recordingDecoder();
+  for (let i = 0; i < bytes.length; i += 333) decoder.push(bytes.subarray(i, i + 333));
+  assert.equal(frames.length, 1);
+  assert.ok(frames[0]!.body.equals(body));
+});
+
+test('bufferedBytes counts a pending body and drops to 0 once the frame is out', () => {
+  const { decoder, frames } = recordingDecoder();
+  decoder.push(Buffer.from('SEND\ndestination:/q\ncontent-length:10\n\n01234'));
+  assert.equal(decoder.bufferedBytes, 5);
+  decoder.push(Buffer.from('567'));
+  assert.equal(decoder.bufferedBytes, 8);
+  decoder.push(Buffer.from('89\0'));
+  assert.equal(frames.length, 1);
+  assert.equal(decoder.bufferedBytes, 0);
+});
+
+test('empty pushes change nothing', () => {
+  const { decoder, events } = recordingDecoder();
+  decoder.push(Buffer.alloc(0));
+  decoder.push(Buffer.from('SEND\ndestination:/q\n'));
+  decoder.push(Buffer.alloc(0));
+  decoder.push(Buffer.from('\nz\0'));
+  assert.deepEqual(events, ['SEND:z']);
+});
+
+test('server commands are refused by default and accepted with acceptServerCommands', () => {
+  const message = Buffer.from('MESSAGE\ndestination:/q\nmessage-id:1\nsubscription:0\n\nm\0');
+  assert.throws(() => new Decoder(() => {}).push(message), (err: unknown) => err instanceof FrameError && err.code === 'UNKNOWN_COMMAND');
+  const { decoder, events } = recordingDecoder({ acceptServerCommands: true });
+  decoder.push(message);
+  assert.deepEqual(events, ['MESSAGE:m']);
+});
+
+test('DEFAULT_LIMITS are frozen and partial overrides keep the other defaults', () => {
+  assert.ok(Object.isFrozen(DEFAULT_LIMITS));
+  assert.deepEqual({ ...DEFAULT_LIMITS }, { maxFrameBytes: 1024 * 1024, maxHeaders: 64, maxHeaderLineBytes: 8 * 1024 });
+  // maxHeaders overridden; the default maxHeaderLineBytes (8192) still allows an 8000-byte line.
+  const { decoder, events } = recordingDecoder({ limits: { maxHeaders: 2 } });
+  decoder.push(Buffer.from(send('ok', `x:${'v'.repeat(8000)}\n`)));
+  assert.deepEqual(events, ['SEND:ok']);
+  assert.throws(() => decoder.push(Buffer.from(send('no', 'x:1\ny:2\n'))), (err: unknown) => err instanceof FrameError && err.code === 'TOO_MANY_HEADERS');
+});

@@ -1,0 +1,101 @@
+// Heart-beats on the wire and stale-session detection.
+
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import type { DisconnectEvent } from '../../src/session/events';
+import type { RunningServer } from '../../src/server';
+import { startBroker } from '../helpers/broker';
+import { RawClient, header } from '../helpers/raw-client';
+
+const brokers: RunningServer[] = [];
+const clients: RawClient[] = [];
+
+async function broker(overrides: Record<string, string>): Promise<RunningServer> {
+  const b = await startBroker(overrides);
+  brokers.push(b);
+  return b;
+}
+
+async function client(b: RunningServer): Promise<RawClient> {
+  const c = await RawClient.tcp(b.tcpPort!);
+  clients.push(c);
+  return c;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+after(async () => {
+  for (const c of clients) c.destroy();
+  await Promise.all(brokers.map((b) => b.stop()));
+});
+
+describe('heart-beats', { timeout: 15000 }, () => {
+  it('CONNECTED states the server setting, and the server sends EOLs while idle', async () => {
+    const b = await broker({ HEARTBEAT: '100,100' });
+    const c = await client(b);
+    const connected = await c.connect({ 'heart-beat': '0,100' });
+    assert.equal(header(connected, 'heart-beat'), '100,100');
+    await sleep(650);
+    assert.ok(c.heartbeatsReceived >= 4, `got ${c.heartbeatsReceived} heart-beats in 650 ms at a 100 ms interval`);
+    assert.ok(c.heartbeatsReceived <= 14, `got ${c.heartbeatsReceived}: far more than one per interval`);
+  });
+
+  it('no EOLs when the client does not want them', async () => {
+    const b = await broker({ HEARTBEAT: '100,100' });
+    const c = await client(b);
+    await c.connect({ 'heart-beat': '0,0' });
+    await sleep(350);
+    assert.equal(c.heartbeatsReceived, 0);
+  });
+
+  it('a peer that keeps sending EOLs stays connected', async () => {
+    const b = await broker({ HEARTBEAT: '100,100', HEARTBEAT_GRACE: '1.5' });
+    const c = await client(b);
+    await c.connect({ 'heart-beat': '100,0' });
+    for (let i = 0; i < 8; i++) {
+      await sleep(60);
+      c.send('\n');
+    }
+    assert.equal(c.isClosed, false);
+  });
+
+  it('a silent peer is declared dead after interval × grace and cleaned up like a DISCONNECT', async () => {
+    const b = await broker({ HEARTBEAT: '100,100', HEARTBEAT_GRACE: '2' });
+    const disconnects: DisconnectEvent[] = [];
+    b.events.on('disconnect', (e) => disconnects.push(e));
+
+    const silent = await client(b);
+    const connectedAt = Date.now();
+    await silent.connect({ 'heart-beat': '100,0', login: 'ghost' });
+    silent.sendFrame('SUBSCRIBE', { id: 's', destination: '/queue/stale', ack: 'client-individual' });
+    silent.sendFrame('SUBSCRIBE', { id: 't', destination: '/topic/stale' });
+    silent.sendFrame('BEGIN', { transaction: 'open' });
+    silent.sendFrame('SEND', { destination: '/topic/stale', transaction: 'open', receipt: 'r' }, 'never committed');
+    await silent.expect('RECEIPT');
+    const pub = await client(b);
+    await pub.connect({ 'heart-beat': '0,0' });
+    pub.sendFrame('SEND', { destination: '/queue/stale' }, 'unacked');
+    await silent.expect('MESSAGE');
+
+    await silent.waitClosed(3000);
+    const elapsed = Date.now() - connectedAt;
+    assert.ok(elapsed >= 200, `closed after ${elapsed} ms, before 100 ms × 2`);
+    const event = disconnects.find((e) => e.session.userId === 'ghost');
+    assert.equal(event?.reason, 'heartbeat-timeout');
+
+    const heir = await client(b);
+    await heir.connect({ 'heart-beat': '0,0' });
+    heir.sendFrame('SUBSCRIBE', { id: 'h', destination: '/queue/stale' });
+    const redelivered = await heir.expect('MESSAGE');
+    assert.equal(redelivered.body.toString(), 'unacked');
+    assert.equal(b.router.stats().topics, 0, 'the dead session left no topic subscription behind');
+  });
+
+  it('a connection that sends no CONNECT in time is closed', async () => {
+    const b = await broker({ CONNECT_TIMEOUT_MS: '150' });
+    const c = await client(b);
+    const error = await c.expect('ERROR', 2000);
+    assert.match(header(error, 'message') ?? '', /^CONNECT_TIMEOUT/);
+    await c.waitClosed();
+  });
+});
