@@ -2,7 +2,9 @@
 //
 // Invariants:
 // - Buffered bytes never exceed the limits: the header phase holds at most one partial
-//   line (<= maxHeaderLineBytes), the body phase at most maxFrameBytes.
+//   line (<= maxHeaderLineBytes + 1, for a CR), the body phase at most maxFrameBytes.
+// - Frames hold views into the pushed chunks (no copy): a caller must not reuse a chunk's
+//   memory after pushing it. Node sockets and `ws` hand out fresh buffers.
 // - Parsed header lines are consumed as they complete, so a frame fed one byte at a time
 //   is scanned once, not once per byte.
 // - EOLs between frames are heart-beats, reported through onHeartbeat, never frames.
@@ -126,7 +128,9 @@ export class Decoder {
     } catch (err) {
       this.phase = Phase.Failed;
       this.buf = EMPTY_BODY;
+      this.pos = 0;
       this.bodyParts = [];
+      this.bodyBytes = 0;
       throw err;
     } finally {
       this.isDraining = false;

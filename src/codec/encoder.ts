@@ -15,10 +15,16 @@ export function encodeHeaderLines(headers: readonly Header[], version: StompVers
   for (let i = 0; i < headers.length; i++) {
     const [name, value] = headers[i]!;
     if (name === 'content-length') continue;
-    if (isRaw) out += `${name}:${value}\n`;
+    // Unescaped frames (CONNECT/CONNECTED) cannot carry a line break: fold it rather than
+    // let a value (a login, a token's subject) inject a header.
+    if (isRaw) out += `${foldLineBreaks(name)}:${foldLineBreaks(value)}\n`;
     else out += `${escapeHeader(name, version)}:${escapeHeader(value, version)}\n`;
   }
   return out;
+}
+
+function foldLineBreaks(text: string): string {
+  return text.includes('\n') || text.includes('\r') ? text.replace(/[\r\n]/g, ' ') : text;
 }
 
 /** Everything after the per-subscriber head: headers, content-length, blank line, body, NUL. */

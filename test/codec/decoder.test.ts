@@ -148,8 +148,10 @@ test('a failed decoder ignores further input and stays failed', () => {
   assert.equal(decoder.isFailed, false);
   assert.throws(() => decoder.push(Buffer.from('SEND\nno colon here\n\n\0')), (err: unknown) => err instanceof FrameError && err.code === 'MALFORMED_HEADER');
   assert.equal(decoder.isFailed, true);
+  const bufferedAtFailure = decoder.bufferedBytes;
   decoder.push(Buffer.from('\n' + send('after')));
   decoder.push(Buffer.from('garbage\n'));
+  assert.equal(decoder.bufferedBytes, bufferedAtFailure, 'nothing more is buffered');
   decoder.pause();
   decoder.resume();
   assert.deepEqual(events, []);

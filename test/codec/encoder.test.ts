@@ -88,7 +88,7 @@ test('repeated headers are all written; the reader keeps the first', () => {
 test('encodeHeaderLines skips content-length and honours isRaw', () => {
   const headers: Header[] = [['a', 'b:c'], ['content-length', '4'], ['d', 'e\nf']];
   assert.equal(encodeHeaderLines(headers, '1.2'), 'a:b\\cc\nd:e\\nf\n');
-  assert.equal(encodeHeaderLines(headers, '1.2', true), 'a:b:c\nd:e\nf\n');
+  assert.equal(encodeHeaderLines(headers, '1.2', true), 'a:b:c\nd:e f\n', 'raw (CONNECT/CONNECTED) values fold line breaks instead of injecting a header');
   assert.equal(encodeHeaderLines([], '1.2'), '');
 });
 

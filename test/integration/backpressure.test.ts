@@ -1,0 +1,106 @@
+// A subscriber that stops reading is not fed without bound: past the write-buffer limit
+// its messages are dropped and counted (policy drop) or it is disconnected (policy disconnect).
+
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, describe, it } from 'node:test';
+import type { RunningServer } from '../../src/server';
+import { startBroker } from '../helpers/broker';
+import { RawClient, header } from '../helpers/raw-client';
+
+const brokers: RunningServer[] = [];
+const sockets: net.Socket[] = [];
+const clients: RawClient[] = [];
+
+after(async () => {
+  for (const s of sockets) s.destroy();
+  for (const c of clients) c.destroy();
+  await Promise.all(brokers.map((b) => b.stop()));
+});
+
+/** A subscriber that never reads after its RECEIPT. */
+async function stalledSubscriber(b: RunningServer, destination: string): Promise<net.Socket> {
+  const socket = net.connect(b.tcpPort!, '127.0.0.1');
+  sockets.push(socket);
+  socket.setNoDelay(true);
+  await new Promise((resolve) => socket.once('connect', resolve));
+  socket.write(`CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\nlogin:slow\n\n\0SUBSCRIBE\nid:1\ndestination:${destination}\nreceipt:r\n\n\0`);
+  let seen = '';
+  await new Promise<void>((resolve) => {
+    const onData = (chunk: Buffer) => {
+      seen += chunk.toString();
+      if (seen.includes('RECEIPT')) {
+        socket.off('data', onData);
+        resolve();
+      }
+    };
+    socket.on('data', onData);
+  });
+  socket.pause();
+  return socket;
+}
+
+async function flood(b: RunningServer, destination: string, count: number, bodyBytes: number): Promise<RawClient> {
+  const pub = await RawClient.tcp(b.tcpPort!);
+  clients.push(pub);
+  await pub.connect();
+  const body = 'x'.repeat(bodyBytes);
+  // Small bursts, paced: a reading subscriber never has more than a burst outstanding.
+  for (let i = 0; i < count; i += 8) {
+    let burst = '';
+    for (let j = i; j < Math.min(count, i + 8); j++) burst += `SEND\ndestination:${destination}\n\n${body}\0`;
+    pub.send(burst);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+  pub.sendFrame('SEND', { destination: '/topic/none', receipt: 'done' });
+  await pub.expect('RECEIPT', 10000);
+  return pub;
+}
+
+describe('slow consumers', { timeout: 30000 }, () => {
+  it('drop policy: the outbound buffer stays bounded, drops are counted, a fast subscriber gets everything', async () => {
+    const b = await startBroker({ HEARTBEAT: '0,0', WRITE_BUFFER_LIMIT_BYTES: '262144', SLOW_CONSUMER_POLICY: 'drop' });
+    brokers.push(b);
+    await stalledSubscriber(b, '/topic/flood');
+    const fast = await RawClient.tcp(b.tcpPort!);
+    clients.push(fast);
+    await fast.connect();
+    fast.sendFrame('SUBSCRIBE', { id: 'f', destination: '/topic/flood', receipt: 'r' });
+    await fast.expect('RECEIPT');
+
+    await flood(b, '/topic/flood', 3000, 8 * 1024); // ~24 MiB: more than loopback socket buffers hold
+    const slow = [...b.sessions()].find((s) => s.principal?.userId === 'slow')!;
+    assert.ok(slow.droppedMessages > 0, 'messages were dropped for the stalled subscriber');
+    assert.ok(slow.connection.bufferedBytes <= 262144 + 16 * 1024, `buffered ${slow.connection.bufferedBytes} bytes`);
+    await fast.waitUntil(() => fast.frames.filter((f) => f.command === 'MESSAGE').length === 3000, 10000, 'all 3000 messages');
+  });
+
+  it('disconnect policy: the stalled subscriber is closed with SLOW_CONSUMER', async () => {
+    const b = await startBroker({ HEARTBEAT: '0,0', WRITE_BUFFER_LIMIT_BYTES: '262144', SLOW_CONSUMER_POLICY: 'disconnect' });
+    brokers.push(b);
+    const reasons: string[] = [];
+    b.events.on('disconnect', (e) => reasons.push(`${e.reason} ${e.errorCode ?? ''}`));
+    const socket = await stalledSubscriber(b, '/topic/flood2');
+    const closed = new Promise((resolve) => socket.once('close', resolve));
+    await flood(b, '/topic/flood2', 3000, 8 * 1024);
+    assert.deepEqual(reasons, ['kicked SLOW_CONSUMER']);
+    socket.resume();
+    await closed;
+  });
+
+  it('a queue holds messages back from a stalled consumer instead of dropping them', async () => {
+    const b = await startBroker({ HEARTBEAT: '0,0', WRITE_BUFFER_LIMIT_BYTES: '262144', MAX_QUEUE_MESSAGES: '100000' });
+    brokers.push(b);
+    await stalledSubscriber(b, '/queue/flood');
+    await flood(b, '/queue/flood', 3000, 8 * 1024);
+    assert.ok(b.router.queueDepth('/queue/flood') > 0, 'messages wait in the queue');
+    const slow = [...b.sessions()].find((s) => s.principal?.userId === 'slow')!;
+    assert.equal(slow.droppedMessages, 0);
+    const other = await RawClient.tcp(b.tcpPort!);
+    clients.push(other);
+    await other.connect();
+    other.sendFrame('SUBSCRIBE', { id: 'o', destination: '/queue/flood' });
+    await other.waitUntil(() => b.router.queueDepth('/queue/flood') === 0, 10000, 'the queue to drain to the reader');
+    assert.equal(header(other.frames[1]!, 'destination'), '/queue/flood');
+  });
+});
