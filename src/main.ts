@@ -16,7 +16,6 @@ async function main(): Promise<void> {
     throw error;
   }
   const server = await startServer(config);
-  server.logger.warn('embedded mode: everything in memory, no Redis, no authentication (the CONNECT login is taken as the user id)');
 
   let isStopping = false;
   const stop = (signal: string): void => {

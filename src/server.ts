@@ -48,6 +48,9 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     messageIdPrefix: randomBytes(4).toString('hex'),
   });
   const interceptors = options.interceptors ?? [loginAsUserId()];
+  if (options.interceptors === undefined) {
+    logger.warn('embedded mode: everything in memory, no Redis, no authentication (the CONNECT login is taken as the user id)');
+  }
   const open = new Set<Session>();
   const deps: SessionDeps = {
     router,

@@ -1,0 +1,45 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { CONFIG_DEFAULTS, ConfigError, loadConfig } from '../src/config';
+
+describe('configuration', () => {
+  it('defaults: loopback, 61613 and 15674 on /ws, heart-beats 10000,10000, grace 2, CONNECT within 10 s', () => {
+    const config = loadConfig({});
+    assert.equal(config.host, '127.0.0.1');
+    assert.equal(config.stompPort, 61613);
+    assert.equal(config.wsPort, 15674);
+    assert.equal(config.wsPath, '/ws');
+    assert.deepEqual(config.heartbeat, { sendMs: 10000, receiveMs: 10000 });
+    assert.equal(config.heartbeatGrace, 2);
+    assert.equal(config.connectTimeoutMs, 10000);
+    assert.equal(config.limits.maxFrameBytes, 1048576);
+    assert.ok(Object.isFrozen(config));
+  });
+
+  it('reads every variable', () => {
+    const config = loadConfig({
+      HOST: '0.0.0.0', STOMP_PORT: 'off', WS_PORT: '8080', WS_PATH: '/stomp', HEARTBEAT: '5000,0', HEARTBEAT_GRACE: '1.5',
+      MAX_FRAME_BYTES: '2048', MAX_HEADERS: '10', MAX_HEADER_LINE_BYTES: '100', TOPIC_PREFIX: '/t/', QUEUE_PREFIX: '/q/',
+      LOG_LEVEL: 'debug', SLOW_CONSUMER_POLICY: 'disconnect', WRITE_BUFFER_LIMIT_BYTES: '4096', MAX_QUEUE_MESSAGES: '5',
+    });
+    assert.equal(config.stompPort, undefined);
+    assert.equal(config.wsPort, 8080);
+    assert.deepEqual(config.heartbeat, { sendMs: 5000, receiveMs: 0 });
+    assert.deepEqual(config.limits, { maxFrameBytes: 2048, maxHeaders: 10, maxHeaderLineBytes: 100 });
+    assert.equal(config.slowConsumerPolicy, 'disconnect');
+    assert.equal(config.topicPrefix, '/t/');
+  });
+
+  it('names the variable of a bad value', () => {
+    assert.throws(() => loadConfig({ WS_PORT: 'eighty' }), (e: unknown) => e instanceof ConfigError && e.variable === 'WS_PORT');
+    assert.throws(() => loadConfig({ QUEUE_PREFIX: '/topic/x/' }), (e: unknown) => e instanceof ConfigError && e.variable === 'QUEUE_PREFIX');
+    assert.throws(() => loadConfig({ STOMP_PORT: 'off', WS_PORT: 'off' }), (e: unknown) => e instanceof ConfigError && e.variable === 'STOMP_PORT');
+  });
+
+  it('README documents every variable with its default', () => {
+    const readme = require('node:fs').readFileSync(require('node:path').resolve(__dirname, '../../README.md'), 'utf8') as string;
+    for (const [name, fallback] of Object.entries(CONFIG_DEFAULTS)) {
+      assert.match(readme, new RegExp(`\\| \`${name}\` \\| \`${fallback.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}\` \\|`), `${name} row with default ${fallback}`);
+    }
+  });
+});

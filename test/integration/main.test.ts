@@ -1,0 +1,116 @@
+// The command-line entry as a user runs it: `node dist/src/main.js` (what `npm start` runs
+// after building), configuration from the environment, logs, signals.
+
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import { RawClient, header } from '../helpers/raw-client';
+
+const MAIN = path.resolve(__dirname, '../../src/main.js');
+
+interface Started {
+  child: ChildProcess;
+  lines: Record<string, unknown>[];
+  stompPort: number;
+  wsPort: number;
+  exit: Promise<number | null>;
+}
+
+function start(env: Record<string, string> = {}): Promise<Started> {
+  const child = spawn(process.execPath, [MAIN], {
+    env: { PATH: process.env.PATH ?? '', STOMP_PORT: '0', WS_PORT: '0', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: Record<string, unknown>[] = [];
+  const exit = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    let pending = '';
+    const timer = setTimeout(() => reject(new Error('stompd did not report listening')), 8000);
+    child.stdout!.on('data', (chunk: Buffer) => {
+      pending += chunk.toString();
+      let eol: number;
+      while ((eol = pending.indexOf('\n')) !== -1) {
+        const line = JSON.parse(pending.slice(0, eol)) as Record<string, unknown>;
+        pending = pending.slice(eol + 1);
+        lines.push(line);
+        if (line.msg === 'stompd listening') {
+          clearTimeout(timer);
+          resolve({ child, lines, stompPort: line.stompPort as number, wsPort: line.wsPort as number, exit });
+        }
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`stompd exited with ${code}`)));
+  });
+}
+
+async function waitForLine(started: Started, predicate: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + 3000;
+  for (;;) {
+    const found = started.lines.find(predicate);
+    if (found) return found;
+    if (Date.now() > deadline) throw new Error('log line not found');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe('running stompd', { timeout: 30000 }, () => {
+  it('embedded mode: listens on loopback, warns, logs the session id, exits 0 on SIGTERM', async () => {
+    const started = await start();
+    try {
+      const listening = started.lines.find((l) => l.msg === 'stompd listening')!;
+      assert.equal(listening.host, '127.0.0.1');
+      assert.ok(started.lines.some((l) => l.level === 40 && String(l.msg).startsWith('embedded mode')), 'a warning about embedded mode');
+
+      const client = await RawClient.tcp(started.stompPort);
+      const connected = await client.connect({ login: 'maria' });
+      const sessionId = header(connected, 'session');
+      const line = await waitForLine(started, (l) => l.msg === 'session connected');
+      assert.equal(line.sessionId, sessionId);
+      assert.equal(line.userId, 'maria');
+
+      const ws = await RawClient.ws(started.wsPort);
+      await ws.connect();
+
+      started.child.kill('SIGTERM');
+      assert.match(header(await client.expect('ERROR'), 'message') ?? '', /^SERVER_SHUTDOWN/);
+      assert.match(header(await ws.expect('ERROR'), 'message') ?? '', /^SERVER_SHUTDOWN/);
+      assert.equal(await started.exit, 0);
+      const closed = await waitForLine(started, (l) => l.msg === 'session closed');
+      assert.equal(closed.reason, 'shutdown');
+    } finally {
+      started.child.kill('SIGKILL');
+    }
+  });
+
+  it('SIGINT stops it too, with exit code 0', async () => {
+    const started = await start({ HOST: '127.0.0.1' });
+    started.child.kill('SIGINT');
+    assert.equal(await started.exit, 0);
+  });
+
+  it('a bad configuration value stops the start with one line naming the variable', () => {
+    for (const [variable, value] of [
+      ['HEARTBEAT', 'often'],
+      ['HEARTBEAT_GRACE', '0.5'],
+      ['STOMP_PORT', '70000'],
+      ['WS_PATH', 'ws'],
+      ['MAX_FRAME_BYTES', '-1'],
+      ['CONNECT_TIMEOUT_MS', 'soon'],
+      ['LOG_LEVEL', 'loud'],
+      ['SLOW_CONSUMER_POLICY', 'ignore'],
+    ]) {
+      const result = spawnSync(process.execPath, [MAIN], {
+        env: { PATH: process.env.PATH ?? '', STOMP_PORT: '0', WS_PORT: '0', [variable!]: value! },
+        encoding: 'utf8',
+        timeout: 5000,
+      });
+      assert.equal(result.status, 1, `${variable}=${value} exits 1`);
+      const lines = result.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, `one line for ${variable}: ${result.stderr}`);
+      assert.match(lines[0]!, new RegExp(`^stompd: invalid configuration: ${variable}=`));
+      assert.equal(result.stdout, '', 'nothing started');
+    }
+  });
+});

@@ -1,0 +1,72 @@
+// The project's shape as the design card fixes it, and the module arrows of ARCHITECTURE.md.
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+
+const ROOT = path.resolve(__dirname, '../..');
+const read = (file: string) => fs.readFileSync(path.join(ROOT, file), 'utf8');
+
+function sourceFiles(dir: string): string[] {
+  return fs.readdirSync(path.join(ROOT, dir), { withFileTypes: true }).flatMap((entry) => {
+    const relative = path.join(dir, entry.name);
+    return entry.isDirectory() ? sourceFiles(relative) : entry.name.endsWith('.ts') ? [relative] : [];
+  });
+}
+
+function imports(file: string): string[] {
+  return [...read(file).matchAll(/^import [^;]*? from '([^']+)';/gms)].map((m) => m[1]!);
+}
+
+describe('layout', () => {
+  it('has the top level the design card fixes', () => {
+    for (const entry of ['package.json', 'tsconfig.json', 'src', 'frames', 'test', 'bench', 'docker-compose.yml', 'README.md', '.ci/run']) {
+      assert.ok(fs.existsSync(path.join(ROOT, entry)), entry);
+    }
+  });
+
+  it('type-checks strictly', () => {
+    const tsconfig = JSON.parse(read('tsconfig.json')) as { compilerOptions: { strict: boolean } };
+    assert.equal(tsconfig.compilerOptions.strict, true);
+  });
+
+  it('depends at run time on ws and pino only for now; STOMP clients are dev-only', () => {
+    const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
+    assert.deepEqual(Object.keys(pkg.dependencies).sort(), ['pino', 'ws']);
+    for (const client of ['@stomp/stompjs', 'stompit', 'fast-check']) assert.ok(pkg.devDependencies[client], client);
+  });
+
+  it('src/ uses no STOMP library', () => {
+    for (const file of sourceFiles('src')) {
+      for (const spec of imports(file)) assert.ok(!/stomp/i.test(spec), `${file} imports ${spec}`);
+    }
+  });
+
+  it('the codec imports nothing else of ours; nothing imports server.ts but main.ts', () => {
+    for (const file of sourceFiles('src/codec')) {
+      for (const spec of imports(file)) assert.ok(!spec.startsWith('.') || spec.startsWith('./'), `${file} imports ${spec}`);
+    }
+    for (const file of sourceFiles('src')) {
+      if (file === path.join('src', 'main.ts')) continue;
+      for (const spec of imports(file)) assert.ok(!/(^|\/)server$/.test(spec), `${file} imports ${spec}`);
+    }
+  });
+
+  it('the broker knows sessions only through its Subscriber interface', () => {
+    for (const file of sourceFiles('src/broker')) {
+      for (const spec of imports(file)) assert.ok(!spec.includes('session'), `${file} imports ${spec}`);
+    }
+  });
+
+  it('.ci/run installs with npm ci and runs exactly the README test command', () => {
+    const ci = read('.ci/run');
+    assert.match(ci, /^npm ci\b/m);
+    const readme = read('README.md');
+    const command = /^(npm test)\s/m.exec(readme.slice(readme.indexOf('```sh')))?.[1];
+    assert.equal(command, 'npm test');
+    const lines = ci.split('\n').map((l) => l.trim());
+    assert.equal(lines.filter((l) => l === command).length, 1);
+    assert.ok(lines.indexOf(command!) > lines.findIndex((l) => l.startsWith('npm ci')));
+  });
+});
