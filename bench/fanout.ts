@@ -1,0 +1,355 @@
+// Fan-out benchmark: one publisher, N subscribers on one topic, over TCP and WebSocket.
+// Prints one JSON object per transport on stdout (progress goes to stderr): deliveries per
+// second, latency percentiles from a sample of subscribers, and deliveries that never came.
+//
+// Invariants:
+// - The broker runs in another process (spawned stompd, or --target), on another core when
+//   there are two, so the numbers are the broker's and not the load generator's.
+// - Every subscriber's SUBSCRIBE is acknowledged by a RECEIPT before the first SEND.
+// - The publisher keeps at most --window messages in flight towards the tracker subscriber
+//   (the last to subscribe, so the last a broker that fans out in subscription order
+//   writes to), and at most window × N deliveries outstanding over all subscribers; so a
+//   healthy broker never needs to drop, and any shortfall is the broker's.
+// - Each run is bounded: --timeout for the run, --idle without a delivery, and a hard
+//   process timeout on top that kills the broker and exits.
+
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { spawnStompd } from './broker-process';
+import type { BrokerLogStats, StompdProcess } from './broker-process';
+import { canPin, ownCpuSeconds, pinProcess, pinThreadsUntilRestored, processCpuSeconds } from './cpu';
+import { OptionError, USAGE, parseFanoutOptions } from './fanout-options';
+import type { FanoutOptions } from './fanout-options';
+import { LatencyRecorder } from './latency';
+import type { LatencySummaryMs } from './latency';
+import { LoadClient } from './load-client';
+import type { DeliveryListener, Endpoint, Transport } from './load-client';
+import { makeBody, nowMicros, writeTimestamp } from './payload';
+
+const BROKER_CPU = 0;
+const BENCH_CPU = 1;
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+const BROKER_READY_TIMEOUT_MS = 10_000;
+const TICK_MS = 250;
+
+export type RunEnd = 'complete' | 'idle' | 'timeout' | 'broker-exited';
+
+export interface FanoutResult {
+  broker: string;
+  transport: Transport;
+  subscribers: number;
+  /** Messages published (fewer than asked only when the run ended early). */
+  messages: number;
+  bodyBytes: number;
+  window: number;
+  batch: number;
+  delivered: number;
+  expected: number;
+  /** expected − delivered. */
+  drops: number;
+  /** From the first SEND to the last delivery. */
+  seconds: number;
+  deliveriesPerSec: number;
+  messagesPerSec: number;
+  latencyMs: LatencySummaryMs;
+  connectSeconds: number;
+  /** Fraction of one core used during the delivery phase; broker null when unknown. */
+  cpu: { bench: number; broker: number | null };
+  endedBy: RunEnd;
+  /** Subscribers whose connection ended during the run, and the first reason given. */
+  lostSubscribers: number;
+  lostReason?: string;
+  brokerLog?: BrokerLogStats;
+}
+
+interface RunContext {
+  options: Readonly<FanoutOptions>;
+  transport: Transport;
+  endpoint: Endpoint;
+  brokerName: string;
+  brokerPid: number | undefined;
+  spawned: StompdProcess | undefined;
+  progress: (line: string) => void;
+}
+
+/** Open N subscribers, in batches, each subscribed and acknowledged. */
+async function openSubscribers(context: RunContext, onDelivered: DeliveryListener, latency: LatencyRecorder, deadline: number): Promise<LoadClient[]> {
+  const { options, transport, endpoint } = context;
+  const count = options.subscribers;
+  const clients: LoadClient[] = [];
+  const isSampled = (index: number): boolean => index % options.sampleEvery === 0 || index === count - 1;
+  try {
+    for (let start = 0; start < count; start += options.connectBatch) {
+      if (performance.now() > deadline) throw new Error(`set-up not done within --timeout (${clients.length}/${count} subscribers)`);
+      const end = Math.min(count, start + options.connectBatch);
+      const batch: Promise<void>[] = [];
+      for (let index = start; index < end; index++) {
+        batch.push(
+          (async () => {
+            const client = await LoadClient.open(transport, endpoint, HANDSHAKE_TIMEOUT_MS);
+            clients[index] = client;
+            await client.subscribe(options.destination, `bench-sub-${index}`, onDelivered, isSampled(index) ? latency : undefined, HANDSHAKE_TIMEOUT_MS);
+          })(),
+        );
+      }
+      const outcomes = await Promise.allSettled(batch);
+      const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+      if (failure !== undefined) throw new Error(`subscriber set-up failed: ${failure.reason instanceof Error ? failure.reason.message : String(failure.reason)}`);
+      context.progress(`${transport}: ${end}/${count} subscribers ready`);
+    }
+  } catch (error) {
+    for (const client of clients) client?.close();
+    throw error;
+  }
+  return clients;
+}
+
+function sampledCount(options: Readonly<FanoutOptions>): number {
+  let sampled = 0;
+  for (let index = 0; index < options.subscribers; index++) if (index % options.sampleEvery === 0 || index === options.subscribers - 1) sampled++;
+  return sampled;
+}
+
+/** SEND frames with the timestamp slot at a known offset, built once and copied per batch. */
+class SendBatcher {
+  readonly frameBytes: number;
+  private readonly template: Buffer;
+  private readonly timestampEnd: number;
+
+  constructor(destination: string, bodyBytes: number, maxFrames: number) {
+    const head = Buffer.from(`SEND\ndestination:${destination}\ncontent-length:${bodyBytes}\n\n`, 'latin1');
+    const frame = Buffer.concat([head, makeBody(bodyBytes), Buffer.from([0])]);
+    this.frameBytes = frame.length;
+    this.timestampEnd = head.length + bodyBytes;
+    this.template = Buffer.concat(new Array<Buffer>(maxFrames).fill(frame));
+  }
+
+  /** A fresh buffer (the socket may hold on to it) of `count` frames stamped with now. */
+  build(count: number): Buffer {
+    const bytes = Buffer.allocUnsafe(this.frameBytes * count);
+    this.template.copy(bytes, 0, 0, bytes.length);
+    const now = nowMicros();
+    for (let i = 0; i < count; i++) writeTimestamp(bytes, i * this.frameBytes + this.timestampEnd, now);
+    return bytes;
+  }
+}
+
+async function runFanout(context: RunContext): Promise<FanoutResult> {
+  const { options, transport, progress } = context;
+  const subscriberCount = options.subscribers;
+  const messageCount = options.messages;
+  const setupStart = performance.now();
+  const deadline = setupStart + options.timeoutSeconds * 1000;
+  const latency = new LatencyRecorder(sampledCount(options) * messageCount);
+
+  let published = 0;
+  let totalReceived = 0;
+  let lastDeliveryAt = 0;
+  let pump = (): void => undefined;
+  let finish: (end: RunEnd) => void = () => undefined;
+  const ended = new Promise<RunEnd>((resolve) => (finish = resolve));
+  const onDelivered: DeliveryListener = (_client, frameCount) => {
+    totalReceived += frameCount;
+    lastDeliveryAt = performance.now();
+    if (published < messageCount) pump();
+    else if (totalReceived >= messageCount * subscriberCount) finish('complete');
+  };
+
+  progress(`${transport}: opening ${subscriberCount} subscribers on ${context.brokerName}`);
+  const subscribers = await openSubscribers(context, onDelivered, latency, deadline);
+  let publisher: LoadClient | undefined;
+  let ticker: NodeJS.Timeout | undefined;
+  try {
+    publisher = await LoadClient.open(transport, context.endpoint, HANDSHAKE_TIMEOUT_MS);
+    const connectSeconds = (performance.now() - setupStart) / 1000;
+    const tracker = subscribers[subscriberCount - 1]!;
+    const batcher = new SendBatcher(options.destination, options.bodyBytes, options.batch);
+    const windowTotal = options.window * subscriberCount;
+    const sender = publisher;
+    pump = () => {
+      while (published < messageCount) {
+        const count = Math.min(options.batch, messageCount - published);
+        if (published + count - tracker.received > options.window) return;
+        if ((published + count) * subscriberCount - totalReceived > windowTotal) return;
+        sender.write(batcher.build(count));
+        published += count;
+      }
+    };
+
+    const startedAt = performance.now();
+    const benchCpuBefore = ownCpuSeconds();
+    const brokerCpuBefore = context.brokerPid === undefined ? undefined : processCpuSeconds(context.brokerPid);
+    let lastReportAt = startedAt;
+    let lastReportedDeliveries = 0;
+    ticker = setInterval(() => {
+      const now = performance.now();
+      if (context.spawned?.exit !== undefined) finish('broker-exited');
+      else if (now > deadline) finish('timeout');
+      else if (now - Math.max(startedAt, lastDeliveryAt) > options.idleSeconds * 1000) finish('idle');
+      if (now - lastReportAt >= 1000) {
+        const rate = Math.round(((totalReceived - lastReportedDeliveries) * 1000) / (now - lastReportAt));
+        progress(`${transport}: published ${published}/${messageCount}, delivered ${totalReceived}/${published * subscriberCount} (${rate}/s)`);
+        lastReportAt = now;
+        lastReportedDeliveries = totalReceived;
+      }
+    }, TICK_MS);
+
+    pump();
+    const endedBy = await ended;
+    const finishedAt = performance.now();
+    const wallSeconds = (finishedAt - startedAt) / 1000;
+    const benchCpu = (ownCpuSeconds() - benchCpuBefore) / wallSeconds;
+    const brokerCpuAfter = context.brokerPid === undefined ? undefined : processCpuSeconds(context.brokerPid);
+    const brokerCpu = brokerCpuBefore === undefined || brokerCpuAfter === undefined ? null : (brokerCpuAfter - brokerCpuBefore) / wallSeconds;
+
+    const deliverySeconds = totalReceived > 0 ? (lastDeliveryAt - startedAt) / 1000 : wallSeconds;
+    const expected = published * subscriberCount;
+    const lost = subscribers.filter((s) => s.isClosed);
+    const result: FanoutResult = {
+      broker: context.brokerName,
+      transport,
+      subscribers: subscriberCount,
+      messages: published,
+      bodyBytes: options.bodyBytes,
+      window: options.window,
+      batch: options.batch,
+      delivered: totalReceived,
+      expected,
+      drops: expected - totalReceived,
+      seconds: round(deliverySeconds, 3),
+      deliveriesPerSec: Math.round(totalReceived / deliverySeconds),
+      messagesPerSec: Math.round(published / deliverySeconds),
+      latencyMs: latency.summaryMs(),
+      connectSeconds: round(connectSeconds, 3),
+      cpu: { bench: round(benchCpu, 2), broker: brokerCpu === null ? null : round(brokerCpu, 2) },
+      endedBy,
+      lostSubscribers: lost.length,
+    };
+    if (lost.length > 0) result.lostReason = lost[0]!.closeReason ?? 'unknown';
+    if (context.spawned !== undefined) result.brokerLog = { ...context.spawned.logStats };
+    return result;
+  } finally {
+    clearInterval(ticker);
+    publisher?.close();
+    for (const client of subscribers) client.close();
+  }
+}
+
+function round(value: number, digits: number): number {
+  const scale = 10 ** digits;
+  return Math.round(value * scale) / scale;
+}
+
+function fdLimit(): number | undefined {
+  try {
+    const raw = execFileSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).trim();
+    return raw === 'unlimited' ? Number.POSITIVE_INFINITY : Number(raw);
+  } catch {
+    return undefined;
+  }
+}
+
+async function main(): Promise<number> {
+  let options: Readonly<FanoutOptions> | undefined;
+  try {
+    options = parseFanoutOptions(process.argv.slice(2));
+  } catch (error) {
+    if (!(error instanceof OptionError)) throw error;
+    process.stderr.write(`fanout: ${error.message}\n\n${USAGE}`);
+    return 64;
+  }
+  if (options === undefined) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const opts = options;
+  const progress = opts.isQuiet ? () => undefined : (line: string) => process.stderr.write(`fanout: ${line}\n`);
+
+  // Each side holds one descriptor per connection: N subscribers + 1 publisher (+ a few).
+  const limit = fdLimit();
+  progress(`open file limit (ulimit -n): ${limit ?? 'unknown'}; this run needs about ${opts.subscribers + 32} per process`);
+  if (limit !== undefined && limit < opts.subscribers + 32) {
+    process.stderr.write(`fanout: ulimit -n is ${limit}, too low for ${opts.subscribers} subscribers; raise it (ulimit -n ${opts.subscribers + 1024})\n`);
+    return 1;
+  }
+
+  const isPinning = opts.isPinning && canPin();
+  if (isPinning && pinProcess(process.pid, BENCH_CPU)) progress(`load generator pinned to CPU ${BENCH_CPU}${opts.target === undefined ? `, stompd to CPU ${BROKER_CPU}` : ''}`);
+  let restoreExternal: (() => void) | undefined;
+  if (isPinning && opts.isPinningExternal && opts.brokerPid !== undefined) {
+    restoreExternal = pinThreadsUntilRestored(opts.brokerPid, BROKER_CPU);
+    if (restoreExternal === undefined) {
+      process.stderr.write(`fanout: could not pin the threads of pid ${opts.brokerPid}\n`);
+      return 1;
+    }
+    process.on('exit', restoreExternal);
+    progress(`external broker (pid ${opts.brokerPid}) pinned to CPU ${BROKER_CPU} for the run`);
+  }
+
+  let current: StompdProcess | undefined;
+  // The last resort: whatever hangs, the process ends and takes its broker with it.
+  const hardTimeoutMs = (opts.timeoutSeconds * opts.transports.length + 30) * 1000;
+  setTimeout(() => {
+    process.stderr.write(`fanout: hard timeout (${hardTimeoutMs} ms) reached; killing the broker and exiting\n`);
+    current?.kill();
+    process.exit(2);
+  }, hardTimeoutMs).unref();
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      current?.kill();
+      process.exit(130);
+    });
+  }
+
+  let isEveryMessageDelivered = true;
+  for (const transport of opts.transports) {
+    let endpoint: Endpoint;
+    let brokerName: string;
+    let brokerPid = opts.brokerPid;
+    if (opts.target === undefined) {
+      current = await spawnStompd({
+        mainPath: path.resolve(__dirname, '../src/main.js'),
+        env: opts.brokerEnv,
+        nodeArgs: opts.brokerNodeArgs,
+        cpu: isPinning ? BROKER_CPU : undefined,
+        readyTimeoutMs: BROKER_READY_TIMEOUT_MS,
+      });
+      endpoint = { host: '127.0.0.1', tcpPort: current.tcpPort, wsPort: current.wsPort, wsPath: opts.wsPath, login: opts.login, passcode: opts.passcode };
+      brokerName = opts.label ?? 'stompd';
+      brokerPid = current.pid;
+      progress(`spawned stompd (pid ${current.pid}, tcp ${current.tcpPort}, ws ${current.wsPort})`);
+    } else {
+      const { host, tcpPort, wsPort } = opts.target;
+      endpoint = { host, tcpPort, wsPort, wsPath: opts.wsPath, login: opts.login, passcode: opts.passcode };
+      brokerName = opts.label ?? `external ${host}:${transport === 'tcp' ? tcpPort : wsPort}`;
+    }
+    try {
+      const result = await runFanout({ options: opts, transport, endpoint, brokerName, brokerPid, spawned: current, progress });
+      if (result.drops !== 0) {
+        isEveryMessageDelivered = false;
+        if (current !== undefined) progress(`stompd log tail:\n${current.logTail()}`);
+      }
+      process.stdout.write(`${JSON.stringify(result)}\n`);
+    } catch (error) {
+      process.stderr.write(`fanout: ${transport} run failed: ${error instanceof Error ? error.message : String(error)}\n`);
+      if (current !== undefined) process.stderr.write(`stompd log tail:\n${current.logTail()}\n`);
+      if (current !== undefined) await current.stop();
+      return 1;
+    }
+    if (current !== undefined) {
+      const exit = await current.stop();
+      if (exit.code !== 0) progress(`stompd exited with code ${exit.code}, signal ${exit.signal}`);
+      current = undefined;
+    }
+  }
+  return isEveryMessageDelivered ? 0 : 3;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`fanout: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  },
+);
