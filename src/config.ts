@@ -9,6 +9,24 @@ import type { SlowConsumerPolicy } from './session/session';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
+export type SingleSessionMode = 'off' | 'reject' | 'replace';
+
+export interface JwtConfig {
+  /** HS256/384/512 shared secret. */
+  secret: string | undefined;
+  /** PEM public key (SPKI) for RS*, PS*, ES* or EdDSA. */
+  publicKeyPem: string | undefined;
+  /** JWKS endpoint, cached, refetched on an unknown kid. */
+  jwksUrl: string | undefined;
+  issuer: string | undefined;
+  audience: string | undefined;
+  clockToleranceS: number;
+  /** Claim holding the user id. */
+  userClaim: string;
+  /** Claims holding the role(s), first present wins: a string or an array of strings. */
+  roleClaims: string[];
+}
+
 export interface Config {
   host: string;
   /** undefined: this transport is off. 0: any free port. */
@@ -27,6 +45,16 @@ export interface Config {
   maxTransactionFrames: number;
   serverName: string;
   logLevel: LogLevel;
+  /** `jwt`: a valid token is required; `none`: the login header is the user id (embedded). */
+  authMode: 'jwt' | 'none';
+  jwt: JwtConfig;
+  singleSession: SingleSessionMode;
+  /** 0: no limit. */
+  maxSessionsPerUser: number;
+  userPrefix: string;
+  aclFile: string | undefined;
+  /** WebSocket Origin allow-list; empty: any origin. */
+  allowedOrigins: string[];
 }
 
 export class ConfigError extends Error {
@@ -61,6 +89,12 @@ function isInvalid(parsed: unknown): boolean {
   return parsed === null || (typeof parsed === 'number' && Number.isNaN(parsed));
 }
 
+const optional = (v: string): string => v;
+
+/** Never echoed in an error line. */
+const SECRET_VARIABLES = new Set(['JWT_SECRET']);
+const list = (v: string): string[] => v.split(',').map((item) => item.trim()).filter((item) => item !== '');
+
 /** variable → [default, parser (null or NaN = invalid), what a valid value looks like] */
 const SETTINGS = {
   HOST: ['127.0.0.1', (v: string) => (v.trim() === '' ? null : v), 'a host name or address to listen on'],
@@ -80,6 +114,21 @@ const SETTINGS = {
   MAX_QUEUE_MESSAGES: ['10000', integer(1), 'a positive integer'],
   MAX_TRANSACTION_FRAMES: ['1000', integer(1), 'a positive integer'],
   SERVER_NAME: ['stompd/0.1.0', (v: string) => (/^[^\r\n:]+$/.test(v) ? v : null), 'a name without ":" or line breaks'],
+  AUTH: ['auto', (v: string) => (v === 'auto' || v === 'jwt' || v === 'none' ? v : null), '"jwt", "none" or "auto" (jwt when a JWT key is set)'],
+  ALLOW_INSECURE_AUTH: ['0', (v: string) => (v === '0' || v === '1' ? v === '1' : null), '"0" or "1"'],
+  JWT_SECRET: ['', (v: string) => (v === '' || Buffer.byteLength(v) >= 32 ? v : null), 'at least 32 bytes (HS256 needs a 256-bit secret)'],
+  JWT_PUBLIC_KEY: ['', (v: string) => (v === '' || v.includes('-----BEGIN PUBLIC KEY-----') ? v.replace(/\\n/g, '\n') : null), 'a PEM public key ("-----BEGIN PUBLIC KEY-----" ...)'],
+  JWT_JWKS_URL: ['', (v: string) => (v === '' || /^https?:\/\/\S+$/.test(v) ? v : null), 'an http(s) URL'],
+  JWT_ISSUER: ['', optional, 'the expected iss claim'],
+  JWT_AUDIENCE: ['', optional, 'the expected aud claim'],
+  JWT_CLOCK_TOLERANCE_S: ['5', integer(0, 3600), 'an integer from 0 to 3600 (seconds)'],
+  JWT_USER_CLAIM: ['sub', (v: string) => (v.trim() === '' ? null : v), 'a claim name'],
+  JWT_ROLE_CLAIM: ['role,roles', (v: string) => (list(v).length > 0 ? list(v) : null), 'claim names, comma-separated'],
+  SINGLE_SESSION: ['off', (v: string) => (v === 'off' || v === 'reject' || v === 'replace' ? v : null), '"off", "reject" or "replace"'],
+  MAX_SESSIONS_PER_USER: ['0', integer(0), 'a non-negative integer (0: no limit)'],
+  USER_PREFIX: ['/user/', (v: string) => (v.startsWith('/') && v.endsWith('/') && v.length > 2 ? v : null), 'a prefix starting and ending with "/"'],
+  ACL_FILE: ['', optional, 'a path to a JSON rules file'],
+  ALLOWED_ORIGINS: ['', list, 'origins, comma-separated'],
   LOG_LEVEL: ['info', (v: string) => (['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(v) ? v : null), 'one of fatal, error, warn, info, debug, trace, silent'],
 } as const;
 
@@ -96,12 +145,25 @@ export function loadConfig(env: Env): Readonly<Config> {
     const raw = env[name];
     const value = raw === undefined || raw === '' ? fallback : raw;
     const result = (parse as (v: string) => unknown)(value);
-    if (isInvalid(result)) throw new ConfigError(name, value, `expected ${expected}`);
+    if (isInvalid(result)) throw new ConfigError(name, SECRET_VARIABLES.has(name) ? '(hidden)' : value, `expected ${expected}`);
     parsed[name] = result;
   }
   const p = parsed as Parsed;
   if (p.TOPIC_PREFIX.startsWith(p.QUEUE_PREFIX) || p.QUEUE_PREFIX.startsWith(p.TOPIC_PREFIX)) {
     throw new ConfigError('QUEUE_PREFIX', p.QUEUE_PREFIX, `expected a prefix that neither starts nor is started by TOPIC_PREFIX (${p.TOPIC_PREFIX})`);
+  }
+  for (const other of [p.TOPIC_PREFIX, p.QUEUE_PREFIX]) {
+    if (other.startsWith(p.USER_PREFIX) || p.USER_PREFIX.startsWith(other)) {
+      throw new ConfigError('USER_PREFIX', p.USER_PREFIX, `expected a prefix that neither starts nor is started by ${other}`);
+    }
+  }
+  const hasJwtKey = p.JWT_SECRET !== '' || p.JWT_PUBLIC_KEY !== '' || p.JWT_JWKS_URL !== '';
+  const authMode = p.AUTH === 'auto' ? (hasJwtKey ? 'jwt' : 'none') : p.AUTH;
+  if (authMode === 'jwt' && !hasJwtKey) {
+    throw new ConfigError('AUTH', 'jwt', 'expected JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL to be set');
+  }
+  if (authMode === 'none' && !isLoopback(p.HOST) && !p.ALLOW_INSECURE_AUTH) {
+    throw new ConfigError('AUTH', 'none', `unauthenticated mode listens on loopback only, not HOST=${p.HOST}: configure a JWT key, or set ALLOW_INSECURE_AUTH=1`);
   }
   if (p.STOMP_PORT === undefined && p.WS_PORT === undefined) {
     throw new ConfigError('STOMP_PORT', 'off', 'expected a port: STOMP_PORT and WS_PORT cannot both be off');
@@ -123,5 +185,25 @@ export function loadConfig(env: Env): Readonly<Config> {
     maxTransactionFrames: p.MAX_TRANSACTION_FRAMES,
     serverName: p.SERVER_NAME,
     logLevel: p.LOG_LEVEL as LogLevel,
+    authMode,
+    jwt: {
+      secret: p.JWT_SECRET || undefined,
+      publicKeyPem: p.JWT_PUBLIC_KEY || undefined,
+      jwksUrl: p.JWT_JWKS_URL || undefined,
+      issuer: p.JWT_ISSUER || undefined,
+      audience: p.JWT_AUDIENCE || undefined,
+      clockToleranceS: p.JWT_CLOCK_TOLERANCE_S,
+      userClaim: p.JWT_USER_CLAIM,
+      roleClaims: p.JWT_ROLE_CLAIM,
+    },
+    singleSession: p.SINGLE_SESSION as SingleSessionMode,
+    maxSessionsPerUser: p.MAX_SESSIONS_PER_USER,
+    userPrefix: p.USER_PREFIX,
+    aclFile: p.ACL_FILE || undefined,
+    allowedOrigins: p.ALLOWED_ORIGINS,
   });
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }

@@ -5,7 +5,13 @@
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import type { Logger } from 'pino';
+import { accessControl, loadRules } from './auth/acl';
 import { loginAsUserId } from './auth/embedded';
+import { createJwtVerifier, jwtAuthenticator } from './auth/jwt';
+import { originChecker } from './auth/origin';
+import { sessionPolicy } from './auth/session-policy';
+import { MemoryRegistry } from './registry/memory-registry';
+import type { SessionRegistry } from './registry/registry';
 import { Router } from './broker/router';
 import type { Config } from './config';
 import { StompError } from './session/errors';
@@ -20,8 +26,8 @@ import { listenWebSocket } from './transport/websocket';
 
 export interface ServerOptions {
   logger?: Logger;
-  /** Replaces the default chain (embedded mode: login taken as user id). */
-  interceptors?: readonly Interceptor[];
+  /** Defaults to an in-memory registry. */
+  registry?: SessionRegistry;
 }
 
 export interface RunningServer {
@@ -31,6 +37,7 @@ export interface RunningServer {
   readonly wsPort: number | undefined;
   readonly events: LifecycleEvents;
   readonly router: Router;
+  readonly registry: SessionRegistry;
   readonly logger: Logger;
   /** Sessions open right now, connected or not yet. */
   sessions(): IterableIterator<Session>;
@@ -44,20 +51,31 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   const router = new Router({
     topicPrefix: config.topicPrefix,
     queuePrefix: config.queuePrefix,
+    userPrefix: config.userPrefix,
     maxQueueMessages: config.maxQueueMessages,
     messageIdPrefix: randomBytes(4).toString('hex'),
   });
-  const interceptors = options.interceptors ?? [loginAsUserId()];
-  if (options.interceptors === undefined) {
+  const registry = options.registry ?? new MemoryRegistry();
+  const open = new Map<string, Session>();
+  // Built before listening: a bad key or rules file stops the start (ConfigError).
+  const authenticator = config.authMode === 'jwt' ? jwtAuthenticator(createJwtVerifier(config.jwt)) : loginAsUserId();
+  if (config.authMode === 'none') {
     logger.warn('embedded mode: everything in memory, no Redis, no authentication (the CONNECT login is taken as the user id)');
   }
-  const open = new Set<Session>();
+  const interceptors: Interceptor[] = [
+    authenticator,
+    accessControl(loadRules(config.aclFile), router.destinations),
+    sessionPolicy(
+      registry,
+      { mode: config.singleSession, maxSessionsPerUser: config.maxSessionsPerUser },
+      { kick: (sessionId, code, message) => open.get(sessionId)?.kick(code, message) },
+      logger,
+    ),
+    { name: 'session-table', onClose: (session) => open.delete(session.id) },
+  ];
   const deps: SessionDeps = {
     router,
-    interceptors: [
-      ...interceptors,
-      { name: 'session-table', onClose: (session) => open.delete(session as Session) },
-    ],
+    interceptors,
     events,
     logger,
     settings: {
@@ -76,9 +94,11 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       connection.destroy();
       return;
     }
-    open.add(new Session(connection, deps));
+    const session = new Session(connection, deps);
+    open.set(session.id, session);
   };
 
+  const verifyOrigin = originChecker(config.allowedOrigins);
   const listeners: ListeningServer[] = [];
   let tcpPort: number | undefined;
   let wsPort: number | undefined;
@@ -97,6 +117,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           writeLimitBytes: config.writeBufferLimitBytes,
           // Room for several frames per message; each frame is still held to maxFrameBytes.
           maxMessageBytes: config.limits.maxFrameBytes * 4 + 64 * 1024,
+          ...(verifyOrigin ? { verifyHandshake: verifyOrigin } : {}),
         },
         accept,
       );
@@ -115,13 +136,14 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     wsPort,
     events,
     router,
+    registry,
     logger,
     sessions: () => open.values(),
     async stop(): Promise<void> {
       if (isStopping) return;
       isStopping = true;
       const closing = listeners.map((l) => l.close());
-      for (const session of [...open]) session.terminate('shutdown', new StompError('SERVER_SHUTDOWN', 'the server is shutting down'));
+      for (const session of [...open.values()]) session.terminate('shutdown', new StompError('SERVER_SHUTDOWN', 'the server is shutting down'));
       await Promise.all(closing);
       logger.info('stompd stopped');
     },

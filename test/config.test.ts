@@ -20,7 +20,7 @@ describe('configuration', () => {
     const config = loadConfig({
       HOST: '0.0.0.0', STOMP_PORT: 'off', WS_PORT: '8080', WS_PATH: '/stomp', HEARTBEAT: '5000,0', HEARTBEAT_GRACE: '1.5',
       MAX_FRAME_BYTES: '2048', MAX_HEADERS: '10', MAX_HEADER_LINE_BYTES: '100', TOPIC_PREFIX: '/t/', QUEUE_PREFIX: '/q/',
-      LOG_LEVEL: 'debug', SLOW_CONSUMER_POLICY: 'disconnect', WRITE_BUFFER_LIMIT_BYTES: '4096', MAX_QUEUE_MESSAGES: '5',
+      LOG_LEVEL: 'debug', ALLOW_INSECURE_AUTH: '1', SLOW_CONSUMER_POLICY: 'disconnect', WRITE_BUFFER_LIMIT_BYTES: '4096', MAX_QUEUE_MESSAGES: '5',
     });
     assert.equal(config.stompPort, undefined);
     assert.equal(config.wsPort, 8080);
@@ -39,7 +39,8 @@ describe('configuration', () => {
   it('README documents every variable with its default', () => {
     const readme = require('node:fs').readFileSync(require('node:path').resolve(__dirname, '../../README.md'), 'utf8') as string;
     for (const [name, fallback] of Object.entries(CONFIG_DEFAULTS)) {
-      assert.match(readme, new RegExp(`\\| \`${name}\` \\| \`${fallback.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}\` \\|`), `${name} row with default ${fallback}`);
+      const shown = fallback === '' ? '—' : `\`${fallback.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}\``;
+      assert.match(readme, new RegExp(`\\| \`${name}\` \\| ${shown} \\|`), `${name} row with default ${fallback || '(none)'}`);
     }
   });
 });

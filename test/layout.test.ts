@@ -31,9 +31,9 @@ describe('layout', () => {
     assert.equal(tsconfig.compilerOptions.strict, true);
   });
 
-  it('depends at run time on ws and pino only for now; STOMP clients are dev-only', () => {
+  it('depends at run time on ws, pino and jose only for now; STOMP clients are dev-only', () => {
     const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
-    assert.deepEqual(Object.keys(pkg.dependencies).sort(), ['pino', 'ws']);
+    assert.deepEqual(Object.keys(pkg.dependencies).sort(), ['jose', 'pino', 'ws']);
     for (const client of ['@stomp/stompjs', 'stompit', 'fast-check']) assert.ok(pkg.devDependencies[client], client);
   });
 

@@ -12,8 +12,8 @@ export function loginAsUserId(): Interceptor {
       const login = headerValue(ctx.frame.headers, 'login');
       ctx.principal =
         login !== undefined && login !== ''
-          ? { userId: login, role: undefined, isAnonymous: false }
-          : { userId: `anonymous-${ctx.session.id}`, role: undefined, isAnonymous: true };
+          ? { userId: login, roles: [], isAnonymous: false }
+          : { userId: `anonymous-${ctx.session.id}`, roles: [], isAnonymous: true };
     },
   };
 }

@@ -6,8 +6,11 @@ import { isUtf8 } from 'node:buffer';
 import { encodeFrameTail } from '../codec';
 import type { Header, StompVersion } from '../codec';
 
+/** The header naming the sender's user id on every MESSAGE; a client-supplied copy is dropped. */
+export const USER_ID_HEADER = 'user-id';
+
 /** SEND headers the broker sets itself or that only mean something on the SEND. */
-const RESERVED_HEADERS = new Set(['destination', 'message-id', 'subscription', 'ack', 'receipt', 'transaction', 'content-length']);
+const RESERVED_HEADERS = new Set(['destination', 'message-id', 'subscription', 'ack', 'receipt', 'transaction', 'content-length', 'redelivered', USER_ID_HEADER]);
 
 export function forwardableHeaders(sendHeaders: readonly Header[]): Header[] {
   const kept: Header[] = [];
@@ -17,7 +20,10 @@ export function forwardableHeaders(sendHeaders: readonly Header[]): Header[] {
 
 export class Message {
   readonly id: string;
+  /** The destination subscribers see in the MESSAGE. */
   readonly destination: string;
+  /** Where the router delivers it: the destination, or for a user destination `/user/<id>/queue/x`. */
+  readonly routeKey: string;
   /** The sender's own headers, minus the reserved ones. */
   readonly headers: readonly Header[];
   readonly body: Buffer;
@@ -28,9 +34,10 @@ export class Message {
   private tails: Partial<Record<StompVersion, Buffer>> = {};
   private redeliveredTails: Partial<Record<StompVersion, Buffer>> = {};
 
-  constructor(id: string, destination: string, headers: readonly Header[], body: Buffer) {
+  constructor(id: string, destination: string, routeKey: string, headers: readonly Header[], body: Buffer) {
     this.id = id;
     this.destination = destination;
+    this.routeKey = routeKey;
     this.headers = headers;
     this.body = body;
     this.isBinary = body.length > 0 && !isUtf8(body);

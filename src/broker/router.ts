@@ -1,21 +1,19 @@
-// The Router owns destinations: which kind a name is, who subscribes to it, and where a
-// published message goes. Sessions call it; it calls sessions back only through the
-// Subscriber interface.
+// The Router owns destinations: who subscribes to what, and where a published message goes.
+// Sessions call it; it calls sessions back only through the Subscriber interface.
 //
-// Later seams: cross-instance relay publishes topic messages to a Bus here (publish),
-// and user destinations (/user/...) resolve to per-session queues here.
+// Topics and user destinations fan out (a user destination is a topic keyed by
+// `/user/<userId>/...`); queues hand each message to one consumer. Later seam: the
+// cross-instance relay publishes topic and user messages to a Bus in publish().
 
 import type { Header } from '../codec';
-import { Message, forwardableHeaders } from './message';
+import { Destinations } from './destinations';
+import type { DestinationKind, DestinationPrefixes } from './destinations';
+import { Message, USER_ID_HEADER, forwardableHeaders } from './message';
 import { Queue } from './queue';
 import type { Delivery, Subscription } from './subscription';
 import { Topic } from './topic';
 
-export type DestinationKind = 'topic' | 'queue';
-
-export interface RouterOptions {
-  topicPrefix: string;
-  queuePrefix: string;
+export interface RouterOptions extends DestinationPrefixes {
   /** Messages a queue keeps while nobody takes them; past it the oldest are dropped. */
   maxQueueMessages: number;
   /** Prefix of message ids, unique per broker instance. */
@@ -31,7 +29,9 @@ export interface RouterStats {
 }
 
 export class Router {
+  readonly destinations: Destinations;
   private readonly options: RouterOptions;
+  /** Topics and user destinations, by route key. */
   private readonly topics = new Map<string, Topic>();
   private readonly queues = new Map<string, Queue>();
   private messageSeq = 0;
@@ -40,61 +40,70 @@ export class Router {
 
   constructor(options: RouterOptions) {
     this.options = options;
+    this.destinations = new Destinations(options);
   }
 
-  /** The kind of a destination name, or undefined when no prefix matches. */
   kindOf(destination: string): DestinationKind | undefined {
-    const { topicPrefix, queuePrefix } = this.options;
-    if (destination.length > topicPrefix.length && destination.startsWith(topicPrefix)) return 'topic';
-    if (destination.length > queuePrefix.length && destination.startsWith(queuePrefix)) return 'queue';
-    return undefined;
+    return this.destinations.kindOf(destination);
   }
 
-  /** Build the message a SEND publishes: id assigned, reserved headers stripped. */
-  createMessage(destination: string, sendHeaders: readonly Header[], body: Buffer): Message {
+  /**
+   * Build the message a SEND publishes: id assigned, reserved headers stripped, the sender's
+   * user id stated. A user destination without a user id (`/user/queue/x`) means the sender.
+   */
+  createMessage(destination: string, sendHeaders: readonly Header[], body: Buffer, senderUserId: string): Message {
+    let shown = destination;
+    let routeKey = destination;
+    const user = this.destinations.parseUser(destination);
+    if (user !== undefined && this.kindOf(destination) === 'user') {
+      routeKey = this.destinations.userRouteKey(user.userId ?? senderUserId, user.inner);
+      shown = this.destinations.userFacingName(user.inner);
+    }
     // A decoded body is a view into the socket's read buffer; a queue may keep the message
     // for long, so it gets its own copy rather than pinning the whole chunk.
     const ownBody = this.kindOf(destination) === 'queue' ? Buffer.from(body) : body;
-    return new Message(`${this.options.messageIdPrefix}-${++this.messageSeq}`, destination, forwardableHeaders(sendHeaders), ownBody);
+    const headers: Header[] = [[USER_ID_HEADER, senderUserId], ...forwardableHeaders(sendHeaders)];
+    return new Message(`${this.options.messageIdPrefix}-${++this.messageSeq}`, shown, routeKey, headers, ownBody);
   }
 
   publish(message: Message): void {
     this.publishedCount++;
-    const kind = this.kindOf(message.destination);
-    if (kind === 'topic') {
-      this.topics.get(message.destination)?.publish(message);
-    } else if (kind === 'queue') {
-      this.queueFor(message.destination).publish(message);
-    }
+    if (this.kindOf(message.routeKey) === 'queue') this.queueFor(message.routeKey).publish(message);
+    else this.topics.get(message.routeKey)?.publish(message);
   }
 
   subscribe(subscription: Subscription): void {
-    if (this.kindOf(subscription.destination) === 'queue') {
+    const kind = this.kindOf(subscription.destination);
+    if (kind === 'queue') {
       this.queueFor(subscription.destination).addConsumer(subscription);
       return;
     }
-    let topic = this.topics.get(subscription.destination);
+    if (kind === 'user') {
+      const user = this.destinations.parseUser(subscription.destination)!;
+      subscription.routeKey = this.destinations.userRouteKey(user.userId ?? subscription.subscriber.userId, user.inner);
+    }
+    let topic = this.topics.get(subscription.routeKey);
     if (topic === undefined) {
-      topic = new Topic(subscription.destination);
-      this.topics.set(subscription.destination, topic);
+      topic = new Topic(subscription.routeKey);
+      this.topics.set(subscription.routeKey, topic);
     }
     topic.add(subscription);
   }
 
   /** Remove a subscription; its unacknowledged queue messages go to other consumers. */
   unsubscribe(subscription: Subscription): void {
-    const destination = subscription.destination;
-    const queue = this.queues.get(destination);
+    const key = subscription.routeKey;
+    const queue = this.queues.get(key);
     if (queue !== undefined) {
       queue.removeConsumer(subscription);
       if (queue.isIdle) this.forgetQueue(queue);
       return;
     }
-    const topic = this.topics.get(destination);
+    const topic = this.topics.get(key);
     if (topic === undefined) return;
     topic.remove(subscription);
     subscription.takeAllPending();
-    if (topic.subscriberCount === 0) this.topics.delete(destination);
+    if (topic.subscriberCount === 0) this.topics.delete(key);
   }
 
   ack(subscription: Subscription, ackId: string): Delivery[] {
@@ -104,14 +113,14 @@ export class Router {
   /** NACKed queue messages are redelivered, preferably to another consumer; topic ones are dropped. */
   nack(subscription: Subscription, ackId: string): Delivery[] {
     const settled = subscription.settle(ackId);
-    const queue = this.queues.get(subscription.destination);
+    const queue = this.queues.get(subscription.routeKey);
     if (queue !== undefined && settled.length > 0) queue.giveBack(settled.map((d) => d.message), subscription);
     return settled;
   }
 
   /** A subscriber that was too slow can take messages again. */
   resumeSubscription(subscription: Subscription): void {
-    this.queues.get(subscription.destination)?.drain();
+    this.queues.get(subscription.routeKey)?.drain();
   }
 
   queueDepth(destination: string): number {

@@ -13,6 +13,8 @@ export type AckMode = 'auto' | 'client' | 'client-individual';
 /** What the broker needs of a session. */
 export interface Subscriber {
   readonly sessionId: string;
+  /** The user the session is bound to: user destinations resolve against it. */
+  readonly userId: string;
   readonly version: StompVersion;
   /** False while the session's outbound buffer is over its limit. */
   readonly isWritable: boolean;
@@ -30,7 +32,10 @@ export interface Delivery {
 
 export class Subscription {
   readonly id: string;
+  /** What the client subscribed to. */
   readonly destination: string;
+  /** Where the router files it (differs for user destinations); set by the router. */
+  routeKey: string;
   readonly ackMode: AckMode;
   readonly subscriber: Subscriber;
   /** ackId → delivery, oldest first. Empty for auto mode. */
@@ -43,6 +48,7 @@ export class Subscription {
     this.subscriber = subscriber;
     this.id = id;
     this.destination = destination;
+    this.routeKey = destination;
     this.ackMode = ackMode;
     this.escapedId = escapeHeader(id, subscriber.version);
     this.head = Buffer.from(`MESSAGE\nsubscription:${this.escapedId}\n`);

@@ -23,6 +23,7 @@ export type StompErrorCode =
   | 'UNAUTHENTICATED'
   | 'TOKEN_EXPIRED'
   | 'DUPLICATE_SESSION'
+  | 'TOO_MANY_SESSIONS'
   | 'SESSION_REPLACED'
   | 'FORBIDDEN'
   | 'KICKED';

@@ -16,6 +16,8 @@ export type DisconnectReason =
   | 'socket-error'
   /** The session was refused with an ERROR frame. */
   | 'error-sent'
+  /** The token's exp passed during the session (ERROR TOKEN_EXPIRED). */
+  | 'token-expired'
   /** Closed by the broker on purpose (policy, admin). */
   | 'kicked'
   | 'shutdown';
@@ -23,7 +25,7 @@ export type DisconnectReason =
 export interface SessionInfo {
   sessionId: string;
   userId: string;
-  role: string | undefined;
+  roles: readonly string[];
   isAnonymous: boolean;
   transport: TransportKind;
   remoteAddress: string;

@@ -11,15 +11,19 @@ import type { DisconnectReason } from './events';
 
 export interface Principal {
   userId: string;
-  role: string | undefined;
+  /** Roles from the token (for example CUSTOMER, AGENT, ADMIN); empty when none. */
+  roles: readonly string[];
   isAnonymous: boolean;
-  /** Seconds since the epoch after which the credentials are no longer valid. */
-  expiresAt?: number;
+  /** Date.now() time at which the credentials stop being valid: the session is then closed (TOKEN_EXPIRED). */
+  expiresAtMs?: number;
 }
 
 /** What a link may know of the session it judges. */
 export interface SessionView {
   readonly id: string;
+  /** False once the session is closing: a link that finishes late must undo what it did. */
+  readonly isOpen: boolean;
+  readonly connectedAt: number;
   readonly transport: TransportKind;
   readonly peer: PeerInfo;
   readonly principal: Principal | undefined;

@@ -75,6 +75,7 @@ export class Session implements Subscriber, SessionView {
   private connectTimer: NodeJS.Timeout | undefined;
   private sendTimer: NodeJS.Timeout | undefined;
   private checkTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
   private isWaiting = false;
 
   constructor(connection: Connection, deps: SessionDeps) {
@@ -104,6 +105,10 @@ export class Session implements Subscriber, SessionView {
 
   get sessionId(): string {
     return this.id;
+  }
+
+  get userId(): string {
+    return this.principal?.userId ?? '';
   }
 
   get isOpen(): boolean {
@@ -231,6 +236,7 @@ export class Session implements Subscriber, SessionView {
       ['user-name', principal.userId],
     ]);
     this.startHeartbeats(sendEveryMs, expectEveryMs);
+    if (principal.expiresAtMs !== undefined) this.closeAt(principal.expiresAtMs);
     this.log.info({ transport: this.transport, remoteAddress: this.peer.remoteAddress, version, sendEveryMs, expectEveryMs }, 'session connected');
     this.deps.events.emit('connect', this.info());
   }
@@ -258,12 +264,23 @@ export class Session implements Subscriber, SessionView {
     }
   }
 
+  /** Credentials expire at `atMs`: the session ends then (re-armed in steps, timers cap at ~24 days). */
+  private closeAt(atMs: number): void {
+    const leftMs = atMs - Date.now();
+    if (leftMs <= 0) {
+      this.terminate('token-expired', new StompError('TOKEN_EXPIRED', 'the token expired; reconnect with a fresh one'));
+      return;
+    }
+    this.expiryTimer = setTimeout(() => this.closeAt(atMs), Math.min(leftMs, 2 ** 31 - 1));
+    this.expiryTimer.unref();
+  }
+
   info(): SessionInfo {
     const principal = this.principal;
     return {
       sessionId: this.id,
       userId: principal?.userId ?? '',
-      role: principal?.role,
+      roles: principal?.roles ?? [],
       isAnonymous: principal?.isAnonymous ?? true,
       transport: this.transport,
       remoteAddress: this.peer.remoteAddress,
@@ -300,6 +317,7 @@ export class Session implements Subscriber, SessionView {
     clearTimeout(this.connectTimer);
     clearInterval(this.sendTimer);
     clearInterval(this.checkTimer);
+    clearTimeout(this.expiryTimer);
 
     if (error !== undefined) {
       const headers: Header[] = [['message', `${error.code}: ${error.message}`], ['content-type', 'text/plain']];

@@ -22,7 +22,7 @@ export function handleSend(session: Session, frame: Frame): void | Promise<void>
   const transaction = transactionOf(session, frame);
   const { router, interceptors } = session.deps;
   return afterChain(runChain(interceptors, 'onSend', { session, frame, destination }), () => {
-    const message = router.createMessage(destination, frame.headers, frame.body);
+    const message = router.createMessage(destination, frame.headers, frame.body, session.userId);
     runOrHold(transaction, () => router.publish(message));
   });
 }

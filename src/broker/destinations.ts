@@ -1,0 +1,66 @@
+// Destination names: which kind a name is, and how user destinations resolve.
+//
+// User destinations follow Spring's convention. A session subscribes to
+// `/user/queue/x` (or `/user/topic/x`); a SEND to `/user/<userId>/queue/x` reaches every
+// session of that user subscribed to `/user/queue/x`, and nobody else. Both resolve to
+// one route key, `/user/<userId>/queue/x`, on which delivery is a fan-out to that user's
+// subscriptions. A user id cannot contain "/".
+
+export type DestinationKind = 'topic' | 'queue' | 'user';
+
+export interface DestinationPrefixes {
+  topicPrefix: string;
+  queuePrefix: string;
+  userPrefix: string;
+}
+
+export interface UserDestination {
+  /** The addressed user; undefined in the subscription form (`/user/queue/x`), which means "me". */
+  userId: string | undefined;
+  /** The destination inside the user's space: `/queue/x` or `/topic/x`. */
+  inner: string;
+}
+
+export class Destinations {
+  readonly prefixes: DestinationPrefixes;
+
+  constructor(prefixes: DestinationPrefixes) {
+    this.prefixes = prefixes;
+  }
+
+  /** The kind of a destination name, or undefined when nothing matches. */
+  kindOf(destination: string): DestinationKind | undefined {
+    const { topicPrefix, queuePrefix, userPrefix } = this.prefixes;
+    if (destination.length > topicPrefix.length && destination.startsWith(topicPrefix)) return 'topic';
+    if (destination.length > queuePrefix.length && destination.startsWith(queuePrefix)) return 'queue';
+    if (destination.startsWith(userPrefix) && this.parseUser(destination) !== undefined) return 'user';
+    return undefined;
+  }
+
+  /** Split a user destination; undefined when it is none. */
+  parseUser(destination: string): UserDestination | undefined {
+    const { userPrefix } = this.prefixes;
+    if (!destination.startsWith(userPrefix)) return undefined;
+    const rest = destination.slice(userPrefix.length - 1); // keep the slash: "/queue/x" or "/bob/queue/x"
+    if (this.isPlain(rest)) return { userId: undefined, inner: rest };
+    const slash = rest.indexOf('/', 1);
+    if (slash <= 1) return undefined;
+    const inner = rest.slice(slash);
+    return this.isPlain(inner) ? { userId: rest.slice(1, slash), inner } : undefined;
+  }
+
+  /** The route key of a user destination as `userId` sees or addresses it. */
+  userRouteKey(userId: string, inner: string): string {
+    return `${this.prefixes.userPrefix}${userId}${inner}`;
+  }
+
+  /** `/user/queue/x`: how the owner sees its own destination. */
+  userFacingName(inner: string): string {
+    return `${this.prefixes.userPrefix.slice(0, -1)}${inner}`;
+  }
+
+  private isPlain(destination: string): boolean {
+    const { topicPrefix, queuePrefix } = this.prefixes;
+    return (destination.length > topicPrefix.length && destination.startsWith(topicPrefix)) || (destination.length > queuePrefix.length && destination.startsWith(queuePrefix));
+  }
+}
