@@ -1,21 +1,34 @@
 // Command-line entry: environment → Config → server, with signal handling.
-// A bad configuration value stops the start with one line naming the variable.
+// A bad configuration value (read from the environment, or found while building the server:
+// a PEM key, a rules file) stops the start with one line naming the variable.
 
+import pino from 'pino';
 import { ConfigError, loadConfig } from './config';
 import { startServer } from './server';
+
+function refuseToStart(error: unknown): never {
+  const line = error instanceof ConfigError ? `invalid configuration: ${error.message}` : error instanceof Error ? error.message : String(error);
+  process.stderr.write(`stompd: ${line}\n`);
+  process.exit(1);
+}
 
 async function main(): Promise<void> {
   let config;
   try {
     config = loadConfig(process.env);
   } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`stompd: invalid configuration: ${error.message}\n`);
-      process.exit(1);
-    }
-    throw error;
+    refuseToStart(error);
   }
-  const server = await startServer(config);
+  // Asynchronous log writes: a slow stdout pipe must not stall the event loop. Flushed on exit.
+  const destination = pino.destination({ dest: 1, sync: false });
+  const exit = (code: number): never => {
+    destination.flushSync();
+    process.exit(code);
+  };
+  const server = await startServer(config, { logger: pino({ level: config.logLevel }, destination) }).catch((error: unknown) => {
+    destination.flushSync();
+    return refuseToStart(error);
+  });
 
   let isStopping = false;
   const stop = (signal: string): void => {
@@ -23,10 +36,10 @@ async function main(): Promise<void> {
     isStopping = true;
     server.logger.info({ signal }, 'shutting down');
     server.stop().then(
-      () => process.exit(0),
+      () => exit(0),
       (error: unknown) => {
         server.logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
+        exit(1);
       },
     );
   };
@@ -34,7 +47,4 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
 }
 
-main().catch((error: unknown) => {
-  process.stderr.write(`stompd: ${error instanceof Error ? error.message : String(error)}\n`);
-  process.exit(1);
-});
+main().catch(refuseToStart);

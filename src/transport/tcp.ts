@@ -29,6 +29,10 @@ export class TcpConnection extends BatchingConnection {
   }
 
   protected writeToSocket(bytes: Buffer, _isBinary: boolean, done: () => void): void {
+    if (!this.socket.writable) {
+      done(); // the peer is gone (or going): nothing to deliver to, and no error to raise
+      return;
+    }
     this.socket.write(bytes, done);
   }
 

@@ -9,8 +9,8 @@
 
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { WebSocketServer } from 'ws';
-import type { RawData, WebSocket } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
+import type { RawData } from 'ws';
 import { BatchingConnection } from './connection';
 import type { Connection } from './connection';
 import type { ListeningServer } from './tcp';
@@ -48,6 +48,10 @@ export class WsConnection extends BatchingConnection {
   }
 
   protected writeToSocket(bytes: Buffer, isBinary: boolean, done: () => void): void {
+    if (this.ws.readyState !== WebSocket.OPEN) {
+      done(); // closing or closed: nothing to deliver to
+      return;
+    }
     this.ws.send(bytes, { binary: isBinary }, done);
   }
 

@@ -100,6 +100,12 @@ describe('running stompd', { timeout: 30000 }, () => {
       ['CONNECT_TIMEOUT_MS', 'soon'],
       ['LOG_LEVEL', 'loud'],
       ['SLOW_CONSUMER_POLICY', 'ignore'],
+      ['AUTH', 'jwt'],
+      ['JWT_SECRET', 'too-short'],
+      ['SINGLE_SESSION', 'sometimes'],
+      // found while building the server, not while reading the environment:
+      ['ACL_FILE', '/nonexistent/rules.json'],
+      ['JWT_PUBLIC_KEY', '-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----'],
     ]) {
       const result = spawnSync(process.execPath, [MAIN], {
         env: { PATH: process.env.PATH ?? '', STOMP_PORT: '0', WS_PORT: '0', [variable!]: value! },
@@ -110,7 +116,8 @@ describe('running stompd', { timeout: 30000 }, () => {
       const lines = result.stderr.trim().split('\n');
       assert.equal(lines.length, 1, `one line for ${variable}: ${result.stderr}`);
       assert.match(lines[0]!, new RegExp(`^stompd: invalid configuration: ${variable}=`));
-      assert.equal(result.stdout, '', 'nothing started');
+      assert.ok(!result.stdout.includes('stompd listening'), 'nothing started');
+      if (variable === 'JWT_SECRET') assert.ok(!result.stderr.includes('too-short'), 'a secret is never echoed');
     }
   });
 });
