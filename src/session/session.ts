@@ -318,6 +318,12 @@ export class Session implements Subscriber, SessionView {
     clearInterval(this.sendTimer);
     clearInterval(this.checkTimer);
     clearTimeout(this.expiryTimer);
+    if (this.isWaiting) {
+      // Reading was paused for an asynchronous step: resume it so the transport can see the
+      // peer's side of the close (a WebSocket close handshake). The decoder stays paused.
+      this.isWaiting = false;
+      this.connection.resumeReading();
+    }
 
     if (error !== undefined) {
       const headers: Header[] = [['message', `${error.code}: ${error.message}`], ['content-type', 'text/plain']];
