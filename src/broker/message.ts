@@ -18,6 +18,8 @@ export function forwardableHeaders(sendHeaders: readonly Header[]): Header[] {
   return kept;
 }
 
+const MAX_SHARED_FRAMES = 8;
+
 export class Message {
   readonly id: string;
   /** The destination subscribers see in the MESSAGE. */
@@ -32,6 +34,8 @@ export class Message {
   /** Set when a queue hands the message out again after a NACK or a lost consumer. */
   isRedelivered = false;
   private tails: Partial<Record<StompVersion, Buffer>> = {};
+  /** Whole MESSAGE frames by subscription head, for heads many subscribers share. */
+  private frames: Map<string, Buffer> | undefined;
   private redeliveredTails: Partial<Record<StompVersion, Buffer>> = {};
 
   constructor(id: string, destination: string, routeKey: string, headers: readonly Header[], body: Buffer) {
@@ -41,6 +45,24 @@ export class Message {
     this.headers = headers;
     this.body = body;
     this.isBinary = body.length > 0 && !isUtf8(body);
+  }
+
+  /**
+   * The whole frame for an auto-ack subscription whose head is `head` (its key: `headKey`).
+   * Clients tend to reuse subscription ids (stompjs numbers them sub-0, sub-1, ...), so one
+   * buffer serves most subscribers and a delivery is a single write. At most
+   * MAX_SHARED_FRAMES heads are kept; beyond that: undefined, write head and tail apart.
+   */
+  frameFor(head: Buffer, headKey: string, version: StompVersion): Buffer | undefined {
+    if (this.isRedelivered) return undefined;
+    let frame = this.frames?.get(headKey);
+    if (frame !== undefined) return frame;
+    this.frames ??= new Map();
+    if (this.frames.size >= MAX_SHARED_FRAMES) return undefined;
+    const tail = this.tail(version);
+    frame = Buffer.concat([head, tail], head.length + tail.length);
+    this.frames.set(headKey, frame);
+    return frame;
   }
 
   /** The frame after the per-subscriber head, encoded once per version. */

@@ -42,6 +42,8 @@ export class Subscription {
   readonly pending = new Map<string, Delivery>();
   /** "MESSAGE\nsubscription:<id>\n", reused by every auto-mode delivery. */
   private readonly head: Buffer;
+  /** Identifies `head` among subscriptions: the same key means the same bytes. */
+  private readonly headKey: string;
   private readonly escapedId: string;
 
   constructor(subscriber: Subscriber, id: string, destination: string, ackMode: AckMode) {
@@ -52,6 +54,7 @@ export class Subscription {
     this.ackMode = ackMode;
     this.escapedId = escapeHeader(id, subscriber.version);
     this.head = Buffer.from(`MESSAGE\nsubscription:${this.escapedId}\n`);
+    this.headKey = `${subscriber.version}:${id}`;
   }
 
   get needsAck(): boolean {
@@ -61,12 +64,17 @@ export class Subscription {
   /** Write one MESSAGE; returns the delivery when an ACK is owed. */
   deliver(message: Message): Delivery | undefined {
     const subscriber = this.subscriber;
-    const tail = message.tail(subscriber.version);
     if (this.ackMode === 'auto') {
-      subscriber.write(this.head);
-      subscriber.write(tail, message.isBinary);
+      const frame = message.frameFor(this.head, this.headKey, subscriber.version);
+      if (frame !== undefined) {
+        subscriber.write(frame, message.isBinary);
+      } else {
+        subscriber.write(this.head);
+        subscriber.write(message.tail(subscriber.version), message.isBinary);
+      }
       return undefined;
     }
+    const tail = message.tail(subscriber.version);
     const ackId = subscriber.nextAckId();
     subscriber.write(Buffer.from(`MESSAGE\nsubscription:${this.escapedId}\nack:${ackId}\n`));
     subscriber.write(tail, message.isBinary);
