@@ -43,6 +43,9 @@ export interface Config {
   queuePrefix: string;
   maxQueueMessages: number;
   maxTransactionFrames: number;
+  maxTransactionBytes: number;
+  maxSubscriptionsPerSession: number;
+  maxUnacked: number;
   serverName: string;
   logLevel: LogLevel;
   /** `jwt`: a valid token is required; `none`: the login header is the user id (embedded). */
@@ -103,7 +106,7 @@ const SETTINGS = {
   WS_PATH: ['/ws', (v: string) => (v.startsWith('/') ? v : null), 'a path starting with "/"'],
   HEARTBEAT: ['10000,10000', (v: string) => parseHeartbeat(v) ?? null, 'two non-negative integers "sx,sy" in ms: how often we can send, how often we want to hear'],
   HEARTBEAT_GRACE: ['2', (v: string) => (/^\d+(\.\d+)?$/.test(v) && Number(v) >= 1 ? Number(v) : Number.NaN), 'a number >= 1'],
-  CONNECT_TIMEOUT_MS: ['10000', integer(1), 'a positive integer (ms)'],
+  CONNECT_TIMEOUT_MS: ['10000', integer(1, 3_600_000), 'an integer from 1 to 3600000 (ms)'],
   MAX_FRAME_BYTES: ['1048576', integer(256), 'an integer >= 256 (bytes)'],
   MAX_HEADERS: ['64', integer(1, 100000), 'an integer from 1 to 100000'],
   MAX_HEADER_LINE_BYTES: ['8192', integer(64), 'an integer >= 64 (bytes)'],
@@ -113,6 +116,9 @@ const SETTINGS = {
   QUEUE_PREFIX: ['/queue/', (v: string) => (v.startsWith('/') ? v : null), 'a destination prefix starting with "/"'],
   MAX_QUEUE_MESSAGES: ['10000', integer(1), 'a positive integer'],
   MAX_TRANSACTION_FRAMES: ['1000', integer(1), 'a positive integer'],
+  MAX_TRANSACTION_BYTES: ['8388608', integer(0), 'a non-negative integer (bytes)'],
+  MAX_SUBSCRIPTIONS_PER_SESSION: ['1000', integer(1), 'a positive integer'],
+  MAX_UNACKED: ['1000', integer(1), 'a positive integer'],
   SERVER_NAME: ['stompd/0.1.0', (v: string) => (/^[^\r\n:]+$/.test(v) ? v : null), 'a name without ":" or line breaks'],
   AUTH: ['auto', (v: string) => (v === 'auto' || v === 'jwt' || v === 'none' ? v : null), '"jwt", "none" or "auto" (jwt when a JWT key is set)'],
   ALLOW_INSECURE_AUTH: ['0', (v: string) => (v === '0' || v === '1' ? v === '1' : null), '"0" or "1"'],
@@ -183,6 +189,9 @@ export function loadConfig(env: Env): Readonly<Config> {
     queuePrefix: p.QUEUE_PREFIX,
     maxQueueMessages: p.MAX_QUEUE_MESSAGES,
     maxTransactionFrames: p.MAX_TRANSACTION_FRAMES,
+    maxTransactionBytes: p.MAX_TRANSACTION_BYTES,
+    maxSubscriptionsPerSession: p.MAX_SUBSCRIPTIONS_PER_SESSION,
+    maxUnacked: p.MAX_UNACKED,
     serverName: p.SERVER_NAME,
     logLevel: p.LOG_LEVEL as LogLevel,
     authMode,

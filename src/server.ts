@@ -10,6 +10,7 @@ import { loginAsUserId } from './auth/embedded';
 import { createJwtVerifier, jwtAuthenticator } from './auth/jwt';
 import { originChecker } from './auth/origin';
 import { sessionPolicy } from './auth/session-policy';
+import { addressableUserId } from './auth/user-id';
 import { MemoryRegistry } from './registry/memory-registry';
 import type { SessionRegistry } from './registry/registry';
 import { Router } from './broker/router';
@@ -64,6 +65,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   }
   const interceptors: Interceptor[] = [
     authenticator,
+    addressableUserId(router.destinations),
     accessControl(loadRules(config.aclFile), router.destinations),
     sessionPolicy(
       registry,
@@ -86,6 +88,9 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       serverName: config.serverName,
       slowConsumerPolicy: config.slowConsumerPolicy,
       maxTransactionFrames: config.maxTransactionFrames,
+      maxTransactionBytes: config.maxTransactionBytes,
+      maxSubscriptionsPerSession: config.maxSubscriptionsPerSession,
+      maxUnacked: config.maxUnacked,
     },
   };
   let isStopping = false;
@@ -99,12 +104,17 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   };
 
   const verifyOrigin = originChecker(config.allowedOrigins);
+  // Room past the soft limit for what is not a MESSAGE (RECEIPTs) and for one large MESSAGE.
+  const writeLimits = {
+    writeLimitBytes: config.writeBufferLimitBytes,
+    overflowLimitBytes: config.writeBufferLimitBytes * 2 + config.limits.maxFrameBytes,
+  };
   const listeners: ListeningServer[] = [];
   let tcpPort: number | undefined;
   let wsPort: number | undefined;
   try {
     if (config.stompPort !== undefined) {
-      const tcp = await listenTcp({ host: config.host, port: config.stompPort, writeLimitBytes: config.writeBufferLimitBytes }, accept);
+      const tcp = await listenTcp({ host: config.host, port: config.stompPort, limits: writeLimits }, accept);
       listeners.push(tcp);
       tcpPort = tcp.port;
     }
@@ -114,7 +124,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           host: config.host,
           port: config.wsPort,
           path: config.wsPath,
-          writeLimitBytes: config.writeBufferLimitBytes,
+          limits: writeLimits,
           // Room for several frames per message; each frame is still held to maxFrameBytes.
           maxMessageBytes: config.limits.maxFrameBytes * 4 + 64 * 1024,
           ...(verifyOrigin ? { verifyHandshake: verifyOrigin } : {}),

@@ -60,15 +60,16 @@ export function sessionPolicy(registry: SessionRegistry, options: SessionPolicyO
         }
         throw new StompError('DUPLICATE_SESSION', `user ${principal.userId} is already connected`);
       }
+      // The evicted are out of the registry whatever happens next: they must go too.
+      for (const old of result.evicted) {
+        logger.info({ sessionId: old.sessionId, userId: old.userId, by: session.id }, 'session replaced');
+        kicker.kick(old.sessionId, 'SESSION_REPLACED', 'replaced by a newer session of the same user');
+      }
       if (!session.isOpen) {
         unbind(session.id); // the session died while the registry answered
         return;
       }
       bound.add(session.id);
-      for (const old of result.evicted) {
-        logger.info({ sessionId: old.sessionId, userId: old.userId, by: session.id }, 'session replaced');
-        kicker.kick(old.sessionId, 'SESSION_REPLACED', 'replaced by a newer session of the same user');
-      }
     },
     onClose(session: SessionView): void {
       if (bound.delete(session.id)) unbind(session.id);

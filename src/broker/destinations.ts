@@ -4,7 +4,7 @@
 // `/user/queue/x` (or `/user/topic/x`); a SEND to `/user/<userId>/queue/x` reaches every
 // session of that user subscribed to `/user/queue/x`, and nobody else. Both resolve to
 // one route key, `/user/<userId>/queue/x`, on which delivery is a fan-out to that user's
-// subscriptions. A user id cannot contain "/".
+// subscriptions. A user id cannot contain "/" (isAddressableUserId; refused at CONNECT).
 
 export type DestinationKind = 'topic' | 'queue' | 'user';
 
@@ -47,6 +47,16 @@ export class Destinations {
     if (slash <= 1) return undefined;
     const inner = rest.slice(slash);
     return this.isPlain(inner) ? { userId: rest.slice(1, slash), inner } : undefined;
+  }
+
+  /**
+   * Whether `/user/<userId>/queue/x` can address this user unambiguously: no "/" in it, and
+   * not a name that reads as the subscription form (`queue` with QUEUE_PREFIX /queue/).
+   */
+  isAddressableUserId(userId: string): boolean {
+    if (userId === '' || userId.includes('/')) return false;
+    const form = `/${userId}/`;
+    return !this.prefixes.topicPrefix.startsWith(form) && !this.prefixes.queuePrefix.startsWith(form);
   }
 
   /** The route key of a user destination as `userId` sees or addresses it. */

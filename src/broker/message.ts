@@ -12,9 +12,18 @@ export const USER_ID_HEADER = 'user-id';
 /** SEND headers the broker sets itself or that only mean something on the SEND. */
 const RESERVED_HEADERS = new Set(['destination', 'message-id', 'subscription', 'ack', 'receipt', 'transaction', 'content-length', 'redelivered', USER_ID_HEADER]);
 
+/**
+ * A 1.2 sender may escape a colon or line break into a header name; a 1.0 or 1.1 receiver
+ * could not tell it apart from framing (a forged header, a forged frame). Such names are
+ * not forwarded, nor empty ones.
+ */
+const UNFORWARDABLE_NAME = /^$|[:\r\n]/;
+
 export function forwardableHeaders(sendHeaders: readonly Header[]): Header[] {
   const kept: Header[] = [];
-  for (const header of sendHeaders) if (!RESERVED_HEADERS.has(header[0])) kept.push(header);
+  for (const header of sendHeaders) {
+    if (!RESERVED_HEADERS.has(header[0]) && !UNFORWARDABLE_NAME.test(header[0])) kept.push(header);
+  }
   return kept;
 }
 

@@ -103,7 +103,7 @@ export class Queue {
   }
 
   private dispatchTo(consumer: Subscription, message: Message): boolean {
-    if (!consumer.subscriber.isWritable) return false;
+    if (!consumer.canTakeMore) return false;
     consumer.deliver(message);
     return true;
   }

@@ -107,14 +107,19 @@ export class Router {
   }
 
   ack(subscription: Subscription, ackId: string): Delivery[] {
-    return subscription.settle(ackId);
+    const settled = subscription.settle(ackId);
+    if (settled.length > 0) this.queues.get(subscription.routeKey)?.drain(); // room under the prefetch limit
+    return settled;
   }
 
   /** NACKed queue messages are redelivered, preferably to another consumer; topic ones are dropped. */
   nack(subscription: Subscription, ackId: string): Delivery[] {
     const settled = subscription.settle(ackId);
     const queue = this.queues.get(subscription.routeKey);
-    if (queue !== undefined && settled.length > 0) queue.giveBack(settled.map((d) => d.message), subscription);
+    if (queue !== undefined && settled.length > 0) {
+      queue.giveBack(settled.map((d) => d.message), subscription);
+      queue.drain();
+    }
     return settled;
   }
 

@@ -3,6 +3,8 @@
 // The broker sees a session only through Subscriber, so it never imports session code.
 // Pending deliveries are kept in delivery order (Map insertion order): a `client` mode
 // ACK covers the acked message and every earlier one (STOMP 1.2 "SUBSCRIBE ack Header").
+// They are bounded by maxUnacked: a queue hands a full subscription nothing more (prefetch);
+// a topic keeps delivering and forgets the oldest owed ack (nothing would be redelivered).
 
 import { escapeHeader } from '../codec';
 import type { StompVersion } from '../codec';
@@ -37,6 +39,7 @@ export class Subscription {
   /** Where the router files it (differs for user destinations); set by the router. */
   routeKey: string;
   readonly ackMode: AckMode;
+  readonly maxUnacked: number;
   readonly subscriber: Subscriber;
   /** ackId → delivery, oldest first. Empty for auto mode. */
   readonly pending = new Map<string, Delivery>();
@@ -46,12 +49,13 @@ export class Subscription {
   private readonly headKey: string;
   private readonly escapedId: string;
 
-  constructor(subscriber: Subscriber, id: string, destination: string, ackMode: AckMode) {
+  constructor(subscriber: Subscriber, id: string, destination: string, ackMode: AckMode, maxUnacked = Infinity) {
     this.subscriber = subscriber;
     this.id = id;
     this.destination = destination;
     this.routeKey = destination;
     this.ackMode = ackMode;
+    this.maxUnacked = maxUnacked;
     this.escapedId = escapeHeader(id, subscriber.version);
     this.head = Buffer.from(`MESSAGE\nsubscription:${this.escapedId}\n`);
     this.headKey = `${subscriber.version}:${id}`;
@@ -59,6 +63,11 @@ export class Subscription {
 
   get needsAck(): boolean {
     return this.ackMode !== 'auto';
+  }
+
+  /** Whether a queue may hand this subscription another message. */
+  get canTakeMore(): boolean {
+    return this.subscriber.isWritable && (this.ackMode === 'auto' || this.pending.size < this.maxUnacked);
   }
 
   /** Write one MESSAGE; returns the delivery when an ACK is owed. */
@@ -79,6 +88,7 @@ export class Subscription {
     subscriber.write(Buffer.from(`MESSAGE\nsubscription:${this.escapedId}\nack:${ackId}\n`));
     subscriber.write(tail, message.isBinary);
     const delivery: Delivery = { ackId, message };
+    if (this.pending.size >= this.maxUnacked) this.pending.delete(this.pending.keys().next().value!);
     this.pending.set(ackId, delivery);
     return delivery;
   }

@@ -5,7 +5,7 @@
 // MESSAGE fan-out uses the split form: encodeFrameTail() once per destination and version,
 // then a short per-subscriber head (command + subscription/ack headers) in front of it.
 
-import { escapeHeader } from './escape';
+import { escapeHeader, unescapableName } from './escape';
 import { isUnescapedCommand } from './frame';
 import type { Frame, Header, StompVersion } from './frame';
 
@@ -17,7 +17,8 @@ export function encodeHeaderLines(headers: readonly Header[], version: StompVers
     if (name === 'content-length') continue;
     // Unescaped frames (CONNECT/CONNECTED) cannot carry a line break: fold it rather than
     // let a value (a login, a token's subject) inject a header.
-    if (isRaw) out += `${foldLineBreaks(name)}:${foldLineBreaks(value)}\n`;
+    if (isRaw) out += `${unescapableName(name)}:${foldLineBreaks(value)}\n`;
+    else if (version === '1.0') out += `${unescapableName(name)}:${escapeHeader(value, version)}\n`;
     else out += `${escapeHeader(name, version)}:${escapeHeader(value, version)}\n`;
   }
   return out;

@@ -37,6 +37,14 @@ export function escapeHeader(value: string, version: StompVersion): string {
   return value.includes('\n') || value.includes('\r') ? value.replace(/[\r\n]/g, ' ') : value;
 }
 
+/**
+ * A header name for a frame that cannot escape (1.0, CONNECT/CONNECTED): a colon would move
+ * the name/value split and a line break would start a new header, so both become "_".
+ */
+export function unescapableName(name: string): string {
+  return /[:\r\n]/.test(name) ? name.replace(/[:\r\n]/g, '_') : name;
+}
+
 export function unescapeHeader(raw: string, version: StompVersion): string {
   if (version === '1.0' || !raw.includes('\\')) return raw;
   let out = '';

@@ -37,6 +37,11 @@ export interface SessionSettings {
   serverName: string;
   slowConsumerPolicy: SlowConsumerPolicy;
   maxTransactionFrames: number;
+  /** Body bytes all open transactions of a session may hold. */
+  maxTransactionBytes: number;
+  maxSubscriptionsPerSession: number;
+  /** Unacknowledged messages per client / client-individual subscription (prefetch-count may lower it). */
+  maxUnacked: number;
 }
 
 export interface SessionDeps {
@@ -49,6 +54,12 @@ export interface SessionDeps {
 
 /** A step held by a transaction until COMMIT. */
 export type TransactionStep = () => void;
+
+export interface Transaction {
+  steps: TransactionStep[];
+  /** Body bytes the held SENDs keep. */
+  heldBytes: number;
+}
 
 const EOL = Buffer.from('\n');
 
@@ -65,7 +76,7 @@ export class Session implements Subscriber, SessionView {
   connectedAt = 0;
   log: Logger;
   readonly subscriptions = new Map<string, Subscription>();
-  readonly transactions = new Map<string, TransactionStep[]>();
+  readonly transactions = new Map<string, Transaction>();
   /** Messages not written because this session read too slowly (policy `drop`). */
   droppedMessages = 0;
 
@@ -87,6 +98,7 @@ export class Session implements Subscriber, SessionView {
       onData: (chunk) => this.onData(chunk),
       onClose: (error) => this.onConnectionClosed(error),
       onDrain: () => this.onDrain(),
+      onOverflow: () => this.onOverflow(),
     });
     this.connectTimer = setTimeout(() => {
       this.fail(new StompError('CONNECT_TIMEOUT', `no CONNECT within ${deps.settings.connectTimeoutMs} ms`));
@@ -117,8 +129,9 @@ export class Session implements Subscriber, SessionView {
 
   // --- Subscriber (what the router sees) ---
 
+  /** False once closing: messages handed back by this session's own subscriptions go elsewhere. */
   get isWritable(): boolean {
-    return this.connection.isWritable;
+    return this.state === 'connected' && this.connection.isWritable;
   }
 
   write(bytes: Buffer, isBinary?: boolean): void {
@@ -151,6 +164,7 @@ export class Session implements Subscriber, SessionView {
   // --- Frames in ---
 
   private onData(chunk: Buffer): void {
+    if (!this.isOpen) return; // refused or closing: whatever else comes is not buffered
     this.lastReadAt = Date.now();
     try {
       this.decoder.push(chunk);
@@ -236,9 +250,10 @@ export class Session implements Subscriber, SessionView {
       ['user-name', principal.userId],
     ]);
     this.startHeartbeats(sendEveryMs, expectEveryMs);
-    if (principal.expiresAtMs !== undefined) this.closeAt(principal.expiresAtMs);
     this.log.info({ transport: this.transport, remoteAddress: this.peer.remoteAddress, version, sendEveryMs, expectEveryMs }, 'session connected');
     this.deps.events.emit('connect', this.info());
+    // After the connect event, so that an already expired token still yields connect, then disconnect.
+    if (principal.expiresAtMs !== undefined) this.closeAt(principal.expiresAtMs);
   }
 
   private startHeartbeats(sendEveryMs: number, expectEveryMs: number): void {
@@ -330,7 +345,10 @@ export class Session implements Subscriber, SessionView {
       const receipt = frame && headerValue(frame.headers, 'receipt');
       if (receipt !== undefined) headers.push(['receipt-id', receipt]);
       if (error instanceof StompError) headers.push(...error.headers);
-      this.sendFrame('ERROR', headers, Buffer.from(`${error.code}: ${error.message}\n`));
+      // Before CONNECTED the client knows no version yet (stompjs unescapes only after it):
+      // such an ERROR goes out unescaped, line breaks folded, like CONNECTED itself.
+      const encoding = wasConnected ? this.version : '1.0';
+      this.connection.write(encodeFrame({ command: 'ERROR', headers, body: Buffer.from(`${error.code}: ${error.message}\n`) }, encoding));
       this.log.info({ code: error.code, reason }, 'session refused');
     }
 
@@ -365,6 +383,14 @@ export class Session implements Subscriber, SessionView {
     if (!this.isOpen) return;
     if (error !== undefined) this.log.debug({ err: error }, 'socket error');
     this.terminate(error !== undefined ? 'socket-error' : 'socket-closed');
+  }
+
+  /** Not even RECEIPTs are read: the peer is gone in all but name. No ERROR: it could not be written. */
+  private onOverflow(): void {
+    if (!this.isOpen) return;
+    this.log.warn({ bufferedBytes: this.connection.bufferedBytes }, 'outbound buffer overflow: closing');
+    this.connection.destroy();
+    this.terminate('kicked', new StompError('SLOW_CONSUMER', 'the client does not read what it is sent'));
   }
 
   private onDrain(): void {

@@ -9,12 +9,19 @@
 
 export type TransportKind = 'tcp' | 'ws';
 
+export interface WriteLimits {
+  writeLimitBytes: number;
+  overflowLimitBytes: number;
+}
+
 export interface ConnectionHandlers {
   onData(chunk: Buffer): void;
   /** The connection is gone; `error` when it failed rather than closed. */
   onClose(error: Error | undefined): void;
   /** bufferedBytes fell back under the limit after having passed it. */
   onDrain(): void;
+  /** bufferedBytes passed the hard limit: the peer does not read even what is not a MESSAGE. */
+  onOverflow(): void;
 }
 
 /** What the transport knows of the peer, for authentication and logs. */
@@ -71,10 +78,17 @@ export abstract class BatchingConnection implements Connection {
   private isAboveLimit = false;
   private isEnding = false;
   private readonly writeLimitBytes: number;
+  private readonly overflowLimitBytes: number;
+  private hasOverflowed = false;
 
-  protected constructor(peer: PeerInfo, writeLimitBytes: number) {
+  /**
+   * `writeLimitBytes`: past it the connection is not writable (MESSAGEs stop). A few frames may
+   * still come (RECEIPTs, one big MESSAGE); past `overflowLimitBytes` the peer is given up.
+   */
+  protected constructor(peer: PeerInfo, limits: WriteLimits) {
     this.peer = peer;
-    this.writeLimitBytes = writeLimitBytes;
+    this.writeLimitBytes = limits.writeLimitBytes;
+    this.overflowLimitBytes = limits.overflowLimitBytes;
   }
 
   get bufferedBytes(): number {
@@ -102,6 +116,10 @@ export abstract class BatchingConnection implements Connection {
       }
     }
     if (!this.isAboveLimit && this.bufferedBytes > this.writeLimitBytes) this.isAboveLimit = true;
+    if (!this.hasOverflowed && this.bufferedBytes > this.overflowLimitBytes) {
+      this.hasOverflowed = true;
+      this.handlers?.onOverflow();
+    }
   }
 
   /** Called by the scheduler: hand the queued bytes to the socket in one write. */
@@ -127,6 +145,7 @@ export abstract class BatchingConnection implements Connection {
 
   destroy(): void {
     if (this.isClosed) return;
+    this.isEnding = true; // nothing more is queued
     this.queue = [];
     this.queuedBytes = 0;
     this.destroySocket();

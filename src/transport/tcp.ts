@@ -2,7 +2,13 @@
 
 import net from 'node:net';
 import { BatchingConnection } from './connection';
-import type { Connection } from './connection';
+import type { Connection, WriteLimits } from './connection';
+
+/**
+ * TCP keepalive after this much silence: a peer that vanished without heart-beating (its
+ * CONNECT said heart-beat 0) is still found, by the kernel's probes.
+ */
+export const KEEPALIVE_IDLE_MS = 30_000;
 
 /** How long an ended socket may wait for the peer's FIN before it is destroyed. */
 const END_TIMEOUT_MS = 5000;
@@ -11,10 +17,11 @@ export class TcpConnection extends BatchingConnection {
   readonly transport = 'tcp' as const;
   private readonly socket: net.Socket;
 
-  constructor(socket: net.Socket, writeLimitBytes: number) {
-    super({ remoteAddress: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}` }, writeLimitBytes);
+  constructor(socket: net.Socket, limits: WriteLimits) {
+    super({ remoteAddress: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}` }, limits);
     this.socket = socket;
     socket.setNoDelay(true);
+    socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
     socket.on('data', (chunk: Buffer) => this.handlers?.onData(chunk));
     socket.on('error', (error) => this.closed(error));
     socket.on('close', () => this.closed(undefined));
@@ -55,11 +62,11 @@ export interface ListeningServer {
 export interface TcpServerOptions {
   host: string;
   port: number;
-  writeLimitBytes: number;
+  limits: WriteLimits;
 }
 
 export function listenTcp(options: TcpServerOptions, onConnection: (connection: Connection) => void): Promise<ListeningServer> {
-  const server = net.createServer((socket) => onConnection(new TcpConnection(socket, options.writeLimitBytes)));
+  const server = net.createServer((socket) => onConnection(new TcpConnection(socket, options.limits)));
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {

@@ -12,7 +12,8 @@ import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { RawData } from 'ws';
 import { BatchingConnection } from './connection';
-import type { Connection } from './connection';
+import type { Connection, WriteLimits } from './connection';
+import { KEEPALIVE_IDLE_MS } from './tcp';
 import type { ListeningServer } from './tcp';
 
 export const STOMP_SUBPROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp'] as const;
@@ -23,7 +24,7 @@ export class WsConnection extends BatchingConnection {
   readonly transport = 'ws' as const;
   private readonly ws: WebSocket;
 
-  constructor(ws: WebSocket, request: IncomingMessage, writeLimitBytes: number) {
+  constructor(ws: WebSocket, request: IncomingMessage, limits: WriteLimits) {
     super(
       {
         remoteAddress: `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`,
@@ -31,9 +32,10 @@ export class WsConnection extends BatchingConnection {
         headers: request.headers,
         ...(ws.protocol ? { subprotocol: ws.protocol } : {}),
       },
-      writeLimitBytes,
+      limits,
     );
     this.ws = ws;
+    request.socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
     ws.on('message', (data: RawData) => this.handlers?.onData(toBuffer(data)));
     ws.on('error', (error) => this.closed(error));
     ws.on('close', () => this.closed(undefined));
@@ -81,7 +83,7 @@ export interface WsServerOptions {
   host: string;
   port: number;
   path: string;
-  writeLimitBytes: number;
+  limits: WriteLimits;
   /** Largest WebSocket message accepted; frames inside are limited by the decoder. */
   maxMessageBytes: number;
   /** Decides on the HTTP upgrade, before any STOMP frame: false refuses with 403. */
@@ -102,7 +104,7 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
         ? { verifyClient: (info: { req: IncomingMessage }, callback: (ok: boolean, code?: number) => void) => callback(options.verifyHandshake!(info.req), 403) }
         : {}),
     });
-    server.on('connection', (ws, request) => onConnection(new WsConnection(ws, request, options.writeLimitBytes)));
+    server.on('connection', (ws, request) => onConnection(new WsConnection(ws, request, options.limits)));
     server.once('error', reject);
     server.once('listening', () => {
       server.off('error', reject);

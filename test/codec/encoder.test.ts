@@ -54,7 +54,7 @@ test('1.1 escapes LF, colon and backslash but has no escape for CR', () => {
 
 test('1.0 escapes nothing and folds CR and LF into spaces so framing survives', () => {
   const bytes = encodeFrame(frame('MESSAGE', [['k', 'a\r\nb\nc:d\\e'], ['line\nname', 'v']]), '1.0');
-  assert.equal(text(bytes), 'MESSAGE\nk:a  b c:d\\e\nline name:v\n\n\0');
+  assert.equal(text(bytes), 'MESSAGE\nk:a  b c:d\\e\nline_name:v\n\n\0');
   assert.equal(escapeHeader('no breaks: \\ here', '1.0'), 'no breaks: \\ here');
 });
 

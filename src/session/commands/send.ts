@@ -22,7 +22,9 @@ export function handleSend(session: Session, frame: Frame): void | Promise<void>
   const transaction = transactionOf(session, frame);
   const { router, interceptors } = session.deps;
   return afterChain(runChain(interceptors, 'onSend', { session, frame, destination }), () => {
-    const message = router.createMessage(destination, frame.headers, frame.body, session.userId);
-    runOrHold(transaction, () => router.publish(message));
+    // A held body gets its own copy: it must not pin the socket's read buffer until COMMIT.
+    const body = transaction === undefined ? frame.body : Buffer.from(frame.body);
+    const message = router.createMessage(destination, frame.headers, body, session.userId);
+    runOrHold(transaction, () => router.publish(message), body.length);
   });
 }

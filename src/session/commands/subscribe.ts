@@ -17,12 +17,22 @@ export function handleSubscribe(session: Session, frame: Frame): void | Promise<
   const id = headerValue(frame.headers, 'id') ?? (session.version === '1.0' ? destination : undefined);
   if (id === undefined) throw missingHeader('SUBSCRIBE', 'id');
   if (session.subscriptions.has(id)) throw new StompError('DUPLICATE_SUBSCRIPTION', `subscription id ${JSON.stringify(id)} is already in use`);
+  const { maxSubscriptionsPerSession, maxUnacked } = session.deps.settings;
+  if (session.subscriptions.size >= maxSubscriptionsPerSession) {
+    throw new StompError('TOO_MANY_SUBSCRIPTIONS', `a session may hold ${maxSubscriptionsPerSession} subscriptions`);
+  }
   const ackMode = headerValue(frame.headers, 'ack') ?? 'auto';
   if (!ACK_MODES.has(ackMode)) throw new StompError('INVALID_HEADER', `ack must be auto, client or client-individual, got ${JSON.stringify(ackMode)}`);
+  // RabbitMQ's prefetch-count: how many unacknowledged messages this subscription may hold.
+  const prefetchHeader = headerValue(frame.headers, 'prefetch-count');
+  if (prefetchHeader !== undefined && !/^[1-9]\d{0,8}$/.test(prefetchHeader)) {
+    throw new StompError('INVALID_HEADER', `prefetch-count must be a positive integer, got ${JSON.stringify(prefetchHeader)}`);
+  }
+  const unackedLimit = Math.min(maxUnacked, prefetchHeader === undefined ? maxUnacked : Number(prefetchHeader));
 
   const { router, interceptors, events } = session.deps;
   return afterChain(runChain(interceptors, 'onSubscribe', { session, frame, destination }), () => {
-    const subscription = new Subscription(session, id, destination, ackMode as AckMode);
+    const subscription = new Subscription(session, id, destination, ackMode as AckMode, unackedLimit);
     session.subscriptions.set(id, subscription);
     events.emit('subscribe', { session: session.info(), subscriptionId: id, destination, ackMode });
     session.sendReceiptFor(frame); // before any stored queue message the subscription releases

@@ -5,26 +5,39 @@ import { headerValue } from '../../codec';
 import type { Frame } from '../../codec';
 import { StompError, missingHeader } from '../errors';
 import { afterChain, runChain } from '../interceptor';
-import type { Session, TransactionStep } from '../session';
+import type { Session, Transaction, TransactionStep } from '../session';
 
 export const MAX_OPEN_TRANSACTIONS = 64;
 
-/** The transaction a SEND/ACK/NACK names, checked before anything else happens; undefined if none. */
-export function transactionOf(session: Session, frame: Frame): TransactionStep[] | undefined {
+/**
+ * The transaction a SEND/ACK/NACK names, checked before anything else happens; undefined if
+ * none. Held frames are bounded per transaction in count and per session in body bytes.
+ */
+export function transactionOf(session: Session, frame: Frame): Transaction | undefined {
   const name = headerValue(frame.headers, 'transaction');
   if (name === undefined) return undefined;
-  const steps = session.transactions.get(name);
-  if (steps === undefined) throw new StompError('UNKNOWN_TRANSACTION', `no transaction ${JSON.stringify(name)} was begun`);
-  if (steps.length >= session.deps.settings.maxTransactionFrames) {
-    throw new StompError('TRANSACTION_TOO_LARGE', `transaction ${JSON.stringify(name)} holds ${steps.length} frames, the limit`);
+  const transaction = session.transactions.get(name);
+  if (transaction === undefined) throw new StompError('UNKNOWN_TRANSACTION', `no transaction ${JSON.stringify(name)} was begun`);
+  const { maxTransactionFrames, maxTransactionBytes } = session.deps.settings;
+  if (transaction.steps.length >= maxTransactionFrames) {
+    throw new StompError('TRANSACTION_TOO_LARGE', `transaction ${JSON.stringify(name)} holds ${transaction.steps.length} frames, the limit`);
   }
-  return steps;
+  let heldBytes = frame.body.length;
+  for (const open of session.transactions.values()) heldBytes += open.heldBytes;
+  if (heldBytes > maxTransactionBytes) {
+    throw new StompError('TRANSACTION_TOO_LARGE', `open transactions would hold more than ${maxTransactionBytes} bytes`);
+  }
+  return transaction;
 }
 
-/** Run `step` now, or hold it in `transaction` until COMMIT. */
-export function runOrHold(transaction: TransactionStep[] | undefined, step: TransactionStep): void {
-  if (transaction === undefined) step();
-  else transaction.push(step);
+/** Run `step` now, or hold it (and `heldBytes` of body) in `transaction` until COMMIT. */
+export function runOrHold(transaction: Transaction | undefined, step: TransactionStep, heldBytes = 0): void {
+  if (transaction === undefined) {
+    step();
+    return;
+  }
+  transaction.steps.push(step);
+  transaction.heldBytes += heldBytes;
 }
 
 function transactionName(frame: Frame): string {
@@ -40,17 +53,17 @@ export function handleBegin(session: Session, frame: Frame): void | Promise<void
     throw new StompError('TRANSACTION_TOO_LARGE', `more than ${MAX_OPEN_TRANSACTIONS} open transactions`);
   }
   return afterChain(runChain(session.deps.interceptors, 'onTransaction', { session, frame }), () => {
-    session.transactions.set(name, []);
+    session.transactions.set(name, { steps: [], heldBytes: 0 });
   });
 }
 
 export function handleCommit(session: Session, frame: Frame): void | Promise<void> {
   const name = transactionName(frame);
-  const steps = session.transactions.get(name);
-  if (steps === undefined) throw new StompError('UNKNOWN_TRANSACTION', `no transaction ${JSON.stringify(name)} to commit`);
+  const transaction = session.transactions.get(name);
+  if (transaction === undefined) throw new StompError('UNKNOWN_TRANSACTION', `no transaction ${JSON.stringify(name)} to commit`);
   return afterChain(runChain(session.deps.interceptors, 'onTransaction', { session, frame }), () => {
     session.transactions.delete(name);
-    for (const step of steps) step();
+    for (const step of transaction.steps) step();
   });
 }
 
