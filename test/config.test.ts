@@ -21,6 +21,7 @@ describe('configuration', () => {
       HOST: '0.0.0.0', STOMP_PORT: 'off', WS_PORT: '8080', WS_PATH: '/stomp', HEARTBEAT: '5000,0', HEARTBEAT_GRACE: '1.5',
       MAX_FRAME_BYTES: '2048', MAX_HEADERS: '10', MAX_HEADER_LINE_BYTES: '100', TOPIC_PREFIX: '/t/', QUEUE_PREFIX: '/q/',
       LOG_LEVEL: 'debug', ALLOW_INSECURE_AUTH: '1', SLOW_CONSUMER_POLICY: 'disconnect', WRITE_BUFFER_LIMIT_BYTES: '4096', MAX_QUEUE_MESSAGES: '5',
+      MAX_UNACKED: '7', MAX_SUBSCRIPTIONS_PER_SESSION: '3', MAX_TRANSACTION_BYTES: '0', CONNECT_TIMEOUT_MS: '3600000',
     });
     assert.equal(config.stompPort, undefined);
     assert.equal(config.wsPort, 8080);
@@ -28,12 +29,30 @@ describe('configuration', () => {
     assert.deepEqual(config.limits, { maxFrameBytes: 2048, maxHeaders: 10, maxHeaderLineBytes: 100 });
     assert.equal(config.slowConsumerPolicy, 'disconnect');
     assert.equal(config.topicPrefix, '/t/');
+    assert.equal(config.maxUnacked, 7);
+    assert.equal(config.maxSubscriptionsPerSession, 3);
+    assert.equal(config.maxTransactionBytes, 0);
+    assert.equal(config.connectTimeoutMs, 3600000);
+  });
+
+  it('defaults of the per-session bounds', () => {
+    const config = loadConfig({});
+    assert.equal(config.maxUnacked, 1000);
+    assert.equal(config.maxSubscriptionsPerSession, 1000);
+    assert.equal(config.maxTransactionBytes, 8388608);
   });
 
   it('names the variable of a bad value', () => {
     assert.throws(() => loadConfig({ WS_PORT: 'eighty' }), (e: unknown) => e instanceof ConfigError && e.variable === 'WS_PORT');
     assert.throws(() => loadConfig({ QUEUE_PREFIX: '/topic/x/' }), (e: unknown) => e instanceof ConfigError && e.variable === 'QUEUE_PREFIX');
     assert.throws(() => loadConfig({ STOMP_PORT: 'off', WS_PORT: 'off' }), (e: unknown) => e instanceof ConfigError && e.variable === 'STOMP_PORT');
+    // Past what a timer can hold (2^31 - 1 ms) it would fire at once; the cap is 3600000.
+    assert.throws(() => loadConfig({ CONNECT_TIMEOUT_MS: '3000000000' }), (e: unknown) => e instanceof ConfigError && e.variable === 'CONNECT_TIMEOUT_MS');
+    assert.throws(() => loadConfig({ CONNECT_TIMEOUT_MS: '3600001' }), (e: unknown) => e instanceof ConfigError && e.variable === 'CONNECT_TIMEOUT_MS');
+    for (const variable of ['MAX_UNACKED', 'MAX_SUBSCRIPTIONS_PER_SESSION', 'MAX_TRANSACTION_BYTES']) {
+      assert.throws(() => loadConfig({ [variable]: 'many' }), (e: unknown) => e instanceof ConfigError && e.variable === variable, variable);
+    }
+    assert.throws(() => loadConfig({ MAX_UNACKED: '0' }), (e: unknown) => e instanceof ConfigError && e.variable === 'MAX_UNACKED');
   });
 
   it('README documents every variable with its default', () => {

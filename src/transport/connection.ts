@@ -116,16 +116,19 @@ export abstract class BatchingConnection implements Connection {
       }
     }
     if (!this.isAboveLimit && this.bufferedBytes > this.writeLimitBytes) this.isAboveLimit = true;
-    if (!this.hasOverflowed && this.bufferedBytes > this.overflowLimitBytes) {
-      this.hasOverflowed = true;
-      this.handlers?.onOverflow();
-    }
   }
 
   /** Called by the scheduler: hand the queued bytes to the socket in one write. */
   flush(): void {
     const queue = this.queue;
     if (queue.length === 0 || this.isClosed) return;
+    // What the socket still holds from earlier turns is what the peer did not take: a
+    // reader that keeps up never gets here, however much one turn queued.
+    if (!this.hasOverflowed && this.socketBufferedBytes() > this.overflowLimitBytes) {
+      this.hasOverflowed = true;
+      this.handlers?.onOverflow();
+      return;
+    }
     const bytes = queue.length === 1 ? queue[0]! : Buffer.concat(queue, this.queuedBytes);
     const isBinary = this.isQueueBinary;
     this.queue = [];
@@ -154,6 +157,8 @@ export abstract class BatchingConnection implements Connection {
   abstract pauseReading(): void;
   abstract resumeReading(): void;
   protected abstract writeToSocket(bytes: Buffer, isBinary: boolean, done: () => void): void;
+  /** Bytes handed to the socket that it has not passed to the kernel yet. */
+  protected abstract socketBufferedBytes(): number;
   protected abstract endSocket(): void;
   protected abstract destroySocket(): void;
 

@@ -43,6 +43,10 @@ export class TcpConnection extends BatchingConnection {
     this.socket.write(bytes, done);
   }
 
+  protected socketBufferedBytes(): number {
+    return this.socket.writableLength;
+  }
+
   protected endSocket(): void {
     this.socket.end();
     setTimeout(() => this.socket.destroy(), END_TIMEOUT_MS).unref();

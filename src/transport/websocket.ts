@@ -57,6 +57,10 @@ export class WsConnection extends BatchingConnection {
     this.ws.send(bytes, { binary: isBinary }, done);
   }
 
+  protected socketBufferedBytes(): number {
+    return this.ws.bufferedAmount;
+  }
+
   protected endSocket(): void {
     this.ws.close(1000);
     setTimeout(() => this.ws.terminate(), CLOSE_TIMEOUT_MS).unref();

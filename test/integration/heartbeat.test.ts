@@ -64,6 +64,12 @@ describe('heart-beats', { timeout: 15000 }, () => {
     const disconnects: DisconnectEvent[] = [];
     b.events.on('disconnect', (e) => disconnects.push(e));
 
+    // Listens where the silent peer's open transaction holds a SEND: it must never arrive.
+    const listener = await client(b);
+    await listener.connect({ 'heart-beat': '0,0' });
+    listener.sendFrame('SUBSCRIBE', { id: 'l', destination: '/topic/stale', receipt: 'listening' });
+    await listener.expect('RECEIPT');
+
     const silent = await client(b);
     const connectedAt = Date.now();
     await silent.connect({ 'heart-beat': '100,0', login: 'ghost' });
@@ -82,6 +88,10 @@ describe('heart-beats', { timeout: 15000 }, () => {
     assert.ok(elapsed >= 200, `closed after ${elapsed} ms, before 100 ms × 2`);
     const event = disconnects.find((e) => e.session.userId === 'ghost');
     assert.equal(event?.reason, 'heartbeat-timeout');
+    await listener.expectSilence(300);
+    assert.equal(listener.frames.filter((f) => f.command === 'MESSAGE').length, 0, 'the dead session\'s open transaction was not committed');
+    listener.sendFrame('UNSUBSCRIBE', { id: 'l', receipt: 'done' });
+    await listener.expect('RECEIPT');
 
     const heir = await client(b);
     await heir.connect({ 'heart-beat': '0,0' });

@@ -1,0 +1,255 @@
+// Header escaping as receivers of every version see it on the wire: header names a 1.2
+// sender escapes a colon or line break into are not forwarded (a 1.0/1.1 receiver would
+// read a forged header or frame), an ERROR before CONNECTED is not escaped (the client
+// knows no version yet) while one after CONNECTED is, and user ids that user destinations
+// could not address are refused at CONNECT.
+//
+// The receivers here read raw bytes from a plain socket and frame them themselves, the way
+// a naive 1.0 client would: the first content-length line decides where the body ends.
+
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, describe, it } from 'node:test';
+import type { RunningServer } from '../../src/server';
+import { startBroker } from '../helpers/broker';
+import { SECRET, refused } from '../helpers/jwt';
+import { RawClient, header } from '../helpers/raw-client';
+
+const brokers: RunningServer[] = [];
+const sockets: RawSocket[] = [];
+const clients: RawClient[] = [];
+
+after(async () => {
+  for (const s of sockets) s.destroy();
+  for (const c of clients) c.destroy();
+  await Promise.all(brokers.map((b) => b.stop()));
+});
+
+async function broker(overrides: Record<string, string> = {}): Promise<RunningServer> {
+  const b = await startBroker({ HEARTBEAT: '0,0', ...overrides });
+  brokers.push(b);
+  return b;
+}
+
+async function rawClient(b: RunningServer): Promise<RawClient> {
+  const c = await RawClient.tcp(b.tcpPort!);
+  clients.push(c);
+  return c;
+}
+
+interface RawFrame {
+  command: string;
+  /** Header lines exactly as they came, undecoded. */
+  headerLines: string[];
+  body: Buffer;
+}
+
+/**
+ * Frames in `bytes`, framed naively: heart-beat EOLs skipped, the header block ends at the
+ * first blank line, the FIRST line starting with "content-length:" gives the body length
+ * (else the body ends at the first NUL). Stops at an incomplete frame.
+ */
+function parseRawFrames(bytes: Buffer): RawFrame[] {
+  const frames: RawFrame[] = [];
+  let pos = 0;
+  for (;;) {
+    while (pos < bytes.length && (bytes[pos] === 0x0a || bytes[pos] === 0x0d)) pos++;
+    if (pos >= bytes.length) return frames;
+    const headEnd = bytes.indexOf('\n\n', pos);
+    if (headEnd === -1) return frames;
+    const lines = bytes.toString('utf8', pos, headEnd).split('\n');
+    const command = lines.shift()!;
+    const bodyStart = headEnd + 2;
+    const lengthLine = lines.find((line) => line.startsWith('content-length:'));
+    let bodyEnd: number;
+    if (lengthLine !== undefined) {
+      bodyEnd = bodyStart + Number.parseInt(lengthLine.slice('content-length:'.length), 10);
+      if (bytes.length < bodyEnd + 1) return frames;
+      assert.equal(bytes[bodyEnd], 0, `the ${command} body given by ${JSON.stringify(lengthLine)} is not followed by a NUL`);
+    } else {
+      bodyEnd = bytes.indexOf(0, bodyStart);
+      if (bodyEnd === -1) return frames;
+    }
+    frames.push({ command, headerLines: lines, body: bytes.subarray(bodyStart, bodyEnd) });
+    pos = bodyEnd + 1;
+  }
+}
+
+/** A plain TCP socket that keeps every byte the broker sends. */
+class RawSocket {
+  bytes = Buffer.alloc(0);
+  isClosed = false;
+  private readonly socket: net.Socket;
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket;
+    socket.on('data', (chunk: Buffer) => (this.bytes = Buffer.concat([this.bytes, chunk])));
+    socket.on('close', () => (this.isClosed = true));
+    socket.on('error', () => undefined);
+  }
+
+  static async open(port: number): Promise<RawSocket> {
+    const socket = net.connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    const raw = new RawSocket(socket);
+    sockets.push(raw);
+    return raw;
+  }
+
+  write(bytes: string | Buffer): void {
+    this.socket.write(bytes);
+  }
+
+  get text(): string {
+    return this.bytes.toString('utf8');
+  }
+
+  frames(): RawFrame[] {
+    return parseRawFrames(this.bytes);
+  }
+
+  async waitUntil(condition: () => boolean, what: string, timeoutMs = 3000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!condition()) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.text.slice(0, 2000))}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+
+  /** Wait for `count` frames, then make sure no other frame follows within `quietMs`. */
+  async expectFrames(count: number, quietMs = 200): Promise<RawFrame[]> {
+    await this.waitUntil(() => this.frames().length >= count, `${count} frames`);
+    await new Promise((resolve) => setTimeout(resolve, quietMs));
+    const frames = this.frames();
+    assert.equal(frames.length, count, `expected ${count} frames, got ${frames.map((f) => f.command).join(', ')}`);
+    return frames;
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+/** The raw name of a header line: everything before its first (unescaped) colon. */
+const rawName = (line: string): string => line.slice(0, line.indexOf(':') === -1 ? line.length : line.indexOf(':'));
+
+describe('forged header names and bodies', { timeout: 15000 }, () => {
+  // A whole frame inside the body: NULs, a MESSAGE command, a user-id of someone else.
+  const FORGED_BODY = Buffer.from('\0MESSAGE\nuser-id:admin\ndestination:/topic/forge\ncontent-length:6\n\nforged\0\nERROR\nmessage:x\n\n\0');
+
+  for (const receiver of [
+    { version: '1.0', connect: 'CONNECT\nlogin:old-reader\n\n\0' },
+    { version: '1.1', connect: 'CONNECT\naccept-version:1.1\nhost:/\nheart-beat:0,0\nlogin:mid-reader\n\n\0' },
+  ]) {
+    it(`a ${receiver.version} receiver sees one MESSAGE, the broker's content-length and user-id, no forged header`, async () => {
+      const b = await broker();
+      const destination = `/topic/forge-${receiver.version}`;
+      const reader = await RawSocket.open(b.tcpPort!);
+      reader.write(receiver.connect);
+      reader.write(`SUBSCRIBE\nid:r\ndestination:${destination}\nreceipt:sub\n\n\0`);
+      const [connected, receipt] = await reader.expectFrames(2, 0);
+      assert.equal(connected!.command, 'CONNECTED');
+      assert.ok(connected!.headerLines.includes(`version:${receiver.version}`), connected!.headerLines.join('|'));
+      assert.equal(receipt!.command, 'RECEIPT');
+
+      const sender = await RawSocket.open(b.tcpPort!);
+      sender.write('CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\nlogin:mallory\n\n\0');
+      await sender.expectFrames(1, 0);
+      // Header names decoding to "content-length:1", "a\nb" and "user-id:", a plain forged
+      // user-id, a harmless header that must come through, and the real content-length.
+      const send = Buffer.concat([
+        Buffer.from(
+          `SEND\ndestination:${destination}\ncontent-length\\c1:x\na\\nb:v\nuser-id\\c:admin\nuser-id:admin\nx-kept:yes\ncontent-length:${FORGED_BODY.length}\nreceipt:sent\n\n`,
+        ),
+        FORGED_BODY,
+        Buffer.from('\0'),
+        Buffer.from(`SEND\ndestination:${destination}\nreceipt:marker\n\nmarker\0`),
+      ]);
+      sender.write(send);
+      const senderFrames = await sender.expectFrames(3, 0);
+      assert.deepEqual(senderFrames.map((f) => f.command), ['CONNECTED', 'RECEIPT', 'RECEIPT'], 'the SEND was accepted');
+
+      // Exactly the forged-test MESSAGE and then the marker: framing stayed in step.
+      const frames = (await reader.expectFrames(4)).slice(2);
+      assert.deepEqual(frames.map((f) => f.command), ['MESSAGE', 'MESSAGE']);
+      const [message, marker] = frames as [RawFrame, RawFrame];
+      assert.deepEqual(message.body, FORGED_BODY, 'the body arrives whole, NULs and all');
+      assert.equal(marker.body.toString(), 'marker');
+
+      const lengthLines = message.headerLines.filter((line) => line.startsWith('content-length'));
+      assert.deepEqual(lengthLines, [`content-length:${FORGED_BODY.length}`], 'only the broker\'s content-length');
+      const userLines = message.headerLines.filter((line) => line.startsWith('user-id'));
+      assert.deepEqual(userLines, ['user-id:mallory'], 'exactly one user-id line: the real sender');
+      assert.ok(!message.headerLines.some((line) => line === 'a' || line.startsWith('b:') || line.startsWith('a\\n') || line.startsWith('a_b')), message.headerLines.join('|'));
+      assert.deepEqual(
+        message.headerLines.map(rawName).sort(),
+        ['content-length', 'destination', 'message-id', 'subscription', 'user-id', 'x-kept'],
+        `header lines: ${JSON.stringify(message.headerLines)}`,
+      );
+      assert.ok(message.headerLines.includes('x-kept:yes'));
+      assert.ok(message.headerLines.includes(`destination:${destination}`));
+    });
+  }
+});
+
+describe('ERROR escaping by state', { timeout: 10000 }, () => {
+  it('an unsupported version: the ERROR before CONNECTED is unescaped (message:UNSUPPORTED_VERSION: ...)', async () => {
+    const b = await broker();
+    const c = await RawSocket.open(b.tcpPort!);
+    c.write('CONNECT\naccept-version:9.9\nhost:/\n\n\0');
+    await c.waitUntil(() => c.isClosed, 'the broker to close');
+    const [error] = parseRawFrames(c.bytes);
+    assert.equal(error?.command, 'ERROR');
+    assert.ok(c.text.includes('\nmessage:UNSUPPORTED_VERSION: '), c.text);
+    assert.ok(!c.text.includes('\\c'), `nothing escaped: ${c.text}`);
+    assert.ok(error!.headerLines.includes('version:1.0,1.1,1.2'), error!.headerLines.join('|'));
+  });
+
+  it('a malformed token on a JWT broker: the ERROR before CONNECTED is unescaped (message:UNAUTHENTICATED: ...)', async () => {
+    const b = await broker({ JWT_SECRET: SECRET });
+    const c = await RawSocket.open(b.tcpPort!);
+    c.write('CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\nAuthorization:Bearer not.a-token\n\n\0');
+    await c.waitUntil(() => c.isClosed, 'the broker to close');
+    assert.equal(parseRawFrames(c.bytes)[0]?.command, 'ERROR');
+    assert.ok(c.text.includes('\nmessage:UNAUTHENTICATED: '), c.text);
+    assert.ok(!c.text.includes('\\c'), `nothing escaped: ${c.text}`);
+  });
+
+  it('an ERROR after CONNECTED on a 1.2 session is escaped (message:MISSING_HEADER\\c ...)', async () => {
+    const b = await broker();
+    const c = await RawSocket.open(b.tcpPort!);
+    c.write('CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\n\n\0');
+    await c.expectFrames(1, 0);
+    c.write('SEND\nreceipt:r1\n\nno destination\0');
+    await c.waitUntil(() => c.isClosed, 'the broker to close');
+    const frames = parseRawFrames(c.bytes);
+    assert.deepEqual(frames.map((f) => f.command), ['CONNECTED', 'ERROR']);
+    assert.ok(frames[1]!.headerLines.some((line) => line.startsWith('message:MISSING_HEADER\\c ')), frames[1]!.headerLines.join('|'));
+    assert.ok(!frames[1]!.headerLines.some((line) => line.startsWith('message:MISSING_HEADER: ')), 'the colon is escaped');
+    assert.ok(frames[1]!.headerLines.includes('receipt-id:r1'));
+  });
+});
+
+describe('user ids user destinations cannot address', { timeout: 10000 }, () => {
+  it('login "alice/queue" is refused with UNAUTHENTICATED', async () => {
+    const b = await broker();
+    const c = await rawClient(b);
+    await refused(c, { login: 'alice/queue' }, 'UNAUTHENTICATED');
+  });
+
+  it('login "queue" (the queue prefix name) is refused with UNAUTHENTICATED', async () => {
+    const b = await broker();
+    const c = await rawClient(b);
+    await refused(c, { login: 'queue' }, 'UNAUTHENTICATED');
+  });
+
+  it('login "alice" is fine', async () => {
+    const b = await broker();
+    const c = await rawClient(b);
+    const connected = await c.connect({ login: 'alice' });
+    assert.equal(header(connected, 'user-name'), 'alice');
+  });
+});
