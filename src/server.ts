@@ -29,6 +29,8 @@ export interface ServerOptions {
   logger?: Logger;
   /** Defaults to an in-memory registry. */
   registry?: SessionRegistry;
+  /** Links run after the built-in ones (authentication, user id, access rules, session policy). */
+  extraInterceptors?: readonly Interceptor[];
 }
 
 export interface RunningServer {
@@ -73,6 +75,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       { kick: (sessionId, code, message) => open.get(sessionId)?.kick(code, message) },
       logger,
     ),
+    ...(options.extraInterceptors ?? []),
     { name: 'session-table', onClose: (session) => open.delete(session.id) },
   ];
   const deps: SessionDeps = {

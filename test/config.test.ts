@@ -45,6 +45,7 @@ describe('configuration', () => {
   it('names the variable of a bad value', () => {
     assert.throws(() => loadConfig({ WS_PORT: 'eighty' }), (e: unknown) => e instanceof ConfigError && e.variable === 'WS_PORT');
     assert.throws(() => loadConfig({ QUEUE_PREFIX: '/topic/x/' }), (e: unknown) => e instanceof ConfigError && e.variable === 'QUEUE_PREFIX');
+    assert.throws(() => loadConfig({ TOPIC_PREFIX: '/topic' }), (e: unknown) => e instanceof ConfigError && e.variable === 'TOPIC_PREFIX', 'prefixes end with "/"');
     assert.throws(() => loadConfig({ STOMP_PORT: 'off', WS_PORT: 'off' }), (e: unknown) => e instanceof ConfigError && e.variable === 'STOMP_PORT');
     // Past what a timer can hold (2^31 - 1 ms) it would fire at once; the cap is 3600000.
     assert.throws(() => loadConfig({ CONNECT_TIMEOUT_MS: '3000000000' }), (e: unknown) => e instanceof ConfigError && e.variable === 'CONNECT_TIMEOUT_MS');

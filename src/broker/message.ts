@@ -74,6 +74,11 @@ export class Message {
     return frame;
   }
 
+  /** Drop the shared whole frames once a fan-out no longer needs them. */
+  releaseFrames(): void {
+    this.frames = undefined;
+  }
+
   /** The frame after the per-subscriber head, encoded once per version. */
   tail(version: StompVersion): Buffer {
     const cache = this.isRedelivered ? this.redeliveredTails : this.tails;

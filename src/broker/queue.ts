@@ -7,7 +7,14 @@
 //   original order, and are offered to another consumer first.
 
 import type { Message } from './message';
-import type { Subscription } from './subscription';
+import type { Delivery, Subscription } from './subscription';
+
+/** The messages of queue deliveries (a queue subscription keeps them all). */
+export function messagesOf(deliveries: readonly Delivery[]): Message[] {
+  const messages: Message[] = [];
+  for (const delivery of deliveries) if (delivery.message !== undefined) messages.push(delivery.message);
+  return messages;
+}
 
 export class Queue {
   readonly destination: string;
@@ -42,6 +49,7 @@ export class Queue {
   }
 
   addConsumer(subscription: Subscription): void {
+    subscription.keepsMessages = true;
     this.consumers.push(subscription);
     this.drain();
   }
@@ -52,7 +60,7 @@ export class Queue {
     if (index === -1) return;
     this.consumers.splice(index, 1);
     if (this.nextConsumer > index) this.nextConsumer--;
-    const unacked = subscription.takeAllPending().map((delivery) => delivery.message);
+    const unacked = messagesOf(subscription.takeAllPending());
     this.giveBack(unacked, undefined);
   }
 

@@ -9,7 +9,7 @@ import type { Header } from '../codec';
 import { Destinations } from './destinations';
 import type { DestinationKind, DestinationPrefixes } from './destinations';
 import { Message, USER_ID_HEADER, forwardableHeaders } from './message';
-import { Queue } from './queue';
+import { Queue, messagesOf } from './queue';
 import type { Delivery, Subscription } from './subscription';
 import { Topic } from './topic';
 
@@ -117,7 +117,7 @@ export class Router {
     const settled = subscription.settle(ackId);
     const queue = this.queues.get(subscription.routeKey);
     if (queue !== undefined && settled.length > 0) {
-      queue.giveBack(settled.map((d) => d.message), subscription);
+      queue.giveBack(messagesOf(settled), subscription);
       queue.drain();
     }
     return settled;

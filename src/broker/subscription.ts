@@ -29,7 +29,9 @@ export interface Subscriber {
 
 export interface Delivery {
   readonly ackId: string;
-  readonly message: Message;
+  readonly messageId: string;
+  /** Kept only where it may be redelivered (queues); a topic owes just the ack. */
+  readonly message: Message | undefined;
 }
 
 export class Subscription {
@@ -38,6 +40,8 @@ export class Subscription {
   readonly destination: string;
   /** Where the router files it (differs for user destinations); set by the router. */
   routeKey: string;
+  /** Whether owed messages are kept for redelivery (queues); set by the router. */
+  keepsMessages = false;
   readonly ackMode: AckMode;
   readonly maxUnacked: number;
   readonly subscriber: Subscriber;
@@ -87,7 +91,7 @@ export class Subscription {
     const ackId = subscriber.nextAckId();
     subscriber.write(Buffer.from(`MESSAGE\nsubscription:${this.escapedId}\nack:${ackId}\n`));
     subscriber.write(tail, message.isBinary);
-    const delivery: Delivery = { ackId, message };
+    const delivery: Delivery = { ackId, messageId: message.id, message: this.keepsMessages ? message : undefined };
     if (this.pending.size >= this.maxUnacked) this.pending.delete(this.pending.keys().next().value!);
     this.pending.set(ackId, delivery);
     return delivery;
@@ -112,7 +116,7 @@ export class Subscription {
 
   /** STOMP 1.1 acks name the message, not the delivery. */
   findAckIdByMessageId(messageId: string): string | undefined {
-    for (const [ackId, delivery] of this.pending) if (delivery.message.id === messageId) return ackId;
+    for (const [ackId, delivery] of this.pending) if (delivery.messageId === messageId) return ackId;
     return undefined;
   }
 

@@ -42,6 +42,7 @@ export class Topic {
         subscription.subscriber.onSlowConsumer(subscription, message);
       }
     }
+    message.releaseFrames(); // the fan-out is over: the shared frames are in the sockets' queues
     return delivered;
   }
 }

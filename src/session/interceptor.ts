@@ -62,9 +62,13 @@ export interface Interceptor {
 
 export type HookName = Exclude<keyof Interceptor, 'name' | 'onClose'>;
 
-/** Run `hook` of every link in order. Synchronous unless some link returns a promise. */
-export function runChain<C>(links: readonly Interceptor[], hook: HookName, ctx: C, from = 0): void | Promise<void> {
+/**
+ * Run `hook` of every link in order. Synchronous unless some link returns a promise. A
+ * session that closed while a link was busy goes no further down the chain.
+ */
+export function runChain<C extends { session: SessionView }>(links: readonly Interceptor[], hook: HookName, ctx: C, from = 0): void | Promise<void> {
   for (let i = from; i < links.length; i++) {
+    if (!ctx.session.isOpen) return undefined;
     const fn = links[i]![hook] as Hook<C> | undefined;
     if (fn === undefined) continue;
     const result = fn.call(links[i], ctx);
@@ -75,11 +79,17 @@ export function runChain<C>(links: readonly Interceptor[], hook: HookName, ctx: 
   return undefined;
 }
 
-/** Run `act` after a chain result: at once when the chain was synchronous. */
-export function afterChain(result: void | Promise<void>, act: () => void): void | Promise<void> {
+/**
+ * Run `act` after a chain result: at once when the chain was synchronous; after an
+ * asynchronous one only if `session` is still open (a closed session must not gain a
+ * subscription, publish, or bind).
+ */
+export function afterChain(session: SessionView, result: void | Promise<void>, act: () => void): void | Promise<void> {
   if (result === undefined) {
     act();
     return undefined;
   }
-  return result.then(act);
+  return result.then(() => {
+    if (session.isOpen) act();
+  });
 }

@@ -252,8 +252,9 @@ export class Session implements Subscriber, SessionView {
     this.startHeartbeats(sendEveryMs, expectEveryMs);
     this.log.info({ transport: this.transport, remoteAddress: this.peer.remoteAddress, version, sendEveryMs, expectEveryMs }, 'session connected');
     this.deps.events.emit('connect', this.info());
-    // After the connect event, so that an already expired token still yields connect, then disconnect.
-    if (principal.expiresAtMs !== undefined) this.closeAt(principal.expiresAtMs);
+    // After the connect event, so that an already expired token still yields connect, then
+    // disconnect; not at all if a connect listener already closed the session.
+    if (principal.expiresAtMs !== undefined && this.isOpen) this.closeAt(principal.expiresAtMs);
   }
 
   private startHeartbeats(sendEveryMs: number, expectEveryMs: number): void {

@@ -128,6 +128,8 @@ describe('topic client-ack bound', { timeout: 15000 }, () => {
     const pending = session.subscriptions.get('ts')!.pending.size;
     assert.ok(pending <= 5, `${pending} owed acks`);
     assert.equal(pending, 5);
+    const owed = [...session.subscriptions.get('ts')!.pending.values()];
+    assert.ok(owed.every((d) => d.message === undefined), 'a topic owes acks, it keeps no messages');
 
     // A cumulative ACK of the last one settles what is still owed.
     c.sendFrame('ACK', { id: header(messagesOf(c)[19]!, 'ack')!, receipt: 'acked' });

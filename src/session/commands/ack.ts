@@ -44,7 +44,7 @@ function settle(session: Session, frame: Frame, isNack: boolean): void | Promise
   const target = findTarget(session, frame);
   const transaction = transactionOf(session, frame);
   const { router, interceptors } = session.deps;
-  return afterChain(runChain(interceptors, 'onAck', { session, frame }), () => {
+  return afterChain(session, runChain(interceptors, 'onAck', { session, frame }), () => {
     if (target === undefined) {
       session.log.debug({ command: frame.command }, 'ack for nothing pending: ignored');
       return;

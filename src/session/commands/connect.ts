@@ -33,7 +33,7 @@ export function handleConnect(session: Session, frame: Frame): void | Promise<vo
     throw new StompError('BAD_HEARTBEAT', `heart-beat must be two integers "cx,cy", got ${JSON.stringify(heartbeatHeader)}`);
   }
   const ctx: ConnectContext = { session, frame, principal: undefined };
-  return afterChain(runChain(session.deps.interceptors, 'onConnect', ctx), () => {
+  return afterChain(session, runChain(session.deps.interceptors, 'onConnect', ctx), () => {
     if (!session.isOpen) return;
     if (ctx.principal === undefined) throw new StompError('UNAUTHENTICATED', 'no credentials accepted');
     session.establish(version, ctx.principal, clientHeartbeat);

@@ -5,7 +5,7 @@ import { afterChain, runChain } from '../interceptor';
 import type { Session } from '../session';
 
 export function handleDisconnect(session: Session, frame: Frame): void | Promise<void> {
-  return afterChain(runChain(session.deps.interceptors, 'onDisconnect', { session, frame }), () => {
+  return afterChain(session, runChain(session.deps.interceptors, 'onDisconnect', { session, frame }), () => {
     session.sendReceiptFor(frame);
     session.terminate('client');
   });

@@ -21,7 +21,7 @@ export function handleSend(session: Session, frame: Frame): void | Promise<void>
   const destination = requireDestination(session, frame);
   const transaction = transactionOf(session, frame);
   const { router, interceptors } = session.deps;
-  return afterChain(runChain(interceptors, 'onSend', { session, frame, destination }), () => {
+  return afterChain(session, runChain(interceptors, 'onSend', { session, frame, destination }), () => {
     // A held body gets its own copy: it must not pin the socket's read buffer until COMMIT.
     const body = transaction === undefined ? frame.body : Buffer.from(frame.body);
     const message = router.createMessage(destination, frame.headers, body, session.userId);

@@ -31,7 +31,7 @@ export function handleSubscribe(session: Session, frame: Frame): void | Promise<
   const unackedLimit = Math.min(maxUnacked, prefetchHeader === undefined ? maxUnacked : Number(prefetchHeader));
 
   const { router, interceptors, events } = session.deps;
-  return afterChain(runChain(interceptors, 'onSubscribe', { session, frame, destination }), () => {
+  return afterChain(session, runChain(interceptors, 'onSubscribe', { session, frame, destination }), () => {
     const subscription = new Subscription(session, id, destination, ackMode as AckMode, unackedLimit);
     session.subscriptions.set(id, subscription);
     events.emit('subscribe', { session: session.info(), subscriptionId: id, destination, ackMode });
@@ -44,7 +44,7 @@ export function handleUnsubscribe(session: Session, frame: Frame): void | Promis
   const id = headerValue(frame.headers, 'id') ?? (session.version === '1.0' ? headerValue(frame.headers, 'destination') : undefined);
   if (id === undefined) throw missingHeader('UNSUBSCRIBE', 'id');
   const { router, interceptors, events } = session.deps;
-  return afterChain(runChain(interceptors, 'onUnsubscribe', { session, frame }), () => {
+  return afterChain(session, runChain(interceptors, 'onUnsubscribe', { session, frame }), () => {
     const subscription = session.subscriptions.get(id);
     if (subscription === undefined) return; // unknown or already gone: nothing to undo
     session.subscriptions.delete(id);

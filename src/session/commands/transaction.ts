@@ -52,7 +52,7 @@ export function handleBegin(session: Session, frame: Frame): void | Promise<void
   if (session.transactions.size >= MAX_OPEN_TRANSACTIONS) {
     throw new StompError('TRANSACTION_TOO_LARGE', `more than ${MAX_OPEN_TRANSACTIONS} open transactions`);
   }
-  return afterChain(runChain(session.deps.interceptors, 'onTransaction', { session, frame }), () => {
+  return afterChain(session, runChain(session.deps.interceptors, 'onTransaction', { session, frame }), () => {
     session.transactions.set(name, { steps: [], heldBytes: 0 });
   });
 }
@@ -61,7 +61,7 @@ export function handleCommit(session: Session, frame: Frame): void | Promise<voi
   const name = transactionName(frame);
   const transaction = session.transactions.get(name);
   if (transaction === undefined) throw new StompError('UNKNOWN_TRANSACTION', `no transaction ${JSON.stringify(name)} to commit`);
-  return afterChain(runChain(session.deps.interceptors, 'onTransaction', { session, frame }), () => {
+  return afterChain(session, runChain(session.deps.interceptors, 'onTransaction', { session, frame }), () => {
     session.transactions.delete(name);
     for (const step of transaction.steps) step();
   });
@@ -70,7 +70,7 @@ export function handleCommit(session: Session, frame: Frame): void | Promise<voi
 export function handleAbort(session: Session, frame: Frame): void | Promise<void> {
   const name = transactionName(frame);
   if (!session.transactions.has(name)) throw new StompError('UNKNOWN_TRANSACTION', `no transaction ${JSON.stringify(name)} to abort`);
-  return afterChain(runChain(session.deps.interceptors, 'onTransaction', { session, frame }), () => {
+  return afterChain(session, runChain(session.deps.interceptors, 'onTransaction', { session, frame }), () => {
     session.transactions.delete(name);
   });
 }

@@ -1,0 +1,95 @@
+// The interceptor chain as a seam: extra links see and refuse commands, asynchronous links
+// delay them in order, and a session that closes while a link is busy gains nothing.
+
+import assert from 'node:assert/strict';
+import { after, describe, it } from 'node:test';
+import type { RunningServer } from '../../src/server';
+import { StompError } from '../../src/session/errors';
+import type { Interceptor } from '../../src/session/interceptor';
+import { startBroker } from '../helpers/broker';
+import { RawClient, header } from '../helpers/raw-client';
+
+const brokers: RunningServer[] = [];
+const clients: RawClient[] = [];
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+async function broker(links: Interceptor[]): Promise<RunningServer> {
+  const b = await startBroker({ HEARTBEAT: '0,0' }, { extraInterceptors: links });
+  brokers.push(b);
+  return b;
+}
+
+async function connected(b: RunningServer, login: string): Promise<RawClient> {
+  const c = await RawClient.tcp(b.tcpPort!);
+  clients.push(c);
+  await c.connect({ login });
+  return c;
+}
+
+after(async () => {
+  for (const c of clients) c.destroy();
+  await Promise.all(brokers.map((b) => b.stop()));
+});
+
+describe('interceptor chain', { timeout: 10000 }, () => {
+  it('a link sees every command and can refuse with a coded ERROR', async () => {
+    const seen: string[] = [];
+    const b = await broker([
+      {
+        name: 'recorder',
+        onConnect: (ctx) => void seen.push(`CONNECT ${ctx.principal?.userId}`),
+        onSubscribe: (ctx) => void seen.push(`SUBSCRIBE ${ctx.destination}`),
+        onSend: (ctx) => {
+          seen.push(`SEND ${ctx.destination}`);
+          if (ctx.destination === '/topic/secret') throw new StompError('FORBIDDEN', 'not here');
+        },
+        onUnsubscribe: () => void seen.push('UNSUBSCRIBE'),
+        onAck: (ctx) => void seen.push(ctx.frame.command),
+        onTransaction: (ctx) => void seen.push(ctx.frame.command),
+        onDisconnect: () => void seen.push('DISCONNECT'),
+      },
+    ]);
+    const c = await connected(b, 'watched');
+    c.sendFrame('SUBSCRIBE', { id: '1', destination: '/topic/a' });
+    c.sendFrame('BEGIN', { transaction: 't' });
+    c.sendFrame('SEND', { destination: '/topic/a' }, 'x');
+    c.sendFrame('ABORT', { transaction: 't' });
+    c.sendFrame('ACK', { id: 'nothing' });
+    c.sendFrame('NACK', { id: 'nothing' });
+    c.sendFrame('UNSUBSCRIBE', { id: '1', receipt: 'r' });
+    await c.waitUntil(() => c.frames.some((f) => f.command === 'RECEIPT'));
+    c.sendFrame('SEND', { destination: '/topic/secret', receipt: 's' }, 'x');
+    const error = await c.waitUntil(() => c.frames.some((f) => f.command === 'ERROR')).then(() => c.frames.find((f) => f.command === 'ERROR')!);
+    assert.match(header(error, 'message') ?? '', /^FORBIDDEN: not here/);
+    assert.equal(header(error, 'receipt-id'), 's');
+    assert.deepEqual(seen, ['CONNECT watched', 'SUBSCRIBE /topic/a', 'BEGIN', 'SEND /topic/a', 'ABORT', 'ACK', 'NACK', 'UNSUBSCRIBE', 'SEND /topic/secret']);
+  });
+
+  it('an asynchronous link delays frames without reordering them', async () => {
+    const b = await broker([{ name: 'slow', onSend: () => sleep(30) }]);
+    const sub = await connected(b, 'reader');
+    sub.sendFrame('SUBSCRIBE', { id: 's', destination: '/topic/order', receipt: 'r' });
+    await sub.expect('RECEIPT');
+    const pub = await connected(b, 'writer');
+    for (const n of [1, 2, 3]) pub.sendFrame('SEND', { destination: '/topic/order', receipt: `r${n}` }, `m${n}`);
+    const bodies = [await sub.expect('MESSAGE'), await sub.expect('MESSAGE'), await sub.expect('MESSAGE')].map((m) => m.body.toString());
+    assert.deepEqual(bodies, ['m1', 'm2', 'm3']);
+    assert.deepEqual([await pub.next(), await pub.next(), await pub.next()].map((f) => header(f, 'receipt-id')), ['r1', 'r2', 'r3']);
+  });
+
+  it('a session that closes while a link decides gains no subscription', async () => {
+    const b = await broker([{ name: 'slow', onSubscribe: () => sleep(40) }]);
+    const c = await connected(b, 'leaver');
+    const session = [...b.sessions()].find((s) => s.principal?.userId === 'leaver')!;
+    c.sendFrame('SUBSCRIBE', { id: 'q', destination: '/queue/orphan' });
+    await sleep(10);
+    c.destroy();
+    await sleep(100);
+    assert.equal(session.state, 'closed');
+    assert.equal(session.subscriptions.size, 0);
+    const pub = await connected(b, 'sender');
+    pub.sendFrame('SEND', { destination: '/queue/orphan', receipt: 'r' }, 'waits');
+    await pub.expect('RECEIPT');
+    assert.equal(b.router.queueDepth('/queue/orphan'), 1, 'no dead consumer took it');
+  });
+});
