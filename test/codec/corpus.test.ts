@@ -6,8 +6,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Decoder, FrameError } from '../../src/codec';
-import type { DecoderLimits, Frame, FrameErrorCode, StompVersion } from '../../src/codec';
+import { FrameError } from '../../src/codec';
+import type { DecoderLimits, FrameErrorCode, StompVersion } from '../../src/codec';
+import { decodeChunks } from '../helpers/decode';
+import type { ComparableFrame, Outcome } from '../helpers/decode';
 
 const FRAMES_DIR = path.join(path.resolve(__dirname, '../../..'), 'frames');
 
@@ -38,45 +40,17 @@ interface Expectation {
   framesBeforeError?: number;
 }
 
-/** A frame as plain data, body in hex so that a mismatch shows readable bytes. */
-interface ComparableFrame {
-  command: string;
-  headers: [string, string][];
-  bodyHex: string;
-}
-
-interface Outcome {
-  frames: ComparableFrame[];
-  heartbeats: number;
-  error: unknown;
-}
-
-function comparable(frame: Frame): ComparableFrame {
-  return { command: frame.command, headers: frame.headers.map(([n, v]) => [n, v]), bodyHex: frame.body.toString('hex') };
-}
-
 function expectedComparable(frame: ExpectedFrame): ComparableFrame {
   const body = frame.bodyBase64 !== undefined ? Buffer.from(frame.bodyBase64, 'base64') : Buffer.from(frame.body ?? '', 'utf8');
   return { command: frame.command, headers: frame.headers, bodyHex: body.toString('hex') };
 }
 
 function decode(chunks: Buffer[], expectation: Expectation): Outcome {
-  const outcome: Outcome = { frames: [], heartbeats: 0, error: undefined };
-  const decoder = new Decoder((frame) => outcome.frames.push(comparable(frame)), {
+  return decodeChunks(chunks, {
     version: expectation.version ?? '1.2',
     limits: expectation.limits ?? {},
     acceptServerCommands: expectation.acceptServerCommands ?? false,
   });
-  decoder.setHeartbeatListener(() => outcome.heartbeats++);
-  for (const chunk of chunks) {
-    try {
-      decoder.push(chunk);
-    } catch (err) {
-      outcome.error = err;
-      break;
-    }
-  }
-  return outcome;
 }
 
 /** mulberry32: a tiny seeded PRNG, so the split points are the same on every run. */

@@ -6,6 +6,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { CLIENT_COMMANDS, Decoder, FrameError, SERVER_COMMANDS, encodeFrame, isUnescapedCommand } from '../../src/codec';
 import type { DecoderLimits, Frame, FrameErrorCode, Header, StompVersion } from '../../src/codec';
+import { decodeChunks } from '../helpers/decode';
+import type { ComparableFrame, Outcome } from '../helpers/decode';
 
 const NUM_RUNS = 300;
 const ALL_COMMANDS = [...CLIENT_COMMANDS, ...SERVER_COMMANDS];
@@ -62,16 +64,6 @@ const heartbeatRun = fc.array(fc.constantFrom('\n', '\r\n'), { maxLength: 3 });
 
 // ---------------------------------------------------------------- helpers
 
-interface ComparableFrame {
-  command: string;
-  headers: Header[];
-  bodyHex: string;
-}
-
-function comparable(frame: Frame): ComparableFrame {
-  return { command: frame.command, headers: frame.headers.map(([n, v]): Header => [n, v]), bodyHex: frame.body.toString('hex') };
-}
-
 /** What the decoder must give back: the encoder drops a caller's content-length and writes its own for a non-empty body; the first of a repeated name wins. */
 function expectedAfterRoundTrip(frame: Frame): ComparableFrame {
   const written: Header[] = frame.headers.filter(([name]) => name !== 'content-length');
@@ -86,35 +78,14 @@ function expectedAfterRoundTrip(frame: Frame): ComparableFrame {
   return { command: frame.command, headers, bodyHex: frame.body.toString('hex') };
 }
 
-interface Outcome {
-  frames: ComparableFrame[];
-  heartbeats: number;
-  error: unknown;
-}
-
 interface DecodeSetup {
   version: StompVersion;
   limits?: Partial<DecoderLimits>;
   acceptServerCommands?: boolean;
 }
 
-function decodeChunks(chunks: Buffer[], setup: DecodeSetup): Outcome {
-  const outcome: Outcome = { frames: [], heartbeats: 0, error: undefined };
-  const decoder = new Decoder((frame) => outcome.frames.push(comparable(frame)), {
-    version: setup.version,
-    limits: setup.limits ?? {},
-    acceptServerCommands: setup.acceptServerCommands ?? true,
-  });
-  decoder.setHeartbeatListener(() => outcome.heartbeats++);
-  for (const chunk of chunks) {
-    try {
-      decoder.push(chunk);
-    } catch (err) {
-      outcome.error = err;
-      break;
-    }
-  }
-  return outcome;
+function decode(chunks: Buffer[], setup: DecodeSetup): Outcome {
+  return decodeChunks(chunks, { version: setup.version, limits: setup.limits ?? {}, acceptServerCommands: setup.acceptServerCommands ?? true });
 }
 
 /** Cut `bytes` at the given positions (taken modulo the length); an empty cut list gives one chunk. */
@@ -137,7 +108,7 @@ const cutPositions = fc.array(fc.nat(), { maxLength: 12 });
 test('encodeFrame → Decoder round-trips any encodable frame, in every version', () => {
   fc.assert(
     fc.property(version.chain((v) => fc.tuple(fc.constant(v), encodableFrame(v))), ([v, frame]) => {
-      const outcome = decodeChunks([encodeFrame(frame, v)], { version: v });
+      const outcome = decode([encodeFrame(frame, v)], { version: v });
       assert.equal(outcome.error, undefined);
       assert.deepEqual(outcome.frames, [expectedAfterRoundTrip(frame)]);
       assert.equal(outcome.heartbeats, 0);
@@ -149,7 +120,7 @@ test('encodeFrame → Decoder round-trips any encodable frame, in every version'
 test('encodeFrame writes content-length exactly when the body is not empty', () => {
   fc.assert(
     fc.property(version.chain((v) => fc.tuple(fc.constant(v), encodableFrame(v))), ([v, frame]) => {
-      const outcome = decodeChunks([encodeFrame(frame, v)], { version: v });
+      const outcome = decode([encodeFrame(frame, v)], { version: v });
       const lengths = outcome.frames[0]!.headers.filter(([name]) => name === 'content-length');
       assert.deepEqual(lengths, frame.body.length > 0 ? [['content-length', String(frame.body.length)]] : []);
     }),
@@ -180,12 +151,12 @@ test('a stream of frames and heart-beats decodes the same however it is split', 
       heartbeats += trailing.length;
       const bytes = Buffer.concat(parts);
 
-      const whole = decodeChunks([bytes], { version: v });
+      const whole = decode([bytes], { version: v });
       assert.equal(whole.error, undefined);
       assert.deepEqual(whole.frames, items.map(([, frame]) => expectedAfterRoundTrip(frame)));
       assert.equal(whole.heartbeats, heartbeats);
 
-      const pieces = decodeChunks(split(bytes, cuts), { version: v });
+      const pieces = decode(split(bytes, cuts), { version: v });
       assert.deepEqual(pieces, whole);
     }),
     { numRuns: NUM_RUNS },
@@ -288,8 +259,8 @@ test('arbitrary bytes: the outcome does not depend on chunking', () => {
   fc.assert(
     fc.property(fuzzBytes, cutPositions, fuzzSetup, (bytes, cuts, setup) => {
       const decodeSetup = { ...setup, limits: FUZZ_LIMITS };
-      const whole = decodeChunks([bytes], decodeSetup);
-      const pieces = decodeChunks(split(bytes, cuts), decodeSetup);
+      const whole = decode([bytes], decodeSetup);
+      const pieces = decode(split(bytes, cuts), decodeSetup);
       assert.deepEqual(pieces.frames, whole.frames);
       assert.equal(pieces.heartbeats, whole.heartbeats);
       assert.equal(pieces.error === undefined, whole.error === undefined, `whole: ${String(whole.error)}, split: ${String(pieces.error)}`);

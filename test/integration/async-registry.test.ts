@@ -3,12 +3,13 @@
 // leaves neither a binding nor a second live session behind.
 
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { MemoryRegistry } from '../../src/registry/memory-registry';
 import type { BindPolicy, BindResult, SessionRecord } from '../../src/registry/registry';
 import type { RunningServer } from '../../src/server';
-import { startBroker } from '../helpers/broker';
-import { RawClient, header } from '../helpers/raw-client';
+import { harness } from '../helpers/harness';
+import { header } from '../helpers/raw-client';
+import type { RawClient } from '../helpers/raw-client';
 
 /** The memory registry, with every call answered `delayMs` later. */
 class SlowRegistry extends MemoryRegistry {
@@ -29,31 +30,15 @@ class SlowRegistry extends MemoryRegistry {
   }
 }
 
-const brokers: RunningServer[] = [];
-const clients: RawClient[] = [];
-
-async function broker(overrides: Record<string, string>, delayMs: number): Promise<RunningServer> {
-  const b = await startBroker({ HEARTBEAT: '0,0', ...overrides }, { registry: new SlowRegistry(delayMs) });
-  brokers.push(b);
-  return b;
-}
-
-async function client(b: RunningServer): Promise<RawClient> {
-  const c = await RawClient.tcp(b.tcpPort!);
-  clients.push(c);
-  return c;
-}
+const h = harness();
+const broker = (overrides: Record<string, string>, delayMs: number): Promise<RunningServer> => h.broker(overrides, { registry: new SlowRegistry(delayMs) });
+const client = (b: RunningServer): Promise<RawClient> => h.tcp(b);
 
 function connectFrame(c: RawClient, login: string): void {
   c.sendFrame('CONNECT', { 'accept-version': '1.2', host: '/', login });
 }
 
 const liveSessionsOf = (b: RunningServer, userId: string) => [...b.sessions()].filter((s) => s.isOpen && s.principal?.userId === userId);
-
-after(async () => {
-  for (const c of clients) c.destroy();
-  await Promise.all(brokers.map((b) => b.stop()));
-});
 
 describe('single-session policy with an asynchronous registry', { timeout: 15000 }, () => {
   it('reject: of simultaneous CONNECTs exactly one wins', async () => {

@@ -1,36 +1,20 @@
 // Topics, queues and destination prefixes as clients observe them.
 
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { RunningServer } from '../../src/server';
-import { startBroker } from '../helpers/broker';
-import { RawClient, header } from '../helpers/raw-client';
+import { harness } from '../helpers/harness';
+import { header } from '../helpers/raw-client';
+import type { RawClient } from '../helpers/raw-client';
 
-const brokers: RunningServer[] = [];
-const clients: RawClient[] = [];
-
-async function broker(overrides: Record<string, string> = {}): Promise<RunningServer> {
-  const b = await startBroker({ HEARTBEAT: '0,0', ...overrides });
-  brokers.push(b);
-  return b;
-}
-
-async function connected(b: RunningServer): Promise<RawClient> {
-  const c = await RawClient.tcp(b.tcpPort!);
-  clients.push(c);
-  await c.connect();
-  return c;
-}
+const h = harness();
+const broker = (overrides: Record<string, string> = {}): Promise<RunningServer> => h.broker(overrides);
+const connected = (b: RunningServer): Promise<RawClient> => h.connected(b);
 
 async function subscribe(c: RawClient, id: string, destination: string, ack = 'auto'): Promise<void> {
   c.sendFrame('SUBSCRIBE', { id, destination, ack, receipt: `sub-${id}` });
   await c.expect('RECEIPT');
 }
-
-after(async () => {
-  for (const c of clients) c.destroy();
-  await Promise.all(brokers.map((b) => b.stop()));
-});
 
 describe('topics', { timeout: 10000 }, () => {
   it('every subscriber gets a copy; a topic without subscribers drops the message', async () => {

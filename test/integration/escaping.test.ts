@@ -9,33 +9,16 @@
 
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { RunningServer } from '../../src/server';
-import { startBroker } from '../helpers/broker';
+import { harness } from '../helpers/harness';
 import { SECRET, refused } from '../helpers/jwt';
-import { RawClient, header } from '../helpers/raw-client';
+import { header } from '../helpers/raw-client';
+import type { RawClient } from '../helpers/raw-client';
 
-const brokers: RunningServer[] = [];
-const sockets: RawSocket[] = [];
-const clients: RawClient[] = [];
-
-after(async () => {
-  for (const s of sockets) s.destroy();
-  for (const c of clients) c.destroy();
-  await Promise.all(brokers.map((b) => b.stop()));
-});
-
-async function broker(overrides: Record<string, string> = {}): Promise<RunningServer> {
-  const b = await startBroker({ HEARTBEAT: '0,0', ...overrides });
-  brokers.push(b);
-  return b;
-}
-
-async function rawClient(b: RunningServer): Promise<RawClient> {
-  const c = await RawClient.tcp(b.tcpPort!);
-  clients.push(c);
-  return c;
-}
+const h = harness();
+const broker = (overrides: Record<string, string> = {}): Promise<RunningServer> => h.broker(overrides);
+const rawClient = (b: RunningServer): Promise<RawClient> => h.tcp(b);
 
 interface RawFrame {
   command: string;
@@ -95,7 +78,7 @@ class RawSocket {
       socket.once('error', reject);
     });
     const raw = new RawSocket(socket);
-    sockets.push(raw);
+    h.track(raw);
     return raw;
   }
 

@@ -1,33 +1,18 @@
 // Heart-beats on the wire and stale-session detection.
 
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { DisconnectEvent } from '../../src/session/events';
 import type { RunningServer } from '../../src/server';
-import { startBroker } from '../helpers/broker';
-import { RawClient, header } from '../helpers/raw-client';
+import { harness } from '../helpers/harness';
+import { header } from '../helpers/raw-client';
+import type { RawClient } from '../helpers/raw-client';
 
-const brokers: RunningServer[] = [];
-const clients: RawClient[] = [];
-
-async function broker(overrides: Record<string, string>): Promise<RunningServer> {
-  const b = await startBroker(overrides);
-  brokers.push(b);
-  return b;
-}
-
-async function client(b: RunningServer): Promise<RawClient> {
-  const c = await RawClient.tcp(b.tcpPort!);
-  clients.push(c);
-  return c;
-}
+const h = harness({});
+const broker = (overrides: Record<string, string>): Promise<RunningServer> => h.broker(overrides);
+const client = (b: RunningServer): Promise<RawClient> => h.tcp(b);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-after(async () => {
-  for (const c of clients) c.destroy();
-  await Promise.all(brokers.map((b) => b.stop()));
-});
 
 describe('heart-beats', { timeout: 15000 }, () => {
   it('CONNECTED states the server setting, and the server sends EOLs while idle', async () => {

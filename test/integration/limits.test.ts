@@ -5,35 +5,17 @@
 
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { Frame } from '../../src/codec';
 import type { RunningServer } from '../../src/server';
 import type { DisconnectEvent } from '../../src/session/events';
-import { startBroker } from '../helpers/broker';
-import { RawClient, header } from '../helpers/raw-client';
+import { harness } from '../helpers/harness';
+import { header } from '../helpers/raw-client';
+import type { RawClient } from '../helpers/raw-client';
 
-const brokers: RunningServer[] = [];
-const clients: RawClient[] = [];
-const sockets: net.Socket[] = [];
-
-after(async () => {
-  for (const s of sockets) s.destroy();
-  for (const c of clients) c.destroy();
-  await Promise.all(brokers.map((b) => b.stop()));
-});
-
-async function broker(overrides: Record<string, string> = {}): Promise<RunningServer> {
-  const b = await startBroker({ HEARTBEAT: '0,0', ...overrides });
-  brokers.push(b);
-  return b;
-}
-
-async function connected(b: RunningServer, login?: string): Promise<RawClient> {
-  const c = await RawClient.tcp(b.tcpPort!);
-  clients.push(c);
-  await c.connect(login !== undefined ? { login } : {});
-  return c;
-}
+const h = harness();
+const broker = (overrides: Record<string, string> = {}): Promise<RunningServer> => h.broker(overrides);
+const connected = (b: RunningServer, login?: string): Promise<RawClient> => h.connected(b, login !== undefined ? { login } : {});
 
 /** Wait for the RECEIPT `id`, whatever MESSAGEs come around it. */
 async function receipt(c: RawClient, id: string): Promise<void> {
@@ -239,7 +221,7 @@ describe('outbound overflow', { timeout: 15000 }, () => {
 
   async function rawConnected(b: RunningServer, login: string): Promise<{ socket: net.Socket; isClosed: () => boolean }> {
     const socket = net.connect(b.tcpPort!, '127.0.0.1');
-    sockets.push(socket);
+    h.track(socket);
     socket.on('error', () => undefined);
     let closed = false;
     socket.on('close', () => (closed = true));

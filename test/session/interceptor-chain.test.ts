@@ -2,34 +2,18 @@
 // delay them in order, and a session that closes while a link is busy gains nothing.
 
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type { RunningServer } from '../../src/server';
 import { StompError } from '../../src/session/errors';
 import type { Interceptor } from '../../src/session/interceptor';
-import { startBroker } from '../helpers/broker';
-import { RawClient, header } from '../helpers/raw-client';
+import { harness } from '../helpers/harness';
+import { header } from '../helpers/raw-client';
+import type { RawClient } from '../helpers/raw-client';
 
-const brokers: RunningServer[] = [];
-const clients: RawClient[] = [];
+const h = harness();
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-async function broker(links: Interceptor[]): Promise<RunningServer> {
-  const b = await startBroker({ HEARTBEAT: '0,0' }, { extraInterceptors: links });
-  brokers.push(b);
-  return b;
-}
-
-async function connected(b: RunningServer, login: string): Promise<RawClient> {
-  const c = await RawClient.tcp(b.tcpPort!);
-  clients.push(c);
-  await c.connect({ login });
-  return c;
-}
-
-after(async () => {
-  for (const c of clients) c.destroy();
-  await Promise.all(brokers.map((b) => b.stop()));
-});
+const broker = (links: Interceptor[]): Promise<RunningServer> => h.broker({}, { extraInterceptors: links });
+const connected = (b: RunningServer, login: string): Promise<RawClient> => h.connected(b, { login });
 
 describe('interceptor chain', { timeout: 10000 }, () => {
   it('a link sees every command and can refuse with a coded ERROR', async () => {
