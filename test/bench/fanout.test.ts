@@ -87,3 +87,18 @@ test('fanout refuses a target that is not loopback', { timeout: TEST_TIMEOUT_MS 
   assert.match(run.stderr, /loopback/);
   assert.equal(run.stdout, '');
 });
+
+test('the trivial forwarder (bench/forwarder) serves as a --target yardstick', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const { spawn } = await import('node:child_process');
+  const forwarder = spawn(process.execPath, [path.resolve(__dirname, '../../bench/forwarder.js'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      forwarder.stdout!.once('data', (chunk: Buffer) => resolve((JSON.parse(chunk.toString()) as { port: number }).port));
+      forwarder.once('exit', (code) => reject(new Error(`forwarder exited with ${code}`)));
+    });
+    const [report] = reports(await runFanout(['--transport', 'tcp', '--subscribers', String(SUBSCRIBERS), '--messages', String(MESSAGES), '--target', `127.0.0.1:${port}`, '--label', 'forwarder']));
+    assertComplete(report!, 'tcp', 'forwarder');
+  } finally {
+    forwarder.kill('SIGTERM');
+  }
+});
