@@ -4,22 +4,13 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { ConfigError, loadConfig } from '../../src/config';
 import type { RunningServer } from '../../src/server';
-import { startBroker } from '../helpers/broker';
+import { harness } from '../helpers/harness';
 import { ClientPool, SECRET, accepted, bearer, mint, refused, recordConnects, sessionOf } from '../helpers/jwt';
 
 const pool = new ClientPool();
-const brokers: RunningServer[] = [];
-
-async function broker(env: Record<string, string>): Promise<RunningServer> {
-  const b = await startBroker({ HEARTBEAT: '0,0', ...env });
-  brokers.push(b);
-  return b;
-}
-
-after(async () => {
-  pool.destroyAll();
-  await Promise.all(brokers.map((b) => b.stop()));
-});
+const h = harness();
+const broker = (env: Record<string, string>): Promise<RunningServer> => h.broker(env);
+after(() => pool.destroyAll());
 
 function configError(env: Record<string, string>): ConfigError {
   try {

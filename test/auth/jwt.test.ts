@@ -7,21 +7,13 @@ import type { KeyLike } from 'jose';
 import type { RunningServer } from '../../src/server';
 import type { SessionInfo } from '../../src/session/events';
 import { startBroker } from '../helpers/broker';
+import { harness } from '../helpers/harness';
 import { ClientPool, OTHER_SECRET, SECRET, accepted, bearer, mint, nowS, recordConnects, refused, sessionOf, unsecuredToken } from '../helpers/jwt';
 
 const pool = new ClientPool();
-const brokers: RunningServer[] = [];
-
-async function broker(env: Record<string, string>): Promise<RunningServer> {
-  const b = await startBroker({ HEARTBEAT: '0,0', ...env });
-  brokers.push(b);
-  return b;
-}
-
-after(async () => {
-  pool.destroyAll();
-  await Promise.all(brokers.map((b) => b.stop()));
-});
+const h = harness();
+const broker = (env: Record<string, string>): Promise<RunningServer> => h.broker(env);
+after(() => pool.destroyAll());
 
 describe('JWT with JWT_SECRET (HS256/384/512)', { timeout: 15000 }, () => {
   let b: RunningServer;
