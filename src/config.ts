@@ -25,6 +25,8 @@ export interface JwtConfig {
   userClaim: string;
   /** Claims holding the role(s), first present wins: a string or an array of strings. */
   roleClaims: string[];
+  /** Refuse tokens without an exp claim (they would be valid for the whole session, forever). */
+  requireExp: boolean;
 }
 
 export interface Config {
@@ -129,6 +131,7 @@ const SETTINGS = {
   JWT_AUDIENCE: ['', optional, 'the expected aud claim'],
   JWT_CLOCK_TOLERANCE_S: ['5', integer(0, 3600), 'an integer from 0 to 3600 (seconds)'],
   JWT_USER_CLAIM: ['sub', (v: string) => (v.trim() === '' ? null : v), 'a claim name'],
+  JWT_REQUIRE_EXP: ['1', (v: string) => (v === '0' || v === '1' ? v === '1' : null), '"0" or "1" (1: a token without exp is refused)'],
   JWT_ROLE_CLAIM: ['role,roles', (v: string) => (list(v).length > 0 ? list(v) : null), 'claim names, comma-separated'],
   SINGLE_SESSION: ['off', (v: string) => (v === 'off' || v === 'reject' || v === 'replace' ? v : null), '"off", "reject" or "replace"'],
   MAX_SESSIONS_PER_USER: ['0', integer(0), 'a non-negative integer (0: no limit)'],
@@ -204,6 +207,7 @@ export function loadConfig(env: Env): Readonly<Config> {
       clockToleranceS: p.JWT_CLOCK_TOLERANCE_S,
       userClaim: p.JWT_USER_CLAIM,
       roleClaims: p.JWT_ROLE_CLAIM,
+      requireExp: p.JWT_REQUIRE_EXP,
     },
     singleSession: p.SINGLE_SESSION as SingleSessionMode,
     maxSessionsPerUser: p.MAX_SESSIONS_PER_USER,

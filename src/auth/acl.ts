@@ -7,7 +7,7 @@
 // Rules are tried in order; the first whose action, role and destination match decides.
 // No match: `default` ("deny" when omitted). Without a file everything is allowed.
 // Patterns: `{userId}` is the session's own user id, `*` any run of characters but "/",
-// `**` any run at all. User destinations are matched in their addressed form
+// `**` any run at all (line breaks included). User destinations are matched in their addressed form
 // (`/user/queue/x` subscribed by alice is `/user/alice/queue/x`). Whatever the rules say, nobody subscribes to another user's
 // `/user/<id>/...` destinations.
 
@@ -43,7 +43,7 @@ export function compilePattern(pattern: string): RegExp {
       source += '([^/]+)';
       i += '{userId}'.length;
     } else if (pattern.startsWith('**', i)) {
-      source += '.*';
+      source += '[\\s\\S]*'; // any character at all, line breaks included ("." would stop at them)
       i += 2;
     } else if (pattern[i] === '*') {
       source += '[^/]*';

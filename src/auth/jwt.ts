@@ -78,6 +78,7 @@ export function createJwtVerifier(config: JwtConfig): JwtVerifier {
         ({ payload } = await jwtVerify(token, getKey, {
           algorithms: [...new Set(algorithms)],
           clockTolerance: config.clockToleranceS,
+          ...(config.requireExp ? { requiredClaims: ['exp'] } : {}),
           ...(config.issuer !== undefined ? { issuer: config.issuer } : {}),
           ...(config.audience !== undefined ? { audience: config.audience } : {}),
         }));
@@ -111,6 +112,7 @@ function rolesOf(payload: JWTPayload, claims: readonly string[]): string[] {
 function refusal(error: unknown): StompError {
   if (error instanceof errors.JWTExpired) return new StompError('TOKEN_EXPIRED', 'the token expired');
   if (error instanceof errors.JWTClaimValidationFailed) {
+    if (error.reason === 'missing') return new StompError('UNAUTHENTICATED', `the token has no ${error.claim} claim`);
     const what = error.claim === 'nbf' ? 'the token is not valid yet' : error.claim === 'iss' ? 'wrong token issuer' : error.claim === 'aud' ? 'wrong token audience' : `token claim ${error.claim} is invalid`;
     return new StompError('UNAUTHENTICATED', what);
   }

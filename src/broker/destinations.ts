@@ -21,6 +21,17 @@ export interface UserDestination {
   inner: string;
 }
 
+/**
+ * Control characters (C0, DEL, C1) and the Unicode line and paragraph separators: no
+ * destination needs them, and each is a way to make a name look different to a pattern,
+ * a log line or a person than it is.
+ */
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
+export function hasControlCharacters(destination: string): boolean {
+  return CONTROL_CHARACTERS.test(destination);
+}
+
 export class Destinations {
   readonly prefixes: DestinationPrefixes;
 

@@ -10,21 +10,41 @@ import type { Header, StompVersion } from '../codec';
 export const USER_ID_HEADER = 'user-id';
 
 /** SEND headers the broker sets itself or that only mean something on the SEND. */
-const RESERVED_HEADERS = new Set(['destination', 'message-id', 'subscription', 'ack', 'receipt', 'transaction', 'content-length', 'redelivered', USER_ID_HEADER]);
+const RESERVED_HEADERS = ['destination', 'message-id', 'subscription', 'ack', 'receipt', 'transaction', 'content-length', 'redelivered', USER_ID_HEADER];
 
 /**
- * A 1.2 sender may escape a colon or line break into a header name; a 1.0 or 1.1 receiver
- * could not tell it apart from framing (a forged header, a forged frame). Such names are
- * not forwarded, nor empty ones.
+ * A header name as a lenient client might read it: case, punctuation, spaces and control
+ * characters ignored ("User-Id", "user_id", "user-id " and "user-id:" all read "userid").
  */
-const UNFORWARDABLE_NAME = /^$|[:\r\n]/;
+function looseName(name: string): string {
+  return name.toLowerCase().replace(/[^a-z0-9]/g, '');
+}
 
+const RESERVED_LOOSE_NAMES: ReadonlySet<string> = new Set(RESERVED_HEADERS.map(looseName));
+
+/**
+ * The SEND headers a MESSAGE carries on (STOMP 1.2: user-defined headers MUST be passed
+ * through): all but the reserved ones and any name a client could mistake for one of them
+ * (so the broker's own `user-id` is the only one a receiver sees), and empty names.
+ */
 export function forwardableHeaders(sendHeaders: readonly Header[]): Header[] {
   const kept: Header[] = [];
   for (const header of sendHeaders) {
-    if (!RESERVED_HEADERS.has(header[0]) && !UNFORWARDABLE_NAME.test(header[0])) kept.push(header);
+    const name = header[0];
+    if (name !== '' && !RESERVED_LOOSE_NAMES.has(looseName(name))) kept.push(header);
   }
   return kept;
+}
+
+/**
+ * Whether a receiver of `version` can be given a header with this name. 1.2 escapes
+ * everything; 1.1 has no escape for CR; 1.0 none at all, so a colon or line break in a name
+ * would move the name/value split or start a forged header: such headers are left out.
+ */
+export function isNameCarriedBy(name: string, version: StompVersion): boolean {
+  if (version === '1.2') return true;
+  if (version === '1.1') return !name.includes('\r');
+  return !/[:\r\n]/.test(name);
 }
 
 const MAX_SHARED_FRAMES = 8;
@@ -86,7 +106,7 @@ export class Message {
     if (tail === undefined) {
       const headers: Header[] = [['destination', this.destination], ['message-id', this.id]];
       if (this.isRedelivered) headers.push(['redelivered', 'true']);
-      for (const header of this.headers) headers.push(header);
+      for (const header of this.headers) if (isNameCarriedBy(header[0], version)) headers.push(header);
       tail = encodeFrameTail(headers, this.body, version);
       cache[version] = tail;
     }

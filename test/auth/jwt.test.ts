@@ -207,6 +207,19 @@ describe('JWT_CLOCK_TOLERANCE_S', { timeout: 15000 }, () => {
   });
 });
 
+describe('JWT_REQUIRE_EXP', { timeout: 15000 }, () => {
+  it('by default a token without exp is refused → UNAUTHENTICATED, naming the claim', async () => {
+    const b = await broker({ JWT_SECRET: SECRET });
+    const error = await refused(await pool.tcp(b.tcpPort), bearer(await mint(SECRET, { sub: 'forever' }, { exp: null })), 'UNAUTHENTICATED');
+    assert.match(error.headers.find(([name]) => name === 'message')?.[1] ?? '', /exp/);
+  });
+
+  it('JWT_REQUIRE_EXP=0 accepts it (the session then never expires)', async () => {
+    const b = await broker({ JWT_SECRET: SECRET, JWT_REQUIRE_EXP: '0' });
+    await accepted(await pool.tcp(b.tcpPort), bearer(await mint(SECRET, { sub: 'forever' }, { exp: null })), 'forever');
+  });
+});
+
 describe('JWT_PUBLIC_KEY (PEM)', { timeout: 15000 }, () => {
   const cases: { alg: string; options?: { crv?: string } }[] = [
     { alg: 'RS256' },

@@ -100,6 +100,16 @@ describe('access rules', { timeout: 15000 }, () => {
     assert.ok(!compilePattern('/topic/a.b').test('/topic/aXb'), 'a dot is literal');
   });
 
+  it('** and * match line breaks and Unicode separators too: a deny rule cannot be slipped past', () => {
+    const rules = parseRules(JSON.stringify({ default: 'allow', rules: [{ effect: 'deny', destinations: ['/topic/secret.**', '/topic/hidden.*'] }] }), 'inline');
+    const principal = { userId: 'eve', roles: [], isAnonymous: false };
+    for (const destination of ['/topic/secret.x\ny', '/topic/secret.x\ry', '/topic/secret.x\u2028y', '/topic/secret.\u2029', '/topic/hidden.a\nb']) {
+      assert.equal(rules.isAllowed('send', destination, principal), false, JSON.stringify(destination));
+      assert.equal(rules.isAllowed('subscribe', destination, principal), false, JSON.stringify(destination));
+    }
+    assert.equal(rules.isAllowed('send', '/topic/public', principal), true);
+  });
+
   it('a bad rules file stops the start naming ACL_FILE', async () => {
     const bad = path.join(dir, 'bad.json');
     for (const content of ['{ not json', '{"rules": {}}', '{"rules": [{"effect": "maybe", "destinations": ["/topic/a"]}]}', '{"rules": [{"effect": "allow", "destinations": ["topic/a"]}]}']) {
@@ -107,6 +117,32 @@ describe('access rules', { timeout: 15000 }, () => {
       await assert.rejects(startBroker({ ACL_FILE: bad }), (e: unknown) => e instanceof ConfigError && e.variable === 'ACL_FILE', content);
     }
     await assert.rejects(startBroker({ ACL_FILE: path.join(dir, 'missing.json') }), (e: unknown) => e instanceof ConfigError && e.variable === 'ACL_FILE');
+  });
+});
+
+describe('destinations with control characters', { timeout: 10000 }, () => {
+  it('are refused with INVALID_DESTINATION (1.2-escaped line breaks, raw C0/DEL/C1, U+2028/U+2029), on SEND and SUBSCRIBE', async () => {
+    const open = await startBroker({ HEARTBEAT: '0,0' });
+    try {
+      const bystander = await RawClient.tcp(open.tcpPort!);
+      clients.push(bystander);
+      await bystander.connect({ login: 'bystander' });
+      for (const destination of ['/topic/secret.x\ny', '/topic/a\rb', '/topic/a\u0000b', '/topic/a\tb', '/topic/a\u007fb', '/topic/a\u0085b', '/topic/a\u2028b', '/queue/a\u2029b', '/user/queue/a\u001bb']) {
+        for (const command of ['SEND', 'SUBSCRIBE'] as const) {
+          const c = await RawClient.tcp(open.tcpPort!);
+          clients.push(c);
+          await c.connect({ login: 'eve' });
+          c.sendFrame(command, { destination, id: 'x', receipt: 'r' }, 'x');
+          const answer = await c.expect('ERROR');
+          assert.match(header(answer, 'message') ?? '', /^INVALID_DESTINATION: /, `${command} ${JSON.stringify(destination)}`);
+          await c.waitClosed();
+        }
+      }
+      bystander.sendFrame('SEND', { destination: '/topic/fine', receipt: 'ok' }, 'still here');
+      await bystander.expect('RECEIPT');
+    } finally {
+      await open.stop();
+    }
   });
 });
 

@@ -1,6 +1,7 @@
 // Header escaping as receivers of every version see it on the wire: header names a 1.2
-// sender escapes a colon or line break into are not forwarded (a 1.0/1.1 receiver would
-// read a forged header or frame), an ERROR before CONNECTED is not escaped (the client
+// sender escapes a colon or line break into are passed through, escaped, to 1.1 and 1.2
+// receivers and left out for 1.0 ones (which cannot escape: they would read a forged header
+// or frame); names a client could mistake for the broker's own user-id are dropped; an ERROR before CONNECTED is not escaped (the client
 // knows no version yet) while one after CONNECTED is, and user ids that user destinations
 // could not address are refused at CONNECT.
 //
@@ -15,6 +16,7 @@ import { harness } from '../helpers/harness';
 import { SECRET, refused } from '../helpers/jwt';
 import { header } from '../helpers/raw-client';
 import type { RawClient } from '../helpers/raw-client';
+import type { Header } from '../../src/codec';
 
 const h = harness();
 const broker = (overrides: Record<string, string> = {}): Promise<RunningServer> => h.broker(overrides);
@@ -126,6 +128,7 @@ describe('forged header names and bodies', { timeout: 15000 }, () => {
   for (const receiver of [
     { version: '1.0', connect: 'CONNECT\nlogin:old-reader\n\n\0' },
     { version: '1.1', connect: 'CONNECT\naccept-version:1.1\nhost:/\nheart-beat:0,0\nlogin:mid-reader\n\n\0' },
+    { version: '1.2', connect: 'CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\nlogin:new-reader\n\n\0' },
   ]) {
     it(`a ${receiver.version} receiver sees one MESSAGE, the broker's content-length and user-id, no forged header`, async () => {
       const b = await broker();
@@ -141,11 +144,12 @@ describe('forged header names and bodies', { timeout: 15000 }, () => {
       const sender = await RawSocket.open(b.tcpPort!);
       sender.write('CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\nlogin:mallory\n\n\0');
       await sender.expectFrames(1, 0);
-      // Header names decoding to "content-length:1", "a\nb" and "user-id:", a plain forged
-      // user-id, a harmless header that must come through, and the real content-length.
+      // Header names decoding to "content-length:1", "a\nb", "c\rr" and "user-id:", forged
+      // user-ids in every spelling a lenient client might take for the real one, a harmless
+      // header that must come through, and the real content-length.
       const send = Buffer.concat([
         Buffer.from(
-          `SEND\ndestination:${destination}\ncontent-length\\c1:x\na\\nb:v\nuser-id\\c:admin\nuser-id:admin\nx-kept:yes\ncontent-length:${FORGED_BODY.length}\nreceipt:sent\n\n`,
+          `SEND\ndestination:${destination}\ncontent-length\\c1:x\na\\nb:v\nc\\rr:w\nuser-id\\c:admin\nuser-id:admin\nUser-Id:admin\nuser-id :admin\nuser_id:admin\nx-kept:yes\ncontent-length:${FORGED_BODY.length}\nreceipt:sent\n\n`,
         ),
         FORGED_BODY,
         Buffer.from('\0'),
@@ -162,16 +166,19 @@ describe('forged header names and bodies', { timeout: 15000 }, () => {
       assert.deepEqual(message.body, FORGED_BODY, 'the body arrives whole, NULs and all');
       assert.equal(marker.body.toString(), 'marker');
 
-      const lengthLines = message.headerLines.filter((line) => line.startsWith('content-length'));
+      const lengthLines = message.headerLines.filter((line) => line.startsWith('content-length:'));
       assert.deepEqual(lengthLines, [`content-length:${FORGED_BODY.length}`], 'only the broker\'s content-length');
-      const userLines = message.headerLines.filter((line) => line.startsWith('user-id'));
+      const userLines = message.headerLines.filter((line) => /^user[^a-z]*id/i.test(line));
       assert.deepEqual(userLines, ['user-id:mallory'], 'exactly one user-id line: the real sender');
-      assert.ok(!message.headerLines.some((line) => line === 'a' || line.startsWith('b:') || line.startsWith('a\\n') || line.startsWith('a_b')), message.headerLines.join('|'));
+      assert.ok(!message.headerLines.some((line) => line === 'a' || line.startsWith('b:') || line.startsWith('a_b')), message.headerLines.join('|'));
+      // Passed through where the receiver's version can escape the name (1.1 has no \r).
+      const passedThrough = ({ '1.0': [], '1.1': ['a\\nb', 'content-length\\c1'], '1.2': ['a\\nb', 'c\\rr', 'content-length\\c1'] } as Record<string, string[]>)[receiver.version]!;
       assert.deepEqual(
         message.headerLines.map(rawName).sort(),
-        ['content-length', 'destination', 'message-id', 'subscription', 'user-id', 'x-kept'],
+        ['content-length', 'destination', 'message-id', 'subscription', 'user-id', 'x-kept', ...passedThrough].sort(),
         `header lines: ${JSON.stringify(message.headerLines)}`,
       );
+      if (receiver.version !== '1.0') assert.ok(message.headerLines.includes('content-length\\c1:x') && message.headerLines.includes('a\\nb:v'), message.headerLines.join('|'));
       assert.ok(message.headerLines.includes('x-kept:yes'));
       assert.ok(message.headerLines.includes(`destination:${destination}`));
     });
@@ -234,5 +241,45 @@ describe('user ids user destinations cannot address', { timeout: 10000 }, () => 
     const c = await rawClient(b);
     const connected = await c.connect({ login: 'alice' });
     assert.equal(header(connected, 'user-name'), 'alice');
+  });
+});
+
+// What stompngo's TestCodecSendRecvCodec checks: a SEND's own headers — names and values
+// with colons, backslashes and slashes — come back in the MESSAGE exactly as sent, for each
+// protocol version (send first, then subscribe: the queue keeps the message meanwhile).
+describe('user-defined headers pass through (STOMP 1.2 "SEND": they MUST be passed through)', { timeout: 10000 }, () => {
+  const SENT: Header[] = [
+    ['key:one', 'value\\one'],
+    ['key/ntwo', 'value:two\\back:slash'],
+    ['key:three/naaa\\bbb', 'value\\three:aaa/nbbb'],
+    ['line\nbreak', 'multi\nline'],
+  ];
+
+  for (const version of ['1.1', '1.2'] as const) {
+    it(`${version}: escaped names and values arrive unchanged`, async () => {
+      const b = await broker();
+      const c = await rawClient(b);
+      await c.connect({ 'accept-version': version, login: `codec-${version}` });
+      const destination = `/queue/codec.sendrecv.${version}`;
+      c.sendFrame('SEND', [['destination', destination], ...SENT, ['receipt', 'sent']], 'a message');
+      await c.expect('RECEIPT');
+      c.sendFrame('SUBSCRIBE', { destination, id: 'sub-codec' });
+      const message = await c.expect('MESSAGE');
+      for (const [name, value] of SENT) assert.equal(header(message, name), value, `header ${JSON.stringify(name)}`);
+      assert.equal(message.body.toString(), 'a message');
+    });
+  }
+
+  it('1.0: no escaping, so "key:one:value:a" is the header "key" with value "one:value:a", both ways', async () => {
+    const b = await broker();
+    const c = await rawClient(b);
+    c.send('CONNECT\nlogin:codec-10\n\n\0');
+    await c.expect('CONNECTED');
+    c.send('SEND\ndestination:/queue/codec.sendrecv.1.0\nkey:one:value:a\nkeya:valuea\nreceipt:sent\n\nmsg\0');
+    await c.expect('RECEIPT');
+    c.send('SUBSCRIBE\ndestination:/queue/codec.sendrecv.1.0\nid:s\n\n\0');
+    const message = await c.expect('MESSAGE');
+    assert.equal(header(message, 'key'), 'one:value:a');
+    assert.equal(header(message, 'keya'), 'valuea');
   });
 });

@@ -3,6 +3,7 @@
 
 import { headerValue } from '../../codec';
 import type { Frame } from '../../codec';
+import { hasControlCharacters } from '../../broker/destinations';
 import { StompError, missingHeader } from '../errors';
 import { afterChain, runChain } from '../interceptor';
 import type { Session } from '../session';
@@ -11,6 +12,9 @@ import { runOrHold, transactionOf } from './transaction';
 export function requireDestination(session: Session, frame: Frame): string {
   const destination = headerValue(frame.headers, 'destination');
   if (destination === undefined) throw missingHeader(frame.command, 'destination');
+  if (hasControlCharacters(destination)) {
+    throw new StompError('INVALID_DESTINATION', `${JSON.stringify(destination.slice(0, 200))} contains control characters`);
+  }
   if (session.deps.router.kindOf(destination) === undefined) {
     throw new StompError('UNKNOWN_DESTINATION', `${JSON.stringify(destination)} is not a known destination kind`);
   }
