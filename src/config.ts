@@ -2,6 +2,8 @@
 // Every variable has one row in SETTINGS (README mirrors this table); a bad value throws
 // ConfigError naming the variable, which main prints as one line before exiting.
 
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import type { DecoderLimits } from './codec';
 import type { HeartbeatSetting } from './session/heartbeat';
 import { parseHeartbeat } from './session/heartbeat';
@@ -60,6 +62,22 @@ export interface Config {
   aclFile: string | undefined;
   /** WebSocket Origin allow-list; empty: any origin. */
   allowedOrigins: string[];
+  /** Unique per start; names this process in Redis. */
+  instanceId: string;
+  /** undefined: embedded mode (nothing Redis-related is loaded). */
+  redis: RedisConfig | undefined;
+}
+
+export interface RedisConfig {
+  /** A single Redis (redis://[user:pass@]host:port[/db], rediss:// for TLS)... */
+  url: string | undefined;
+  /** ...or the seed nodes of a Redis Cluster. */
+  clusterNodes: { host: string; port: number }[] | undefined;
+  /** Prepended to every key and channel. */
+  prefix: string;
+  sessionTtlSeconds: number;
+  /** How often this instance refreshes its liveness key (TTL: three times this). */
+  instanceHeartbeatMs: number;
 }
 
 export class ConfigError extends Error {
@@ -138,6 +156,12 @@ const SETTINGS = {
   USER_PREFIX: ['/user/', (v: string) => (v.startsWith('/') && v.endsWith('/') && v.length > 2 ? v : null), 'a prefix starting and ending with "/"'],
   ACL_FILE: ['', optional, 'a path to a JSON rules file'],
   ALLOWED_ORIGINS: ['', list, 'origins, comma-separated'],
+  INSTANCE_ID: ['', (v: string) => (v === '' || /^[A-Za-z0-9._-]{1,100}$/.test(v) ? v : null), 'letters, digits, ".", "_" or "-" (default: host name, pid and a random part)'],
+  REDIS_URL: ['', (v: string) => (v === '' || /^rediss?:\/\/\S+$/.test(v) ? v : null), 'a redis:// or rediss:// URL'],
+  REDIS_CLUSTER_NODES: ['', (v: string) => (v === '' || list(v).every((n) => /^[^\s:]+:\d{1,5}$/.test(n)) ? v : null), 'host:port pairs, comma-separated'],
+  REDIS_PREFIX: ['ws:', (v: string) => (/^[^\s{}]{0,64}$/.test(v) ? v : null), 'up to 64 characters, no spaces or braces'],
+  SESSION_TTL_SECONDS: ['86400', integer(60, 31_536_000), 'an integer from 60 to 31536000 (seconds)'],
+  INSTANCE_HEARTBEAT_MS: ['2000', integer(100, 60_000), 'an integer from 100 to 60000 (ms)'],
   LOG_LEVEL: ['info', (v: string) => (['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(v) ? v : null), 'one of fatal, error, warn, info, debug, trace, silent'],
 } as const;
 
@@ -173,6 +197,9 @@ export function loadConfig(env: Env): Readonly<Config> {
   }
   if (authMode === 'none' && !isLoopback(p.HOST) && !p.ALLOW_INSECURE_AUTH) {
     throw new ConfigError('AUTH', 'none', `unauthenticated mode listens on loopback only, not HOST=${p.HOST}: configure a JWT key, or set ALLOW_INSECURE_AUTH=1`);
+  }
+  if (p.REDIS_URL !== '' && p.REDIS_CLUSTER_NODES !== '') {
+    throw new ConfigError('REDIS_CLUSTER_NODES', p.REDIS_CLUSTER_NODES, 'expected either REDIS_URL or REDIS_CLUSTER_NODES, not both');
   }
   if (p.STOMP_PORT === undefined && p.WS_PORT === undefined) {
     throw new ConfigError('STOMP_PORT', 'off', 'expected a port: STOMP_PORT and WS_PORT cannot both be off');
@@ -214,7 +241,29 @@ export function loadConfig(env: Env): Readonly<Config> {
     userPrefix: p.USER_PREFIX,
     aclFile: p.ACL_FILE || undefined,
     allowedOrigins: p.ALLOWED_ORIGINS,
+    instanceId: p.INSTANCE_ID || defaultInstanceId(),
+    redis:
+      p.REDIS_URL === '' && p.REDIS_CLUSTER_NODES === ''
+        ? undefined
+        : {
+            url: p.REDIS_URL || undefined,
+            clusterNodes: p.REDIS_CLUSTER_NODES === '' ? undefined : list(p.REDIS_CLUSTER_NODES).map(hostPort),
+            prefix: p.REDIS_PREFIX,
+            sessionTtlSeconds: p.SESSION_TTL_SECONDS,
+            instanceHeartbeatMs: p.INSTANCE_HEARTBEAT_MS,
+          },
   });
+}
+
+function hostPort(node: string): { host: string; port: number } {
+  const colon = node.lastIndexOf(':');
+  return { host: node.slice(0, colon), port: Number(node.slice(colon + 1)) };
+}
+
+/** Host name and pid say where; the random part keeps a restarted process (same pid in a container) apart. */
+function defaultInstanceId(): string {
+  const host = os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 60) || 'host';
+  return `${host}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
 function isLoopback(host: string): boolean {

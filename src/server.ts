@@ -74,6 +74,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       { mode: config.singleSession, maxSessionsPerUser: config.maxSessionsPerUser },
       { kick: (sessionId, code, message) => open.get(sessionId)?.kick(code, message) },
       logger,
+      config.instanceId,
     ),
     ...(options.extraInterceptors ?? []),
     { name: 'session-table', onClose: (session) => open.delete(session.id) },

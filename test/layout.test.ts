@@ -31,9 +31,11 @@ describe('layout', () => {
     assert.equal(tsconfig.compilerOptions.strict, true);
   });
 
-  it('depends at run time on ws, pino and jose only for now; STOMP clients are dev-only', () => {
+  it('depends at run time on the design card\'s packages only; STOMP clients are dev-only', () => {
     const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
-    assert.deepEqual(Object.keys(pkg.dependencies).sort(), ['jose', 'pino', 'ws']);
+    const allowed = new Set(['ws', 'ioredis', 'fastify', 'jose', 'pino', 'prom-client', '@fastify/swagger']);
+    for (const name of Object.keys(pkg.dependencies)) assert.ok(allowed.has(name), `unexpected runtime dependency ${name}`);
+    for (const name of ['ws', 'ioredis', 'jose', 'pino']) assert.ok(pkg.dependencies[name], name);
     for (const client of ['@stomp/stompjs', 'stompit', 'fast-check']) assert.ok(pkg.devDependencies[client], client);
   });
 
@@ -50,6 +52,16 @@ describe('layout', () => {
     for (const file of sourceFiles('src')) {
       if (file === path.join('src', 'main.ts')) continue;
       for (const spec of imports(file)) assert.ok(!/(^|\/)server$/.test(spec), `${file} imports ${spec}`);
+    }
+  });
+
+  it('only src/cluster/ imports ioredis, and only server.ts reaches into src/cluster/ (embedded mode never loads it)', () => {
+    for (const file of sourceFiles('src')) {
+      const isCluster = file.startsWith(path.join('src', 'cluster'));
+      for (const spec of imports(file)) {
+        if (spec === 'ioredis') assert.ok(isCluster, `${file} imports ioredis`);
+        if (!isCluster && /(^|\/)cluster\//.test(spec)) assert.fail(`${file} imports ${spec} statically`);
+      }
     }
   });
 

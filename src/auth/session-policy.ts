@@ -28,7 +28,7 @@ export function bindPolicyFor(options: SessionPolicyOptions): BindPolicy {
   return { maxPerUser: max, mode: options.mode === 'replace' ? 'replace' : 'reject' };
 }
 
-export function sessionPolicy(registry: SessionRegistry, options: SessionPolicyOptions, kicker: SessionKicker, logger: Logger): Interceptor {
+export function sessionPolicy(registry: SessionRegistry, options: SessionPolicyOptions, kicker: SessionKicker, logger: Logger, instanceId: string): Interceptor {
   const policy = bindPolicyFor(options);
   const unlimited: BindPolicy = { maxPerUser: Infinity, mode: 'reject' };
   const bound = new Set<string>();
@@ -43,14 +43,17 @@ export function sessionPolicy(registry: SessionRegistry, options: SessionPolicyO
       const principal = ctx.principal;
       if (principal === undefined) throw new StompError('UNAUTHENTICATED', 'no user to bind the session to');
       const session = ctx.session;
+      const now = Date.now();
       const result = await registry.bind(
         {
           sessionId: session.id,
           userId: principal.userId,
-          role: principal.roles[0],
+          roles: principal.roles,
+          instanceId,
           transport: session.transport,
           remoteAddress: session.peer.remoteAddress,
-          connectedAt: Date.now(),
+          connectedAt: now,
+          lastSeenAt: now,
         },
         principal.isAnonymous ? unlimited : policy,
       );

@@ -2,16 +2,21 @@
 // decides against it, so "check the user's sessions and bind this one" is one atomic step
 // (bind): two simultaneous CONNECTs of one user can never both pass a limit of one.
 //
-// In memory today (MemoryRegistry); the Redis implementation (one Lua script for bind)
-// makes the same promises across instances.
+// MemoryRegistry serves one instance; RedisRegistry (src/cluster/) makes the same promises
+// across instances, with bind decided by one Lua script on the user's hash slot.
 
 export interface SessionRecord {
   sessionId: string;
   userId: string;
-  role: string | undefined;
+  /** Roles from the credentials, for example CUSTOMER, AGENT, ADMIN. */
+  roles: readonly string[];
+  /** The stompd instance holding the connection. */
+  instanceId: string;
   transport: string;
   remoteAddress: string;
   connectedAt: number;
+  /** When the session was last known to be alive (refreshed while it lives). */
+  lastSeenAt: number;
 }
 
 export type SessionLimitMode =

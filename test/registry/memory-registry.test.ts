@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { MemoryRegistry } from '../../src/registry/memory-registry';
 import type { SessionRecord } from '../../src/registry/registry';
 
-const record = (sessionId: string, userId: string): SessionRecord => ({ sessionId, userId, role: undefined, transport: 'tcp', remoteAddress: '127.0.0.1:1', connectedAt: 0 });
+const record = (sessionId: string, userId: string): SessionRecord => ({ sessionId, userId, roles: [], instanceId: 'test', transport: 'tcp', remoteAddress: '127.0.0.1:1', connectedAt: 0, lastSeenAt: 0 });
 
 describe('MemoryRegistry', () => {
   it('binds within the limit, refuses past it in reject mode', async () => {

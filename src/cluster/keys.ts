@@ -1,0 +1,81 @@
+// Redis key and channel names. The braces are literal: they are Redis Cluster hash tags, so
+// every key about one user (`user:{alice}`, `auth:{alice}`) lives in one hash slot, and so
+// does everything about one instance (`instance:{a1}`, `instance:{a1}:sessions`,
+// `instance:{a1}:users`). A Lua script may only touch keys of one slot on a Cluster: the
+// policy decision for a user touches only that user's keys.
+
+export class RedisKeys {
+  readonly prefix: string;
+
+  constructor(prefix: string) {
+    this.prefix = prefix;
+  }
+
+  /** Hash: userId, roles, instanceId, transport, remoteAddress, connectedAt, lastSeenAt. */
+  session(sessionId: string): string {
+    return `${this.prefix}session:{${sessionId}}`;
+  }
+
+  /** The start of every session key, for scripts that derive keys from ids. */
+  get sessionPrefix(): string {
+    return `${this.prefix}session:{`;
+  }
+
+  /** Sorted set: the user's live sessionIds, scored by connect time (oldest first). */
+  user(userId: string): string {
+    return `${this.prefix}user:{${userId}}`;
+  }
+
+  get userPrefix(): string {
+    return `${this.prefix}user:{`;
+  }
+
+  /** Hash: revokedAt (epoch seconds): tokens issued before it are refused (logout everywhere). */
+  auth(userId: string): string {
+    return `${this.prefix}auth:{${userId}}`;
+  }
+
+  /** Set: every live sessionId. */
+  get allSessions(): string {
+    return `${this.prefix}sessions:all`;
+  }
+
+  /** Set: every instance that has started and not yet been reaped. */
+  get instances(): string {
+    return `${this.prefix}instances`;
+  }
+
+  /** String with a short TTL: the instance is alive while it exists. */
+  instance(instanceId: string): string {
+    return `${this.prefix}instance:{${instanceId}}`;
+  }
+
+  get instancePrefix(): string {
+    return `${this.prefix}instance:{`;
+  }
+
+  /** Set: the sessions the instance holds (written before they are bound: the reaper's list). */
+  instanceSessions(instanceId: string): string {
+    return `${this.prefix}instance:{${instanceId}}:sessions`;
+  }
+
+  /** Hash: userId → number of the user's sessions on that instance (online users). */
+  instanceUsers(instanceId: string): string {
+    return `${this.prefix}instance:{${instanceId}}:users`;
+  }
+
+  /** String, short-lived: which survivor is reaping a dead instance. */
+  reaping(instanceId: string): string {
+    return `${this.prefix}instance:{${instanceId}}:reaper`;
+  }
+
+  /** Pub/sub channel of a topic or user destination's route key. */
+  destinationChannel(routeKey: string): string {
+    return `${this.prefix}dest:${routeKey}`;
+  }
+
+  /** Pub/sub channel for control messages every instance hears (kicks, logouts). */
+  get controlChannel(): string {
+    return `${this.prefix}control`;
+  }
+}

@@ -1,0 +1,116 @@
+// Instance liveness and the reaping of dead instances' sessions.
+//
+// Every instance refreshes `instance:{id}` (TTL three heart-beats) every heart-beat and is
+// listed in `instances`. Each heart-beat it also looks for listed instances whose key has
+// expired: a survivor claims the dead one (SET NX on `instance:{id}:reaper`, so one survivor
+// reaps it), unregisters each of its sessions and reports each one it removed
+// (onSessionLost, reason `instance-lost`). The per-session removal is itself exactly-once
+// (RedisRegistry.unregister), so a reaper that dies half-way and is replaced later reports
+// nothing twice. Bound: a kill -9 is reaped within 3 + 1 heart-beats (8 s by default).
+
+import type { Logger } from 'pino';
+import type { SessionRecord } from '../registry/registry';
+import type { RedisKeys } from './keys';
+import type { RedisConnection } from './redis-client';
+import type { RedisRegistry } from './redis-registry';
+
+export interface LivenessOptions {
+  redis: RedisConnection;
+  keys: RedisKeys;
+  instanceId: string;
+  heartbeatMs: number;
+  registry: RedisRegistry;
+  /** A dead instance's session was removed by this instance. */
+  onSessionLost(record: SessionRecord): void;
+  logger: Logger;
+}
+
+/** How long a survivor's claim on a dead instance lasts before another may take over. */
+const REAP_CLAIM_MS = 30_000;
+
+export class InstanceLiveness {
+  private readonly options: LivenessOptions;
+  private timer: NodeJS.Timeout | undefined;
+  private isTicking = false;
+  private readonly startedAt = Date.now();
+
+  constructor(options: LivenessOptions) {
+    this.options = options;
+  }
+
+  get ttlMs(): number {
+    return this.options.heartbeatMs * 3;
+  }
+
+  /** Announce this instance; then refresh and reap every heart-beat. */
+  async start(): Promise<void> {
+    await this.announce();
+    this.timer = setInterval(() => void this.tick(), this.options.heartbeatMs);
+    this.timer.unref();
+  }
+
+  /** (Re)write this instance's liveness key and listing: at start and after Redis returns. */
+  async announce(): Promise<void> {
+    const { redis, keys, instanceId } = this.options;
+    await redis.set(keys.instance(instanceId), JSON.stringify({ startedAt: this.startedAt, pid: process.pid }), 'PX', this.ttlMs);
+    await redis.sadd(keys.instances, instanceId);
+  }
+
+  /** Stop refreshing; with `forget`, remove this instance's keys (a graceful stop). */
+  async stop(forget: boolean): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    if (!forget) return;
+    const { redis, keys, instanceId } = this.options;
+    await redis.del(keys.instance(instanceId), keys.instanceSessions(instanceId), keys.instanceUsers(instanceId));
+    await redis.srem(keys.instances, instanceId);
+  }
+
+  async tick(): Promise<void> {
+    if (this.isTicking) return; // Redis is slow: the previous tick still runs
+    this.isTicking = true;
+    try {
+      const { redis, keys, instanceId } = this.options;
+      await redis.set(keys.instance(instanceId), JSON.stringify({ startedAt: this.startedAt, pid: process.pid }), 'PX', this.ttlMs);
+      await this.reapDead();
+    } catch (err) {
+      this.options.logger.debug({ err }, 'liveness tick failed (Redis unavailable?)');
+    } finally {
+      this.isTicking = false;
+    }
+  }
+
+  /** Reap every listed instance whose liveness key is gone; returns how many sessions were reported. */
+  async reapDead(): Promise<number> {
+    const { redis, keys, instanceId } = this.options;
+    let reported = 0;
+    for (const other of await redis.smembers(keys.instances)) {
+      if (other === instanceId) continue;
+      if ((await redis.exists(keys.instance(other))) === 1) continue;
+      const claimed = await redis.set(keys.reaping(other), instanceId, 'PX', REAP_CLAIM_MS, 'NX');
+      if (claimed !== 'OK') continue;
+      reported += await this.reap(other);
+    }
+    return reported;
+  }
+
+  private async reap(deadId: string): Promise<number> {
+    const { redis, keys, registry, logger } = this.options;
+    const sessionIds = await redis.smembers(keys.instanceSessions(deadId));
+    let reported = 0;
+    for (const sessionId of sessionIds) {
+      const record = await registry.unregister(sessionId, deadId);
+      if (record === undefined) continue;
+      reported++;
+      try {
+        this.options.onSessionLost(record);
+      } catch (err) {
+        logger.error({ err, sessionId }, 'instance-lost handler failed');
+      }
+    }
+    await redis.del(keys.instanceSessions(deadId), keys.instanceUsers(deadId));
+    await redis.srem(keys.instances, deadId);
+    logger.info({ deadInstance: deadId, sessions: reported }, 'reaped a dead instance');
+    return reported;
+  }
+}

@@ -1,0 +1,332 @@
+// The session registry in Redis, shared by every instance (see keys.ts for the layout).
+//
+// bind is decided atomically by one Lua script on the user's sorted set `user:{userId}`:
+// the script drops holders known to be dead, counts the rest against the limit, and either
+// refuses, admits, or evicts the oldest (replace). What the script needs to know of other
+// slots (is a holder's instance alive?) is read before it runs and passed in; that is safe
+// because an instance id is unique per start, so an instance found dead stays dead.
+//
+// Order of writes, so that nothing is ever half-registered in a way that outlives a crash:
+//   1. `instance:{me}:sessions` gets the id (the reaper's list of what this instance holds),
+//   2. the session hash is written (with its TTL),
+//   3. the bind script adds the id to `user:{userId}` (the policy decision),
+//   4. `sessions:all` and `instance:{me}:users` are updated.
+// On a single Redis steps 1–4 are one Lua script (atomic as a whole). On a Cluster each
+// step is atomic in its own slot; a crash between steps leaves entries of this instance
+// only, which the reaper removes when the instance's liveness key expires. Unregistering
+// runs the steps in reverse; whoever deletes the session hash (DEL returns 1) owns the
+// disconnect, so racing reapers fire it once.
+
+import type { BindPolicy, BindResult, SessionRecord, SessionRegistry } from '../registry/registry';
+import type { RedisKeys } from './keys';
+import { isCluster } from './redis-client';
+import type { RedisConnection } from './redis-client';
+
+/**
+ * KEYS[1] user zset. ARGV: sessionId, connectedAt, maxPerUser (-1: none), mode, dead ids...
+ * Returns {1, evicted...} when bound, {0, holders...} when refused.
+ */
+const BIND_LUA = `
+for i = 5, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
+local max = tonumber(ARGV[3])
+local count = redis.call('ZCARD', KEYS[1])
+if max < 0 or count < max then
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+  return {1}
+end
+if ARGV[4] == 'reject' then
+  local holders = redis.call('ZRANGE', KEYS[1], 0, -1)
+  table.insert(holders, 1, 0)
+  return holders
+end
+local evicted = redis.call('ZRANGE', KEYS[1], 0, count - max)
+for _, id in ipairs(evicted) do redis.call('ZREM', KEYS[1], id) end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+table.insert(evicted, 1, 1)
+return evicted
+`;
+
+/**
+ * A single Redis: the whole registration in one script, the liveness of holders checked
+ * inside it. KEYS: user zset, session hash, sessions:all, instance sessions, instance users.
+ * ARGV: sessionId, connectedAt, maxPerUser, mode, ttlSeconds, session prefix, instance
+ * prefix, then the hash's field/value pairs. Same reply as BIND_LUA.
+ */
+const REGISTER_SINGLE_LUA = `
+local id, max, mode = ARGV[1], tonumber(ARGV[3]), ARGV[4]
+if max >= 0 then
+  for _, holder in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    local instance = redis.call('HGET', ARGV[6] .. holder .. '}', 'instanceId')
+    if not instance or redis.call('EXISTS', ARGV[7] .. instance .. '}') == 0 then
+      redis.call('ZREM', KEYS[1], holder)
+    end
+  end
+end
+local count = redis.call('ZCARD', KEYS[1])
+local reply = {1}
+if max >= 0 and count >= max then
+  if mode == 'reject' then
+    local holders = redis.call('ZRANGE', KEYS[1], 0, -1)
+    table.insert(holders, 1, 0)
+    return holders
+  end
+  reply = redis.call('ZRANGE', KEYS[1], 0, count - max)
+  for _, old in ipairs(reply) do redis.call('ZREM', KEYS[1], old) end
+  table.insert(reply, 1, 1)
+end
+local fields = {}
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[2], unpack(fields))
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call('ZADD', KEYS[1], ARGV[2], id)
+redis.call('SADD', KEYS[3], id)
+redis.call('SADD', KEYS[4], id)
+local userId = redis.call('HGET', KEYS[2], 'userId')
+redis.call('HINCRBY', KEYS[5], userId, 1)
+return reply
+`;
+
+/**
+ * A single Redis: unregister in one script. KEYS: session hash, sessions:all, instance
+ * sessions, instance users. ARGV: sessionId, user prefix. Returns the hash's fields (flat),
+ * or an empty list when the session was already gone.
+ */
+const UNREGISTER_SINGLE_LUA = `
+local fields = redis.call('HGETALL', KEYS[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+if #fields == 0 then return fields end
+local userId = redis.call('HGET', KEYS[1], 'userId')
+redis.call('ZREM', ARGV[2] .. userId .. '}', ARGV[1])
+redis.call('DEL', KEYS[1])
+if redis.call('HINCRBY', KEYS[4], userId, -1) <= 0 then redis.call('HDEL', KEYS[4], userId) end
+return fields
+`;
+
+/** Instance slot: forget one user's session there. KEYS: instance sessions, instance users. ARGV: sessionId, userId. */
+const FORGET_ON_INSTANCE_LUA = `
+if redis.call('SREM', KEYS[1], ARGV[1]) == 1 and ARGV[2] ~= '' then
+  if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
+end
+return 1
+`;
+
+type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
+
+function recordFields(record: SessionRecord): string[] {
+  return [
+    'userId', record.userId,
+    'roles', JSON.stringify(record.roles),
+    'instanceId', record.instanceId,
+    'transport', record.transport,
+    'remoteAddress', record.remoteAddress,
+    'connectedAt', String(record.connectedAt),
+    'lastSeenAt', String(record.lastSeenAt),
+  ];
+}
+
+export function parseRecord(sessionId: string, hash: Record<string, string>): SessionRecord | undefined {
+  if (hash.userId === undefined) return undefined;
+  let roles: string[] = [];
+  try {
+    const parsed: unknown = JSON.parse(hash.roles ?? '[]');
+    if (Array.isArray(parsed)) roles = parsed.filter((r): r is string => typeof r === 'string');
+  } catch {
+    roles = [];
+  }
+  return {
+    sessionId,
+    userId: hash.userId,
+    roles,
+    instanceId: hash.instanceId ?? '',
+    transport: hash.transport ?? '',
+    remoteAddress: hash.remoteAddress ?? '',
+    connectedAt: Number(hash.connectedAt ?? 0),
+    lastSeenAt: Number(hash.lastSeenAt ?? 0),
+  };
+}
+
+function pairsToObject(flat: unknown): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!Array.isArray(flat)) return out;
+  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = String(flat[i + 1]);
+  return out;
+}
+
+export interface RedisRegistryOptions {
+  redis: RedisConnection;
+  keys: RedisKeys;
+  instanceId: string;
+  sessionTtlSeconds: number;
+}
+
+export class RedisRegistry implements SessionRegistry {
+  readonly keys: RedisKeys;
+  readonly instanceId: string;
+  private readonly redis: RedisConnection;
+  private readonly ttlSeconds: number;
+  private readonly isCluster: boolean;
+  /** Sessions this instance registered and has not unregistered: refreshed, and re-registered after Redis lost its data. */
+  private readonly local = new Map<string, SessionRecord>();
+
+  constructor(options: RedisRegistryOptions) {
+    this.redis = options.redis;
+    this.keys = options.keys;
+    this.instanceId = options.instanceId;
+    this.ttlSeconds = options.sessionTtlSeconds;
+    this.isCluster = isCluster(options.redis);
+    this.redis.defineCommand('stompdBind', { numberOfKeys: 1, lua: BIND_LUA });
+    this.redis.defineCommand('stompdRegister', { numberOfKeys: 5, lua: REGISTER_SINGLE_LUA });
+    this.redis.defineCommand('stompdUnregister', { numberOfKeys: 4, lua: UNREGISTER_SINGLE_LUA });
+    this.redis.defineCommand('stompdForgetOnInstance', { numberOfKeys: 2, lua: FORGET_ON_INSTANCE_LUA });
+  }
+
+  /** Sessions registered by this instance. */
+  get localSessions(): ReadonlyMap<string, SessionRecord> {
+    return this.local;
+  }
+
+  async bind(record: SessionRecord, policy: BindPolicy): Promise<BindResult> {
+    const max = Number.isFinite(policy.maxPerUser) ? policy.maxPerUser : -1;
+    const reply = this.isCluster ? await this.bindOnCluster(record, max, policy.mode) : await this.registerOnSingle(record, max, policy.mode);
+    const [verdict, ...ids] = reply as [number, ...string[]];
+    if (verdict !== 1) {
+      if (this.isCluster) await this.undoClusterSteps(record);
+      return { isBound: false, holders: await this.recordsOf(ids) };
+    }
+    this.local.set(record.sessionId, record);
+    // An evicted session's record may already be gone (its owner closing it): the id is what a kick needs.
+    const found = new Map((await this.recordsOf(ids)).map((r) => [r.sessionId, r]));
+    return { isBound: true, evicted: ids.map((id) => found.get(id) ?? { ...record, sessionId: id, instanceId: '', roles: [] }) };
+  }
+
+  async unbind(sessionId: string): Promise<void> {
+    const record = this.local.get(sessionId);
+    this.local.delete(sessionId);
+    await this.unregister(sessionId, record?.instanceId ?? this.instanceId);
+  }
+
+  /**
+   * Remove a session from every index; returns its record if this call removed it (exactly
+   * one caller gets it when several race), undefined if it was already gone.
+   */
+  async unregister(sessionId: string, instanceId: string): Promise<SessionRecord | undefined> {
+    const { keys } = this;
+    if (!this.isCluster) {
+      const fields = await this.script('stompdUnregister')(
+        keys.session(sessionId), keys.allSessions, keys.instanceSessions(instanceId), keys.instanceUsers(instanceId),
+        sessionId, keys.userPrefix,
+      );
+      return parseRecord(sessionId, pairsToObject(fields));
+    }
+    const record = parseRecord(sessionId, await this.redis.hgetall(keys.session(sessionId)));
+    if (record !== undefined) await this.redis.zrem(keys.user(record.userId), sessionId);
+    const deleted = await this.redis.del(keys.session(sessionId));
+    await Promise.all([
+      this.redis.srem(keys.allSessions, sessionId),
+      this.script('stompdForgetOnInstance')(keys.instanceSessions(instanceId), keys.instanceUsers(instanceId), sessionId, deleted === 1 && record ? record.userId : ''),
+    ]);
+    return deleted === 1 ? record : undefined;
+  }
+
+  async get(sessionId: string): Promise<SessionRecord | undefined> {
+    return parseRecord(sessionId, await this.redis.hgetall(this.keys.session(sessionId)));
+  }
+
+  async sessionsOf(userId: string): Promise<SessionRecord[]> {
+    return this.recordsOf(await this.redis.zrange(this.keys.user(userId), 0, -1));
+  }
+
+  async onlineUsers(): Promise<string[]> {
+    const users = new Set<string>();
+    for (const instanceId of await this.liveInstances()) {
+      for (const userId of await this.redis.hkeys(this.keys.instanceUsers(instanceId))) users.add(userId);
+    }
+    return [...users];
+  }
+
+  /** Instances whose liveness key exists. */
+  async liveInstances(): Promise<string[]> {
+    const known = await this.redis.smembers(this.keys.instances);
+    const alive = await Promise.all(known.map((id) => this.redis.exists(this.keys.instance(id))));
+    return known.filter((_, i) => alive[i] === 1);
+  }
+
+  /** Extend the TTL of this instance's session keys and note that they are still alive. */
+  async refresh(now = Date.now()): Promise<void> {
+    const pipeline = this.redis.pipeline();
+    for (const sessionId of this.local.keys()) {
+      const key = this.keys.session(sessionId);
+      pipeline.hset(key, 'lastSeenAt', String(now));
+      pipeline.expire(key, this.ttlSeconds);
+    }
+    await pipeline.exec();
+  }
+
+  /** Extend one session's TTL (the HTTP API's refresh); false when unknown. */
+  async refreshOne(sessionId: string): Promise<boolean> {
+    return (await this.redis.expire(this.keys.session(sessionId), this.ttlSeconds)) === 1;
+  }
+
+  /**
+   * After Redis came back (possibly empty): write this instance's live sessions again. A
+   * session another instance took meanwhile is not evicted: re-registration admits all.
+   */
+  async reregisterAll(): Promise<void> {
+    const unlimited: BindPolicy = { maxPerUser: Infinity, mode: 'reject' };
+    for (const record of [...this.local.values()]) await this.bind(record, unlimited);
+  }
+
+  private async registerOnSingle(record: SessionRecord, max: number, mode: string): Promise<unknown> {
+    const { keys } = this;
+    return this.script('stompdRegister')(
+      keys.user(record.userId), keys.session(record.sessionId), keys.allSessions, keys.instanceSessions(record.instanceId), keys.instanceUsers(record.instanceId),
+      record.sessionId, record.connectedAt, max, mode, this.ttlSeconds, keys.sessionPrefix, keys.instancePrefix,
+      ...recordFields(record),
+    );
+  }
+
+  private async bindOnCluster(record: SessionRecord, max: number, mode: string): Promise<unknown> {
+    const { keys, redis } = this;
+    const sessionKey = keys.session(record.sessionId);
+    await redis.sadd(keys.instanceSessions(record.instanceId), record.sessionId);
+    await redis.multi().hset(sessionKey, ...recordFields(record)).expire(sessionKey, this.ttlSeconds).exec();
+    const dead = max < 0 ? [] : await this.deadHolders(record.userId);
+    const reply = await this.script('stompdBind')(keys.user(record.userId), record.sessionId, record.connectedAt, max, mode, ...dead);
+    if ((reply as unknown[])[0] === 1) {
+      await Promise.all([redis.sadd(keys.allSessions, record.sessionId), redis.hincrby(keys.instanceUsers(record.instanceId), record.userId, 1)]);
+    }
+    return reply;
+  }
+
+  private async undoClusterSteps(record: SessionRecord): Promise<void> {
+    await this.redis.del(this.keys.session(record.sessionId));
+    await this.redis.srem(this.keys.instanceSessions(record.instanceId), record.sessionId);
+  }
+
+  /** The user's sessions whose record is gone or whose instance's liveness key expired. */
+  private async deadHolders(userId: string): Promise<string[]> {
+    const holders = await this.redis.zrange(this.keys.user(userId), 0, -1);
+    if (holders.length === 0) return [];
+    const instances = await Promise.all(holders.map((id) => this.redis.hget(this.keys.session(id), 'instanceId')));
+    const distinct = [...new Set(instances.filter((i): i is string => i !== null && i !== this.instanceId))];
+    const aliveFlags = await Promise.all(distinct.map((id) => this.redis.exists(this.keys.instance(id))));
+    const alive = new Set(distinct.filter((_, i) => aliveFlags[i] === 1));
+    alive.add(this.instanceId);
+    return holders.filter((_, i) => instances[i] === null || !alive.has(instances[i]!));
+  }
+
+  private async recordsOf(sessionIds: readonly string[]): Promise<SessionRecord[]> {
+    const hashes = await Promise.all(sessionIds.map((id) => this.redis.hgetall(this.keys.session(id))));
+    const records: SessionRecord[] = [];
+    sessionIds.forEach((id, i) => {
+      const record = parseRecord(id, hashes[i]!);
+      if (record !== undefined) records.push(record);
+    });
+    return records;
+  }
+
+  private script(name: string): ScriptFn {
+    return (this.redis as unknown as Record<string, ScriptFn>)[name]!.bind(this.redis);
+  }
+}
