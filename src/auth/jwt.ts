@@ -94,6 +94,7 @@ export function createJwtVerifier(config: JwtConfig): JwtVerifier {
         roles: rolesOf(payload, config.roleClaims),
         isAnonymous: false,
         ...(typeof payload.exp === 'number' ? { expiresAtMs: (payload.exp + config.clockToleranceS) * 1000 } : {}),
+        tokenIssuedAtMs: typeof payload.iat === 'number' ? payload.iat * 1000 : 0,
       };
     },
   };

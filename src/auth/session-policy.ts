@@ -6,7 +6,8 @@
 // onClose, so a dead session never locks its user out for longer than the heart-beat bound.
 
 import type { SingleSessionMode } from '../config';
-import type { BindPolicy, SessionRegistry } from '../registry/registry';
+import { RegistryUnavailableError } from '../registry/registry';
+import type { BindPolicy, BindResult, SessionRegistry } from '../registry/registry';
 import { StompError } from '../session/errors';
 import type { StompErrorCode } from '../session/errors';
 import type { ConnectContext, Interceptor, SessionView } from '../session/interceptor';
@@ -44,7 +45,9 @@ export function sessionPolicy(registry: SessionRegistry, options: SessionPolicyO
       if (principal === undefined) throw new StompError('UNAUTHENTICATED', 'no user to bind the session to');
       const session = ctx.session;
       const now = Date.now();
-      const result = await registry.bind(
+      let result: BindResult;
+      try {
+        result = await registry.bind(
         {
           sessionId: session.id,
           userId: principal.userId,
@@ -56,7 +59,12 @@ export function sessionPolicy(registry: SessionRegistry, options: SessionPolicyO
           lastSeenAt: now,
         },
         principal.isAnonymous ? unlimited : policy,
-      );
+        );
+      } catch (error) {
+        if (!(error instanceof RegistryUnavailableError)) throw error;
+        logger.warn({ err: error, sessionId: session.id }, 'CONNECT refused: the session registry is unreachable');
+        throw new StompError('UNAVAILABLE', 'the session registry is unreachable right now; try again shortly');
+      }
       if (!result.isBound) {
         if (options.mode === 'off') {
           throw new StompError('TOO_MANY_SESSIONS', `user ${principal.userId} already has ${result.holders.length} sessions, the limit`);

@@ -2,14 +2,17 @@
 // Sessions call it; it calls sessions back only through the Subscriber interface.
 //
 // Topics and user destinations fan out (a user destination is a topic keyed by
-// `/user/<userId>/...`); queues hand each message to one consumer. Later seam: the
-// cross-instance relay publishes topic and user messages to a Bus in publish().
+// `/user/<userId>/...`); queues hand each message to one consumer. With a Relay (several
+// instances), topic and user messages also go to the other instances, and the relay is
+// told which route keys have local subscribers; local subscribers are always served
+// directly, never through the relay.
 
 import type { Header } from '../codec';
 import { Destinations } from './destinations';
 import type { DestinationKind, DestinationPrefixes } from './destinations';
 import { Message, USER_ID_HEADER, forwardableHeaders } from './message';
 import { Queue, messagesOf } from './queue';
+import type { Relay } from './relay';
 import type { Delivery, Subscription } from './subscription';
 import { Topic } from './topic';
 
@@ -36,6 +39,7 @@ export class Router {
   private readonly queues = new Map<string, Queue>();
   private messageSeq = 0;
   private publishedCount = 0;
+  private relay: Relay | undefined;
   private droppedFromForgottenQueues = 0;
 
   constructor(options: RouterOptions) {
@@ -66,10 +70,30 @@ export class Router {
     return new Message(`${this.options.messageIdPrefix}-${++this.messageSeq}`, shown, routeKey, headers, ownBody);
   }
 
+  /** Reach other instances through `relay`; it learns of every route key that has local subscribers now. */
+  attachRelay(relay: Relay): void {
+    this.relay = relay;
+    for (const routeKey of this.topics.keys()) relay.setInterest(routeKey, true);
+  }
+
   publish(message: Message): void {
     this.publishedCount++;
-    if (this.kindOf(message.routeKey) === 'queue') this.queueFor(message.routeKey).publish(message);
-    else this.topics.get(message.routeKey)?.publish(message);
+    if (this.kindOf(message.routeKey) === 'queue') {
+      this.queueFor(message.routeKey).publish(message);
+      return;
+    }
+    this.topics.get(message.routeKey)?.publish(message);
+    this.relay?.publish(message);
+  }
+
+  /** A message another instance published: for this instance's subscribers only. */
+  deliverRemote(message: Message): void {
+    this.topics.get(message.routeKey)?.publish(message);
+  }
+
+  /** Route keys of topics and user destinations with local subscribers. */
+  interestKeys(): IterableIterator<string> {
+    return this.topics.keys();
   }
 
   subscribe(subscription: Subscription): void {
@@ -86,6 +110,7 @@ export class Router {
     if (topic === undefined) {
       topic = new Topic(subscription.routeKey);
       this.topics.set(subscription.routeKey, topic);
+      this.relay?.setInterest(subscription.routeKey, true);
     }
     topic.add(subscription);
   }
@@ -103,7 +128,10 @@ export class Router {
     if (topic === undefined) return;
     topic.remove(subscription);
     subscription.takeAllPending();
-    if (topic.subscriberCount === 0) this.topics.delete(key);
+    if (topic.subscriberCount === 0) {
+      this.topics.delete(key);
+      this.relay?.setInterest(key, false);
+    }
   }
 
   ack(subscription: Subscription, ackId: string): Delivery[] {

@@ -17,6 +17,7 @@
 // runs the steps in reverse; whoever deletes the session hash (DEL returns 1) owns the
 // disconnect, so racing reapers fire it once.
 
+import { RegistryUnavailableError } from '../registry/registry';
 import type { BindPolicy, BindResult, SessionRecord, SessionRegistry } from '../registry/registry';
 import type { RedisKeys } from './keys';
 import { isCluster } from './redis-client';
@@ -80,9 +81,9 @@ redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 redis.call('ZADD', KEYS[1], ARGV[2], id)
 redis.call('SADD', KEYS[3], id)
-redis.call('SADD', KEYS[4], id)
-local userId = redis.call('HGET', KEYS[2], 'userId')
-redis.call('HINCRBY', KEYS[5], userId, 1)
+if redis.call('SADD', KEYS[4], id) == 1 then
+  redis.call('HINCRBY', KEYS[5], redis.call('HGET', KEYS[2], 'userId'), 1)
+end
 return reply
 `;
 
@@ -186,9 +187,21 @@ export class RedisRegistry implements SessionRegistry {
     return this.local;
   }
 
+  /**
+   * While Redis is unreachable, a session without a limit to check is admitted and kept
+   * here, to be registered when Redis is back (reregisterAll); one with a limit cannot be
+   * decided: RegistryUnavailableError.
+   */
   async bind(record: SessionRecord, policy: BindPolicy): Promise<BindResult> {
     const max = Number.isFinite(policy.maxPerUser) ? policy.maxPerUser : -1;
-    const reply = this.isCluster ? await this.bindOnCluster(record, max, policy.mode) : await this.registerOnSingle(record, max, policy.mode);
+    let reply: unknown;
+    try {
+      reply = this.isCluster ? await this.bindOnCluster(record, max, policy.mode) : await this.registerOnSingle(record, max, policy.mode);
+    } catch (error) {
+      if (max >= 0) throw new RegistryUnavailableError(error);
+      this.local.set(record.sessionId, record);
+      return { isBound: true, evicted: [] };
+    }
     const [verdict, ...ids] = reply as [number, ...string[]];
     if (verdict !== 1) {
       if (this.isCluster) await this.undoClusterSteps(record);
@@ -277,6 +290,16 @@ export class RedisRegistry implements SessionRegistry {
     for (const record of [...this.local.values()]) await this.bind(record, unlimited);
   }
 
+  /**
+   * Make Redis agree with this instance after an outage: sessions that ended meanwhile
+   * (their unregister failed) are removed, live ones are written again.
+   */
+  async reconcile(): Promise<void> {
+    const listed = await this.redis.smembers(this.keys.instanceSessions(this.instanceId));
+    for (const sessionId of listed) if (!this.local.has(sessionId)) await this.unregister(sessionId, this.instanceId);
+    await this.reregisterAll();
+  }
+
   private async registerOnSingle(record: SessionRecord, max: number, mode: string): Promise<unknown> {
     const { keys } = this;
     return this.script('stompdRegister')(
@@ -289,12 +312,12 @@ export class RedisRegistry implements SessionRegistry {
   private async bindOnCluster(record: SessionRecord, max: number, mode: string): Promise<unknown> {
     const { keys, redis } = this;
     const sessionKey = keys.session(record.sessionId);
-    await redis.sadd(keys.instanceSessions(record.instanceId), record.sessionId);
+    const isNew = (await redis.sadd(keys.instanceSessions(record.instanceId), record.sessionId)) === 1;
     await redis.multi().hset(sessionKey, ...recordFields(record)).expire(sessionKey, this.ttlSeconds).exec();
     const dead = max < 0 ? [] : await this.deadHolders(record.userId);
     const reply = await this.script('stompdBind')(keys.user(record.userId), record.sessionId, record.connectedAt, max, mode, ...dead);
     if ((reply as unknown[])[0] === 1) {
-      await Promise.all([redis.sadd(keys.allSessions, record.sessionId), redis.hincrby(keys.instanceUsers(record.instanceId), record.userId, 1)]);
+      await Promise.all([redis.sadd(keys.allSessions, record.sessionId), isNew ? redis.hincrby(keys.instanceUsers(record.instanceId), record.userId, 1) : Promise.resolve(0)]);
     }
     return reply;
   }

@@ -46,3 +46,14 @@ export interface SessionRegistry {
   /** Users with at least one live session. */
   onlineUsers(): Promise<string[]>;
 }
+
+/**
+ * The registry cannot answer now (Redis unreachable). A decision that needs it (a session
+ * limit) cannot be made; the policy link refuses the CONNECT with UNAVAILABLE.
+ */
+export class RegistryUnavailableError extends Error {
+  constructor(cause: unknown) {
+    super(`session registry unavailable: ${cause instanceof Error ? cause.message : String(cause)}`);
+    this.name = 'RegistryUnavailableError';
+  }
+}

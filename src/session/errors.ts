@@ -28,7 +28,11 @@ export type StompErrorCode =
   | 'TOO_MANY_SESSIONS'
   | 'SESSION_REPLACED'
   | 'FORBIDDEN'
-  | 'KICKED';
+  | 'KICKED'
+  | 'LOGGED_OUT'
+  | 'TOKEN_REVOKED'
+  /** A decision needs Redis and Redis is unreachable right now. */
+  | 'UNAVAILABLE';
 
 export class StompError extends Error {
   readonly code: StompErrorCode;

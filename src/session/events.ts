@@ -20,6 +20,10 @@ export type DisconnectReason =
   | 'token-expired'
   /** Closed by the broker on purpose (policy, admin). */
   | 'kicked'
+  /** The user was logged out everywhere (ERROR LOGGED_OUT). */
+  | 'logged-out'
+  /** Reported by a surviving instance: the instance holding the session died. */
+  | 'instance-lost'
   | 'shutdown';
 
 export interface SessionInfo {

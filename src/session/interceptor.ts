@@ -16,6 +16,8 @@ export interface Principal {
   isAnonymous: boolean;
   /** Date.now() time at which the credentials stop being valid: the session is then closed (TOKEN_EXPIRED). */
   expiresAtMs?: number;
+  /** Set for token logins: when the token was issued (its iat, 0 when it has none); a logout revokes earlier tokens. */
+  tokenIssuedAtMs?: number;
 }
 
 /** What a link may know of the session it judges. */

@@ -320,9 +320,9 @@ export class Session implements Subscriber, SessionView {
     this.terminate('error-sent', stompError, frame);
   }
 
-  /** Close on the broker's initiative: an admin kick, a replaced session. */
-  kick(code: StompErrorCode, message: string): void {
-    this.terminate('kicked', new StompError(code, message));
+  /** Close on the broker's initiative: an admin kick, a replaced session, a logout. */
+  kick(code: StompErrorCode, message: string, reason: DisconnectReason = 'kicked'): void {
+    this.terminate(reason, new StompError(code, message));
   }
 
   /** The one way out. With an error, an ERROR frame is written and flushed first. */

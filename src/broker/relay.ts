@@ -1,0 +1,13 @@
+// The Relay: how the router reaches subscribers on other instances. The router tells it
+// which route keys have local subscribers here (interest), and hands it every topic and
+// user-destination message published here; the relay hands messages from other instances
+// back through Router.deliverRemote. Embedded mode has no relay: nothing else to reach.
+
+import type { Message } from './message';
+
+export interface Relay {
+  /** A message published on this instance, for subscribers elsewhere. Must not block or throw. */
+  publish(message: Message): void;
+  /** `routeKey` gained its first local subscriber (true) or lost its last (false). */
+  setInterest(routeKey: string, isInterested: boolean): void;
+}

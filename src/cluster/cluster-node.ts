@@ -1,0 +1,171 @@
+// One instance's membership in a multi-instance broker: the Redis registry, liveness and
+// reaping, the relay, cross-instance kicks and revocations. server.ts loads this file only
+// when REDIS_URL or REDIS_CLUSTER_NODES is set (a dynamic import), so embedded mode never
+// loads ioredis.
+//
+// Redis outages: local delivery never stops. Publishes to other instances fail fast and are
+// counted (pub/sub is at-most-once between instances). A CONNECT whose policy needs a
+// decision across instances (SINGLE_SESSION, MAX_SESSIONS_PER_USER) is refused with
+// UNAVAILABLE; one without such a limit is admitted and registered when Redis is back.
+// When the connection is ready again the instance re-announces itself, re-subscribes its
+// channels and reconciles its sessions (re-registers the live, removes the gone), so a
+// Redis that restarted empty is rebuilt from the live sessions.
+
+import type { Logger } from 'pino';
+import type { RevocationStore } from '../auth/revocation';
+import { Message } from '../broker/message';
+import type { Router } from '../broker/router';
+import type { RedisConfig } from '../config';
+import type { SessionRecord } from '../registry/registry';
+import type { RemoteSessions } from '../session/admin';
+import type { StompErrorCode } from '../session/errors';
+import type { DisconnectReason, LifecycleEvents } from '../session/events';
+import { RedisKeys } from './keys';
+import { InstanceLiveness } from './liveness';
+import { connectRedis, isCluster, whenReady } from './redis-client';
+import type { RedisConnection } from './redis-client';
+import { RedisRegistry } from './redis-registry';
+import { RedisRelay } from './redis-relay';
+import type { ControlMessage, RelayStats } from './redis-relay';
+import { RedisRevocations } from './redis-revocations';
+
+export interface ClusterNodeDeps {
+  redis: RedisConfig;
+  instanceId: string;
+  revocationTtlSeconds: number;
+  router: Router;
+  events: LifecycleEvents;
+  logger: Logger;
+  /** Close a session of this instance; false if it is not here. */
+  kickLocal(sessionId: string, code: StompErrorCode, message: string, reason: DisconnectReason): boolean;
+  /** Close every session of a user on this instance; returns how many. */
+  kickLocalUser(userId: string, code: StompErrorCode, message: string, reason: DisconnectReason): number;
+}
+
+export interface ClusterHealth {
+  isDegraded: boolean;
+  /** Why, when degraded. */
+  reason: string | undefined;
+  relay: RelayStats;
+}
+
+export interface ClusterNode {
+  readonly registry: RedisRegistry;
+  readonly revocations: RevocationStore;
+  readonly remote: RemoteSessions;
+  readonly isDegraded: boolean;
+  health(): ClusterHealth;
+  /** Leave: forget this instance's keys (its sessions were closed first), close the connections. */
+  stop(): Promise<void>;
+}
+
+/** How long start waits for Redis before going on degraded. */
+const START_WAIT_MS = 5000;
+
+export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNode> {
+  const { redis: config, instanceId, logger, router, events } = deps;
+  const keys = new RedisKeys(config.prefix);
+  const name = `stompd:${instanceId}`;
+  const commands = connectRedis(config, { name });
+  const subscriber: RedisConnection = isCluster(commands) ? connectRedis(config, { name, isSubscriber: true }) : commands.duplicate({ connectionName: `${name}:sub` });
+  for (const connection of [commands, subscriber]) connection.on('error', (err: Error) => logger.debug({ err: err.message }, 'redis connection error'));
+
+  const registry = new RedisRegistry({ redis: commands, keys, instanceId, sessionTtlSeconds: config.sessionTtlSeconds });
+  const liveness = new InstanceLiveness({
+    redis: commands,
+    keys,
+    instanceId,
+    heartbeatMs: config.instanceHeartbeatMs,
+    registry,
+    logger,
+    onSessionLost: (record) => events.emit('disconnect', { session: infoOf(record), reason: 'instance-lost' }),
+  });
+  const relay = new RedisRelay({
+    publisher: commands,
+    subscriber,
+    keys,
+    instanceId,
+    logger,
+    deliver: (e) => router.deliverRemote(new Message(e.messageId, e.destination, e.routeKey, e.headers, e.body)),
+    onControl: (control: ControlMessage) => {
+      if (control.type === 'kick') deps.kickLocal(control.sessionId, control.code as StompErrorCode, control.message, 'kicked');
+      else deps.kickLocalUser(control.userId, control.code as StompErrorCode, control.message, control.code === 'LOGGED_OUT' ? 'logged-out' : 'kicked');
+    },
+  });
+  const revocations = new RedisRevocations(commands, keys, deps.revocationTtlSeconds);
+
+  let degradedReason: string | undefined = 'connecting to Redis';
+  let isStopping = false;
+  const setDegraded = (reason: string | undefined): void => {
+    if (reason === degradedReason) return;
+    if (reason !== undefined && degradedReason === undefined) logger.warn({ reason }, 'Redis unavailable: degraded (local delivery goes on; CONNECTs needing a session limit are refused)');
+    if (reason === undefined && degradedReason !== undefined) logger.info('Redis available again: registry and relay restored');
+    degradedReason = reason;
+  };
+  // Each (re)connection: announce, reconcile sessions, then count as healthy.
+  const onReady = (): void => {
+    if (isStopping) return;
+    liveness
+      .announce()
+      .then(() => registry.reconcile())
+      .then(() => setDegraded(subscriber.status === 'ready' ? undefined : 'Redis subscriber connection down'))
+      .catch((err: unknown) => logger.warn({ err }, 'could not restore the registry after a reconnect; retrying on the next one'));
+  };
+  commands.on('ready', onReady);
+  for (const connection of [commands, subscriber]) {
+    connection.on('close', () => {
+      if (!isStopping) setDegraded('Redis connection lost');
+    });
+  }
+  subscriber.on('ready', () => {
+    if (commands.status === 'ready' && degradedReason === 'Redis subscriber connection down') setDegraded(undefined);
+  });
+
+  router.attachRelay(relay);
+  try {
+    await whenReady(commands, START_WAIT_MS);
+    await relay.start();
+  } catch (err) {
+    logger.warn({ err }, 'Redis not reachable at start: running degraded until it is');
+  }
+  await liveness.start().catch(() => undefined); // announce again on 'ready'
+  const refreshMs = Math.min((config.sessionTtlSeconds * 1000) / 3, 30_000);
+  const refreshTimer = setInterval(() => {
+    registry.refresh().catch(() => undefined);
+  }, refreshMs);
+  refreshTimer.unref();
+
+  const remote: RemoteSessions = {
+    kickSession: (sessionId, code, message) => relay.publishControl({ type: 'kick', sessionId, code, message }),
+    kickUser: (userId, code, message) => relay.publishControl({ type: 'kick-user', userId, code, message }),
+  };
+
+  return {
+    registry,
+    revocations,
+    remote,
+    get isDegraded() {
+      return degradedReason !== undefined;
+    },
+    health: () => ({ isDegraded: degradedReason !== undefined, reason: degradedReason, relay: relay.stats }),
+    async stop() {
+      isStopping = true;
+      clearInterval(refreshTimer);
+      await liveness.stop(commands.status === 'ready').catch(() => undefined);
+      await Promise.allSettled([commands.quit(), subscriber.quit()]);
+    },
+  };
+}
+
+function infoOf(record: SessionRecord) {
+  return {
+    sessionId: record.sessionId,
+    userId: record.userId,
+    roles: record.roles,
+    isAnonymous: false,
+    transport: record.transport === 'ws' ? ('ws' as const) : ('tcp' as const),
+    remoteAddress: record.remoteAddress,
+    version: '1.2' as const,
+    connectedAt: record.connectedAt,
+  };
+}

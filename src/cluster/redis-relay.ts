@@ -1,0 +1,175 @@
+// The Relay over Redis pub/sub: one channel per topic or user-destination route key, and
+// one control channel every instance hears (kicks, logouts).
+//
+// - An instance subscribes to a destination's channel only while it has local subscribers
+//   there (Router tells it: setInterest), so no traffic flows for topics nobody listens to.
+// - publish() never waits: the command is queued on the shared connection, which pipelines
+//   everything issued in one event-loop turn (ioredis auto-pipelining) — no round trip per
+//   message. A publish while Redis is away fails at once and is counted as dropped:
+//   pub/sub between instances is at-most-once.
+// - Every envelope names its origin; an instance skips its own (it delivered locally).
+// - Order: one instance publishes over one connection, and Redis delivers a channel's
+//   messages in order, so one publisher's messages arrive in the order they were sent.
+// - On a Redis Cluster the same is done with sharded pub/sub (SPUBLISH / SSUBSCRIBE): a
+//   channel lives on the shard that owns its slot instead of being broadcast to all nodes.
+
+import type { Logger } from 'pino';
+import type { Message } from '../broker/message';
+import type { Relay } from '../broker/relay';
+import { decodeEnvelope, encodeEnvelope } from './envelope';
+import type { Envelope } from './envelope';
+import type { RedisKeys } from './keys';
+import { isCluster } from './redis-client';
+import type { RedisConnection } from './redis-client';
+
+export type ControlMessage =
+  | { type: 'kick'; sessionId: string; code: string; message: string }
+  | { type: 'kick-user'; userId: string; code: string; message: string };
+
+export interface RelayStats {
+  published: number;
+  /** Publishes Redis did not take (outage). */
+  dropped: number;
+  received: number;
+  /** Own envelopes heard back and skipped. */
+  skippedOwn: number;
+  channels: number;
+}
+
+export interface RedisRelayOptions {
+  /** The shared command connection (publishes ride on it). */
+  publisher: RedisConnection;
+  /** A connection of its own: a subscribed connection takes no other commands. */
+  subscriber: RedisConnection;
+  keys: RedisKeys;
+  instanceId: string;
+  /** An envelope from another instance. */
+  deliver(envelope: Envelope): void;
+  /** A control message from another instance. */
+  onControl(control: ControlMessage): void;
+  logger: Logger;
+}
+
+export class RedisRelay implements Relay {
+  private readonly options: RedisRelayOptions;
+  private readonly isSharded: boolean;
+  /** Channels this instance wants (re-subscribed whenever the subscriber reconnects). */
+  private readonly wanted = new Set<string>();
+  private readonly counts = { published: 0, dropped: 0, received: 0, skippedOwn: 0 };
+  private readonly countDropped = (): void => {
+    this.counts.dropped++;
+  };
+
+  constructor(options: RedisRelayOptions) {
+    this.options = options;
+    this.isSharded = isCluster(options.subscriber);
+    const onMessage = (channel: Buffer, bytes: Buffer): void => this.onMessage(channel, bytes);
+    options.subscriber.on(this.isSharded ? 'smessageBuffer' : 'messageBuffer', onMessage);
+    options.subscriber.on('ready', () => this.resubscribe());
+  }
+
+  get stats(): RelayStats {
+    return { ...this.counts, channels: this.wanted.size };
+  }
+
+  async start(): Promise<void> {
+    this.wanted.add(this.options.keys.controlChannel);
+    await this.subscribe([this.options.keys.controlChannel]);
+  }
+
+  publish(message: Message): void {
+    const bytes = encodeEnvelope({
+      origin: this.options.instanceId,
+      messageId: message.id,
+      destination: message.destination,
+      routeKey: message.routeKey,
+      headers: message.headers,
+      body: message.body,
+    });
+    this.counts.published++;
+    this.send(this.options.keys.destinationChannel(message.routeKey), bytes);
+  }
+
+  setInterest(routeKey: string, isInterested: boolean): void {
+    const channel = this.options.keys.destinationChannel(routeKey);
+    if (isInterested) {
+      this.wanted.add(channel);
+      this.subscribe([channel]).catch((err: unknown) => this.options.logger.debug({ err, channel }, 'subscribe failed; retried when Redis is back'));
+    } else {
+      this.wanted.delete(channel);
+      this.unsubscribe(channel).catch(() => undefined); // gone with the connection anyway
+    }
+  }
+
+  /** Tell every other instance; resolves with how many instances heard it (0 when Redis is away). */
+  async publishControl(control: ControlMessage): Promise<number> {
+    const bytes = Buffer.from(JSON.stringify({ ...control, origin: this.options.instanceId }));
+    const { publisher, keys } = this.options;
+    try {
+      const heard = isCluster(publisher) ? await publisher.spublish(keys.controlChannel, bytes) : await publisher.publish(keys.controlChannel, bytes);
+      return Number(heard);
+    } catch {
+      this.counts.dropped++;
+      return 0;
+    }
+  }
+
+  private send(channel: string, bytes: Buffer): void {
+    const { publisher } = this.options;
+    const pending = isCluster(publisher) ? publisher.spublish(channel, bytes) : publisher.publish(channel, bytes);
+    pending.catch(this.countDropped);
+  }
+
+  private onMessage(channelBytes: Buffer, bytes: Buffer): void {
+    const channel = channelBytes.toString();
+    if (channel === this.options.keys.controlChannel) {
+      this.onControlBytes(bytes);
+      return;
+    }
+    let envelope: Envelope;
+    try {
+      envelope = decodeEnvelope(bytes);
+    } catch (err) {
+      this.options.logger.warn({ err, channel }, 'undecodable envelope dropped');
+      return;
+    }
+    if (envelope.origin === this.options.instanceId) {
+      this.counts.skippedOwn++;
+      return;
+    }
+    this.counts.received++;
+    this.options.deliver(envelope);
+  }
+
+  private onControlBytes(bytes: Buffer): void {
+    let control: ControlMessage & { origin?: string };
+    try {
+      control = JSON.parse(bytes.toString()) as ControlMessage & { origin?: string };
+    } catch {
+      return;
+    }
+    if (control.origin === this.options.instanceId) return; // acted on locally already
+    this.options.onControl(control);
+  }
+
+  private async subscribe(channels: string[]): Promise<void> {
+    const { subscriber } = this.options;
+    if (isCluster(subscriber)) {
+      for (const channel of channels) await subscriber.ssubscribe(channel);
+    } else {
+      await subscriber.subscribe(...channels);
+    }
+  }
+
+  private async unsubscribe(channel: string): Promise<void> {
+    const { subscriber } = this.options;
+    if (isCluster(subscriber)) await subscriber.sunsubscribe(channel);
+    else await subscriber.unsubscribe(channel);
+  }
+
+  /** After a reconnect: subscribe to every wanted channel again (idempotent where ioredis already did). */
+  private resubscribe(): void {
+    if (this.wanted.size === 0) return;
+    this.subscribe([...this.wanted]).catch((err: unknown) => this.options.logger.debug({ err }, 'resubscribe failed; retried on the next reconnect'));
+  }
+}

@@ -1,0 +1,76 @@
+// Administrative actions on sessions, for the HTTP API and for embedders: close one session,
+// or log a user out everywhere. They reach sessions on this instance directly and, with
+// several instances, the others through RemoteSessions (the control channel).
+
+import type { RevocationStore } from '../auth/revocation';
+import type { SessionRegistry } from '../registry/registry';
+import type { Session } from './session';
+
+export interface KickOutcome {
+  /** Sessions told to close (ERROR KICKED / LOGGED_OUT), here and elsewhere. */
+  sessionsClosed: number;
+  /** Instances that heard the request, this one included. */
+  instancesReached: number;
+}
+
+/** The other instances, as the cluster layer reaches them. */
+export interface RemoteSessions {
+  /** Resolves with how many other instances heard it. */
+  kickSession(sessionId: string, code: 'KICKED', message: string): Promise<number>;
+  kickUser(userId: string, code: 'LOGGED_OUT', message: string): Promise<number>;
+}
+
+export interface SessionAdmin {
+  kickSession(sessionId: string): Promise<KickOutcome>;
+  /** Close every session of the user and revoke the tokens it holds (TOKEN_REVOKED on reconnect). */
+  logoutUser(userId: string): Promise<KickOutcome>;
+}
+
+export interface SessionAdminDeps {
+  localSessions(): Iterable<Session>;
+  localSession(sessionId: string): Session | undefined;
+  registry: SessionRegistry;
+  revocations: RevocationStore;
+  instanceId: string;
+  remote: RemoteSessions | undefined;
+}
+
+const KICK_MESSAGE = 'closed by an administrator';
+const LOGOUT_MESSAGE = 'logged out on every device';
+
+/** Close the user's sessions on this instance; returns how many. */
+export function logoutLocal(sessions: Iterable<Session>, userId: string): number {
+  let closed = 0;
+  for (const session of [...sessions]) {
+    if (session.state !== 'connected' || session.userId !== userId) continue;
+    session.kick('LOGGED_OUT', LOGOUT_MESSAGE, 'logged-out');
+    closed++;
+  }
+  return closed;
+}
+
+export function createSessionAdmin(deps: SessionAdminDeps): SessionAdmin {
+  return {
+    async kickSession(sessionId) {
+      const local = deps.localSession(sessionId);
+      if (local !== undefined && local.isOpen) {
+        local.kick('KICKED', KICK_MESSAGE);
+        return { sessionsClosed: 1, instancesReached: 1 };
+      }
+      if (deps.remote === undefined) return { sessionsClosed: 0, instancesReached: 1 };
+      const record = await deps.registry.get(sessionId);
+      if (record === undefined) return { sessionsClosed: 0, instancesReached: 1 };
+      const reached = await deps.remote.kickSession(sessionId, 'KICKED', KICK_MESSAGE);
+      return { sessionsClosed: reached > 0 ? 1 : 0, instancesReached: 1 + reached };
+    },
+
+    async logoutUser(userId) {
+      await deps.revocations.revoke(userId, Date.now());
+      const closedHere = logoutLocal(deps.localSessions(), userId);
+      if (deps.remote === undefined) return { sessionsClosed: closedHere, instancesReached: 1 };
+      const elsewhere = (await deps.registry.sessionsOf(userId)).filter((r) => r.instanceId !== deps.instanceId).length;
+      const reached = await deps.remote.kickUser(userId, 'LOGGED_OUT', LOGOUT_MESSAGE);
+      return { sessionsClosed: closedHere + (reached > 0 ? elsewhere : 0), instancesReached: 1 + reached };
+    },
+  };
+}
