@@ -182,7 +182,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     throw new ConfigError('AUTH', 'jwt', 'expected JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL to be set');
   }
   if (authMode === 'users' && p.USERS_FILE === '') {
-    throw new ConfigError('USERS_FILE', '', 'expected a path to a JSON users file: AUTH=users checks login and passcode against it');
+    throw new ConfigError('AUTH', 'users', 'expected USERS_FILE to be set: the users whose login and passcode are checked');
   }
   if (authMode === 'none' && !isLoopback(p.HOST) && !p.ALLOW_INSECURE_AUTH) {
     throw new ConfigError('AUTH', 'none', `unauthenticated mode listens on loopback only, not HOST=${p.HOST}: configure a JWT key or USERS_FILE, or set ALLOW_INSECURE_AUTH=1`);

@@ -190,7 +190,7 @@ describe('the users file and its hashes', () => {
   });
 
   it('AUTH=users needs USERS_FILE; USERS_FILE alone chooses users mode; a missing file stops the start', async () => {
-    assert.throws(() => loadConfig({ AUTH: 'users' }), (e: unknown) => e instanceof ConfigError && e.variable === 'USERS_FILE');
+    assert.throws(() => loadConfig({ AUTH: 'users' }), (e: unknown) => e instanceof ConfigError && e.variable === 'AUTH' && e.message.includes('USERS_FILE'));
     assert.equal(loadConfig({ USERS_FILE: usersPath }).authMode, 'users');
     assert.equal(loadConfig({ USERS_FILE: usersPath, HOST: '0.0.0.0' }).authMode, 'users', 'no ALLOW_INSECURE_AUTH needed');
     await assert.rejects(h.broker({ AUTH: 'users', USERS_FILE: path.join(dir, 'missing.json') }), (e: unknown) => e instanceof ConfigError && e.variable === 'USERS_FILE');
