@@ -217,10 +217,17 @@ describe('stompd hash-password', { timeout: 30000 }, () => {
     assert.match(result.stdout, /^scrypt\$16384\$8\$1\$[A-Za-z0-9+/]+=*\$[A-Za-z0-9+/]+=*\n$/);
   });
 
-  it('an empty password is refused', () => {
-    const result = run(['hash-password'], {}, '\n');
-    assert.equal(result.status, 1);
-    assert.match(result.stderr, /^stompd: hash-password: empty password\n$/);
+  it('an empty password, an option without its value, an unknown option: one line, exit 1', () => {
+    const empty = run(['hash-password'], {}, '\n');
+    assert.equal(empty.status, 1);
+    assert.match(empty.stderr, /^stompd: hash-password: empty password\n$/);
+    const noValue = run(['hash-password', 'pw', '--login']);
+    assert.equal(noValue.status, 1);
+    assert.match(noValue.stderr, /^stompd: hash-password: --login needs a value/);
+    const unknown = run(['hash-password', '--cost', '20', 'pw']);
+    assert.equal(unknown.status, 1);
+    assert.match(unknown.stderr, /^stompd: hash-password: unknown option --cost/);
+    assert.equal(noValue.stdout + unknown.stdout, '', 'no hash printed');
   });
 });
 
