@@ -13,6 +13,8 @@ export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' |
 
 export type SingleSessionMode = 'off' | 'reject' | 'replace';
 
+export type AuthMode = 'jwt' | 'users' | 'none';
+
 export interface JwtConfig {
   /** HS256/384/512 shared secret. */
   secret: string | undefined;
@@ -52,14 +54,19 @@ export interface Config {
   maxUnacked: number;
   serverName: string;
   logLevel: LogLevel;
-  /** `jwt`: a valid token is required; `none`: the login header is the user id (embedded). */
-  authMode: 'jwt' | 'none';
+  /**
+   * `jwt`: a valid token is required; `users`: login and passcode checked against USERS_FILE;
+   * `none`: the login header is the user id (embedded).
+   */
+  authMode: AuthMode;
   jwt: JwtConfig;
   singleSession: SingleSessionMode;
   /** 0: no limit. */
   maxSessionsPerUser: number;
   userPrefix: string;
   aclFile: string | undefined;
+  /** Login/passcode users (AUTH=users), re-read on SIGHUP. */
+  usersFile: string | undefined;
   /** WebSocket Origin allow-list; empty: any origin. */
   allowedOrigins: string[];
   /** Unique per start; names this process in Redis. */
@@ -140,7 +147,8 @@ const SETTINGS = {
   MAX_SUBSCRIPTIONS_PER_SESSION: ['1000', integer(1), 'a positive integer'],
   MAX_UNACKED: ['1000', integer(1), 'a positive integer'],
   SERVER_NAME: ['stompd/0.1.0', (v: string) => (/^[^\r\n:]+$/.test(v) ? v : null), 'a name without ":" or line breaks'],
-  AUTH: ['auto', (v: string) => (v === 'auto' || v === 'jwt' || v === 'none' ? v : null), '"jwt", "none" or "auto" (jwt when a JWT key is set)'],
+  AUTH: ['auto', (v: string) => (v === 'auto' || v === 'jwt' || v === 'users' || v === 'none' ? v : null), '"jwt", "users", "none" or "auto" (jwt when a JWT key is set, users when USERS_FILE is)'],
+  USERS_FILE: ['', optional, 'a path to a JSON users file (AUTH=users)'],
   ALLOW_INSECURE_AUTH: ['0', (v: string) => (v === '0' || v === '1' ? v === '1' : null), '"0" or "1"'],
   JWT_SECRET: ['', (v: string) => (v === '' || Buffer.byteLength(v) >= 32 ? v : null), 'at least 32 bytes (HS256 needs a 256-bit secret)'],
   JWT_PUBLIC_KEY: ['', (v: string) => (v === '' || v.includes('-----BEGIN PUBLIC KEY-----') ? v.replace(/\\n/g, '\n') : null), 'a PEM public key ("-----BEGIN PUBLIC KEY-----" ...)'],
@@ -172,6 +180,11 @@ export const CONFIG_DEFAULTS: Readonly<Record<keyof Settings, string>> = Object.
   Object.fromEntries(Object.entries(SETTINGS).map(([name, [fallback]]) => [name, fallback])) as Record<keyof Settings, string>,
 );
 
+/** Every variable with its default and what a valid value looks like: what `stompd --help` prints. */
+export const SETTING_DESCRIPTIONS: readonly { variable: string; fallback: string; expected: string }[] = Object.freeze(
+  Object.entries(SETTINGS).map(([variable, [fallback, , expected]]) => Object.freeze({ variable, fallback, expected })),
+);
+
 export function loadConfig(env: Env): Readonly<Config> {
   const parsed = {} as Record<string, unknown>;
   for (const [name, [fallback, parse, expected]] of Object.entries(SETTINGS)) {
@@ -191,12 +204,15 @@ export function loadConfig(env: Env): Readonly<Config> {
     }
   }
   const hasJwtKey = p.JWT_SECRET !== '' || p.JWT_PUBLIC_KEY !== '' || p.JWT_JWKS_URL !== '';
-  const authMode = p.AUTH === 'auto' ? (hasJwtKey ? 'jwt' : 'none') : p.AUTH;
+  const authMode: AuthMode = p.AUTH === 'auto' ? (hasJwtKey ? 'jwt' : p.USERS_FILE !== '' ? 'users' : 'none') : p.AUTH;
   if (authMode === 'jwt' && !hasJwtKey) {
     throw new ConfigError('AUTH', 'jwt', 'expected JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL to be set');
   }
+  if (authMode === 'users' && p.USERS_FILE === '') {
+    throw new ConfigError('AUTH', 'users', 'expected USERS_FILE to be set: the users whose login and passcode are checked');
+  }
   if (authMode === 'none' && !isLoopback(p.HOST) && !p.ALLOW_INSECURE_AUTH) {
-    throw new ConfigError('AUTH', 'none', `unauthenticated mode listens on loopback only, not HOST=${p.HOST}: configure a JWT key, or set ALLOW_INSECURE_AUTH=1`);
+    throw new ConfigError('AUTH', 'none', `unauthenticated mode listens on loopback only, not HOST=${p.HOST}: configure a JWT key or USERS_FILE, or set ALLOW_INSECURE_AUTH=1`);
   }
   if (p.REDIS_URL !== '' && p.REDIS_CLUSTER_NODES !== '') {
     throw new ConfigError('REDIS_CLUSTER_NODES', p.REDIS_CLUSTER_NODES, 'expected either REDIS_URL or REDIS_CLUSTER_NODES, not both');
@@ -240,6 +256,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     maxSessionsPerUser: p.MAX_SESSIONS_PER_USER,
     userPrefix: p.USER_PREFIX,
     aclFile: p.ACL_FILE || undefined,
+    usersFile: p.USERS_FILE || undefined,
     allowedOrigins: p.ALLOWED_ORIGINS,
     instanceId: p.INSTANCE_ID || defaultInstanceId(),
     redis:

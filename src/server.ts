@@ -11,6 +11,7 @@ import { createJwtVerifier, jwtAuthenticator } from './auth/jwt';
 import { originChecker } from './auth/origin';
 import { sessionPolicy } from './auth/session-policy';
 import { addressableUserId } from './auth/user-id';
+import { UsersFile, passwordAuthenticator } from './auth/users';
 import { MemoryRegistry } from './registry/memory-registry';
 import type { SessionRegistry } from './registry/registry';
 import { Router } from './broker/router';
@@ -44,8 +45,38 @@ export interface RunningServer {
   readonly logger: Logger;
   /** Sessions open right now, connected or not yet. */
   sessions(): IterableIterator<Session>;
+  /**
+   * Re-read USERS_FILE (AUTH=users): later CONNECTs are checked against the new users,
+   * sessions already open stay. A bad file keeps the current users and rejects (ConfigError).
+   * Resolves to the number of users; undefined in the other modes (nothing to re-read).
+   */
+  reloadUsers(): Promise<number | undefined>;
   /** Stop accepting, close every session (reason `shutdown`), release the ports. */
   stop(): Promise<void>;
+}
+
+/** A listener could not be opened (port taken, no permission, HOST not here): names the variable to change. */
+export class ListenError extends Error {
+  readonly variable: string;
+
+  constructor(variable: string, address: string, error: NodeJS.ErrnoException) {
+    const why =
+      error.code === 'EADDRINUSE' ? 'address already in use'
+      : error.code === 'EACCES' ? 'permission denied'
+      : error.code === 'EADDRNOTAVAIL' ? 'not an address of this machine'
+      : error.code === 'ENOTFOUND' ? 'host name not found'
+      : error.message;
+    super(`cannot listen on ${address} (${variable}): ${why}`);
+    this.name = 'ListenError';
+    this.variable = variable;
+  }
+}
+
+function listenFailure(error: unknown, host: string, port: number, portVariable: string): unknown {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === undefined) return error;
+  const variable = code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' ? 'HOST' : portVariable;
+  return new ListenError(variable, `${host}:${port}`, error as NodeJS.ErrnoException);
 }
 
 export async function startServer(config: Readonly<Config>, options: ServerOptions = {}): Promise<RunningServer> {
@@ -61,7 +92,12 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   const registry = options.registry ?? new MemoryRegistry();
   const open = new Map<string, Session>();
   // Built before listening: a bad key or rules file stops the start (ConfigError).
-  const authenticator = config.authMode === 'jwt' ? jwtAuthenticator(createJwtVerifier(config.jwt)) : loginAsUserId();
+  const usersFile = config.authMode === 'users' ? new UsersFile(config.usersFile!) : undefined;
+  const authenticator =
+    config.authMode === 'jwt' ? jwtAuthenticator(createJwtVerifier(config.jwt))
+    : usersFile !== undefined ? passwordAuthenticator(usersFile)
+    : loginAsUserId();
+  if (usersFile !== undefined) logger.info({ usersFile: usersFile.path, users: usersFile.size }, 'users mode: login and passcode checked against USERS_FILE');
   if (config.authMode === 'none') {
     logger.warn('embedded mode: everything in memory, no Redis, no authentication (the CONNECT login is taken as the user id)');
   }
@@ -118,7 +154,10 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   let wsPort: number | undefined;
   try {
     if (config.stompPort !== undefined) {
-      const tcp = await listenTcp({ host: config.host, port: config.stompPort, limits: writeLimits }, accept);
+      const stompPort = config.stompPort;
+      const tcp = await listenTcp({ host: config.host, port: stompPort, limits: writeLimits }, accept).catch((error: unknown) => {
+        throw listenFailure(error, config.host, stompPort, 'STOMP_PORT');
+      });
       listeners.push(tcp);
       tcpPort = tcp.port;
     }
@@ -134,7 +173,9 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           ...(verifyOrigin ? { verifyHandshake: verifyOrigin } : {}),
         },
         accept,
-      );
+      ).catch((error: unknown) => {
+        throw listenFailure(error, config.host, config.wsPort!, 'WS_PORT');
+      });
       listeners.push(ws);
       wsPort = ws.port;
     }
@@ -153,6 +194,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     registry,
     logger,
     sessions: () => open.values(),
+    reloadUsers: async () => usersFile?.reload(),
     async stop(): Promise<void> {
       if (isStopping) return;
       isStopping = true;

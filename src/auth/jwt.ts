@@ -120,9 +120,15 @@ function refusal(error: unknown): StompError {
   if (error instanceof errors.JOSEAlgNotAllowed) return new StompError('UNAUTHENTICATED', 'token algorithm not accepted');
   if (error instanceof errors.JWSSignatureVerificationFailed) return new StompError('UNAUTHENTICATED', 'token signature does not verify');
   if (error instanceof errors.JWKSNoMatchingKey) return new StompError('UNAUTHENTICATED', 'token signed by an unknown key');
-  if (error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid) return new StompError('UNAUTHENTICATED', 'malformed token');
+  if (error instanceof errors.JWKSMultipleMatchingKeys) return new StompError('UNAUTHENTICATED', 'several JWKS keys match the token (the key set needs a kid per key)');
+  if (error instanceof errors.JWKSTimeout) return new StompError('UNAUTHENTICATED', 'the key set (JWT_JWKS_URL) did not answer in time');
+  if (error instanceof errors.JWKSInvalid) return new StompError('UNAUTHENTICATED', 'the key set (JWT_JWKS_URL) is not a valid JWKS');
+  // jose's own texts name what is wrong (a part, a header) and never quote the token.
+  if (error instanceof errors.JWSInvalid || error instanceof errors.JWTInvalid) return new StompError('UNAUTHENTICATED', `malformed token: ${error.message}`);
+  if (error instanceof errors.JOSENotSupported) return new StompError('UNAUTHENTICATED', `token not supported: ${error.message}`);
   if (error instanceof StompError) return error;
-  return new StompError('UNAUTHENTICATED', 'the token could not be verified');
+  // Left: the key set could not be fetched (network, HTTP status) or a key not be used.
+  return new StompError('UNAUTHENTICATED', `the token could not be verified: ${error instanceof Error ? error.message : String(error)}`);
 }
 
 /** The authenticating link: no valid token, no session. */

@@ -39,11 +39,18 @@ export class StompError extends Error {
   /** Extra headers for the ERROR frame (for example `version` on UNSUPPORTED_VERSION). */
   readonly headers: readonly Header[];
 
-  constructor(code: StompErrorCode, message: string, headers: readonly Header[] = []) {
+  /**
+   * Who was refused, when known before any principal exists (the login a refused CONNECT
+   * tried): for the refusal's log line only, never sent.
+   */
+  readonly userId: string | undefined;
+
+  constructor(code: StompErrorCode, message: string, headers: readonly Header[] = [], context: { userId?: string } = {}) {
     super(message);
     this.name = 'StompError';
     this.code = code;
     this.headers = headers;
+    this.userId = context.userId;
   }
 }
 

@@ -350,7 +350,10 @@ export class Session implements Subscriber, SessionView {
       // such an ERROR goes out unescaped, line breaks folded, like CONNECTED itself.
       const encoding = wasConnected ? this.version : '1.0';
       this.connection.write(encodeFrame({ command: 'ERROR', headers, body: Buffer.from(`${error.code}: ${error.message}\n`) }, encoding));
-      this.log.info({ code: error.code, reason }, 'session refused');
+      // Why, for whom, from where; never credentials (no link puts a token in a message).
+      // A connected session's logger already carries its userId.
+      const userId = wasConnected ? undefined : error instanceof StompError ? error.userId : undefined;
+      this.log.info({ code: error.code, reason, detail: error.message, remoteAddress: this.peer.remoteAddress, ...(userId !== undefined ? { userId } : {}) }, 'session refused');
     }
 
     const info = this.info();

@@ -1,14 +1,48 @@
-// The command-line entry as a user runs it: `node dist/src/main.js` (what `npm start` runs
-// after building), configuration from the environment, logs, signals.
+// The command-line entry as a user runs it: `node dist/src/main.js` (what `npm start` and
+// the `stompd` bin run), configuration from the environment, logs, signals, --help,
+// --version, hash-password, and every way a start can fail.
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
+import { parsePasswordHash } from '../../src/auth/users';
+import { SETTING_DESCRIPTIONS } from '../../src/config';
+import { ClientPool, accepted, refused } from '../helpers/jwt';
 import { RawClient, header } from '../helpers/raw-client';
 
 const MAIN = path.resolve(__dirname, '../../src/main.js');
+const ROOT = path.resolve(__dirname, '../../..');
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stompd-main-'));
+const pool = new ClientPool();
+after(() => {
+  pool.destroyAll();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** Run stompd to completion (a command, or a start that must fail). */
+function run(args: string[], env: Record<string, string> = {}, input?: string) {
+  return spawnSync(process.execPath, [MAIN, ...args], {
+    env: { PATH: process.env.PATH ?? '', STOMP_PORT: '0', WS_PORT: '0', ...env },
+    encoding: 'utf8',
+    timeout: 10000,
+    ...(input !== undefined ? { input } : {}),
+  });
+}
+
+/** A start that must fail: exit 1, nothing listening, one line on stderr (returned). */
+function failedStart(env: Record<string, string>): string {
+  const result = run([], env);
+  assert.equal(result.status, 1, `exits 1 for ${JSON.stringify(env)}: ${result.stderr}`);
+  const lines = result.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `one line: ${result.stderr}`);
+  assert.ok(!result.stdout.includes('stompd listening'), 'nothing started');
+  return lines[0]!;
+}
 
 interface Started {
   child: ChildProcess;
@@ -103,8 +137,10 @@ describe('running stompd', { timeout: 30000 }, () => {
       ['AUTH', 'jwt'],
       ['JWT_SECRET', 'too-short'],
       ['SINGLE_SESSION', 'sometimes'],
+      ['AUTH', 'users'],
       // found while building the server, not while reading the environment:
       ['ACL_FILE', '/nonexistent/rules.json'],
+      ['USERS_FILE', '/nonexistent/users.json'],
       ['JWT_PUBLIC_KEY', '-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----'],
     ]) {
       const result = spawnSync(process.execPath, [MAIN], {
@@ -118,6 +154,138 @@ describe('running stompd', { timeout: 30000 }, () => {
       assert.match(lines[0]!, new RegExp(`^stompd: invalid configuration: ${variable}=`));
       assert.ok(!result.stdout.includes('stompd listening'), 'nothing started');
       if (variable === 'JWT_SECRET') assert.ok(!result.stderr.includes('too-short'), 'a secret is never echoed');
+    }
+  });
+});
+
+describe('stompd --help, --version, unknown arguments', { timeout: 30000 }, () => {
+  it('--help lists every environment variable with its default (generated from SETTINGS)', () => {
+    const result = run(['--help']);
+    assert.equal(result.status, 0);
+    assert.ok(SETTING_DESCRIPTIONS.length > 30);
+    for (const { variable, fallback } of SETTING_DESCRIPTIONS) {
+      const at = result.stdout.search(new RegExp(`^  ${variable} +default: `, 'm'));
+      assert.ok(at !== -1, `${variable} in --help`);
+      const line = result.stdout.slice(at).split('\n')[0]!;
+      assert.ok(line.endsWith(`default: ${fallback === '' ? '(none)' : fallback}`), line);
+    }
+    for (const variable of ['USERS_FILE', 'AUTH', 'JWT_SECRET', 'ACL_FILE']) assert.match(result.stdout, new RegExp(`^  ${variable} `, 'm'));
+    assert.match(result.stdout, /hash-password/);
+  });
+
+  it('--version prints the version of package.json', () => {
+    const { version } = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+    const result = run(['--version']);
+    assert.equal(result.status, 0);
+    assert.equal(result.stdout, `${version}\n`);
+  });
+
+  it('an unknown argument: one line, exit 1, nothing started', () => {
+    const result = run(['--port', '61613']);
+    assert.equal(result.status, 1);
+    assert.match(result.stderr, /^stompd: unknown argument "--port" \(see stompd --help\)\n$/);
+    assert.equal(result.stdout, '');
+  });
+});
+
+describe('stompd hash-password', { timeout: 30000 }, () => {
+  it('reads the password from stdin and prints a USERS_FILE entry that a broker accepts', async () => {
+    const result = run(['hash-password', '--login', 'alice', '--roles', 'AGENT,ADMIN'], {}, 'correct horse\n');
+    assert.equal(result.status, 0, result.stderr);
+    const entry = JSON.parse(result.stdout) as { login: string; passwordHash: string; roles: string[] };
+    assert.equal(entry.login, 'alice');
+    assert.deepEqual(entry.roles, ['AGENT', 'ADMIN']);
+    assert.ok(!result.stdout.includes('correct horse'));
+    const parsed = parsePasswordHash(entry.passwordHash);
+    assert.ok(typeof parsed !== 'string', String(parsed));
+    assert.deepEqual([parsed.N, parsed.r, parsed.p], [16384, 8, 1]);
+
+    const file = path.join(dir, 'hashed.json');
+    fs.writeFileSync(file, JSON.stringify({ users: [entry] }));
+    const started = await start({ AUTH: 'users', USERS_FILE: file });
+    try {
+      await accepted(await pool.tcp(started.stompPort), { login: 'alice', passcode: 'correct horse' }, 'alice');
+      await refused(await pool.tcp(started.stompPort), { login: 'alice', passcode: 'correct horse\n' }, 'UNAUTHENTICATED');
+    } finally {
+      started.child.kill('SIGKILL');
+    }
+  });
+
+  it('takes the password as an argument too, and prints the hash alone', () => {
+    const result = run(['hash-password', 'pw']);
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, /^scrypt\$16384\$8\$1\$[A-Za-z0-9+/]+=*\$[A-Za-z0-9+/]+=*\n$/);
+  });
+
+  it('an empty password, an option without its value, an unknown option: one line, exit 1', () => {
+    const empty = run(['hash-password'], {}, '\n');
+    assert.equal(empty.status, 1);
+    assert.match(empty.stderr, /^stompd: hash-password: empty password\n$/);
+    const noValue = run(['hash-password', 'pw', '--login']);
+    assert.equal(noValue.status, 1);
+    assert.match(noValue.stderr, /^stompd: hash-password: --login needs a value/);
+    const unknown = run(['hash-password', '--cost', '20', 'pw']);
+    assert.equal(unknown.status, 1);
+    assert.match(unknown.stderr, /^stompd: hash-password: unknown option --cost/);
+    assert.equal(noValue.stdout + unknown.stdout, '', 'no hash printed');
+  });
+});
+
+describe('every failed start is one line naming the cause', { timeout: 30000 }, () => {
+  it('a port in use (EADDRINUSE): names STOMP_PORT or WS_PORT', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as net.AddressInfo).port;
+    try {
+      assert.equal(failedStart({ STOMP_PORT: String(port) }), `stompd: cannot listen on 127.0.0.1:${port} (STOMP_PORT): address already in use`);
+      assert.equal(failedStart({ WS_PORT: String(port) }), `stompd: cannot listen on 127.0.0.1:${port} (WS_PORT): address already in use`);
+    } finally {
+      taken.close();
+    }
+  });
+
+  it('HOST that is not an address of this machine: names HOST', () => {
+    assert.match(failedStart({ HOST: '192.0.2.1', ALLOW_INSECURE_AUTH: '1' }), /^stompd: cannot listen on 192\.0\.2\.1:0 \(HOST\): not an address of this machine$/);
+  });
+
+  it('ACL_FILE missing, JWT_PUBLIC_KEY not a key, USERS_FILE missing, unreadable, or with a plain password', () => {
+    assert.match(failedStart({ ACL_FILE: path.join(dir, 'missing-rules.json') }), /^stompd: invalid configuration: ACL_FILE=/);
+    assert.match(failedStart({ JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----' }), /^stompd: invalid configuration: JWT_PUBLIC_KEY=.*PEM/);
+    assert.match(failedStart({ USERS_FILE: path.join(dir, 'missing-users.json') }), /^stompd: invalid configuration: USERS_FILE=.*ENOENT/);
+    assert.match(failedStart({ USERS_FILE: dir }), /^stompd: invalid configuration: USERS_FILE=.*EISDIR/);
+    const plain = path.join(dir, 'plain.json');
+    fs.writeFileSync(plain, JSON.stringify({ users: [{ login: 'alice', passwordHash: 'hunter2' }] }));
+    const line = failedStart({ AUTH: 'users', USERS_FILE: plain });
+    assert.match(line, /^stompd: invalid configuration: USERS_FILE=.*users\[0\]\.passwordHash \(alice\).*hash-password/);
+    assert.ok(!line.includes('hunter2'));
+  });
+});
+
+describe('SIGHUP re-reads USERS_FILE', { timeout: 30000 }, () => {
+  it('new users after SIGHUP; a bad file then keeps the old ones and logs an error', async () => {
+    const hash = (password: string): Record<string, unknown> => JSON.parse(run(['hash-password', '--login', 'x'], {}, `${password}\n`).stdout) as Record<string, unknown>;
+    const file = path.join(dir, 'reloaded.json');
+    fs.writeFileSync(file, JSON.stringify({ users: [{ ...hash('first'), login: 'alice' }] }));
+    const started = await start({ AUTH: 'users', USERS_FILE: file });
+    try {
+      await accepted(await pool.tcp(started.stompPort), { login: 'alice', passcode: 'first' }, 'alice');
+
+      fs.writeFileSync(file, JSON.stringify({ users: [{ ...hash('second'), login: 'bob' }] }));
+      started.child.kill('SIGHUP');
+      const reloaded = await waitForLine(started, (l) => l.msg === 'users file reloaded');
+      assert.equal(reloaded.users, 1);
+      await accepted(await pool.tcp(started.stompPort), { login: 'bob', passcode: 'second' }, 'bob');
+      await refused(await pool.tcp(started.stompPort), { login: 'alice', passcode: 'first' }, 'UNAUTHENTICATED');
+
+      fs.writeFileSync(file, '{ not json');
+      started.child.kill('SIGHUP');
+      const failed = await waitForLine(started, (l) => String(l.msg).startsWith('users file not reloaded'));
+      assert.equal(failed.level, 50, 'error');
+      assert.match(String(failed.error), /USERS_FILE=.*expected JSON/);
+      await accepted(await pool.tcp(started.stompPort), { login: 'bob', passcode: 'second' }, 'bob');
+      assert.equal(started.child.exitCode, null, 'still running');
+    } finally {
+      started.child.kill('SIGKILL');
     }
   });
 });

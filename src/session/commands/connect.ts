@@ -33,9 +33,22 @@ export function handleConnect(session: Session, frame: Frame): void | Promise<vo
     throw new StompError('BAD_HEARTBEAT', `heart-beat must be two integers "cx,cy", got ${JSON.stringify(heartbeatHeader)}`);
   }
   const ctx: ConnectContext = { session, frame, principal: undefined };
-  return afterChain(session, runChain(session.deps.interceptors, 'onConnect', ctx), () => {
+  let chain: void | Promise<void>;
+  try {
+    chain = runChain(session.deps.interceptors, 'onConnect', ctx);
+  } catch (error) {
+    throw attributed(error, ctx);
+  }
+  if (chain !== undefined) chain = chain.catch((error: unknown) => Promise.reject(attributed(error, ctx)));
+  return afterChain(session, chain, () => {
     if (!session.isOpen) return;
     if (ctx.principal === undefined) throw new StompError('UNAUTHENTICATED', 'no credentials accepted');
     session.establish(version, ctx.principal, clientHeartbeat);
   });
+}
+
+/** A refusal after authentication (a session policy, an access rule) names the user it refused, for the log. */
+function attributed(error: unknown, ctx: ConnectContext): unknown {
+  if (!(error instanceof StompError) || error.userId !== undefined || ctx.principal === undefined) return error;
+  return new StompError(error.code, error.message, error.headers, { userId: ctx.principal.userId });
 }
