@@ -71,6 +71,8 @@ export interface Config {
   allowedOrigins: string[];
   /** Unique per start; names this process in Redis. */
   instanceId: string;
+  /** How long a logout's revocation is kept: longer than any accepted token lives. */
+  revocationTtlSeconds: number;
   /** undefined: embedded mode (nothing Redis-related is loaded). */
   redis: RedisConfig | undefined;
 }
@@ -169,6 +171,7 @@ const SETTINGS = {
   REDIS_CLUSTER_NODES: ['', (v: string) => (v === '' || list(v).every((n) => /^[^\s:]+:\d{1,5}$/.test(n)) ? v : null), 'host:port pairs, comma-separated'],
   REDIS_PREFIX: ['ws:', (v: string) => (/^[^\s{}]{0,64}$/.test(v) ? v : null), 'up to 64 characters, no spaces or braces'],
   SESSION_TTL_SECONDS: ['86400', integer(60, 31_536_000), 'an integer from 60 to 31536000 (seconds)'],
+  REVOCATION_TTL_SECONDS: ['86400', integer(1, 31_536_000), 'an integer from 1 to 31536000 (seconds)'],
   INSTANCE_HEARTBEAT_MS: ['2000', integer(100, 60_000), 'an integer from 100 to 60000 (ms)'],
   LOG_LEVEL: ['info', (v: string) => (['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(v) ? v : null), 'one of fatal, error, warn, info, debug, trace, silent'],
 } as const;
@@ -259,6 +262,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     usersFile: p.USERS_FILE || undefined,
     allowedOrigins: p.ALLOWED_ORIGINS,
     instanceId: p.INSTANCE_ID || defaultInstanceId(),
+    revocationTtlSeconds: p.REVOCATION_TTL_SECONDS,
     redis:
       p.REDIS_URL === '' && p.REDIS_CLUSTER_NODES === ''
         ? undefined

@@ -12,10 +12,13 @@ import { originChecker } from './auth/origin';
 import { sessionPolicy } from './auth/session-policy';
 import { addressableUserId } from './auth/user-id';
 import { UsersFile, passwordAuthenticator } from './auth/users';
+import { MemoryRevocations, revocationCheck } from './auth/revocation';
 import { MemoryRegistry } from './registry/memory-registry';
 import type { SessionRegistry } from './registry/registry';
 import { Router } from './broker/router';
 import type { Config } from './config';
+import { closeUserSessions, createSessionAdmin } from './session/admin';
+import type { SessionAdmin } from './session/admin';
 import { StompError } from './session/errors';
 import { LifecycleEvents } from './session/events';
 import type { Interceptor } from './session/interceptor';
@@ -45,6 +48,10 @@ export interface RunningServer {
   readonly logger: Logger;
   /** Sessions open right now, connected or not yet. */
   sessions(): IterableIterator<Session>;
+  /** Kick a session or log a user out, on whichever instance it lives. */
+  readonly admin: SessionAdmin;
+  /** With Redis: whether it is unreachable now (and why); undefined in embedded mode. */
+  clusterHealth(): { isDegraded: boolean; reason: string | undefined } | undefined;
   /**
    * Re-read USERS_FILE (AUTH=users): later CONNECTs are checked against the new users,
    * sessions already open stay. A bad file keeps the current users and rejects (ConfigError).
@@ -89,8 +96,27 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     maxQueueMessages: config.maxQueueMessages,
     messageIdPrefix: randomBytes(4).toString('hex'),
   });
-  const registry = options.registry ?? new MemoryRegistry();
   const open = new Map<string, Session>();
+  // Several instances: loaded only when Redis is configured (embedded mode never loads ioredis).
+  const cluster =
+    config.redis === undefined
+      ? undefined
+      : await (await import('./cluster/cluster-node')).startClusterNode({
+          redis: config.redis,
+          instanceId: config.instanceId,
+          revocationTtlSeconds: config.revocationTtlSeconds,
+          router,
+          events,
+          logger,
+          kickLocal: (sessionId, code, message, reason) => {
+            const session = open.get(sessionId);
+            session?.kick(code, message, reason);
+            return session !== undefined;
+          },
+          kickLocalUser: (userId, code, message, reason) => closeUserSessions(open.values(), userId, code, message, reason),
+        });
+  const registry = options.registry ?? cluster?.registry ?? new MemoryRegistry();
+  const revocations = cluster?.revocations ?? new MemoryRevocations(config.revocationTtlSeconds * 1000);
   // Built before listening: a bad key or rules file stops the start (ConfigError).
   const usersFile = config.authMode === 'users' ? new UsersFile(config.usersFile!) : undefined;
   const authenticator =
@@ -103,12 +129,19 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   }
   const interceptors: Interceptor[] = [
     authenticator,
+    revocationCheck(revocations),
     addressableUserId(router.destinations),
     accessControl(loadRules(config.aclFile), router.destinations),
     sessionPolicy(
       registry,
       { mode: config.singleSession, maxSessionsPerUser: config.maxSessionsPerUser },
-      { kick: (sessionId, code, message) => open.get(sessionId)?.kick(code, message) },
+      {
+        kick: (sessionId, code, message) => {
+          const session = open.get(sessionId);
+          if (session !== undefined) session.kick(code, message);
+          else void cluster?.remote.kickSession(sessionId, code, message); // it lives on another instance
+        },
+      },
       logger,
       config.instanceId,
     ),
@@ -194,6 +227,15 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     registry,
     logger,
     sessions: () => open.values(),
+    admin: createSessionAdmin({
+      localSessions: () => open.values(),
+      localSession: (sessionId) => open.get(sessionId),
+      registry,
+      revocations,
+      instanceId: config.instanceId,
+      remote: cluster?.remote,
+    }),
+    clusterHealth: () => (cluster === undefined ? undefined : cluster.health()),
     reloadUsers: async () => usersFile?.reload(),
     async stop(): Promise<void> {
       if (isStopping) return;
@@ -201,6 +243,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       const closing = listeners.map((l) => l.close());
       for (const session of [...open.values()]) session.terminate('shutdown', new StompError('SERVER_SHUTDOWN', 'the server is shutting down'));
       await Promise.all(closing);
+      // The sessions' unbinds are on their way; leaving Redis removes what is left of this instance.
+      await cluster?.stop();
       logger.info('stompd stopped');
     },
   };

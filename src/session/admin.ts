@@ -4,6 +4,8 @@
 
 import type { RevocationStore } from '../auth/revocation';
 import type { SessionRegistry } from '../registry/registry';
+import type { StompErrorCode } from './errors';
+import type { DisconnectReason } from './events';
 import type { Session } from './session';
 
 export interface KickOutcome {
@@ -16,8 +18,8 @@ export interface KickOutcome {
 /** The other instances, as the cluster layer reaches them. */
 export interface RemoteSessions {
   /** Resolves with how many other instances heard it. */
-  kickSession(sessionId: string, code: 'KICKED', message: string): Promise<number>;
-  kickUser(userId: string, code: 'LOGGED_OUT', message: string): Promise<number>;
+  kickSession(sessionId: string, code: StompErrorCode, message: string): Promise<number>;
+  kickUser(userId: string, code: StompErrorCode, message: string): Promise<number>;
 }
 
 export interface SessionAdmin {
@@ -38,12 +40,12 @@ export interface SessionAdminDeps {
 const KICK_MESSAGE = 'closed by an administrator';
 const LOGOUT_MESSAGE = 'logged out on every device';
 
-/** Close the user's sessions on this instance; returns how many. */
-export function logoutLocal(sessions: Iterable<Session>, userId: string): number {
+/** Close the user's connected sessions among `sessions` with ERROR `code`; returns how many. */
+export function closeUserSessions(sessions: Iterable<Session>, userId: string, code: StompErrorCode, message: string, reason: DisconnectReason): number {
   let closed = 0;
   for (const session of [...sessions]) {
     if (session.state !== 'connected' || session.userId !== userId) continue;
-    session.kick('LOGGED_OUT', LOGOUT_MESSAGE, 'logged-out');
+    session.kick(code, message, reason);
     closed++;
   }
   return closed;
@@ -66,7 +68,7 @@ export function createSessionAdmin(deps: SessionAdminDeps): SessionAdmin {
 
     async logoutUser(userId) {
       await deps.revocations.revoke(userId, Date.now());
-      const closedHere = logoutLocal(deps.localSessions(), userId);
+      const closedHere = closeUserSessions(deps.localSessions(), userId, 'LOGGED_OUT', LOGOUT_MESSAGE, 'logged-out');
       if (deps.remote === undefined) return { sessionsClosed: closedHere, instancesReached: 1 };
       const elsewhere = (await deps.registry.sessionsOf(userId)).filter((r) => r.instanceId !== deps.instanceId).length;
       const reached = await deps.remote.kickUser(userId, 'LOGGED_OUT', LOGOUT_MESSAGE);
