@@ -34,6 +34,7 @@ export interface Config {
   wsPort: number | undefined;
   wsPath: string;
   heartbeat: HeartbeatSetting;
+  heartbeatMinMs: number;
   heartbeatGrace: number;
   connectTimeoutMs: number;
   limits: DecoderLimits;
@@ -105,6 +106,7 @@ const SETTINGS = {
   WS_PORT: ['15674', port(true), 'a TCP port (0-65535) or "off"'],
   WS_PATH: ['/ws', (v: string) => (v.startsWith('/') ? v : null), 'a path starting with "/"'],
   HEARTBEAT: ['10000,10000', (v: string) => parseHeartbeat(v) ?? null, 'two non-negative integers "sx,sy" in ms: how often we can send, how often we want to hear'],
+  HEARTBEAT_MIN_MS: ['100', integer(1, 3_600_000), 'an integer from 1 to 3600000 (ms)'],
   HEARTBEAT_GRACE: ['2', (v: string) => (/^\d+(\.\d+)?$/.test(v) && Number(v) >= 1 ? Number(v) : Number.NaN), 'a number >= 1'],
   CONNECT_TIMEOUT_MS: ['10000', integer(1, 3_600_000), 'an integer from 1 to 3600000 (ms)'],
   MAX_FRAME_BYTES: ['1048576', integer(256), 'an integer >= 256 (bytes)'],
@@ -180,6 +182,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     wsPort: p.WS_PORT,
     wsPath: p.WS_PATH,
     heartbeat: p.HEARTBEAT,
+    heartbeatMinMs: p.HEARTBEAT_MIN_MS,
     heartbeatGrace: p.HEARTBEAT_GRACE,
     connectTimeoutMs: p.CONNECT_TIMEOUT_MS,
     limits: { maxFrameBytes: p.MAX_FRAME_BYTES, maxHeaders: p.MAX_HEADERS, maxHeaderLineBytes: p.MAX_HEADER_LINE_BYTES },

@@ -85,6 +85,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     logger,
     settings: {
       heartbeat: config.heartbeat,
+      heartbeatMinMs: config.heartbeatMinMs,
       heartbeatGrace: config.heartbeatGrace,
       connectTimeoutMs: config.connectTimeoutMs,
       limits: config.limits,

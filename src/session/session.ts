@@ -19,7 +19,7 @@ import { COMMAND_HANDLERS } from './commands';
 import { StompError } from './errors';
 import type { StompErrorCode } from './errors';
 import type { DisconnectReason, LifecycleEvents, SessionInfo } from './events';
-import { heartbeatIntervals } from './heartbeat';
+import { heartbeatIntervals, heartbeatOffer } from './heartbeat';
 import type { HeartbeatSetting } from './heartbeat';
 import type { Interceptor, Principal, SessionView } from './interceptor';
 
@@ -30,6 +30,8 @@ export type SlowConsumerPolicy = 'drop' | 'disconnect';
 export interface SessionSettings {
   /** The server's own heart-beat offer (sx, sy). */
   heartbeat: HeartbeatSetting;
+  /** A client asking for faster heart-beats than `heartbeat` gets them down to this. */
+  heartbeatMinMs: number;
   /** A peer is dead after expectEveryMs × this without a byte. */
   heartbeatGrace: number;
   connectTimeoutMs: number;
@@ -241,10 +243,11 @@ export class Session implements Subscriber, SessionView {
     this.state = 'connected';
     this.log = this.log.child({ userId: principal.userId });
 
-    const { sendEveryMs, expectEveryMs } = heartbeatIntervals(clientHeartbeat, settings.heartbeat);
+    const offer = heartbeatOffer(clientHeartbeat, settings.heartbeat, settings.heartbeatMinMs);
+    const { sendEveryMs, expectEveryMs } = heartbeatIntervals(clientHeartbeat, offer);
     this.sendFrame('CONNECTED', [
       ['version', version],
-      ['heart-beat', `${settings.heartbeat.sendMs},${settings.heartbeat.receiveMs}`],
+      ['heart-beat', `${offer.sendMs},${offer.receiveMs}`],
       ['session', this.id],
       ['server', settings.serverName],
       ['user-name', principal.userId],
