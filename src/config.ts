@@ -40,8 +40,19 @@ export interface Config {
   wsPort: number | undefined;
   wsPath: string;
   heartbeat: HeartbeatSetting;
+  heartbeatMinMs: number;
   heartbeatGrace: number;
   connectTimeoutMs: number;
+  /** A frame begun must be complete within this. */
+  frameTimeoutMs: number;
+  /** WebSocket: TCP connect to completed upgrade. */
+  handshakeTimeoutMs: number;
+  /** 0: no cap. */
+  maxConnections: number;
+  /** 0: no cap. */
+  maxConnectionsPerAddress: number;
+  /** Past it, stop() destroys whatever is still open. */
+  shutdownTimeoutMs: number;
   limits: DecoderLimits;
   writeBufferLimitBytes: number;
   slowConsumerPolicy: SlowConsumerPolicy;
@@ -134,8 +145,14 @@ const SETTINGS = {
   WS_PORT: ['15674', port(true), 'a TCP port (0-65535) or "off"'],
   WS_PATH: ['/ws', (v: string) => (v.startsWith('/') ? v : null), 'a path starting with "/"'],
   HEARTBEAT: ['10000,10000', (v: string) => parseHeartbeat(v) ?? null, 'two non-negative integers "sx,sy" in ms: how often we can send, how often we want to hear'],
+  HEARTBEAT_MIN_MS: ['100', integer(1, 3_600_000), 'an integer from 1 to 3600000 (ms)'],
   HEARTBEAT_GRACE: ['2', (v: string) => (/^\d+(\.\d+)?$/.test(v) && Number(v) >= 1 ? Number(v) : Number.NaN), 'a number >= 1'],
   CONNECT_TIMEOUT_MS: ['10000', integer(1, 3_600_000), 'an integer from 1 to 3600000 (ms)'],
+  FRAME_TIMEOUT_MS: ['30000', integer(1, 3_600_000), 'an integer from 1 to 3600000 (ms)'],
+  HANDSHAKE_TIMEOUT_MS: ['10000', integer(1, 3_600_000), 'an integer from 1 to 3600000 (ms)'],
+  MAX_CONNECTIONS: ['100000', integer(0), 'a non-negative integer (0: no limit)'],
+  MAX_CONNECTIONS_PER_ADDRESS: ['1000', integer(0), 'a non-negative integer (0: no limit)'],
+  SHUTDOWN_TIMEOUT_MS: ['5000', integer(1, 3_600_000), 'an integer from 1 to 3600000 (ms)'],
   MAX_FRAME_BYTES: ['1048576', integer(256), 'an integer >= 256 (bytes)'],
   MAX_HEADERS: ['64', integer(1, 100000), 'an integer from 1 to 100000'],
   MAX_HEADER_LINE_BYTES: ['8192', integer(64), 'an integer >= 64 (bytes)'],
@@ -229,8 +246,14 @@ export function loadConfig(env: Env): Readonly<Config> {
     wsPort: p.WS_PORT,
     wsPath: p.WS_PATH,
     heartbeat: p.HEARTBEAT,
+    heartbeatMinMs: p.HEARTBEAT_MIN_MS,
     heartbeatGrace: p.HEARTBEAT_GRACE,
     connectTimeoutMs: p.CONNECT_TIMEOUT_MS,
+    frameTimeoutMs: p.FRAME_TIMEOUT_MS,
+    handshakeTimeoutMs: p.HANDSHAKE_TIMEOUT_MS,
+    maxConnections: p.MAX_CONNECTIONS,
+    maxConnectionsPerAddress: p.MAX_CONNECTIONS_PER_ADDRESS,
+    shutdownTimeoutMs: p.SHUTDOWN_TIMEOUT_MS,
     limits: { maxFrameBytes: p.MAX_FRAME_BYTES, maxHeaders: p.MAX_HEADERS, maxHeaderLineBytes: p.MAX_HEADER_LINE_BYTES },
     writeBufferLimitBytes: p.WRITE_BUFFER_LIMIT_BYTES,
     slowConsumerPolicy: p.SLOW_CONSUMER_POLICY,

@@ -105,6 +105,12 @@ async function runBroker(): Promise<void> {
     if (isStopping) return;
     isStopping = true;
     server.logger.info({ signal }, 'shutting down');
+    // stop() destroys what is left at SHUTDOWN_TIMEOUT_MS; should it still not return, the
+    // process goes anyway: a supervisor waiting on us must not wait forever.
+    setTimeout(() => {
+      server.logger.error('shutdown did not finish in time: exiting');
+      exit(1);
+    }, config.shutdownTimeoutMs + 2000).unref();
     server.stop().then(
       () => exit(0),
       (error: unknown) => {

@@ -24,7 +24,9 @@ import { LifecycleEvents } from './session/events';
 import type { Interceptor } from './session/interceptor';
 import { Session } from './session/session';
 import type { SessionDeps } from './session/session';
-import type { Connection } from './transport/connection';
+import { Admission } from './transport/admission';
+import type { Refusal } from './transport/admission';
+import type { Connection, TransportKind } from './transport/connection';
 import { listenTcp } from './transport/tcp';
 import type { ListeningServer } from './transport/tcp';
 import { listenWebSocket } from './transport/websocket';
@@ -58,7 +60,10 @@ export interface RunningServer {
    * Resolves to the number of users; undefined in the other modes (nothing to re-read).
    */
   reloadUsers(): Promise<number | undefined>;
-  /** Stop accepting, close every session (reason `shutdown`), release the ports. */
+  /**
+   * Stop accepting, close every session (reason `shutdown`), release the ports; connections
+   * still open after SHUTDOWN_TIMEOUT_MS are destroyed. Queue messages held in memory are lost.
+   */
   stop(): Promise<void>;
 }
 
@@ -155,8 +160,10 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     logger,
     settings: {
       heartbeat: config.heartbeat,
+      heartbeatMinMs: config.heartbeatMinMs,
       heartbeatGrace: config.heartbeatGrace,
       connectTimeoutMs: config.connectTimeoutMs,
+      frameTimeoutMs: config.frameTimeoutMs,
       limits: config.limits,
       serverName: config.serverName,
       slowConsumerPolicy: config.slowConsumerPolicy,
@@ -175,6 +182,14 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     const session = new Session(connection, deps);
     open.set(session.id, session);
   };
+  // Over the caps, a TCP peer still hears why, in STOMP (a WebSocket one gets HTTP 503).
+  const refuse = (connection: Connection, refusal: Refusal): void => {
+    new Session(connection, deps).fail(new StompError('TOO_MANY_CONNECTIONS', refusal.message));
+  };
+  const admission = new Admission(
+    { maxConnections: config.maxConnections, maxConnectionsPerAddress: config.maxConnectionsPerAddress },
+    refusalLog(logger),
+  );
 
   const verifyOrigin = originChecker(config.allowedOrigins);
   // Room past the soft limit for what is not a MESSAGE (RECEIPTs) and for one large MESSAGE.
@@ -188,7 +203,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   try {
     if (config.stompPort !== undefined) {
       const stompPort = config.stompPort;
-      const tcp = await listenTcp({ host: config.host, port: stompPort, limits: writeLimits }, accept).catch((error: unknown) => {
+      const tcp = await listenTcp({ host: config.host, port: stompPort, limits: writeLimits, admission }, accept, refuse).catch((error: unknown) => {
         throw listenFailure(error, config.host, stompPort, 'STOMP_PORT');
       });
       listeners.push(tcp);
@@ -203,6 +218,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           limits: writeLimits,
           // Room for several frames per message; each frame is still held to maxFrameBytes.
           maxMessageBytes: config.limits.maxFrameBytes * 4 + 64 * 1024,
+          handshakeTimeoutMs: config.handshakeTimeoutMs,
+          admission,
           ...(verifyOrigin ? { verifyHandshake: verifyOrigin } : {}),
         },
         accept,
@@ -240,12 +257,63 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     async stop(): Promise<void> {
       if (isStopping) return;
       isStopping = true;
-      const closing = listeners.map((l) => l.close());
+      // Counted before the sessions go: closing them hands their unacknowledged messages back.
+      const held = heldQueueMessages(router, open.values());
+      if (held.storedMessages + held.unacknowledgedMessages > 0) {
+        // Their senders hold RECEIPTs for them: say what is lost.
+        logger.warn(held, `shutdown discards ${held.storedMessages + held.unacknowledgedMessages} queue messages held in memory`);
+      }
+      const closing = Promise.all(listeners.map((l) => l.close()));
       for (const session of [...open.values()]) session.terminate('shutdown', new StompError('SERVER_SHUTDOWN', 'the server is shutting down'));
-      await Promise.all(closing);
+      if (!(await settlesWithin(closing, config.shutdownTimeoutMs))) {
+        logger.warn({ shutdownTimeoutMs: config.shutdownTimeoutMs, openConnections: admission.openCount }, 'shutdown timeout: destroying the connections still open');
+        for (const listener of listeners) listener.destroyConnections();
+        await closing;
+      }
       // The sessions' unbinds are on their way; leaving Redis removes what is left of this instance.
-      await cluster?.stop();
-      logger.info('stompd stopped');
+      if (cluster !== undefined && !(await settlesWithin(cluster.stop(), config.shutdownTimeoutMs))) logger.warn('leaving Redis took too long: gave up');
+      logger.info({ discardedQueueMessages: held.storedMessages + held.unacknowledgedMessages }, 'stompd stopped');
     },
+  };
+}
+
+/** Queue messages only this process holds: stored in queues, or delivered and not acknowledged yet. */
+function heldQueueMessages(router: Router, sessions: Iterable<Session>): { storedMessages: number; unacknowledgedMessages: number } {
+  let unacknowledgedMessages = 0;
+  for (const session of sessions) {
+    for (const subscription of session.subscriptions.values()) {
+      // Only queue deliveries keep their message (a topic one owes just the ack).
+      for (const delivery of subscription.pending.values()) if (delivery.message !== undefined) unacknowledgedMessages++;
+    }
+  }
+  return { storedMessages: router.stats().queuedMessages, unacknowledgedMessages };
+}
+
+function settlesWithin(promise: Promise<unknown>, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    void promise.then(() => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+/**
+ * Refusals are logged at info, at most one line a second (a flood of them must not flood the
+ * log): each line counts the refusals since the previous one.
+ */
+function refusalLog(logger: Logger): (transport: TransportKind, remoteAddress: string, refusal: Refusal) => void {
+  let lastLineAt = 0;
+  let unlogged = 0;
+  return (transport, remoteAddress, refusal) => {
+    const now = Date.now();
+    if (now - lastLineAt < 1000) {
+      unlogged++;
+      return;
+    }
+    logger.info({ transport, remoteAddress, limit: refusal.limit, max: refusal.max, refusedSinceLastLine: unlogged }, 'connection refused: too many connections');
+    lastLineAt = now;
+    unlogged = 0;
   };
 }

@@ -42,6 +42,29 @@ describe('configuration', () => {
     assert.equal(config.maxTransactionBytes, 8388608);
   });
 
+  it('defaults and bounds of the heart-beat floor, slow-peer timeouts, connection caps and shutdown', () => {
+    const config = loadConfig({});
+    assert.equal(config.heartbeatMinMs, 100);
+    assert.equal(config.frameTimeoutMs, 30000);
+    assert.equal(config.handshakeTimeoutMs, 10000);
+    assert.equal(config.maxConnections, 100000);
+    assert.equal(config.maxConnectionsPerAddress, 1000);
+    assert.equal(config.shutdownTimeoutMs, 5000);
+    const off = loadConfig({ MAX_CONNECTIONS: '0', MAX_CONNECTIONS_PER_ADDRESS: '0' });
+    assert.equal(off.maxConnections, 0, '0: no cap');
+    assert.equal(off.maxConnectionsPerAddress, 0);
+    for (const [variable, value] of [
+      ['HEARTBEAT_MIN_MS', '0'],
+      ['FRAME_TIMEOUT_MS', '0'],
+      ['HANDSHAKE_TIMEOUT_MS', '3600001'],
+      ['SHUTDOWN_TIMEOUT_MS', 'soon'],
+      ['MAX_CONNECTIONS', '-1'],
+      ['MAX_CONNECTIONS_PER_ADDRESS', 'lots'],
+    ]) {
+      assert.throws(() => loadConfig({ [variable!]: value! }), (e: unknown) => e instanceof ConfigError && e.variable === variable, `${variable}=${value}`);
+    }
+  });
+
   it('names the variable of a bad value', () => {
     assert.throws(() => loadConfig({ WS_PORT: 'eighty' }), (e: unknown) => e instanceof ConfigError && e.variable === 'WS_PORT');
     assert.throws(() => loadConfig({ QUEUE_PREFIX: '/topic/x/' }), (e: unknown) => e instanceof ConfigError && e.variable === 'QUEUE_PREFIX');

@@ -95,6 +95,11 @@ export class Decoder {
     return this.phase === Phase.Failed;
   }
 
+  /** A frame has begun and not ended yet (EOLs between frames do not begin one). */
+  get isInFrame(): boolean {
+    return this.phase === Phase.Headers || this.phase === Phase.Body;
+  }
+
   /** Feed bytes. Frames are delivered synchronously; a FrameError is thrown on bad input. */
   push(chunk: Buffer): void {
     if (this.phase === Phase.Failed || chunk.length === 0) return;

@@ -19,7 +19,7 @@ import { COMMAND_HANDLERS } from './commands';
 import { StompError } from './errors';
 import type { StompErrorCode } from './errors';
 import type { DisconnectReason, LifecycleEvents, SessionInfo } from './events';
-import { heartbeatIntervals } from './heartbeat';
+import { heartbeatIntervals, heartbeatOffer } from './heartbeat';
 import type { HeartbeatSetting } from './heartbeat';
 import type { Interceptor, Principal, SessionView } from './interceptor';
 
@@ -30,9 +30,13 @@ export type SlowConsumerPolicy = 'drop' | 'disconnect';
 export interface SessionSettings {
   /** The server's own heart-beat offer (sx, sy). */
   heartbeat: HeartbeatSetting;
+  /** A client asking for faster heart-beats than `heartbeat` gets them down to this. */
+  heartbeatMinMs: number;
   /** A peer is dead after expectEveryMs × this without a byte. */
   heartbeatGrace: number;
   connectTimeoutMs: number;
+  /** A frame begun must end within this: bytes trickled into one do not keep a session alive. */
+  frameTimeoutMs: number;
   limits: DecoderLimits;
   serverName: string;
   slowConsumerPolicy: SlowConsumerPolicy;
@@ -83,6 +87,11 @@ export class Session implements Subscriber, SessionView {
   private readonly decoder: Decoder;
   private lastReadAt = Date.now();
   private ackSeq = 0;
+  /** Frames the decoder delivered: tells whether the frame in progress began in the last chunk. */
+  private framesIn = 0;
+  /** Date.now() when the frame in progress began; 0 between frames. */
+  private partialFrameSince = 0;
+  private frameTimer: NodeJS.Timeout | undefined;
   private connectTimer: NodeJS.Timeout | undefined;
   private sendTimer: NodeJS.Timeout | undefined;
   private checkTimer: NodeJS.Timeout | undefined;
@@ -166,14 +175,49 @@ export class Session implements Subscriber, SessionView {
   private onData(chunk: Buffer): void {
     if (!this.isOpen) return; // refused or closing: whatever else comes is not buffered
     this.lastReadAt = Date.now();
+    const framesBefore = this.framesIn;
     try {
       this.decoder.push(chunk);
     } catch (error) {
       this.fail(error);
+      return;
     }
+    this.watchPartialFrame(framesBefore, this.lastReadAt);
+  }
+
+  /**
+   * Every byte counts as a heart-beat, so a peer trickling one frame a byte at a time would
+   * never be found dead: a frame that began must end within frameTimeoutMs. One timer per
+   * session, re-armed lazily: a busy reader only updates partialFrameSince.
+   */
+  private watchPartialFrame(framesBefore: number, nowMs: number): void {
+    if (!this.isOpen) return;
+    if (!this.decoder.isInFrame) {
+      this.partialFrameSince = 0;
+      return;
+    }
+    // A frame ended in this chunk (or none was under way): the partial one began in it.
+    if (this.partialFrameSince === 0 || this.framesIn !== framesBefore) this.partialFrameSince = nowMs;
+    if (this.frameTimer === undefined) this.armFrameTimer(this.deps.settings.frameTimeoutMs);
+  }
+
+  private armFrameTimer(delayMs: number): void {
+    this.frameTimer = setTimeout(() => {
+      this.frameTimer = undefined;
+      if (this.partialFrameSince === 0 || !this.isOpen) return;
+      const { frameTimeoutMs } = this.deps.settings;
+      const leftMs = this.partialFrameSince + frameTimeoutMs - Date.now();
+      if (leftMs > 0) {
+        this.armFrameTimer(leftMs);
+        return;
+      }
+      this.fail(new StompError('FRAME_TIMEOUT', `a frame was begun and not completed within ${frameTimeoutMs} ms`));
+    }, delayMs);
+    this.frameTimer.unref();
   }
 
   private onFrame(frame: Frame): void {
+    this.framesIn++;
     if (!this.isOpen) return;
     const isConnect = frame.command === 'CONNECT' || frame.command === 'STOMP';
     if (this.state === 'awaiting-connect' && !isConnect) {
@@ -221,11 +265,15 @@ export class Session implements Subscriber, SessionView {
       return;
     }
     this.connection.resumeReading();
+    const framesBefore = this.framesIn;
     try {
       this.decoder.resume();
     } catch (error) {
       this.fail(error);
+      return;
     }
+    // While the session waited, reading was paused: the frame begins counting now.
+    this.watchPartialFrame(framesBefore, Date.now());
   }
 
   // --- Connected ---
@@ -241,10 +289,11 @@ export class Session implements Subscriber, SessionView {
     this.state = 'connected';
     this.log = this.log.child({ userId: principal.userId });
 
-    const { sendEveryMs, expectEveryMs } = heartbeatIntervals(clientHeartbeat, settings.heartbeat);
+    const offer = heartbeatOffer(clientHeartbeat, settings.heartbeat, settings.heartbeatMinMs);
+    const { sendEveryMs, expectEveryMs } = heartbeatIntervals(clientHeartbeat, offer);
     this.sendFrame('CONNECTED', [
       ['version', version],
-      ['heart-beat', `${settings.heartbeat.sendMs},${settings.heartbeat.receiveMs}`],
+      ['heart-beat', `${offer.sendMs},${offer.receiveMs}`],
       ['session', this.id],
       ['server', settings.serverName],
       ['user-name', principal.userId],
@@ -331,6 +380,7 @@ export class Session implements Subscriber, SessionView {
     const wasConnected = this.state === 'connected';
     this.state = 'closing';
     clearTimeout(this.connectTimer);
+    clearTimeout(this.frameTimer);
     clearInterval(this.sendTimer);
     clearInterval(this.checkTimer);
     clearTimeout(this.expiryTimer);

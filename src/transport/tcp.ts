@@ -1,6 +1,7 @@
 // Raw TCP transport (what stompit and other native clients use): one socket, one Connection.
 
 import net from 'node:net';
+import type { Admission, Refusal } from './admission';
 import { BatchingConnection } from './connection';
 import type { Connection, WriteLimits } from './connection';
 
@@ -59,18 +60,34 @@ export class TcpConnection extends BatchingConnection {
 
 export interface ListeningServer {
   readonly port: number;
-  /** Stop accepting; existing connections are left to their sessions. */
+  /** Stop accepting; resolves once every connection is closed (left to its session). */
   close(): Promise<void>;
+  /** Destroy every connection still open, whatever its state: the end of a shutdown. */
+  destroyConnections(): void;
 }
 
 export interface TcpServerOptions {
   host: string;
   port: number;
   limits: WriteLimits;
+  admission: Admission;
 }
 
-export function listenTcp(options: TcpServerOptions, onConnection: (connection: Connection) => void): Promise<ListeningServer> {
-  const server = net.createServer((socket) => onConnection(new TcpConnection(socket, options.limits)));
+/** `onRefused`: a connection over the caps, to be answered with a STOMP ERROR and closed. */
+export function listenTcp(
+  options: TcpServerOptions,
+  onConnection: (connection: Connection) => void,
+  onRefused: (connection: Connection, refusal: Refusal) => void,
+): Promise<ListeningServer> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    const refusal = options.admission.admit(socket, 'tcp');
+    const connection = new TcpConnection(socket, options.limits);
+    if (refusal === undefined) onConnection(connection);
+    else onRefused(connection, refusal);
+  });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
@@ -79,6 +96,9 @@ export function listenTcp(options: TcpServerOptions, onConnection: (connection: 
       resolve({
         port: address.port,
         close: () => new Promise<void>((done) => server.close(() => done())),
+        destroyConnections: () => {
+          for (const socket of sockets) socket.destroy();
+        },
       });
     });
   });

@@ -6,11 +6,15 @@
 //   decoder is a stream, so messages are just chunks.
 // - A batch of outgoing frames goes out as one message: text, unless some frame's body is
 //   not UTF-8, then binary (a text message must be valid UTF-8).
+// - Before the upgrade a socket is the listener's: it must finish its handshake in time and
+//   counts towards the connection caps (HTTP 503 over them).
 
+import http from 'node:http';
 import type { IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { RawData } from 'ws';
+import type { Admission, Refusal } from './admission';
 import { BatchingConnection } from './connection';
 import type { Connection, WriteLimits } from './connection';
 import { KEEPALIVE_IDLE_MS } from './tcp';
@@ -90,34 +94,95 @@ export interface WsServerOptions {
   limits: WriteLimits;
   /** Largest WebSocket message accepted; frames inside are limited by the decoder. */
   maxMessageBytes: number;
+  /** TCP connect to completed upgrade: a socket that takes longer is destroyed. */
+  handshakeTimeoutMs: number;
+  admission: Admission;
   /** Decides on the HTTP upgrade, before any STOMP frame: false refuses with 403. */
   verifyHandshake?: (request: IncomingMessage) => boolean;
 }
 
+/**
+ * Our own HTTP server in front of `ws` (noServer mode), so that it owns the sockets before the
+ * upgrade: each must complete its handshake within handshakeTimeoutMs, counts towards the
+ * connection caps (over them: HTTP 503), and can be destroyed at shutdown.
+ */
 export function listenWebSocket(options: WsServerOptions, onConnection: (connection: Connection) => void): Promise<ListeningServer> {
-  return new Promise((resolve, reject) => {
-    const server = new WebSocketServer({
-      host: options.host,
-      port: options.port,
-      path: options.path,
-      maxPayload: options.maxMessageBytes,
-      perMessageDeflate: false,
-      clientTracking: false,
-      handleProtocols: (offered) => chooseSubprotocol(offered),
-      ...(options.verifyHandshake
-        ? { verifyClient: (info: { req: IncomingMessage }, callback: (ok: boolean, code?: number) => void) => callback(options.verifyHandshake!(info.req), 403) }
-        : {}),
+  const wss = new WebSocketServer({
+    noServer: true,
+    path: options.path,
+    maxPayload: options.maxMessageBytes,
+    perMessageDeflate: false,
+    clientTracking: false,
+    handleProtocols: (offered) => chooseSubprotocol(offered),
+    ...(options.verifyHandshake
+      ? { verifyClient: (info: { req: IncomingMessage }, callback: (ok: boolean, code?: number) => void) => callback(options.verifyHandshake!(info.req), 403) }
+      : {}),
+  });
+  /** Every socket; those still in their handshake carry its deadline. */
+  const sockets = new Map<Socket, NodeJS.Timeout | undefined>();
+  const refusals = new WeakMap<Socket, Refusal>();
+  const endHandshake = (socket: Socket): void => {
+    clearTimeout(sockets.get(socket));
+    if (sockets.has(socket)) sockets.set(socket, undefined);
+  };
+
+  // A plain HTTP request (no upgrade): 426, or 503 when over the caps.
+  const server = http.createServer((request, response) => {
+    const refusal = refusals.get(request.socket);
+    const status = refusal === undefined ? 426 : 503;
+    const body = refusal === undefined ? http.STATUS_CODES[426]! : `TOO_MANY_CONNECTIONS: ${refusal.message}`;
+    response.writeHead(status, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body), ...(refusal ? { Connection: 'close' } : {}) });
+    response.end(body);
+  });
+  server.on('connection', (socket: Socket) => {
+    const timer = setTimeout(() => socket.destroy(), options.handshakeTimeoutMs);
+    timer.unref();
+    sockets.set(socket, timer);
+    socket.once('close', () => {
+      clearTimeout(sockets.get(socket));
+      sockets.delete(socket);
     });
-    server.on('connection', (ws, request) => onConnection(new WsConnection(ws, request, options.limits)));
+    const refusal = options.admission.admit(socket, 'ws');
+    if (refusal !== undefined) refusals.set(socket, refusal);
+  });
+  server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
+    const refusal = refusals.get(socket);
+    if (refusal !== undefined) {
+      refuseHandshake(socket, 503, `TOO_MANY_CONNECTIONS: ${refusal.message}`);
+      return;
+    }
+    wss.handleUpgrade(request, socket, head, (ws) => {
+      endHandshake(socket);
+      onConnection(new WsConnection(ws, request, options.limits));
+    });
+  });
+
+  return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.once('listening', () => {
+    server.listen(options.port, options.host, () => {
       server.off('error', reject);
       server.on('error', () => undefined);
       const address = server.address() as AddressInfo;
       resolve({
         port: address.port,
-        close: () => new Promise<void>((done) => server.close(() => done())),
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            wss.close();
+            // Not sessions yet: nothing to say goodbye to.
+            for (const [socket, handshakeTimer] of sockets) if (handshakeTimer !== undefined) socket.destroy();
+          }),
+        destroyConnections: () => {
+          for (const socket of sockets.keys()) socket.destroy();
+        },
       });
     });
   });
+}
+
+function refuseHandshake(socket: Socket, status: number, body: string): void {
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+  socket.once('finish', () => socket.destroy());
 }

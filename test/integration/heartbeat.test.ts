@@ -86,6 +86,54 @@ describe('heart-beats', { timeout: 15000 }, () => {
     assert.equal(b.router.stats().topics, 0, 'the dead session left no topic subscription behind');
   });
 
+  it('a client asking to hear from us every 300 ms gets a beat about every 300 ms (default HEARTBEAT)', async () => {
+    const b = await broker({});
+    const c = await client(b);
+    const connected = await c.connect({ 'heart-beat': '0,300' });
+    assert.equal(header(connected, 'heart-beat'), '300,10000', 'CONNECTED meets the client: max(300, 300) = 300');
+    await sleep(1600);
+    assert.ok(c.heartbeatsReceived >= 3, `got ${c.heartbeatsReceived} heart-beats in 1600 ms at a 300 ms interval`);
+    assert.ok(c.heartbeatsReceived <= 12, `got ${c.heartbeatsReceived}: far more than one per interval`);
+  });
+
+  it('a client beating every 500 ms stays while it beats, and is dropped within about 3 intervals once silent', async () => {
+    const b = await broker({});
+    const disconnects: DisconnectEvent[] = [];
+    b.events.on('disconnect', (e) => disconnects.push(e));
+    const c = await client(b);
+    const connected = await c.connect({ 'heart-beat': '500,0', login: 'beats-500' });
+    assert.equal(header(connected, 'heart-beat'), '10000,500');
+    for (let i = 0; i < 8; i++) {
+      await sleep(200);
+      c.send('\n');
+    }
+    assert.equal(c.isClosed, false, 'dropped while beating');
+    const silentSince = Date.now();
+    // 500 ms × HEARTBEAT_GRACE (2) plus a 250 ms check tick: well within 3 intervals (1500 ms);
+    // the wait allows for a loaded machine, and is still far below our own 10 s setting.
+    await c.waitClosed(3000);
+    const silentMs = Date.now() - silentSince;
+    assert.ok(silentMs >= 900, `dropped after ${silentMs} ms of silence, before 500 ms × 2`);
+    assert.equal(disconnects.find((e) => e.session.userId === 'beats-500')?.reason, 'heartbeat-timeout');
+  });
+
+  it('stompjs defaults (10000,10000) get 10 s both ways, as the setting says', async () => {
+    const b = await broker({});
+    const c = await client(b);
+    const connected = await c.connect({ 'heart-beat': '10000,10000' });
+    assert.equal(header(connected, 'heart-beat'), '10000,10000');
+    await sleep(600);
+    assert.equal(c.heartbeatsReceived, 0, 'no beat long before 10 s');
+    assert.equal(c.isClosed, false);
+  });
+
+  it('no faster than HEARTBEAT_MIN_MS', async () => {
+    const b = await broker({ HEARTBEAT_MIN_MS: '250' });
+    const c = await client(b);
+    const connected = await c.connect({ 'heart-beat': '10,10' });
+    assert.equal(header(connected, 'heart-beat'), '250,250');
+  });
+
   it('a connection that sends no CONNECT in time is closed', async () => {
     const b = await broker({ CONNECT_TIMEOUT_MS: '150' });
     const c = await client(b);

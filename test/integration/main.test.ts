@@ -118,6 +118,66 @@ describe('running stompd', { timeout: 30000 }, () => {
     }
   });
 
+  it('SIGTERM finishes within SHUTDOWN_TIMEOUT_MS whatever peers do', async () => {
+    // The handshake timeout is far away: only the shutdown deadline can end these peers.
+    const started = await start({ SHUTDOWN_TIMEOUT_MS: '1500', HANDSHAKE_TIMEOUT_MS: '600000' });
+    const peers: net.Socket[] = [];
+    try {
+      // Half an HTTP request on the WebSocket port, never finished.
+      const half = net.connect(started.wsPort, '127.0.0.1');
+      peers.push(half);
+      await new Promise((resolve) => half.once('connect', resolve));
+      half.write('GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+      // A STOMP peer that never closes its side: the broker's FIN goes unanswered.
+      const stuck = net.connect({ port: started.stompPort, host: '127.0.0.1', allowHalfOpen: true });
+      peers.push(stuck);
+      stuck.on('data', () => undefined);
+      await new Promise((resolve) => stuck.once('connect', resolve));
+      stuck.write('CONNECT\naccept-version:1.2\nhost:/\n\n\0');
+      await waitForLine(started, (l) => l.msg === 'session connected');
+
+      const signalledAt = Date.now();
+      started.child.kill('SIGTERM');
+      let timer: NodeJS.Timeout | undefined;
+      const stillRunning = new Promise<string>((resolve) => (timer = setTimeout(() => resolve('still running'), 8000)));
+      const code = await Promise.race([started.exit, stillRunning]).finally(() => clearTimeout(timer));
+      assert.equal(code, 0, 'exits 0 within the shutdown timeout');
+      const tookMs = Date.now() - signalledAt;
+      // 1500 ms, plus room for a loaded machine; without the deadline it ran for minutes.
+      assert.ok(tookMs < 4500, `exited after ${tookMs} ms`);
+    } finally {
+      started.child.kill('SIGKILL');
+      for (const peer of peers) peer.destroy();
+    }
+  });
+
+  it('SIGTERM logs how many in-memory queue messages it discards', async () => {
+    const started = await start();
+    try {
+      const producer = await RawClient.tcp(started.stompPort);
+      await producer.connect();
+      for (const body of ['a', 'b', 'c']) producer.sendFrame('SEND', { destination: '/queue/kept' }, body);
+      for (const body of ['d', 'e']) producer.sendFrame('SEND', { destination: '/queue/taken' }, body);
+      producer.sendFrame('SEND', { destination: '/queue/kept', receipt: 'stored' }, 'f');
+      await producer.expect('RECEIPT');
+      const consumer = await RawClient.tcp(started.stompPort);
+      await consumer.connect();
+      consumer.sendFrame('SUBSCRIBE', { id: 'c', destination: '/queue/taken', ack: 'client-individual' });
+      await consumer.expect('MESSAGE');
+      await consumer.expect('MESSAGE'); // neither is acknowledged
+
+      started.child.kill('SIGTERM');
+      assert.equal(await started.exit, 0);
+      const line = await waitForLine(started, (l) => /discards/.test(String(l.msg)));
+      assert.equal(line.storedMessages, 4);
+      assert.equal(line.unacknowledgedMessages, 2);
+      assert.match(String(line.msg), /discards 6 queue messages/);
+      assert.equal((await waitForLine(started, (l) => l.msg === 'stompd stopped')).discardedQueueMessages, 6);
+    } finally {
+      started.child.kill('SIGKILL');
+    }
+  });
+
   it('SIGINT stops it too, with exit code 0', async () => {
     const started = await start({ HOST: '127.0.0.1' });
     started.child.kill('SIGINT');

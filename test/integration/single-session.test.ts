@@ -155,4 +155,31 @@ describe('single-session policy', { timeout: 20000 }, () => {
     assert.ok(connectedAfterMs <= 800, `reconnected after ${connectedAfterMs} ms: the vanished session held the user too long`);
     assert.equal(b.disconnects.find((e) => e.session.userId === 'vanisher')?.reason, 'heartbeat-timeout');
   });
+
+  it('a frozen client that asked for 1000,1000 locks its user out for under 3 s on the default HEARTBEAT', async () => {
+    // HEARTBEAT at its default (10000,10000): the client's faster wish is what counts.
+    const b = await broker({ SINGLE_SESSION: 'reject', HEARTBEAT: '10000,10000' });
+    const frozen = await attempt(b, { login: 'freezer', 'heart-beat': '1000,1000' });
+    assert.equal(frozen.frame.command, 'CONNECTED');
+    assert.equal(header(frozen.frame, 'heart-beat'), '1000,1000');
+    // Frozen: the socket stays open (no FIN) and reads, but nothing is sent any more.
+    const frozenAt = Date.now();
+    const blocked = await attempt(b, { login: 'freezer' });
+    assert.match(header(blocked.frame, 'message') ?? '', /^DUPLICATE_SESSION/);
+
+    let connectedAfterMs = -1;
+    while (Date.now() - frozenAt < 6000) {
+      const retry = await attempt(b, { login: 'freezer' });
+      if (retry.frame.command === 'CONNECTED') {
+        connectedAfterMs = Date.now() - frozenAt;
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.ok(connectedAfterMs >= 1500, `reconnected after ${connectedAfterMs} ms: before 1000 ms × grace 2`);
+    // bound: 1000 ms × HEARTBEAT_GRACE 2, plus one check tick (500 ms)
+    assert.ok(connectedAfterMs < 3000, `reconnected after ${connectedAfterMs} ms: the frozen session held the user too long`);
+    assert.equal(frozen.c.isClosed, true, 'the frozen session was closed');
+    assert.equal(b.disconnects.find((e) => e.session.userId === 'freezer')?.reason, 'heartbeat-timeout');
+  });
 });
