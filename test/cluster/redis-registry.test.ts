@@ -139,6 +139,19 @@ for (const mode of ['single', 'cluster'] as const) {
       assert.deepEqual(await a.redis.zrange(`ws:user:{${userId}}`, 0, -1), ['s-back']);
     });
 
+    it('a holder whose instance vanished a moment ago (connection gone, liveness key not yet expired) does not lock its user out', async () => {
+      const a = await instance();
+      const ghost = await instance(60_000); // liveness TTL of 3 minutes: only the lost connection tells
+      const userId = user();
+      assert.equal((await ghost.registry.bind(record(`s-vanished-${seq}`, userId, ghost.id, 1), reject1)).isBound, true);
+      ghost.redis.disconnect(); // like kill -9: the process's sockets close at once
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(await a.redis.exists(`ws:instance:{${ghost.id}}`), 1, 'the liveness key is still there');
+      const result = await a.registry.bind(record(`s-now-${seq}`, userId, a.id, 2), reject1);
+      assert.equal(result.isBound, true);
+      assert.equal(await a.redis.exists(`ws:instance:{${ghost.id}}`), 0, 'declared dead: the reaper takes it next');
+    });
+
     it('a dead instance is reaped by one of two racing survivors: each session reported exactly once', async () => {
       const survivors = [await instance(), await instance()];
       const dying = await instance();
