@@ -78,7 +78,10 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     heartbeatMs: config.instanceHeartbeatMs,
     registry,
     logger,
-    onSessionLost: (record) => events.emit('disconnect', { session: infoOf(record), reason: 'instance-lost' }),
+    onSessionLost: (record) => {
+      logger.info({ sessionId: record.sessionId, userId: record.userId, deadInstance: record.instanceId }, 'session lost with its instance');
+      events.emit('disconnect', { session: infoOf(record), reason: 'instance-lost' });
+    },
   });
   const relay = new RedisRelay({
     publisher: commands,
@@ -123,7 +126,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
 
   router.attachRelay(relay);
   try {
-    await whenReady(commands, START_WAIT_MS);
+    await Promise.all([whenReady(commands, START_WAIT_MS), whenReady(subscriber, START_WAIT_MS)]);
     await relay.start();
   } catch (err) {
     logger.warn({ err }, 'Redis not reachable at start: running degraded until it is');
