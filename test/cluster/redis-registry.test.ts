@@ -102,6 +102,17 @@ for (const mode of ['single', 'cluster'] as const) {
       assert.ok(!(await a.registry.onlineUsers()).includes(userId));
     });
 
+    it('refresh extends the TTL of this instance\'s sessions and moves lastSeenAt', async () => {
+      const a = await instance();
+      const sessionId = `s-fresh-${seq}`;
+      await a.registry.bind(record(sessionId, user(), a.id, 1), { maxPerUser: Infinity, mode: 'reject' });
+      const key = `ws:session:{${sessionId}}`;
+      await a.redis.expire(key, 10);
+      await a.registry.refresh(123456);
+      assert.ok((await a.redis.ttl(key)) > 500);
+      assert.equal(await a.redis.hget(key, 'lastSeenAt'), '123456');
+    });
+
     it('reject: a second session is refused and names the holder; replace: the oldest is evicted', async () => {
       const a = await instance();
       const b = await instance();
