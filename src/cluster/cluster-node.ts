@@ -92,7 +92,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     deliver: (e) => router.deliverRemote(new Message(e.messageId, e.destination, e.routeKey, e.headers, e.body)),
     onControl: (control: ControlMessage) => {
       if (control.type === 'kick') deps.kickLocal(control.sessionId, control.code as StompErrorCode, control.message, 'kicked');
-      else deps.kickLocalUser(control.userId, control.code as StompErrorCode, control.message, control.code === 'LOGGED_OUT' ? 'logged-out' : 'kicked');
+      else if (control.type === 'kick-user') deps.kickLocalUser(control.userId, control.code as StompErrorCode, control.message, control.code === 'LOGGED_OUT' ? 'logged-out' : 'kicked');
     },
   });
   const revocations = new RedisRevocations(commands, keys, deps.revocationTtlSeconds);
@@ -154,6 +154,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     async stop() {
       isStopping = true;
       clearInterval(refreshTimer);
+      await registry.settle(2000);
       await liveness.stop(commands.status === 'ready').catch(() => undefined);
       await Promise.allSettled([commands.quit(), subscriber.quit()]);
     },

@@ -169,6 +169,7 @@ export class RedisRegistry implements SessionRegistry {
   private readonly isCluster: boolean;
   /** Sessions this instance registered and has not unregistered: refreshed, and re-registered after Redis lost its data. */
   private readonly local = new Map<string, SessionRecord>();
+  private readonly inFlight = new Set<Promise<void>>();
 
   constructor(options: RedisRegistryOptions) {
     this.redis = options.redis;
@@ -221,7 +222,21 @@ export class RedisRegistry implements SessionRegistry {
   async unbind(sessionId: string): Promise<void> {
     const record = this.local.get(sessionId);
     this.local.delete(sessionId);
-    await this.unregister(sessionId, record?.instanceId ?? this.instanceId);
+    const pending = this.unregister(sessionId, record?.instanceId ?? this.instanceId).then(() => undefined);
+    this.inFlight.add(pending);
+    try {
+      await pending;
+    } finally {
+      this.inFlight.delete(pending);
+    }
+  }
+
+  /** Wait (at most `timeoutMs`) for unbinds under way: a stopping instance leaves Redis tidy. */
+  async settle(timeoutMs: number): Promise<void> {
+    if (this.inFlight.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
   }
 
   /**
@@ -338,7 +353,12 @@ export class RedisRegistry implements SessionRegistry {
     const instanceIds = await Promise.all(holderIds.map((id) => this.redis.hget(this.keys.session(id), 'instanceId')));
     const others = [...new Set(instanceIds.filter((i): i is string => i !== null && i !== this.instanceId))];
     if (others.length === 0) return false;
-    const connected = await this.connectedInstanceNames();
+    let connected: Set<string>;
+    try {
+      connected = await this.connectedInstanceNames();
+    } catch {
+      return false; // CLIENT LIST not allowed (a managed Redis): the liveness TTL decides instead
+    }
     const vanished = others.filter((id) => !connected.has(`stompd:${id}`));
     for (const id of vanished) await this.redis.del(this.keys.instance(id));
     return vanished.length > 0;
