@@ -130,7 +130,11 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     : loginAsUserId();
   if (usersFile !== undefined) logger.info({ usersFile: usersFile.path, users: usersFile.size }, 'users mode: login and passcode checked against USERS_FILE');
   if (config.authMode === 'none') {
-    logger.warn('embedded mode: everything in memory, no Redis, no authentication (the CONNECT login is taken as the user id)');
+    logger.warn(
+      config.redis === undefined
+        ? 'embedded mode: everything in memory, no Redis, no authentication (the CONNECT login is taken as the user id)'
+        : 'no authentication: the CONNECT login is taken as the user id (set JWT_SECRET, JWT_PUBLIC_KEY, JWT_JWKS_URL or USERS_FILE)',
+    );
   }
   const interceptors: Interceptor[] = [
     authenticator,

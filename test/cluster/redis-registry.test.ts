@@ -55,7 +55,7 @@ for (const mode of ['single', 'cluster'] as const) {
       await stopRedis();
     });
 
-    async function instance(heartbeatMs = 100): Promise<Instance> {
+    async function instance(heartbeatMs = 60_000): Promise<Instance> {
       const id = `${mode}-i${++seq}`;
       const redis = connectRedis(config, { name: `stompd:${id}` });
       await whenReady(redis, 10000);
