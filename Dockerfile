@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # stompd image: docker build -t stompd . (docker-compose.yml builds it too).
 #
 # Build stage: every dependency, TypeScript compiled to dist/src.

@@ -19,7 +19,7 @@ import { NGINX_CONF, startNginx } from './nginx-process';
 import type { NginxProcess } from './nginx-process';
 
 const DELIVERY_TIMEOUT_MS = 10_000;
-/** Round robin alternates; a few more tries cover a connection another test made meanwhile. */
+/** Round robin alternates between the two; the margin covers an instance nginx briefly marked failed. */
 const MAX_LANDING_TRIES = 10;
 
 let redis: RedisServer;
