@@ -4,6 +4,7 @@
 
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
+import { SharedByteBudget } from './codec';
 import type { Logger } from 'pino';
 import { accessControl, loadRules } from './auth/acl';
 import { loginAsUserId } from './auth/embedded';
@@ -42,6 +43,8 @@ export interface RunningServer {
   readonly router: Router;
   readonly registry: SessionRegistry;
   readonly logger: Logger;
+  /** Bytes of frames in progress and held by transactions, all sessions (MAX_PENDING_FRAME_BYTES). */
+  readonly pendingBudget: SharedByteBudget;
   /** Sessions open right now, connected or not yet. */
   sessions(): IterableIterator<Session>;
   /** Stop accepting, close every session (reason `shutdown`), release the ports. */
@@ -56,8 +59,13 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     queuePrefix: config.queuePrefix,
     userPrefix: config.userPrefix,
     maxQueueMessages: config.maxQueueMessages,
+    maxQueueBytes: config.maxQueueBytes,
+    maxTotalQueueBytes: config.maxTotalQueueBytes,
+    maxQueues: config.maxQueues,
+    logger,
     messageIdPrefix: randomBytes(4).toString('hex'),
   });
+  const pendingBudget = new SharedByteBudget(config.maxPendingFrameBytes);
   const registry = options.registry ?? new MemoryRegistry();
   const open = new Map<string, Session>();
   // Built before listening: a bad key or rules file stops the start (ConfigError).
@@ -83,6 +91,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     interceptors,
     events,
     logger,
+    pendingBudget,
     settings: {
       heartbeat: config.heartbeat,
       heartbeatGrace: config.heartbeatGrace,
@@ -128,8 +137,11 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           port: config.wsPort,
           path: config.wsPath,
           limits: writeLimits,
-          // Room for several frames per message; each frame is still held to maxFrameBytes.
-          maxMessageBytes: config.limits.maxFrameBytes * 4 + 64 * 1024,
+          // stompjs sends one frame per message, and a frame is held to maxFrameBytes anyway:
+          // the 64 KiB lets a frame just over the limit reach the decoder, which answers
+          // FRAME_TOO_LARGE, rather than the WebSocket closing with 1009.
+          maxMessageBytes: config.limits.maxFrameBytes + 64 * 1024,
+          pendingBudget,
           ...(verifyOrigin ? { verifyHandshake: verifyOrigin } : {}),
         },
         accept,
@@ -151,6 +163,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     router,
     registry,
     logger,
+    pendingBudget,
     sessions: () => open.values(),
     async stop(): Promise<void> {
       if (isStopping) return;
