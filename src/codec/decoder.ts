@@ -76,24 +76,23 @@ const enum Phase {
 
 /**
  * Bytes copied out of pushed chunks into one buffer that doubles as it fills (never past a
- * cap), its capacity reserved from the decoder's budget. take() hands the bytes over.
+ * cap), its capacity reserved from the budget first. Created when a frame spans pushes and
+ * dropped (release()) once its bytes are used, so an idle decoder holds none.
  */
 class Accumulator {
   private bytes: Buffer = EMPTY_BODY;
   length = 0;
-  private readonly reserve: (bytes: number) => void;
-  private readonly release: (bytes: number) => void;
+  private readonly budget: ByteBudget | undefined;
 
-  constructor(reserve: (bytes: number) => void, release: (bytes: number) => void) {
-    this.reserve = reserve;
-    this.release = release;
+  constructor(budget: ByteBudget | undefined) {
+    this.budget = budget;
   }
 
   get capacity(): number {
     return this.bytes.length;
   }
 
-  /** The bytes so far; valid until the next append, take or clear. */
+  /** The bytes so far. The buffer is never reused after release(): the view may be kept. */
   get view(): Buffer {
     return this.bytes.subarray(0, this.length);
   }
@@ -103,7 +102,9 @@ class Accumulator {
     const needed = this.length + (end - start);
     if (needed > this.bytes.length) {
       const capacity = Math.min(Math.max(needed, this.bytes.length * 2, MIN_CAPACITY_BYTES), Math.max(maxCapacity, needed));
-      this.reserve(capacity - this.bytes.length);
+      if (this.budget !== undefined && !this.budget.tryReserve(capacity - this.bytes.length)) {
+        throw new FrameError('SERVER_BUSY', 'the server holds too many frames in progress; try again later');
+      }
       const grown = Buffer.allocUnsafe(capacity);
       this.bytes.copy(grown, 0, 0, this.length);
       this.bytes = grown;
@@ -112,17 +113,12 @@ class Accumulator {
     this.length = needed;
   }
 
-  /** The bytes, now the caller's: the accumulator starts empty and holds nothing. */
-  take(): Buffer {
-    const taken = this.bytes.subarray(0, this.length);
-    this.clear();
-    return taken;
-  }
-
-  clear(): void {
-    if (this.bytes.length > 0) this.release(this.bytes.length);
+  /** Give the capacity back to the budget; the accumulator is not used after. */
+  release(): undefined {
+    if (this.bytes.length > 0) this.budget?.release(this.bytes.length);
     this.bytes = EMPTY_BODY;
     this.length = 0;
+    return undefined;
   }
 }
 
@@ -140,14 +136,12 @@ export class Decoder {
   private phase: Phase = Phase.FrameStart;
   private isPaused = false;
   private isDraining = false;
-  /** Capacity of the accumulators, all reserved from the budget. */
-  private ownedBytes = 0;
   /** A header line (or command line) whose LF has not come yet. */
-  private readonly line: Accumulator;
+  private line: Accumulator | undefined;
   /** A body that spans pushes. */
-  private readonly body: Accumulator;
+  private body: Accumulator | undefined;
   /** Bytes pushed while paused, waiting for resume(). */
-  private readonly backlog: Accumulator;
+  private backlog: Accumulator | undefined;
 
   // The frame being decoded.
   private command = '';
@@ -162,19 +156,6 @@ export class Decoder {
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.acceptServerCommands = options.acceptServerCommands ?? false;
     this.budget = options.budget;
-    const reserve = (bytes: number): void => {
-      if (this.budget !== undefined && !this.budget.tryReserve(bytes)) {
-        this.fail('SERVER_BUSY', 'the server holds too many frames in progress; try again later');
-      }
-      this.ownedBytes += bytes;
-    };
-    const release = (bytes: number): void => {
-      this.ownedBytes -= bytes;
-      this.budget?.release(bytes);
-    };
-    this.line = new Accumulator(reserve, release);
-    this.body = new Accumulator(reserve, release);
-    this.backlog = new Accumulator(reserve, release);
   }
 
   /** Called for every EOL seen between frames. */
@@ -184,12 +165,12 @@ export class Decoder {
 
   /** Bytes received but not yet turned into frames. */
   get bufferedBytes(): number {
-    return this.buf.length - this.pos + this.line.length + this.body.length + this.backlog.length;
+    return this.buf.length - this.pos + (this.line?.length ?? 0) + (this.body?.length ?? 0) + (this.backlog?.length ?? 0);
   }
 
   /** Memory the decoder holds between pushes (its buffers' capacity): at most ~2 × bufferedBytes + a constant. */
   get heldBytes(): number {
-    return this.ownedBytes;
+    return (this.line?.capacity ?? 0) + (this.body?.capacity ?? 0) + (this.backlog?.capacity ?? 0);
   }
 
   get isFailed(): boolean {
@@ -202,7 +183,7 @@ export class Decoder {
     if (this.isPaused || this.isDraining) {
       // Paused, or pushed from inside onFrame: after what is already waiting.
       try {
-        this.backlog.append(chunk, 0, chunk.length, Number.MAX_SAFE_INTEGER);
+        (this.backlog ??= new Accumulator(this.budget)).append(chunk, 0, chunk.length, Number.MAX_SAFE_INTEGER);
       } catch (err) {
         this.failed();
         throw err;
@@ -241,9 +222,10 @@ export class Decoder {
         }
         if (this.step()) continue;
         // This input is used up (a partial line or body was copied): the backlog is next.
-        if (this.backlog.length === 0) break;
-        this.buf = this.backlog.take();
+        if (this.backlog === undefined) break;
+        this.buf = this.backlog.view;
         this.pos = 0;
+        this.backlog = this.backlog.release();
       }
       this.buf = EMPTY_BODY;
       this.pos = 0;
@@ -258,9 +240,13 @@ export class Decoder {
   /** Paused: the rest of the input being scanned waits for resume(), before the backlog. */
   private keepRestForLater(): void {
     if (this.pos >= this.buf.length) return;
-    const waiting = this.backlog.take();
+    const waiting = this.backlog;
+    this.backlog = new Accumulator(this.budget);
     this.backlog.append(this.buf, this.pos, this.buf.length, Number.MAX_SAFE_INTEGER);
-    if (waiting.length > 0) this.backlog.append(waiting, 0, waiting.length, Number.MAX_SAFE_INTEGER);
+    if (waiting !== undefined) {
+      this.backlog.append(waiting.view, 0, waiting.length, Number.MAX_SAFE_INTEGER);
+      waiting.release();
+    }
     this.buf = EMPTY_BODY;
     this.pos = 0;
   }
@@ -273,9 +259,9 @@ export class Decoder {
   private clear(): void {
     this.buf = EMPTY_BODY;
     this.pos = 0;
-    this.line.clear();
-    this.body.clear();
-    this.backlog.clear();
+    this.line = this.line?.release();
+    this.body = this.body?.release();
+    this.backlog = this.backlog?.release();
   }
 
   /** One unit of progress; false when more bytes are needed. */
@@ -326,12 +312,12 @@ export class Decoder {
     const start = this.pos;
     const lf = buf.indexOf(LF, start);
     const { maxHeaderLineBytes, maxFrameBytes } = this.limits;
-    const carried = this.line.length;
+    const carried = this.line?.length ?? 0;
     if (lf === -1) {
       const partial = carried + buf.length - start;
       if (partial > maxHeaderLineBytes + 1) this.lineTooLong();
       if (this.frameBytes + partial > maxFrameBytes) this.tooLarge();
-      this.line.append(buf, start, buf.length, maxHeaderLineBytes + 2);
+      (this.line ??= new Accumulator(this.budget)).append(buf, start, buf.length, maxHeaderLineBytes + 2);
       this.pos = buf.length;
       return false;
     }
@@ -342,8 +328,8 @@ export class Decoder {
     let eol = lf;
     if (carried > 0) {
       if (carried + lf - start > maxHeaderLineBytes + 1) this.lineTooLong();
-      this.line.append(buf, start, lf + 1, maxHeaderLineBytes + 2);
-      lineBuf = this.line.view;
+      this.line!.append(buf, start, lf + 1, maxHeaderLineBytes + 2);
+      lineBuf = this.line!.view;
       lineStart = 0;
       eol = lineBuf.length - 1;
     }
@@ -360,7 +346,7 @@ export class Decoder {
     } else {
       this.acceptHeaderLine(lineBuf, lineStart, end);
     }
-    if (carried > 0) this.line.clear(); // the strings are copies: the line buffer is free
+    if (carried > 0) this.line = this.line!.release(); // the strings are copies: the line buffer is free
     return true;
   }
 
@@ -406,11 +392,11 @@ export class Decoder {
   }
 
   private readSizedBody(): boolean {
-    const needed = this.contentLength - this.body.length; // body bytes still missing
+    const needed = this.contentLength - (this.body?.length ?? 0); // body bytes still missing
     const available = this.buf.length - this.pos;
     if (available <= needed) {
       // Not there yet (the NUL after the body is missing too): keep a copy of what came.
-      this.body.append(this.buf, this.pos, this.buf.length, this.contentLength);
+      if (available > 0) (this.body ??= new Accumulator(this.budget)).append(this.buf, this.pos, this.buf.length, this.contentLength);
       this.pos = this.buf.length;
       return false;
     }
@@ -429,12 +415,13 @@ export class Decoder {
     const maxBodyBytes = this.limits.maxFrameBytes - this.frameBytes - 1; // the NUL counts too
     if (nul === -1) {
       const available = this.buf.length - this.pos;
-      if (this.body.length + available > maxBodyBytes) this.tooLarge();
-      this.body.append(this.buf, this.pos, this.buf.length, maxBodyBytes);
+      const bodyBytes = this.body?.length ?? 0;
+      if (bodyBytes + available > maxBodyBytes) this.tooLarge();
+      if (available > 0) (this.body ??= new Accumulator(this.budget)).append(this.buf, this.pos, this.buf.length, maxBodyBytes);
       this.pos = this.buf.length;
       return false;
     }
-    if (this.body.length + nul - this.pos > maxBodyBytes) this.tooLarge();
+    if ((this.body?.length ?? 0) + nul - this.pos > maxBodyBytes) this.tooLarge();
     const body = this.takeBody(nul, maxBodyBytes);
     this.pos = nul + 1;
     this.emit(body);
@@ -443,9 +430,12 @@ export class Decoder {
 
   /** The body ending at `end` of the current chunk: a view when it all came in this chunk. */
   private takeBody(end: number, maxBodyBytes: number): Buffer {
-    if (this.body.length === 0) return end === this.pos ? EMPTY_BODY : this.buf.subarray(this.pos, end);
-    this.body.append(this.buf, this.pos, end, maxBodyBytes);
-    return this.body.take();
+    const body = this.body;
+    if (body === undefined) return end === this.pos ? EMPTY_BODY : this.buf.subarray(this.pos, end);
+    body.append(this.buf, this.pos, end, maxBodyBytes);
+    const bytes = body.view; // the frame's now: no longer held, nor counted
+    this.body = body.release();
+    return bytes;
   }
 
   private emit(body: Buffer): void {
