@@ -116,7 +116,9 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   };
 
   const verifyOrigin = originChecker(config.allowedOrigins);
-  // Room past the soft limit for what is not a MESSAGE (RECEIPTs) and for one large MESSAGE.
+  // Room past the soft limit for what is not a MESSAGE (RECEIPTs) and for one MESSAGE of the
+  // largest frame: 6 MiB with the defaults, only ever reached by a client that stops reading
+  // (an idle connection holds none of it).
   const writeLimits = {
     writeLimitBytes: config.writeBufferLimitBytes,
     overflowLimitBytes: config.writeBufferLimitBytes * 2 + config.limits.maxFrameBytes,
