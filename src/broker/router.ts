@@ -131,12 +131,9 @@ export class Router {
       bytes += message.byteSize;
       if (!this.queues.has(message.routeKey)) (newQueues ??= new Set()).add(message.routeKey);
     }
-    const maxQueues = this.options.maxQueues ?? Number.MAX_SAFE_INTEGER;
-    if (newQueues !== undefined && this.queues.size + newQueues.size > maxQueues) {
-      this.refusedQueueLimit++;
-      this.unlogged.refusedQueueLimit++;
-      this.noteLimitEvent();
-      return { code: 'QUEUE_LIMIT', message: `the server holds ${maxQueues} queues, its limit: no new queue now` };
+    if (newQueues !== undefined) {
+      const refusal = this.admitNewQueues(newQueues.size);
+      if (refusal !== undefined) return refusal;
     }
     const maxTotalBytes = this.options.maxTotalQueueBytes ?? Number.MAX_SAFE_INTEGER;
     if (bytes > 0 && this.queuedBytes + bytes > maxTotalBytes) {
@@ -146,6 +143,21 @@ export class Router {
       return { code: 'QUEUE_FULL', message: `the queues hold ${maxTotalBytes} bytes together, their limit: try again when consumers catch up` };
     }
     return undefined;
+  }
+
+  /** Whether subscribing to `destination` may create its queue (MAX_QUEUES). */
+  admitSubscription(destination: string): PublishRefusal | undefined {
+    if (this.kindOf(destination) !== 'queue' || this.queues.has(destination)) return undefined;
+    return this.admitNewQueues(1);
+  }
+
+  private admitNewQueues(count: number): PublishRefusal | undefined {
+    const maxQueues = this.options.maxQueues ?? Number.MAX_SAFE_INTEGER;
+    if (this.queues.size + count <= maxQueues) return undefined;
+    this.refusedQueueLimit++;
+    this.unlogged.refusedQueueLimit++;
+    this.noteLimitEvent();
+    return { code: 'QUEUE_LIMIT', message: `the server holds ${maxQueues} queues, its limit: no new queue now` };
   }
 
   publish(message: Message): void {

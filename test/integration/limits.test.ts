@@ -600,7 +600,7 @@ describe('queue byte budgets and the number of queues', { timeout: 30000 }, () =
     assert.equal(b.pendingBudget.usedBytes, 0);
   });
 
-  it('MAX_QUEUES=3: a SEND creating a fourth queue is refused with QUEUE_LIMIT; existing queues still take messages', async () => {
+  it('MAX_QUEUES=3: a SEND or SUBSCRIBE creating a fourth queue is refused with QUEUE_LIMIT; existing queues still work', async () => {
     const b = await broker({ MAX_QUEUES: '3' });
     const c = await connected(b);
     await publish(c, '/queue/a', ['1']);
@@ -612,9 +612,11 @@ describe('queue byte budgets and the number of queues', { timeout: 30000 }, () =
     const other = await connected(b);
     await publish(other, '/queue/a', ['2']);
     assert.equal(b.router.queueDepth('/queue/a'), 2);
-    const stats = b.router.stats();
-    assert.equal(stats.queues, 3);
-    assert.equal(stats.refusedQueueLimit, 1);
+    await subscribe(other, { id: 'on-a', destination: '/queue/a' });
+    assert.equal(b.router.stats().queues, 3);
+    other.sendFrame('SUBSCRIBE', { id: 'on-e', destination: '/queue/e', receipt: 'fifth' });
+    await expectError(other, 'QUEUE_LIMIT');
+    assert.equal(b.router.stats().refusedQueueLimit, 2);
   });
 });
 
