@@ -162,7 +162,7 @@ describe('a closing session does not take back its own unacked queue messages', 
 });
 
 describe('transaction size', { timeout: 15000 }, () => {
-  // A held SEND counts its body, its headers and ~0.5 KB of overhead (heldByteSize).
+  // A held SEND counts its body, its headers and ~0.6 KB of overhead (heldByteSize).
   it('MAX_TRANSACTION_BYTES=2000: a 600-byte body is held, another is refused with TRANSACTION_TOO_LARGE; nothing published', async () => {
     const b = await broker({ MAX_TRANSACTION_BYTES: '2000' });
     const listener = await connected(b);
