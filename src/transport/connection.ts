@@ -3,7 +3,10 @@
 //
 // Invariants:
 // - write() never touches the socket: bytes are queued and every dirty connection is
-//   flushed together once per event-loop turn (setImmediate), as one write per connection.
+//   flushed together once per event-loop turn (setImmediate), as one batch per connection.
+// - A batch is never copied as a whole: runs of small buffers are joined into one, buffers of
+//   SHARED_MIN_BYTES or more go to the socket as they are. A MESSAGE frame is shared by every
+//   subscriber of a fan-out, so copying it per connection would cost CPU and memory × N.
 // - bufferedBytes counts queued bytes plus bytes handed to the socket and not yet written,
 //   so the core can stop feeding a slow reader (isWritable) and hear when it drains.
 
@@ -52,6 +55,41 @@ export interface Connection {
   end(): void;
   /** Close now, dropping what is queued. */
   destroy(): void;
+}
+
+/**
+ * Buffers at least this long are handed to the socket by reference; shorter ones are joined
+ * with their neighbours. Below it, a copy is cheaper than one more vectored-write entry (or
+ * WebSocket fragment); above it, the copy is what a fan-out would pay once per subscriber.
+ */
+export const SHARED_MIN_BYTES = 2048;
+
+/**
+ * The chunks one batch goes out as: each run of small buffers joined into one buffer, each
+ * buffer of SHARED_MIN_BYTES or more kept as it is, in order.
+ */
+export function batchChunks(queue: readonly Buffer[]): Buffer[] {
+  if (queue.length === 1) return [queue[0]!];
+  const chunks: Buffer[] = [];
+  let runStart = 0;
+  let runBytes = 0;
+  const closeRun = (end: number): void => {
+    if (end - runStart === 1) chunks.push(queue[runStart]!);
+    else if (end > runStart) chunks.push(Buffer.concat(queue.slice(runStart, end), runBytes));
+  };
+  for (let i = 0; i < queue.length; i++) {
+    const bytes = queue[i]!;
+    if (bytes.length < SHARED_MIN_BYTES) {
+      runBytes += bytes.length;
+      continue;
+    }
+    closeRun(i);
+    chunks.push(bytes);
+    runStart = i + 1;
+    runBytes = 0;
+  }
+  closeRun(queue.length);
+  return chunks;
 }
 
 const dirty: BatchingConnection[] = [];
@@ -118,7 +156,7 @@ export abstract class BatchingConnection implements Connection {
     if (!this.isAboveLimit && this.bufferedBytes > this.writeLimitBytes) this.isAboveLimit = true;
   }
 
-  /** Called by the scheduler: hand the queued bytes to the socket in one write. */
+  /** Called by the scheduler: hand the queued bytes to the socket as one batch. */
   flush(): void {
     const queue = this.queue;
     if (queue.length === 0 || this.isClosed) return;
@@ -129,14 +167,15 @@ export abstract class BatchingConnection implements Connection {
       this.handlers?.onOverflow();
       return;
     }
-    const bytes = queue.length === 1 ? queue[0]! : Buffer.concat(queue, this.queuedBytes);
+    const chunks = batchChunks(queue);
+    const byteCount = this.queuedBytes;
     const isBinary = this.isQueueBinary;
     this.queue = [];
     this.queuedBytes = 0;
     this.isQueueBinary = false;
-    this.inflightBytes += bytes.length;
+    this.inflightBytes += byteCount;
     this.lastWriteAt = Date.now();
-    this.writeToSocket(bytes, isBinary, () => this.written(bytes.length));
+    this.writeToSocket(chunks, isBinary, () => this.written(byteCount));
   }
 
   end(): void {
@@ -156,7 +195,11 @@ export abstract class BatchingConnection implements Connection {
 
   abstract pauseReading(): void;
   abstract resumeReading(): void;
-  protected abstract writeToSocket(bytes: Buffer, isBinary: boolean, done: () => void): void;
+  /**
+   * Send `chunks` (in order, not to be copied) as one unit: one vectored write, one WebSocket
+   * message. `done` once, when the socket has taken all of them (or is gone).
+   */
+  protected abstract writeToSocket(chunks: readonly Buffer[], isBinary: boolean, done: () => void): void;
   /** Bytes handed to the socket that it has not passed to the kernel yet. */
   protected abstract socketBufferedBytes(): number;
   protected abstract endSocket(): void;

@@ -5,10 +5,12 @@
 // - A WebSocket message may hold any part of a frame or several frames: the session's
 //   decoder is a stream, so messages are just chunks.
 // - A batch of outgoing frames goes out as one message: text, unless some frame's body is
-//   not UTF-8, then binary (a text message must be valid UTF-8).
+//   not UTF-8, then binary (a text message must be valid UTF-8). A batch of several chunks
+//   is one message in several fragments (RFC 6455 §5.4), so shared frames are not copied;
+//   a client sees only the reassembled message, whose boundaries are frame boundaries.
 
 import type { IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { RawData } from 'ws';
 import { BatchingConnection } from './connection';
@@ -20,9 +22,16 @@ export const STOMP_SUBPROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp'] as con
 
 const CLOSE_TIMEOUT_MS = 5000;
 
+const WHOLE_TEXT = { binary: false, fin: true } as const;
+const WHOLE_BINARY = { binary: true, fin: true } as const;
+const FRAGMENT_TEXT = { binary: false, fin: false } as const;
+const FRAGMENT_BINARY = { binary: true, fin: false } as const;
+
 export class WsConnection extends BatchingConnection {
   readonly transport = 'ws' as const;
   private readonly ws: WebSocket;
+  /** The socket under `ws`: corked around a fragmented message so it leaves in one writev. */
+  private readonly socket: Socket;
 
   constructor(ws: WebSocket, request: IncomingMessage, limits: WriteLimits) {
     super(
@@ -35,6 +44,7 @@ export class WsConnection extends BatchingConnection {
       limits,
     );
     this.ws = ws;
+    this.socket = request.socket;
     request.socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
     ws.on('message', (data: RawData) => this.handlers?.onData(toBuffer(data)));
     ws.on('error', (error) => this.closed(error));
@@ -49,12 +59,23 @@ export class WsConnection extends BatchingConnection {
     this.ws.resume();
   }
 
-  protected writeToSocket(bytes: Buffer, isBinary: boolean, done: () => void): void {
+  protected writeToSocket(chunks: readonly Buffer[], isBinary: boolean, done: () => void): void {
     if (this.ws.readyState !== WebSocket.OPEN) {
       done(); // closing or closed: nothing to deliver to
       return;
     }
-    this.ws.send(bytes, { binary: isBinary }, done);
+    const last = chunks.length - 1;
+    if (last === 0) {
+      this.ws.send(chunks[0]!, isBinary ? WHOLE_BINARY : WHOLE_TEXT, done);
+      return;
+    }
+    // Only the first fragment's type counts (later ones are continuations); `ws` writes each
+    // fragment as its header plus the buffer itself, and the cork makes them one writev.
+    const fragment = isBinary ? FRAGMENT_BINARY : FRAGMENT_TEXT;
+    this.socket.cork();
+    for (let i = 0; i < last; i++) this.ws.send(chunks[i]!, fragment);
+    this.ws.send(chunks[last]!, isBinary ? WHOLE_BINARY : WHOLE_TEXT, done);
+    this.socket.uncork();
   }
 
   protected socketBufferedBytes(): number {
