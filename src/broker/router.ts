@@ -26,6 +26,8 @@ export interface RouterStats {
   published: number;
   queuedMessages: number;
   droppedFromQueues: number;
+  /** Topic and user-destination messages not written to a subscriber that read too slowly (policy drop). */
+  droppedForSlowConsumers: number;
 }
 
 export class Router {
@@ -37,6 +39,7 @@ export class Router {
   private messageSeq = 0;
   private publishedCount = 0;
   private droppedFromForgottenQueues = 0;
+  private droppedForSlowConsumers = 0;
 
   constructor(options: RouterOptions) {
     this.options = options;
@@ -69,7 +72,7 @@ export class Router {
   publish(message: Message): void {
     this.publishedCount++;
     if (this.kindOf(message.routeKey) === 'queue') this.queueFor(message.routeKey).publish(message);
-    else this.topics.get(message.routeKey)?.publish(message);
+    else this.droppedForSlowConsumers += this.topics.get(message.routeKey)?.publish(message) ?? 0;
   }
 
   subscribe(subscription: Subscription): void {
@@ -139,7 +142,7 @@ export class Router {
       queuedMessages += queue.depth;
       droppedFromQueues += queue.droppedCount;
     }
-    return { topics: this.topics.size, queues: this.queues.size, published: this.publishedCount, queuedMessages, droppedFromQueues };
+    return { topics: this.topics.size, queues: this.queues.size, published: this.publishedCount, queuedMessages, droppedFromQueues, droppedForSlowConsumers: this.droppedForSlowConsumers };
   }
 
   private forgetQueue(queue: Queue): void {

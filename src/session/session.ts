@@ -16,6 +16,7 @@ import type { Subscriber, Subscription } from '../broker/subscription';
 import type { Message } from '../broker/message';
 import type { Connection } from '../transport/connection';
 import { COMMAND_HANDLERS } from './commands';
+import { DroppedMessageLog } from './dropped-message-log';
 import { StompError } from './errors';
 import type { StompErrorCode } from './errors';
 import type { DisconnectReason, LifecycleEvents, SessionInfo } from './events';
@@ -77,8 +78,6 @@ export class Session implements Subscriber, SessionView {
   log: Logger;
   readonly subscriptions = new Map<string, Subscription>();
   readonly transactions = new Map<string, Transaction>();
-  /** Messages not written because this session read too slowly (policy `drop`). */
-  droppedMessages = 0;
 
   private readonly decoder: Decoder;
   private lastReadAt = Date.now();
@@ -88,6 +87,7 @@ export class Session implements Subscriber, SessionView {
   private checkTimer: NodeJS.Timeout | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
   private isWaiting = false;
+  private readonly droppedLog = new DroppedMessageLog(() => this.log);
 
   constructor(connection: Connection, deps: SessionDeps) {
     this.connection = connection;
@@ -123,6 +123,11 @@ export class Session implements Subscriber, SessionView {
     return this.principal?.userId ?? '';
   }
 
+  /** Messages not written because this session read too slowly (policy `drop`). */
+  get droppedMessages(): number {
+    return this.droppedLog.total;
+  }
+
   get isOpen(): boolean {
     return this.state === 'awaiting-connect' || this.state === 'connected';
   }
@@ -142,12 +147,13 @@ export class Session implements Subscriber, SessionView {
     return String(++this.ackSeq);
   }
 
-  onSlowConsumer(subscription: Subscription, _message: Message): void {
+  onSlowConsumer(subscription: Subscription, _message: Message): boolean {
     if (this.deps.settings.slowConsumerPolicy === 'disconnect') {
       this.terminate('kicked', new StompError('SLOW_CONSUMER', `outbound buffer over its limit on ${subscription.destination}`));
-      return;
+      return false;
     }
-    if (this.droppedMessages++ === 0) this.log.warn({ destination: subscription.destination }, 'slow consumer: dropping messages');
+    this.droppedLog.record(subscription.destination);
+    return true;
   }
 
   // --- Frames out ---
@@ -395,7 +401,6 @@ export class Session implements Subscriber, SessionView {
   }
 
   private onDrain(): void {
-    if (this.droppedMessages > 0) this.log.info({ droppedMessages: this.droppedMessages }, 'slow consumer caught up');
     for (const subscription of this.subscriptions.values()) this.deps.router.resumeSubscription(subscription);
   }
 }
