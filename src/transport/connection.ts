@@ -4,9 +4,11 @@
 // Invariants:
 // - write() never touches the socket: bytes are queued and every dirty connection is
 //   flushed together once per event-loop turn (setImmediate), as one batch per connection.
-// - A batch is never copied as a whole: runs of small buffers are joined into one, buffers of
-//   SHARED_MIN_BYTES or more go to the socket as they are. A MESSAGE frame is shared by every
-//   subscriber of a fan-out, so copying it per connection would cost CPU and memory × N.
+// - No connection pays for a copy of what other connections are sent too. A MESSAGE frame is
+//   shared by every subscriber of a fan-out: a batch goes to the socket as chunks (runs of
+//   small buffers joined, buffers of SHARED_MIN_BYTES or more as they are), and when several
+//   connections of one flush pass queued the very same buffers, the batch is joined once and
+//   that one buffer is written to each of them.
 // - bufferedBytes counts queued bytes plus bytes handed to the socket and not yet written,
 //   so the core can stop feeding a slow reader (isWritable) and hear when it drains.
 
@@ -92,14 +94,57 @@ export function batchChunks(queue: readonly Buffer[]): Buffer[] {
   return chunks;
 }
 
+/** A batch already cut into chunks during this flush pass, for connections that queued the same buffers. */
+interface SharedBatch {
+  readonly queue: readonly Buffer[];
+  chunks: Buffer[];
+  /** Joined into one buffer, once a second connection turned out to want the same batch. */
+  isJoined: boolean;
+}
+
+function hasSameBuffers(a: readonly Buffer[], b: readonly Buffer[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 const dirty: BatchingConnection[] = [];
 let isFlushScheduled = false;
+/**
+ * During a flush pass: batches by their first buffer. In a fan-out, connection after
+ * connection queued the very same buffers (the shared frames of the same messages), so the
+ * batch is joined once and every such connection writes that one buffer, as a forwarder would.
+ */
+let passBatches: Map<Buffer, SharedBatch> | undefined;
 
 function flushAll(): void {
   isFlushScheduled = false;
   // A flush may queue more writes (a socket callback); those land in the next turn.
   const batch = dirty.splice(0, dirty.length);
-  for (let i = 0; i < batch.length; i++) batch[i]!.flush();
+  passBatches = new Map();
+  try {
+    for (let i = 0; i < batch.length; i++) batch[i]!.flush();
+  } finally {
+    passBatches = undefined; // the joined buffers now belong to the sockets' queues
+  }
+}
+
+/** The chunks `queue` goes out as: shared with an identical batch of this pass, if any. */
+function chunksFor(queue: Buffer[], byteCount: number): Buffer[] {
+  const batches = passBatches;
+  if (batches === undefined) return batchChunks(queue);
+  const first = queue[0]!;
+  const earlier = batches.get(first);
+  if (earlier !== undefined && hasSameBuffers(queue, earlier.queue)) {
+    if (!earlier.isJoined) {
+      if (earlier.chunks.length > 1) earlier.chunks = [Buffer.concat(earlier.chunks, byteCount)];
+      earlier.isJoined = true;
+    }
+    return earlier.chunks;
+  }
+  const chunks = batchChunks(queue);
+  batches.set(first, { queue, chunks, isJoined: false });
+  return chunks;
 }
 
 /** Shared batching and accounting; subclasses move bytes to their socket. */
@@ -167,8 +212,8 @@ export abstract class BatchingConnection implements Connection {
       this.handlers?.onOverflow();
       return;
     }
-    const chunks = batchChunks(queue);
     const byteCount = this.queuedBytes;
+    const chunks = chunksFor(queue, byteCount);
     const isBinary = this.isQueueBinary;
     this.queue = [];
     this.queuedBytes = 0;
