@@ -7,6 +7,7 @@
 
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { DROP_LOG_MESSAGE } from '../src/session/dropped-message-log';
 
 export interface SpawnStompdOptions {
   /** Path of the compiled main.js. */
@@ -22,9 +23,9 @@ export interface SpawnStompdOptions {
 
 /** What the broker's log said during the run that a benchmark should report. */
 export interface BrokerLogStats {
-  /** Sessions that started dropping messages (slow consumer). */
+  /** Sessions that dropped messages (slow consumer): distinct sessionIds of the drop lines. */
   slowConsumerSessions: number;
-  /** Sum of droppedMessages from "slow consumer caught up" lines. */
+  /** Sum of droppedMessages over the drop lines (each counts the drops since the session's previous one). */
   droppedMessagesLogged: number;
   /** Sessions the broker closed itself: kicked, ERROR sent, heart-beat timeout. */
   sessionsClosedByBroker: number;
@@ -67,6 +68,7 @@ export function spawnStompd(options: SpawnStompdOptions): Promise<StompdProcess>
     if (tail.length > TAIL_LINES) tail.shift();
   };
   const logStats: BrokerLogStats = { slowConsumerSessions: 0, droppedMessagesLogged: 0, sessionsClosedByBroker: 0, errorLines: 0 };
+  const droppingSessions = new Set<string>();
   let exit: BrokerExit | undefined;
   const exited = new Promise<BrokerExit>((resolve) => {
     child.once('exit', (code, signal) => {
@@ -100,8 +102,11 @@ export function spawnStompd(options: SpawnStompdOptions): Promise<StompdProcess>
       const level = typeof entry.level === 'number' ? entry.level : 0;
       if (level >= 40 || entry.msg === 'stompd listening') remember(line);
       if (level >= 50) logStats.errorLines++;
-      if (entry.msg === 'slow consumer: dropping messages') logStats.slowConsumerSessions++;
-      if (entry.msg === 'slow consumer caught up' && typeof entry.droppedMessages === 'number') logStats.droppedMessagesLogged += entry.droppedMessages;
+      if (entry.msg === DROP_LOG_MESSAGE && typeof entry.droppedMessages === 'number') {
+        droppingSessions.add(String(entry.sessionId));
+        logStats.slowConsumerSessions = droppingSessions.size;
+        logStats.droppedMessagesLogged += entry.droppedMessages;
+      }
       if (entry.msg === 'session closed' && BROKER_CLOSE_REASONS.has(String(entry.reason))) logStats.sessionsClosedByBroker++;
       if (entry.msg === 'stompd listening' && !isReady) {
         isReady = true;

@@ -25,6 +25,8 @@ import { LatencyRecorder } from './latency';
 import type { LatencySummaryMs } from './latency';
 import { LoadClient } from './load-client';
 import type { DeliveryListener, Endpoint, Transport } from './load-client';
+import { processMemory } from './memory';
+import type { ProcessMemory } from './memory';
 import { makeBody, nowMicros, writeTimestamp } from './payload';
 
 const BROKER_CPU = 0;
@@ -56,6 +58,8 @@ export interface FanoutResult {
   connectSeconds: number;
   /** Fraction of one core used during the delivery phase; broker null when unknown. */
   cpu: { bench: number; broker: number | null };
+  /** The broker's resident set when the last delivery arrived, and its peak; null when unknown. */
+  brokerMemory: ProcessMemory | null;
   endedBy: RunEnd;
   /** Subscribers whose connection ended during the run, and the first reason given. */
   lostSubscribers: number;
@@ -201,6 +205,7 @@ async function runFanout(context: RunContext): Promise<FanoutResult> {
     const wallSeconds = (finishedAt - startedAt) / 1000;
     const benchCpu = (ownCpuSeconds() - benchCpuBefore) / wallSeconds;
     const brokerCpuAfter = context.brokerPid === undefined ? undefined : processCpuSeconds(context.brokerPid);
+    const brokerMemory = context.brokerPid === undefined ? undefined : processMemory(context.brokerPid);
     const brokerCpu = brokerCpuBefore === undefined || brokerCpuAfter === undefined ? null : (brokerCpuAfter - brokerCpuBefore) / wallSeconds;
 
     const deliverySeconds = totalReceived > 0 ? (lastDeliveryAt - startedAt) / 1000 : wallSeconds;
@@ -223,6 +228,7 @@ async function runFanout(context: RunContext): Promise<FanoutResult> {
       latencyMs: latency.summaryMs(),
       connectSeconds: round(connectSeconds, 3),
       cpu: { bench: round(benchCpu, 2), broker: brokerCpu === null ? null : round(brokerCpu, 2) },
+      brokerMemory: brokerMemory ?? null,
       endedBy,
       lostSubscribers: lost.length,
     };

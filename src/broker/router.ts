@@ -52,6 +52,8 @@ export interface RouterStats {
   /** Publishes refused: all queues full (QUEUE_FULL), too many queues (QUEUE_LIMIT). */
   refusedQueueFull: number;
   refusedQueueLimit: number;
+  /** Topic and user-destination messages not written to a subscriber that read too slowly (policy drop). */
+  droppedForSlowConsumers: number;
 }
 
 /** Why a publish is refused: a stable code for the ERROR, and a sentence. */
@@ -83,6 +85,7 @@ export class Router {
   private unlogged = { droppedMessages: 0, droppedBytes: 0, refusedQueueFull: 0, refusedQueueLimit: 0 };
   private lastLimitLogAt = 0;
   private limitLogTimer: NodeJS.Timeout | undefined;
+  private droppedForSlowConsumers = 0;
 
   constructor(options: RouterOptions) {
     this.options = options;
@@ -176,13 +179,13 @@ export class Router {
       this.queueFor(message.routeKey).publish(message);
       return;
     }
-    this.topics.get(message.routeKey)?.publish(message);
+    this.droppedForSlowConsumers += this.topics.get(message.routeKey)?.publish(message) ?? 0;
     this.relay?.publish(message);
   }
 
   /** A message another instance published: for this instance's subscribers only. */
   deliverRemote(message: Message): void {
-    this.topics.get(message.routeKey)?.publish(message);
+    this.droppedForSlowConsumers += this.topics.get(message.routeKey)?.publish(message) ?? 0;
   }
 
   /** Route keys of topics and user destinations with local subscribers. */
@@ -277,6 +280,7 @@ export class Router {
       droppedBytesFromQueues,
       refusedQueueFull: this.refusedQueueFull,
       refusedQueueLimit: this.refusedQueueLimit,
+      droppedForSlowConsumers: this.droppedForSlowConsumers,
     };
   }
 

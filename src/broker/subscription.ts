@@ -5,12 +5,17 @@
 // ACK covers the acked message and every earlier one (STOMP 1.2 "SUBSCRIBE ack Header").
 // They are bounded by maxUnacked: a queue hands a full subscription nothing more (prefetch);
 // a topic keeps delivering and forgets the oldest owed ack (nothing would be redelivered).
+// A topic message dropped for a slow subscriber is counted, and the next MESSAGE the
+// subscription gets says how many it missed (x-dropped), so the client can resynchronize.
 
 import { escapeHeader } from '../codec';
 import type { StompVersion } from '../codec';
 import type { Message } from './message';
 
 export type AckMode = 'auto' | 'client' | 'client-individual';
+
+/** On a MESSAGE: how many messages of this subscription were dropped just before it (slow consumer). */
+export const DROPPED_HEADER = 'x-dropped';
 
 /** What the broker needs of a session. */
 export interface Subscriber {
@@ -23,8 +28,11 @@ export interface Subscriber {
   write(bytes: Buffer, isBinary?: boolean): void;
   /** A fresh id for the `ack` header, unique within the session. */
   nextAckId(): string;
-  /** A message could not be written because the session reads too slowly. */
-  onSlowConsumer(subscription: Subscription, message: Message): void;
+  /**
+   * A message could not be written because the session reads too slowly. True: it was
+   * dropped (the subscription counts it and tells the client); false: the session is going.
+   */
+  onSlowConsumer(subscription: Subscription, message: Message): boolean;
 }
 
 export interface Delivery {
@@ -47,6 +55,10 @@ export class Subscription {
   readonly subscriber: Subscriber;
   /** ackId → delivery, oldest first. Empty for auto mode. */
   readonly pending = new Map<string, Delivery>();
+  /** Messages this subscription missed because its subscriber read too slowly. */
+  droppedCount = 0;
+  /** Of those, the ones the client was not told of yet: the next MESSAGE says how many. */
+  private untoldDrops = 0;
   /** "MESSAGE\nsubscription:<id>\n", reused by every auto-mode delivery. */
   private readonly head: Buffer;
   /** Identifies `head` among subscriptions: the same key means the same bytes. */
@@ -74,27 +86,42 @@ export class Subscription {
     return this.subscriber.isWritable && (this.ackMode === 'auto' || this.pending.size < this.maxUnacked);
   }
 
+  /** A message was not written to this subscription's slow subscriber. */
+  recordDropped(): void {
+    this.droppedCount++;
+    this.untoldDrops++;
+  }
+
   /** Write one MESSAGE; returns the delivery when an ACK is owed. */
   deliver(message: Message): Delivery | undefined {
     const subscriber = this.subscriber;
     if (this.ackMode === 'auto') {
-      const frame = message.frameFor(this.head, this.headKey, subscriber.version);
+      // The shared frame has no room for x-dropped: after a drop, this one delivery gets a head of its own.
+      const frame = this.untoldDrops === 0 ? message.frameFor(this.head, this.headKey, subscriber.version) : undefined;
       if (frame !== undefined) {
         subscriber.write(frame, message.isBinary);
       } else {
-        subscriber.write(this.head);
+        subscriber.write(this.untoldDrops === 0 ? this.head : Buffer.from(`MESSAGE\nsubscription:${this.escapedId}\n${this.takeDroppedHeader()}`));
         subscriber.write(message.tail(subscriber.version), message.isBinary);
       }
       return undefined;
     }
     const tail = message.tail(subscriber.version);
     const ackId = subscriber.nextAckId();
-    subscriber.write(Buffer.from(`MESSAGE\nsubscription:${this.escapedId}\nack:${ackId}\n`));
+    subscriber.write(Buffer.from(`MESSAGE\nsubscription:${this.escapedId}\n${this.takeDroppedHeader()}ack:${ackId}\n`));
     subscriber.write(tail, message.isBinary);
     const delivery: Delivery = { ackId, messageId: message.id, message: this.keepsMessages ? message : undefined };
     if (this.pending.size >= this.maxUnacked) this.pending.delete(this.pending.keys().next().value!);
     this.pending.set(ackId, delivery);
     return delivery;
+  }
+
+  /** `x-dropped:<n>` and a line break when messages were dropped since the client was last told, else ''. */
+  private takeDroppedHeader(): string {
+    if (this.untoldDrops === 0) return '';
+    const header = `${DROPPED_HEADER}:${this.untoldDrops}\n`;
+    this.untoldDrops = 0;
+    return header;
   }
 
   /** Remove and return what an ACK or NACK of `ackId` settles: [] if unknown. */

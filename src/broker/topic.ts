@@ -29,20 +29,23 @@ export class Topic {
     if (this.members.delete(subscription)) this.snapshot = undefined;
   }
 
-  /** Fan out; a subscriber over its write limit is handed to its slow-consumer policy. */
+  /**
+   * Fan out; a subscriber over its write limit is handed to its slow-consumer policy.
+   * Returns how many subscriptions had the message dropped.
+   */
   publish(message: Message): number {
     const subscriptions = (this.snapshot ??= [...this.members]);
-    let delivered = 0;
+    let dropped = 0;
     for (let i = 0; i < subscriptions.length; i++) {
       const subscription = subscriptions[i]!;
       if (subscription.subscriber.isWritable) {
         subscription.deliver(message);
-        delivered++;
-      } else {
-        subscription.subscriber.onSlowConsumer(subscription, message);
+      } else if (subscription.subscriber.onSlowConsumer(subscription, message)) {
+        subscription.recordDropped();
+        dropped++;
       }
     }
     message.releaseFrames(); // the fan-out is over: the shared frames are in the sockets' queues
-    return delivered;
+    return dropped;
   }
 }

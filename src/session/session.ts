@@ -16,6 +16,7 @@ import type { Subscriber, Subscription } from '../broker/subscription';
 import type { Message } from '../broker/message';
 import type { Connection } from '../transport/connection';
 import { COMMAND_HANDLERS } from './commands';
+import { DroppedMessageLog } from './dropped-message-log';
 import { StompError } from './errors';
 import type { StompErrorCode } from './errors';
 import type { DisconnectReason, LifecycleEvents, SessionInfo } from './events';
@@ -85,8 +86,6 @@ export class Session implements Subscriber, SessionView {
   log: Logger;
   readonly subscriptions = new Map<string, Subscription>();
   readonly transactions = new Map<string, Transaction>();
-  /** Messages not written because this session read too slowly (policy `drop`). */
-  droppedMessages = 0;
 
   private readonly decoder: Decoder;
   private lastReadAt = Date.now();
@@ -101,6 +100,7 @@ export class Session implements Subscriber, SessionView {
   private checkTimer: NodeJS.Timeout | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
   private isWaiting = false;
+  private readonly droppedLog = new DroppedMessageLog(() => this.log);
 
   constructor(connection: Connection, deps: SessionDeps) {
     this.connection = connection;
@@ -137,6 +137,11 @@ export class Session implements Subscriber, SessionView {
     return this.principal?.userId ?? '';
   }
 
+  /** Messages not written because this session read too slowly (policy `drop`). */
+  get droppedMessages(): number {
+    return this.droppedLog.total;
+  }
+
   get isOpen(): boolean {
     return this.state === 'awaiting-connect' || this.state === 'connected';
   }
@@ -156,12 +161,13 @@ export class Session implements Subscriber, SessionView {
     return String(++this.ackSeq);
   }
 
-  onSlowConsumer(subscription: Subscription, _message: Message): void {
+  onSlowConsumer(subscription: Subscription, _message: Message): boolean {
     if (this.deps.settings.slowConsumerPolicy === 'disconnect') {
       this.terminate('kicked', new StompError('SLOW_CONSUMER', `outbound buffer over its limit on ${subscription.destination}`));
-      return;
+      return false;
     }
-    if (this.droppedMessages++ === 0) this.log.warn({ destination: subscription.destination }, 'slow consumer: dropping messages');
+    this.droppedLog.record(subscription.destination);
+    return true;
   }
 
   // --- Frames out ---
@@ -389,6 +395,7 @@ export class Session implements Subscriber, SessionView {
     clearInterval(this.sendTimer);
     clearInterval(this.checkTimer);
     clearTimeout(this.expiryTimer);
+    this.droppedLog.flush();
     if (this.isWaiting) {
       // Reading was paused for an asynchronous step: resume it so the transport can see the
       // peer's side of the close (a WebSocket close handshake). The decoder stays paused.
@@ -455,7 +462,6 @@ export class Session implements Subscriber, SessionView {
   }
 
   private onDrain(): void {
-    if (this.droppedMessages > 0) this.log.info({ droppedMessages: this.droppedMessages }, 'slow consumer caught up');
     for (const subscription of this.subscriptions.values()) this.deps.router.resumeSubscription(subscription);
   }
 }

@@ -3,7 +3,12 @@
 //
 // Invariants:
 // - write() never touches the socket: bytes are queued and every dirty connection is
-//   flushed together once per event-loop turn (setImmediate), as one write per connection.
+//   flushed together once per event-loop turn (setImmediate), as one batch per connection.
+// - No connection pays for a copy of what other connections are sent too. A MESSAGE frame is
+//   shared by every subscriber of a fan-out: a batch goes to the socket as chunks (runs of
+//   small buffers joined, buffers of SHARED_MIN_BYTES or more as they are), and when several
+//   connections of one flush pass queued the very same buffers, the batch is joined once and
+//   that one buffer is written to each of them.
 // - bufferedBytes counts queued bytes plus bytes handed to the socket and not yet written,
 //   so the core can stop feeding a slow reader (isWritable) and hear when it drains.
 
@@ -56,14 +61,92 @@ export interface Connection {
   destroy(): void;
 }
 
+/**
+ * Buffers at least this long are handed to the socket by reference; shorter ones are joined
+ * with their neighbours. Below it, a copy is cheaper than one more vectored-write entry (or
+ * WebSocket fragment); above it, the copy is what a fan-out would pay once per subscriber.
+ */
+export const SHARED_MIN_BYTES = 2048;
+
+/**
+ * The chunks one batch goes out as: each run of small buffers joined into one buffer, each
+ * buffer of SHARED_MIN_BYTES or more kept as it is, in order.
+ */
+export function batchChunks(queue: readonly Buffer[]): Buffer[] {
+  if (queue.length === 1) return [queue[0]!];
+  const chunks: Buffer[] = [];
+  let runStart = 0;
+  let runBytes = 0;
+  const closeRun = (end: number): void => {
+    if (end - runStart === 1) chunks.push(queue[runStart]!);
+    else if (end > runStart) chunks.push(Buffer.concat(queue.slice(runStart, end), runBytes));
+  };
+  for (let i = 0; i < queue.length; i++) {
+    const bytes = queue[i]!;
+    if (bytes.length < SHARED_MIN_BYTES) {
+      runBytes += bytes.length;
+      continue;
+    }
+    closeRun(i);
+    chunks.push(bytes);
+    runStart = i + 1;
+    runBytes = 0;
+  }
+  closeRun(queue.length);
+  return chunks;
+}
+
+/** A batch already cut into chunks during this flush pass, for connections that queued the same buffers. */
+interface SharedBatch {
+  readonly queue: readonly Buffer[];
+  chunks: Buffer[];
+  /** Joined into one buffer, once a second connection turned out to want the same batch. */
+  isJoined: boolean;
+}
+
+function hasSameBuffers(a: readonly Buffer[], b: readonly Buffer[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 const dirty: BatchingConnection[] = [];
 let isFlushScheduled = false;
+/**
+ * During a flush pass: batches by their first buffer. In a fan-out, connection after
+ * connection queued the very same buffers (the shared frames of the same messages), so the
+ * batch is joined once and every such connection writes that one buffer, as a forwarder would.
+ */
+let passBatches: Map<Buffer, SharedBatch> | undefined;
 
 function flushAll(): void {
   isFlushScheduled = false;
   // A flush may queue more writes (a socket callback); those land in the next turn.
   const batch = dirty.splice(0, dirty.length);
-  for (let i = 0; i < batch.length; i++) batch[i]!.flush();
+  passBatches = new Map();
+  try {
+    for (let i = 0; i < batch.length; i++) batch[i]!.flush();
+  } finally {
+    passBatches = undefined; // the joined buffers now belong to the sockets' queues
+  }
+}
+
+/** The chunks `queue` goes out as: shared with an identical batch of this pass, if any. */
+function chunksFor(queue: Buffer[], byteCount: number): Buffer[] {
+  const batches = passBatches;
+  if (batches === undefined) return batchChunks(queue);
+  const first = queue[0]!;
+  const earlier = batches.get(first);
+  if (earlier !== undefined && hasSameBuffers(queue, earlier.queue)) {
+    if (!earlier.isJoined) {
+      if (earlier.chunks.length > 1) earlier.chunks = [Buffer.concat(earlier.chunks, byteCount)];
+      earlier.isJoined = true;
+    }
+    return earlier.chunks;
+  }
+  const chunks = batchChunks(queue);
+  batches.set(first, { queue, chunks, isJoined: false });
+  return chunks;
 }
 
 /** Shared batching and accounting; subclasses move bytes to their socket. */
@@ -120,7 +203,7 @@ export abstract class BatchingConnection implements Connection {
     if (!this.isAboveLimit && this.bufferedBytes > this.writeLimitBytes) this.isAboveLimit = true;
   }
 
-  /** Called by the scheduler: hand the queued bytes to the socket in one write. */
+  /** Called by the scheduler: hand the queued bytes to the socket as one batch. */
   flush(): void {
     const queue = this.queue;
     if (queue.length === 0 || this.isClosed) return;
@@ -131,14 +214,15 @@ export abstract class BatchingConnection implements Connection {
       this.handlers?.onOverflow();
       return;
     }
-    const bytes = queue.length === 1 ? queue[0]! : Buffer.concat(queue, this.queuedBytes);
+    const byteCount = this.queuedBytes;
+    const chunks = chunksFor(queue, byteCount);
     const isBinary = this.isQueueBinary;
     this.queue = [];
     this.queuedBytes = 0;
     this.isQueueBinary = false;
-    this.inflightBytes += bytes.length;
+    this.inflightBytes += byteCount;
     this.lastWriteAt = Date.now();
-    this.writeToSocket(bytes, isBinary, () => this.written(bytes.length));
+    this.writeToSocket(chunks, isBinary, () => this.written(byteCount));
   }
 
   end(): void {
@@ -158,7 +242,11 @@ export abstract class BatchingConnection implements Connection {
 
   abstract pauseReading(): void;
   abstract resumeReading(): void;
-  protected abstract writeToSocket(bytes: Buffer, isBinary: boolean, done: () => void): void;
+  /**
+   * Send `chunks` (in order, not to be copied) as one unit: one vectored write, one WebSocket
+   * message. `done` once, when the socket has taken all of them (or is gone).
+   */
+  protected abstract writeToSocket(chunks: readonly Buffer[], isBinary: boolean, done: () => void): void;
   /** Bytes handed to the socket that it has not passed to the kernel yet. */
   protected abstract socketBufferedBytes(): number;
   protected abstract endSocket(): void;

@@ -36,12 +36,22 @@ export class TcpConnection extends BatchingConnection {
     this.socket.resume();
   }
 
-  protected writeToSocket(bytes: Buffer, _isBinary: boolean, done: () => void): void {
+  protected writeToSocket(chunks: readonly Buffer[], _isBinary: boolean, done: () => void): void {
     if (!this.socket.writable) {
       done(); // the peer is gone (or going): nothing to deliver to, and no error to raise
       return;
     }
-    this.socket.write(bytes, done);
+    const last = chunks.length - 1;
+    if (last === 0) {
+      this.socket.write(chunks[0]!, done);
+      return;
+    }
+    // Corked writes leave together as one writev of the buffers themselves; the socket
+    // calls back in order, so the last callback means all were taken.
+    this.socket.cork();
+    for (let i = 0; i < last; i++) this.socket.write(chunks[i]!);
+    this.socket.write(chunks[last]!, done);
+    this.socket.uncork();
   }
 
   protected socketBufferedBytes(): number {

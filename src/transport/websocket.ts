@@ -5,7 +5,9 @@
 // - A WebSocket message may hold any part of a frame or several frames: the session's
 //   decoder is a stream, so messages are just chunks.
 // - A batch of outgoing frames goes out as one message: text, unless some frame's body is
-//   not UTF-8, then binary (a text message must be valid UTF-8).
+//   not UTF-8, then binary (a text message must be valid UTF-8). A batch of several chunks
+//   is one message in several fragments (RFC 6455 §5.4), so shared frames are not copied;
+//   a client sees only the reassembled message, whose boundaries are frame boundaries.
 // - Before the upgrade a socket is the listener's: it must finish its handshake in time and
 //   counts towards the connection caps (HTTP 503 over them).
 // - A message in progress is held by `ws` (one Buffer per fragment) until it completes. It is
@@ -36,6 +38,10 @@ const CLOSE_TIMEOUT_MS = 5000;
 export function maxFragmentsFor(maxMessageBytes: number): number {
   return Math.max(64, Math.ceil(maxMessageBytes / 1024));
 }
+const WHOLE_TEXT = { binary: false, fin: true } as const;
+const WHOLE_BINARY = { binary: true, fin: true } as const;
+const FRAGMENT_TEXT = { binary: false, fin: false } as const;
+const FRAGMENT_BINARY = { binary: true, fin: false } as const;
 
 export class WsConnection extends BatchingConnection {
   readonly transport = 'ws' as const;
@@ -44,6 +50,8 @@ export class WsConnection extends BatchingConnection {
   /** Wire bytes since the last complete message, reserved from the budget. */
   private inboundBytes = 0;
   private isRefused = false;
+  /** The socket under `ws`: corked around a fragmented message so it leaves in one writev. */
+  private readonly socket: Socket;
 
   constructor(ws: WebSocket, request: IncomingMessage, limits: WriteLimits, budget?: ByteBudget) {
     super(
@@ -57,6 +65,7 @@ export class WsConnection extends BatchingConnection {
     );
     this.ws = ws;
     this.budget = budget;
+    this.socket = request.socket;
     request.socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
     // Before ws parses a chunk: its messages then reset the count, so what is left counted is
     // at most what ws still holds (it may miss the start of a message begun in the same chunk).
@@ -98,12 +107,23 @@ export class WsConnection extends BatchingConnection {
     this.ws.resume();
   }
 
-  protected writeToSocket(bytes: Buffer, isBinary: boolean, done: () => void): void {
+  protected writeToSocket(chunks: readonly Buffer[], isBinary: boolean, done: () => void): void {
     if (this.ws.readyState !== WebSocket.OPEN) {
       done(); // closing or closed: nothing to deliver to
       return;
     }
-    this.ws.send(bytes, { binary: isBinary }, done);
+    const last = chunks.length - 1;
+    if (last === 0) {
+      this.ws.send(chunks[0]!, isBinary ? WHOLE_BINARY : WHOLE_TEXT, done);
+      return;
+    }
+    // Only the first fragment's type counts (later ones are continuations); `ws` writes each
+    // fragment as its header plus the buffer itself, and the cork makes them one writev.
+    const fragment = isBinary ? FRAGMENT_BINARY : FRAGMENT_TEXT;
+    this.socket.cork();
+    for (let i = 0; i < last; i++) this.ws.send(chunks[i]!, fragment);
+    this.ws.send(chunks[last]!, isBinary ? WHOLE_BINARY : WHOLE_TEXT, done);
+    this.socket.uncork();
   }
 
   protected socketBufferedBytes(): number {

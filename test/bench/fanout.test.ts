@@ -63,6 +63,10 @@ test('fanout spawns stompd and reports every delivery over TCP and WebSocket', {
   assert.equal(rest.length, 0);
   assertComplete(tcp!, 'tcp', 'stompd');
   assertComplete(ws!, 'ws', 'stompd');
+  for (const report of [tcp!, ws!]) {
+    const memory = report.brokerMemory as Record<string, number>;
+    assert.ok(memory.rssMiB > 0 && memory.peakRssMiB >= memory.rssMiB, `broker memory: ${JSON.stringify(memory)}`);
+  }
   const brokerLog = tcp!.brokerLog as Record<string, number>;
   assert.deepEqual(brokerLog, { slowConsumerSessions: 0, droppedMessagesLogged: 0, sessionsClosedByBroker: 0, errorLines: 0 });
 });

@@ -105,6 +105,31 @@ describe('@stomp/stompjs', { timeout: 10000 }, () => {
     assert.deepEqual(Buffer.from(message.binaryBody), Buffer.from(binary));
   });
 
+  it('large and small frames batched into one fragmented WebSocket message, text and binary', async () => {
+    const sub = await stompClient();
+    const pub = await stompClient();
+    const received: IMessage[] = [];
+    const ready = receipt(sub, 'frag-ready');
+    sub.subscribe('/topic/js-frag', (m) => received.push(m), { receipt: 'frag-ready' });
+    await ready;
+    // A COMMIT publishes its SENDs in one turn: one batch, so one message in several fragments
+    // (large frames are not copied into it).
+    const bodies = ['small-0', 'big-1'.padEnd(8192, '.'), 'small-2', 'big-3'.padEnd(20000, '+'), 'small-4'];
+    const binary = new Uint8Array(9000).map((_, i) => (i * 13) % 256);
+    for (const round of [0, 1]) {
+      const tx = pub.begin();
+      for (const body of bodies) pub.publish({ destination: '/topic/js-frag', body, headers: { transaction: tx.id } });
+      if (round === 1) pub.publish({ destination: '/topic/js-frag', binaryBody: binary, headers: { transaction: tx.id, 'content-type': 'application/octet-stream' } });
+      tx.commit();
+    }
+    const expected = bodies.length * 2 + 1;
+    const deadline = Date.now() + 5000;
+    while (received.length < expected && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(received.length, expected);
+    assert.deepEqual(received.slice(0, bodies.length * 2).map((m) => m.body), [...bodies, ...bodies]);
+    assert.deepEqual(Buffer.from(received[expected - 1]!.binaryBody), Buffer.from(binary));
+  });
+
   it('transactions: nothing arrives before commit', async () => {
     const sub = await stompClient();
     const pub = await stompClient();
