@@ -127,6 +127,15 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
             return session !== undefined;
           },
           kickLocalUser: (userId, code, message, reason) => closeUserSessions(open.values(), userId, code, message, reason),
+          closeAllLocal: (code, message, reason) => {
+            let closed = 0;
+            for (const session of [...open.values()]) {
+              if (session.state !== 'connected') continue;
+              session.kick(code, message, reason);
+              closed++;
+            }
+            return closed;
+          },
         });
   const registry = options.registry ?? cluster?.registry ?? new MemoryRegistry();
   const revocations = cluster?.revocations ?? new MemoryRevocations(config.revocationTtlSeconds * 1000);

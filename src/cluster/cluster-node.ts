@@ -40,6 +40,8 @@ export interface ClusterNodeDeps {
   kickLocal(sessionId: string, code: StompErrorCode, message: string, reason: DisconnectReason): boolean;
   /** Close every session of a user on this instance; returns how many. */
   kickLocalUser(userId: string, code: StompErrorCode, message: string, reason: DisconnectReason): number;
+  /** Close every session of this instance; returns how many. */
+  closeAllLocal(code: StompErrorCode, message: string, reason: DisconnectReason): number;
 }
 
 export interface ClusterHealth {
@@ -78,11 +80,21 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     heartbeatMs: config.instanceHeartbeatMs,
     registry,
     logger,
+    onLivenessLost: async (wasReaped) => {
+      if (wasReaped) {
+        // Its sessions were reported lost and their users may have reconnected elsewhere:
+        // keeping them would make duplicates. Clients reconnect.
+        const closed = deps.closeAllLocal('UNAVAILABLE', 'this instance was out of touch with the others and its sessions were taken for lost; reconnect', 'instance-lost');
+        logger.warn({ closed }, 'closed the sessions of this instance that a survivor had reaped');
+      }
+      await registry.reconcile();
+    },
     onSessionLost: (record) => {
       logger.info({ sessionId: record.sessionId, userId: record.userId, deadInstance: record.instanceId }, 'session lost with its instance');
       events.emit('disconnect', { session: infoOf(record), reason: 'instance-lost' });
     },
   });
+  const revocations = new RedisRevocations(commands, keys, deps.revocationTtlSeconds);
   const relay = new RedisRelay({
     publisher: commands,
     subscriber,
@@ -92,10 +104,12 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     deliver: (e) => router.deliverRemote(new Message(e.messageId, e.destination, e.routeKey, e.headers, e.body)),
     onControl: (control: ControlMessage) => {
       if (control.type === 'kick') deps.kickLocal(control.sessionId, control.code as StompErrorCode, control.message, 'kicked');
-      else if (control.type === 'kick-user') deps.kickLocalUser(control.userId, control.code as StompErrorCode, control.message, control.code === 'LOGGED_OUT' ? 'logged-out' : 'kicked');
+      else if (control.type === 'kick-user') {
+        if (control.revokedAt !== undefined) revocations.remember(control.userId, control.revokedAt);
+        deps.kickLocalUser(control.userId, control.code as StompErrorCode, control.message, control.code === 'LOGGED_OUT' ? 'logged-out' : 'kicked');
+      }
     },
   });
-  const revocations = new RedisRevocations(commands, keys, deps.revocationTtlSeconds);
 
   let degradedReason: string | undefined = 'connecting to Redis';
   let isStopping = false;
@@ -140,7 +154,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
 
   const remote: RemoteSessions = {
     kickSession: (sessionId, code, message) => relay.publishControl({ type: 'kick', sessionId, code, message }),
-    kickUser: (userId, code, message) => relay.publishControl({ type: 'kick-user', userId, code, message }),
+    kickUser: (userId, code, message, revokedAt) => relay.publishControl({ type: 'kick-user', userId, code, message, ...(revokedAt !== undefined ? { revokedAt } : {}) }),
   };
 
   return {

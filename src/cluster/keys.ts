@@ -64,6 +64,11 @@ export class RedisKeys {
     return `${this.prefix}instance:{${instanceId}}:users`;
   }
 
+  /** String (a day): this instance was reaped; if it is in fact alive, its sessions were reported lost. */
+  reaped(instanceId: string): string {
+    return `${this.prefix}instance:{${instanceId}}:reaped`;
+  }
+
   /** String, short-lived: which survivor is reaping a dead instance. */
   reaping(instanceId: string): string {
     return `${this.prefix}instance:{${instanceId}}:reaper`;

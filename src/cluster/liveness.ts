@@ -22,6 +22,12 @@ export interface LivenessOptions {
   registry: RedisRegistry;
   /** A dead instance's session was removed by this instance. */
   onSessionLost(record: SessionRecord): void;
+  /**
+   * This instance's liveness key was gone when it went to refresh it. `wasReaped`: a survivor
+   * took it for dead (it stalled past the TTL) and reported its sessions lost; otherwise
+   * Redis lost its data. Either way the instance has been announced again.
+   */
+  onLivenessLost(wasReaped: boolean): Promise<void>;
   logger: Logger;
 }
 
@@ -71,13 +77,23 @@ export class InstanceLiveness {
     this.isTicking = true;
     try {
       const { redis, keys, instanceId } = this.options;
-      await redis.set(keys.instance(instanceId), JSON.stringify({ startedAt: this.startedAt, pid: process.pid }), 'PX', this.ttlMs);
+      const previous = await redis.set(keys.instance(instanceId), JSON.stringify({ startedAt: this.startedAt, pid: process.pid }), 'PX', this.ttlMs, 'GET');
+      if (previous === null) await this.livenessLost();
       await this.reapDead();
     } catch (err) {
       this.options.logger.debug({ err }, 'liveness tick failed (Redis unavailable?)');
     } finally {
       this.isTicking = false;
     }
+  }
+
+  /** The key had expired or vanished: find out why, say so, and be listed again. */
+  private async livenessLost(): Promise<void> {
+    const { redis, keys, instanceId, logger } = this.options;
+    const wasReaped = (await redis.del(keys.reaped(instanceId))) === 1;
+    logger.warn({ wasReaped }, wasReaped ? 'this instance was taken for dead and reaped: its sessions are closed' : 'this instance\'s liveness key was gone (Redis lost its data?): registering again');
+    await this.announce();
+    await this.options.onLivenessLost(wasReaped);
   }
 
   /** Reap every listed instance whose liveness key is gone; returns how many sessions were reported. */
@@ -95,7 +111,9 @@ export class InstanceLiveness {
   }
 
   private async reap(deadId: string): Promise<number> {
-    const { redis, keys, registry, logger } = this.options;
+    const { redis, keys, registry, logger, instanceId } = this.options;
+    // Should the instance be alive after all (a long stall), it learns that it was reaped.
+    await redis.set(keys.reaped(deadId), instanceId, 'EX', 86400);
     const sessionIds = await redis.smembers(keys.instanceSessions(deadId));
     let reported = 0;
     for (const sessionId of sessionIds) {

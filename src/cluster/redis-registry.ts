@@ -112,6 +112,19 @@ end
 return 1
 `;
 
+/** KEYS[1] session hash. ARGV: ttlSeconds, now. Extends and stamps an existing record only. */
+const TOUCH_LUA = `
+if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'lastSeenAt', ARGV[2])
+  return 1
+end
+return 0
+`;
+
+/** How long an instance's connections must stay gone before a refused CONNECT declares it dead. */
+const VANISHED_CONFIRM_MS = 500;
+const CLIENT_LIST_REUSE_MS = 100;
+
 type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
 
 function recordFields(record: SessionRecord): string[] {
@@ -170,6 +183,7 @@ export class RedisRegistry implements SessionRegistry {
   /** Sessions this instance registered and has not unregistered: refreshed, and re-registered after Redis lost its data. */
   private readonly local = new Map<string, SessionRecord>();
   private readonly inFlight = new Set<Promise<void>>();
+  private clientList: { at: number; names: Promise<Set<string>> } | undefined;
 
   constructor(options: RedisRegistryOptions) {
     this.redis = options.redis;
@@ -181,6 +195,7 @@ export class RedisRegistry implements SessionRegistry {
     this.redis.defineCommand('stompdRegister', { numberOfKeys: 5, lua: REGISTER_SINGLE_LUA });
     this.redis.defineCommand('stompdUnregister', { numberOfKeys: 4, lua: UNREGISTER_SINGLE_LUA });
     this.redis.defineCommand('stompdForgetOnInstance', { numberOfKeys: 2, lua: FORGET_ON_INSTANCE_LUA });
+    this.redis.defineCommand('stompdTouch', { numberOfKeys: 1, lua: TOUCH_LUA });
   }
 
   /** Sessions registered by this instance. */
@@ -286,14 +301,19 @@ export class RedisRegistry implements SessionRegistry {
   }
 
   /** Extend the TTL of this instance's session keys and note that they are still alive. */
+  /**
+   * Every live session of this instance: extend its key's TTL and note it alive; a session
+   * whose record or user-set entry has gone missing (a Cluster node that restarted empty, a
+   * reaper that took this instance for dead) is registered again. A record is never
+   * re-created half by the refresh itself.
+   */
   async refresh(now = Date.now()): Promise<void> {
-    const pipeline = this.redis.pipeline();
-    for (const sessionId of this.local.keys()) {
-      const key = this.keys.session(sessionId);
-      pipeline.hset(key, 'lastSeenAt', String(now));
-      pipeline.expire(key, this.ttlSeconds);
-    }
-    await pipeline.exec();
+    const records = [...this.local.values()];
+    if (records.length === 0) return;
+    const touched = await Promise.all(records.map((r) => this.script('stompdTouch')(this.keys.session(r.sessionId), this.ttlSeconds, now)));
+    const scores = await Promise.all(records.map((r) => this.redis.zscore(this.keys.user(r.userId), r.sessionId)));
+    const missing = records.filter((_, i) => touched[i] !== 1 || scores[i] === null);
+    if (missing.length > 0) await this.reregister(missing);
   }
 
   /** Extend one session's TTL (the HTTP API's refresh); false when unknown. */
@@ -306,8 +326,21 @@ export class RedisRegistry implements SessionRegistry {
    * session another instance took meanwhile is not evicted: re-registration admits all.
    */
   async reregisterAll(): Promise<void> {
-    const unlimited: BindPolicy = { maxPerUser: Infinity, mode: 'reject' };
-    for (const record of [...this.local.values()]) await this.bind(record, unlimited);
+    await this.reregister([...this.local.values()]);
+  }
+
+  /**
+   * Write `records` again without a limit. A session that ends while this runs (it is no
+   * longer in `local` once its turn comes, or once it was written) is removed again, so a
+   * closed session is never left registered.
+   */
+  private async reregister(records: readonly SessionRecord[]): Promise<void> {
+    for (const record of records) {
+      if (!this.local.has(record.sessionId)) continue;
+      if (this.isCluster) await this.bindOnCluster(record, -1, 'reject');
+      else await this.registerOnSingle(record, -1, 'reject');
+      if (!this.local.has(record.sessionId)) await this.unregister(record.sessionId, record.instanceId);
+    }
   }
 
   /**
@@ -353,19 +386,40 @@ export class RedisRegistry implements SessionRegistry {
     const instanceIds = await Promise.all(holderIds.map((id) => this.redis.hget(this.keys.session(id), 'instanceId')));
     const others = [...new Set(instanceIds.filter((i): i is string => i !== null && i !== this.instanceId))];
     if (others.length === 0) return false;
-    let connected: Set<string>;
+    // Absent twice, VANISHED_CONFIRM_MS apart: a connection blip (ioredis reconnects within
+    // ~100 ms) is not a death; a killed process's connections never come back.
+    const absent = async (candidates: string[]): Promise<string[]> => {
+      const connected = await this.connectedInstanceNames();
+      return candidates.filter((id) => !connected.has(`stompd:${id}`) && !connected.has(`stompd:${id}:sub`));
+    };
+    let vanished: string[];
     try {
-      connected = await this.connectedInstanceNames();
+      vanished = await absent(others);
+      if (vanished.length === 0) return false;
+      await new Promise((resolve) => setTimeout(resolve, VANISHED_CONFIRM_MS));
+      vanished = await absent(vanished);
     } catch {
       return false; // CLIENT LIST not allowed (a managed Redis): the liveness TTL decides instead
     }
-    const vanished = others.filter((id) => !connected.has(`stompd:${id}`));
     for (const id of vanished) await this.redis.del(this.keys.instance(id));
     return vanished.length > 0;
   }
 
-  /** Client names of every connection to Redis (to every master on a Cluster). */
-  private async connectedInstanceNames(): Promise<Set<string>> {
+  /**
+   * Client names of every connection to Redis (to every master on a Cluster). One CLIENT
+   * LIST serves all callers for CLIENT_LIST_REUSE_MS: a flood of refused CONNECTs costs
+   * Redis a few listings a second, not one each.
+   */
+  private connectedInstanceNames(): Promise<Set<string>> {
+    const now = Date.now();
+    if (this.clientList !== undefined && now - this.clientList.at < CLIENT_LIST_REUSE_MS) return this.clientList.names;
+    const names = this.listClientNames();
+    this.clientList = { at: now, names };
+    names.catch(() => (this.clientList = undefined));
+    return names;
+  }
+
+  private async listClientNames(): Promise<Set<string>> {
     const nodes = isCluster(this.redis) ? this.redis.nodes('master') : [this.redis];
     const lists = await Promise.all(nodes.map((node) => node.client('LIST') as Promise<string>));
     const names = new Set<string>();

@@ -24,7 +24,7 @@ import type { RedisConnection } from './redis-client';
 
 export type ControlMessage =
   | { type: 'kick'; sessionId: string; code: string; message: string }
-  | { type: 'kick-user'; userId: string; code: string; message: string };
+  | { type: 'kick-user'; userId: string; code: string; message: string; revokedAt?: number };
 
 export interface RelayStats {
   published: number;

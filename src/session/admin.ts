@@ -19,7 +19,8 @@ export interface KickOutcome {
 export interface RemoteSessions {
   /** Resolves with how many instances heard it (this one included: it listens too), 0 when Redis is away. */
   kickSession(sessionId: string, code: StompErrorCode, message: string): Promise<number>;
-  kickUser(userId: string, code: StompErrorCode, message: string): Promise<number>;
+  /** `revokedAtMs`: the logout's revocation, for the other instances to remember. */
+  kickUser(userId: string, code: StompErrorCode, message: string, revokedAtMs?: number): Promise<number>;
 }
 
 export interface SessionAdmin {
@@ -60,18 +61,25 @@ export function createSessionAdmin(deps: SessionAdminDeps): SessionAdmin {
         return { sessionsClosed: 1, instancesReached: 1 };
       }
       if (deps.remote === undefined) return { sessionsClosed: 0, instancesReached: 1 };
-      const record = await deps.registry.get(sessionId);
-      if (record === undefined) return { sessionsClosed: 0, instancesReached: 1 };
+      // Unknown to the registry (or the registry unreachable): ask every instance anyway.
+      const record = await deps.registry.get(sessionId).catch(() => undefined);
+      if (record === undefined) {
+        const reached = await deps.remote.kickSession(sessionId, 'KICKED', KICK_MESSAGE);
+        return { sessionsClosed: 0, instancesReached: Math.max(1, reached) };
+      }
       const reached = await deps.remote.kickSession(sessionId, 'KICKED', KICK_MESSAGE);
       return { sessionsClosed: reached > 1 ? 1 : 0, instancesReached: Math.max(1, reached) };
     },
 
     async logoutUser(userId) {
-      await deps.revocations.revoke(userId, Date.now());
+      const revokedAtMs = Date.now();
+      // Even if the revocation cannot be stored now (Redis away), this instance's sessions go.
+      const revoked = deps.revocations.revoke(userId, revokedAtMs).catch(() => undefined);
       const closedHere = closeUserSessions(deps.localSessions(), userId, 'LOGGED_OUT', LOGOUT_MESSAGE, 'logged-out');
+      await revoked;
       if (deps.remote === undefined) return { sessionsClosed: closedHere, instancesReached: 1 };
-      const elsewhere = (await deps.registry.sessionsOf(userId)).filter((r) => r.instanceId !== deps.instanceId).length;
-      const reached = await deps.remote.kickUser(userId, 'LOGGED_OUT', LOGOUT_MESSAGE);
+      const elsewhere = (await deps.registry.sessionsOf(userId).catch(() => [])).filter((r) => r.instanceId !== deps.instanceId).length;
+      const reached = await deps.remote.kickUser(userId, 'LOGGED_OUT', LOGOUT_MESSAGE, revokedAtMs);
       return { sessionsClosed: closedHere + (reached > 1 ? elsewhere : 0), instancesReached: Math.max(1, reached) };
     },
   };

@@ -6,6 +6,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import { BrokerProcess } from '../helpers/broker-process';
+import { startBroker } from '../helpers/broker';
+import { SECRET, bearer, mint } from '../helpers/jwt';
 import { RawClient, header } from '../helpers/raw-client';
 import { startRedis } from '../helpers/redis';
 
@@ -82,6 +84,41 @@ describe('Redis killed and restarted empty, mid-traffic', { timeout: 120000 }, (
       assert.equal(ok.frames[0]!.command, 'CONNECTED', 'decisions possible again');
     } finally {
       await Promise.all([a.stop(), b.stop(), strict.stop()]);
+      await redis.stop();
+    }
+  });
+});
+
+describe('token CONNECTs while Redis is away', { timeout: 60000 }, () => {
+  it('are admitted, and a logout made before the outage still refuses the revoked tokens (also after Redis restarted empty)', async () => {
+    const redis = await startRedis();
+    const env = { REDIS_URL: redis.url, HEARTBEAT: '0,0', JWT_SECRET: SECRET };
+    const local = await startBroker(env);
+    const other = await BrokerProcess.start(env);
+    try {
+      const oldToken = await mint(SECRET, { sub: 'ousted' });
+      await local.admin.logoutUser('ousted'); // stored in Redis and told to every instance
+      await new Promise((resolve) => setTimeout(resolve, 1100)); // tokens minted from now on are newer
+      await redis.kill();
+      await until(() => other.lines.some((l) => l.msg?.startsWith('Redis unavailable')), 'the other instance to be degraded');
+
+      const connectWith = async (port: number, token: string) => {
+        const c = await RawClient.tcp(port);
+        clients.push(c);
+        c.sendFrame('CONNECT', { 'accept-version': '1.2', host: '/', 'heart-beat': '0,0', ...bearer(token) });
+        return c.next(5000);
+      };
+      assert.equal((await connectWith(other.tcpPort, await mint(SECRET, { sub: 'fresh' }))).command, 'CONNECTED', 'no INTERNAL_ERROR, no refusal for want of Redis');
+      assert.match(header(await connectWith(other.tcpPort, oldToken), 'message') ?? '', /^TOKEN_REVOKED:/, 'the other instance remembers the logout');
+      assert.match(header(await connectWith(local.tcpPort!, oldToken), 'message') ?? '', /^TOKEN_REVOKED:/);
+
+      await redis.restart(); // empty
+      await until(() => redis.cli('exists', `ws:instance:{${other.instanceId}}`).trim() === '1', 'the other instance back');
+      assert.match(header(await connectWith(local.tcpPort!, oldToken), 'message') ?? '', /^TOKEN_REVOKED:/, 'remembered though Redis forgot');
+      assert.equal((await connectWith(local.tcpPort!, await mint(SECRET, { sub: 'ousted' }))).command, 'CONNECTED', 'a new token works');
+    } finally {
+      await other.stop();
+      await local.stop();
       await redis.stop();
     }
   });

@@ -62,7 +62,7 @@ for (const mode of ['single', 'cluster'] as const) {
       const keys = new RedisKeys(config.prefix);
       const registry = new RedisRegistry({ redis, keys, instanceId: id, sessionTtlSeconds: config.sessionTtlSeconds });
       const lost: SessionRecord[] = [];
-      const liveness = new InstanceLiveness({ redis, keys, instanceId: id, heartbeatMs, registry, onSessionLost: (r) => lost.push(r), logger: silent });
+      const liveness = new InstanceLiveness({ redis, keys, instanceId: id, heartbeatMs, registry, onSessionLost: (r) => lost.push(r), onLivenessLost: async () => undefined, logger: silent });
       await liveness.announce();
       const made = { id, redis, registry, liveness, lost };
       instances.push(made);
@@ -188,6 +188,63 @@ for (const mode of ['single', 'cluster'] as const) {
       await new Promise((resolve) => setTimeout(resolve, 400)); // past the 300 ms TTL
       await survivor.liveness.reapDead();
       assert.deepEqual(survivor.lost.filter((r) => r.instanceId === dying.id).map((r) => r.userId), [userId]);
+    });
+
+    it('a session closed while re-registration runs is not left registered', async () => {
+      const a = await instance();
+      const ids = Array.from({ length: 300 }, (_, i) => `s-rr-${seq}-${i}`);
+      for (const id of ids) await a.registry.bind(record(id, `u-${id}`, a.id), { maxPerUser: Infinity, mode: 'reject' });
+      const last = ids[ids.length - 1]!;
+      const reconciling = a.registry.reconcile();
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      await a.registry.unbind(last); // the session ends while its turn has not come yet
+      await reconciling;
+      assert.equal(await a.redis.exists(`ws:session:{${last}}`), 0);
+      assert.equal(await a.redis.exists(`ws:user:{u-${last}}`), 0);
+      assert.equal(a.registry.localSessions.has(last), false);
+      for (const id of ids.slice(0, 5)) await a.registry.unbind(id);
+    });
+
+    it('an instance that stalled past its TTL and was reaped learns it when it wakes up', async () => {
+      const survivor = await instance();
+      const sleeper = await instance(100);
+      const woke: boolean[] = [];
+      const liveness = new InstanceLiveness({
+        redis: sleeper.redis, keys: new RedisKeys('ws:'), instanceId: sleeper.id, heartbeatMs: 100, registry: sleeper.registry,
+        onSessionLost: () => undefined, onLivenessLost: async (wasReaped) => void woke.push(wasReaped), logger: silent,
+      });
+      await liveness.announce();
+      await sleeper.registry.bind(record(`s-sleep-${seq}`, user(), sleeper.id), reject1);
+      await new Promise((resolve) => setTimeout(resolve, 400)); // no refresh: like a long GC pause
+      await survivor.liveness.reapDead();
+      assert.equal(await survivor.redis.sismember('ws:instances', sleeper.id), 0, 'reaped');
+      await liveness.tick(); // it wakes up
+      assert.deepEqual(woke, [true]);
+      assert.equal(await survivor.redis.sismember('ws:instances', sleeper.id), 1, 'listed again');
+      assert.equal(await survivor.redis.exists(`ws:instance:{${sleeper.id}}:reaped`), 0);
+    });
+
+    it('a holder whose Redis connection only blipped (killed, reconnected at once) still holds its place', async () => {
+      const a = await instance();
+      const b = await instance();
+      const userId = user();
+      assert.equal((await b.registry.bind(record(`s-blip-${seq}`, userId, b.id, 1), reject1)).isBound, true);
+      type Node = { client(...args: string[]): Promise<unknown> };
+      const nodes: Node[] = 'nodes' in a.redis ? (a.redis as unknown as { nodes(role: string): Node[] }).nodes('master') : [a.redis as unknown as Node];
+      let killed = 0;
+      for (const node of nodes) {
+        const list = String(await node.client('LIST'));
+        for (const line of list.split('\n')) {
+          if (!line.includes(` name=stompd:${b.id} `)) continue;
+          await node.client('KILL', 'ID', /id=(\d+)/.exec(line)![1]!);
+          killed++;
+        }
+      }
+      assert.ok(killed > 0, 'B\'s connections were found and killed');
+      // ioredis reconnects B within ~100 ms.
+      const result = await a.registry.bind(record(`s-blip2-${seq}`, userId, a.id, 2), reject1);
+      assert.equal(result.isBound, false, 'B is alive: its session keeps the place');
+      assert.equal(await a.redis.exists(`ws:instance:{${b.id}}`), 1);
     });
 
     it('re-registration after Redis lost its data restores this instance\'s sessions', async () => {
