@@ -35,6 +35,7 @@ export interface CrossInstanceOptions {
   idleSeconds: number;
   destination: string;
   brokerEnv: Record<string, string>;
+  brokerNodeArgs: string[];
   isPinning: boolean;
   isQuiet: boolean;
 }
@@ -81,6 +82,7 @@ Prints one JSON line per run, then one summary line (medians per scenario) on st
   --idle S                  after publishing, end a run after S seconds without a delivery (default ${DEFAULTS.idle})
   --destination D           topic (default ${DEFAULTS.destination})
   --broker-env K=V          extra environment for every spawned stompd (repeatable)
+  --broker-node-arg=ARG     extra node flag for every spawned stompd, e.g. --broker-node-arg=--cpu-prof (repeatable)
   --no-pin                  do not pin: by default the brokers share CPU 0, redis-server and
                             the load generator CPU 1
   --quiet                   no progress on stderr
@@ -111,6 +113,7 @@ export function parseCrossInstanceOptions(argv: readonly string[]): Readonly<Cro
         idle: { type: 'string' },
         destination: { type: 'string' },
         'broker-env': { type: 'string', multiple: true },
+        'broker-node-arg': { type: 'string', multiple: true },
         'no-pin': { type: 'boolean' },
         quiet: { type: 'boolean' },
         help: { type: 'boolean' },
@@ -168,6 +171,7 @@ export function parseCrossInstanceOptions(argv: readonly string[]): Readonly<Cro
     idleSeconds: positiveInteger('idle', values.idle ?? String(DEFAULTS.idle)),
     destination,
     brokerEnv,
+    brokerNodeArgs: values['broker-node-arg'] ?? [],
     isPinning: !values['no-pin'],
     isQuiet: values.quiet ?? false,
   });

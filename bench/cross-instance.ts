@@ -167,7 +167,7 @@ async function spawnInstances(context: BenchContext, scenario: Scenario, roundIn
       const broker = await spawnStompd({
         mainPath: MAIN_PATH,
         env: { ...options.brokerEnv, ...clusterEnv },
-        nodeArgs: [],
+        nodeArgs: options.brokerNodeArgs,
         cpu: context.isPinning ? BROKER_CPU : undefined,
         readyTimeoutMs: READY_TIMEOUT_MS,
       });
