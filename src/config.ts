@@ -59,6 +59,14 @@ export interface Config {
   topicPrefix: string;
   queuePrefix: string;
   maxQueueMessages: number;
+  /** Bytes one queue holds (stored and unacknowledged messages); past it the oldest stored are dropped. */
+  maxQueueBytes: number;
+  /** Bytes all queues hold together; a SEND past it is refused (QUEUE_FULL). */
+  maxTotalQueueBytes: number;
+  /** Queues that may exist at once; a SEND creating one more is refused (QUEUE_LIMIT). */
+  maxQueues: number;
+  /** Bytes of frames in progress and held by transactions, all connections together (SERVER_BUSY past it). */
+  maxPendingFrameBytes: number;
   maxTransactionFrames: number;
   maxTransactionBytes: number;
   maxSubscriptionsPerSession: number;
@@ -153,7 +161,7 @@ const SETTINGS = {
   MAX_CONNECTIONS: ['100000', integer(0), 'a non-negative integer (0: no limit)'],
   MAX_CONNECTIONS_PER_ADDRESS: ['1000', integer(0), 'a non-negative integer (0: no limit)'],
   SHUTDOWN_TIMEOUT_MS: ['5000', integer(1, 3_600_000), 'an integer from 1 to 3600000 (ms)'],
-  MAX_FRAME_BYTES: ['1048576', integer(256), 'an integer >= 256 (bytes)'],
+  MAX_FRAME_BYTES: ['4194304', integer(256), 'an integer >= 256 (bytes)'],
   MAX_HEADERS: ['64', integer(1, 100000), 'an integer from 1 to 100000'],
   MAX_HEADER_LINE_BYTES: ['8192', integer(64), 'an integer >= 64 (bytes)'],
   WRITE_BUFFER_LIMIT_BYTES: ['1048576', integer(1024), 'an integer >= 1024 (bytes)'],
@@ -161,6 +169,10 @@ const SETTINGS = {
   TOPIC_PREFIX: ['/topic/', (v: string) => (v.startsWith('/') && v.endsWith('/') && v.length > 2 ? v : null), 'a destination prefix starting and ending with "/"'],
   QUEUE_PREFIX: ['/queue/', (v: string) => (v.startsWith('/') && v.endsWith('/') && v.length > 2 ? v : null), 'a destination prefix starting and ending with "/"'],
   MAX_QUEUE_MESSAGES: ['10000', integer(1), 'a positive integer'],
+  MAX_QUEUE_BYTES: ['268435456', integer(1), 'a positive integer (bytes)'],
+  MAX_TOTAL_QUEUE_BYTES: ['1073741824', integer(1), 'a positive integer (bytes)'],
+  MAX_QUEUES: ['100000', integer(1), 'a positive integer'],
+  MAX_PENDING_FRAME_BYTES: ['536870912', integer(1024), 'an integer >= 1024 (bytes)'],
   MAX_TRANSACTION_FRAMES: ['1000', integer(1), 'a positive integer'],
   MAX_TRANSACTION_BYTES: ['8388608', integer(0), 'a non-negative integer (bytes)'],
   MAX_SUBSCRIPTIONS_PER_SESSION: ['1000', integer(1), 'a positive integer'],
@@ -260,6 +272,10 @@ export function loadConfig(env: Env): Readonly<Config> {
     topicPrefix: p.TOPIC_PREFIX,
     queuePrefix: p.QUEUE_PREFIX,
     maxQueueMessages: p.MAX_QUEUE_MESSAGES,
+    maxQueueBytes: p.MAX_QUEUE_BYTES,
+    maxTotalQueueBytes: p.MAX_TOTAL_QUEUE_BYTES,
+    maxQueues: p.MAX_QUEUES,
+    maxPendingFrameBytes: p.MAX_PENDING_FRAME_BYTES,
     maxTransactionFrames: p.MAX_TRANSACTION_FRAMES,
     maxTransactionBytes: p.MAX_TRANSACTION_BYTES,
     maxSubscriptionsPerSession: p.MAX_SUBSCRIPTIONS_PER_SESSION,

@@ -4,6 +4,7 @@
 
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
+import { SharedByteBudget } from './codec';
 import type { Logger } from 'pino';
 import { accessControl, loadRules } from './auth/acl';
 import { loginAsUserId } from './auth/embedded';
@@ -48,6 +49,8 @@ export interface RunningServer {
   readonly router: Router;
   readonly registry: SessionRegistry;
   readonly logger: Logger;
+  /** Bytes of frames in progress and held by transactions, all sessions (MAX_PENDING_FRAME_BYTES). */
+  readonly pendingBudget: SharedByteBudget;
   /** Sessions open right now, connected or not yet. */
   sessions(): IterableIterator<Session>;
   /** Kick a session or log a user out, on whichever instance it lives. */
@@ -99,8 +102,13 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     queuePrefix: config.queuePrefix,
     userPrefix: config.userPrefix,
     maxQueueMessages: config.maxQueueMessages,
+    maxQueueBytes: config.maxQueueBytes,
+    maxTotalQueueBytes: config.maxTotalQueueBytes,
+    maxQueues: config.maxQueues,
+    logger,
     messageIdPrefix: randomBytes(4).toString('hex'),
   });
+  const pendingBudget = new SharedByteBudget(config.maxPendingFrameBytes);
   const open = new Map<string, Session>();
   // Several instances: loaded only when Redis is configured (embedded mode never loads ioredis).
   const cluster =
@@ -130,7 +138,11 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     : loginAsUserId();
   if (usersFile !== undefined) logger.info({ usersFile: usersFile.path, users: usersFile.size }, 'users mode: login and passcode checked against USERS_FILE');
   if (config.authMode === 'none') {
-    logger.warn('embedded mode: everything in memory, no Redis, no authentication (the CONNECT login is taken as the user id)');
+    logger.warn(
+      config.redis === undefined
+        ? 'embedded mode: everything in memory, no Redis, no authentication (the CONNECT login is taken as the user id)'
+        : 'no authentication: the CONNECT login is taken as the user id (set JWT_SECRET, JWT_PUBLIC_KEY, JWT_JWKS_URL or USERS_FILE)',
+    );
   }
   const interceptors: Interceptor[] = [
     authenticator,
@@ -158,6 +170,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     interceptors,
     events,
     logger,
+    pendingBudget,
     settings: {
       heartbeat: config.heartbeat,
       heartbeatMinMs: config.heartbeatMinMs,
@@ -192,7 +205,9 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   );
 
   const verifyOrigin = originChecker(config.allowedOrigins);
-  // Room past the soft limit for what is not a MESSAGE (RECEIPTs) and for one large MESSAGE.
+  // Room past the soft limit for what is not a MESSAGE (RECEIPTs) and for one MESSAGE of the
+  // largest frame: 6 MiB with the defaults, only ever reached by a client that stops reading
+  // (an idle connection holds none of it).
   const writeLimits = {
     writeLimitBytes: config.writeBufferLimitBytes,
     overflowLimitBytes: config.writeBufferLimitBytes * 2 + config.limits.maxFrameBytes,
@@ -216,8 +231,11 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           port: config.wsPort,
           path: config.wsPath,
           limits: writeLimits,
-          // Room for several frames per message; each frame is still held to maxFrameBytes.
-          maxMessageBytes: config.limits.maxFrameBytes * 4 + 64 * 1024,
+          // stompjs sends one frame per message, and a frame is held to maxFrameBytes anyway:
+          // the 64 KiB lets a frame just over the limit reach the decoder, which answers
+          // FRAME_TOO_LARGE, rather than the WebSocket closing with 1009.
+          maxMessageBytes: config.limits.maxFrameBytes + 64 * 1024,
+          pendingBudget,
           handshakeTimeoutMs: config.handshakeTimeoutMs,
           admission,
           ...(verifyOrigin ? { verifyHandshake: verifyOrigin } : {}),
@@ -243,6 +261,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     router,
     registry,
     logger,
+    pendingBudget,
     sessions: () => open.values(),
     admin: createSessionAdmin({
       localSessions: () => open.values(),

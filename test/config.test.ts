@@ -12,7 +12,7 @@ describe('configuration', () => {
     assert.deepEqual(config.heartbeat, { sendMs: 10000, receiveMs: 10000 });
     assert.equal(config.heartbeatGrace, 2);
     assert.equal(config.connectTimeoutMs, 10000);
-    assert.equal(config.limits.maxFrameBytes, 1048576);
+    assert.equal(config.limits.maxFrameBytes, 4194304, 'RabbitMQ\'s frame_max');
     assert.ok(Object.isFrozen(config));
   });
 
@@ -62,6 +62,19 @@ describe('configuration', () => {
       ['MAX_CONNECTIONS_PER_ADDRESS', 'lots'],
     ]) {
       assert.throws(() => loadConfig({ [variable!]: value! }), (e: unknown) => e instanceof ConfigError && e.variable === variable, `${variable}=${value}`);
+    }
+  });
+
+  it('memory limits: defaults, and every one read and checked', () => {
+    const defaults = loadConfig({});
+    assert.equal(defaults.maxPendingFrameBytes, 512 * 1024 * 1024);
+    assert.equal(defaults.maxQueueBytes, 256 * 1024 * 1024);
+    assert.equal(defaults.maxTotalQueueBytes, 1024 * 1024 * 1024);
+    assert.equal(defaults.maxQueues, 100000);
+    const set = loadConfig({ MAX_PENDING_FRAME_BYTES: '65536', MAX_QUEUE_BYTES: '1000', MAX_TOTAL_QUEUE_BYTES: '5000', MAX_QUEUES: '3' });
+    assert.deepEqual([set.maxPendingFrameBytes, set.maxQueueBytes, set.maxTotalQueueBytes, set.maxQueues], [65536, 1000, 5000, 3]);
+    for (const variable of ['MAX_PENDING_FRAME_BYTES', 'MAX_QUEUE_BYTES', 'MAX_TOTAL_QUEUE_BYTES', 'MAX_QUEUES']) {
+      assert.throws(() => loadConfig({ [variable]: '0' }), (e: unknown) => e instanceof ConfigError && e.variable === variable, variable);
     }
   });
 

@@ -71,6 +71,18 @@ describe('layout', () => {
     }
   });
 
+  it('README\'s Errors section lists every ERROR code the broker can send', () => {
+    const readme = read('README.md');
+    const errors = readme.slice(readme.indexOf('## Errors'), readme.indexOf('## Configuration'));
+    const codes = new Set<string>();
+    for (const file of ['src/session/errors.ts', 'src/codec/errors.ts']) {
+      const union = /export type \w+Code =([^;]+);/.exec(read(file))![1]!;
+      for (const match of union.matchAll(/'([A-Z_]+)'/g)) codes.add(match[1]!);
+    }
+    assert.ok(codes.size > 30, `found ${codes.size} codes`);
+    for (const code of codes) assert.ok(errors.includes(`\`${code}\``), `README Errors lacks ${code}`);
+  });
+
   it('.ci/run installs with npm ci and runs exactly the README test command', () => {
     const ci = read('.ci/run');
     assert.match(ci, /^npm ci\b/m);

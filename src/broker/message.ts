@@ -49,6 +49,26 @@ export function isNameCarriedBy(name: string, version: StompVersion): boolean {
 
 const MAX_SHARED_FRAMES = 8;
 
+/**
+ * What a held message costs beyond its body and header text: the objects, ids, caches, and a
+ * share of its queue's. Measured: 100k queues x 3 messages of 11 bytes with 3 headers cost
+ * ~970 bytes of heap each; counted with this, ~935.
+ */
+const MESSAGE_OVERHEAD_BYTES = 640;
+/** Per header: its tuple and two strings. */
+const HEADER_OVERHEAD_BYTES = 64;
+
+/**
+ * The bytes a message (or a frame held for later) is counted for in the limits: its body,
+ * its header names and values, and a fixed overhead. Header-heavy messages with empty bodies
+ * cost memory too, mostly on the V8 heap.
+ */
+export function heldByteSize(headers: readonly Header[], bodyBytes: number): number {
+  let bytes = bodyBytes + MESSAGE_OVERHEAD_BYTES;
+  for (const [name, value] of headers) bytes += name.length + value.length + HEADER_OVERHEAD_BYTES;
+  return bytes;
+}
+
 export class Message {
   readonly id: string;
   /** The destination subscribers see in the MESSAGE. */
@@ -60,6 +80,8 @@ export class Message {
   readonly body: Buffer;
   /** Not valid UTF-8: WebSocket must carry it in a binary message. */
   readonly isBinary: boolean;
+  /** What holding it costs, as the queue and transaction limits count it (heldByteSize). */
+  readonly byteSize: number;
   /** Set when a queue hands the message out again after a NACK or a lost consumer. */
   isRedelivered = false;
   private tails: Partial<Record<StompVersion, Buffer>> = {};
@@ -74,6 +96,7 @@ export class Message {
     this.headers = headers;
     this.body = body;
     this.isBinary = body.length > 0 && !isUtf8(body);
+    this.byteSize = heldByteSize(headers, body.length) + destination.length + routeKey.length + id.length;
   }
 
   /**

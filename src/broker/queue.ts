@@ -2,7 +2,11 @@
 //
 // Invariants:
 // - A message is either stored here, or pending on exactly one subscription, never both.
-// - Stored messages are bounded by maxMessages: past it the oldest is dropped and counted.
+// - heldBytes counts every message the queue is answerable for: stored, and delivered but
+//   not yet acknowledged (a NACK or a lost consumer brings those back). An auto-ack delivery,
+//   an ACK or a drop ends it. Every change is reported through QueueHooks.
+// - Stored messages are bounded by maxMessages and heldBytes by maxBytes: past either the
+//   oldest stored are dropped and counted (RabbitMQ's drop-head overflow).
 // - Messages a consumer gave back (NACK, unsubscribe, disconnect) go to the front, in their
 //   original order, and are offered to another consumer first.
 
@@ -16,18 +20,34 @@ export function messagesOf(deliveries: readonly Delivery[]): Message[] {
   return messages;
 }
 
+export interface QueueLimits {
+  maxMessages: number;
+  maxBytes: number;
+}
+
+/** How a queue tells its owner about bytes it holds and messages it drops. */
+export interface QueueHooks {
+  heldBytesChanged(deltaBytes: number): void;
+  dropped(queue: Queue, messageCount: number, byteCount: number): void;
+}
+
 export class Queue {
   readonly destination: string;
   /** Messages thrown away because the queue was full. */
   droppedCount = 0;
-  private readonly maxMessages: number;
+  droppedBytes = 0;
+  /** Stored and unacknowledged messages, as Message.byteSize counts them. */
+  heldBytes = 0;
+  private readonly limits: QueueLimits;
+  private readonly hooks: QueueHooks;
   private stored: Message[] = [];
   private consumers: Subscription[] = [];
   private nextConsumer = 0;
 
-  constructor(destination: string, maxMessages: number) {
+  constructor(destination: string, limits: QueueLimits, hooks: QueueHooks) {
     this.destination = destination;
-    this.maxMessages = maxMessages;
+    this.limits = limits;
+    this.hooks = hooks;
   }
 
   get depth(): number {
@@ -44,8 +64,16 @@ export class Queue {
   }
 
   publish(message: Message): void {
+    this.hold(message.byteSize);
     if (this.stored.length === 0 && this.dispatch(message, undefined)) return;
     this.store(message);
+  }
+
+  /** Acknowledged: the queue is no longer answerable for them. */
+  settled(messages: readonly Message[]): void {
+    let bytes = 0;
+    for (const message of messages) bytes += message.byteSize;
+    this.hold(-bytes);
   }
 
   addConsumer(subscription: Subscription): void {
@@ -92,11 +120,23 @@ export class Queue {
   }
 
   private trim(): void {
-    const excess = this.stored.length - this.maxMessages;
-    if (excess > 0) {
-      this.stored.splice(0, excess);
-      this.droppedCount += excess;
-    }
+    const { maxMessages, maxBytes } = this.limits;
+    let count = Math.max(0, this.stored.length - maxMessages);
+    let bytes = 0;
+    for (let i = 0; i < count; i++) bytes += this.stored[i]!.byteSize;
+    while (count < this.stored.length && this.heldBytes - bytes > maxBytes) bytes += this.stored[count++]!.byteSize;
+    if (count === 0) return;
+    this.stored.splice(0, count);
+    this.droppedCount += count;
+    this.droppedBytes += bytes;
+    this.hold(-bytes);
+    this.hooks.dropped(this, count, bytes);
+  }
+
+  private hold(deltaBytes: number): void {
+    if (deltaBytes === 0) return;
+    this.heldBytes += deltaBytes;
+    this.hooks.heldBytesChanged(deltaBytes);
   }
 
   /** Round robin over writable consumers other than `except`. */
@@ -112,7 +152,8 @@ export class Queue {
 
   private dispatchTo(consumer: Subscription, message: Message): boolean {
     if (!consumer.canTakeMore) return false;
-    consumer.deliver(message);
+    // An auto-ack delivery is done with; otherwise the message waits for its ACK.
+    if (consumer.deliver(message) === undefined) this.hold(-message.byteSize);
     return true;
   }
 }

@@ -6,19 +6,35 @@
 // instances), topic and user messages also go to the other instances, and the relay is
 // told which route keys have local subscribers; local subscribers are always served
 // directly, never through the relay.
+//
+// Queue limits: each queue drops its oldest past MAX_QUEUE_MESSAGES / MAX_QUEUE_BYTES (its
+// own business); what all queues hold together (MAX_TOTAL_QUEUE_BYTES) and how many exist
+// (MAX_QUEUES) are checked before a publish (admit), and a refusal is the sender's ERROR:
+// dropping other queues' messages to make room would be worse. Both are counted in stats()
+// and logged at most every LIMIT_LOG_INTERVAL_MS.
 
+import type { Logger } from 'pino';
 import type { Header } from '../codec';
 import { Destinations } from './destinations';
 import type { DestinationKind, DestinationPrefixes } from './destinations';
 import { Message, USER_ID_HEADER, forwardableHeaders } from './message';
 import { Queue, messagesOf } from './queue';
 import type { Relay } from './relay';
+import type { QueueHooks } from './queue';
 import type { Delivery, Subscription } from './subscription';
 import { Topic } from './topic';
 
 export interface RouterOptions extends DestinationPrefixes {
   /** Messages a queue keeps while nobody takes them; past it the oldest are dropped. */
   maxQueueMessages: number;
+  /** Bytes a queue holds (stored and unacknowledged); past it the oldest stored are dropped. */
+  maxQueueBytes?: number;
+  /** Bytes all queues hold together; a publish past it is refused (QUEUE_FULL). */
+  maxTotalQueueBytes?: number;
+  /** Queues at once; a publish creating one more is refused (QUEUE_LIMIT). */
+  maxQueues?: number;
+  /** For the rate-limited drop and refusal lines. */
+  logger?: Logger;
   /** Prefix of message ids, unique per broker instance. */
   messageIdPrefix: string;
 }
@@ -28,8 +44,24 @@ export interface RouterStats {
   queues: number;
   published: number;
   queuedMessages: number;
+  /** Stored and unacknowledged queue messages, as Message.byteSize counts them. */
+  queuedBytes: number;
+  /** Dropped by full queues (MAX_QUEUE_MESSAGES, MAX_QUEUE_BYTES): messages and their bytes. */
   droppedFromQueues: number;
+  droppedBytesFromQueues: number;
+  /** Publishes refused: all queues full (QUEUE_FULL), too many queues (QUEUE_LIMIT). */
+  refusedQueueFull: number;
+  refusedQueueLimit: number;
 }
+
+/** Why a publish is refused: a stable code for the ERROR, and a sentence. */
+export interface PublishRefusal {
+  code: 'QUEUE_FULL' | 'QUEUE_LIMIT';
+  message: string;
+}
+
+/** At most one line per this about drops and refusals, with the counts since the last one. */
+export const LIMIT_LOG_INTERVAL_MS = 10_000;
 
 export class Router {
   readonly destinations: Destinations;
@@ -41,10 +73,31 @@ export class Router {
   private publishedCount = 0;
   private relay: Relay | undefined;
   private droppedFromForgottenQueues = 0;
+  private droppedBytesFromForgottenQueues = 0;
+  private queuedBytes = 0;
+  private refusedQueueFull = 0;
+  private refusedQueueLimit = 0;
+  private readonly queueLimits: { maxMessages: number; maxBytes: number };
+  private readonly queueHooks: QueueHooks;
+  /** Counts not logged yet, and when the last line went out. */
+  private unlogged = { droppedMessages: 0, droppedBytes: 0, refusedQueueFull: 0, refusedQueueLimit: 0 };
+  private lastLimitLogAt = 0;
+  private limitLogTimer: NodeJS.Timeout | undefined;
 
   constructor(options: RouterOptions) {
     this.options = options;
     this.destinations = new Destinations(options);
+    this.queueLimits = { maxMessages: options.maxQueueMessages, maxBytes: options.maxQueueBytes ?? Number.MAX_SAFE_INTEGER };
+    this.queueHooks = {
+      heldBytesChanged: (deltaBytes) => {
+        this.queuedBytes += deltaBytes;
+      },
+      dropped: (_queue, messageCount, byteCount) => {
+        this.unlogged.droppedMessages += messageCount;
+        this.unlogged.droppedBytes += byteCount;
+        this.noteLimitEvent();
+      },
+    };
   }
 
   kindOf(destination: string): DestinationKind | undefined {
@@ -74,6 +127,47 @@ export class Router {
   attachRelay(relay: Relay): void {
     this.relay = relay;
     for (const routeKey of this.topics.keys()) relay.setInterest(routeKey, true);
+  }
+
+  /**
+   * Whether `messages` may be published now (all of them: a COMMIT is all or nothing).
+   * Only queues hold messages, so only queue messages can be refused.
+   */
+  admit(messages: readonly Message[]): PublishRefusal | undefined {
+    let bytes = 0;
+    let newQueues: Set<string> | undefined;
+    for (const message of messages) {
+      if (this.kindOf(message.routeKey) !== 'queue') continue;
+      bytes += message.byteSize;
+      if (!this.queues.has(message.routeKey)) (newQueues ??= new Set()).add(message.routeKey);
+    }
+    if (newQueues !== undefined) {
+      const refusal = this.admitNewQueues(newQueues.size);
+      if (refusal !== undefined) return refusal;
+    }
+    const maxTotalBytes = this.options.maxTotalQueueBytes ?? Number.MAX_SAFE_INTEGER;
+    if (bytes > 0 && this.queuedBytes + bytes > maxTotalBytes) {
+      this.refusedQueueFull++;
+      this.unlogged.refusedQueueFull++;
+      this.noteLimitEvent();
+      return { code: 'QUEUE_FULL', message: `the queues hold ${maxTotalBytes} bytes together, their limit: try again when consumers catch up` };
+    }
+    return undefined;
+  }
+
+  /** Whether subscribing to `destination` may create its queue (MAX_QUEUES). */
+  admitSubscription(destination: string): PublishRefusal | undefined {
+    if (this.kindOf(destination) !== 'queue' || this.queues.has(destination)) return undefined;
+    return this.admitNewQueues(1);
+  }
+
+  private admitNewQueues(count: number): PublishRefusal | undefined {
+    const maxQueues = this.options.maxQueues ?? Number.MAX_SAFE_INTEGER;
+    if (this.queues.size + count <= maxQueues) return undefined;
+    this.refusedQueueLimit++;
+    this.unlogged.refusedQueueLimit++;
+    this.noteLimitEvent();
+    return { code: 'QUEUE_LIMIT', message: `the server holds ${maxQueues} queues, its limit: no new queue now` };
   }
 
   publish(message: Message): void {
@@ -136,7 +230,11 @@ export class Router {
 
   ack(subscription: Subscription, ackId: string): Delivery[] {
     const settled = subscription.settle(ackId);
-    if (settled.length > 0) this.queues.get(subscription.routeKey)?.drain(); // room under the prefetch limit
+    const queue = this.queues.get(subscription.routeKey);
+    if (queue !== undefined && settled.length > 0) {
+      queue.settled(messagesOf(settled));
+      queue.drain(); // room under the prefetch limit
+    }
     return settled;
   }
 
@@ -163,24 +261,59 @@ export class Router {
   stats(): RouterStats {
     let queuedMessages = 0;
     let droppedFromQueues = this.droppedFromForgottenQueues;
+    let droppedBytesFromQueues = this.droppedBytesFromForgottenQueues;
     for (const queue of this.queues.values()) {
       queuedMessages += queue.depth;
       droppedFromQueues += queue.droppedCount;
+      droppedBytesFromQueues += queue.droppedBytes;
     }
-    return { topics: this.topics.size, queues: this.queues.size, published: this.publishedCount, queuedMessages, droppedFromQueues };
+    return {
+      topics: this.topics.size,
+      queues: this.queues.size,
+      published: this.publishedCount,
+      queuedMessages,
+      queuedBytes: this.queuedBytes,
+      droppedFromQueues,
+      droppedBytesFromQueues,
+      refusedQueueFull: this.refusedQueueFull,
+      refusedQueueLimit: this.refusedQueueLimit,
+    };
   }
 
   private forgetQueue(queue: Queue): void {
     this.droppedFromForgottenQueues += queue.droppedCount;
+    this.droppedBytesFromForgottenQueues += queue.droppedBytes;
     this.queues.delete(queue.destination);
   }
 
   private queueFor(destination: string): Queue {
     let queue = this.queues.get(destination);
     if (queue === undefined) {
-      queue = new Queue(destination, this.options.maxQueueMessages);
+      queue = new Queue(destination, this.queueLimits, this.queueHooks);
       this.queues.set(destination, queue);
     }
     return queue;
+  }
+
+  /** A drop or refusal happened: log now, or once the interval since the last line is over. */
+  private noteLimitEvent(): void {
+    const logger = this.options.logger;
+    if (logger === undefined || this.limitLogTimer !== undefined) return;
+    const waitMs = this.lastLimitLogAt + LIMIT_LOG_INTERVAL_MS - Date.now();
+    if (waitMs <= 0) {
+      this.logLimitEvents(logger);
+      return;
+    }
+    this.limitLogTimer = setTimeout(() => {
+      this.limitLogTimer = undefined;
+      this.logLimitEvents(logger);
+    }, waitMs);
+    this.limitLogTimer.unref();
+  }
+
+  private logLimitEvents(logger: Logger): void {
+    this.lastLimitLogAt = Date.now();
+    logger.warn({ ...this.unlogged, queuedBytes: this.queuedBytes, queues: this.queues.size }, 'queue limits: messages dropped or publishes refused');
+    this.unlogged = { droppedMessages: 0, droppedBytes: 0, refusedQueueFull: 0, refusedQueueLimit: 0 };
   }
 }

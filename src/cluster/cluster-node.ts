@@ -78,7 +78,10 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     heartbeatMs: config.instanceHeartbeatMs,
     registry,
     logger,
-    onSessionLost: (record) => events.emit('disconnect', { session: infoOf(record), reason: 'instance-lost' }),
+    onSessionLost: (record) => {
+      logger.info({ sessionId: record.sessionId, userId: record.userId, deadInstance: record.instanceId }, 'session lost with its instance');
+      events.emit('disconnect', { session: infoOf(record), reason: 'instance-lost' });
+    },
   });
   const relay = new RedisRelay({
     publisher: commands,
@@ -89,7 +92,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     deliver: (e) => router.deliverRemote(new Message(e.messageId, e.destination, e.routeKey, e.headers, e.body)),
     onControl: (control: ControlMessage) => {
       if (control.type === 'kick') deps.kickLocal(control.sessionId, control.code as StompErrorCode, control.message, 'kicked');
-      else deps.kickLocalUser(control.userId, control.code as StompErrorCode, control.message, control.code === 'LOGGED_OUT' ? 'logged-out' : 'kicked');
+      else if (control.type === 'kick-user') deps.kickLocalUser(control.userId, control.code as StompErrorCode, control.message, control.code === 'LOGGED_OUT' ? 'logged-out' : 'kicked');
     },
   });
   const revocations = new RedisRevocations(commands, keys, deps.revocationTtlSeconds);
@@ -123,7 +126,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
 
   router.attachRelay(relay);
   try {
-    await whenReady(commands, START_WAIT_MS);
+    await Promise.all([whenReady(commands, START_WAIT_MS), whenReady(subscriber, START_WAIT_MS)]);
     await relay.start();
   } catch (err) {
     logger.warn({ err }, 'Redis not reachable at start: running degraded until it is');
@@ -151,6 +154,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     async stop() {
       isStopping = true;
       clearInterval(refreshTimer);
+      await registry.settle(2000);
       await liveness.stop(commands.status === 'ready').catch(() => undefined);
       await Promise.allSettled([commands.quit(), subscriber.quit()]);
     },

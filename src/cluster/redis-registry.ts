@@ -169,6 +169,7 @@ export class RedisRegistry implements SessionRegistry {
   private readonly isCluster: boolean;
   /** Sessions this instance registered and has not unregistered: refreshed, and re-registered after Redis lost its data. */
   private readonly local = new Map<string, SessionRecord>();
+  private readonly inFlight = new Set<Promise<void>>();
 
   constructor(options: RedisRegistryOptions) {
     this.redis = options.redis;
@@ -194,19 +195,24 @@ export class RedisRegistry implements SessionRegistry {
    */
   async bind(record: SessionRecord, policy: BindPolicy): Promise<BindResult> {
     const max = Number.isFinite(policy.maxPerUser) ? policy.maxPerUser : -1;
-    let reply: unknown;
+    const attempt = async (): Promise<[number, ...string[]]> => {
+      const reply = (this.isCluster ? await this.bindOnCluster(record, max, policy.mode) : await this.registerOnSingle(record, max, policy.mode)) as [number, ...string[]];
+      if (reply[0] !== 1 && this.isCluster) await this.undoClusterSteps(record);
+      return reply;
+    };
+    let reply: [number, ...string[]];
     try {
-      reply = this.isCluster ? await this.bindOnCluster(record, max, policy.mode) : await this.registerOnSingle(record, max, policy.mode);
+      reply = await attempt();
+      // Refused: a holder's instance may have died a moment ago (its liveness key has not
+      // expired yet). If so, the user must not wait for the TTL: decide again without it.
+      if (reply[0] !== 1 && (await this.forgetVanishedInstances(reply.slice(1) as string[]))) reply = await attempt();
     } catch (error) {
       if (max >= 0) throw new RegistryUnavailableError(error);
       this.local.set(record.sessionId, record);
       return { isBound: true, evicted: [] };
     }
-    const [verdict, ...ids] = reply as [number, ...string[]];
-    if (verdict !== 1) {
-      if (this.isCluster) await this.undoClusterSteps(record);
-      return { isBound: false, holders: await this.recordsOf(ids) };
-    }
+    const [verdict, ...ids] = reply;
+    if (verdict !== 1) return { isBound: false, holders: await this.recordsOf(ids) };
     this.local.set(record.sessionId, record);
     // An evicted session's record may already be gone (its owner closing it): the id is what a kick needs.
     const found = new Map((await this.recordsOf(ids)).map((r) => [r.sessionId, r]));
@@ -216,7 +222,21 @@ export class RedisRegistry implements SessionRegistry {
   async unbind(sessionId: string): Promise<void> {
     const record = this.local.get(sessionId);
     this.local.delete(sessionId);
-    await this.unregister(sessionId, record?.instanceId ?? this.instanceId);
+    const pending = this.unregister(sessionId, record?.instanceId ?? this.instanceId).then(() => undefined);
+    this.inFlight.add(pending);
+    try {
+      await pending;
+    } finally {
+      this.inFlight.delete(pending);
+    }
+  }
+
+  /** Wait (at most `timeoutMs`) for unbinds under way: a stopping instance leaves Redis tidy. */
+  async settle(timeoutMs: number): Promise<void> {
+    if (this.inFlight.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
   }
 
   /**
@@ -320,6 +340,37 @@ export class RedisRegistry implements SessionRegistry {
       await Promise.all([redis.sadd(keys.allSessions, record.sessionId), isNew ? redis.hincrby(keys.instanceUsers(record.instanceId), record.userId, 1) : Promise.resolve(0)]);
     }
     return reply;
+  }
+
+  /**
+   * Holders' instances that have no connection to Redis any more (a killed process's sockets
+   * close at once, long before its liveness key expires) are declared dead now: their
+   * liveness key is deleted, so holders there no longer count and the reaper takes them on
+   * its next round. Returns whether any was found.
+   */
+  private async forgetVanishedInstances(holderIds: readonly string[]): Promise<boolean> {
+    if (holderIds.length === 0) return false;
+    const instanceIds = await Promise.all(holderIds.map((id) => this.redis.hget(this.keys.session(id), 'instanceId')));
+    const others = [...new Set(instanceIds.filter((i): i is string => i !== null && i !== this.instanceId))];
+    if (others.length === 0) return false;
+    let connected: Set<string>;
+    try {
+      connected = await this.connectedInstanceNames();
+    } catch {
+      return false; // CLIENT LIST not allowed (a managed Redis): the liveness TTL decides instead
+    }
+    const vanished = others.filter((id) => !connected.has(`stompd:${id}`));
+    for (const id of vanished) await this.redis.del(this.keys.instance(id));
+    return vanished.length > 0;
+  }
+
+  /** Client names of every connection to Redis (to every master on a Cluster). */
+  private async connectedInstanceNames(): Promise<Set<string>> {
+    const nodes = isCluster(this.redis) ? this.redis.nodes('master') : [this.redis];
+    const lists = await Promise.all(nodes.map((node) => node.client('LIST') as Promise<string>));
+    const names = new Set<string>();
+    for (const list of lists) for (const match of list.matchAll(/ name=(\S+)/g)) names.add(match[1]!);
+    return names;
   }
 
   private async undoClusterSteps(record: SessionRecord): Promise<void> {

@@ -3,8 +3,14 @@
 // Invariants:
 // - Buffered bytes never exceed the limits: the header phase holds at most one partial
 //   line (<= maxHeaderLineBytes + 1, for a CR), the body phase at most maxFrameBytes.
-// - Frames hold views into the pushed chunks (no copy): a caller must not reuse a chunk's
-//   memory after pushing it. Node sockets and `ws` hand out fresh buffers.
+// - After push() returns, no view of a pushed chunk is kept: a partial line, a partial body
+//   and bytes pushed while paused are copied into buffers the decoder owns, which grow by
+//   doubling. So what a frame in progress holds (heldBytes) is at most about twice its bytes
+//   however finely it is split (1-byte WebSocket messages cost no Buffer object per byte),
+//   and every byte of it is reserved from the optional shared budget first.
+// - A frame that arrives within one chunk is not copied: its body is a view of the chunk,
+//   so a caller must not reuse a chunk's memory after pushing it. Node sockets and `ws` hand
+//   out fresh buffers.
 // - Parsed header lines are consumed as they complete, so a frame fed one byte at a time
 //   is scanned once, not once per byte.
 // - EOLs between frames are heart-beats, reported through onHeartbeat, never frames.
@@ -27,13 +33,26 @@ export interface DecoderLimits {
 }
 
 export const DEFAULT_LIMITS: Readonly<DecoderLimits> = Object.freeze({
-  maxFrameBytes: 1024 * 1024,
+  /** RabbitMQ's STOMP default (frame_max 4 MiB): what its users expect to send. */
+  maxFrameBytes: 4 * 1024 * 1024,
   maxHeaders: 64,
   maxHeaderLineBytes: 8 * 1024,
 });
 
+/**
+ * Bytes shared by many decoders (all connections of a server): a decoder reserves what it
+ * holds for frames in progress before allocating it, and releases it when the frame is out.
+ */
+export interface ByteBudget {
+  /** false: refused, nothing reserved. */
+  tryReserve(bytes: number): boolean;
+  release(bytes: number): void;
+}
+
 export interface DecoderOptions {
   limits?: Partial<DecoderLimits>;
+  /** Refused reservations fail the decoder with SERVER_BUSY. */
+  budget?: ByteBudget;
   /** Escaping rules for frames other than CONNECT/STOMP/CONNECTED. Changeable between frames. */
   version?: StompVersion;
   /** Accept server commands (CONNECTED, MESSAGE, ...) too: for clients and tests. */
@@ -45,11 +64,62 @@ const CR = 13;
 const NUL = 0;
 const COLON = 58;
 
+/** First capacity of an accumulation buffer; it doubles from there. */
+const MIN_CAPACITY_BYTES = 256;
+
 const enum Phase {
   FrameStart,
   Headers,
   Body,
   Failed,
+}
+
+/**
+ * Bytes copied out of pushed chunks into one buffer that doubles as it fills (never past a
+ * cap), its capacity reserved from the budget first. Created when a frame spans pushes and
+ * dropped (release()) once its bytes are used, so an idle decoder holds none.
+ */
+class Accumulator {
+  private bytes: Buffer = EMPTY_BODY;
+  length = 0;
+  private readonly budget: ByteBudget | undefined;
+
+  constructor(budget: ByteBudget | undefined) {
+    this.budget = budget;
+  }
+
+  get capacity(): number {
+    return this.bytes.length;
+  }
+
+  /** The bytes so far. The buffer is never reused after release(): the view may be kept. */
+  get view(): Buffer {
+    return this.bytes.subarray(0, this.length);
+  }
+
+  /** Copy src[start, end). `maxCapacity`: the most this item can ever need. */
+  append(src: Buffer, start: number, end: number, maxCapacity: number): void {
+    const needed = this.length + (end - start);
+    if (needed > this.bytes.length) {
+      const capacity = Math.min(Math.max(needed, this.bytes.length * 2, MIN_CAPACITY_BYTES), Math.max(maxCapacity, needed));
+      if (this.budget !== undefined && !this.budget.tryReserve(capacity - this.bytes.length)) {
+        throw new FrameError('SERVER_BUSY', 'the server holds too many frames in progress; try again later');
+      }
+      const grown = Buffer.allocUnsafe(capacity);
+      this.bytes.copy(grown, 0, 0, this.length);
+      this.bytes = grown;
+    }
+    src.copy(this.bytes, this.length, start, end);
+    this.length = needed;
+  }
+
+  /** Give the capacity back to the budget; the accumulator is not used after. */
+  release(): undefined {
+    if (this.bytes.length > 0) this.budget?.release(this.bytes.length);
+    this.bytes = EMPTY_BODY;
+    this.length = 0;
+    return undefined;
+  }
 }
 
 export class Decoder {
@@ -58,12 +128,20 @@ export class Decoder {
   private readonly acceptServerCommands: boolean;
   private readonly onFrame: (frame: Frame) => void;
   private onHeartbeat: (() => void) | undefined;
+  private readonly budget: ByteBudget | undefined;
 
+  /** The chunk being scanned; empty between pushes. */
   private buf: Buffer = EMPTY_BODY;
   private pos = 0;
   private phase: Phase = Phase.FrameStart;
   private isPaused = false;
   private isDraining = false;
+  /** A header line (or command line) whose LF has not come yet. */
+  private line: Accumulator | undefined;
+  /** A body that spans pushes. */
+  private body: Accumulator | undefined;
+  /** Bytes pushed while paused, waiting for resume(). */
+  private backlog: Accumulator | undefined;
 
   // The frame being decoded.
   private command = '';
@@ -71,14 +149,13 @@ export class Decoder {
   private headerLines = 0;
   private frameBytes = 0;
   private contentLength = -1;
-  private bodyParts: Buffer[] = [];
-  private bodyBytes = 0;
 
   constructor(onFrame: (frame: Frame) => void, options: DecoderOptions = {}) {
     this.onFrame = onFrame;
     this.version = options.version ?? '1.2';
     this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.acceptServerCommands = options.acceptServerCommands ?? false;
+    this.budget = options.budget;
   }
 
   /** Called for every EOL seen between frames. */
@@ -88,7 +165,12 @@ export class Decoder {
 
   /** Bytes received but not yet turned into frames. */
   get bufferedBytes(): number {
-    return this.buf.length - this.pos + this.bodyBytes;
+    return this.buf.length - this.pos + (this.line?.length ?? 0) + (this.body?.length ?? 0) + (this.backlog?.length ?? 0);
+  }
+
+  /** Memory the decoder holds between pushes (its buffers' capacity): at most ~2 × bufferedBytes + a constant. */
+  get heldBytes(): number {
+    return (this.line?.capacity ?? 0) + (this.body?.capacity ?? 0) + (this.backlog?.capacity ?? 0);
   }
 
   get isFailed(): boolean {
@@ -103,11 +185,17 @@ export class Decoder {
   /** Feed bytes. Frames are delivered synchronously; a FrameError is thrown on bad input. */
   push(chunk: Buffer): void {
     if (this.phase === Phase.Failed || chunk.length === 0) return;
-    if (this.pos >= this.buf.length) {
-      this.buf = chunk;
-    } else {
-      this.buf = Buffer.concat([this.buf.subarray(this.pos), chunk]);
+    if (this.isPaused || this.isDraining) {
+      // Paused, or pushed from inside onFrame: after what is already waiting.
+      try {
+        (this.backlog ??= new Accumulator(this.budget)).append(chunk, 0, chunk.length, Number.MAX_SAFE_INTEGER);
+      } catch (err) {
+        this.failed();
+        throw err;
+      }
+      return;
     }
+    this.buf = chunk;
     this.pos = 0;
     this.drain();
   }
@@ -123,23 +211,62 @@ export class Decoder {
     if (this.phase !== Phase.Failed) this.drain();
   }
 
+  /** Drop everything buffered and give its bytes back to the budget; later input is ignored. */
+  dispose(): void {
+    this.failed();
+  }
+
   private drain(): void {
     if (this.isDraining) return; // resume() called from inside onFrame: the running loop continues
     this.isDraining = true;
     try {
-      while (!this.isPaused && this.step()) {
-        // step() made progress
+      for (;;) {
+        if (this.isPaused) {
+          this.keepRestForLater();
+          break;
+        }
+        if (this.step()) continue;
+        // This input is used up (a partial line or body was copied): the backlog is next.
+        if (this.backlog === undefined) break;
+        this.buf = this.backlog.view;
+        this.pos = 0;
+        this.backlog = this.backlog.release();
       }
-    } catch (err) {
-      this.phase = Phase.Failed;
       this.buf = EMPTY_BODY;
       this.pos = 0;
-      this.bodyParts = [];
-      this.bodyBytes = 0;
+    } catch (err) {
+      this.failed();
       throw err;
     } finally {
       this.isDraining = false;
     }
+  }
+
+  /** Paused: the rest of the input being scanned waits for resume(), before the backlog. */
+  private keepRestForLater(): void {
+    if (this.pos >= this.buf.length) return;
+    const waiting = this.backlog;
+    this.backlog = new Accumulator(this.budget);
+    this.backlog.append(this.buf, this.pos, this.buf.length, Number.MAX_SAFE_INTEGER);
+    if (waiting !== undefined) {
+      this.backlog.append(waiting.view, 0, waiting.length, Number.MAX_SAFE_INTEGER);
+      waiting.release();
+    }
+    this.buf = EMPTY_BODY;
+    this.pos = 0;
+  }
+
+  private failed(): void {
+    this.phase = Phase.Failed;
+    this.clear();
+  }
+
+  private clear(): void {
+    this.buf = EMPTY_BODY;
+    this.pos = 0;
+    this.line = this.line?.release();
+    this.body = this.body?.release();
+    this.backlog = this.backlog?.release();
   }
 
   /** One unit of progress; false when more bytes are needed. */
@@ -190,26 +317,41 @@ export class Decoder {
     const start = this.pos;
     const lf = buf.indexOf(LF, start);
     const { maxHeaderLineBytes, maxFrameBytes } = this.limits;
+    const carried = this.line?.length ?? 0;
     if (lf === -1) {
-      const partial = buf.length - start;
-      if (partial > maxHeaderLineBytes + 1) this.fail('HEADER_LINE_TOO_LONG', `a header line exceeds ${maxHeaderLineBytes} bytes`);
+      const partial = carried + buf.length - start;
+      if (partial > maxHeaderLineBytes + 1) this.lineTooLong();
       if (this.frameBytes + partial > maxFrameBytes) this.tooLarge();
+      (this.line ??= new Accumulator(this.budget)).append(buf, start, buf.length, maxHeaderLineBytes + 2);
+      this.pos = buf.length;
       return false;
     }
-    let end = lf;
-    if (end > start && buf[end - 1] === CR) end--;
-    if (end - start > maxHeaderLineBytes) this.fail('HEADER_LINE_TOO_LONG', `a header line exceeds ${maxHeaderLineBytes} bytes`);
-    this.frameBytes += lf + 1 - start;
-    if (this.frameBytes > maxFrameBytes) this.tooLarge();
     this.pos = lf + 1;
+    // The line: in the chunk, or (its start came earlier) completed in the line buffer.
+    let lineBuf = buf;
+    let lineStart = start;
+    let eol = lf;
+    if (carried > 0) {
+      if (carried + lf - start > maxHeaderLineBytes + 1) this.lineTooLong();
+      this.line!.append(buf, start, lf + 1, maxHeaderLineBytes + 2);
+      lineBuf = this.line!.view;
+      lineStart = 0;
+      eol = lineBuf.length - 1;
+    }
+    let end = eol;
+    if (end > lineStart && lineBuf[end - 1] === CR) end--;
+    if (end - lineStart > maxHeaderLineBytes) this.lineTooLong();
+    this.frameBytes += eol + 1 - lineStart;
+    if (this.frameBytes > maxFrameBytes) this.tooLarge();
 
     if (this.command === '') {
-      this.acceptCommand(buf.toString('utf8', start, end));
-    } else if (end === start) {
+      this.acceptCommand(lineBuf.toString('utf8', lineStart, end));
+    } else if (end === lineStart) {
       this.endHeaders();
     } else {
-      this.acceptHeaderLine(buf, start, end);
+      this.acceptHeaderLine(lineBuf, lineStart, end);
     }
+    if (carried > 0) this.line = this.line!.release(); // the strings are copies: the line buffer is free
     return true;
   }
 
@@ -243,8 +385,6 @@ export class Decoder {
 
   private endHeaders(): void {
     this.phase = Phase.Body;
-    this.bodyParts = [];
-    this.bodyBytes = 0;
     for (const [name, value] of this.headers) {
       if (name !== 'content-length') continue;
       const text = value.trim();
@@ -257,23 +397,19 @@ export class Decoder {
   }
 
   private readSizedBody(): boolean {
-    const needed = this.contentLength - this.bodyBytes; // body bytes still missing
+    const needed = this.contentLength - (this.body?.length ?? 0); // body bytes still missing
     const available = this.buf.length - this.pos;
     if (available <= needed) {
-      // Not there yet (the NUL after the body is missing too): keep a view of what came.
-      if (available > 0) {
-        this.bodyParts.push(this.buf.subarray(this.pos));
-        this.bodyBytes += available;
-      }
-      this.buf = EMPTY_BODY;
-      this.pos = 0;
+      // Not there yet (the NUL after the body is missing too): keep a copy of what came.
+      if (available > 0) (this.body ??= new Accumulator(this.budget)).append(this.buf, this.pos, this.buf.length, this.contentLength);
+      this.pos = this.buf.length;
       return false;
     }
     const terminator = this.pos + needed;
     if (this.buf[terminator] !== NUL) {
       this.fail('MISSING_NUL', `the ${this.contentLength}-byte body given by content-length is not followed by a NUL`);
     }
-    const body = this.takeBody(this.buf.subarray(this.pos, terminator));
+    const body = this.takeBody(terminator, this.contentLength);
     this.pos = terminator + 1;
     this.emit(body);
     return true;
@@ -281,32 +417,30 @@ export class Decoder {
 
   private readNulTerminatedBody(): boolean {
     const nul = this.buf.indexOf(NUL, this.pos);
-    const room = this.limits.maxFrameBytes - this.frameBytes - this.bodyBytes;
+    const maxBodyBytes = this.limits.maxFrameBytes - this.frameBytes - 1; // the NUL counts too
     if (nul === -1) {
       const available = this.buf.length - this.pos;
-      if (available >= room) this.tooLarge();
-      if (available > 0) {
-        this.bodyParts.push(this.buf.subarray(this.pos));
-        this.bodyBytes += available;
-      }
-      this.buf = EMPTY_BODY;
-      this.pos = 0;
+      const bodyBytes = this.body?.length ?? 0;
+      if (bodyBytes + available > maxBodyBytes) this.tooLarge();
+      if (available > 0) (this.body ??= new Accumulator(this.budget)).append(this.buf, this.pos, this.buf.length, maxBodyBytes);
+      this.pos = this.buf.length;
       return false;
     }
-    if (nul - this.pos >= room) this.tooLarge();
-    const body = this.takeBody(this.buf.subarray(this.pos, nul));
+    if ((this.body?.length ?? 0) + nul - this.pos > maxBodyBytes) this.tooLarge();
+    const body = this.takeBody(nul, maxBodyBytes);
     this.pos = nul + 1;
     this.emit(body);
     return true;
   }
 
-  private takeBody(last: Buffer): Buffer {
-    if (this.bodyParts.length === 0) return last.length === 0 ? EMPTY_BODY : last;
-    this.bodyParts.push(last);
-    const body = Buffer.concat(this.bodyParts, this.bodyBytes + last.length);
-    this.bodyParts = [];
-    this.bodyBytes = 0;
-    return body;
+  /** The body ending at `end` of the current chunk: a view when it all came in this chunk. */
+  private takeBody(end: number, maxBodyBytes: number): Buffer {
+    const body = this.body;
+    if (body === undefined) return end === this.pos ? EMPTY_BODY : this.buf.subarray(this.pos, end);
+    body.append(this.buf, this.pos, end, maxBodyBytes);
+    const bytes = body.view; // the frame's now: no longer held, nor counted
+    this.body = body.release();
+    return bytes;
   }
 
   private emit(body: Buffer): void {
@@ -315,6 +449,10 @@ export class Decoder {
     this.headers = [];
     this.command = '';
     this.onFrame(frame);
+  }
+
+  private lineTooLong(): never {
+    this.fail('HEADER_LINE_TOO_LONG', `a header line exceeds ${this.limits.maxHeaderLineBytes} bytes`);
   }
 
   private tooLarge(): never {

@@ -9,7 +9,9 @@ export type FrameErrorCode =
   | 'MALFORMED_HEADER'
   | 'UNKNOWN_COMMAND'
   | 'BAD_CONTENT_LENGTH'
-  | 'MISSING_NUL';
+  | 'MISSING_NUL'
+  /** Not bad bytes: the server's budget for frames in progress (all connections) is spent. */
+  | 'SERVER_BUSY';
 
 export class FrameError extends Error {
   readonly code: FrameErrorCode;

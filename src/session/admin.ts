@@ -17,7 +17,7 @@ export interface KickOutcome {
 
 /** The other instances, as the cluster layer reaches them. */
 export interface RemoteSessions {
-  /** Resolves with how many other instances heard it. */
+  /** Resolves with how many instances heard it (this one included: it listens too), 0 when Redis is away. */
   kickSession(sessionId: string, code: StompErrorCode, message: string): Promise<number>;
   kickUser(userId: string, code: StompErrorCode, message: string): Promise<number>;
 }
@@ -63,7 +63,7 @@ export function createSessionAdmin(deps: SessionAdminDeps): SessionAdmin {
       const record = await deps.registry.get(sessionId);
       if (record === undefined) return { sessionsClosed: 0, instancesReached: 1 };
       const reached = await deps.remote.kickSession(sessionId, 'KICKED', KICK_MESSAGE);
-      return { sessionsClosed: reached > 0 ? 1 : 0, instancesReached: 1 + reached };
+      return { sessionsClosed: reached > 1 ? 1 : 0, instancesReached: Math.max(1, reached) };
     },
 
     async logoutUser(userId) {
@@ -72,7 +72,7 @@ export function createSessionAdmin(deps: SessionAdminDeps): SessionAdmin {
       if (deps.remote === undefined) return { sessionsClosed: closedHere, instancesReached: 1 };
       const elsewhere = (await deps.registry.sessionsOf(userId)).filter((r) => r.instanceId !== deps.instanceId).length;
       const reached = await deps.remote.kickUser(userId, 'LOGGED_OUT', LOGOUT_MESSAGE);
-      return { sessionsClosed: closedHere + (reached > 0 ? elsewhere : 0), instancesReached: 1 + reached };
+      return { sessionsClosed: closedHere + (reached > 1 ? elsewhere : 0), instancesReached: Math.max(1, reached) };
     },
   };
 }

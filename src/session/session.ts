@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Decoder, FrameError, encodeFrame, headerValue } from '../codec';
-import type { DecoderLimits, Frame, Header, StompVersion } from '../codec';
+import type { ByteBudget, DecoderLimits, Frame, Header, StompVersion } from '../codec';
 import type { Router } from '../broker/router';
 import type { Subscriber, Subscription } from '../broker/subscription';
 import type { Message } from '../broker/message';
@@ -41,7 +41,7 @@ export interface SessionSettings {
   serverName: string;
   slowConsumerPolicy: SlowConsumerPolicy;
   maxTransactionFrames: number;
-  /** Body bytes all open transactions of a session may hold. */
+  /** Bytes (headers and bodies) all open transactions of a session may hold. */
   maxTransactionBytes: number;
   maxSubscriptionsPerSession: number;
   /** Unacknowledged messages per client / client-individual subscription (prefetch-count may lower it). */
@@ -54,6 +54,8 @@ export interface SessionDeps {
   events: LifecycleEvents;
   logger: Logger;
   settings: SessionSettings;
+  /** Shared by all sessions: frames in progress and frames held by transactions (MAX_PENDING_FRAME_BYTES). */
+  pendingBudget: ByteBudget;
 }
 
 /** A step held by a transaction until COMMIT. */
@@ -61,8 +63,10 @@ export type TransactionStep = () => void;
 
 export interface Transaction {
   steps: TransactionStep[];
-  /** Body bytes the held SENDs keep. */
+  /** Bytes the held frames keep (headers and bodies), reserved from the pending budget. */
   heldBytes: number;
+  /** The held SENDs' messages, checked against the queue limits together at COMMIT. */
+  messages: Message[];
 }
 
 const EOL = Buffer.from('\n');
@@ -102,12 +106,13 @@ export class Session implements Subscriber, SessionView {
     this.connection = connection;
     this.deps = deps;
     this.log = deps.logger.child({ sessionId: this.id });
-    this.decoder = new Decoder((frame) => this.onFrame(frame), { limits: deps.settings.limits });
+    this.decoder = new Decoder((frame) => this.onFrame(frame), { limits: deps.settings.limits, budget: deps.pendingBudget });
     connection.setHandlers({
       onData: (chunk) => this.onData(chunk),
       onClose: (error) => this.onConnectionClosed(error),
       onDrain: () => this.onDrain(),
       onOverflow: () => this.onOverflow(),
+      onBusy: () => this.fail(new FrameError('SERVER_BUSY', 'the server holds too many frames in progress; try again later')),
     });
     this.connectTimer = setTimeout(() => {
       this.fail(new StompError('CONNECT_TIMEOUT', `no CONNECT within ${deps.settings.connectTimeoutMs} ms`));
@@ -414,7 +419,9 @@ export class Session implements Subscriber, SessionView {
       }
     }
     this.subscriptions.clear();
+    for (const transaction of this.transactions.values()) this.deps.pendingBudget.release(transaction.heldBytes);
     this.transactions.clear();
+    this.decoder.dispose(); // a frame in progress gives its bytes back
 
     if (reason === 'client' || error !== undefined) this.connection.end();
     else this.connection.destroy();

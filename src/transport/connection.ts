@@ -22,6 +22,8 @@ export interface ConnectionHandlers {
   onDrain(): void;
   /** bufferedBytes passed the hard limit: the peer does not read even what is not a MESSAGE. */
   onOverflow(): void;
+  /** What the peer is sending could not be given memory (the shared pending budget is spent). */
+  onBusy(): void;
 }
 
 /** What the transport knows of the peer, for authentication and logs. */

@@ -8,6 +8,9 @@
 //   not UTF-8, then binary (a text message must be valid UTF-8).
 // - Before the upgrade a socket is the listener's: it must finish its handshake in time and
 //   counts towards the connection caps (HTTP 503 over them).
+// - A message in progress is held by `ws` (one Buffer per fragment) until it completes. It is
+//   bounded per connection by maxPayload and maxFragments (ws closes with 1009 / 1008), and
+//   its wire bytes so far are reserved from the shared pending budget (SERVER_BUSY when spent).
 
 import http from 'node:http';
 import type { IncomingMessage } from 'node:http';
@@ -15,6 +18,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { RawData } from 'ws';
 import type { Admission, Refusal } from './admission';
+import type { ByteBudget } from '../codec';
 import { BatchingConnection } from './connection';
 import type { Connection, WriteLimits } from './connection';
 import { KEEPALIVE_IDLE_MS } from './tcp';
@@ -24,11 +28,24 @@ export const STOMP_SUBPROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp'] as con
 
 const CLOSE_TIMEOUT_MS = 5000;
 
+/**
+ * Fragments one message may arrive in: about one per KiB of the largest message. Each costs
+ * `ws` a Buffer object (~100 bytes) until the message completes, so 1-byte fragments cannot
+ * cost more than ~10% of maxPayload; clients that fragment at all use KiB-sized fragments.
+ */
+export function maxFragmentsFor(maxMessageBytes: number): number {
+  return Math.max(64, Math.ceil(maxMessageBytes / 1024));
+}
+
 export class WsConnection extends BatchingConnection {
   readonly transport = 'ws' as const;
   private readonly ws: WebSocket;
+  private readonly budget: ByteBudget | undefined;
+  /** Wire bytes since the last complete message, reserved from the budget. */
+  private inboundBytes = 0;
+  private isRefused = false;
 
-  constructor(ws: WebSocket, request: IncomingMessage, limits: WriteLimits) {
+  constructor(ws: WebSocket, request: IncomingMessage, limits: WriteLimits, budget?: ByteBudget) {
     super(
       {
         remoteAddress: `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`,
@@ -39,10 +56,38 @@ export class WsConnection extends BatchingConnection {
       limits,
     );
     this.ws = ws;
+    this.budget = budget;
     request.socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
-    ws.on('message', (data: RawData) => this.handlers?.onData(toBuffer(data)));
+    // Before ws parses a chunk: its messages then reset the count, so what is left counted is
+    // at most what ws still holds (it may miss the start of a message begun in the same chunk).
+    if (budget !== undefined) request.socket.prependListener('data', (chunk: Buffer) => this.receiving(chunk.length));
+    ws.on('message', (data: RawData) => {
+      this.releaseInbound();
+      this.handlers?.onData(toBuffer(data));
+    });
     ws.on('error', (error) => this.closed(error));
     ws.on('close', () => this.closed(undefined));
+  }
+
+  private receiving(byteCount: number): void {
+    if (this.isClosed || this.isRefused) return;
+    if (!this.budget!.tryReserve(byteCount)) {
+      this.isRefused = true; // what comes after is not read
+      this.handlers?.onBusy();
+      return;
+    }
+    this.inboundBytes += byteCount;
+  }
+
+  private releaseInbound(): void {
+    if (this.inboundBytes === 0) return;
+    this.budget!.release(this.inboundBytes);
+    this.inboundBytes = 0;
+  }
+
+  protected override closed(error: Error | undefined): void {
+    this.releaseInbound();
+    super.closed(error);
   }
 
   pauseReading(): void {
@@ -97,6 +142,8 @@ export interface WsServerOptions {
   /** TCP connect to completed upgrade: a socket that takes longer is destroyed. */
   handshakeTimeoutMs: number;
   admission: Admission;
+  /** Wire bytes of messages in progress are reserved from it. */
+  pendingBudget?: ByteBudget;
   /** Decides on the HTTP upgrade, before any STOMP frame: false refuses with 403. */
   verifyHandshake?: (request: IncomingMessage) => boolean;
 }
@@ -111,6 +158,7 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
     noServer: true,
     path: options.path,
     maxPayload: options.maxMessageBytes,
+    maxFragments: maxFragmentsFor(options.maxMessageBytes),
     perMessageDeflate: false,
     clientTracking: false,
     handleProtocols: (offered) => chooseSubprotocol(offered),
@@ -153,7 +201,7 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
     }
     wss.handleUpgrade(request, socket, head, (ws) => {
       endHandshake(socket);
-      onConnection(new WsConnection(ws, request, options.limits));
+      onConnection(new WsConnection(ws, request, options.limits, options.pendingBudget));
     });
   });
 

@@ -55,7 +55,7 @@ for (const mode of ['single', 'cluster'] as const) {
       await stopRedis();
     });
 
-    async function instance(heartbeatMs = 100): Promise<Instance> {
+    async function instance(heartbeatMs = 60_000): Promise<Instance> {
       const id = `${mode}-i${++seq}`;
       const redis = connectRedis(config, { name: `stompd:${id}` });
       await whenReady(redis, 10000);
@@ -102,6 +102,17 @@ for (const mode of ['single', 'cluster'] as const) {
       assert.ok(!(await a.registry.onlineUsers()).includes(userId));
     });
 
+    it('refresh extends the TTL of this instance\'s sessions and moves lastSeenAt', async () => {
+      const a = await instance();
+      const sessionId = `s-fresh-${seq}`;
+      await a.registry.bind(record(sessionId, user(), a.id, 1), { maxPerUser: Infinity, mode: 'reject' });
+      const key = `ws:session:{${sessionId}}`;
+      await a.redis.expire(key, 10);
+      await a.registry.refresh(123456);
+      assert.ok((await a.redis.ttl(key)) > 500);
+      assert.equal(await a.redis.hget(key, 'lastSeenAt'), '123456');
+    });
+
     it('reject: a second session is refused and names the holder; replace: the oldest is evicted', async () => {
       const a = await instance();
       const b = await instance();
@@ -137,6 +148,19 @@ for (const mode of ['single', 'cluster'] as const) {
       const result = await a.registry.bind(record('s-back', userId, a.id, 2), reject1);
       assert.equal(result.isBound, true, 'the user reconnects at once through another instance');
       assert.deepEqual(await a.redis.zrange(`ws:user:{${userId}}`, 0, -1), ['s-back']);
+    });
+
+    it('a holder whose instance vanished a moment ago (connection gone, liveness key not yet expired) does not lock its user out', async () => {
+      const a = await instance();
+      const ghost = await instance(60_000); // liveness TTL of 3 minutes: only the lost connection tells
+      const userId = user();
+      assert.equal((await ghost.registry.bind(record(`s-vanished-${seq}`, userId, ghost.id, 1), reject1)).isBound, true);
+      ghost.redis.disconnect(); // like kill -9: the process's sockets close at once
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(await a.redis.exists(`ws:instance:{${ghost.id}}`), 1, 'the liveness key is still there');
+      const result = await a.registry.bind(record(`s-now-${seq}`, userId, a.id, 2), reject1);
+      assert.equal(result.isBound, true);
+      assert.equal(await a.redis.exists(`ws:instance:{${ghost.id}}`), 0, 'declared dead: the reaper takes it next');
     });
 
     it('a dead instance is reaped by one of two racing survivors: each session reported exactly once', async () => {

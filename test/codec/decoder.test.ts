@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEFAULT_LIMITS, Decoder, FrameError } from '../../src/codec';
+import { DEFAULT_LIMITS, Decoder, FrameError, SharedByteBudget } from '../../src/codec';
 import type { DecoderOptions, Frame } from '../../src/codec';
 
 function send(body: string, extraHeaders = ''): string {
@@ -252,10 +252,105 @@ test('server commands are refused by default and accepted with acceptServerComma
 
 test('DEFAULT_LIMITS are frozen and partial overrides keep the other defaults', () => {
   assert.ok(Object.isFrozen(DEFAULT_LIMITS));
-  assert.deepEqual({ ...DEFAULT_LIMITS }, { maxFrameBytes: 1024 * 1024, maxHeaders: 64, maxHeaderLineBytes: 8 * 1024 });
+  assert.deepEqual({ ...DEFAULT_LIMITS }, { maxFrameBytes: 4 * 1024 * 1024, maxHeaders: 64, maxHeaderLineBytes: 8 * 1024 });
   // maxHeaders overridden; the default maxHeaderLineBytes (8192) still allows an 8000-byte line.
   const { decoder, events } = recordingDecoder({ limits: { maxHeaders: 2 } });
   decoder.push(Buffer.from(send('ok', `x:${'v'.repeat(8000)}\n`)));
   assert.deepEqual(events, ['SEND:ok']);
   assert.throws(() => decoder.push(Buffer.from(send('no', 'x:1\ny:2\n'))), (err: unknown) => err instanceof FrameError && err.code === 'TOO_MANY_HEADERS');
+});
+
+// --- Memory held for a frame in progress (issue 13) ---
+
+/** A frame of `bodyBytes` with a few headers, NUL-terminated or with content-length. */
+function bigFrame(bodyBytes: number, withLength: boolean): { bytes: Buffer; body: Buffer } {
+  const body = Buffer.alloc(bodyBytes);
+  for (let i = 0; i < bodyBytes; i++) body[i] = 0x41 + (i % 26);
+  const head = `SEND\ndestination:/queue/a\nx-long:${'h'.repeat(3000)}\n${withLength ? `content-length:${bodyBytes}\n` : ''}\n`;
+  return { bytes: Buffer.concat([Buffer.from(head), body, Buffer.from([0])]), body };
+}
+
+for (const withLength of [true, false]) {
+  test(`a frame pushed 1 byte at a time holds O(its bytes), all reserved from the budget (${withLength ? 'content-length' : 'NUL-terminated'})`, () => {
+    const budget = new SharedByteBudget(Number.MAX_SAFE_INTEGER);
+    const { bytes, body } = bigFrame(64 * 1024, withLength);
+    const frames: Frame[] = [];
+    const decoder = new Decoder((frame) => frames.push(frame), { budget });
+    let maxRatio = 0;
+    for (let i = 0; i < bytes.length - 1; i++) {
+      decoder.push(bytes.subarray(i, i + 1));
+      const buffered = decoder.bufferedBytes;
+      // What the decoder holds is what it reserved, and at most twice what it buffers (+ 1 KiB).
+      assert.equal(budget.usedBytes, decoder.heldBytes);
+      assert.ok(decoder.heldBytes >= buffered, `${decoder.heldBytes} held for ${buffered} buffered bytes at ${i}`);
+      assert.ok(decoder.heldBytes <= 2 * buffered + 1024, `${decoder.heldBytes} held for ${buffered} buffered bytes at ${i}`);
+      if (buffered > 4096) maxRatio = Math.max(maxRatio, decoder.heldBytes / buffered);
+    }
+    assert.ok(maxRatio <= 2, `held/buffered ratio ${maxRatio}`);
+    decoder.push(bytes.subarray(bytes.length - 1));
+    assert.equal(frames.length, 1);
+    assert.ok(frames[0]!.body.equals(body));
+    assert.equal(frames[0]!.headers[1]![1].length, 3000);
+    assert.equal(decoder.heldBytes, 0, 'a frame out holds nothing more');
+    assert.equal(budget.usedBytes, 0, 'and gives its reservation back');
+  });
+}
+
+test('a header line pushed 1 byte at a time is held in one buffer of about its size', () => {
+  const budget = new SharedByteBudget(Number.MAX_SAFE_INTEGER);
+  const decoder = new Decoder(() => {}, { budget });
+  const head = Buffer.from(`SEND\nx:${'v'.repeat(8000)}`);
+  for (let i = 0; i < head.length; i++) decoder.push(head.subarray(i, i + 1));
+  assert.ok(decoder.heldBytes <= 8192 + 2, `${decoder.heldBytes} bytes held for an 8 KB line`);
+  assert.ok(decoder.heldBytes >= 8000);
+  decoder.push(Buffer.from('\n'));
+  assert.equal(decoder.heldBytes, 0, 'a complete line is parsed and its buffer freed');
+});
+
+test('chunks pushed while paused are copied and accounted, and given back by dispose()', () => {
+  const budget = new SharedByteBudget(Number.MAX_SAFE_INTEGER);
+  const { decoder, events } = recordingDecoder({ budget });
+  decoder.pause();
+  const bytes = Buffer.from(send('one') + send('two'));
+  for (let i = 0; i < bytes.length; i++) decoder.push(bytes.subarray(i, i + 1));
+  assert.equal(decoder.bufferedBytes, bytes.length);
+  assert.equal(budget.usedBytes, decoder.heldBytes);
+  assert.ok(decoder.heldBytes <= 2 * bytes.length + 256);
+  decoder.resume();
+  assert.deepEqual(events, ['SEND:one', 'SEND:two']);
+  assert.equal(budget.usedBytes, 0);
+
+  decoder.pause();
+  decoder.push(Buffer.from('SEND\ndestination:/q\n\npartial'));
+  assert.ok(budget.usedBytes > 0);
+  decoder.dispose();
+  assert.equal(budget.usedBytes, 0, 'dispose() releases everything');
+  assert.equal(decoder.isFailed, true);
+});
+
+test('a spent budget fails the decoder with SERVER_BUSY, releases what it held, and others go on', () => {
+  const budget = new SharedByteBudget(32 * 1024);
+  const hog = new Decoder(() => {}, { budget });
+  const { bytes } = bigFrame(64 * 1024, true);
+  assert.throws(() => {
+    for (let i = 0; i < bytes.length; i += 1000) hog.push(bytes.subarray(i, i + 1000));
+  }, (err: unknown) => err instanceof FrameError && err.code === 'SERVER_BUSY');
+  assert.equal(hog.isFailed, true);
+  assert.equal(budget.usedBytes, 0, 'the refused decoder gave its bytes back');
+  assert.equal(budget.refusedCount, 1);
+
+  // A frame within the budget, split, goes through; one in a single chunk needs no budget at all.
+  const { decoder, frames } = recordingDecoder({ budget });
+  const small = bigFrame(8 * 1024, false).bytes;
+  for (let i = 0; i < small.length; i += 100) decoder.push(small.subarray(i, i + 100));
+  decoder.push(bytes);
+  assert.equal(frames.length, 2);
+  assert.equal(budget.usedBytes, 0);
+});
+
+test('a body that arrives within one chunk is a view of it (no copy)', () => {
+  const { decoder, frames } = recordingDecoder();
+  const chunk = Buffer.from(send('zero-copy'));
+  decoder.push(chunk);
+  assert.equal(frames[0]!.body.buffer, chunk.buffer);
 });

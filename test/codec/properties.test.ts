@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { CLIENT_COMMANDS, Decoder, FrameError, SERVER_COMMANDS, encodeFrame, isUnescapedCommand } from '../../src/codec';
+import { CLIENT_COMMANDS, Decoder, FrameError, SERVER_COMMANDS, SharedByteBudget, encodeFrame, isUnescapedCommand } from '../../src/codec';
 import type { DecoderLimits, Frame, FrameErrorCode, Header, StompVersion } from '../../src/codec';
 import { decodeChunks } from '../helpers/decode';
 import type { ComparableFrame, Outcome } from '../helpers/decode';
@@ -220,11 +220,12 @@ const fuzzBytes = fc.oneof(
 
 const fuzzSetup = fc.record({ version, acceptServerCommands: fc.boolean() });
 
-test('arbitrary bytes: only FrameErrors, bounded buffering, silence after failure', () => {
+test('arbitrary bytes: only FrameErrors, bounded buffering and held memory, silence after failure', () => {
   fc.assert(
     fc.property(fuzzBytes, cutPositions, fuzzSetup, (bytes, cuts, setup) => {
       let delivered = 0;
-      const decoder = new Decoder(() => delivered++, { ...setup, limits: FUZZ_LIMITS });
+      const budget = new SharedByteBudget(Number.MAX_SAFE_INTEGER);
+      const decoder = new Decoder(() => delivered++, { ...setup, limits: FUZZ_LIMITS, budget });
       decoder.setHeartbeatListener(() => delivered++);
       const chunks = split(bytes, cuts);
       let failedAt = -1;
@@ -242,9 +243,13 @@ test('arbitrary bytes: only FrameErrors, bounded buffering, silence after failur
         // Tighter than maxFrameBytes + maxHeaderLineBytes: one partial line (its CR allowed) or one body.
         const bound = Math.max(FUZZ_LIMITS.maxFrameBytes, FUZZ_LIMITS.maxHeaderLineBytes + 1);
         assert.ok(buffered >= 0 && buffered <= bound, `buffered ${buffered} > ${bound}`);
+        // What it holds for that (copies, capacity doubling) is bounded by what it buffers.
+        assert.ok(decoder.heldBytes >= buffered && decoder.heldBytes <= Math.max(2 * buffered, 256), `held ${decoder.heldBytes} for ${buffered} buffered`);
+        assert.equal(budget.usedBytes, decoder.heldBytes, 'every held byte reserved');
       }
       if (failedAt >= 0) {
         assert.equal(decoder.isFailed, true);
+        assert.equal(budget.usedBytes, 0, 'a failed decoder gives its bytes back');
         const deliveredAtFailure = delivered;
         decoder.push(Buffer.from('\n\nSEND\ndestination:/q\n\n\0'));
         decoder.resume();

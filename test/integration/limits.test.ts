@@ -1,20 +1,22 @@
-// Per-session and per-subscription bounds as a client sees them: prefetch (MAX_UNACKED,
-// prefetch-count), the topic client-ack bound, a closing session's unacked messages,
-// transaction size, the subscription cap, and the outbound overflow cap for a client that
-// does not even read its RECEIPTs.
+// Bounds as a client sees them: prefetch (MAX_UNACKED, prefetch-count), the topic client-ack
+// bound, a closing session's unacked messages, transaction size, the subscription cap, the
+// outbound overflow cap for a client that does not even read its RECEIPTs, and the memory
+// limits: frame size, frames in progress, held headers, queue bytes and queue count.
 
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { describe, it } from 'node:test';
+import pino from 'pino';
+import WebSocket from 'ws';
 import type { Frame } from '../../src/codec';
-import type { RunningServer } from '../../src/server';
+import type { RunningServer, ServerOptions } from '../../src/server';
 import type { DisconnectEvent } from '../../src/session/events';
 import { harness } from '../helpers/harness';
 import { header } from '../helpers/raw-client';
 import type { RawClient } from '../helpers/raw-client';
 
 const h = harness();
-const broker = (overrides: Record<string, string> = {}): Promise<RunningServer> => h.broker(overrides);
+const broker = (overrides: Record<string, string> = {}, options: ServerOptions = {}): Promise<RunningServer> => h.broker(overrides, options);
 const connected = (b: RunningServer, login?: string): Promise<RawClient> => h.connected(b, login !== undefined ? { login } : {});
 
 /** Wait for the RECEIPT `id`, whatever MESSAGEs come around it. */
@@ -160,16 +162,17 @@ describe('a closing session does not take back its own unacked queue messages', 
 });
 
 describe('transaction size', { timeout: 15000 }, () => {
-  it('MAX_TRANSACTION_BYTES=100: 60 body bytes are held, 60 more are refused with TRANSACTION_TOO_LARGE; nothing published', async () => {
-    const b = await broker({ MAX_TRANSACTION_BYTES: '100' });
+  // A held SEND counts its body, its headers and ~0.6 KB of overhead (heldByteSize).
+  it('MAX_TRANSACTION_BYTES=2000: a 600-byte body is held, another is refused with TRANSACTION_TOO_LARGE; nothing published', async () => {
+    const b = await broker({ MAX_TRANSACTION_BYTES: '2000' });
     const listener = await connected(b);
     await subscribe(listener, { id: 'l', destination: '/topic/tx-bytes' });
     const c = await connected(b);
     c.sendFrame('BEGIN', { transaction: 't', receipt: 'begun' });
     await c.expect('RECEIPT');
-    c.sendFrame('SEND', { destination: '/topic/tx-bytes', transaction: 't', receipt: 'held' }, 'x'.repeat(60));
+    c.sendFrame('SEND', { destination: '/topic/tx-bytes', transaction: 't', receipt: 'held' }, 'x'.repeat(600));
     assert.equal(header(await c.expect('RECEIPT'), 'receipt-id'), 'held');
-    c.sendFrame('SEND', { destination: '/topic/tx-bytes', transaction: 't', receipt: 'over' }, 'y'.repeat(60));
+    c.sendFrame('SEND', { destination: '/topic/tx-bytes', transaction: 't', receipt: 'over' }, 'y'.repeat(600));
     const error = await expectError(c, 'TRANSACTION_TOO_LARGE');
     assert.equal(header(error, 'receipt-id'), 'over');
     await listener.expectSilence(200);
@@ -177,13 +180,13 @@ describe('transaction size', { timeout: 15000 }, () => {
   });
 
   it('MAX_TRANSACTION_BYTES counts every open transaction of the session', async () => {
-    const b = await broker({ MAX_TRANSACTION_BYTES: '100' });
+    const b = await broker({ MAX_TRANSACTION_BYTES: '2000' });
     const c = await connected(b);
     c.sendFrame('BEGIN', { transaction: 't1' });
     c.sendFrame('BEGIN', { transaction: 't2' });
-    c.sendFrame('SEND', { destination: '/topic/tx-bytes2', transaction: 't1', receipt: 'held' }, 'x'.repeat(60));
+    c.sendFrame('SEND', { destination: '/topic/tx-bytes2', transaction: 't1', receipt: 'held' }, 'x'.repeat(600));
     assert.equal(header(await c.expect('RECEIPT'), 'receipt-id'), 'held');
-    c.sendFrame('SEND', { destination: '/topic/tx-bytes2', transaction: 't2' }, 'y'.repeat(60));
+    c.sendFrame('SEND', { destination: '/topic/tx-bytes2', transaction: 't2' }, 'y'.repeat(600));
     await expectError(c, 'TRANSACTION_TOO_LARGE');
   });
 
@@ -317,3 +320,317 @@ describe('outbound overflow', { timeout: 15000 }, () => {
     assert.deepEqual(disconnects, []);
   });
 });
+
+// --- Memory limits (issue 13): what a client sends cannot grow the broker without bound ---
+
+/** A connected client over `transport`. */
+async function client(b: RunningServer, transport: 'tcp' | 'ws', login = 'u'): Promise<RawClient> {
+  const c = transport === 'tcp' ? await h.tcp(b) : await h.ws(b);
+  await c.connect({ login });
+  return c;
+}
+
+/** A body of `bytes` bytes with a recognisable pattern. */
+function patterned(bytes: number): Buffer {
+  const body = Buffer.allocUnsafe(bytes);
+  for (let i = 0; i < bytes; i++) body[i] = 0x61 + (i % 26);
+  return body;
+}
+
+/** The broker still serves: a SEND with a receipt round trip on a fresh or given client. */
+async function stillServes(c: RawClient, id: string): Promise<void> {
+  c.sendFrame('SEND', { destination: '/topic/alive', receipt: id }, 'ping');
+  await receipt(c, id);
+}
+
+describe('body sizes as RabbitMQ users expect (default MAX_FRAME_BYTES: 4 MiB)', { timeout: 30000 }, () => {
+  for (const transport of ['tcp', 'ws'] as const) {
+    for (const [label, bytes] of [['1 MiB', 1024 * 1024], ['3.9 MiB', Math.floor(3.9 * 1024 * 1024)]] as const) {
+      it(`a ${label} body goes through over ${transport} with default settings`, async () => {
+        const b = await broker();
+        const consumer = await client(b, transport, 'consumer');
+        await subscribe(consumer, { id: 's', destination: `/queue/big-${transport}` });
+        const producer = await client(b, transport, 'producer');
+        const body = patterned(bytes);
+        producer.sendFrame('SEND', { destination: `/queue/big-${transport}`, receipt: 'sent' }, body);
+        await receipt(producer, 'sent');
+        await consumer.waitUntil(() => messagesOf(consumer).length === 1, 10000, 'the MESSAGE');
+        assert.ok(messagesOf(consumer)[0]!.body.equals(body), 'the same bytes');
+      });
+    }
+
+    it(`a 4 MiB + 1 byte body is refused with FRAME_TOO_LARGE over ${transport}; others go on`, async () => {
+      const b = await broker();
+      const other = await client(b, 'tcp', 'other');
+      const c = await client(b, transport, 'sender');
+      c.sendFrame('SEND', { destination: '/queue/too-big', receipt: 'r' }, patterned(4 * 1024 * 1024 + 1));
+      await expectError(c, 'FRAME_TOO_LARGE');
+      await stillServes(other, 'alive');
+      assert.equal(b.router.queueDepth('/queue/too-big'), 0);
+      assert.equal(b.pendingBudget.usedBytes, 0, 'the refused frame gave its bytes back');
+    });
+  }
+});
+
+describe('frames in progress: bounded per connection and across connections', { timeout: 30000 }, () => {
+  it('a frame sent as 1-byte WebSocket messages is served, holding about its size, and others keep working', async () => {
+    const b = await broker();
+    const consumer = await client(b, 'tcp', 'consumer');
+    await subscribe(consumer, { id: 's', destination: '/queue/dribble' });
+    const other = await client(b, 'tcp', 'other');
+    const c = await client(b, 'ws', 'dribbler');
+    const body = patterned(20 * 1024);
+    const frame = Buffer.concat([Buffer.from(`SEND\ndestination:/queue/dribble\nx-pad:${'p'.repeat(2000)}\n\n`), body, Buffer.from([0])]);
+    let maxHeld = 0;
+    for (let i = 0; i < frame.length; i++) {
+      c.send(frame.subarray(i, i + 1));
+      if (i % 2000 === 1999) {
+        await new Promise((resolve) => setTimeout(resolve, 5)); // let the broker read
+        maxHeld = Math.max(maxHeld, b.pendingBudget.usedBytes);
+        if (i === 9999) await stillServes(other, 'meanwhile');
+      }
+    }
+    await consumer.waitUntil(() => messagesOf(consumer).length === 1, 10000, 'the MESSAGE');
+    assert.ok(messagesOf(consumer)[0]!.body.equals(body));
+    assert.ok(maxHeld > 0, 'the frame in progress was accounted');
+    // ~2x its bytes at most (capacity doubling), plus what ws holds of messages in progress.
+    assert.ok(maxHeld <= 2 * frame.length + 64 * 1024, `${maxHeld} bytes held for a ${frame.length}-byte frame`);
+    assert.equal(b.pendingBudget.usedBytes, 0, 'nothing held once the frame is out');
+    await stillServes(other, 'after');
+  });
+
+  it('MAX_PENDING_FRAME_BYTES: a partial frame past the budget gets SERVER_BUSY, the budget is given back, others go on', async () => {
+    const b = await broker({ MAX_PENDING_FRAME_BYTES: String(64 * 1024) });
+    const other = await client(b, 'tcp', 'other');
+    const hog = await client(b, 'tcp', 'hog');
+    hog.send(`SEND\ndestination:/queue/hog\ncontent-length:${200 * 1024}\n\n`);
+    const part = patterned(8 * 1024);
+    for (let i = 0; i < 16 && !hog.isClosed; i++) {
+      hog.send(part);
+      await new Promise((resolve) => setTimeout(resolve, 10)); // separate reads
+    }
+    await expectError(hog, 'SERVER_BUSY');
+    assert.equal(b.pendingBudget.usedBytes, 0);
+    assert.ok(b.pendingBudget.refusedCount >= 1);
+    await stillServes(other, 'alive');
+    // A frame that fits is still taken, even split.
+    const frame = Buffer.from(`SEND\ndestination:/topic/fits\nreceipt:fits\n\n${'f'.repeat(20 * 1024)}\0`);
+    for (let i = 0; i < frame.length; i += 4096) other.send(frame.subarray(i, i + 4096));
+    await receipt(other, 'fits');
+  });
+
+  it('MAX_PENDING_FRAME_BYTES counts a WebSocket message in progress (sent as fragments)', async () => {
+    const b = await broker({ MAX_PENDING_FRAME_BYTES: String(64 * 1024) });
+    const other = await client(b, 'tcp', 'other');
+    const ws = rawWebSocket(b);
+    ws.on('error', () => undefined);
+    const received: string[] = [];
+    ws.on('message', (data: Buffer) => received.push(data.toString()));
+    await new Promise((resolve) => ws.once('open', resolve));
+    ws.send('CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\nlogin:frag\n\n\0');
+    await waitFor(() => received.some((m) => m.startsWith('CONNECTED')), 'CONNECTED');
+    ws.send('SEND\ndestination:/queue/frag\n\n', { fin: false });
+    for (let i = 0; i < 20 && ws.readyState === WebSocket.OPEN; i++) {
+      ws.send(patterned(8 * 1024), { fin: false });
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await waitFor(() => received.some((m) => m.startsWith('ERROR')), 'an ERROR');
+    assert.match(received.find((m) => m.startsWith('ERROR'))!, /message:SERVER_BUSY\\c /);
+    await waitFor(() => ws.readyState === WebSocket.CLOSED, 'the close');
+    assert.equal(b.pendingBudget.usedBytes, 0);
+    await stillServes(other, 'alive');
+  });
+
+  it('a WebSocket message in thousands of tiny fragments is closed (1008) before it costs much; a few fragments are fine', async () => {
+    const b = await broker();
+    const open = async (): Promise<{ ws: WebSocket; received: string[]; closeCode: () => number | undefined }> => {
+      const ws = rawWebSocket(b);
+      ws.on('error', () => undefined);
+      const received: string[] = [];
+      let code: number | undefined;
+      ws.on('message', (data: Buffer) => received.push(data.toString()));
+      ws.on('close', (c: number) => (code = c));
+      await new Promise((resolve) => ws.once('open', resolve));
+      ws.send('CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\nlogin:frag\n\n\0');
+      await waitFor(() => received.some((m) => m.startsWith('CONNECTED')), 'CONNECTED');
+      return { ws, received, closeCode: () => code };
+    };
+    const polite = await open();
+    polite.ws.send('SEND\ndestination:/topic/x\nreceipt:few\n\n', { fin: false });
+    for (let i = 0; i < 100; i++) polite.ws.send(patterned(100), { fin: false });
+    polite.ws.send('\0', { fin: true });
+    await waitFor(() => polite.received.some((m) => m.includes('receipt-id:few')), 'the RECEIPT');
+
+    const rude = await open();
+    rude.ws.send('SEND\ndestination:/topic/x\n\n', { fin: false });
+    const one = Buffer.from('a');
+    for (let i = 0; i < 10000 && rude.ws.readyState === WebSocket.OPEN; i++) {
+      rude.ws.send(one, { fin: false });
+      if (i % 500 === 499) await new Promise((resolve) => setImmediate(resolve));
+    }
+    await waitFor(() => rude.closeCode() !== undefined, 'the close');
+    assert.equal(rude.closeCode(), 1008);
+    assert.equal(b.pendingBudget.usedBytes, 0);
+    const other = await client(b, 'ws', 'other');
+    await stillServes(other, 'alive');
+  });
+});
+
+describe('held frames count their headers', { timeout: 30000 }, () => {
+  /** ~450 KB of headers and an empty body: what bodies-only accounting missed. */
+  const heavyHeaders = (): Record<string, string> => {
+    const headers: Record<string, string> = {};
+    for (let i = 0; i < 56; i++) headers[`x-h${i}`] = String(i % 10).repeat(8000);
+    return headers;
+  };
+
+  it('header-heavy SENDs with empty bodies fill MAX_TRANSACTION_BYTES (8 MiB): TRANSACTION_TOO_LARGE, budget given back', async () => {
+    const b = await broker();
+    const c = await connected(b);
+    c.sendFrame('BEGIN', { transaction: 't' });
+    let held = 0;
+    for (let i = 0; i < 40 && !c.isClosed; i++) {
+      c.sendFrame('SEND', { destination: '/queue/heavy', transaction: 't', receipt: `r${i}`, ...heavyHeaders() });
+      try {
+        await receipt(c, `r${i}`);
+        held++;
+      } catch {
+        break;
+      }
+    }
+    await expectError(c, 'TRANSACTION_TOO_LARGE');
+    assert.ok(held >= 15 && held <= 18, `${held} frames of ~450 KB held under 8 MiB`);
+    await c.waitClosed();
+    assert.equal(b.pendingBudget.usedBytes, 0, 'the closed session gave its transaction bytes back');
+  });
+
+  it('header-heavy SENDs into queues without consumers count against MAX_TOTAL_QUEUE_BYTES: QUEUE_FULL', async () => {
+    const b = await broker({ MAX_TOTAL_QUEUE_BYTES: String(2 * 1024 * 1024) });
+    const c = await connected(b);
+    let accepted = 0;
+    for (let i = 0; i < 10 && !c.isClosed; i++) {
+      c.sendFrame('SEND', { destination: `/queue/heavy-${i}`, receipt: `r${i}`, ...heavyHeaders() });
+      try {
+        await receipt(c, `r${i}`);
+        accepted++;
+      } catch {
+        break;
+      }
+    }
+    await expectError(c, 'QUEUE_FULL');
+    assert.equal(accepted, 4, 'four ~450 KB messages fit in 2 MiB');
+    const stats = b.router.stats();
+    assert.ok(stats.queuedBytes <= 2 * 1024 * 1024 && stats.queuedBytes > 4 * 448000, `${stats.queuedBytes} bytes queued`);
+    assert.equal(stats.refusedQueueFull, 1);
+  });
+});
+
+describe('queue byte budgets and the number of queues', { timeout: 30000 }, () => {
+  it('MAX_QUEUE_BYTES: a queue drops its oldest past its bytes, counted in stats() and one log line', async () => {
+    const lines: { msg: string; droppedMessages?: number }[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const b = await broker({ MAX_QUEUE_BYTES: '10000' }, { logger });
+    const c = await connected(b);
+    const bodies = Array.from({ length: 20 }, (_, i) => `${String(i).padStart(2, '0')}${'b'.repeat(998)}`);
+    await publish(c, '/queue/bytes', bodies);
+    const depth = b.router.queueDepth('/queue/bytes');
+    assert.ok(depth >= 4 && depth <= 7, `${depth} messages of ~1.6 KB kept in 10000 bytes`);
+    const stats = b.router.stats();
+    assert.equal(stats.droppedFromQueues, 20 - depth);
+    assert.ok(stats.queuedBytes <= 10000);
+    assert.ok(stats.droppedBytesFromQueues > (20 - depth) * 1000);
+    const limitLines = lines.filter((l) => l.msg.startsWith('queue limits'));
+    assert.equal(limitLines.length, 1, 'rate-limited: one line for a burst of drops');
+    assert.equal(limitLines[0]!.droppedMessages, 1);
+
+    const consumer = await connected(b);
+    await subscribe(consumer, { id: 's', destination: '/queue/bytes' });
+    await consumer.waitUntil(() => messagesOf(consumer).length === depth, 3000, `${depth} messages`);
+    assert.deepEqual(bodiesOf(messagesOf(consumer)), bodies.slice(20 - depth), 'the newest are kept');
+    assert.equal(b.router.stats().queuedBytes, 0);
+  });
+
+  it('unacknowledged queue messages stay counted until ACKed', async () => {
+    const b = await broker();
+    const c = await connected(b);
+    await publish(c, '/queue/unacked', ['a'.repeat(1000), 'b'.repeat(1000)]);
+    const queued = b.router.stats().queuedBytes;
+    assert.ok(queued > 2000);
+    const consumer = await connected(b);
+    await subscribe(consumer, { id: 's', destination: '/queue/unacked', ack: 'client-individual' });
+    await consumer.waitUntil(() => messagesOf(consumer).length === 2, 3000, '2 messages');
+    assert.equal(b.router.queueDepth('/queue/unacked'), 0);
+    assert.equal(b.router.stats().queuedBytes, queued, 'delivered, not acknowledged: still held');
+    consumer.sendFrame('ACK', { id: header(messagesOf(consumer)[0]!, 'ack')!, receipt: 'a1' });
+    await receipt(consumer, 'a1');
+    assert.ok(b.router.stats().queuedBytes < queued && b.router.stats().queuedBytes > 1000);
+    consumer.sendFrame('ACK', { id: header(messagesOf(consumer)[1]!, 'ack')!, receipt: 'a2' });
+    await receipt(consumer, 'a2');
+    assert.equal(b.router.stats().queuedBytes, 0);
+  });
+
+  it('MAX_TOTAL_QUEUE_BYTES: a SEND past it is refused with QUEUE_FULL; room comes back as consumers take messages', async () => {
+    const b = await broker({ MAX_TOTAL_QUEUE_BYTES: '8000' });
+    const c = await connected(b);
+    await publish(c, '/queue/t1', ['x'.repeat(2500), 'y'.repeat(2500)]);
+    c.sendFrame('SEND', { destination: '/queue/t2', receipt: 'over' }, 'z'.repeat(2500));
+    const error = await expectError(c, 'QUEUE_FULL');
+    assert.equal(header(error, 'receipt-id'), 'over');
+    assert.equal(b.router.queueDepth('/queue/t1'), 2, 'nothing of another queue was dropped');
+    assert.equal(b.router.queueDepth('/queue/t2'), 0);
+    assert.equal(b.router.stats().refusedQueueFull, 1);
+
+    const consumer = await connected(b);
+    await subscribe(consumer, { id: 's', destination: '/queue/t1' });
+    await consumer.waitUntil(() => messagesOf(consumer).length === 2, 3000, '2 messages');
+    const again = await connected(b);
+    await publish(again, '/queue/t2', ['z'.repeat(2500)]);
+    assert.equal(b.router.queueDepth('/queue/t2'), 1);
+  });
+
+  it('a COMMIT whose SENDs would pass MAX_TOTAL_QUEUE_BYTES is refused whole (QUEUE_FULL): nothing published', async () => {
+    const b = await broker({ MAX_TOTAL_QUEUE_BYTES: '8000' });
+    const c = await connected(b);
+    c.sendFrame('BEGIN', { transaction: 't' });
+    for (let i = 0; i < 3; i++) c.sendFrame('SEND', { destination: '/queue/tx', transaction: 't' }, 'q'.repeat(2500));
+    c.sendFrame('COMMIT', { transaction: 't', receipt: 'commit' });
+    const error = await expectError(c, 'QUEUE_FULL');
+    assert.equal(header(error, 'receipt-id'), 'commit');
+    assert.equal(b.router.queueDepth('/queue/tx'), 0, 'all or nothing');
+    assert.equal(b.pendingBudget.usedBytes, 0);
+  });
+
+  it('MAX_QUEUES=3: a SEND or SUBSCRIBE creating a fourth queue is refused with QUEUE_LIMIT; existing queues still work', async () => {
+    const b = await broker({ MAX_QUEUES: '3' });
+    const c = await connected(b);
+    await publish(c, '/queue/a', ['1']);
+    await publish(c, '/queue/b', ['1']);
+    await publish(c, '/queue/c', ['1']);
+    c.sendFrame('SEND', { destination: '/queue/d', receipt: 'fourth' }, '1');
+    const error = await expectError(c, 'QUEUE_LIMIT');
+    assert.equal(header(error, 'receipt-id'), 'fourth');
+    const other = await connected(b);
+    await publish(other, '/queue/a', ['2']);
+    assert.equal(b.router.queueDepth('/queue/a'), 2);
+    await subscribe(other, { id: 'on-a', destination: '/queue/a' });
+    assert.equal(b.router.stats().queues, 3);
+    other.sendFrame('SUBSCRIBE', { id: 'on-e', destination: '/queue/e', receipt: 'fifth' });
+    await expectError(other, 'QUEUE_LIMIT');
+    assert.equal(b.router.stats().refusedQueueLimit, 2);
+  });
+});
+
+/** A plain `ws` client (to send fragments), terminated after the file's tests. */
+function rawWebSocket(b: RunningServer): WebSocket {
+  const ws = new WebSocket(`ws://127.0.0.1:${b.wsPort!}/ws`, ['v12.stomp']);
+  h.track({ destroy: () => ws.terminate() });
+  return ws;
+}
+
+async function waitFor(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

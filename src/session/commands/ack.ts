@@ -11,7 +11,8 @@ import type { Subscription } from '../../broker/subscription';
 import { missingHeader } from '../errors';
 import { afterChain, runChain } from '../interceptor';
 import type { Session } from '../session';
-import { runOrHold, transactionOf } from './transaction';
+import { heldByteSize } from '../../broker/message';
+import { hold, transactionOf } from './transaction';
 
 interface Target {
   subscription: Subscription;
@@ -49,10 +50,12 @@ function settle(session: Session, frame: Frame, isNack: boolean): void | Promise
       session.log.debug({ command: frame.command }, 'ack for nothing pending: ignored');
       return;
     }
-    runOrHold(transaction, () => {
+    const step = (): void => {
       if (isNack) router.nack(target.subscription, target.ackId);
       else router.ack(target.subscription, target.ackId);
-    });
+    };
+    if (transaction === undefined) step();
+    else hold(session, transaction, step, heldByteSize(frame.headers, 0));
   });
 }
 

@@ -7,7 +7,7 @@ import { hasControlCharacters } from '../../broker/destinations';
 import { StompError, missingHeader } from '../errors';
 import { afterChain, runChain } from '../interceptor';
 import type { Session } from '../session';
-import { runOrHold, transactionOf } from './transaction';
+import { hold, transactionOf } from './transaction';
 
 export function requireDestination(session: Session, frame: Frame): string {
   const destination = headerValue(frame.headers, 'destination');
@@ -29,6 +29,13 @@ export function handleSend(session: Session, frame: Frame): void | Promise<void>
     // A held body gets its own copy: it must not pin the socket's read buffer until COMMIT.
     const body = transaction === undefined ? frame.body : Buffer.from(frame.body);
     const message = router.createMessage(destination, frame.headers, body, session.userId);
-    runOrHold(transaction, () => router.publish(message), body.length);
+    if (transaction === undefined) {
+      const refusal = router.admit([message]);
+      if (refusal !== undefined) throw new StompError(refusal.code, refusal.message);
+      router.publish(message);
+      return;
+    }
+    // Checked against the queue limits at COMMIT, with the rest of the transaction.
+    hold(session, transaction, () => router.publish(message), message.byteSize, message);
   });
 }

@@ -32,6 +32,8 @@ export function handleSubscribe(session: Session, frame: Frame): void | Promise<
 
   const { router, interceptors, events } = session.deps;
   return afterChain(session, runChain(interceptors, 'onSubscribe', { session, frame, destination }), () => {
+    const refusal = router.admitSubscription(destination);
+    if (refusal !== undefined) throw new StompError(refusal.code, refusal.message);
     const subscription = new Subscription(session, id, destination, ackMode as AckMode, unackedLimit);
     session.subscriptions.set(id, subscription);
     events.emit('subscribe', { session: session.info(), subscriptionId: id, destination, ackMode });

@@ -1,8 +1,15 @@
 // BEGIN / COMMIT / ABORT (STOMP 1.2 "BEGIN"): SENDs and ACKs naming a transaction are held
 // and run in order on COMMIT; ABORT, DISCONNECT or a lost connection drops them.
+//
+// What a transaction holds is counted in bytes, headers included (heldByteSize): per session
+// against MAX_TRANSACTION_BYTES (TRANSACTION_TOO_LARGE), and reserved from the server-wide
+// pending budget (SERVER_BUSY) until COMMIT, ABORT or close give it back. A COMMIT is all or
+// nothing: refused as a whole (QUEUE_FULL, QUEUE_LIMIT) when the queues cannot take its SENDs.
 
 import { headerValue } from '../../codec';
 import type { Frame } from '../../codec';
+import { heldByteSize } from '../../broker/message';
+import type { Message } from '../../broker/message';
 import { StompError, missingHeader } from '../errors';
 import { afterChain, runChain } from '../interceptor';
 import type { Session, Transaction, TransactionStep } from '../session';
@@ -11,7 +18,7 @@ export const MAX_OPEN_TRANSACTIONS = 64;
 
 /**
  * The transaction a SEND/ACK/NACK names, checked before anything else happens; undefined if
- * none. Held frames are bounded per transaction in count and per session in body bytes.
+ * none. Held frames are bounded per transaction in count and per session in bytes.
  */
 export function transactionOf(session: Session, frame: Frame): Transaction | undefined {
   const name = headerValue(frame.headers, 'transaction');
@@ -22,22 +29,29 @@ export function transactionOf(session: Session, frame: Frame): Transaction | und
   if (transaction.steps.length >= maxTransactionFrames) {
     throw new StompError('TRANSACTION_TOO_LARGE', `transaction ${JSON.stringify(name)} holds ${transaction.steps.length} frames, the limit`);
   }
-  let heldBytes = frame.body.length;
+  let heldBytes = heldByteSize(frame.headers, frame.body.length);
   for (const open of session.transactions.values()) heldBytes += open.heldBytes;
   if (heldBytes > maxTransactionBytes) {
-    throw new StompError('TRANSACTION_TOO_LARGE', `open transactions would hold more than ${maxTransactionBytes} bytes`);
+    throw new StompError('TRANSACTION_TOO_LARGE', `open transactions would hold more than ${maxTransactionBytes} bytes (headers and bodies)`);
   }
   return transaction;
 }
 
-/** Run `step` now, or hold it (and `heldBytes` of body) in `transaction` until COMMIT. */
-export function runOrHold(transaction: Transaction | undefined, step: TransactionStep, heldBytes = 0): void {
-  if (transaction === undefined) {
-    step();
-    return;
+/** Hold `step` (and `heldBytes`; `message` for a SEND) in `transaction` until COMMIT. */
+export function hold(session: Session, transaction: Transaction, step: TransactionStep, heldBytes: number, message?: Message): void {
+  if (!session.deps.pendingBudget.tryReserve(heldBytes)) {
+    throw new StompError('SERVER_BUSY', 'the server holds too many frames for transactions; try again later');
   }
   transaction.steps.push(step);
   transaction.heldBytes += heldBytes;
+  if (message !== undefined) transaction.messages.push(message);
+}
+
+/** The transaction is over (committed, aborted, refused): what it held is given back. */
+function end(session: Session, name: string, transaction: Transaction): void {
+  session.transactions.delete(name);
+  session.deps.pendingBudget.release(transaction.heldBytes);
+  transaction.heldBytes = 0;
 }
 
 function transactionName(frame: Frame): string {
@@ -53,7 +67,7 @@ export function handleBegin(session: Session, frame: Frame): void | Promise<void
     throw new StompError('TRANSACTION_TOO_LARGE', `more than ${MAX_OPEN_TRANSACTIONS} open transactions`);
   }
   return afterChain(session, runChain(session.deps.interceptors, 'onTransaction', { session, frame }), () => {
-    session.transactions.set(name, { steps: [], heldBytes: 0 });
+    session.transactions.set(name, { steps: [], heldBytes: 0, messages: [] });
   });
 }
 
@@ -62,15 +76,18 @@ export function handleCommit(session: Session, frame: Frame): void | Promise<voi
   const transaction = session.transactions.get(name);
   if (transaction === undefined) throw new StompError('UNKNOWN_TRANSACTION', `no transaction ${JSON.stringify(name)} to commit`);
   return afterChain(session, runChain(session.deps.interceptors, 'onTransaction', { session, frame }), () => {
-    session.transactions.delete(name);
+    end(session, name, transaction);
+    const refusal = session.deps.router.admit(transaction.messages);
+    if (refusal !== undefined) throw new StompError(refusal.code, `${refusal.message} (transaction ${JSON.stringify(name)} not committed)`);
     for (const step of transaction.steps) step();
   });
 }
 
 export function handleAbort(session: Session, frame: Frame): void | Promise<void> {
   const name = transactionName(frame);
-  if (!session.transactions.has(name)) throw new StompError('UNKNOWN_TRANSACTION', `no transaction ${JSON.stringify(name)} to abort`);
+  const transaction = session.transactions.get(name);
+  if (transaction === undefined) throw new StompError('UNKNOWN_TRANSACTION', `no transaction ${JSON.stringify(name)} to abort`);
   return afterChain(session, runChain(session.deps.interceptors, 'onTransaction', { session, frame }), () => {
-    session.transactions.delete(name);
+    end(session, name, transaction);
   });
 }
