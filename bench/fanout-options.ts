@@ -95,7 +95,7 @@ One publisher, N subscribers on one topic; prints one JSON line per transport on
   --help                    this text
 `;
 
-function positiveInteger(option: string, raw: string, min = 1): number {
+export function positiveInteger(option: string, raw: string, min = 1): number {
   if (!/^\d+$/.test(raw) || Number(raw) < min) throw new OptionError(`--${option}=${JSON.stringify(raw)}: expected an integer >= ${min}`);
   return Number(raw);
 }

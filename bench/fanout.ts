@@ -27,7 +27,7 @@ import { LoadClient } from './load-client';
 import type { DeliveryListener, Endpoint, Transport } from './load-client';
 import { processMemory } from './memory';
 import type { ProcessMemory } from './memory';
-import { makeBody, nowMicros, writeTimestamp } from './payload';
+import { SendBatcher } from './send-frames';
 
 const BROKER_CPU = 0;
 const BENCH_CPU = 1;
@@ -113,30 +113,6 @@ function sampledCount(options: Readonly<FanoutOptions>): number {
   let sampled = 0;
   for (let index = 0; index < options.subscribers; index++) if (index % options.sampleEvery === 0 || index === options.subscribers - 1) sampled++;
   return sampled;
-}
-
-/** SEND frames with the timestamp slot at a known offset, built once and copied per batch. */
-class SendBatcher {
-  readonly frameBytes: number;
-  private readonly template: Buffer;
-  private readonly timestampEnd: number;
-
-  constructor(destination: string, bodyBytes: number, maxFrames: number) {
-    const head = Buffer.from(`SEND\ndestination:${destination}\ncontent-length:${bodyBytes}\n\n`, 'latin1');
-    const frame = Buffer.concat([head, makeBody(bodyBytes), Buffer.from([0])]);
-    this.frameBytes = frame.length;
-    this.timestampEnd = head.length + bodyBytes;
-    this.template = Buffer.concat(new Array<Buffer>(maxFrames).fill(frame));
-  }
-
-  /** A fresh buffer (the socket may hold on to it) of `count` frames stamped with now. */
-  build(count: number): Buffer {
-    const bytes = Buffer.allocUnsafe(this.frameBytes * count);
-    this.template.copy(bytes, 0, 0, bytes.length);
-    const now = nowMicros();
-    for (let i = 0; i < count; i++) writeTimestamp(bytes, i * this.frameBytes + this.timestampEnd, now);
-    return bytes;
-  }
 }
 
 async function runFanout(context: RunContext): Promise<FanoutResult> {

@@ -24,14 +24,36 @@ export class LatencyRecorder {
   }
 
   summaryMs(): LatencySummaryMs {
-    const sorted = this.values.slice(0, this.count).sort();
-    const at = (fraction: number): number => {
-      if (sorted.length === 0) return 0;
-      const index = Math.min(sorted.length - 1, Math.ceil(fraction * sorted.length) - 1);
-      return round3(sorted[Math.max(0, index)]! / 1000);
-    };
-    return { samples: this.count, p50: at(0.5), p99: at(0.99), max: at(1) };
+    return summarizeMicros(this.values.slice(0, this.count));
   }
+
+  /** The samples kept so far (a copy). */
+  samples(): Float64Array {
+    return this.values.slice(0, this.count);
+  }
+}
+
+/** Percentiles over the samples of several recorders together. */
+export function combinedSummaryMs(recorders: readonly LatencyRecorder[]): LatencySummaryMs {
+  const parts = recorders.map((recorder) => recorder.samples());
+  const all = new Float64Array(parts.reduce((sum, part) => sum + part.length, 0));
+  let offset = 0;
+  for (const part of parts) {
+    all.set(part, offset);
+    offset += part.length;
+  }
+  return summarizeMicros(all);
+}
+
+/** Sorts `values` in place. */
+function summarizeMicros(values: Float64Array): LatencySummaryMs {
+  const sorted = values.sort();
+  const at = (fraction: number): number => {
+    if (sorted.length === 0) return 0;
+    const index = Math.min(sorted.length - 1, Math.ceil(fraction * sorted.length) - 1);
+    return round3(sorted[Math.max(0, index)]! / 1000);
+  };
+  return { samples: sorted.length, p50: at(0.5), p99: at(0.99), max: at(1) };
 }
 
 function round3(value: number): number {

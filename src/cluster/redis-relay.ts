@@ -3,16 +3,21 @@
 //
 // - An instance subscribes to a destination's channel only while it has local subscribers
 //   there (Router tells it: setInterest), so no traffic flows for topics nobody listens to.
-// - publish() never waits: the command is queued on the shared connection, which pipelines
-//   everything issued in one event-loop turn (ioredis auto-pipelining) — no round trip per
-//   message. A publish while Redis is away fails at once and is counted as dropped:
-//   pub/sub between instances is at-most-once.
+// - publish() never waits: the publishes of one event-loop turn are sent together, as one
+//   pipeline (one socket write), in setImmediate — no round trip per message. The relay
+//   builds that pipeline itself rather than leaving it to ioredis auto-pipelining, which
+//   keeps one pipeline in flight per connection: a publish issued while the previous batch's
+//   replies were still on their way waited for them, a round trip to Redis on top of its
+//   own, and under CPU contention the waits piled up into a tail of hundreds of ms. A
+//   publish while Redis is away fails at once and is counted as dropped: pub/sub between
+//   instances is at-most-once.
 // - Every envelope names its origin; an instance skips its own (it delivered locally).
 // - Order: one instance publishes over one connection, and Redis delivers a channel's
 //   messages in order, so one publisher's messages arrive in the order they were sent.
 // - On a Redis Cluster the same is done with sharded pub/sub (SPUBLISH / SSUBSCRIBE): a
 //   channel lives on the shard that owns its slot instead of being broadcast to all nodes.
 
+import type { Cluster } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Message } from '../broker/message';
 import type { Relay } from '../broker/relay';
@@ -59,6 +64,10 @@ export class RedisRelay implements Relay {
   private readonly countDropped = (): void => {
     this.counts.dropped++;
   };
+  /** Channel and envelope of each publish of this event-loop turn (single Redis only). */
+  private batch: [string, Buffer][] = [];
+  private isFlushScheduled = false;
+  private readonly flush = (): void => this.flushBatch();
 
   constructor(options: RedisRelayOptions) {
     this.options = options;
@@ -116,8 +125,33 @@ export class RedisRelay implements Relay {
 
   private send(channel: string, bytes: Buffer): void {
     const { publisher } = this.options;
-    const pending = isCluster(publisher) ? publisher.spublish(channel, bytes) : publisher.publish(channel, bytes);
-    pending.catch(this.countDropped);
+    if (isCluster(publisher)) {
+      // Channels hash to different slots, so one pipeline cannot carry them: ioredis groups them by node.
+      publisher.spublish(channel, bytes).catch(this.countDropped);
+      return;
+    }
+    this.batch.push([channel, bytes]);
+    if (!this.isFlushScheduled) {
+      this.isFlushScheduled = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  /** One pipeline for the turn's publishes, sent without waiting for the previous one's replies. */
+  private flushBatch(): void {
+    this.isFlushScheduled = false;
+    const batch = this.batch;
+    this.batch = [];
+    const pipeline = (this.options.publisher as Exclude<RedisConnection, Cluster>).pipeline();
+    for (const [channel, bytes] of batch) pipeline.publish(channel, bytes);
+    pipeline.exec().then(
+      (results) => {
+        for (const [error] of results ?? []) if (error !== null) this.counts.dropped++;
+      },
+      () => {
+        this.counts.dropped += batch.length;
+      },
+    );
   }
 
   private onMessage(channelBytes: Buffer, bytes: Buffer): void {
