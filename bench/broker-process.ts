@@ -59,7 +59,9 @@ export function spawnStompd(options: SpawnStompdOptions): Promise<StompdProcess>
   const nodeCommand = [process.execPath, ...options.nodeArgs, options.mainPath];
   const [command, ...args] = options.cpu === undefined ? nodeCommand : ['taskset', '-c', String(options.cpu), ...nodeCommand];
   const child = spawn(command!, args, {
-    env: { ...process.env, STOMP_PORT: '0', WS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...options.env },
+    // Every bench client comes from 127.0.0.1: the per-address cap (1000 by default) would
+    // refuse the 1001st connection of a 1000-subscriber fan-out.
+    env: { ...process.env, STOMP_PORT: '0', WS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', MAX_CONNECTIONS_PER_ADDRESS: '0', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const tail: string[] = [];

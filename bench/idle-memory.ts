@@ -57,7 +57,7 @@ async function clients(tcpPort: number, wsPort: number, count: number): Promise<
 
 async function main(): Promise<void> {
   const count = Number(process.argv[2] ?? 2000);
-  const config = loadConfig({ HOST: '127.0.0.1', STOMP_PORT: '0', WS_PORT: '0', LOG_LEVEL: 'silent', HEARTBEAT: '0,0' });
+  const config = loadConfig({ HOST: '127.0.0.1', STOMP_PORT: '0', WS_PORT: '0', LOG_LEVEL: 'silent', HEARTBEAT: '0,0', MAX_CONNECTIONS_PER_ADDRESS: '0', HTTP_PORT: 'off' });
   const server = await startServer(config);
   await new Promise((resolve) => setTimeout(resolve, 200));
   const before = sample();

@@ -3,8 +3,9 @@
 // registry and bus plug in here later).
 
 import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import pino from 'pino';
-import { SharedByteBudget } from './codec';
+import { SharedByteBudget, encodeFrame } from './codec';
 import type { Logger } from 'pino';
 import { accessControl, loadRules } from './auth/acl';
 import { loginAsUserId } from './auth/embedded';
@@ -205,8 +206,12 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     open.set(session.id, session);
   };
   // Over the caps, a TCP peer still hears why, in STOMP (a WebSocket one gets HTTP 503).
+  // Over the caps: one ERROR and a close, no session (nothing to log per connection: the
+  // admission's rate-limited line says it).
   const refuse = (connection: Connection, refusal: Refusal): void => {
-    new Session(connection, deps).fail(new StompError('TOO_MANY_CONNECTIONS', refusal.message));
+    const text = `TOO_MANY_CONNECTIONS: ${refusal.message}`;
+    connection.write(encodeFrame({ command: 'ERROR', headers: [['message', text], ['content-type', 'text/plain']], body: Buffer.from(`${text}\n`) }, '1.0'));
+    connection.end();
   };
   const admission = new Admission(
     { maxConnections: config.maxConnections, maxConnectionsPerAddress: config.maxConnectionsPerAddress },
@@ -247,7 +252,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           pendingBudget,
           handshakeTimeoutMs: config.handshakeTimeoutMs,
           admission,
-          ...(verifyOrigin ? { verifyHandshake: verifyOrigin } : {}),
+          ...(verifyOrigin ? { verifyHandshake: loggedOriginCheck(verifyOrigin, logger) } : {}),
         },
         accept,
       ).catch((error: unknown) => {
@@ -328,20 +333,35 @@ function settlesWithin(promise: Promise<unknown>, timeoutMs: number): Promise<bo
 }
 
 /**
- * Refusals are logged at info, at most one line a second (a flood of them must not flood the
- * log): each line counts the refusals since the previous one.
+ * Refusals are logged at info, at most one line a second per kind (a flood of them must not
+ * flood the log): each line counts the refusals since the previous one.
  */
-function refusalLog(logger: Logger): (transport: TransportKind, remoteAddress: string, refusal: Refusal) => void {
+function rateLimitedInfo(logger: Logger, message: string): (fields: Record<string, unknown>) => void {
   let lastLineAt = 0;
   let unlogged = 0;
-  return (transport, remoteAddress, refusal) => {
+  return (fields) => {
     const now = Date.now();
     if (now - lastLineAt < 1000) {
       unlogged++;
       return;
     }
-    logger.info({ transport, remoteAddress, limit: refusal.limit, max: refusal.max, refusedSinceLastLine: unlogged }, 'connection refused: too many connections');
+    logger.info({ ...fields, refusedSinceLastLine: unlogged }, message);
     lastLineAt = now;
     unlogged = 0;
+  };
+}
+
+function refusalLog(logger: Logger): (transport: TransportKind, remoteAddress: string, refusal: Refusal) => void {
+  const log = rateLimitedInfo(logger, 'connection refused: too many connections');
+  return (transport, remoteAddress, refusal) => log({ transport, remoteAddress, limit: refusal.limit, max: refusal.max });
+}
+
+/** The Origin check, with its refusals logged (rate-limited): HTTP 403 says nothing to the operator. */
+function loggedOriginCheck(verify: (request: IncomingMessage) => boolean, logger: Logger): (request: IncomingMessage) => boolean {
+  const log = rateLimitedInfo(logger, 'connection refused: Origin not allowed');
+  return (request) => {
+    const isAllowed = verify(request);
+    if (!isAllowed) log({ transport: 'ws', remoteAddress: `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`, origin: String(request.headers.origin ?? '').slice(0, 200) });
+    return isAllowed;
   };
 }

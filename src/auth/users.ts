@@ -37,6 +37,40 @@ export interface PasswordHash extends ScryptParams {
   hash: Buffer;
 }
 
+/** scrypt runs on libuv's thread pool (4 threads by default). */
+const MAX_CONCURRENT_CHECKS = 4;
+const MAX_WAITING_CHECKS = 256;
+
+/** A counting semaphore with a bounded queue: past it, SERVER_BUSY rather than unbounded waiting. */
+class CheckSlots {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+  private readonly maxRunning: number;
+  private readonly maxWaiting: number;
+
+  constructor(maxRunning: number, maxWaiting: number) {
+    this.maxRunning = maxRunning;
+    this.maxWaiting = maxWaiting;
+  }
+
+  acquire(): Promise<void> {
+    if (this.running < this.maxRunning) {
+      this.running++;
+      return Promise.resolve();
+    }
+    if (this.waiting.length >= this.maxWaiting) {
+      return Promise.reject(new StompError('SERVER_BUSY', 'too many logins are being checked right now; try again shortly'));
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  release(): void {
+    const next = this.waiting.shift();
+    if (next !== undefined) next(); // the slot passes on
+    else this.running--;
+  }
+}
+
 function derive(password: string, params: ScryptParams, salt: Buffer, keyBytes: number): Promise<Buffer> {
   // scrypt needs 128 · N · r bytes; Node refuses anything over maxmem (32 MiB by default).
   const maxmem = 256 * params.N * params.r;
@@ -147,17 +181,32 @@ export class UsersFile {
     return this.table.byLogin.size;
   }
 
-  /** The principal `login` stands for if `passcode` is its password; StompError UNAUTHENTICATED otherwise. */
+  /**
+   * The principal `login` stands for if `passcode` is its password; StompError UNAUTHENTICATED
+   * otherwise. An unknown login costs the same scrypt as a known one (a dummy hash with the
+   * file's parameters: keep one set of parameters for every entry, as hash-password does).
+   * At most MAX_CONCURRENT_CHECKS run at once (each takes ~16 MiB and a thread-pool thread for
+   * ~50 ms); up to MAX_WAITING_CHECKS wait their turn, more are refused with SERVER_BUSY.
+   */
   async verify(login: string, passcode: string): Promise<Principal> {
     const { byLogin, dummy } = this.table;
     const entry = byLogin.get(login);
     const expected = entry?.password ?? dummy;
-    const derived = await derive(passcode, expected, expected.salt, expected.hash.length);
+    await this.checks.acquire();
+    let derived: Buffer;
+    try {
+      derived = await derive(passcode, expected, expected.salt, expected.hash.length);
+    } finally {
+      this.checks.release();
+    }
     const isMatch = timingSafeEqual(derived, expected.hash);
-    // One message for both: the client must not learn which logins exist.
-    if (entry === undefined || !isMatch) throw new StompError('UNAUTHENTICATED', 'wrong login or passcode', [], { userId: login });
+    // One message for both: the client must not learn which logins exist. The log names the
+    // user only when the login is one (an unknown "login" may be a password typed in the wrong field).
+    if (entry === undefined || !isMatch) throw new StompError('UNAUTHENTICATED', 'wrong login or passcode', [], entry === undefined ? {} : { userId: login });
     return { userId: entry.login, roles: entry.roles, isAnonymous: false };
   }
+
+  private readonly checks = new CheckSlots(MAX_CONCURRENT_CHECKS, MAX_WAITING_CHECKS);
 }
 
 /** The authenticating link of AUTH=users. */

@@ -4,13 +4,14 @@
 
 import { isUtf8 } from 'node:buffer';
 import { encodeFrameTail } from '../codec';
+import { DROPPED_HEADER } from './subscription';
 import type { Header, StompVersion } from '../codec';
 
 /** The header naming the sender's user id on every MESSAGE; a client-supplied copy is dropped. */
 export const USER_ID_HEADER = 'user-id';
 
 /** SEND headers the broker sets itself or that only mean something on the SEND. */
-const RESERVED_HEADERS = ['destination', 'message-id', 'subscription', 'ack', 'receipt', 'transaction', 'content-length', 'redelivered', USER_ID_HEADER];
+const RESERVED_HEADERS = ['destination', 'message-id', 'subscription', 'ack', 'receipt', 'transaction', 'content-length', 'redelivered', USER_ID_HEADER, DROPPED_HEADER];
 
 /**
  * A header name as a lenient client might read it: case, punctuation, spaces and control

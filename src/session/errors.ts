@@ -38,7 +38,9 @@ export type StompErrorCode =
   | 'LOGGED_OUT'
   | 'TOKEN_REVOKED'
   /** A decision needs Redis and Redis is unreachable right now. */
-  | 'UNAVAILABLE';
+  | 'UNAVAILABLE'
+  /** Too much work of one kind under way (password checks); try again shortly. */
+  | 'SERVER_BUSY';
 
 export class StompError extends Error {
   readonly code: StompErrorCode;

@@ -319,12 +319,23 @@ export class Session implements Subscriber, SessionView {
 
   private startHeartbeats(sendEveryMs: number, expectEveryMs: number): void {
     if (sendEveryMs > 0) {
-      // Ticking at half the interval keeps the longest silence at about one interval.
-      const halfMs = Math.max(1, Math.floor(sendEveryMs / 2));
-      this.sendTimer = setInterval(() => {
-        if (Date.now() - this.connection.lastWriteAt >= halfMs) this.connection.write(EOL);
-      }, halfMs);
-      this.sendTimer.unref();
+      // Beat once the line has been quiet for nine tenths of the interval: the peer hears
+      // something at least once per interval (timer lateness included), and not more often
+      // than it asked for. Anything written meanwhile counts as a beat and pushes it back.
+      const quietMs = Math.max(1, Math.floor(sendEveryMs * 0.9));
+      const arm = (delayMs: number): void => {
+        this.sendTimer = setTimeout(() => {
+          const silentMs = Date.now() - this.connection.lastWriteAt;
+          if (silentMs >= quietMs) {
+            this.connection.write(EOL);
+            arm(quietMs);
+          } else {
+            arm(quietMs - silentMs);
+          }
+        }, delayMs);
+        this.sendTimer.unref();
+      };
+      arm(quietMs);
     }
     if (expectEveryMs > 0) {
       const deadlineMs = expectEveryMs * this.deps.settings.heartbeatGrace;
@@ -392,7 +403,7 @@ export class Session implements Subscriber, SessionView {
     this.state = 'closing';
     clearTimeout(this.connectTimer);
     clearTimeout(this.frameTimer);
-    clearInterval(this.sendTimer);
+    clearTimeout(this.sendTimer);
     clearInterval(this.checkTimer);
     clearTimeout(this.expiryTimer);
     this.droppedLog.flush();

@@ -30,6 +30,9 @@ export const STOMP_SUBPROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp'] as con
 
 const CLOSE_TIMEOUT_MS = 5000;
 
+/** How long a socket over the connection caps may take to send the request it is refused. */
+const REFUSED_SOCKET_MS = 1000;
+
 /**
  * Fragments one message may arrive in: about one per KiB of the largest message. Each costs
  * `ws` a Buffer object (~100 bytes) until the message completes, so 1-byte fragments cannot
@@ -203,15 +206,17 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
     response.end(body);
   });
   server.on('connection', (socket: Socket) => {
-    const timer = setTimeout(() => socket.destroy(), options.handshakeTimeoutMs);
+    const refusal = options.admission.admit(socket, 'ws');
+    if (refusal !== undefined) refusals.set(socket, refusal);
+    // A refused socket is not counted: it gets a short while for its request (to be told 503), no more.
+    const deadlineMs = refusal === undefined ? options.handshakeTimeoutMs : Math.min(options.handshakeTimeoutMs, REFUSED_SOCKET_MS);
+    const timer = setTimeout(() => socket.destroy(), deadlineMs);
     timer.unref();
     sockets.set(socket, timer);
     socket.once('close', () => {
       clearTimeout(sockets.get(socket));
       sockets.delete(socket);
     });
-    const refusal = options.admission.admit(socket, 'ws');
-    if (refusal !== undefined) refusals.set(socket, refusal);
   });
   server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
     const refusal = refusals.get(socket);

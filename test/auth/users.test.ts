@@ -10,7 +10,7 @@ import { after, before, describe, it, mock } from 'node:test';
 import { Client } from '@stomp/stompjs';
 import type { IFrame } from '@stomp/stompjs';
 import WebSocket from 'ws';
-import { DEFAULT_SCRYPT_PARAMS, hashPassword, parsePasswordHash, parseUsers } from '../../src/auth/users';
+import { DEFAULT_SCRYPT_PARAMS, UsersFile, hashPassword, parsePasswordHash, parseUsers } from '../../src/auth/users';
 import { ConfigError, loadConfig } from '../../src/config';
 import type { RunningServer } from '../../src/server';
 import { harness } from '../helpers/harness';
@@ -127,6 +127,34 @@ describe('AUTH=users over TCP', { timeout: 20000 }, () => {
     } finally {
       scrypt.mock.restore();
     }
+  });
+
+  it('a flood of password checks is bounded: 4 run at once, 256 wait, the rest get SERVER_BUSY', async () => {
+    const file = path.join(dir, 'flood.json');
+    await writeUsers(file, [{ login: 'alice', password: 'right' }]);
+    const users = new UsersFile(file);
+    let running = 0;
+    let most = 0;
+    const real = crypto.scrypt;
+    const spy = mock.method(crypto, 'scrypt', (...args: unknown[]) => {
+      running++;
+      most = Math.max(most, running);
+      const callback = args[args.length - 1] as (error: Error | null, key: Buffer) => void;
+      (real as (...a: unknown[]) => void)(...args.slice(0, -1), (error: Error | null, key: Buffer) => {
+        running--;
+        callback(error, key);
+      });
+    });
+    try {
+      const outcomes = await Promise.allSettled(Array.from({ length: 300 }, () => users.verify('alice', 'wrong')));
+      const codes = outcomes.map((o) => (o.status === 'rejected' ? (o.reason as { code: string }).code : 'OK'));
+      assert.equal(codes.filter((c) => c === 'SERVER_BUSY').length, 300 - 4 - 256);
+      assert.equal(codes.filter((c) => c === 'UNAUTHENTICATED').length, 4 + 256);
+      assert.ok(most <= 4, `at most 4 checks at once, saw ${most}`);
+    } finally {
+      spy.mock.restore();
+    }
+    await users.verify('alice', 'right'); // the slots were all given back
   });
 
   it('reloadUsers: new users for later CONNECTs; a bad file keeps the previous ones', async () => {

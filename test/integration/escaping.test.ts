@@ -149,7 +149,7 @@ describe('forged header names and bodies', { timeout: 15000 }, () => {
       // header that must come through, and the real content-length.
       const send = Buffer.concat([
         Buffer.from(
-          `SEND\ndestination:${destination}\ncontent-length\\c1:x\na\\nb:v\nc\\rr:w\nuser-id\\c:admin\nuser-id:admin\nUser-Id:admin\nuser-id :admin\nuser_id:admin\nx-kept:yes\ncontent-length:${FORGED_BODY.length}\nreceipt:sent\n\n`,
+          `SEND\ndestination:${destination}\ncontent-length\\c1:x\na\\nb:v\nc\\rr:w\nuser-id\\c:admin\nuser-id:admin\nUser-Id:admin\nuser-id :admin\nuser_id:admin\nx-dropped:999\nX-Dropped:5\nx-kept:yes\ncontent-length:${FORGED_BODY.length}\nreceipt:sent\n\n`,
         ),
         FORGED_BODY,
         Buffer.from('\0'),

@@ -1,7 +1,9 @@
 // ALLOWED_ORIGINS: a WebSocket handshake from an origin not listed gets 403, before STOMP.
 
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
 import type { RunningServer } from '../../src/server';
 import { startBroker } from '../helpers/broker';
 import { RawClient } from '../helpers/raw-client';
@@ -45,5 +47,28 @@ describe('WebSocket Origin check', { timeout: 10000 }, () => {
     const c = await RawClient.tcp(broker.tcpPort!);
     clients.push(c);
     await c.connect();
+  });
+});
+
+describe('Origin refusals are logged', { timeout: 10000 }, () => {
+  it('at info, with the remote address and the origin, at most one line a second', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const stream = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
+        done();
+      },
+    });
+    const logged = await startBroker({ HEARTBEAT: '0,0', ALLOWED_ORIGINS: 'https://app.example.com' }, { logger: pino({ level: 'info' }, stream) });
+    try {
+      for (let i = 0; i < 5; i++) await assert.rejects(RawClient.ws(logged.wsPort!, { headers: { Origin: 'https://evil.example.com' } }), /HTTP 403/);
+      const refusals = lines.filter((l) => l.msg === 'connection refused: Origin not allowed');
+      assert.equal(refusals.length, 1, 'five refusals within a second: one line');
+      assert.equal(refusals[0]!.origin, 'https://evil.example.com');
+      assert.match(String(refusals[0]!.remoteAddress), /^127\.0\.0\.1:\d+$/);
+      assert.equal(refusals[0]!.level, 30);
+    } finally {
+      await logged.stop();
+    }
   });
 });

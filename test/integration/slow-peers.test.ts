@@ -136,6 +136,15 @@ describe('connection caps over both transports', { timeout: 15000 }, () => {
     const line = b.lines.find((l) => l.msg === 'connection refused: too many connections');
     assert.equal(line?.level, 30, 'logged at info');
     assert.equal(line?.limit, 'MAX_CONNECTIONS_PER_ADDRESS');
+    // A flood of refusals is one line a second, not one per connection.
+    const floodStart = Date.now();
+    for (let i = 0; i < 20; i++) {
+      const more = await h.tcp(b);
+      await more.expect('ERROR');
+    }
+    const allowedLines = 1 + Math.floor((Date.now() - floodStart) / 1000);
+    assert.ok(b.lines.filter((l) => l.msg === 'connection refused: too many connections').length <= allowedLines, 'at most one line a second');
+    assert.equal(b.lines.filter((l) => l.msg === 'session refused').length, 0, 'no per-connection refusal line');
 
     ws.close();
     await ws.waitClosed();
