@@ -100,7 +100,8 @@ export class Session implements Subscriber, SessionView {
   private checkTimer: NodeJS.Timeout | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
   private isWaiting = false;
-  private readonly droppedLog = new DroppedMessageLog(() => this.log);
+  /** Made on the first drop: most sessions never drop, and an idle session should cost little. */
+  private droppedLog: DroppedMessageLog | undefined;
 
   constructor(connection: Connection, deps: SessionDeps) {
     this.connection = connection;
@@ -139,7 +140,7 @@ export class Session implements Subscriber, SessionView {
 
   /** Messages not written because this session read too slowly (policy `drop`). */
   get droppedMessages(): number {
-    return this.droppedLog.total;
+    return this.droppedLog?.total ?? 0;
   }
 
   get isOpen(): boolean {
@@ -166,7 +167,7 @@ export class Session implements Subscriber, SessionView {
       this.terminate('kicked', new StompError('SLOW_CONSUMER', `outbound buffer over its limit on ${subscription.destination}`));
       return false;
     }
-    this.droppedLog.record(subscription.destination);
+    (this.droppedLog ??= new DroppedMessageLog(() => this.log)).record(subscription.destination);
     return true;
   }
 
@@ -406,7 +407,7 @@ export class Session implements Subscriber, SessionView {
     clearTimeout(this.sendTimer);
     clearInterval(this.checkTimer);
     clearTimeout(this.expiryTimer);
-    this.droppedLog.flush();
+    this.droppedLog?.flush();
     if (this.isWaiting) {
       // Reading was paused for an asynchronous step: resume it so the transport can see the
       // peer's side of the close (a WebSocket close handshake). The decoder stays paused.

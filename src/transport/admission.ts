@@ -42,8 +42,9 @@ export class Admission {
   }
 
   /**
-   * Count `socket` in and release it when it closes; or, over a cap, say why not (and tell
-   * the refusal listener).
+   * Count `socket` in (the caller calls release(address) once when it closes, from the one
+   * close listener it keeps per socket anyway: a socket forgets its address once destroyed,
+   * so the caller keeps it); or, over a cap, say why not (and tell the refusal listener).
    */
   admit(socket: Socket, transport: TransportKind): Refusal | undefined {
     const address = socket.remoteAddress ?? '?';
@@ -61,11 +62,11 @@ export class Admission {
     }
     this.total++;
     this.byAddress.set(address, fromAddress + 1);
-    socket.once('close', () => this.release(address));
     return undefined;
   }
 
-  private release(address: string): void {
+  /** An admitted socket from `address` (its remoteAddress when admitted) closed. */
+  release(address: string): void {
     this.total--;
     const left = (this.byAddress.get(address) ?? 1) - 1;
     if (left === 0) this.byAddress.delete(address);

@@ -91,9 +91,13 @@ export function listenTcp(
 ): Promise<ListeningServer> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
+    const address = socket.remoteAddress ?? '?';
     const refusal = options.admission.admit(socket, 'tcp');
+    sockets.add(socket);
+    socket.once('close', () => {
+      sockets.delete(socket);
+      if (refusal === undefined) options.admission.release(address);
+    });
     const connection = new TcpConnection(socket, options.limits);
     if (refusal === undefined) onConnection(connection);
     else onRefused(connection, refusal);

@@ -206,6 +206,7 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
     response.end(body);
   });
   server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress ?? '?';
     const refusal = options.admission.admit(socket, 'ws');
     if (refusal !== undefined) refusals.set(socket, refusal);
     // A refused socket is not counted: it gets a short while for its request (to be told 503), no more.
@@ -216,6 +217,7 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
     socket.once('close', () => {
       clearTimeout(sockets.get(socket));
       sockets.delete(socket);
+      if (refusal === undefined) options.admission.release(address);
     });
   });
   server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
