@@ -3,9 +3,11 @@
 // leaves it. The store decides JOIN and LEAVE; this file keeps each session's steps in
 // order and writes the member list first on subscriptions that ask for it.
 //
-// Ordering: each session's steps run one after another (join before leave, always), in a
-// promise chain, so a join runs after the SUBSCRIBE handler has put the subscription in
-// its topic. A session that ends emits `unsubscribe` (marked isSessionEnding) for each
+// Ordering: each user's steps on this instance run one after another, in the order its
+// sessions did things (a promise chain per user: one session's join is decided before
+// another's leave that came after it, so a user whose sessions overlap never flaps), and a
+// join runs after the SUBSCRIBE handler has put the subscription in its topic. The
+// SUBSCRIBE's RECEIPT does not wait for the decision: the JOIN message is the confirmation. A session that ends emits `unsubscribe` (marked isSessionEnding) for each
 // subscription and then `disconnect`: the rooms are left on the disconnect, with its reason.
 //
 // Snapshot (`x-presence-snapshot: true`): the subscription's deliveries are held from the
@@ -48,7 +50,7 @@ export interface PresenceTrackerDeps {
 export class PresenceTracker implements Presence {
   private readonly deps: PresenceTrackerDeps;
   private readonly sessions = new Map<string, LocalSession>();
-  /** Per session: the tail of its chain of steps. */
+  /** Per user: the tail of its chain of steps. */
   private readonly chains = new Map<string, Promise<void>>();
   /** Snapshot subscriptions still waiting for their member list → the messages held meanwhile. */
   private readonly awaitingSnapshot = new Map<Subscription, Message[]>();
@@ -62,7 +64,7 @@ export class PresenceTracker implements Presence {
     deps.events.on('disconnect', (e) => {
       if (e.reason === 'instance-lost') {
         // Reported by this instance's reaper for a session that lived on a dead one.
-        this.enqueue(e.session.sessionId, () => deps.store.leaveRemoteSession(e.session.sessionId, 'instance-lost'));
+        this.enqueue(e.session.userId, () => deps.store.leaveRemoteSession(e.session.sessionId, 'instance-lost'));
         return;
       }
       this.onSessionEnd(e.session.sessionId, leaveReasonFor(e.reason));
@@ -117,9 +119,9 @@ export class PresenceTracker implements Presence {
     if (wantsSnapshot) this.holdUntilSnapshot(subscription);
     if (joined === undefined) {
       const entry: SessionEntry = { sessionId, userId: session.userId, roles: session.roles, joinedAt: session.rooms.get(room)!.joinedAt };
-      this.enqueue(sessionId, () => this.deps.store.join(room, entry));
+      this.enqueue(session.userId, () => this.deps.store.join(room, entry));
     }
-    if (wantsSnapshot) this.enqueue(sessionId, () => this.writeSnapshot(room, subscription));
+    if (wantsSnapshot) this.enqueue(session.userId, () => this.writeSnapshot(room, subscription));
   }
 
   private onUnsubscribe(e: SubscriptionEvent): void {
@@ -133,7 +135,7 @@ export class PresenceTracker implements Presence {
     session.rooms.delete(room);
     if (session.rooms.size === 0) this.sessions.delete(e.session.sessionId);
     const entry: SessionEntry = { sessionId: e.session.sessionId, userId: session.userId, roles: session.roles, joinedAt: joined.joinedAt };
-    this.enqueue(e.session.sessionId, () => this.deps.store.leave(room, entry, 'unsubscribe'));
+    this.enqueue(session.userId, () => this.deps.store.leave(room, entry, 'unsubscribe'));
   }
 
   private onSessionEnd(sessionId: string, reason: LeaveReason): void {
@@ -142,18 +144,18 @@ export class PresenceTracker implements Presence {
     this.sessions.delete(sessionId);
     for (const [room, { joinedAt }] of session.rooms) {
       const entry: SessionEntry = { sessionId, userId: session.userId, roles: session.roles, joinedAt };
-      this.enqueue(sessionId, () => this.deps.store.leave(room, entry, reason));
+      this.enqueue(session.userId, () => this.deps.store.leave(room, entry, reason));
     }
   }
 
-  private enqueue(sessionId: string, step: () => Promise<void>): void {
-    const previous = this.chains.get(sessionId) ?? Promise.resolve();
+  private enqueue(userId: string, step: () => Promise<void>): void {
+    const previous = this.chains.get(userId) ?? Promise.resolve();
     const next = previous
       .then(step)
-      .catch((err: unknown) => this.deps.logger.warn({ err, sessionId }, 'presence step failed (Redis away?): repaired when it is back'));
-    this.chains.set(sessionId, next);
+      .catch((err: unknown) => this.deps.logger.warn({ err, userId }, 'presence step failed (Redis away?): repaired when it is back'));
+    this.chains.set(userId, next);
     void next.then(() => {
-      if (this.chains.get(sessionId) === next) this.chains.delete(sessionId);
+      if (this.chains.get(userId) === next) this.chains.delete(userId);
     });
   }
 
