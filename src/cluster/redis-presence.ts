@@ -67,6 +67,22 @@ end
 return finished
 `;
 
+/**
+ * A LEAVE Redis forgot (it restarted empty while the leave could not be decided): told if the
+ * user has no session in the room now. KEYS: users, seq. ARGV: userId, publish (1/0), pairs.
+ */
+const FORGOTTEN_LEAVE_LUA = `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return false end
+local seq = redis.call('INCR', KEYS[2])
+local finished = {}
+for i = 3, #ARGV, 2 do
+  local envelope = ARGV[i + 1] .. seq .. '}'
+  if ARGV[2] == '1' then redis.call('PUBLISH', ARGV[i], envelope) end
+  finished[#finished + 1] = envelope
+end
+return finished
+`;
+
 /** KEYS: members, seq. Returns {seq, member JSON...}. */
 const SNAPSHOT_LUA = `
 local reply = redis.call('HVALS', KEYS[1])
@@ -102,8 +118,8 @@ export class RedisPresence implements PresenceStore {
   private messageSeq = 0;
   /** `sessionId\nroom` whose JOIN went through (was announced). */
   private readonly announced = new Set<string>();
-  /** `sessionId\nroom` whose leave failed → its reason, told when repaired. */
-  private readonly failedLeaves = new Map<string, LeaveReason>();
+  /** `sessionId\nroom` whose leave failed → who left and why, told when repaired. */
+  private readonly failedLeaves = new Map<string, { room: string; entry: SessionEntry; reason: LeaveReason }>();
 
   constructor(options: RedisPresenceOptions) {
     this.options = options;
@@ -113,6 +129,7 @@ export class RedisPresence implements PresenceStore {
     this.redis.defineCommand('stompdPresenceJoin', { numberOfKeys: 4, lua: JOIN_LUA });
     this.redis.defineCommand('stompdPresenceLeave', { numberOfKeys: 4, lua: LEAVE_LUA });
     this.redis.defineCommand('stompdPresenceSnapshot', { numberOfKeys: 2, lua: SNAPSHOT_LUA });
+    this.redis.defineCommand('stompdPresenceForgottenLeave', { numberOfKeys: 2, lua: FORGOTTEN_LEAVE_LUA });
   }
 
   async join(room: string, entry: SessionEntry): Promise<void> {
@@ -132,7 +149,7 @@ export class RedisPresence implements PresenceStore {
       await this.publishFinished(room, envelopes);
       await this.redis.srem(this.sessionRoomsKey(entry.sessionId), room);
     } catch (err) {
-      this.failedLeaves.set(key, reason);
+      this.failedLeaves.set(key, { room, entry, reason });
       throw err;
     }
   }
@@ -170,7 +187,7 @@ export class RedisPresence implements PresenceStore {
       for (const [sessionId, json] of Object.entries(stored)) {
         const entry = JSON.parse(json) as StoredEntry;
         if (entry.instanceId !== this.options.instanceId || live.has(sessionId)) continue;
-        const reason = this.failedLeaves.get(`${sessionId}\n${room}`) ?? 'disconnect';
+        const reason = this.failedLeaves.get(`${sessionId}\n${room}`)?.reason ?? 'disconnect';
         await this.leave(room, { sessionId, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, reason);
       }
       for (const entry of live.values()) {
@@ -178,7 +195,18 @@ export class RedisPresence implements PresenceStore {
       }
       if (live.size === 0) await this.redis.srem(this.instanceRoomsKey(), room);
     }
-    this.failedLeaves.clear();
+    // Leaves that failed and whose entry Redis no longer had (it restarted empty): the
+    // watchers still list the user, so its LEAVE is told unless the user is back in the room.
+    // (A session of the same user on an instance that has not repaired yet is not seen here.)
+    for (const [key, { room, entry, reason }] of [...this.failedLeaves]) {
+      this.failedLeaves.delete(key);
+      const [, users, , seq] = this.roomKeys(room);
+      const envelopes = await this.script('stompdPresenceForgottenLeaveBuffer')(
+        users, seq, entry.userId, this.isSharded ? '0' : '1',
+        ...this.eventArgs(room, { type: 'LEAVE', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason, at: Date.now() }),
+      );
+      await this.publishFinished(room, envelopes);
+    }
   }
 
   private async joinAs(room: string, entry: SessionEntry, shouldAnnounce: boolean): Promise<void> {

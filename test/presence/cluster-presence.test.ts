@@ -234,6 +234,9 @@ describe('presence across two instances (one redis-server)', { timeout: 60000 },
     await until(async () => (await b.presence.members(room)).length === 3, 'the rebuilt list', 5000);
     await assertMembers([a, b], room, ['watch-a', 'watch-b', 'stays']);
     assert.equal(redis.cli('hlen', `ws:presence:{${room}}:sessions`).trim(), '3', 'one entry per live session');
+    // The LEAVE the outage held back is told, with the reason the session ended with.
+    for (const w of [watchA, watchB]) await until(() => eventsOf(w).some((e) => e.type === 'LEAVE' && e.userId === 'goes'), 'the held-back LEAVE');
+    for (const w of [watchA, watchB]) assert.deepEqual(eventsOf(w).filter((e) => e.userId === 'goes').map((e) => `${e.type}:${e.reason}`), ['JOIN:null', 'LEAVE:socket-closed']);
     // Live members were restored without a second JOIN.
     await sleep(500);
     for (const w of [watchA, watchB]) assert.equal(eventsOf(w).filter((e) => e.type === 'JOIN' && e.userId === 'stays').length, 1);
