@@ -213,6 +213,30 @@ describe('presence across two instances (one redis-server)', { timeout: 60000 },
     }
   });
 
+  it('two survivors both reporting a lost session (racing reapers): one LEAVE', async () => {
+    const room = '/topic/room.race';
+    const c = await startBroker({ REDIS_URL: redis.url, HEARTBEAT: '0,0', INSTANCE_ID: 'inst-c', ...PRESENCE });
+    try {
+      const watchA = await client(a.tcpPort!, 'watch-a');
+      await join(watchA, room);
+      await untilRelayed(redis, room, 1);
+      const victim = await client(c.tcpPort!, 'victim');
+      await join(victim, room);
+      await until(() => eventsOf(watchA).some((e) => e.userId === 'victim'), 'the JOIN');
+      const sessionId = header(victim.frames[0]!, 'session')!;
+      const session = { sessionId, userId: 'victim', roles: [], isAnonymous: false, transport: 'tcp' as const, remoteAddress: '127.0.0.1', version: '1.2' as const, connectedAt: Date.now() };
+      // What each survivor's reaper emits for a session of a dead instance, both at once.
+      a.events.emit('disconnect', { session, reason: 'instance-lost' });
+      b.events.emit('disconnect', { session, reason: 'instance-lost' });
+      await until(() => eventsOf(watchA).some((e) => e.type === 'LEAVE' && e.userId === 'victim'), 'the LEAVE');
+      await sleep(500);
+      assert.deepEqual(eventsOf(watchA).filter((e) => e.userId === 'victim').map((e) => `${e.type}:${e.reason}`), ['JOIN:null', 'LEAVE:instance-lost']);
+      await assertMembers([a, b, c], room, ['watch-a']);
+    } finally {
+      await c.stop();
+    }
+  });
+
   it('Redis restarted empty: lists are rebuilt from the live sessions, no phantom members, the missed LEAVE told', async () => {
     const room = '/topic/room.blip';
     const watchA = await client(a.tcpPort!, 'watch-a');
