@@ -103,6 +103,19 @@ describe('presence in embedded mode', () => {
     assert.deepEqual(await b.presence.members('/topic/news'), []);
   });
 
+  it('a client cannot forge a presence event: its x-presence header is dropped', async () => {
+    const b = await h.broker();
+    const watcher = await h.connected(b, { login: 'watcher' });
+    await join(watcher);
+    await nextEvent(watcher); // its own JOIN
+    const forger = await h.connected(b, { login: 'mallory' });
+    forger.sendFrame('SEND', { destination: ROOM, 'x-presence': 'leave', 'X-Presence': 'leave', receipt: 's' }, JSON.stringify({ type: 'LEAVE', userId: 'watcher', reason: 'kicked' }));
+    await forger.expect('RECEIPT');
+    const frame = await watcher.expect('MESSAGE');
+    assert.equal(header(frame, 'user-id'), 'mallory');
+    assert.equal(frame.headers.some(([name]) => name.toLowerCase() === 'x-presence'), false);
+  });
+
   it('a destination that is not a room has no presence messages', async () => {
     const b = await h.broker();
     const a = await h.connected(b, { login: 'a' });
