@@ -237,6 +237,20 @@ describe('presence across two instances (one redis-server)', { timeout: 60000 },
     }
   });
 
+  it('an instance stopped gracefully: its members leave (instance-lost) before it goes', async () => {
+    const room = '/topic/room.stop';
+    const d = await startBroker({ REDIS_URL: redis.url, HEARTBEAT: '0,0', INSTANCE_ID: 'inst-d', ...PRESENCE });
+    const watchA = await client(a.tcpPort!, 'watch-a');
+    await join(watchA, room);
+    await untilRelayed(redis, room, 1);
+    await join(await client(d.tcpPort!, 'leaving-with-d'), room);
+    await until(() => eventsOf(watchA).some((e) => e.userId === 'leaving-with-d'), 'the JOIN');
+    await d.stop();
+    await until(() => eventsOf(watchA).some((e) => e.type === 'LEAVE' && e.userId === 'leaving-with-d'), 'the LEAVE');
+    assert.deepEqual(eventsOf(watchA).filter((e) => e.userId === 'leaving-with-d').map((e) => `${e.type}:${e.reason}`), ['JOIN:null', 'LEAVE:instance-lost']);
+    await assertMembers([a, b], room, ['watch-a']);
+  });
+
   it('Redis restarted empty: lists are rebuilt from the live sessions, no phantom members, the missed LEAVE told', async () => {
     const room = '/topic/room.blip';
     const watchA = await client(a.tcpPort!, 'watch-a');

@@ -103,6 +103,25 @@ describe('presence in embedded mode', () => {
     assert.deepEqual(await b.presence.members('/topic/news'), []);
   });
 
+  it('kicked and logged out: LEAVE says so', async () => {
+    const b = await h.broker();
+    const watcher = await h.connected(b, { login: 'watcher' });
+    await join(watcher);
+    await nextEvent(watcher);
+    const kicked = await h.connected(b, { login: 'kicked-user' });
+    await join(kicked);
+    await nextEvent(watcher);
+    const leaver = await h.connected(b, { login: 'logged-out-user' });
+    await join(leaver);
+    await nextEvent(watcher);
+    await b.admin.kickSession(header(kicked.frames[0]!, 'session')!);
+    const first = await nextEvent(watcher);
+    assert.deepEqual([first.body.userId, first.body.reason], ['kicked-user', 'kicked']);
+    await b.admin.logoutUser('logged-out-user');
+    const second = await nextEvent(watcher);
+    assert.deepEqual([second.body.userId, second.body.reason], ['logged-out-user', 'logged-out']);
+  });
+
   it('a client cannot forge a presence event: its x-presence header is dropped', async () => {
     const b = await h.broker();
     const watcher = await h.connected(b, { login: 'watcher' });
