@@ -255,6 +255,11 @@ export function loadConfig(env: Env): Readonly<Config> {
   if (p.REDIS_URL !== '' && p.REDIS_CLUSTER_NODES !== '') {
     throw new ConfigError('REDIS_CLUSTER_NODES', p.REDIS_CLUSTER_NODES, 'expected either REDIS_URL or REDIS_CLUSTER_NODES, not both');
   }
+  // Rooms are topics: a JOIN published to a queue would go to one consumer, not the room.
+  const notTopic = p.PRESENCE_DESTINATIONS.find((pattern) => !pattern.startsWith(p.TOPIC_PREFIX));
+  if (notTopic !== undefined) {
+    throw new ConfigError('PRESENCE_DESTINATIONS', p.PRESENCE_DESTINATIONS.join(','), `expected topic patterns: ${JSON.stringify(notTopic)} does not start with TOPIC_PREFIX (${p.TOPIC_PREFIX})`);
+  }
   if (p.STOMP_PORT === undefined && p.WS_PORT === undefined) {
     throw new ConfigError('STOMP_PORT', 'off', 'expected a port: STOMP_PORT and WS_PORT cannot both be off');
   }
