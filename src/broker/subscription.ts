@@ -57,13 +57,13 @@ export class Subscription {
   readonly pending = new Map<string, Delivery>();
   /** Messages this subscription missed because its subscriber read too slowly. */
   droppedCount = 0;
+  /** Of those, the ones the client was not told of yet: the next MESSAGE says how many. */
+  private untoldDrops = 0;
   /**
    * When set, asked before every delivery; false keeps the message from this subscription
    * (presence holds a snapshot subscription's messages until its member list is written).
    */
   gate: ((message: Message) => boolean) | undefined;
-  /** Of those, the ones the client was not told of yet: the next MESSAGE says how many. */
-  private untoldDrops = 0;
   /** "MESSAGE\nsubscription:<id>\n", reused by every auto-mode delivery. */
   private readonly head: Buffer;
   /** Identifies `head` among subscriptions: the same key means the same bytes. */
