@@ -94,6 +94,10 @@ export interface Config {
   revocationTtlSeconds: number;
   /** undefined: embedded mode (nothing Redis-related is loaded). */
   redis: RedisConfig | undefined;
+  /** Destination patterns (`*`, `**`) that are rooms: subscribing joins, leaving announces. */
+  presenceDestinations: string[];
+  /** Events also go to `<room><suffix>` when set; such destinations are never rooms themselves. */
+  presenceCompanionSuffix: string | undefined;
 }
 
 export interface RedisConfig {
@@ -202,6 +206,8 @@ const SETTINGS = {
   SESSION_TTL_SECONDS: ['86400', integer(60, 31_536_000), 'an integer from 60 to 31536000 (seconds)'],
   REVOCATION_TTL_SECONDS: ['86400', integer(1, 31_536_000), 'an integer from 1 to 31536000 (seconds)'],
   INSTANCE_HEARTBEAT_MS: ['2000', integer(100, 60_000), 'an integer from 100 to 60000 (ms)'],
+  PRESENCE_DESTINATIONS: ['', (v: string) => (list(v).every((d) => d.startsWith('/')) ? list(v) : null), 'destination patterns starting with "/", comma-separated (* one segment, ** any)'],
+  PRESENCE_COMPANION_SUFFIX: ['', (v: string) => (v === '' || /^[^\s*{}]{1,64}$/.test(v) ? v : null), 'up to 64 characters, no spaces, "*" or braces'],
   LOG_LEVEL: ['info', (v: string) => (['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(v) ? v : null), 'one of fatal, error, warn, info, debug, trace, silent'],
 } as const;
 
@@ -248,6 +254,11 @@ export function loadConfig(env: Env): Readonly<Config> {
   }
   if (p.REDIS_URL !== '' && p.REDIS_CLUSTER_NODES !== '') {
     throw new ConfigError('REDIS_CLUSTER_NODES', p.REDIS_CLUSTER_NODES, 'expected either REDIS_URL or REDIS_CLUSTER_NODES, not both');
+  }
+  // Rooms are topics: a JOIN published to a queue would go to one consumer, not the room.
+  const notTopic = p.PRESENCE_DESTINATIONS.find((pattern) => !pattern.startsWith(p.TOPIC_PREFIX));
+  if (notTopic !== undefined) {
+    throw new ConfigError('PRESENCE_DESTINATIONS', p.PRESENCE_DESTINATIONS.join(','), `expected topic patterns: ${JSON.stringify(notTopic)} does not start with TOPIC_PREFIX (${p.TOPIC_PREFIX})`);
   }
   if (p.STOMP_PORT === undefined && p.WS_PORT === undefined) {
     throw new ConfigError('STOMP_PORT', 'off', 'expected a port: STOMP_PORT and WS_PORT cannot both be off');
@@ -312,6 +323,8 @@ export function loadConfig(env: Env): Readonly<Config> {
             sessionTtlSeconds: p.SESSION_TTL_SECONDS,
             instanceHeartbeatMs: p.INSTANCE_HEARTBEAT_MS,
           },
+    presenceDestinations: p.PRESENCE_DESTINATIONS,
+    presenceCompanionSuffix: p.PRESENCE_COMPANION_SUFFIX || undefined,
   });
 }
 

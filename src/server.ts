@@ -25,6 +25,10 @@ import { StompError } from './session/errors';
 import { LifecycleEvents } from './session/events';
 import type { Interceptor } from './session/interceptor';
 import { Session } from './session/session';
+import { MemoryPresenceStore } from './presence/memory-presence';
+import { RoomMatcher } from './presence/presence';
+import { PresenceTracker } from './presence/presence-tracker';
+import type { Presence } from './presence/presence-tracker';
 import type { SessionDeps } from './session/session';
 import { Admission } from './transport/admission';
 import type { Refusal } from './transport/admission';
@@ -56,6 +60,8 @@ export interface RunningServer {
   sessions(): IterableIterator<Session>;
   /** Kick a session or log a user out, on whichever instance it lives. */
   readonly admin: SessionAdmin;
+  /** Rooms (PRESENCE_DESTINATIONS): who is in each, the same answer on every instance. */
+  readonly presence: Presence;
   /** With Redis: whether it is unreachable now (and why); undefined in embedded mode. */
   clusterHealth(): { isDegraded: boolean; reason: string | undefined } | undefined;
   /**
@@ -111,6 +117,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   });
   const pendingBudget = new SharedByteBudget(config.maxPendingFrameBytes);
   const open = new Map<string, Session>();
+  const presenceRooms = new RoomMatcher(config.presenceDestinations, config.presenceCompanionSuffix);
+  const messageIdPrefix = randomBytes(4).toString('hex');
   // Several instances: loaded only when Redis is configured (embedded mode never loads ioredis).
   const cluster =
     config.redis === undefined
@@ -122,6 +130,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           router,
           events,
           logger,
+          presenceRooms,
           kickLocal: (sessionId, code, message, reason) => {
             const session = open.get(sessionId);
             session?.kick(code, message, reason);
@@ -140,6 +149,14 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
         });
   const registry = options.registry ?? cluster?.registry ?? new MemoryRegistry();
   const revocations = cluster?.revocations ?? new MemoryRevocations(config.revocationTtlSeconds * 1000);
+  const presence = new PresenceTracker({
+    events,
+    store: cluster?.presence ?? new MemoryPresenceStore((message) => router.publish(message), presenceRooms, messageIdPrefix),
+    matcher: presenceRooms,
+    logger,
+    messageIdPrefix,
+  });
+  if (cluster !== undefined) cluster.presence.localEntries = () => presence.localEntries();
   // Built before listening: a bad key or rules file stops the start (ConfigError).
   const usersFile = config.authMode === 'users' ? new UsersFile(config.usersFile!) : undefined;
   const authenticator =
@@ -277,6 +294,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     logger,
     pendingBudget,
     sessions: () => open.values(),
+    presence,
     admin: createSessionAdmin({
       localSessions: () => open.values(),
       localSession: (sessionId) => open.get(sessionId),
@@ -303,6 +321,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
         for (const listener of listeners) listener.destroyConnections();
         await closing;
       }
+      // Their LEAVEs are decided in Redis before the connection goes.
+      if (!(await settlesWithin(presence.settle(), config.shutdownTimeoutMs))) logger.warn('presence leaves took too long: gave up');
       // The sessions' unbinds are on their way; leaving Redis removes what is left of this instance.
       if (cluster !== undefined && !(await settlesWithin(cluster.stop(), config.shutdownTimeoutMs))) logger.warn('leaving Redis took too long: gave up');
       logger.info({ discardedQueueMessages: held.storedMessages + held.unacknowledgedMessages }, 'stompd stopped');

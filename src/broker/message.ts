@@ -10,8 +10,12 @@ import type { Header, StompVersion } from '../codec';
 /** The header naming the sender's user id on every MESSAGE; a client-supplied copy is dropped. */
 export const USER_ID_HEADER = 'user-id';
 
-/** SEND headers the broker sets itself or that only mean something on the SEND. */
-const RESERVED_HEADERS = ['destination', 'message-id', 'subscription', 'ack', 'receipt', 'transaction', 'content-length', 'redelivered', USER_ID_HEADER, DROPPED_HEADER];
+/**
+ * SEND headers the broker sets itself or that only mean something on the SEND. `x-presence`
+ * marks the broker's JOIN/LEAVE/snapshot messages and `x-dropped` what a slow subscriber
+ * missed: a client must not be able to forge either.
+ */
+const RESERVED_HEADERS = ['destination', 'message-id', 'subscription', 'ack', 'receipt', 'transaction', 'content-length', 'redelivered', USER_ID_HEADER, DROPPED_HEADER, 'x-presence'];
 
 /**
  * A header name as a lenient client might read it: case, punctuation, spaces and control

@@ -59,6 +59,11 @@ export class Subscription {
   droppedCount = 0;
   /** Of those, the ones the client was not told of yet: the next MESSAGE says how many. */
   private untoldDrops = 0;
+  /**
+   * When set, asked before every delivery; false keeps the message from this subscription
+   * (presence holds a snapshot subscription's messages until its member list is written).
+   */
+  gate: ((message: Message) => boolean) | undefined;
   /** "MESSAGE\nsubscription:<id>\n", reused by every auto-mode delivery. */
   private readonly head: Buffer;
   /** Identifies `head` among subscriptions: the same key means the same bytes. */
@@ -94,6 +99,7 @@ export class Subscription {
 
   /** Write one MESSAGE; returns the delivery when an ACK is owed. */
   deliver(message: Message): Delivery | undefined {
+    if (this.gate !== undefined && !this.gate(message)) return undefined;
     const subscriber = this.subscriber;
     if (this.ackMode === 'auto') {
       // The shared frame has no room for x-dropped: after a drop, this one delivery gets a head of its own.

@@ -20,10 +20,12 @@ import type { SessionRecord } from '../registry/registry';
 import type { RemoteSessions } from '../session/admin';
 import type { StompErrorCode } from '../session/errors';
 import type { DisconnectReason, LifecycleEvents } from '../session/events';
+import type { RoomMatcher } from '../presence/presence';
 import { RedisKeys } from './keys';
 import { InstanceLiveness } from './liveness';
 import { connectRedis, isCluster, whenReady } from './redis-client';
 import type { RedisConnection } from './redis-client';
+import { RedisPresence } from './redis-presence';
 import { RedisRegistry } from './redis-registry';
 import { RedisRelay } from './redis-relay';
 import type { ControlMessage, RelayStats } from './redis-relay';
@@ -36,6 +38,8 @@ export interface ClusterNodeDeps {
   router: Router;
   events: LifecycleEvents;
   logger: Logger;
+  /** Which destinations are rooms (presence). */
+  presenceRooms: RoomMatcher;
   /** Close a session of this instance; false if it is not here. */
   kickLocal(sessionId: string, code: StompErrorCode, message: string, reason: DisconnectReason): boolean;
   /** Close every session of a user on this instance; returns how many. */
@@ -55,6 +59,7 @@ export interface ClusterNode {
   readonly registry: RedisRegistry;
   readonly revocations: RevocationStore;
   readonly remote: RemoteSessions;
+  readonly presence: RedisPresence;
   readonly isDegraded: boolean;
   health(): ClusterHealth;
   /** Leave: forget this instance's keys (its sessions were closed first), close the connections. */
@@ -88,6 +93,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
         logger.warn({ closed }, 'closed the sessions of this instance that a survivor had reaped');
       }
       await registry.reconcile();
+      await presence.repair();
     },
     onSessionLost: (record) => {
       logger.info({ sessionId: record.sessionId, userId: record.userId, deadInstance: record.instanceId }, 'session lost with its instance');
@@ -110,6 +116,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       }
     },
   });
+  const presence = new RedisPresence({ redis: commands, keys, instanceId, matcher: deps.presenceRooms, messageIdPrefix: instanceId, logger });
 
   let degradedReason: string | undefined = 'connecting to Redis';
   let isStopping = false;
@@ -125,6 +132,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     liveness
       .announce()
       .then(() => registry.reconcile())
+      .then(() => presence.repair())
       .then(() => setDegraded(subscriber.status === 'ready' ? undefined : 'Redis subscriber connection down'))
       .catch((err: unknown) => logger.warn({ err }, 'could not restore the registry after a reconnect; retrying on the next one'));
   };
@@ -161,6 +169,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     registry,
     revocations,
     remote,
+    presence,
     get isDegraded() {
       return degradedReason !== undefined;
     },

@@ -3,7 +3,8 @@
 // disconnect for every session that emitted connect.
 
 import { EventEmitter } from 'node:events';
-import type { StompVersion } from '../codec';
+import type { Header, StompVersion } from '../codec';
+import type { Subscription } from '../broker/subscription';
 import type { TransportKind } from '../transport/connection';
 
 export type DisconnectReason =
@@ -42,6 +43,12 @@ export interface SubscriptionEvent {
   subscriptionId: string;
   destination: string;
   ackMode: string;
+  /** The subscription itself (this instance's sessions only). */
+  subscription?: Subscription;
+  /** subscribe: the SUBSCRIBE frame's headers. */
+  headers?: readonly Header[];
+  /** unsubscribe: the session is ending; a disconnect event with its reason follows at once. */
+  isSessionEnding?: boolean;
 }
 
 export interface DisconnectEvent {

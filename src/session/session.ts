@@ -434,7 +434,14 @@ export class Session implements Subscriber, SessionView {
     for (const subscription of this.subscriptions.values()) {
       this.deps.router.unsubscribe(subscription);
       if (wasConnected) {
-        this.deps.events.emit('unsubscribe', { session: info, subscriptionId: subscription.id, destination: subscription.destination, ackMode: subscription.ackMode });
+        this.deps.events.emit('unsubscribe', {
+          session: info,
+          subscriptionId: subscription.id,
+          destination: subscription.destination,
+          ackMode: subscription.ackMode,
+          subscription,
+          isSessionEnding: true,
+        });
       }
     }
     this.subscriptions.clear();

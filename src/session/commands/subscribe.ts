@@ -36,7 +36,7 @@ export function handleSubscribe(session: Session, frame: Frame): void | Promise<
     if (refusal !== undefined) throw new StompError(refusal.code, refusal.message);
     const subscription = new Subscription(session, id, destination, ackMode as AckMode, unackedLimit);
     session.subscriptions.set(id, subscription);
-    events.emit('subscribe', { session: session.info(), subscriptionId: id, destination, ackMode });
+    events.emit('subscribe', { session: session.info(), subscriptionId: id, destination, ackMode, subscription, headers: frame.headers });
     session.sendReceiptFor(frame); // before any stored queue message the subscription releases
     router.subscribe(subscription);
   });
@@ -51,6 +51,6 @@ export function handleUnsubscribe(session: Session, frame: Frame): void | Promis
     if (subscription === undefined) return; // unknown or already gone: nothing to undo
     session.subscriptions.delete(id);
     router.unsubscribe(subscription);
-    events.emit('unsubscribe', { session: session.info(), subscriptionId: id, destination: subscription.destination, ackMode: subscription.ackMode });
+    events.emit('unsubscribe', { session: session.info(), subscriptionId: id, destination: subscription.destination, ackMode: subscription.ackMode, subscription });
   });
 }

@@ -1,0 +1,277 @@
+// Presence shared by every instance through Redis. One room's keys share a hash slot
+// (`presence:{<room>}:…`), so a Lua script decides JOIN and LEAVE atomically there:
+//
+//   presence:{room}:sessions  hash sessionId → {userId, roles, instanceId, joinedAt}
+//   presence:{room}:users     hash userId → sessions of the user in the room
+//   presence:{room}:members   hash userId → {userId, roles, joinedAt} (the member list)
+//   presence:{room}:seq       the room's last decision number
+//   presence:session:{sid}:rooms     set: rooms the session is in (what a reaper leaves)
+//   presence:instance:{id}:rooms     set: rooms this instance has sessions in (repair after an outage)
+//
+// HSETNX / HDEL on the sessions hash make each session's join and leave count once, however
+// many instances try (two reapers racing), and the per-user count turns them into one JOIN
+// and one LEAVE per user. On a single Redis the script PUBLISHes the event itself, so the
+// room's channel carries events in decision order; the envelope is built here and the script
+// appends the seq to its body (the body is the envelope's last field, its length is free).
+// The envelope's origin is not this instance's id, so this instance hears it back and
+// delivers it like every other: one path, one order. On a Redis Cluster the channel lives
+// in another slot, so the script returns the envelope and this instance SPUBLISHes it (order
+// then holds per deciding instance).
+//
+// Outages: a step that fails leaves this instance's view (the tracker's local sessions) right
+// and Redis stale; repair() on reconnect removes this instance's entries whose session is
+// gone (their LEAVEs, with the reason remembered) and adds the live ones that are missing:
+// silently when their JOIN was announced before (Redis restarted empty), with a JOIN if not.
+
+import type { Logger } from 'pino';
+import { encodeEnvelope } from './envelope';
+import type { RedisKeys } from './keys';
+import { isCluster } from './redis-client';
+import type { RedisConnection } from './redis-client';
+import { presenceEventHeaders } from '../presence/presence';
+import type { LeaveReason, Member, PresenceEventBody, PresenceStore, RoomMatcher, RoomSnapshot, SessionEntry } from '../presence/presence';
+
+/**
+ * KEYS: sessions, users, members, seq. ARGV: sessionId, userId, entry JSON, member JSON,
+ * announce (1/0), publish (1/0), then channel/envelope pairs.
+ * Returns the finished envelopes when the user joined (and was announced), else nil.
+ */
+const JOIN_LUA = `
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3]) == 0 then return false end
+if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) > 1 then return false end
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])
+if ARGV[5] ~= '1' then return false end
+local seq = redis.call('INCR', KEYS[4])
+local finished = {}
+for i = 7, #ARGV, 2 do
+  local envelope = ARGV[i + 1] .. seq .. '}'
+  if ARGV[6] == '1' then redis.call('PUBLISH', ARGV[i], envelope) end
+  finished[#finished + 1] = envelope
+end
+return finished
+`;
+
+/** KEYS: sessions, users, members, seq. ARGV: sessionId, userId, publish (1/0), channel/envelope pairs. */
+const LEAVE_LUA = `
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return false end
+if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) > 0 then return false end
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+local seq = redis.call('INCR', KEYS[4])
+local finished = {}
+for i = 4, #ARGV, 2 do
+  local envelope = ARGV[i + 1] .. seq .. '}'
+  if ARGV[3] == '1' then redis.call('PUBLISH', ARGV[i], envelope) end
+  finished[#finished + 1] = envelope
+end
+return finished
+`;
+
+/**
+ * A LEAVE Redis forgot (it restarted empty while the leave could not be decided): told if the
+ * user has no session in the room now. KEYS: users, seq. ARGV: userId, publish (1/0), pairs.
+ */
+const FORGOTTEN_LEAVE_LUA = `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return false end
+local seq = redis.call('INCR', KEYS[2])
+local finished = {}
+for i = 3, #ARGV, 2 do
+  local envelope = ARGV[i + 1] .. seq .. '}'
+  if ARGV[2] == '1' then redis.call('PUBLISH', ARGV[i], envelope) end
+  finished[#finished + 1] = envelope
+end
+return finished
+`;
+
+/** KEYS: members, seq. Returns {seq, member JSON...}. */
+const SNAPSHOT_LUA = `
+local reply = redis.call('HVALS', KEYS[1])
+table.insert(reply, 1, redis.call('GET', KEYS[2]) or '0')
+return reply
+`;
+
+type ScriptFn = (...args: (string | number | Buffer)[]) => Promise<unknown>;
+
+interface StoredEntry {
+  userId: string;
+  roles: string[];
+  instanceId: string;
+  joinedAt: number;
+}
+
+export interface RedisPresenceOptions {
+  redis: RedisConnection;
+  keys: RedisKeys;
+  instanceId: string;
+  matcher: RoomMatcher;
+  messageIdPrefix: string;
+  logger: Logger;
+}
+
+export class RedisPresence implements PresenceStore {
+  /** This instance's sessions in rooms, by room (set by whoever tracks them: the tracker). */
+  localEntries: () => Map<string, SessionEntry[]> = () => new Map();
+  private readonly options: RedisPresenceOptions;
+  private readonly redis: RedisConnection;
+  private readonly prefix: string;
+  private readonly isSharded: boolean;
+  private messageSeq = 0;
+  /** `sessionId\nroom` whose JOIN went through (was announced). */
+  private readonly announced = new Set<string>();
+  /** `sessionId\nroom` whose leave failed → who left and why, told when repaired. */
+  private readonly failedLeaves = new Map<string, { room: string; entry: SessionEntry; reason: LeaveReason }>();
+
+  constructor(options: RedisPresenceOptions) {
+    this.options = options;
+    this.redis = options.redis;
+    this.prefix = options.keys.prefix;
+    this.isSharded = isCluster(options.redis);
+    this.redis.defineCommand('stompdPresenceJoin', { numberOfKeys: 4, lua: JOIN_LUA });
+    this.redis.defineCommand('stompdPresenceLeave', { numberOfKeys: 4, lua: LEAVE_LUA });
+    this.redis.defineCommand('stompdPresenceSnapshot', { numberOfKeys: 2, lua: SNAPSHOT_LUA });
+    this.redis.defineCommand('stompdPresenceForgottenLeave', { numberOfKeys: 2, lua: FORGOTTEN_LEAVE_LUA });
+  }
+
+  async join(room: string, entry: SessionEntry): Promise<void> {
+    await this.joinAs(room, entry, true);
+  }
+
+  async leave(room: string, entry: SessionEntry, reason: LeaveReason): Promise<void> {
+    const key = `${entry.sessionId}\n${room}`;
+    try {
+      const envelopes = await this.script('stompdPresenceLeaveBuffer')(
+        ...this.roomKeys(room),
+        entry.sessionId, entry.userId, this.isSharded ? '0' : '1',
+        ...this.eventArgs(room, { type: 'LEAVE', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason, at: Date.now() }),
+      );
+      this.announced.delete(key);
+      this.failedLeaves.delete(key);
+      await this.publishFinished(room, envelopes);
+      await this.redis.srem(this.sessionRoomsKey(entry.sessionId), room);
+    } catch (err) {
+      this.failedLeaves.set(key, { room, entry, reason });
+      throw err;
+    }
+  }
+
+  async leaveRemoteSession(sessionId: string, reason: LeaveReason): Promise<void> {
+    const roomsKey = this.sessionRoomsKey(sessionId);
+    for (const room of await this.redis.smembers(roomsKey)) {
+      const stored = await this.redis.hget(this.roomKeys(room)[0], sessionId);
+      if (stored === null) continue;
+      const entry = JSON.parse(stored) as StoredEntry;
+      await this.leave(room, { sessionId, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, reason);
+    }
+    await this.redis.del(roomsKey);
+  }
+
+  async snapshot(room: string): Promise<RoomSnapshot> {
+    const [, , members, seq] = this.roomKeys(room);
+    const reply = (await this.script('stompdPresenceSnapshot')(members, seq)) as string[];
+    const list = reply.slice(1).map((json) => JSON.parse(json) as Member);
+    list.sort((a, b) => a.joinedAt - b.joinedAt || (a.userId < b.userId ? -1 : 1));
+    return { seq: Number(reply[0]), members: list };
+  }
+
+  /**
+   * After Redis was away: make Redis match this instance's live sessions. Entries of other
+   * instances are theirs to repair (or the reaper's, when they died).
+   */
+  async repair(): Promise<void> {
+    const local = this.localEntries();
+    const listed = await this.redis.smembers(this.instanceRoomsKey());
+    const rooms = new Set([...listed, ...local.keys()]);
+    for (const room of rooms) {
+      const live = new Map((local.get(room) ?? []).map((entry) => [entry.sessionId, entry]));
+      const stored = await this.redis.hgetall(this.roomKeys(room)[0]);
+      for (const [sessionId, json] of Object.entries(stored)) {
+        const entry = JSON.parse(json) as StoredEntry;
+        if (entry.instanceId !== this.options.instanceId || live.has(sessionId)) continue;
+        const reason = this.failedLeaves.get(`${sessionId}\n${room}`)?.reason ?? 'disconnect';
+        await this.leave(room, { sessionId, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, reason);
+      }
+      for (const entry of live.values()) {
+        if (stored[entry.sessionId] === undefined) await this.joinAs(room, entry, !this.announced.has(`${entry.sessionId}\n${room}`));
+      }
+      if (live.size === 0) await this.redis.srem(this.instanceRoomsKey(), room);
+    }
+    // Leaves that failed and whose entry Redis no longer had (it restarted empty): the
+    // watchers still list the user, so its LEAVE is told unless the user is back in the room.
+    // (A session of the same user on an instance that has not repaired yet is not seen here.)
+    for (const [key, { room, entry, reason }] of [...this.failedLeaves]) {
+      this.failedLeaves.delete(key);
+      const [, users, , seq] = this.roomKeys(room);
+      const envelopes = await this.script('stompdPresenceForgottenLeaveBuffer')(
+        users, seq, entry.userId, this.isSharded ? '0' : '1',
+        ...this.eventArgs(room, { type: 'LEAVE', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason, at: Date.now() }),
+      );
+      await this.publishFinished(room, envelopes);
+    }
+  }
+
+  private async joinAs(room: string, entry: SessionEntry, shouldAnnounce: boolean): Promise<void> {
+    // The reaper's list first: a crash after it leaves a session listed and not in the room,
+    // which a leave ignores; the other order could leave a member nobody can remove.
+    await this.redis.sadd(this.sessionRoomsKey(entry.sessionId), room);
+    await this.redis.sadd(this.instanceRoomsKey(), room);
+    const stored: StoredEntry = { userId: entry.userId, roles: [...entry.roles], instanceId: this.options.instanceId, joinedAt: entry.joinedAt };
+    const member: Member = { userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt };
+    const envelopes = await this.script('stompdPresenceJoinBuffer')(
+      ...this.roomKeys(room),
+      entry.sessionId, entry.userId, JSON.stringify(stored), JSON.stringify(member), shouldAnnounce ? '1' : '0', this.isSharded ? '0' : '1',
+      ...this.eventArgs(room, { type: 'JOIN', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason: null, at: Date.now() }),
+    );
+    this.announced.add(`${entry.sessionId}\n${room}`);
+    await this.publishFinished(room, envelopes);
+  }
+
+  /** Channel/envelope pairs for the room and its companion; each envelope's body waits for `seq}`. */
+  private eventArgs(room: string, body: Omit<PresenceEventBody, 'seq'>): (string | Buffer)[] {
+    const json = JSON.stringify(body);
+    const bodyPrefix = Buffer.from(`${json.slice(0, -1)},"seq":`);
+    const args: (string | Buffer)[] = [];
+    const companion = this.options.matcher.companionOf(room);
+    for (const destination of companion === undefined ? [room] : [room, companion]) {
+      args.push(
+        this.options.keys.destinationChannel(destination),
+        encodeEnvelope({
+          // Not this instance's id: the relay delivers it here too, in the channel's order.
+          origin: `presence@${this.options.instanceId}`,
+          messageId: `${this.options.messageIdPrefix}-p${++this.messageSeq}`,
+          destination,
+          routeKey: destination,
+          headers: presenceEventHeaders(body.type),
+          body: bodyPrefix,
+        }),
+      );
+    }
+    return args;
+  }
+
+  /** On a Cluster the script could not publish (another slot): its finished envelopes go out here. */
+  private async publishFinished(room: string, envelopes: unknown): Promise<void> {
+    if (!this.isSharded || !Array.isArray(envelopes)) return;
+    const companion = this.options.matcher.companionOf(room);
+    const destinations = companion === undefined ? [room] : [room, companion];
+    for (let i = 0; i < envelopes.length; i++) {
+      await this.redis.spublish(this.options.keys.destinationChannel(destinations[i]!), envelopes[i] as Buffer);
+    }
+  }
+
+  private roomKeys(room: string): [string, string, string, string] {
+    const base = `${this.prefix}presence:{${room}}`;
+    return [`${base}:sessions`, `${base}:users`, `${base}:members`, `${base}:seq`];
+  }
+
+  private sessionRoomsKey(sessionId: string): string {
+    return `${this.prefix}presence:session:{${sessionId}}:rooms`;
+  }
+
+  private instanceRoomsKey(): string {
+    return `${this.prefix}presence:instance:{${this.options.instanceId}}:rooms`;
+  }
+
+  private script(name: string): ScriptFn {
+    return (this.redis as unknown as Record<string, ScriptFn>)[name]!.bind(this.redis);
+  }
+}

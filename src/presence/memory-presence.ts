@@ -1,0 +1,74 @@
+// Presence for one instance (embedded mode): rooms in memory, decisions synchronous, events
+// published through the router the moment they are decided. A session's count of
+// subscriptions is the tracker's business; here a session is in a room or not.
+
+import type { Message } from '../broker/message';
+import { presenceEventMessage } from './presence';
+import type { LeaveReason, Member, PresenceEventBody, PresenceStore, RoomMatcher, RoomSnapshot, SessionEntry } from './presence';
+
+interface Room {
+  seq: number;
+  sessions: Map<string, SessionEntry>;
+  /** userId → the member and how many of its sessions are here. */
+  users: Map<string, { member: Member; sessionCount: number }>;
+}
+
+export class MemoryPresenceStore implements PresenceStore {
+  private readonly rooms = new Map<string, Room>();
+  private readonly publish: (message: Message) => void;
+  private readonly matcher: RoomMatcher;
+  private readonly messageIdPrefix: string;
+  private messageSeq = 0;
+
+  constructor(publish: (message: Message) => void, matcher: RoomMatcher, messageIdPrefix: string) {
+    this.publish = publish;
+    this.matcher = matcher;
+    this.messageIdPrefix = messageIdPrefix;
+  }
+
+  async join(roomName: string, entry: SessionEntry): Promise<void> {
+    let room = this.rooms.get(roomName);
+    if (room === undefined) {
+      room = { seq: 0, sessions: new Map(), users: new Map() };
+      this.rooms.set(roomName, room);
+    }
+    if (room.sessions.has(entry.sessionId)) return;
+    room.sessions.set(entry.sessionId, entry);
+    const user = room.users.get(entry.userId);
+    if (user !== undefined) {
+      user.sessionCount++;
+      return;
+    }
+    room.users.set(entry.userId, { member: { userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, sessionCount: 1 });
+    this.announce(roomName, { type: 'JOIN', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason: null, at: Date.now(), seq: ++room.seq });
+  }
+
+  async leave(roomName: string, { sessionId }: SessionEntry, reason: LeaveReason): Promise<void> {
+    const room = this.rooms.get(roomName);
+    const entry = room?.sessions.get(sessionId);
+    if (room === undefined || entry === undefined) return;
+    room.sessions.delete(sessionId);
+    const user = room.users.get(entry.userId)!;
+    if (--user.sessionCount > 0) return;
+    room.users.delete(entry.userId);
+    const seq = ++room.seq;
+    // An empty room is forgotten; its seq starts over, which no subscriber can tell (it has none).
+    if (room.users.size === 0) this.rooms.delete(roomName);
+    this.announce(roomName, { type: 'LEAVE', userId: entry.userId, roles: entry.roles, sessionId, reason, at: Date.now(), seq });
+  }
+
+  /** One instance: every session is local and leaves room by room. */
+  async leaveRemoteSession(): Promise<void> {}
+
+  async snapshot(roomName: string): Promise<RoomSnapshot> {
+    const room = this.rooms.get(roomName);
+    if (room === undefined) return { members: [], seq: 0 };
+    return { members: [...room.users.values()].map((u) => u.member), seq: room.seq };
+  }
+
+  private announce(room: string, body: PresenceEventBody): void {
+    this.publish(presenceEventMessage(`${this.messageIdPrefix}-p${++this.messageSeq}`, room, body));
+    const companion = this.matcher.companionOf(room);
+    if (companion !== undefined) this.publish(presenceEventMessage(`${this.messageIdPrefix}-p${++this.messageSeq}`, companion, body));
+  }
+}

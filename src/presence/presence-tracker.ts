@@ -1,0 +1,192 @@
+// Watches this instance's sessions (lifecycle events) and turns them into presence: a
+// session's first subscription to a room joins it, its last unsubscription or its end
+// leaves it. The store decides JOIN and LEAVE; this file keeps each session's steps in
+// order and writes the member list first on subscriptions that ask for it.
+//
+// Ordering: each user's steps on this instance run one after another, in the order its
+// sessions did things (a promise chain per user: one session's join is decided before
+// another's leave that came after it, so a user whose sessions overlap never flaps), and a
+// join runs after the SUBSCRIBE handler has put the subscription in its topic. The
+// SUBSCRIBE's RECEIPT does not wait for the decision: the JOIN message is the confirmation. A session that ends emits `unsubscribe` (marked isSessionEnding) for each
+// subscription and then `disconnect`: the rooms are left on the disconnect, with its reason.
+//
+// Snapshot (`x-presence-snapshot: true`): the subscription's deliveries are held from the
+// SUBSCRIBE on; the member list is read at sequence number N, written, then the held
+// messages follow, minus presence events numbered N or below (the list includes them), and
+// such late events keep being dropped for that subscription after.
+
+import type { Logger } from 'pino';
+import { headerValue } from '../codec';
+import type { Message } from '../broker/message';
+import type { Subscription } from '../broker/subscription';
+import type { LifecycleEvents, SubscriptionEvent } from '../session/events';
+import { SNAPSHOT_HEADER, leaveReasonFor, presenceSeqOf, snapshotMessage } from './presence';
+import type { LeaveReason, Member, PresenceStore, RoomMatcher, SessionEntry } from './presence';
+
+/** What RunningServer exposes (the HTTP API's `GET /api/presence` reads it). */
+export interface Presence {
+  /** Whether any destination is a room (PRESENCE_DESTINATIONS set). */
+  readonly isEnabled: boolean;
+  isRoom(destination: string): boolean;
+  /** The room's members now, the same from every instance; [] for a room nobody is in. */
+  members(destination: string): Promise<Member[]>;
+}
+
+interface LocalSession {
+  userId: string;
+  roles: readonly string[];
+  /** room → this session's subscriptions to it and when it joined. */
+  rooms: Map<string, { count: number; joinedAt: number }>;
+}
+
+export interface PresenceTrackerDeps {
+  events: LifecycleEvents;
+  store: PresenceStore;
+  matcher: RoomMatcher;
+  logger: Logger;
+  messageIdPrefix: string;
+}
+
+export class PresenceTracker implements Presence {
+  private readonly deps: PresenceTrackerDeps;
+  private readonly sessions = new Map<string, LocalSession>();
+  /** Per user: the tail of its chain of steps. */
+  private readonly chains = new Map<string, Promise<void>>();
+  /** Snapshot subscriptions still waiting for their member list → the messages held meanwhile. */
+  private readonly awaitingSnapshot = new Map<Subscription, Message[]>();
+  private snapshotSeq = 0;
+
+  constructor(deps: PresenceTrackerDeps) {
+    this.deps = deps;
+    if (!deps.matcher.isEnabled) return;
+    deps.events.on('subscribe', (e) => this.onSubscribe(e));
+    deps.events.on('unsubscribe', (e) => this.onUnsubscribe(e));
+    deps.events.on('disconnect', (e) => {
+      if (e.reason === 'instance-lost') {
+        // Reported by this instance's reaper for a session that lived on a dead one.
+        this.enqueue(e.session.userId, () => deps.store.leaveRemoteSession(e.session.sessionId, 'instance-lost'));
+        return;
+      }
+      this.onSessionEnd(e.session.sessionId, leaveReasonFor(e.reason));
+    });
+  }
+
+  get isEnabled(): boolean {
+    return this.deps.matcher.isEnabled;
+  }
+
+  isRoom(destination: string): boolean {
+    return this.deps.matcher.isRoom(destination);
+  }
+
+  async members(destination: string): Promise<Member[]> {
+    if (!this.isRoom(destination)) return [];
+    return (await this.deps.store.snapshot(destination)).members;
+  }
+
+  /** This instance's sessions in rooms: what a store rebuilds from after Redis lost its state. */
+  localEntries(): Map<string, SessionEntry[]> {
+    const byRoom = new Map<string, SessionEntry[]>();
+    for (const [sessionId, session] of this.sessions) {
+      for (const [room, { joinedAt }] of session.rooms) {
+        let entries = byRoom.get(room);
+        if (entries === undefined) byRoom.set(room, (entries = []));
+        entries.push({ sessionId, userId: session.userId, roles: session.roles, joinedAt });
+      }
+    }
+    return byRoom;
+  }
+
+  /** Resolves when every step begun so far is done (tests, shutdown). */
+  async settle(): Promise<void> {
+    while (this.chains.size > 0) await Promise.allSettled([...this.chains.values()]);
+  }
+
+  private onSubscribe(e: SubscriptionEvent): void {
+    const room = e.destination;
+    if (!this.isRoom(room)) return;
+    const sessionId = e.session.sessionId;
+    let session = this.sessions.get(sessionId);
+    if (session === undefined) {
+      session = { userId: e.session.userId, roles: e.session.roles, rooms: new Map() };
+      this.sessions.set(sessionId, session);
+    }
+    const joined = session.rooms.get(room);
+    if (joined !== undefined) joined.count++;
+    else session.rooms.set(room, { count: 1, joinedAt: Date.now() });
+    const subscription = e.subscription;
+    const wantsSnapshot = subscription !== undefined && e.headers !== undefined && headerValue(e.headers, SNAPSHOT_HEADER) === 'true';
+    if (wantsSnapshot) this.holdUntilSnapshot(subscription);
+    if (joined === undefined) {
+      const entry: SessionEntry = { sessionId, userId: session.userId, roles: session.roles, joinedAt: session.rooms.get(room)!.joinedAt };
+      this.enqueue(session.userId, () => this.deps.store.join(room, entry));
+    }
+    if (wantsSnapshot) this.enqueue(session.userId, () => this.writeSnapshot(room, subscription));
+  }
+
+  private onUnsubscribe(e: SubscriptionEvent): void {
+    if (e.subscription !== undefined) this.awaitingSnapshot.delete(e.subscription);
+    if (e.isSessionEnding === true) return; // left with the disconnect's reason, next
+    const room = e.destination;
+    const session = this.sessions.get(e.session.sessionId);
+    const joined = session?.rooms.get(room);
+    if (session === undefined || joined === undefined) return;
+    if (--joined.count > 0) return;
+    session.rooms.delete(room);
+    if (session.rooms.size === 0) this.sessions.delete(e.session.sessionId);
+    const entry: SessionEntry = { sessionId: e.session.sessionId, userId: session.userId, roles: session.roles, joinedAt: joined.joinedAt };
+    this.enqueue(session.userId, () => this.deps.store.leave(room, entry, 'unsubscribe'));
+  }
+
+  private onSessionEnd(sessionId: string, reason: LeaveReason): void {
+    const session = this.sessions.get(sessionId);
+    if (session === undefined) return;
+    this.sessions.delete(sessionId);
+    for (const [room, { joinedAt }] of session.rooms) {
+      const entry: SessionEntry = { sessionId, userId: session.userId, roles: session.roles, joinedAt };
+      this.enqueue(session.userId, () => this.deps.store.leave(room, entry, reason));
+    }
+  }
+
+  private enqueue(userId: string, step: () => Promise<void>): void {
+    const previous = this.chains.get(userId) ?? Promise.resolve();
+    const next = previous
+      .then(step)
+      .catch((err: unknown) => this.deps.logger.warn({ err, userId }, 'presence step failed (Redis away?): repaired when it is back'));
+    this.chains.set(userId, next);
+    void next.then(() => {
+      if (this.chains.get(userId) === next) this.chains.delete(userId);
+    });
+  }
+
+  private holdUntilSnapshot(subscription: Subscription): void {
+    const held: Message[] = [];
+    subscription.gate = (message) => {
+      held.push(message);
+      return false;
+    };
+    this.awaitingSnapshot.set(subscription, held);
+  }
+
+  private async writeSnapshot(room: string, subscription: Subscription): Promise<void> {
+    let snapshot;
+    try {
+      snapshot = await this.deps.store.snapshot(room);
+    } finally {
+      // Even without a list (Redis away) the subscription must not stay held.
+      const held = this.awaitingSnapshot.get(subscription);
+      subscription.gate = undefined;
+      if (held !== undefined) {
+        this.awaitingSnapshot.delete(subscription);
+        const listedSeq = snapshot?.seq ?? -1;
+        if (snapshot !== undefined) subscription.deliver(snapshotMessage(`${this.deps.messageIdPrefix}-s${++this.snapshotSeq}`, room, snapshot));
+        const isListed = (message: Message): boolean => {
+          const seq = presenceSeqOf(message);
+          return seq !== undefined && seq <= listedSeq;
+        };
+        for (const message of held) if (!isListed(message)) subscription.deliver(message);
+        if (snapshot !== undefined) subscription.gate = (message) => !isListed(message);
+      }
+    }
+  }
+}

@@ -1,0 +1,282 @@
+// Presence across instances on one real redis-server: two in-process instances (so their
+// member lists can be read) and, for kill -9, a third as its own process. Each scenario of
+// issue 16 with raw clients: a closed tab, a silent client, a killed instance (two survivors
+// racing to reap it), a user with two sessions on two instances, a Redis that restarts
+// empty; after each step both instances list the same, right members and every watcher was
+// told once. The randomized run with @stomp/stompjs is in presence-random.test.ts.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { RunningServer } from '../../src/server';
+import { BrokerProcess } from '../helpers/broker-process';
+import { startBroker } from '../helpers/broker';
+import { RawClient, header } from '../helpers/raw-client';
+import { startRedis } from '../helpers/redis';
+import type { RedisServer } from '../helpers/redis';
+
+const clients: RawClient[] = [];
+after(() => {
+  for (const c of clients) c.destroy();
+});
+
+interface Event {
+  type: string;
+  userId: string;
+  sessionId: string;
+  reason: string | null;
+}
+
+async function client(port: number, login: string, extra: Record<string, string> = {}): Promise<RawClient> {
+  const c = await RawClient.tcp(port);
+  clients.push(c);
+  await c.connect({ login, ...extra });
+  return c;
+}
+
+async function join(c: RawClient, room: string, id = 'r'): Promise<void> {
+  c.sendFrame('SUBSCRIBE', { destination: room, id, receipt: `sub-${id}` });
+  await c.waitUntil(() => c.frames.some((f) => f.command === 'RECEIPT' && header(f, 'receipt-id') === `sub-${id}`));
+}
+
+/** The JOIN and LEAVE messages `c` got so far. */
+function eventsOf(c: RawClient): Event[] {
+  return c.frames
+    .filter((f) => f.command === 'MESSAGE' && (header(f, 'x-presence') === 'join' || header(f, 'x-presence') === 'leave'))
+    .map((f) => JSON.parse(f.body.toString()) as Event);
+}
+
+async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Both instances list exactly `userIds` (once the joins under way are decided: a RECEIPT comes before). */
+async function assertMembers(instances: RunningServer[], room: string, userIds: string[]): Promise<void> {
+  const expected = [...userIds].sort();
+  const listed = async (instance: RunningServer): Promise<string[]> => (await instance.presence.members(room)).map((m) => m.userId).sort();
+  await until(async () => {
+    for (const instance of instances) if (JSON.stringify(await listed(instance)) !== JSON.stringify(expected)) return false;
+    return true;
+  }, 'the member lists', 3000).catch(() => undefined);
+  for (const instance of instances) assert.deepEqual(await listed(instance), expected, `members on ${instance.config.instanceId}`);
+}
+
+/** Wait until `instances` instances listen on the room's channel (the relay subscribes asynchronously). */
+async function untilRelayed(redis: RedisServer, room: string, instances: number): Promise<void> {
+  await until(() => Number(redis.cli('pubsub', 'numsub', `ws:dest:${room}`).trim().split('\n')[1]) >= instances, `${instances} instances on ${room}`);
+}
+
+const PRESENCE = { PRESENCE_DESTINATIONS: '/topic/room.*' };
+
+describe('presence across two instances (one redis-server)', { timeout: 60000 }, () => {
+  let redis: RedisServer;
+  let a: RunningServer;
+  let b: RunningServer;
+
+  before(async () => {
+    redis = await startRedis();
+    // The brokers want a heart-beat every 300 ms from clients that offer one (x2 grace).
+    const env = { REDIS_URL: redis.url, HEARTBEAT: '0,300', INSTANCE_HEARTBEAT_MS: '300', ...PRESENCE };
+    [a, b] = await Promise.all([startBroker({ ...env, INSTANCE_ID: 'inst-a' }), startBroker({ ...env, INSTANCE_ID: 'inst-b' })]);
+  });
+  after(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+    await redis?.stop();
+  });
+
+  it('a closed tab on one instance: one LEAVE (socket-closed) to watchers on both, at once; lists agree at each step', async () => {
+    const room = '/topic/room.tab';
+    const watchA = await client(a.tcpPort!, 'watch-a');
+    const watchB = await client(b.tcpPort!, 'watch-b');
+    await join(watchA, room);
+    await join(watchB, room);
+    await untilRelayed(redis, room, 2);
+    const tab = await client(b.tcpPort!, 'tabby');
+    await join(tab, room);
+    for (const w of [watchA, watchB]) await until(() => eventsOf(w).some((e) => e.type === 'JOIN' && e.userId === 'tabby'), 'the JOIN');
+    await assertMembers([a, b], room, ['watch-a', 'watch-b', 'tabby']);
+    const closedAt = Date.now();
+    tab.destroy(); // no DISCONNECT: the socket just goes
+    for (const w of [watchA, watchB]) await until(() => eventsOf(w).some((e) => e.type === 'LEAVE' && e.userId === 'tabby'), 'the LEAVE', 2000);
+    const toldWithinMs = Date.now() - closedAt;
+    await sleep(300);
+    for (const w of [watchA, watchB]) {
+      const leaves = eventsOf(w).filter((e) => e.userId === 'tabby' && e.type === 'LEAVE');
+      assert.equal(leaves.length, 1);
+      assert.equal(leaves[0]!.reason, 'socket-closed');
+      assert.equal(eventsOf(w).filter((e) => e.userId === 'tabby' && e.type === 'JOIN').length, 1);
+    }
+    assert.ok(toldWithinMs < 2000, `told within ${toldWithinMs} ms`);
+    await assertMembers([a, b], room, ['watch-a', 'watch-b']);
+  });
+
+  it('a client that goes silent: one LEAVE (heartbeat-timeout) within the heart-beat bound', async () => {
+    const room = '/topic/room.quiet';
+    const watchA = await client(a.tcpPort!, 'watch-a');
+    await join(watchA, room);
+    await untilRelayed(redis, room, 1);
+    // Offers a beat every 300 ms, then sends nothing: the bound is 300 ms x grace 2, plus a check tick.
+    const silent = await client(b.tcpPort!, 'quiet', { 'heart-beat': '300,0' });
+    await join(silent, room);
+    await until(() => eventsOf(watchA).some((e) => e.type === 'JOIN' && e.userId === 'quiet'), 'the JOIN');
+    const silentFrom = Date.now();
+    await until(() => eventsOf(watchA).some((e) => e.type === 'LEAVE' && e.userId === 'quiet'), 'the LEAVE', 3000);
+    const afterMs = Date.now() - silentFrom;
+    assert.ok(afterMs < 600 + 1000, `LEAVE ${afterMs} ms after the last frame (bound 600 ms + tick)`);
+    await sleep(300);
+    const leaves = eventsOf(watchA).filter((e) => e.type === 'LEAVE' && e.userId === 'quiet');
+    assert.deepEqual(leaves.map((e) => e.reason), ['heartbeat-timeout']);
+    await assertMembers([a, b], room, ['watch-a']);
+  });
+
+  it('a user with sessions on both instances joins once and leaves only after the second ends', async () => {
+    const room = '/topic/room.twice';
+    const watchA = await client(a.tcpPort!, 'watch-a');
+    const watchB = await client(b.tcpPort!, 'watch-b');
+    await join(watchA, room);
+    await join(watchB, room);
+    await untilRelayed(redis, room, 2);
+    const first = await client(a.tcpPort!, 'duo');
+    await join(first, room);
+    const second = await client(b.tcpPort!, 'duo');
+    await join(second, room);
+    await assertMembers([a, b], room, ['watch-a', 'watch-b', 'duo']);
+    first.sendFrame('DISCONNECT', { receipt: 'bye' });
+    await first.expect('RECEIPT').catch(() => undefined);
+    await sleep(500);
+    await assertMembers([a, b], room, ['watch-a', 'watch-b', 'duo']);
+    for (const w of [watchA, watchB]) assert.deepEqual(eventsOf(w).filter((e) => e.userId === 'duo').map((e) => e.type), ['JOIN']);
+    second.sendFrame('UNSUBSCRIBE', { id: 'r' });
+    for (const w of [watchA, watchB]) await until(() => eventsOf(w).some((e) => e.type === 'LEAVE' && e.userId === 'duo'), 'the LEAVE');
+    await sleep(300);
+    for (const w of [watchA, watchB]) {
+      const duo = eventsOf(w).filter((e) => e.userId === 'duo');
+      assert.deepEqual(duo.map((e) => `${e.type}:${e.reason}`), ['JOIN:null', 'LEAVE:unsubscribe']);
+      assert.equal(duo[1]!.sessionId, header(second.frames[0]!, 'session'), 'the LEAVE names the last session');
+    }
+    await assertMembers([a, b], room, ['watch-a', 'watch-b']);
+  });
+
+  it('several sessions of one user ending at once: one LEAVE', async () => {
+    const room = '/topic/room.burst';
+    const watchA = await client(a.tcpPort!, 'watch-a');
+    await join(watchA, room);
+    await untilRelayed(redis, room, 1);
+    const sessions: RawClient[] = [];
+    for (let i = 0; i < 6; i++) {
+      const s = await client((i % 2 === 0 ? a : b).tcpPort!, 'many');
+      await join(s, room);
+      sessions.push(s);
+    }
+    await until(() => eventsOf(watchA).some((e) => e.userId === 'many'), 'the JOIN');
+    for (const s of sessions) s.destroy();
+    await until(() => eventsOf(watchA).some((e) => e.type === 'LEAVE' && e.userId === 'many'), 'the LEAVE');
+    await sleep(500);
+    assert.deepEqual(eventsOf(watchA).filter((e) => e.userId === 'many').map((e) => e.type), ['JOIN', 'LEAVE'], JSON.stringify(eventsOf(watchA).filter((e) => e.userId === 'many')));
+    await assertMembers([a, b], room, ['watch-a']);
+  });
+
+  it('kill -9 of a third instance: its members leave once (instance-lost), told by a survivor within the reaping bound', async () => {
+    const room = '/topic/room.crash';
+    const doomed = await BrokerProcess.start({ REDIS_URL: redis.url, HEARTBEAT: '0,0', INSTANCE_HEARTBEAT_MS: '300', ...PRESENCE });
+    try {
+      const watchA = await client(a.tcpPort!, 'watch-a');
+      const watchB = await client(b.tcpPort!, 'watch-b');
+      await join(watchA, room);
+      await join(watchB, room);
+      await untilRelayed(redis, room, 2);
+      for (const user of ['gone-1', 'gone-2', 'gone-3']) await join(await client(doomed.tcpPort, user), room);
+      // gone-3 also has a session on a survivor: it stays.
+      await join(await client(a.tcpPort!, 'gone-3'), room);
+      await assertMembers([a, b], room, ['watch-a', 'watch-b', 'gone-1', 'gone-2', 'gone-3']);
+      const killedAt = Date.now();
+      await doomed.kill();
+      // Bound: 3 + 1 instance heart-beats (1.2 s here), plus slack for a loaded machine.
+      for (const w of [watchA, watchB]) {
+        await until(() => eventsOf(w).filter((e) => e.type === 'LEAVE').length >= 2, 'the LEAVEs', 1200 + 3000);
+      }
+      const toldAfterMs = Date.now() - killedAt;
+      await sleep(1500); // more reaping rounds of both survivors: nothing more
+      for (const w of [watchA, watchB]) {
+        const leaves = eventsOf(w).filter((e) => e.type === 'LEAVE');
+        assert.deepEqual(leaves.map((e) => `${e.userId}:${e.reason}`).sort(), ['gone-1:instance-lost', 'gone-2:instance-lost']);
+      }
+      assert.ok(toldAfterMs < 4200, `told ${toldAfterMs} ms after the kill`);
+      await assertMembers([a, b], room, ['watch-a', 'watch-b', 'gone-3']);
+    } finally {
+      await doomed.stop().catch(() => undefined);
+    }
+  });
+
+  it('two survivors both reporting a lost session (racing reapers): one LEAVE', async () => {
+    const room = '/topic/room.race';
+    const c = await startBroker({ REDIS_URL: redis.url, HEARTBEAT: '0,0', INSTANCE_ID: 'inst-c', ...PRESENCE });
+    try {
+      const watchA = await client(a.tcpPort!, 'watch-a');
+      await join(watchA, room);
+      await untilRelayed(redis, room, 1);
+      const victim = await client(c.tcpPort!, 'victim');
+      await join(victim, room);
+      await until(() => eventsOf(watchA).some((e) => e.userId === 'victim'), 'the JOIN');
+      const sessionId = header(victim.frames[0]!, 'session')!;
+      const session = { sessionId, userId: 'victim', roles: [], isAnonymous: false, transport: 'tcp' as const, remoteAddress: '127.0.0.1', version: '1.2' as const, connectedAt: Date.now() };
+      // What each survivor's reaper emits for a session of a dead instance, both at once.
+      a.events.emit('disconnect', { session, reason: 'instance-lost' });
+      b.events.emit('disconnect', { session, reason: 'instance-lost' });
+      await until(() => eventsOf(watchA).some((e) => e.type === 'LEAVE' && e.userId === 'victim'), 'the LEAVE');
+      await sleep(500);
+      assert.deepEqual(eventsOf(watchA).filter((e) => e.userId === 'victim').map((e) => `${e.type}:${e.reason}`), ['JOIN:null', 'LEAVE:instance-lost']);
+      await assertMembers([a, b, c], room, ['watch-a']);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('an instance stopped gracefully: its members leave (instance-lost) before it goes', async () => {
+    const room = '/topic/room.stop';
+    const d = await startBroker({ REDIS_URL: redis.url, HEARTBEAT: '0,0', INSTANCE_ID: 'inst-d', ...PRESENCE });
+    const watchA = await client(a.tcpPort!, 'watch-a');
+    await join(watchA, room);
+    await untilRelayed(redis, room, 1);
+    await join(await client(d.tcpPort!, 'leaving-with-d'), room);
+    await until(() => eventsOf(watchA).some((e) => e.userId === 'leaving-with-d'), 'the JOIN');
+    await d.stop();
+    await until(() => eventsOf(watchA).some((e) => e.type === 'LEAVE' && e.userId === 'leaving-with-d'), 'the LEAVE');
+    assert.deepEqual(eventsOf(watchA).filter((e) => e.userId === 'leaving-with-d').map((e) => `${e.type}:${e.reason}`), ['JOIN:null', 'LEAVE:instance-lost']);
+    await assertMembers([a, b], room, ['watch-a']);
+  });
+
+  it('Redis restarted empty: lists are rebuilt from the live sessions, no phantom members, the missed LEAVE told', async () => {
+    const room = '/topic/room.blip';
+    const watchA = await client(a.tcpPort!, 'watch-a');
+    const watchB = await client(b.tcpPort!, 'watch-b');
+    await join(watchA, room);
+    await join(watchB, room);
+    await untilRelayed(redis, room, 2);
+    const stays = await client(a.tcpPort!, 'stays');
+    await join(stays, room);
+    const goes = await client(b.tcpPort!, 'goes');
+    await join(goes, room);
+    await assertMembers([a, b], room, ['watch-a', 'watch-b', 'stays', 'goes']);
+    await redis.kill();
+    await until(() => a.clusterHealth()?.isDegraded === true && b.clusterHealth()?.isDegraded === true, 'both degraded');
+    goes.destroy(); // its LEAVE cannot be decided now
+    await sleep(300);
+    await redis.restart(); // empty
+    await until(() => a.clusterHealth()?.isDegraded === false && b.clusterHealth()?.isDegraded === false, 'both healthy again', 10000);
+    await until(async () => (await b.presence.members(room)).length === 3, 'the rebuilt list', 5000);
+    await assertMembers([a, b], room, ['watch-a', 'watch-b', 'stays']);
+    assert.equal(redis.cli('hlen', `ws:presence:{${room}}:sessions`).trim(), '3', 'one entry per live session');
+    // The LEAVE the outage held back is told, with the reason the session ended with.
+    for (const w of [watchA, watchB]) await until(() => eventsOf(w).some((e) => e.type === 'LEAVE' && e.userId === 'goes'), 'the held-back LEAVE');
+    for (const w of [watchA, watchB]) assert.deepEqual(eventsOf(w).filter((e) => e.userId === 'goes').map((e) => `${e.type}:${e.reason}`), ['JOIN:null', 'LEAVE:socket-closed']);
+    // Live members were restored without a second JOIN.
+    await sleep(500);
+    for (const w of [watchA, watchB]) assert.equal(eventsOf(w).filter((e) => e.type === 'JOIN' && e.userId === 'stays').length, 1);
+  });
+});
