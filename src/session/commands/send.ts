@@ -4,6 +4,7 @@
 import { headerValue } from '../../codec';
 import type { Frame } from '../../codec';
 import { hasControlCharacters } from '../../broker/destinations';
+import type { PublishRefusal } from '../../broker/router';
 import { StompError, missingHeader } from '../errors';
 import { afterChain, runChain } from '../interceptor';
 import type { Session } from '../session';
@@ -21,6 +22,18 @@ export function requireDestination(session: Session, frame: Frame): string {
   return destination;
 }
 
+function refuse(refusal: PublishRefusal): never {
+  throw new StompError(refusal.code, refusal.message);
+}
+
+/** A publish that resolves later (queues in Redis) fails the frame if it was refused. */
+export function refusedIfAny(published: void | Promise<PublishRefusal | undefined>): void | Promise<void> {
+  if (published === undefined) return undefined;
+  return published.then((refusal) => {
+    if (refusal !== undefined) refuse(refusal);
+  });
+}
+
 export function handleSend(session: Session, frame: Frame): void | Promise<void> {
   const destination = requireDestination(session, frame);
   const transaction = transactionOf(session, frame);
@@ -31,11 +44,12 @@ export function handleSend(session: Session, frame: Frame): void | Promise<void>
     const message = router.createMessage(destination, frame.headers, body, session.userId);
     if (transaction === undefined) {
       const refusal = router.admit([message]);
-      if (refusal !== undefined) throw new StompError(refusal.code, refusal.message);
-      router.publish(message);
-      return;
+      if (refusal === undefined) return refusedIfAny(router.publish(message));
+      // Queues in Redis: admitted, then stored, before the frame is done (and its RECEIPT sent).
+      if (refusal instanceof Promise) return refusal.then((r) => (r === undefined ? refusedIfAny(router.publish(message)) : refuse(r)));
+      refuse(refusal);
     }
     // Checked against the queue limits at COMMIT, with the rest of the transaction.
-    hold(session, transaction, () => router.publish(message), message.byteSize, message);
+    hold(session, transaction, () => refusedIfAny(router.publish(message)), message.byteSize, message);
   });
 }
