@@ -359,3 +359,105 @@ describe('queue limits and outages with Redis (in-process brokers)', { timeout: 
     }
   });
 });
+
+/** A client-individual consumer that acks (or now and then NACKs) what it gets, and can be restarted. */
+class Churner {
+  client!: RawClient;
+  private timer: NodeJS.Timeout | undefined;
+  private seen = 0;
+  private isAcking = true;
+
+  constructor(
+    private readonly port: number,
+    private readonly name: string,
+    private readonly record: (seq: number, isRedelivered: boolean, isAcked: boolean) => void,
+  ) {}
+
+  async start(): Promise<void> {
+    this.client = await client(this.port, this.name);
+    this.seen = 0;
+    this.isAcking = true;
+    await subscribe(this.client, '/queue/churn', { ack: 'client-individual', 'prefetch-count': '20' });
+    this.timer = setInterval(() => this.work(), 2);
+    this.timer.unref();
+  }
+
+  private work(): void {
+    const c = this.client;
+    for (; this.seen < c.frames.length; this.seen++) {
+      const frame = c.frames[this.seen]!;
+      if (frame.command !== 'MESSAGE' || !this.isAcking) continue;
+      const seq = Number(header(frame, 'seq'));
+      const isNack = Math.random() < 0.02;
+      c.sendFrame(isNack ? 'NACK' : 'ACK', { id: header(frame, 'ack')! });
+      this.record(seq, header(frame, 'redelivered') === 'true', !isNack);
+    }
+  }
+
+  /** Stop acking; make sure every ACK sent was processed; then lose the connection (abruptly or not) and come back. */
+  async restart(isAbrupt: boolean): Promise<void> {
+    this.work();
+    this.isAcking = false;
+    clearInterval(this.timer);
+    const c = this.client;
+    c.sendFrame('UNSUBSCRIBE', { id: 'no-such-subscription', receipt: 'acks-processed' });
+    await c.waitUntil(() => c.frames.some((f) => f.command === 'RECEIPT' && header(f, 'receipt-id') === 'acks-processed'), 5000, 'the acks processed');
+    // What it received after its last ACK goes back unacknowledged: recorded as seen, not acked.
+    for (const frame of c.frames.slice(this.seen)) if (frame.command === 'MESSAGE') this.record(Number(header(frame, 'seq')), header(frame, 'redelivered') === 'true', false);
+    if (isAbrupt) c.destroy();
+    else {
+      c.sendFrame('DISCONNECT', { receipt: 'bye' });
+      await c.waitClosed(5000);
+    }
+    await this.start();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.client.destroy();
+  }
+}
+
+describe('10,000 messages through 4 consumers on 2 instances, consumers restarting at random', { timeout: 120000 }, () => {
+  it('every message is acknowledged exactly once; a message seen twice is marked redelivered', async () => {
+    const redis = await startRedis();
+    const env = { REDIS_URL: redis.url, HEARTBEAT: '0,0' };
+    const [a, b] = await Promise.all([BrokerProcess.start(env), BrokerProcess.start(env)]);
+    try {
+      const count = 10_000;
+      const acks = new Array<number>(count).fill(0);
+      const deliveries = new Array<number>(count).fill(0);
+      const unmarkedRepeats: number[] = [];
+      let acked = 0;
+      const record = (seq: number, isRedelivered: boolean, isAcked: boolean): void => {
+        if (deliveries[seq]! > 0 && !isRedelivered) unmarkedRepeats.push(seq);
+        deliveries[seq]!++;
+        if (isAcked && acks[seq]!++ === 0) acked++;
+      };
+      const consumers = [new Churner(a.tcpPort, 'c1', record), new Churner(a.tcpPort, 'c2', record), new Churner(b.tcpPort, 'c3', record), new Churner(b.tcpPort, 'c4', record)];
+      await Promise.all(consumers.map((c) => c.start()));
+      const producers = [await client(a.tcpPort, 'churn-pa'), await client(b.tcpPort, 'churn-pb')];
+      const sending = Promise.all(producers.map((p, i) => sendAll(p, '/queue/churn', count / 2, (i * count) / 2)));
+      let restarts = 0;
+      const deadline = Date.now() + 90_000;
+      while (acked < count && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 150 + Math.random() * 150));
+        if (acked >= count) break;
+        await consumers[Math.floor(Math.random() * consumers.length)]!.restart(restarts++ % 2 === 0);
+      }
+      await sending;
+      await until(() => acked === count, `every message acked (${acked} of ${count})`, 30000);
+      await new Promise((resolve) => setTimeout(resolve, 500)); // nothing more comes
+      for (const c of consumers) c.stop();
+      assert.ok(restarts >= 5, `consumers restarted ${restarts} times`);
+      assert.deepEqual(unmarkedRepeats, [], 'a message delivered again is marked redelivered');
+      const notOnce = acks.flatMap((n, seq) => (n === 1 ? [] : [`${seq}:${n}`]));
+      assert.deepEqual(notOnce, [], 'each acknowledged exactly once');
+      await until(() => redis.cli('xlen', 'ws:queue:{/queue/churn}').trim() === '0', 'the stream empty');
+      assert.ok(deliveries.some((n) => n > 1), 'some were redelivered (restarts and NACKs happened while messages were held)');
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+      await redis.stop();
+    }
+  });
+});
