@@ -258,6 +258,32 @@ describe('an instance killed with SIGKILL while holding unacknowledged queue mes
 });
 
 describe('queue limits and outages with Redis (in-process brokers)', { timeout: 60000 }, () => {
+  it('a RECEIPT is sent only once Redis has the message: none while Redis is paused, then the entry is there', async () => {
+    const redis = await startRedis();
+    const a = await startBroker({ REDIS_URL: redis.url, INSTANCE_ID: 'pause-a' });
+    try {
+      const producer = await client(a.tcpPort!, 'pp');
+      await sendAll(producer, '/queue/paused', 1); // the queue exists: only the XADD is left to wait for
+      redis.cli('client', 'pause', '800', 'WRITE');
+      const sentAt = Date.now();
+      producer.sendFrame('SEND', { destination: '/queue/paused', receipt: 'stored', seq: 'p' }, 'x');
+      const receipt = await producer.expect('RECEIPT', 5000);
+      assert.equal(header(receipt, 'receipt-id'), 'stored');
+      assert.ok(Date.now() - sentAt >= 600, `RECEIPT after ${Date.now() - sentAt} ms: it waited for the paused Redis`);
+      assert.equal(redis.cli('xlen', 'ws:queue:{/queue/paused}').trim(), '2');
+      // A transaction's queue SENDs: the COMMIT's RECEIPT follows once all are stored.
+      producer.sendFrame('BEGIN', { transaction: 't' });
+      for (let i = 0; i < 3; i++) producer.sendFrame('SEND', { destination: '/queue/paused', transaction: 't' }, `t${i}`);
+      redis.cli('client', 'pause', '500', 'WRITE');
+      producer.sendFrame('COMMIT', { transaction: 't', receipt: 'committed' });
+      await producer.expect('RECEIPT', 5000);
+      assert.equal(redis.cli('xlen', 'ws:queue:{/queue/paused}').trim(), '5');
+    } finally {
+      await a.stop();
+      await redis.stop();
+    }
+  });
+
   it('MAX_QUEUES: a SEND creating one queue too many is refused with QUEUE_LIMIT, across instances', async () => {
     const redis = await startRedis();
     const a = await startBroker({ REDIS_URL: redis.url, MAX_QUEUES: '2', INSTANCE_ID: 'lim-a' });
