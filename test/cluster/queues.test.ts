@@ -367,6 +367,9 @@ describe('queue limits and outages with Redis (in-process brokers)', { timeout: 
       const error = await refused.expect('ERROR');
       assert.match(header(error, 'message')!, /^UNAVAILABLE: /);
       assert.equal(header(error, 'receipt-id'), 'lost?');
+      const noReceipt = await client(a.tcpPort!, 'refused2');
+      noReceipt.sendFrame('SEND', { destination: '/queue/outage' }, 'during, no receipt asked');
+      assert.match(header(await noReceipt.expect('ERROR'), 'message')!, /^UNAVAILABLE: /, 'refused even when nobody waits for a RECEIPT');
       consumer.sendFrame('ACK', { id: header(first, 'ack')! }); // kept and sent when Redis is back
       await redis.restart();
       await until(() => a.clusterHealth()?.isDegraded === false, 'Redis back');

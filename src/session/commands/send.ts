@@ -34,6 +34,31 @@ export function refusedIfAny(published: void | Promise<PublishRefusal | undefine
   });
 }
 
+/** SENDs to Redis-kept queues a session may have under way without waiting (no receipt asked). */
+const MAX_UNCONFIRMED_PUBLISHES = 64;
+const unconfirmed = new WeakMap<Session, number>();
+
+/**
+ * A publish that completes later (a queue in Redis). A SEND asking for a receipt waits for it
+ * (the RECEIPT means stored); one without is pipelined — Redis stores one connection's
+ * commands in order, so a later receipt still covers it — up to MAX_UNCONFIRMED_PUBLISHES,
+ * past which the session waits (backpressure). A refusal nobody waited for still fails the session.
+ */
+function stored(session: Session, frame: Frame, published: void | Promise<PublishRefusal | undefined>): void | Promise<void> {
+  if (published === undefined) return undefined;
+  const count = unconfirmed.get(session) ?? 0;
+  if (headerValue(frame.headers, 'receipt') !== undefined || count >= MAX_UNCONFIRMED_PUBLISHES) return refusedIfAny(published);
+  unconfirmed.set(session, count + 1);
+  published.then(
+    (refusal) => {
+      unconfirmed.set(session, (unconfirmed.get(session) ?? 1) - 1);
+      if (refusal !== undefined && session.isOpen) session.fail(new StompError(refusal.code, refusal.message), frame);
+    },
+    (error: unknown) => session.fail(error, frame),
+  );
+  return undefined;
+}
+
 export function handleSend(session: Session, frame: Frame): void | Promise<void> {
   const destination = requireDestination(session, frame);
   const transaction = transactionOf(session, frame);
@@ -44,9 +69,9 @@ export function handleSend(session: Session, frame: Frame): void | Promise<void>
     const message = router.createMessage(destination, frame.headers, body, session.userId);
     if (transaction === undefined) {
       const refusal = router.admit([message]);
-      if (refusal === undefined) return refusedIfAny(router.publish(message));
+      if (refusal === undefined) return stored(session, frame, router.publish(message));
       // Queues in Redis: admitted, then stored, before the frame is done (and its RECEIPT sent).
-      if (refusal instanceof Promise) return refusal.then((r) => (r === undefined ? refusedIfAny(router.publish(message)) : refuse(r)));
+      if (refusal instanceof Promise) return refusal.then((r) => (r === undefined ? stored(session, frame, router.publish(message)) : refuse(r)));
       refuse(refusal);
     }
     // Checked against the queue limits at COMMIT, with the rest of the transaction.
