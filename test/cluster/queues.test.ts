@@ -255,6 +255,23 @@ describe('an instance killed with SIGKILL while holding unacknowledged queue mes
     await until(() => redis.cli('xlen', 'ws:queue:{/queue/crash}').trim() === '0', 'all acked, the stream empty');
     await rescuer.expectSilence(1500); // nothing delivered twice
   });
+
+  it('a graceful stop (SIGTERM) gives its consumers\' unacknowledged messages back at once, for the survivor', async () => {
+    const leaving = await BrokerProcess.start({ REDIS_URL: redis.url, HEARTBEAT: '0,0', INSTANCE_HEARTBEAT_MS: '1000' });
+    const holder = await client(leaving.tcpPort, 'holder');
+    await subscribe(holder, '/queue/term', { ack: 'client-individual' });
+    const producer = await client(survivor.tcpPort, 'term-producer');
+    await sendAll(producer, '/queue/term', 5);
+    await holder.waitUntil(() => messagesOf(holder).length === 5, 3000, 'the holder\'s messages');
+    const taker = await client(survivor.tcpPort, 'taker');
+    await subscribe(taker, '/queue/term', { ack: 'client-individual' });
+    await taker.expectSilence(200);
+    const stoppedAt = Date.now();
+    assert.equal(await leaving.stop(), 0);
+    await until(() => messagesOf(taker).length === 5, 'the unacknowledged on the survivor', 5000);
+    assert.ok(Date.now() - stoppedAt < 3000, 'without waiting for a reaper');
+    assert.deepEqual(messagesOf(taker).map((m) => header(m, 'redelivered')), ['true', 'true', 'true', 'true', 'true']);
+  });
 });
 
 describe('queue limits and outages with Redis (in-process brokers)', { timeout: 60000 }, () => {
