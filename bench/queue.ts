@@ -1,6 +1,8 @@
 // The queue scenario: competing consumers on one /queue/ destination, client-individual acks.
 //
 //   node dist/bench/queue.js [--messages 20000] [--runs 3] [--modes embedded,redis,rabbitmq]
+//                            [--size 100] [--window 2000] [--prefetch 100]
+//                            [--rabbit 127.0.0.1:61613] [--main dist/src/main.js]
 //
 // Modes, measured the same way with the same client:
 // - embedded: one stompd process, no Redis; producers and consumers all on it.
@@ -34,10 +36,12 @@ interface Options {
   window: number;
   prefetch: number;
   rabbit: string;
+  /** The compiled main.js to run (another build, to compare before and after a change). */
+  main: string;
 }
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { messages: 20000, runs: 3, modes: ['embedded', 'redis', 'rabbitmq'], size: 100, window: 2000, prefetch: 100, rabbit: '127.0.0.1:61613' };
+  const options: Options = { messages: 20000, runs: 3, modes: ['embedded', 'redis', 'rabbitmq'], size: 100, window: 2000, prefetch: 100, rabbit: '127.0.0.1:61613', main: path.resolve(__dirname, '../src/main.js') };
   for (let i = 0; i < argv.length; i += 2) {
     const [name, value] = [argv[i]!, argv[i + 1]];
     if (value === undefined) throw new Error(`${name} needs a value`);
@@ -48,6 +52,7 @@ function parseOptions(argv: string[]): Options {
     else if (name === '--window') options.window = Number(value);
     else if (name === '--prefetch') options.prefetch = Number(value);
     else if (name === '--rabbit') options.rabbit = value;
+    else if (name === '--main') options.main = path.resolve(value);
     else throw new Error(`unknown option ${name}`);
   }
   return options;
@@ -231,7 +236,7 @@ async function startRedisServer(): Promise<{ port: number; child: ChildProcess }
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
-  const mainPath = path.resolve(__dirname, '../src/main.js');
+  const mainPath = options.main;
   const spawnOne = (env: Record<string, string>): Promise<StompdProcess> =>
     spawnStompd({ mainPath, env: { HEARTBEAT: '0,0', ...env }, nodeArgs: [], cpu: undefined, readyTimeoutMs: 15000 });
   const results: RunResult[] = [];
