@@ -196,6 +196,7 @@ export class RedisQueues implements QueueBackend {
   private toGiveBack = new Map<string, string[]>();
   private toExpire = new Map<string, number>();
   private toWake = new Set<string>();
+  private toRegister = new Set<string>();
   private isFlushScheduled = false;
   private readonly inFlight = new Set<Promise<unknown>>();
   private pollTimer: NodeJS.Timeout | undefined;
@@ -327,23 +328,34 @@ export class RedisQueues implements QueueBackend {
     if (queue !== undefined) this.pump(queue);
   }
 
-  /** Tell Redis how many consumers this instance has on `queue` (forgetting the queue when nothing is left). */
+  /**
+   * Tell Redis how many consumers this instance has on `queue` (forgetting the queue when
+   * nothing is left of it). Sent with the next flush, after the acks and give-backs queued
+   * before it: a consumer that acks its last message and leaves lets the queue be forgotten.
+   */
   private register(queue: LocalQueue): void {
-    const count = queue.consumers.length;
-    if (count === queue.registeredCount) return;
-    queue.registeredCount = count;
+    if (queue.consumers.length === queue.registeredCount) return;
+    this.toRegister.add(queue.name);
+    this.scheduleFlush();
+  }
+
+  private sendRegistration(name: string): void {
     const { keys, instanceId } = this.options;
-    const name = queue.name;
+    const queue = this.local.get(name);
+    const count = queue?.consumers.length ?? 0;
+    if (queue !== undefined) queue.registeredCount = count;
     const done = this.redis
       .stompdQueueConsumers(keys.queue(name), keys.queueConsumers(name), keys.queueRedeliver(name), keys.queueCounts(name), QUEUE_GROUP, instanceId, count)
       .then(async (forgotten) => {
+        if (queue !== undefined && this.local.get(name) === queue) this.pump(queue); // the group exists now
         if (forgotten !== 1) return;
         this.admitted.delete(name);
         await this.redis.srem(keys.queues, name);
         await this.redis.srem(keys.instanceQueues(instanceId), name);
       })
       .catch(() => {
-        queue.registeredCount = -1; // told again when Redis is back
+        if (queue !== undefined) queue.registeredCount = -1;
+        this.toRegister.add(name); // told again when Redis is back
       });
     this.track(done);
   }
@@ -542,6 +554,9 @@ export class RedisQueues implements QueueBackend {
         ),
       );
     }
+    const registrations = this.toRegister;
+    this.toRegister = new Set();
+    for (const name of registrations) this.sendRegistration(name);
     for (const [name, count] of expired) this.track(this.redis.hincrby(keys.queueCounts(name), 'expired', count).catch(() => undefined));
     for (const name of this.toWake) signals.signal(keys.queueWakeChannel(name));
     this.toWake.clear();

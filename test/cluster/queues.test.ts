@@ -186,6 +186,21 @@ describe('queues across instances (processes on one redis-server)', { timeout: 1
     await until(() => redis.cli('xlen', 'ws:queue:{/queue/auto}').trim() === '0', 'auto: acked when written');
   });
 
+  it('a queue with no messages and no consumers left anywhere is forgotten (MAX_QUEUES counts only live ones)', async () => {
+    const c = await client(a.tcpPort, 'ephemeral');
+    await subscribe(c, '/queue/ephemeral', { ack: 'client-individual' });
+    const producer = await client(b.tcpPort, 'p-eph');
+    await sendAll(producer, '/queue/ephemeral', 1);
+    const m = await c.expect('MESSAGE');
+    assert.match(redis.cli('smembers', 'ws:queues'), /\/queue\/ephemeral/);
+    // ACK and leave at once: the ack reaches Redis before the "no consumer here any more".
+    c.sendFrame('ACK', { id: header(m, 'ack')! });
+    c.sendFrame('DISCONNECT', { receipt: 'bye' });
+    await c.waitClosed();
+    await until(() => !redis.cli('smembers', 'ws:queues').includes('/queue/ephemeral'), 'the queue forgotten');
+    assert.equal(redis.cli('keys', 'ws:queue:{/queue/ephemeral}*').trim(), '', 'no key left');
+  });
+
   it('expired messages (expires, ms since epoch) are never delivered; the others are', async () => {
     const producer = await client(a.tcpPort, 'p7');
     producer.sendFrame('SEND', { destination: '/queue/exp', expires: String(Date.now() + 300), seq: 'short' }, 'short');
@@ -316,6 +331,9 @@ describe('queue limits and outages with Redis (in-process brokers)', { timeout: 
       assert.match(header(error, 'message')!, /^QUEUE_LIMIT: /);
       assert.equal(header(error, 'receipt-id'), 'r3');
       assert.equal(redis.cli('exists', 'ws:queue:{/queue/three}').trim(), '0');
+      const subscriber = await client(a.tcpPort!, 'ls');
+      subscriber.sendFrame('SUBSCRIBE', { destination: '/queue/four', id: 'x', receipt: 'r4' });
+      assert.match(header(await subscriber.expect('ERROR'), 'message')!, /^QUEUE_LIMIT: /, 'a SUBSCRIBE creating one is refused too');
     } finally {
       await Promise.all([a.stop(), b.stop()]);
       await redis.stop();
