@@ -29,6 +29,10 @@
 // - `expires` (ms since epoch): an expired entry is acked, deleted and counted, never delivered.
 // - Outage: publishes refused; acks and give-backs that failed are kept and sent again when
 //   Redis is back; consumers re-register and reading resumes (the poll and the 'ready' event).
+//   A read whose reply the dropped connection lost left entries in this instance's PEL that
+//   it does not know of: after the reconnect they are found (XPENDING) and given back.
+// - Graceful stop: the sessions' unacknowledged messages are given back as they close, then
+//   the instance reaps itself (whatever it still owns goes back) before it leaves.
 
 import type { Logger } from 'pino';
 import { Message, expiresAtMsOf } from '../broker/message';
@@ -165,6 +169,8 @@ interface LocalQueue {
   readAgain: boolean;
   /** The consumer count Redis was last told (or is being told). */
   registeredCount: number;
+  /** After a reconnect: look for entries this instance owns and does not know of (a read whose reply was lost). */
+  needsReclaim: boolean;
 }
 
 export interface RedisQueuesOptions {
@@ -280,7 +286,7 @@ export class RedisQueues implements QueueBackend {
     const name = subscription.routeKey;
     let queue = this.local.get(name);
     if (queue === undefined) {
-      queue = { name, consumers: [], nextConsumer: 0, ready: [], isReading: false, readAgain: false, registeredCount: 0 };
+      queue = { name, consumers: [], nextConsumer: 0, ready: [], isReading: false, readAgain: false, registeredCount: 0, needsReclaim: false };
       this.local.set(name, queue);
       const wakeQueue = queue;
       this.options.signals.listen(this.options.keys.queueWakeChannel(name), () => this.pump(wakeQueue));
@@ -350,6 +356,9 @@ export class RedisQueues implements QueueBackend {
         if (queue !== undefined && this.local.get(name) === queue) this.pump(queue); // the group exists now
         if (forgotten !== 1) return;
         this.admitted.delete(name);
+        // Subscribed again meanwhile: its registration (queued after this one) re-creates the
+        // queue, which must stay listed, here (for the reaper) and in `queues`.
+        if (this.local.has(name)) return;
         await this.redis.srem(keys.queues, name);
         await this.redis.srem(keys.instanceQueues(instanceId), name);
       })
@@ -387,6 +396,10 @@ export class RedisQueues implements QueueBackend {
 
   private async read(queue: LocalQueue): Promise<void> {
     const { keys, instanceId } = this.options;
+    if (queue.needsReclaim) {
+      queue.needsReclaim = false; // while this read runs no other can: what is not tracked now is lost
+      await this.reclaimUntracked(queue.name, queue);
+    }
     for (;;) {
       queue.readAgain = false;
       const want = Math.min(MAX_READ, this.credit(queue) - queue.ready.length);
@@ -494,15 +507,46 @@ export class RedisQueues implements QueueBackend {
   }
 
   private giveBack(name: string, messages: readonly StreamMessage[], wasDelivered: boolean): void {
-    if (messages.length === 0) return;
+    this.giveBackIds(
+      name,
+      messages.map((m) => m.entryId),
+      wasDelivered,
+    );
+  }
+
+  private giveBackIds(name: string, entryIds: readonly string[], wasDelivered: boolean): void {
+    if (entryIds.length === 0) return;
     const at = Date.now();
     const flag = wasDelivered ? '1' : '0';
     this.addTo(
       this.toGiveBack,
       name,
-      messages.map((m) => `${m.entryId}|${this.options.instanceId}|${at}|${flag}`),
+      entryIds.map((id) => `${id}|${this.options.instanceId}|${at}|${flag}`),
     );
     this.scheduleFlush();
+  }
+
+  /**
+   * Entries in this instance's PEL that it does not hold (not read-ahead, not delivered and
+   * unacknowledged, not waiting to be acked or given back): a read whose reply a dropped
+   * connection lost. Given back (marked redelivered: they may have been seen). Runs only when
+   * no read of the queue is under way.
+   */
+  private async reclaimUntracked(name: string, queue: LocalQueue | undefined): Promise<void> {
+    const { keys, instanceId, logger } = this.options;
+    const pending = (await this.redis.xpending(keys.queue(name), QUEUE_GROUP, '-', '+', 100000, instanceId).catch(() => [])) as [string, ...unknown[]][];
+    if (pending.length === 0) return;
+    const tracked = new Set<string>();
+    for (const message of queue?.ready ?? []) tracked.add(message.entryId);
+    for (const consumer of queue?.consumers ?? []) {
+      for (const delivery of consumer.pending.values()) if (delivery.message instanceof StreamMessage) tracked.add(delivery.message.entryId);
+    }
+    for (const id of this.toAck.get(name) ?? []) tracked.add(id);
+    for (const entry of this.toGiveBack.get(name) ?? []) tracked.add(entry.split('|')[0]!);
+    const lost = pending.map((p) => p[0]).filter((id) => !tracked.has(id));
+    if (lost.length === 0) return;
+    logger.info({ queue: name, messages: lost.length }, 'queue entries this instance held without knowing (a read lost with its connection): given back');
+    this.giveBackIds(name, lost, true);
   }
 
   private wake(name: string): void {
@@ -575,9 +619,16 @@ export class RedisQueues implements QueueBackend {
       queue.registeredCount = -1;
       this.track(this.redis.sadd(this.options.keys.queues, queue.name));
       this.track(this.redis.sadd(this.options.keys.instanceQueues(this.options.instanceId), queue.name));
+      queue.needsReclaim = true;
       this.register(queue);
       this.pump(queue);
     }
+    // Queues this instance no longer consumes: nothing of theirs is tracked here any more.
+    this.track(
+      this.redis.smembers(this.options.keys.instanceQueues(this.options.instanceId)).then(async (names) => {
+        for (const name of names) if (!this.local.has(name)) await this.reclaimUntracked(name, undefined);
+      }),
+    );
     this.scheduleFlush();
   }
 
@@ -597,7 +648,7 @@ export class RedisQueues implements QueueBackend {
       this.wake(name);
     }
     await this.redis.del(keys.instanceQueues(deadId));
-    if (given > 0) logger.info({ deadInstance: deadId, messages: given }, 'unacknowledged queue messages of a dead instance given back for redelivery');
+    if (given > 0 && deadId !== this.options.instanceId) logger.info({ deadInstance: deadId, messages: given }, 'unacknowledged queue messages of a dead instance given back for redelivery');
     return given;
   }
 
@@ -645,6 +696,14 @@ export class RedisQueues implements QueueBackend {
     this.isStopping = true;
     clearInterval(this.pollTimer);
     this.pollTimer = undefined;
-    if (this.redis.status === 'ready') await this.redis.del(this.options.keys.instanceQueues(this.options.instanceId)).catch(() => undefined);
+    if (this.redis.status !== 'ready') return; // the reaper gives back what this instance held
+    // The sessions are closed: whatever this instance still owns (a read that raced the stop)
+    // goes back too, as if it had died; what was given back already is deduplicated by TAKE.
+    try {
+      await this.reapInstance(this.options.instanceId);
+      this.flush(); // the wake-ups
+    } catch (err) {
+      this.options.logger.warn({ err }, 'could not give back the queue entries this instance still held at stop');
+    }
   }
 }

@@ -316,6 +316,30 @@ describe('queue limits and outages with Redis (in-process brokers)', { timeout: 
     }
   });
 
+  it('an entry read for this instance whose reply was lost with the connection is given back after the reconnect', async () => {
+    const redis = await startRedis();
+    const a = await startBroker({ REDIS_URL: redis.url, INSTANCE_ID: 'rc-a' });
+    try {
+      const producer = await client(a.tcpPort!, 'rp');
+      await sendAll(producer, '/queue/lost', 1); // nobody consumes yet: it waits in the stream
+      // Play the lost reply: the entry is read for rc-a, but rc-a never sees it.
+      redis.cli('xreadgroup', 'group', 'stompd', 'rc-a', 'count', '1', 'streams', 'ws:queue:{/queue/lost}', '>');
+      redis.cli('sadd', 'ws:instance:{rc-a}:queues', '/queue/lost');
+      const c = await client(a.tcpPort!, 'rc');
+      await subscribe(c, '/queue/lost', { ack: 'client-individual' });
+      await c.expectSilence(700); // stuck in rc-a's pending entries
+      redis.cli('client', 'kill', 'type', 'normal', 'skipme', 'yes'); // the broker's connections drop and come back
+      const m = await c.expect('MESSAGE', 10000);
+      assert.equal(header(m, 'seq'), '0');
+      assert.equal(header(m, 'redelivered'), 'true');
+      c.sendFrame('ACK', { id: header(m, 'ack')! });
+      await until(() => redis.cli('xlen', 'ws:queue:{/queue/lost}').trim() === '0', 'acked');
+    } finally {
+      await a.stop();
+      await redis.stop();
+    }
+  });
+
   it('MAX_QUEUES: a SEND creating one queue too many is refused with QUEUE_LIMIT, across instances', async () => {
     const redis = await startRedis();
     const a = await startBroker({ REDIS_URL: redis.url, MAX_QUEUES: '2', INSTANCE_ID: 'lim-a' });
