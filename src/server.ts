@@ -127,6 +127,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           redis: config.redis,
           instanceId: config.instanceId,
           revocationTtlSeconds: config.revocationTtlSeconds,
+          maxQueueMessages: config.maxQueueMessages,
+          maxQueues: config.maxQueues,
           router,
           events,
           logger,
@@ -309,7 +311,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       if (isStopping) return;
       isStopping = true;
       // Counted before the sessions go: closing them hands their unacknowledged messages back.
-      const held = heldQueueMessages(router, open.values());
+      // With Redis they are not: the unacknowledged go back to the shared queues.
+      const held = router.hasSharedQueues ? { storedMessages: 0, unacknowledgedMessages: 0 } : heldQueueMessages(router, open.values());
       if (held.storedMessages + held.unacknowledgedMessages > 0) {
         // Their senders hold RECEIPTs for them: say what is lost.
         logger.warn(held, `shutdown discards ${held.storedMessages + held.unacknowledgedMessages} queue messages held in memory`);

@@ -74,6 +74,19 @@ export function heldByteSize(headers: readonly Header[], bodyBytes: number): num
   return bytes;
 }
 
+/**
+ * The `expires` header as ActiveMQ and RabbitMQ clients send it: ms since the epoch; absent,
+ * 0 or not a number means the message never expires.
+ */
+export function expiresAtMsOf(headers: readonly Header[]): number | undefined {
+  for (const [name, value] of headers) {
+    if (name !== 'expires') continue;
+    const at = Number(value);
+    return Number.isFinite(at) && at > 0 ? at : undefined;
+  }
+  return undefined;
+}
+
 export class Message {
   readonly id: string;
   /** The destination subscribers see in the MESSAGE. */
@@ -89,6 +102,10 @@ export class Message {
   readonly byteSize: number;
   /** Set when a queue hands the message out again after a NACK or a lost consumer. */
   isRedelivered = false;
+  /** When it was published (Date.now()): a queue's oldest message age. */
+  createdAtMs = Date.now();
+  /** Queue messages: past this Date.now() time it is never delivered (the `expires` header); undefined: never. */
+  expiresAtMs: number | undefined = undefined;
   private tails: Partial<Record<StompVersion, Buffer>> = {};
   /** Whole MESSAGE frames by subscription head, for heads many subscribers share. */
   private frames: Map<string, Buffer> | undefined;

@@ -36,6 +36,8 @@ export class Queue {
   /** Messages thrown away because the queue was full. */
   droppedCount = 0;
   droppedBytes = 0;
+  /** Messages thrown away unseen because their `expires` time had passed. */
+  expiredCount = 0;
   /** Stored and unacknowledged messages, as Message.byteSize counts them. */
   heldBytes = 0;
   private readonly limits: QueueLimits;
@@ -56,6 +58,23 @@ export class Queue {
 
   get consumerCount(): number {
     return this.consumers.length;
+  }
+
+  /** Delivered to a consumer and not acknowledged yet. */
+  get unackedCount(): number {
+    let count = 0;
+    for (const consumer of this.consumers) count += consumer.pending.size;
+    return count;
+  }
+
+  /** When the oldest message it holds (stored or unacknowledged) was published; undefined if none. */
+  get oldestAtMs(): number | undefined {
+    let oldest = this.stored[0]?.createdAtMs;
+    for (const consumer of this.consumers) {
+      const first = consumer.pending.values().next().value?.message?.createdAtMs;
+      if (first !== undefined && (oldest === undefined || first < oldest)) oldest = first;
+    }
+    return oldest;
   }
 
   /** Nothing stored and nobody listening: the router may forget this queue. */
@@ -152,6 +171,12 @@ export class Queue {
 
   private dispatchTo(consumer: Subscription, message: Message): boolean {
     if (!consumer.canTakeMore) return false;
+    if (message.expiresAtMs !== undefined && message.expiresAtMs <= Date.now()) {
+      // Taken off the queue as if delivered, but nobody sees it.
+      this.expiredCount++;
+      this.hold(-message.byteSize);
+      return true;
+    }
     // An auto-ack delivery is done with; otherwise the message waits for its ACK.
     if (consumer.deliver(message) === undefined) this.hold(-message.byteSize);
     return true;

@@ -17,8 +17,9 @@ import type { Logger } from 'pino';
 import type { Header } from '../codec';
 import { Destinations } from './destinations';
 import type { DestinationKind, DestinationPrefixes } from './destinations';
-import { Message, USER_ID_HEADER, forwardableHeaders } from './message';
+import { Message, USER_ID_HEADER, expiresAtMsOf, forwardableHeaders } from './message';
 import { Queue, messagesOf } from './queue';
+import type { QueueBackend, QueueRefusal, QueueStat } from './queue-backend';
 import type { Relay } from './relay';
 import type { QueueHooks } from './queue';
 import type { Delivery, Subscription } from './subscription';
@@ -57,10 +58,7 @@ export interface RouterStats {
 }
 
 /** Why a publish is refused: a stable code for the ERROR, and a sentence. */
-export interface PublishRefusal {
-  code: 'QUEUE_FULL' | 'QUEUE_LIMIT';
-  message: string;
-}
+export type PublishRefusal = QueueRefusal;
 
 /** At most one line per this about drops and refusals, with the counts since the last one. */
 export const LIMIT_LOG_INTERVAL_MS = 10_000;
@@ -74,6 +72,8 @@ export class Router {
   private messageSeq = 0;
   private publishedCount = 0;
   private relay: Relay | undefined;
+  /** Where queues live when they are shared by several instances; undefined: here, in memory. */
+  private queueBackend: QueueBackend | undefined;
   private droppedFromForgottenQueues = 0;
   private droppedBytesFromForgottenQueues = 0;
   private queuedBytes = 0;
@@ -123,7 +123,9 @@ export class Router {
     // for long, so it gets its own copy rather than pinning the whole chunk.
     const ownBody = this.kindOf(destination) === 'queue' ? Buffer.from(body) : body;
     const headers: Header[] = [[USER_ID_HEADER, senderUserId], ...forwardableHeaders(sendHeaders)];
-    return new Message(`${this.options.messageIdPrefix}-${++this.messageSeq}`, shown, routeKey, headers, ownBody);
+    const message = new Message(`${this.options.messageIdPrefix}-${++this.messageSeq}`, shown, routeKey, headers, ownBody);
+    if (this.kindOf(destination) === 'queue') message.expiresAtMs = expiresAtMsOf(headers);
+    return message;
   }
 
   /** Reach other instances through `relay`; it learns of every route key that has local subscribers now. */
@@ -132,11 +134,26 @@ export class Router {
     for (const routeKey of this.topics.keys()) relay.setInterest(routeKey, true);
   }
 
+  /** Keep queues in `backend` (Redis) from now on; attached before any session exists. */
+  attachQueueBackend(backend: QueueBackend): void {
+    this.queueBackend = backend;
+  }
+
+  get hasSharedQueues(): boolean {
+    return this.queueBackend !== undefined;
+  }
+
   /**
    * Whether `messages` may be published now (all of them: a COMMIT is all or nothing).
-   * Only queues hold messages, so only queue messages can be refused.
+   * Only queues hold messages, so only queue messages can be refused. With a queue backend
+   * the answer comes from Redis (a promise); in memory it is immediate.
    */
-  admit(messages: readonly Message[]): PublishRefusal | undefined {
+  admit(messages: readonly Message[]): PublishRefusal | undefined | Promise<PublishRefusal | undefined> {
+    if (this.queueBackend !== undefined) {
+      const destinations = new Set<string>();
+      for (const message of messages) if (this.kindOf(message.routeKey) === 'queue') destinations.add(message.routeKey);
+      return destinations.size === 0 ? undefined : this.queueBackend.admit([...destinations]);
+    }
     let bytes = 0;
     let newQueues: Set<string> | undefined;
     for (const message of messages) {
@@ -159,8 +176,10 @@ export class Router {
   }
 
   /** Whether subscribing to `destination` may create its queue (MAX_QUEUES). */
-  admitSubscription(destination: string): PublishRefusal | undefined {
-    if (this.kindOf(destination) !== 'queue' || this.queues.has(destination)) return undefined;
+  admitSubscription(destination: string): PublishRefusal | undefined | Promise<PublishRefusal | undefined> {
+    if (this.kindOf(destination) !== 'queue') return undefined;
+    if (this.queueBackend !== undefined) return this.queueBackend.admitSubscription(destination);
+    if (this.queues.has(destination)) return undefined;
     return this.admitNewQueues(1);
   }
 
@@ -173,9 +192,14 @@ export class Router {
     return { code: 'QUEUE_LIMIT', message: `the server holds ${maxQueues} queues, its limit: no new queue now` };
   }
 
-  publish(message: Message): void {
+  /**
+   * Publish an admitted message. A queue message with a queue backend resolves once it is
+   * stored (or refused: UNAVAILABLE when Redis is away); everything else is done at once.
+   */
+  publish(message: Message): void | Promise<PublishRefusal | undefined> {
     this.publishedCount++;
     if (this.kindOf(message.routeKey) === 'queue') {
+      if (this.queueBackend !== undefined) return this.queueBackend.publish(message);
       this.queueFor(message.routeKey).publish(message);
       return;
     }
@@ -196,7 +220,8 @@ export class Router {
   subscribe(subscription: Subscription): void {
     const kind = this.kindOf(subscription.destination);
     if (kind === 'queue') {
-      this.queueFor(subscription.destination).addConsumer(subscription);
+      if (this.queueBackend !== undefined) this.queueBackend.subscribe(subscription);
+      else this.queueFor(subscription.destination).addConsumer(subscription);
       return;
     }
     if (kind === 'user') {
@@ -215,6 +240,10 @@ export class Router {
   /** Remove a subscription; its unacknowledged queue messages go to other consumers. */
   unsubscribe(subscription: Subscription): void {
     const key = subscription.routeKey;
+    if (this.queueBackend !== undefined && this.kindOf(key) === 'queue') {
+      this.queueBackend.unsubscribe(subscription);
+      return;
+    }
     const queue = this.queues.get(key);
     if (queue !== undefined) {
       queue.removeConsumer(subscription);
@@ -233,6 +262,10 @@ export class Router {
 
   ack(subscription: Subscription, ackId: string): Delivery[] {
     const settled = subscription.settle(ackId);
+    if (this.queueBackend !== undefined && subscription.keepsMessages) {
+      if (settled.length > 0) this.queueBackend.acknowledged(subscription, messagesOf(settled));
+      return settled;
+    }
     const queue = this.queues.get(subscription.routeKey);
     if (queue !== undefined && settled.length > 0) {
       queue.settled(messagesOf(settled));
@@ -244,6 +277,10 @@ export class Router {
   /** NACKed queue messages are redelivered, preferably to another consumer; topic ones are dropped. */
   nack(subscription: Subscription, ackId: string): Delivery[] {
     const settled = subscription.settle(ackId);
+    if (this.queueBackend !== undefined && subscription.keepsMessages) {
+      if (settled.length > 0) this.queueBackend.nacked(subscription, messagesOf(settled));
+      return settled;
+    }
     const queue = this.queues.get(subscription.routeKey);
     if (queue !== undefined && settled.length > 0) {
       queue.giveBack(messagesOf(settled), subscription);
@@ -254,7 +291,23 @@ export class Router {
 
   /** A subscriber that was too slow can take messages again. */
   resumeSubscription(subscription: Subscription): void {
-    this.queues.get(subscription.routeKey)?.drain();
+    if (this.queueBackend !== undefined && subscription.keepsMessages) this.queueBackend.resume(subscription);
+    else this.queues.get(subscription.routeKey)?.drain();
+  }
+
+  /** Every queue: depth, consumers, oldest message age (for GET /api/queues and /metrics). */
+  async queueStats(): Promise<QueueStat[]> {
+    if (this.queueBackend !== undefined) return this.queueBackend.queueStats();
+    const now = Date.now();
+    return [...this.queues.values()].map((queue) => ({
+      name: queue.destination,
+      depth: queue.depth,
+      unacked: queue.unackedCount,
+      consumers: queue.consumerCount,
+      oldestAgeMs: queue.oldestAtMs === undefined ? 0 : Math.max(0, now - queue.oldestAtMs),
+      dropped: queue.droppedCount,
+      expired: queue.expiredCount,
+    }));
   }
 
   queueDepth(destination: string): number {

@@ -29,6 +29,8 @@ import { RedisPresence } from './redis-presence';
 import { RedisRegistry } from './redis-registry';
 import { RedisRelay } from './redis-relay';
 import type { ControlMessage, RelayStats } from './redis-relay';
+import { RedisQueues } from './redis-queues';
+import type { RedisQueueCounts } from './redis-queues';
 import { RedisRevocations } from './redis-revocations';
 
 export interface ClusterNodeDeps {
@@ -42,6 +44,9 @@ export interface ClusterNodeDeps {
   presenceRooms: RoomMatcher;
   /** Close a session of this instance; false if it is not here. */
   kickLocal(sessionId: string, code: StompErrorCode, message: string, reason: DisconnectReason): boolean;
+  /** Queue limits: MAX_QUEUE_MESSAGES per queue (XADD MAXLEN), MAX_QUEUES in all. */
+  maxQueueMessages: number;
+  maxQueues: number;
   /** Close every session of a user on this instance; returns how many. */
   kickLocalUser(userId: string, code: StompErrorCode, message: string, reason: DisconnectReason): number;
   /** Close every session of this instance; returns how many. */
@@ -53,6 +58,7 @@ export interface ClusterHealth {
   /** Why, when degraded. */
   reason: string | undefined;
   relay: RelayStats;
+  queues: RedisQueueCounts;
 }
 
 export interface ClusterNode {
@@ -78,6 +84,8 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
   for (const connection of [commands, subscriber]) connection.on('error', (err: Error) => logger.debug({ err: err.message }, 'redis connection error'));
 
   const registry = new RedisRegistry({ redis: commands, keys, instanceId, sessionTtlSeconds: config.sessionTtlSeconds });
+  // Declared before liveness: the reaper gives a dead instance's queue messages back through it.
+  let queues: RedisQueues | undefined;
   const liveness = new InstanceLiveness({
     redis: commands,
     keys,
@@ -99,6 +107,9 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       logger.info({ sessionId: record.sessionId, userId: record.userId, deadInstance: record.instanceId }, 'session lost with its instance');
       events.emit('disconnect', { session: infoOf(record), reason: 'instance-lost' });
     },
+    onInstanceLost: async (deadId) => {
+      await queues?.reapInstance(deadId);
+    },
   });
   const revocations = new RedisRevocations(commands, keys, deps.revocationTtlSeconds);
   const relay = new RedisRelay({
@@ -117,6 +128,8 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     },
   });
   const presence = new RedisPresence({ redis: commands, keys, instanceId, matcher: deps.presenceRooms, messageIdPrefix: instanceId, logger });
+  queues = new RedisQueues({ redis: commands, keys, instanceId, maxQueueMessages: deps.maxQueueMessages, maxQueues: deps.maxQueues, signals: relay, logger });
+  const queueBackend = queues;
 
   let degradedReason: string | undefined = 'connecting to Redis';
   let isStopping = false;
@@ -147,6 +160,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
   });
 
   router.attachRelay(relay);
+  router.attachQueueBackend(queueBackend);
   try {
     await Promise.all([whenReady(commands, START_WAIT_MS), whenReady(subscriber, START_WAIT_MS)]);
     await relay.start();
@@ -173,11 +187,12 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     get isDegraded() {
       return degradedReason !== undefined;
     },
-    health: () => ({ isDegraded: degradedReason !== undefined, reason: degradedReason, relay: relay.stats }),
+    health: () => ({ isDegraded: degradedReason !== undefined, reason: degradedReason, relay: relay.stats, queues: { ...queueBackend.counts } }),
     async stop() {
       isStopping = true;
       clearInterval(refreshTimer);
       await registry.settle(2000);
+      await queueBackend.stop(2000); // the closed sessions' unacknowledged messages are given back first
       await liveness.stop(commands.status === 'ready').catch(() => undefined);
       await Promise.allSettled([commands.quit(), subscriber.quit()]);
     },

@@ -74,6 +74,45 @@ export class RedisKeys {
     return `${this.prefix}instance:{${instanceId}}:reaper`;
   }
 
+  /**
+   * Stream: a queue's messages, with one consumer group (`stompd`) whose consumers are the
+   * instances. Every key of one queue shares the hash tag `{<destination>}`: one slot, so
+   * the queue scripts may touch them together on a Cluster.
+   */
+  queue(destination: string): string {
+    return `${this.prefix}queue:{${destination}}`;
+  }
+
+  /** Hash: instanceId → how many of the queue's consumers it holds. */
+  queueConsumers(destination: string): string {
+    return `${this.prefix}queue:{${destination}}:consumers`;
+  }
+
+  /** List: entries given back for redelivery, `<entryId>|<fromInstance>|<atMs>|<wasDelivered 0/1>`. */
+  queueRedeliver(destination: string): string {
+    return `${this.prefix}queue:{${destination}}:redeliver`;
+  }
+
+  /** Hash: dropped (MAX_QUEUE_MESSAGES), expired. */
+  queueCounts(destination: string): string {
+    return `${this.prefix}queue:{${destination}}:counts`;
+  }
+
+  /** Set: every queue that exists (MAX_QUEUES counts its members). */
+  get queues(): string {
+    return `${this.prefix}queues`;
+  }
+
+  /** Set: the queues an instance consumes from (the reaper's list of where its unacknowledged messages are). */
+  instanceQueues(instanceId: string): string {
+    return `${this.prefix}instance:{${instanceId}}:queues`;
+  }
+
+  /** Pub/sub channel: "the queue has something new", so instances with consumers read it now. */
+  queueWakeChannel(destination: string): string {
+    return `${this.prefix}queue-wake:${destination}`;
+  }
+
   /** Pub/sub channel of a topic or user destination's route key. */
   destinationChannel(routeKey: string): string {
     return `${this.prefix}dest:${routeKey}`;

@@ -6,7 +6,7 @@
 // reaps it), unregisters each of its sessions and reports each one it removed
 // (onSessionLost, reason `instance-lost`). The per-session removal is itself exactly-once
 // (RedisRegistry.unregister), so a reaper that dies half-way and is replaced later reports
-// nothing twice. Bound: a kill -9 is reaped within 3 + 1 heart-beats (8 s by default).
+// nothing twice. Then onInstanceLost gives back the queue messages it held. Bound: a kill -9 is reaped within 3 + 1 heart-beats (8 s by default).
 
 import type { Logger } from 'pino';
 import type { SessionRecord } from '../registry/registry';
@@ -28,6 +28,12 @@ export interface LivenessOptions {
    * Redis lost its data. Either way the instance has been announced again.
    */
   onLivenessLost(wasReaped: boolean): Promise<void>;
+  /**
+   * This instance is reaping `deadId` (once per dead instance, after its sessions): give back
+   * what else it held (queue messages). A rejection leaves the dead instance listed, so the
+   * reap is tried again once the claim expires.
+   */
+  onInstanceLost?(deadId: string): Promise<void>;
   logger: Logger;
 }
 
@@ -126,6 +132,7 @@ export class InstanceLiveness {
         logger.error({ err, sessionId }, 'instance-lost handler failed');
       }
     }
+    await this.options.onInstanceLost?.(deadId);
     await redis.del(keys.instanceSessions(deadId), keys.instanceUsers(deadId));
     await redis.srem(keys.instances, deadId);
     logger.info({ deadInstance: deadId, sessions: reported }, 'reaped a dead instance');

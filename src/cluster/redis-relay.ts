@@ -60,6 +60,8 @@ export class RedisRelay implements Relay {
   private readonly isSharded: boolean;
   /** Channels this instance wants (re-subscribed whenever the subscriber reconnects). */
   private readonly wanted = new Set<string>();
+  /** Signal channels (queue wake-ups) and what to do when one is heard. */
+  private readonly listeners = new Map<string, () => void>();
   private readonly counts = { published: 0, dropped: 0, received: 0, skippedOwn: 0 };
   private readonly countDropped = (): void => {
     this.counts.dropped++;
@@ -110,6 +112,24 @@ export class RedisRelay implements Relay {
     }
   }
 
+  /** Call `onSignal` whenever `signal(channel)` is called on any instance (this one included). */
+  listen(channel: string, onSignal: () => void): void {
+    this.listeners.set(channel, onSignal);
+    this.wanted.add(channel);
+    this.subscribe([channel]).catch((err: unknown) => this.options.logger.debug({ err, channel }, 'subscribe failed; retried when Redis is back'));
+  }
+
+  unlisten(channel: string): void {
+    if (!this.listeners.delete(channel)) return;
+    this.wanted.delete(channel);
+    this.unsubscribe(channel).catch(() => undefined);
+  }
+
+  /** An empty message on `channel`: at most once, like every publish (listeners poll as well). */
+  signal(channel: string): void {
+    this.send(channel, Buffer.alloc(0));
+  }
+
   /** Tell every other instance; resolves with how many instances heard it (0 when Redis is away). */
   async publishControl(control: ControlMessage): Promise<number> {
     const bytes = Buffer.from(JSON.stringify({ ...control, origin: this.options.instanceId }));
@@ -158,6 +178,11 @@ export class RedisRelay implements Relay {
     const channel = channelBytes.toString();
     if (channel === this.options.keys.controlChannel) {
       this.onControlBytes(bytes);
+      return;
+    }
+    const listener = this.listeners.get(channel);
+    if (listener !== undefined) {
+      listener();
       return;
     }
     let envelope: Envelope;

@@ -84,14 +84,13 @@ export function runChain<C extends { session: SessionView }>(links: readonly Int
 /**
  * Run `act` after a chain result: at once when the chain was synchronous; after an
  * asynchronous one only if `session` is still open (a closed session must not gain a
- * subscription, publish, or bind).
+ * subscription, publish, or bind). An `act` that returns a promise (a SEND stored in Redis)
+ * makes the frame wait for it too.
  */
-export function afterChain(session: SessionView, result: void | Promise<void>, act: () => void): void | Promise<void> {
-  if (result === undefined) {
-    act();
-    return undefined;
-  }
+export function afterChain(session: SessionView, result: void | Promise<void>, act: () => void | Promise<void>): void | Promise<void> {
+  if (result === undefined) return act();
   return result.then(() => {
-    if (session.isOpen) act();
+    if (session.isOpen) return act();
+    return undefined;
   });
 }

@@ -60,7 +60,8 @@ export interface SessionDeps {
 }
 
 /** A step held by a transaction until COMMIT. */
-export type TransactionStep = () => void;
+/** A held SEND, ACK or NACK; a SEND stored in Redis returns a promise (rejects when refused). */
+export type TransactionStep = () => void | Promise<void>;
 
 export interface Transaction {
   steps: TransactionStep[];

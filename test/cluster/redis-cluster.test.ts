@@ -55,6 +55,42 @@ describe('several instances on a Redis Cluster', { timeout: 120000 }, () => {
     await sub.expectSilence(200);
   });
 
+  it('a queue on a Cluster: SENDs on A, consumers on A and B, NACK redelivered across, every message once (queue scripts stay in one slot)', async () => {
+    const onA = await client(a.tcpPort, 'cq-a');
+    const onB = await client(b.tcpPort, 'cq-b');
+    for (const c of [onA, onB]) {
+      c.sendFrame('SUBSCRIBE', { destination: '/queue/cluster.work', id: 'q', ack: 'client-individual', 'prefetch-count': '4', receipt: 'rq' });
+      await c.expect('RECEIPT');
+    }
+    const pub = await client(a.tcpPort, 'cq-pub');
+    for (let i = 0; i < 60; i++) pub.sendFrame('SEND', { destination: '/queue/cluster.work', seq: String(i), ...(i === 59 ? { receipt: 'sent' } : {}) }, `w${i}`);
+    await pub.expect('RECEIPT', 10000);
+    const acked: number[] = [];
+    let nacked = false;
+    const deadline = Date.now() + 15000;
+    const taken = [0, 0];
+    while (acked.length < 60 && Date.now() < deadline) {
+      for (const [i, c] of [onA, onB].entries()) {
+        for (; taken[i]! < c.frames.length; taken[i]!++) {
+          const m = c.frames[taken[i]!]!;
+          if (m.command !== 'MESSAGE') continue;
+          if (!nacked && i === 0) {
+            nacked = true; // one NACK on A: the message must come back, marked
+            c.sendFrame('NACK', { id: header(m, 'ack')! });
+            continue;
+          }
+          acked.push(Number(header(m, 'seq')));
+          c.sendFrame('ACK', { id: header(m, 'ack')! });
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.deepEqual([...acked].sort((x, y) => x - y), Array.from({ length: 60 }, (_, i) => i), 'each once');
+    const all = [...onA.frames, ...onB.frames].filter((f) => f.command === 'MESSAGE');
+    assert.equal(all.filter((f) => header(f, 'redelivered') === 'true').length, 1, 'the NACKed one, marked');
+    assert.ok(onA.frames.some((f) => f.command === 'MESSAGE') && onB.frames.some((f) => f.command === 'MESSAGE'), 'both instances consumed');
+  });
+
   it('20 simultaneous CONNECTs of one user over two instances under reject: exactly one wins', async () => {
     const sockets = await Promise.all(Array.from({ length: 20 }, (_, i) => RawClient.tcp(i % 2 === 0 ? a.tcpPort : b.tcpPort)));
     clients.push(...sockets);

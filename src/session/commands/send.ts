@@ -4,6 +4,7 @@
 import { headerValue } from '../../codec';
 import type { Frame } from '../../codec';
 import { hasControlCharacters } from '../../broker/destinations';
+import type { PublishRefusal } from '../../broker/router';
 import { StompError, missingHeader } from '../errors';
 import { afterChain, runChain } from '../interceptor';
 import type { Session } from '../session';
@@ -21,6 +22,43 @@ export function requireDestination(session: Session, frame: Frame): string {
   return destination;
 }
 
+function refuse(refusal: PublishRefusal): never {
+  throw new StompError(refusal.code, refusal.message);
+}
+
+/** A publish that resolves later (queues in Redis) fails the frame if it was refused. */
+export function refusedIfAny(published: void | Promise<PublishRefusal | undefined>): void | Promise<void> {
+  if (published === undefined) return undefined;
+  return published.then((refusal) => {
+    if (refusal !== undefined) refuse(refusal);
+  });
+}
+
+/** SENDs to Redis-kept queues a session may have under way without waiting (no receipt asked). */
+const MAX_UNCONFIRMED_PUBLISHES = 64;
+const unconfirmed = new WeakMap<Session, number>();
+
+/**
+ * A publish that completes later (a queue in Redis). A SEND asking for a receipt waits for it
+ * (the RECEIPT means stored); one without is pipelined — Redis stores one connection's
+ * commands in order, so a later receipt still covers it — up to MAX_UNCONFIRMED_PUBLISHES,
+ * past which the session waits (backpressure). A refusal nobody waited for still fails the session.
+ */
+function stored(session: Session, frame: Frame, published: void | Promise<PublishRefusal | undefined>): void | Promise<void> {
+  if (published === undefined) return undefined;
+  const count = unconfirmed.get(session) ?? 0;
+  if (headerValue(frame.headers, 'receipt') !== undefined || count >= MAX_UNCONFIRMED_PUBLISHES) return refusedIfAny(published);
+  unconfirmed.set(session, count + 1);
+  published.then(
+    (refusal) => {
+      unconfirmed.set(session, (unconfirmed.get(session) ?? 1) - 1);
+      if (refusal !== undefined && session.isOpen) session.fail(new StompError(refusal.code, refusal.message), frame);
+    },
+    (error: unknown) => session.fail(error, frame),
+  );
+  return undefined;
+}
+
 export function handleSend(session: Session, frame: Frame): void | Promise<void> {
   const destination = requireDestination(session, frame);
   const transaction = transactionOf(session, frame);
@@ -31,11 +69,12 @@ export function handleSend(session: Session, frame: Frame): void | Promise<void>
     const message = router.createMessage(destination, frame.headers, body, session.userId);
     if (transaction === undefined) {
       const refusal = router.admit([message]);
-      if (refusal !== undefined) throw new StompError(refusal.code, refusal.message);
-      router.publish(message);
-      return;
+      if (refusal === undefined) return stored(session, frame, router.publish(message));
+      // Queues in Redis: admitted, then stored, before the frame is done (and its RECEIPT sent).
+      if (refusal instanceof Promise) return refusal.then((r) => (r === undefined ? stored(session, frame, router.publish(message)) : refuse(r)));
+      refuse(refusal);
     }
     // Checked against the queue limits at COMMIT, with the rest of the transaction.
-    hold(session, transaction, () => router.publish(message), message.byteSize, message);
+    hold(session, transaction, () => refusedIfAny(router.publish(message)), message.byteSize, message);
   });
 }

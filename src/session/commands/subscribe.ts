@@ -31,14 +31,25 @@ export function handleSubscribe(session: Session, frame: Frame): void | Promise<
   const unackedLimit = Math.min(maxUnacked, prefetchHeader === undefined ? maxUnacked : Number(prefetchHeader));
 
   const { router, interceptors, events } = session.deps;
-  return afterChain(session, runChain(interceptors, 'onSubscribe', { session, frame, destination }), () => {
-    const refusal = router.admitSubscription(destination);
-    if (refusal !== undefined) throw new StompError(refusal.code, refusal.message);
+  const bind = (): void => {
     const subscription = new Subscription(session, id, destination, ackMode as AckMode, unackedLimit);
     session.subscriptions.set(id, subscription);
     events.emit('subscribe', { session: session.info(), subscriptionId: id, destination, ackMode, subscription, headers: frame.headers });
     session.sendReceiptFor(frame); // before any stored queue message the subscription releases
     router.subscribe(subscription);
+  };
+  return afterChain(session, runChain(interceptors, 'onSubscribe', { session, frame, destination }), () => {
+    const refusal = router.admitSubscription(destination);
+    if (refusal instanceof Promise) {
+      // Queues in Redis: MAX_QUEUES is decided there.
+      return refusal.then((r) => {
+        if (r !== undefined) throw new StompError(r.code, r.message);
+        if (session.isOpen) bind();
+      });
+    }
+    if (refusal !== undefined) throw new StompError(refusal.code, refusal.message);
+    bind();
+    return undefined;
   });
 }
 

@@ -10,6 +10,7 @@ import { headerValue } from '../../codec';
 import type { Frame } from '../../codec';
 import { heldByteSize } from '../../broker/message';
 import type { Message } from '../../broker/message';
+import type { PublishRefusal } from '../../broker/router';
 import { StompError, missingHeader } from '../errors';
 import { afterChain, runChain } from '../interceptor';
 import type { Session, Transaction, TransactionStep } from '../session';
@@ -78,9 +79,27 @@ export function handleCommit(session: Session, frame: Frame): void | Promise<voi
   return afterChain(session, runChain(session.deps.interceptors, 'onTransaction', { session, frame }), () => {
     end(session, name, transaction);
     const refusal = session.deps.router.admit(transaction.messages);
-    if (refusal !== undefined) throw new StompError(refusal.code, `${refusal.message} (transaction ${JSON.stringify(name)} not committed)`);
-    for (const step of transaction.steps) step();
+    const notCommitted = (r: PublishRefusal): never => {
+      throw new StompError(r.code, `${r.message} (transaction ${JSON.stringify(name)} not committed)`);
+    };
+    if (refusal instanceof Promise) return refusal.then((r) => (r === undefined ? runSteps(transaction) : notCommitted(r)));
+    if (refusal !== undefined) notCommitted(refusal);
+    return runSteps(transaction);
   });
+}
+
+/**
+ * Run a committed transaction's steps in order. Queue SENDs stored in Redis are issued in
+ * order on one connection and waited for together: the RECEIPT follows once all are stored.
+ */
+function runSteps(transaction: Transaction): void | Promise<void> {
+  let waits: Promise<void>[] | undefined;
+  for (const step of transaction.steps) {
+    const result = step();
+    if (result !== undefined) (waits ??= []).push(result);
+  }
+  if (waits === undefined) return undefined;
+  return Promise.all(waits).then(() => undefined);
 }
 
 export function handleAbort(session: Session, frame: Frame): void | Promise<void> {
