@@ -86,6 +86,20 @@ export interface Config {
   revocationTtlSeconds: number;
   /** undefined: embedded mode (nothing Redis-related is loaded). */
   redis: RedisConfig | undefined;
+  http: HttpConfig;
+}
+
+export interface HttpConfig {
+  /** undefined: the HTTP API is off. 0: any free port. */
+  port: number | undefined;
+  /** Where it listens: HTTP_HOST, else HOST; loopback when no admin credential is configured. */
+  host: string;
+  /** Bearer token that opens every /api route; undefined: none (JWT admins only, or loopback). */
+  adminToken: string | undefined;
+  /** A JWT carrying one of these roles is an admin (AUTH=jwt). */
+  adminRoles: string[];
+  /** Neither ADMIN_TOKEN nor JWT auth: /api is open, so it listens on loopback only. */
+  isOpen: boolean;
 }
 
 export interface RedisConfig {
@@ -135,7 +149,7 @@ function isInvalid(parsed: unknown): boolean {
 const optional = (v: string): string => v;
 
 /** Never echoed in an error line. */
-const SECRET_VARIABLES = new Set(['JWT_SECRET']);
+const SECRET_VARIABLES = new Set(['JWT_SECRET', 'ADMIN_TOKEN']);
 const list = (v: string): string[] => v.split(',').map((item) => item.trim()).filter((item) => item !== '');
 
 /** variable → [default, parser (null or NaN = invalid), what a valid value looks like] */
@@ -190,6 +204,10 @@ const SETTINGS = {
   SESSION_TTL_SECONDS: ['86400', integer(60, 31_536_000), 'an integer from 60 to 31536000 (seconds)'],
   REVOCATION_TTL_SECONDS: ['86400', integer(1, 31_536_000), 'an integer from 1 to 31536000 (seconds)'],
   INSTANCE_HEARTBEAT_MS: ['2000', integer(100, 60_000), 'an integer from 100 to 60000 (ms)'],
+  HTTP_PORT: ['8080', port(true), 'a TCP port (0-65535) or "off"'],
+  HTTP_HOST: ['', optional, 'a host name or address for the HTTP API (default: HOST)'],
+  ADMIN_TOKEN: ['', (v: string) => (v === '' || (Buffer.byteLength(v) >= 16 && /^[\x21-\x7e]+$/.test(v)) ? v : null), 'at least 16 printable characters without spaces'],
+  ADMIN_ROLES: ['ADMIN', (v: string) => (list(v).length > 0 ? list(v) : null), 'role names, comma-separated'],
   LOG_LEVEL: ['info', (v: string) => (['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(v) ? v : null), 'one of fatal, error, warn, info, debug, trace, silent'],
 } as const;
 
@@ -296,7 +314,14 @@ export function loadConfig(env: Env): Readonly<Config> {
             sessionTtlSeconds: p.SESSION_TTL_SECONDS,
             instanceHeartbeatMs: p.INSTANCE_HEARTBEAT_MS,
           },
+    http: httpConfig(p.HTTP_PORT, p.HTTP_HOST || p.HOST, p.ADMIN_TOKEN || undefined, p.ADMIN_ROLES, authMode === 'jwt'),
   });
+}
+
+function httpConfig(port: number | undefined, host: string, adminToken: string | undefined, adminRoles: string[], hasJwt: boolean): HttpConfig {
+  const isOpen = adminToken === undefined && !hasJwt;
+  // An API nobody has to authenticate to must not be reachable from elsewhere.
+  return { port, host: isOpen && !isLoopback(host) ? '127.0.0.1' : host, adminToken, adminRoles, isOpen };
 }
 
 function hostPort(node: string): { host: string; port: number } {
