@@ -58,7 +58,7 @@ export function spawnStompd(options: SpawnStompdOptions): Promise<StompdProcess>
   const nodeCommand = [process.execPath, ...options.nodeArgs, options.mainPath];
   const [command, ...args] = options.cpu === undefined ? nodeCommand : ['taskset', '-c', String(options.cpu), ...nodeCommand];
   const child = spawn(command!, args, {
-    env: { ...process.env, STOMP_PORT: '0', WS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...options.env },
+    env: { ...process.env, STOMP_PORT: '0', WS_PORT: '0', HTTP_PORT: 'off', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const tail: string[] = [];

@@ -20,6 +20,8 @@ export class Queue {
   readonly destination: string;
   /** Messages thrown away because the queue was full. */
   droppedCount = 0;
+  /** Messages handed to a consumer (redeliveries too). */
+  deliveredCount = 0;
   private readonly maxMessages: number;
   private stored: Message[] = [];
   private consumers: Subscription[] = [];
@@ -113,6 +115,7 @@ export class Queue {
   private dispatchTo(consumer: Subscription, message: Message): boolean {
     if (!consumer.canTakeMore) return false;
     consumer.deliver(message);
+    this.deliveredCount++;
     return true;
   }
 }

@@ -29,6 +29,14 @@ export interface RouterStats {
   published: number;
   queuedMessages: number;
   droppedFromQueues: number;
+  deliveredFromQueues: number;
+}
+
+/** Messages by destination kind, as plain integers (the metrics read them when scraped). */
+export interface KindCounts {
+  topic: number;
+  queue: number;
+  user: number;
 }
 
 export class Router {
@@ -41,6 +49,13 @@ export class Router {
   private publishedCount = 0;
   private relay: Relay | undefined;
   private droppedFromForgottenQueues = 0;
+  private deliveredFromForgottenQueues = 0;
+  /** Published here (SEND or server-side publish). Queue deliveries and drops are in stats(). */
+  readonly published: KindCounts = { topic: 0, queue: 0, user: 0 };
+  /** Topic and user deliveries, from local and remote publishes. */
+  readonly delivered: KindCounts = { topic: 0, queue: 0, user: 0 };
+  /** Topic and user messages not written to a subscriber over its write limit. */
+  readonly dropped: KindCounts = { topic: 0, queue: 0, user: 0 };
 
   constructor(options: RouterOptions) {
     this.options = options;
@@ -78,17 +93,29 @@ export class Router {
 
   publish(message: Message): void {
     this.publishedCount++;
-    if (this.kindOf(message.routeKey) === 'queue') {
+    const kind = this.kindOf(message.routeKey);
+    if (kind === 'queue') {
+      this.published.queue++;
       this.queueFor(message.routeKey).publish(message);
       return;
     }
-    this.topics.get(message.routeKey)?.publish(message);
+    this.fanOut(message, kind === 'user' ? 'user' : 'topic', true);
     this.relay?.publish(message);
   }
 
   /** A message another instance published: for this instance's subscribers only. */
   deliverRemote(message: Message): void {
-    this.topics.get(message.routeKey)?.publish(message);
+    this.fanOut(message, this.kindOf(message.routeKey) === 'user' ? 'user' : 'topic', false);
+  }
+
+  private fanOut(message: Message, kind: 'topic' | 'user', isLocal: boolean): void {
+    if (isLocal) this.published[kind]++;
+    const topic = this.topics.get(message.routeKey);
+    if (topic === undefined) return;
+    const subscribers = topic.subscriberCount;
+    const delivered = topic.publish(message);
+    this.delivered[kind] += delivered;
+    this.dropped[kind] += subscribers - delivered;
   }
 
   /** Route keys of topics and user destinations with local subscribers. */
@@ -163,15 +190,18 @@ export class Router {
   stats(): RouterStats {
     let queuedMessages = 0;
     let droppedFromQueues = this.droppedFromForgottenQueues;
+    let deliveredFromQueues = this.deliveredFromForgottenQueues;
     for (const queue of this.queues.values()) {
       queuedMessages += queue.depth;
       droppedFromQueues += queue.droppedCount;
+      deliveredFromQueues += queue.deliveredCount;
     }
-    return { topics: this.topics.size, queues: this.queues.size, published: this.publishedCount, queuedMessages, droppedFromQueues };
+    return { topics: this.topics.size, queues: this.queues.size, published: this.publishedCount, queuedMessages, droppedFromQueues, deliveredFromQueues };
   }
 
   private forgetQueue(queue: Queue): void {
     this.droppedFromForgottenQueues += queue.droppedCount;
+    this.deliveredFromForgottenQueues += queue.deliveredCount;
     this.queues.delete(queue.destination);
   }
 

@@ -47,6 +47,16 @@ export interface ClusterHealth {
   /** Why, when degraded. */
   reason: string | undefined;
   relay: RelayStats;
+  /** Connections to Redis made again after a loss (not the first one). */
+  reconnects: number;
+  /** Round trips of a PING sent every instance heart-beat: the command latency as this instance sees it. */
+  redisLatency: RedisLatency;
+}
+
+export interface RedisLatency {
+  lastMs: number;
+  sumMs: number;
+  count: number;
 }
 
 export interface ClusterNode {
@@ -105,9 +115,11 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     if (reason === undefined && degradedReason !== undefined) logger.info('Redis available again: registry and relay restored');
     degradedReason = reason;
   };
+  let readyCount = 0;
   // Each (re)connection: announce, reconcile sessions, then count as healthy.
   const onReady = (): void => {
     if (isStopping) return;
+    readyCount++;
     liveness
       .announce()
       .then(() => registry.reconcile())
@@ -137,6 +149,21 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     registry.refresh().catch(() => undefined);
   }, refreshMs);
   refreshTimer.unref();
+  const redisLatency: RedisLatency = { lastMs: 0, sumMs: 0, count: 0 };
+  const pingTimer = setInterval(() => {
+    if (commands.status !== 'ready') return;
+    const startedAt = process.hrtime.bigint();
+    commands.ping().then(
+      () => {
+        const ms = Number(process.hrtime.bigint() - startedAt) / 1e6;
+        redisLatency.lastMs = ms;
+        redisLatency.sumMs += ms;
+        redisLatency.count++;
+      },
+      () => undefined,
+    );
+  }, config.instanceHeartbeatMs);
+  pingTimer.unref();
 
   const remote: RemoteSessions = {
     kickSession: (sessionId, code, message) => relay.publishControl({ type: 'kick', sessionId, code, message }),
@@ -150,10 +177,17 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     get isDegraded() {
       return degradedReason !== undefined;
     },
-    health: () => ({ isDegraded: degradedReason !== undefined, reason: degradedReason, relay: relay.stats }),
+    health: () => ({
+      isDegraded: degradedReason !== undefined,
+      reason: degradedReason,
+      relay: relay.stats,
+      reconnects: Math.max(0, readyCount - 1),
+      redisLatency: { ...redisLatency },
+    }),
     async stop() {
       isStopping = true;
       clearInterval(refreshTimer);
+      clearInterval(pingTimer);
       await liveness.stop(commands.status === 'ready').catch(() => undefined);
       await Promise.allSettled([commands.quit(), subscriber.quit()]);
     },
