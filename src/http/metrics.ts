@@ -135,7 +135,7 @@ export function createMetrics(sources: MetricsSources): Registry {
         this.set(cluster().redisLatency.lastMs / 1000);
       },
     });
-    mirrorCounter(registry, 'stompd_redis_command_latency_seconds_total', 'Sum of the PING round trips (divide by stompd_redis_pings_total for the mean)', () => cluster().redisLatency.sumMs / 1000);
+    mirrorCounter(registry, 'stompd_redis_ping_seconds_total', 'Sum of the PING round trips (divide by stompd_redis_pings_total for the mean)', () => cluster().redisLatency.sumMs / 1000);
     mirrorCounter(registry, 'stompd_redis_pings_total', 'PINGs answered', () => cluster().redisLatency.count);
     mirrorLabelledCounter(registry, 'stompd_relay_messages_total', 'Topic and user messages between instances: published to Redis, received from it, dropped (Redis away)', 'direction', () => {
       const { relay } = cluster();
