@@ -79,9 +79,11 @@ export async function startHttpApi(listen: { host: string; port: number }, deps:
       const statusCode = error.statusCode ?? 400;
       return reply.code(statusCode).send({ statusCode, error: statusCode === 413 ? 'Payload Too Large' : 'Bad Request', message: error.message });
     }
-    if (error instanceof RegistryUnavailableError || /Redis|Connection is closed|offline queue/i.test(error.message)) {
+    // A registry call failing while Redis is away is an outage, not a bug.
+    const readiness = deps.readiness();
+    if (error instanceof RegistryUnavailableError || !readiness.isReady) {
       request.log.warn({ err: error.message, url: request.url }, 'HTTP API: registry unreachable');
-      return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: 'the session registry is unreachable right now' });
+      return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: `the session registry is unreachable right now${readiness.reason ? ` (${readiness.reason})` : ''}` });
     }
     request.log.error({ err: error, url: request.url }, 'HTTP API: unexpected error');
     return reply.code(500).send({ statusCode: 500, error: 'Internal Server Error', message: 'internal error' });
