@@ -4,6 +4,8 @@
 // health, and /metrics as Prometheus text whose counters move.
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RunningServer } from '../../src/server';
 import { startBroker } from '../helpers/broker';
@@ -244,6 +246,21 @@ describe('HTTP API, embedded mode', { timeout: 60000 }, () => {
     assert.ok(doc.paths['/api/users/online'].get.parameters.some((p: { name: string }) => p.name === 'role'));
     assert.equal(doc.components.securitySchemes.bearerAuth.scheme, 'bearer');
     assert.equal((await new ApiClient(broker.httpPort!).get('/api/openapi.json')).status, 401, 'the document needs a credential too');
+  });
+
+  it("README's HTTP API section names every route of the OpenAPI document and every stompd metric", async () => {
+    const readme = fs.readFileSync(path.resolve(__dirname, '../../../README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('## HTTP API'), readme.indexOf('## Development'));
+    const doc = await api.ok('/api/openapi.json');
+    for (const [route, operations] of Object.entries(doc.paths as Record<string, object>)) {
+      for (const method of Object.keys(operations)) {
+        const shown = `${method.toUpperCase()} ${route.replace(/\{(\w+)\}/g, ':$1')}`;
+        assert.ok(section.includes(shown), `README shows ${shown}`);
+      }
+    }
+    const names = new Set([...(await api.get('/metrics')).text.matchAll(/^# TYPE (stompd_\w+)/gm)].map((m) => m[1]!));
+    assert.ok(names.size >= 10);
+    for (const name of names) assert.ok(section.includes(name), `README lists ${name}`);
   });
 
   it('healthz and readyz answer without a credential; readyz turns 503 once stopping', async () => {
