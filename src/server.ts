@@ -282,8 +282,9 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
         },
       );
     } catch (error) {
+      for (const listener of listeners) listener.destroyConnections();
       await Promise.all(listeners.map((l) => l.close()));
-      await cluster?.stop();
+      if (cluster !== undefined) await settlesWithin(cluster.stop(), config.shutdownTimeoutMs);
       const code = (error as NodeJS.ErrnoException).code;
       if (code === undefined) throw error;
       const variable = code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' ? (config.http.host === config.host ? 'HOST' : 'HTTP_HOST') : 'HTTP_PORT';

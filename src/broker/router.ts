@@ -99,21 +99,21 @@ export class Router {
       this.queueFor(message.routeKey).publish(message);
       return;
     }
-    this.fanOut(message, kind === 'user' ? 'user' : 'topic', true);
+    const counted = kind === 'user' ? 'user' : 'topic';
+    this.published[counted]++;
+    const topic = this.topics.get(message.routeKey);
+    if (topic !== undefined) this.countFanOut(counted, topic.subscriberCount, topic.publish(message));
     this.relay?.publish(message);
   }
 
   /** A message another instance published: for this instance's subscribers only. */
   deliverRemote(message: Message): void {
-    this.fanOut(message, this.kindOf(message.routeKey) === 'user' ? 'user' : 'topic', false);
+    const topic = this.topics.get(message.routeKey);
+    if (topic !== undefined) this.countFanOut(this.kindOf(message.routeKey) === 'user' ? 'user' : 'topic', topic.subscriberCount, topic.publish(message));
   }
 
-  private fanOut(message: Message, kind: 'topic' | 'user', isLocal: boolean): void {
-    if (isLocal) this.published[kind]++;
-    const topic = this.topics.get(message.routeKey);
-    if (topic === undefined) return;
-    const subscribers = topic.subscriberCount;
-    const delivered = topic.publish(message);
+  /** Once per message, never per delivery. `subscribers` is read before the fan-out (the count it ran over). */
+  private countFanOut(kind: 'topic' | 'user', subscribers: number, delivered: number): void {
     this.delivered[kind] += delivered;
     this.dropped[kind] += subscribers - delivered;
   }

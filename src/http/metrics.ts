@@ -12,6 +12,7 @@ export interface ConnectionView {
   readonly transport: string;
   readonly state: string;
   readonly userId: string;
+  readonly connection: { readonly bytesWritten: number };
 }
 
 /** What the Redis layer reports, when there is one. */
@@ -111,7 +112,11 @@ export function createMetrics(sources: MetricsSources): Registry {
     queue: router.stats().droppedFromQueues,
   }));
   mirrorCounter(registry, 'stompd_bytes_in_total', 'Bytes read from STOMP connections', () => counters.bytesIn);
-  mirrorCounter(registry, 'stompd_bytes_out_total', 'Bytes written to STOMP connections', () => counters.bytesOut);
+  mirrorCounter(registry, 'stompd_bytes_out_total', 'Bytes written to STOMP connections', () => {
+    let bytes = counters.bytesOutOfClosed;
+    for (const c of sources.connections()) bytes += c.connection.bytesWritten;
+    return bytes;
+  });
   mirrorCounter(registry, 'stompd_heartbeat_timeouts_total', 'Sessions closed because the client fell silent past the heart-beat bound', () => counters.heartbeatTimeouts);
   mirrorLabelledCounter(registry, 'stompd_errors_sent_total', 'ERROR frames sent (refusals and closes), by code', 'code', () => counters.errorsSent);
   mirrorCounter(registry, 'stompd_slow_consumer_events_total', 'Messages not written to a session over its write limit, and sessions closed for it', () => counters.slowConsumerEvents);

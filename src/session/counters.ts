@@ -10,7 +10,8 @@ export class SessionCounters {
   /** Frames sent other than MESSAGE (the router counts deliveries), by command. */
   readonly framesOut: Record<string, number> = { CONNECTED: 0, RECEIPT: 0, ERROR: 0 };
   bytesIn = 0;
-  bytesOut = 0;
+  /** Bytes written by connections whose session has closed (open ones: Connection.bytesWritten). */
+  bytesOutOfClosed = 0;
   heartbeatTimeouts = 0;
   /** Sessions refused or closed with an ERROR frame, by its code. */
   readonly errorsSent: Record<string, number> = {};

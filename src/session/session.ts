@@ -147,7 +147,6 @@ export class Session implements Subscriber, SessionView {
   }
 
   write(bytes: Buffer, isBinary?: boolean): void {
-    this.deps.counters.bytesOut += bytes.length;
     this.connection.write(bytes, isBinary);
   }
 
@@ -170,7 +169,6 @@ export class Session implements Subscriber, SessionView {
     const bytes = encodeFrame({ command, headers, body: body ?? Buffer.alloc(0) }, this.version);
     const counters = this.deps.counters;
     counters.framesOut[command] = (counters.framesOut[command] ?? 0) + 1;
-    counters.bytesOut += bytes.length;
     this.connection.write(bytes);
   }
 
@@ -323,10 +321,7 @@ export class Session implements Subscriber, SessionView {
       // Ticking at half the interval keeps the longest silence at about one interval.
       const halfMs = Math.max(1, Math.floor(sendEveryMs / 2));
       this.sendTimer = setInterval(() => {
-        if (Date.now() - this.connection.lastWriteAt >= halfMs) {
-          this.deps.counters.bytesOut += EOL.length;
-          this.connection.write(EOL);
-        }
+        if (Date.now() - this.connection.lastWriteAt >= halfMs) this.connection.write(EOL);
       }, halfMs);
       this.sendTimer.unref();
     }
@@ -419,7 +414,6 @@ export class Session implements Subscriber, SessionView {
       const counters = this.deps.counters;
       counters.framesOut.ERROR = (counters.framesOut.ERROR ?? 0) + 1;
       counters.errorsSent[error.code] = (counters.errorsSent[error.code] ?? 0) + 1;
-      counters.bytesOut += bytes.length;
       this.connection.write(bytes);
       // Why, for whom, from where; never credentials (no link puts a token in a message).
       // A connected session's logger already carries its userId.
@@ -440,6 +434,8 @@ export class Session implements Subscriber, SessionView {
     if (reason === 'client' || error !== undefined) this.connection.end();
     else this.connection.destroy();
     this.state = 'closed';
+    // end() flushed what was queued: the connection writes nothing more.
+    this.deps.counters.bytesOutOfClosed += this.connection.bytesWritten;
 
     for (const link of this.deps.interceptors) {
       try {

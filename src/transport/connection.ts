@@ -43,6 +43,8 @@ export interface Connection {
   readonly isWritable: boolean;
   /** Date.now() of the last flush towards the peer. */
   readonly lastWriteAt: number;
+  /** Bytes handed to the socket so far (counted per flush, not per write: the metrics read it). */
+  readonly bytesWritten: number;
   setHandlers(handlers: ConnectionHandlers): void;
   /** Queue bytes for the peer. `isBinary`: not valid UTF-8 (WebSocket sends such batches as binary). */
   write(bytes: Buffer, isBinary?: boolean): void;
@@ -69,6 +71,7 @@ export abstract class BatchingConnection implements Connection {
   abstract readonly transport: TransportKind;
   readonly peer: PeerInfo;
   lastWriteAt = Date.now();
+  bytesWritten = 0;
   protected handlers: ConnectionHandlers | undefined;
   protected isClosed = false;
   private queue: Buffer[] = [];
@@ -135,6 +138,7 @@ export abstract class BatchingConnection implements Connection {
     this.queuedBytes = 0;
     this.isQueueBinary = false;
     this.inflightBytes += bytes.length;
+    this.bytesWritten += bytes.length;
     this.lastWriteAt = Date.now();
     this.writeToSocket(bytes, isBinary, () => this.written(bytes.length));
   }
