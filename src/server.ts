@@ -17,10 +17,7 @@ import { MemoryRegistry } from './registry/memory-registry';
 import type { SessionRegistry } from './registry/registry';
 import { Router } from './broker/router';
 import type { Config } from './config';
-import { adminAuthenticator } from './http/auth';
-import { startHttpApi } from './http/api';
 import type { HttpApi } from './http/api';
-import { createMetrics } from './http/metrics';
 import { closeUserSessions, createSessionAdmin } from './session/admin';
 import type { SessionAdmin } from './session/admin';
 import { SessionCounters } from './session/counters';
@@ -257,6 +254,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   let http: HttpApi | undefined;
   if (config.http.port !== undefined) {
     const { host, port } = config.http;
+    // Loaded only when wanted: with HTTP_PORT=off the process carries no Fastify or prom-client.
+    const [{ startHttpApi }, { adminAuthenticator }, { createMetrics }] = await Promise.all([import('./http/api'), import('./http/auth'), import('./http/metrics')]);
     try {
       http = await startHttpApi(
         { host, port },

@@ -4,8 +4,10 @@
 // listens on loopback only and says so. Plus the HTTP settings themselves.
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import net from 'node:net';
 import os from 'node:os';
+import path from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
@@ -177,6 +179,22 @@ describe('HTTP settings', { timeout: 30000 }, () => {
       () => loadConfig({ ADMIN_TOKEN: 'short-secret' }),
       (e: unknown) => e instanceof ConfigError && e.variable === 'ADMIN_TOKEN' && !e.message.includes('short-secret'),
     );
+  });
+
+  it('HTTP_PORT=off loads neither Fastify nor prom-client nor src/http/ (the process carries none of it); on, it does', () => {
+    for (const httpPort of ['off', '0']) {
+      const script = `
+        const { startBroker } = require(${JSON.stringify(path.resolve(__dirname, '../helpers/broker.js'))});
+        startBroker({ HEARTBEAT: '0,0', HTTP_PORT: '${httpPort}' }).then(async (b) => {
+          const loaded = Object.keys(require.cache).filter((f) => /node_modules\\/(fastify|prom-client|@fastify)\\//.test(f) || f.includes('/src/http/'));
+          await b.stop();
+          process.stdout.write(String(loaded.length));
+        });`;
+      const result = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 15000 });
+      assert.equal(result.status, 0, result.stderr);
+      if (httpPort === 'off') assert.equal(result.stdout, '0');
+      else assert.ok(Number(result.stdout) > 10, `loaded ${result.stdout} modules`);
+    }
   });
 
   it('HTTP_PORT=off: no HTTP listener; a taken HTTP_PORT fails the start naming HTTP_PORT and frees the STOMP ports', async () => {
