@@ -61,7 +61,7 @@ export function spawnStompd(options: SpawnStompdOptions): Promise<StompdProcess>
   const child = spawn(command!, args, {
     // Every bench client comes from 127.0.0.1: the per-address cap (1000 by default) would
     // refuse the 1001st connection of a 1000-subscriber fan-out.
-    env: { ...process.env, STOMP_PORT: '0', WS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', MAX_CONNECTIONS_PER_ADDRESS: '0', ...options.env },
+    env: { ...process.env, STOMP_PORT: '0', WS_PORT: '0', HTTP_PORT: 'off', HOST: '127.0.0.1', LOG_LEVEL: 'info', MAX_CONNECTIONS_PER_ADDRESS: '0', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const tail: string[] = [];

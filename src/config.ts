@@ -98,6 +98,20 @@ export interface Config {
   presenceDestinations: string[];
   /** Events also go to `<room><suffix>` when set; such destinations are never rooms themselves. */
   presenceCompanionSuffix: string | undefined;
+  http: HttpConfig;
+}
+
+export interface HttpConfig {
+  /** undefined: the HTTP API is off. 0: any free port. */
+  port: number | undefined;
+  /** Where it listens: HTTP_HOST, else HOST; loopback when no admin credential is configured. */
+  host: string;
+  /** Bearer token that opens every /api route; undefined: none (JWT admins only, or loopback). */
+  adminToken: string | undefined;
+  /** A JWT carrying one of these roles is an admin (AUTH=jwt). */
+  adminRoles: string[];
+  /** Neither ADMIN_TOKEN nor JWT auth: /api is open, so it listens on loopback only. */
+  isOpen: boolean;
 }
 
 export interface RedisConfig {
@@ -147,7 +161,7 @@ function isInvalid(parsed: unknown): boolean {
 const optional = (v: string): string => v;
 
 /** Never echoed in an error line. */
-const SECRET_VARIABLES = new Set(['JWT_SECRET']);
+const SECRET_VARIABLES = new Set(['JWT_SECRET', 'ADMIN_TOKEN']);
 const list = (v: string): string[] => v.split(',').map((item) => item.trim()).filter((item) => item !== '');
 
 /** variable → [default, parser (null or NaN = invalid), what a valid value looks like] */
@@ -208,6 +222,10 @@ const SETTINGS = {
   INSTANCE_HEARTBEAT_MS: ['2000', integer(100, 60_000), 'an integer from 100 to 60000 (ms)'],
   PRESENCE_DESTINATIONS: ['', (v: string) => (list(v).every((d) => d.startsWith('/')) ? list(v) : null), 'destination patterns starting with "/", comma-separated (* one segment, ** any)'],
   PRESENCE_COMPANION_SUFFIX: ['', (v: string) => (v === '' || /^[^\s*{}]{1,64}$/.test(v) ? v : null), 'up to 64 characters, no spaces, "*" or braces'],
+  HTTP_PORT: ['8080', port(true), 'a TCP port (0-65535) or "off"'],
+  HTTP_HOST: ['', optional, 'a host name or address for the HTTP API (default: HOST)'],
+  ADMIN_TOKEN: ['', (v: string) => (v === '' || (Buffer.byteLength(v) >= 16 && /^[\x21-\x7e]+$/.test(v)) ? v : null), 'at least 16 printable characters without spaces'],
+  ADMIN_ROLES: ['ADMIN', (v: string) => (list(v).length > 0 ? list(v) : null), 'role names, comma-separated'],
   LOG_LEVEL: ['info', (v: string) => (['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(v) ? v : null), 'one of fatal, error, warn, info, debug, trace, silent'],
 } as const;
 
@@ -325,7 +343,14 @@ export function loadConfig(env: Env): Readonly<Config> {
           },
     presenceDestinations: p.PRESENCE_DESTINATIONS,
     presenceCompanionSuffix: p.PRESENCE_COMPANION_SUFFIX || undefined,
+    http: httpConfig(p.HTTP_PORT, p.HTTP_HOST || p.HOST, p.ADMIN_TOKEN || undefined, p.ADMIN_ROLES, authMode === 'jwt'),
   });
+}
+
+function httpConfig(port: number | undefined, host: string, adminToken: string | undefined, adminRoles: string[], hasJwt: boolean): HttpConfig {
+  const isOpen = adminToken === undefined && !hasJwt;
+  // An API nobody has to authenticate to must not be reachable from elsewhere.
+  return { port, host: isOpen && !isLoopback(host) ? '127.0.0.1' : host, adminToken, adminRoles, isOpen };
 }
 
 function hostPort(node: string): { host: string; port: number } {

@@ -19,8 +19,10 @@ import { MemoryRegistry } from './registry/memory-registry';
 import type { SessionRegistry } from './registry/registry';
 import { Router } from './broker/router';
 import type { Config } from './config';
+import type { HttpApi } from './http/api';
 import { closeUserSessions, createSessionAdmin } from './session/admin';
 import type { SessionAdmin } from './session/admin';
+import { SessionCounters } from './session/counters';
 import { StompError } from './session/errors';
 import { LifecycleEvents } from './session/events';
 import type { Interceptor } from './session/interceptor';
@@ -50,6 +52,8 @@ export interface RunningServer {
   /** Bound ports; undefined for a transport that is off. */
   readonly tcpPort: number | undefined;
   readonly wsPort: number | undefined;
+  /** The HTTP API's port; undefined when HTTP_PORT=off. */
+  readonly httpPort: number | undefined;
   readonly events: LifecycleEvents;
   readonly router: Router;
   readonly registry: SessionRegistry;
@@ -161,8 +165,10 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   if (cluster !== undefined) cluster.presence.localEntries = () => presence.localEntries();
   // Built before listening: a bad key or rules file stops the start (ConfigError).
   const usersFile = config.authMode === 'users' ? new UsersFile(config.usersFile!) : undefined;
+  // One verifier for STOMP logins and admin JWTs on the HTTP API.
+  const jwtVerifier = config.authMode === 'jwt' ? createJwtVerifier(config.jwt) : undefined;
   const authenticator =
-    config.authMode === 'jwt' ? jwtAuthenticator(createJwtVerifier(config.jwt))
+    jwtVerifier !== undefined ? jwtAuthenticator(jwtVerifier)
     : usersFile !== undefined ? passwordAuthenticator(usersFile)
     : loginAsUserId();
   if (usersFile !== undefined) logger.info({ usersFile: usersFile.path, users: usersFile.size }, 'users mode: login and passcode checked against USERS_FILE');
@@ -194,8 +200,10 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     ...(options.extraInterceptors ?? []),
     { name: 'session-table', onClose: (session) => open.delete(session.id) },
   ];
+  const counters = new SessionCounters();
   const deps: SessionDeps = {
     router,
+    counters,
     interceptors,
     events,
     logger,
@@ -286,10 +294,65 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   }
   logger.info({ host: config.host, stompPort: tcpPort, wsPort, wsPath: config.wsPath }, 'stompd listening');
 
+  const admin = createSessionAdmin({
+    localSessions: () => open.values(),
+    localSession: (sessionId) => open.get(sessionId),
+    registry,
+    revocations,
+    instanceId: config.instanceId,
+    remote: cluster?.remote,
+  });
+  let http: HttpApi | undefined;
+  if (config.http.port !== undefined) {
+    const { host, port } = config.http;
+    // Loaded only when wanted: with HTTP_PORT=off the process carries no Fastify or prom-client.
+    const [{ startHttpApi }, { adminAuthenticator }, { createMetrics }] = await Promise.all([import('./http/api'), import('./http/auth'), import('./http/metrics')]);
+    try {
+      http = await startHttpApi(
+        { host, port },
+        {
+          registry,
+          admin,
+          publisher: router,
+          authenticate: adminAuthenticator({ adminToken: config.http.adminToken, jwtVerifier, adminRoles: config.http.adminRoles, isOpen: config.http.isOpen }),
+          readiness: () => {
+            if (isStopping) return { isReady: false, reason: 'shutting down' };
+            const health = cluster?.health();
+            if (health?.isDegraded === true) return { isReady: false, reason: `Redis unreachable: ${health.reason ?? 'unknown'}` };
+            return { isReady: true };
+          },
+          metrics: createMetrics({
+            connections: () => open.values(),
+            sessionCounters: counters,
+            router,
+            cluster: () => cluster?.health(),
+          }),
+          maxBodyBytes: config.limits.maxFrameBytes,
+          logger,
+        },
+      );
+    } catch (error) {
+      for (const listener of listeners) listener.destroyConnections();
+      await Promise.all(listeners.map((l) => l.close()));
+      if (cluster !== undefined) await settlesWithin(cluster.stop(), config.shutdownTimeoutMs);
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === undefined) throw error;
+      const variable = code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' ? (config.http.host === config.host ? 'HOST' : 'HTTP_HOST') : 'HTTP_PORT';
+      throw new ListenError(variable, `${host}:${port}`, error as NodeJS.ErrnoException);
+    }
+    if (config.http.isOpen) {
+      logger.warn({ host, httpPort: http.port }, 'HTTP API without authentication (neither ADMIN_TOKEN nor JWT auth is configured): listening on loopback only');
+    } else {
+      logger.info({ host, httpPort: http.port, adminToken: config.http.adminToken !== undefined, adminJwtRoles: jwtVerifier ? config.http.adminRoles : undefined }, 'HTTP API listening');
+    }
+  }
+  const httpApi = http;
+
   return {
     config,
     tcpPort,
     wsPort,
+    httpPort: httpApi?.port,
     events,
     router,
     registry,
@@ -297,14 +360,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     pendingBudget,
     sessions: () => open.values(),
     presence,
-    admin: createSessionAdmin({
-      localSessions: () => open.values(),
-      localSession: (sessionId) => open.get(sessionId),
-      registry,
-      revocations,
-      instanceId: config.instanceId,
-      remote: cluster?.remote,
-    }),
+    admin,
     clusterHealth: () => (cluster === undefined ? undefined : cluster.health()),
     reloadUsers: async () => usersFile?.reload(),
     async stop(): Promise<void> {
@@ -326,6 +382,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       }
       // Their LEAVEs are decided in Redis before the connection goes.
       if (!(await settlesWithin(presence.settle(), config.shutdownTimeoutMs))) logger.warn('presence leaves took too long: gave up');
+      await httpApi?.close().catch((err: unknown) => logger.warn({ err }, 'closing the HTTP API failed'));
       // The sessions' unbinds are on their way; leaving Redis removes what is left of this instance.
       if (cluster !== undefined && !(await settlesWithin(cluster.stop(), config.shutdownTimeoutMs))) logger.warn('leaving Redis took too long: gave up');
       logger.info({ discardedQueueMessages: held.storedMessages + held.unacknowledgedMessages }, 'stompd stopped');

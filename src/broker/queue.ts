@@ -42,6 +42,8 @@ export class Queue {
   heldBytes = 0;
   private readonly limits: QueueLimits;
   private readonly hooks: QueueHooks;
+  /** Messages handed to a consumer (redeliveries too). */
+  deliveredCount = 0;
   private stored: Message[] = [];
   private consumers: Subscription[] = [];
   private nextConsumer = 0;
@@ -179,6 +181,7 @@ export class Queue {
     }
     // An auto-ack delivery is done with; otherwise the message waits for its ACK.
     if (consumer.deliver(message) === undefined) this.hold(-message.byteSize);
+    this.deliveredCount++;
     return true;
   }
 }

@@ -55,6 +55,14 @@ export interface RouterStats {
   refusedQueueLimit: number;
   /** Topic and user-destination messages not written to a subscriber that read too slowly (policy drop). */
   droppedForSlowConsumers: number;
+  deliveredFromQueues: number;
+}
+
+/** Messages by destination kind, as plain integers (the metrics read them when scraped). */
+export interface KindCounts {
+  topic: number;
+  queue: number;
+  user: number;
 }
 
 /** Why a publish is refused: a stable code for the ERROR, and a sentence. */
@@ -86,6 +94,13 @@ export class Router {
   private lastLimitLogAt = 0;
   private limitLogTimer: NodeJS.Timeout | undefined;
   private droppedForSlowConsumers = 0;
+  private deliveredFromForgottenQueues = 0;
+  /** Published here (SEND or server-side publish). Queue deliveries and drops are in stats(). */
+  readonly published: KindCounts = { topic: 0, queue: 0, user: 0 };
+  /** Topic and user deliveries, from local and remote publishes. */
+  readonly delivered: KindCounts = { topic: 0, queue: 0, user: 0 };
+  /** Topic and user messages not written to a subscriber over its write limit. */
+  readonly dropped: KindCounts = { topic: 0, queue: 0, user: 0 };
 
   constructor(options: RouterOptions) {
     this.options = options;
@@ -198,18 +213,31 @@ export class Router {
    */
   publish(message: Message): void | Promise<PublishRefusal | undefined> {
     this.publishedCount++;
-    if (this.kindOf(message.routeKey) === 'queue') {
+    const kind = this.kindOf(message.routeKey);
+    if (kind === 'queue') {
+      this.published.queue++;
       if (this.queueBackend !== undefined) return this.queueBackend.publish(message);
       this.queueFor(message.routeKey).publish(message);
       return;
     }
-    this.droppedForSlowConsumers += this.topics.get(message.routeKey)?.publish(message) ?? 0;
+    const counted = kind === 'user' ? 'user' : 'topic';
+    this.published[counted]++;
+    const topic = this.topics.get(message.routeKey);
+    if (topic !== undefined) this.countFanOut(counted, topic.subscriberCount, topic.publish(message));
     this.relay?.publish(message);
   }
 
   /** A message another instance published: for this instance's subscribers only. */
   deliverRemote(message: Message): void {
-    this.droppedForSlowConsumers += this.topics.get(message.routeKey)?.publish(message) ?? 0;
+    const topic = this.topics.get(message.routeKey);
+    if (topic !== undefined) this.countFanOut(this.kindOf(message.routeKey) === 'user' ? 'user' : 'topic', topic.subscriberCount, topic.publish(message));
+  }
+
+  /** Once per message, never per delivery. `subscribers` is read before the fan-out (the count it ran over); `drops` is what it dropped. */
+  private countFanOut(kind: 'topic' | 'user', subscribers: number, drops: number): void {
+    this.delivered[kind] += subscribers - drops;
+    this.dropped[kind] += drops;
+    this.droppedForSlowConsumers += drops;
   }
 
   /** Route keys of topics and user destinations with local subscribers. */
@@ -318,10 +346,12 @@ export class Router {
     let queuedMessages = 0;
     let droppedFromQueues = this.droppedFromForgottenQueues;
     let droppedBytesFromQueues = this.droppedBytesFromForgottenQueues;
+    let deliveredFromQueues = this.deliveredFromForgottenQueues;
     for (const queue of this.queues.values()) {
       queuedMessages += queue.depth;
       droppedFromQueues += queue.droppedCount;
       droppedBytesFromQueues += queue.droppedBytes;
+      deliveredFromQueues += queue.deliveredCount;
     }
     return {
       topics: this.topics.size,
@@ -334,12 +364,14 @@ export class Router {
       refusedQueueFull: this.refusedQueueFull,
       refusedQueueLimit: this.refusedQueueLimit,
       droppedForSlowConsumers: this.droppedForSlowConsumers,
+      deliveredFromQueues,
     };
   }
 
   private forgetQueue(queue: Queue): void {
     this.droppedFromForgottenQueues += queue.droppedCount;
     this.droppedBytesFromForgottenQueues += queue.droppedBytes;
+    this.deliveredFromForgottenQueues += queue.deliveredCount;
     this.queues.delete(queue.destination);
   }
 

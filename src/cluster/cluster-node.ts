@@ -59,6 +59,16 @@ export interface ClusterHealth {
   reason: string | undefined;
   relay: RelayStats;
   queues: RedisQueueCounts;
+  /** Connections to Redis made again after a loss (not the first one). */
+  reconnects: number;
+  /** Round trips of a PING sent every instance heart-beat: the command latency as this instance sees it. */
+  redisLatency: RedisLatency;
+}
+
+export interface RedisLatency {
+  lastMs: number;
+  sumMs: number;
+  count: number;
 }
 
 export interface ClusterNode {
@@ -139,9 +149,11 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     if (reason === undefined && degradedReason !== undefined) logger.info('Redis available again: registry and relay restored');
     degradedReason = reason;
   };
+  let readyCount = 0;
   // Each (re)connection: announce, reconcile sessions, then count as healthy.
   const onReady = (): void => {
     if (isStopping) return;
+    readyCount++;
     liveness
       .announce()
       .then(() => registry.reconcile())
@@ -173,6 +185,21 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     registry.refresh().catch(() => undefined);
   }, refreshMs);
   refreshTimer.unref();
+  const redisLatency: RedisLatency = { lastMs: 0, sumMs: 0, count: 0 };
+  const pingTimer = setInterval(() => {
+    if (commands.status !== 'ready') return;
+    const startedAt = process.hrtime.bigint();
+    commands.ping().then(
+      () => {
+        const ms = Number(process.hrtime.bigint() - startedAt) / 1e6;
+        redisLatency.lastMs = ms;
+        redisLatency.sumMs += ms;
+        redisLatency.count++;
+      },
+      () => undefined,
+    );
+  }, config.instanceHeartbeatMs);
+  pingTimer.unref();
 
   const remote: RemoteSessions = {
     kickSession: (sessionId, code, message) => relay.publishControl({ type: 'kick', sessionId, code, message }),
@@ -187,10 +214,18 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     get isDegraded() {
       return degradedReason !== undefined;
     },
-    health: () => ({ isDegraded: degradedReason !== undefined, reason: degradedReason, relay: relay.stats, queues: { ...queueBackend.counts } }),
+    health: () => ({
+      isDegraded: degradedReason !== undefined,
+      reason: degradedReason,
+      relay: relay.stats,
+      queues: { ...queueBackend.counts },
+      reconnects: Math.max(0, readyCount - 1),
+      redisLatency: { ...redisLatency },
+    }),
     async stop() {
       isStopping = true;
       clearInterval(refreshTimer);
+      clearInterval(pingTimer);
       await registry.settle(2000);
       await queueBackend.stop(2000); // the closed sessions' unacknowledged messages are given back first
       await liveness.stop(commands.status === 'ready').catch(() => undefined);

@@ -17,8 +17,8 @@
 // runs the steps in reverse; whoever deletes the session hash (DEL returns 1) owns the
 // disconnect, so racing reapers fire it once.
 
-import { RegistryUnavailableError } from '../registry/registry';
-import type { BindPolicy, BindResult, SessionRecord, SessionRegistry } from '../registry/registry';
+import { InvalidCursorError, RegistryUnavailableError, decodeCursor, encodeCursor, pageOnlineUsers } from '../registry/registry';
+import type { BindPolicy, BindResult, OnlineUsersPage, OnlineUsersQuery, RegistryStats, SessionPage, SessionRecord, SessionRegistry } from '../registry/registry';
 import type { RedisKeys } from './keys';
 import { isCluster } from './redis-client';
 import type { RedisConnection } from './redis-client';
@@ -314,6 +314,82 @@ export class RedisRegistry implements SessionRegistry {
     const scores = await Promise.all(records.map((r) => this.redis.zscore(this.keys.user(r.userId), r.sessionId)));
     const missing = records.filter((_, i) => touched[i] !== 1 || scores[i] === null);
     if (missing.length > 0) await this.reregister(missing);
+  }
+
+  /**
+   * SSCAN over `sessions:all`, never KEYS. SSCAN may hand back more ids than a page takes
+   * (a small set comes whole): the surplus travels in the cursor, so nothing is skipped.
+   * The cursor is { c: SSCAN cursor, or "done"; r: ids still to hand out }.
+   */
+  async listSessions(cursor: string | undefined, limit: number): Promise<SessionPage> {
+    let scanCursor = '0';
+    let rest: string[] = [];
+    if (cursor !== undefined) {
+      try {
+        const state = JSON.parse(decodeCursor(cursor, 'r:')) as { c: unknown; r: unknown };
+        if (typeof state.c !== 'string' || !Array.isArray(state.r) || !state.r.every((id) => typeof id === 'string')) throw new InvalidCursorError();
+        scanCursor = state.c;
+        rest = state.r as string[];
+      } catch {
+        throw new InvalidCursorError();
+      }
+    }
+    const sessionIds: string[] = [];
+    for (;;) {
+      const taken = Math.min(rest.length, limit - sessionIds.length);
+      sessionIds.push(...rest.slice(0, taken));
+      rest = rest.slice(taken);
+      if (sessionIds.length >= limit || scanCursor === 'done') break;
+      const [next, batch] = await this.redis.sscan(this.keys.allSessions, scanCursor, 'COUNT', Math.max(limit, 100));
+      scanCursor = next === '0' ? 'done' : next;
+      rest = batch;
+    }
+    const totalCount = await this.redis.scard(this.keys.allSessions);
+    const isLast = rest.length === 0 && scanCursor === 'done';
+    return { sessionIds, totalCount, nextCursor: isLast ? undefined : encodeCursor('r:', JSON.stringify({ c: scanCursor, r: rest })) };
+  }
+
+  async onlineUsersPage(query: OnlineUsersQuery): Promise<OnlineUsersPage> {
+    return pageOnlineUsers(await this.onlineUsers(), (userId) => this.sessionsOf(userId), query);
+  }
+
+  /**
+   * Counts from the per-instance sets; sessions per transport need each session's hash:
+   * read in SSCAN batches (pipelined), so the cost grows with the sessions but never blocks Redis.
+   */
+  async stats(): Promise<RegistryStats> {
+    const { keys, redis } = this;
+    const instances = await this.liveInstances();
+    const perInstance: Record<string, { sessions: number; users: number }> = {};
+    await Promise.all(
+      instances.map(async (instanceId) => {
+        const [sessions, users] = await Promise.all([redis.scard(keys.instanceSessions(instanceId)), redis.hlen(keys.instanceUsers(instanceId))]);
+        perInstance[instanceId] = { sessions, users };
+      }),
+    );
+    const byTransport: Record<string, number> = {};
+    let scanCursor = '0';
+    do {
+      const [next, batch] = await redis.sscan(keys.allSessions, scanCursor, 'COUNT', 1000);
+      scanCursor = next;
+      const transports = await Promise.all(batch.map((id) => redis.hget(keys.session(id), 'transport')));
+      for (const transport of transports) if (transport !== null) byTransport[transport] = (byTransport[transport] ?? 0) + 1;
+    } while (scanCursor !== '0');
+    const [totalActiveSessions, onlineUsers] = await Promise.all([redis.scard(keys.allSessions), this.onlineUsers()]);
+    return { totalActiveSessions, onlineUsers: onlineUsers.length, byTransport, perInstance };
+  }
+
+  /** Extend the session key's TTL and note it alive (the HTTP API's refresh); undefined when unknown. */
+  async refreshSession(sessionId: string, now = Date.now()): Promise<{ record: SessionRecord; ttlSeconds: number } | undefined> {
+    const key = this.keys.session(sessionId);
+    // EXPIRE first: an HSET on a key that is gone would create a bare one.
+    if ((await this.redis.expire(key, this.ttlSeconds)) !== 1) return undefined;
+    await this.redis.hset(key, 'lastSeenAt', String(now));
+    const record = await this.get(sessionId);
+    if (record === undefined) return undefined;
+    const local = this.local.get(sessionId);
+    if (local !== undefined) this.local.set(sessionId, { ...local, lastSeenAt: now });
+    return { record, ttlSeconds: this.ttlSeconds };
   }
 
   /** Extend one session's TTL (the HTTP API's refresh); false when unknown. */

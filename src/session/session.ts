@@ -17,6 +17,7 @@ import type { Message } from '../broker/message';
 import type { Connection } from '../transport/connection';
 import { COMMAND_HANDLERS } from './commands';
 import { DroppedMessageLog } from './dropped-message-log';
+import type { SessionCounters } from './counters';
 import { StompError } from './errors';
 import type { StompErrorCode } from './errors';
 import type { DisconnectReason, LifecycleEvents, SessionInfo } from './events';
@@ -57,6 +58,8 @@ export interface SessionDeps {
   settings: SessionSettings;
   /** Shared by all sessions: frames in progress and frames held by transactions (MAX_PENDING_FRAME_BYTES). */
   pendingBudget: ByteBudget;
+  /** Shared by every session of the broker; read by the metrics. */
+  counters: SessionCounters;
 }
 
 /** A step held by a transaction until COMMIT. */
@@ -164,6 +167,7 @@ export class Session implements Subscriber, SessionView {
   }
 
   onSlowConsumer(subscription: Subscription, _message: Message): boolean {
+    this.deps.counters.slowConsumerEvents++;
     if (this.deps.settings.slowConsumerPolicy === 'disconnect') {
       this.terminate('kicked', new StompError('SLOW_CONSUMER', `outbound buffer over its limit on ${subscription.destination}`));
       return false;
@@ -175,7 +179,10 @@ export class Session implements Subscriber, SessionView {
   // --- Frames out ---
 
   sendFrame(command: string, headers: Header[], body?: Buffer): void {
-    this.connection.write(encodeFrame({ command, headers, body: body ?? Buffer.alloc(0) }, this.version));
+    const bytes = encodeFrame({ command, headers, body: body ?? Buffer.alloc(0) }, this.version);
+    const counters = this.deps.counters;
+    counters.framesOut[command] = (counters.framesOut[command] ?? 0) + 1;
+    this.connection.write(bytes);
   }
 
   sendReceiptFor(frame: Frame): void {
@@ -188,6 +195,7 @@ export class Session implements Subscriber, SessionView {
   private onData(chunk: Buffer): void {
     if (!this.isOpen) return; // refused or closing: whatever else comes is not buffered
     this.lastReadAt = Date.now();
+    this.deps.counters.bytesIn += chunk.length;
     const framesBefore = this.framesIn;
     try {
       this.decoder.push(chunk);
@@ -231,6 +239,8 @@ export class Session implements Subscriber, SessionView {
 
   private onFrame(frame: Frame): void {
     this.framesIn++;
+    const framesIn = this.deps.counters.framesIn;
+    framesIn[frame.command] = (framesIn[frame.command] ?? 0) + 1;
     if (!this.isOpen) return;
     const isConnect = frame.command === 'CONNECT' || frame.command === 'STOMP';
     if (this.state === 'awaiting-connect' && !isConnect) {
@@ -346,6 +356,7 @@ export class Session implements Subscriber, SessionView {
         const silentMs = Date.now() - this.lastReadAt;
         if (silentMs > deadlineMs) {
           this.log.info({ silentMs, deadlineMs }, 'heart-beat timeout');
+          this.deps.counters.heartbeatTimeouts++;
           this.terminate('heartbeat-timeout');
         }
       }, tickMs);
@@ -424,7 +435,11 @@ export class Session implements Subscriber, SessionView {
       // Before CONNECTED the client knows no version yet (stompjs unescapes only after it):
       // such an ERROR goes out unescaped, line breaks folded, like CONNECTED itself.
       const encoding = wasConnected ? this.version : '1.0';
-      this.connection.write(encodeFrame({ command: 'ERROR', headers, body: Buffer.from(`${error.code}: ${error.message}\n`) }, encoding));
+      const bytes = encodeFrame({ command: 'ERROR', headers, body: Buffer.from(`${error.code}: ${error.message}\n`) }, encoding);
+      const counters = this.deps.counters;
+      counters.framesOut.ERROR = (counters.framesOut.ERROR ?? 0) + 1;
+      counters.errorsSent[error.code] = (counters.errorsSent[error.code] ?? 0) + 1;
+      this.connection.write(bytes);
       // Why, for whom, from where; never credentials (no link puts a token in a message).
       // A connected session's logger already carries its userId.
       const userId = wasConnected ? undefined : error instanceof StompError ? error.userId : undefined;
@@ -453,6 +468,8 @@ export class Session implements Subscriber, SessionView {
     if (reason === 'client' || error !== undefined) this.connection.end();
     else this.connection.destroy();
     this.state = 'closed';
+    // end() flushed what was queued: the connection writes nothing more.
+    this.deps.counters.bytesOutOfClosed += this.connection.bytesWritten;
 
     for (const link of this.deps.interceptors) {
       try {
@@ -477,6 +494,7 @@ export class Session implements Subscriber, SessionView {
   private onOverflow(): void {
     if (!this.isOpen) return;
     this.log.warn({ bufferedBytes: this.connection.bufferedBytes }, 'outbound buffer overflow: closing');
+    this.deps.counters.slowConsumerEvents++;
     this.connection.destroy();
     this.terminate('kicked', new StompError('SLOW_CONSUMER', 'the client does not read what it is sent'));
   }

@@ -50,6 +50,8 @@ export interface Connection {
   readonly isWritable: boolean;
   /** Date.now() of the last flush towards the peer. */
   readonly lastWriteAt: number;
+  /** Bytes handed to the socket so far (counted per flush, not per write: the metrics read it). */
+  readonly bytesWritten: number;
   setHandlers(handlers: ConnectionHandlers): void;
   /** Queue bytes for the peer. `isBinary`: not valid UTF-8 (WebSocket sends such batches as binary). */
   write(bytes: Buffer, isBinary?: boolean): void;
@@ -154,6 +156,7 @@ export abstract class BatchingConnection implements Connection {
   abstract readonly transport: TransportKind;
   readonly peer: PeerInfo;
   lastWriteAt = Date.now();
+  bytesWritten = 0;
   protected handlers: ConnectionHandlers | undefined;
   protected isClosed = false;
   private queue: Buffer[] = [];
@@ -221,6 +224,7 @@ export abstract class BatchingConnection implements Connection {
     this.queuedBytes = 0;
     this.isQueueBinary = false;
     this.inflightBytes += byteCount;
+    this.bytesWritten += byteCount;
     this.lastWriteAt = Date.now();
     this.writeToSocket(chunks, isBinary, () => this.written(byteCount));
   }

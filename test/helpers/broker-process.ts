@@ -51,7 +51,7 @@ export class BrokerProcess {
   static async start(env: Record<string, string>): Promise<BrokerProcess> {
     const instanceId = env.INSTANCE_ID ?? `test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
     const child = spawn(process.execPath, [MAIN], {
-      env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', STOMP_PORT: '0', WS_PORT: '0', LOG_LEVEL: 'info', INSTANCE_ID: instanceId, ...env },
+      env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', STOMP_PORT: '0', WS_PORT: '0', HTTP_PORT: 'off', LOG_LEVEL: 'info', INSTANCE_ID: instanceId, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const broker = new BrokerProcess(child, instanceId);

@@ -11,6 +11,7 @@ export async function startBroker(overrides: Record<string, string> = {}, option
     HOST: '127.0.0.1',
     STOMP_PORT: '0',
     WS_PORT: '0',
+    HTTP_PORT: 'off', // tests that drive the HTTP API pass HTTP_PORT: '0'
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     ...overrides,
   });

@@ -27,7 +27,7 @@ after(() => {
 /** Run stompd to completion (a command, or a start that must fail). */
 function run(args: string[], env: Record<string, string> = {}, input?: string) {
   return spawnSync(process.execPath, [MAIN, ...args], {
-    env: { PATH: process.env.PATH ?? '', STOMP_PORT: '0', WS_PORT: '0', ...env },
+    env: { PATH: process.env.PATH ?? '', STOMP_PORT: '0', WS_PORT: '0', HTTP_PORT: 'off', ...env },
     encoding: 'utf8',
     timeout: 10000,
     ...(input !== undefined ? { input } : {}),
@@ -54,7 +54,7 @@ interface Started {
 
 function start(env: Record<string, string> = {}): Promise<Started> {
   const child = spawn(process.execPath, [MAIN], {
-    env: { PATH: process.env.PATH ?? '', STOMP_PORT: '0', WS_PORT: '0', LOG_LEVEL: 'info', ...env },
+    env: { PATH: process.env.PATH ?? '', STOMP_PORT: '0', WS_PORT: '0', HTTP_PORT: 'off', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: Record<string, unknown>[] = [];
@@ -204,7 +204,7 @@ describe('running stompd', { timeout: 30000 }, () => {
       ['JWT_PUBLIC_KEY', '-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----'],
     ]) {
       const result = spawnSync(process.execPath, [MAIN], {
-        env: { PATH: process.env.PATH ?? '', STOMP_PORT: '0', WS_PORT: '0', [variable!]: value! },
+        env: { PATH: process.env.PATH ?? '', STOMP_PORT: '0', WS_PORT: '0', HTTP_PORT: 'off', [variable!]: value! },
         encoding: 'utf8',
         timeout: 5000,
       });

@@ -39,7 +39,7 @@ describe('npm start', { timeout: 60000 }, () => {
   it('runs the broker itself: SIGTERM to npm stops it gracefully and frees its ports', async () => {
     const npm = spawn(NPM, ['start'], {
       cwd: ROOT,
-      env: { ...process.env, STOMP_PORT: '0', WS_PORT: '0', LOG_LEVEL: 'info' },
+      env: { ...process.env, STOMP_PORT: '0', WS_PORT: '0', HTTP_PORT: 'off', LOG_LEVEL: 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const lines: Record<string, unknown>[] = [];

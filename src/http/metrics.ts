@@ -1,0 +1,151 @@
+// Prometheus metrics (prom-client), read from plain integers when scraped: the sessions and
+// the router only add to counters of their own (SessionCounters, Router.published/…), and
+// every metric here copies them in its collect(). Nothing is called per frame or per message.
+// One prom-client Registry per broker, so that several brokers in one process stay apart.
+
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { KindCounts, RouterStats } from '../broker/router';
+import type { SessionCounters } from '../session/counters';
+
+/** A local connection as the metrics see it. */
+export interface ConnectionView {
+  readonly transport: string;
+  readonly state: string;
+  readonly userId: string;
+  readonly connection: { readonly bytesWritten: number };
+}
+
+/** What the Redis layer reports, when there is one. */
+export interface ClusterMetricsView {
+  isDegraded: boolean;
+  reconnects: number;
+  redisLatency: { lastMs: number; sumMs: number; count: number };
+  relay: { published: number; dropped: number; received: number };
+}
+
+export interface MetricsSources {
+  connections(): Iterable<ConnectionView>;
+  sessionCounters: SessionCounters;
+  router: { readonly published: KindCounts; readonly delivered: KindCounts; readonly dropped: KindCounts; stats(): RouterStats };
+  /** undefined in embedded mode: no Redis metrics then. */
+  cluster(): ClusterMetricsView | undefined;
+}
+
+/** A counter whose value is a source's running total. */
+function mirrorCounter(registry: Registry, name: string, help: string, read: () => number): void {
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
+}
+
+/** A counter per label value, read from a record of running totals. */
+function mirrorLabelledCounter(registry: Registry, name: string, help: string, label: string, read: () => Record<string, number>): void {
+  new Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [value, count] of Object.entries(read())) this.inc({ [label]: value }, count);
+    },
+  });
+}
+
+export function createMetrics(sources: MetricsSources): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry }); // process and Node.js metrics, event-loop lag among them
+  const { sessionCounters: counters, router } = sources;
+
+  new Gauge({
+    name: 'stompd_connections',
+    help: 'Open connections on this instance, by transport (connected or not yet)',
+    labelNames: ['transport'],
+    registers: [registry],
+    collect() {
+      const byTransport: Record<string, number> = { tcp: 0, ws: 0 };
+      for (const c of sources.connections()) byTransport[c.transport] = (byTransport[c.transport] ?? 0) + 1;
+      this.reset();
+      for (const [transport, count] of Object.entries(byTransport)) this.set({ transport }, count);
+    },
+  });
+  new Gauge({
+    name: 'stompd_sessions',
+    help: 'Connected STOMP sessions on this instance',
+    registers: [registry],
+    collect() {
+      let connected = 0;
+      for (const c of sources.connections()) if (c.state === 'connected') connected++;
+      this.set(connected);
+    },
+  });
+  new Gauge({
+    name: 'stompd_online_users',
+    help: 'Distinct users with a connected session on this instance',
+    registers: [registry],
+    collect() {
+      const users = new Set<string>();
+      for (const c of sources.connections()) if (c.state === 'connected') users.add(c.userId);
+      this.set(users.size);
+    },
+  });
+  mirrorLabelledCounter(registry, 'stompd_frames_in_total', 'Frames received, by command', 'command', () => counters.framesIn);
+  mirrorLabelledCounter(registry, 'stompd_frames_out_total', 'Frames sent, by command (MESSAGE: every delivery)', 'command', () => {
+    const stats = router.stats();
+    return { ...counters.framesOut, MESSAGE: router.delivered.topic + router.delivered.user + stats.deliveredFromQueues };
+  });
+  mirrorLabelledCounter(registry, 'stompd_messages_published_total', 'Messages published on this instance, by destination kind', 'kind', () => ({ ...router.published }));
+  mirrorLabelledCounter(registry, 'stompd_messages_delivered_total', 'MESSAGE frames written to subscribers, by destination kind', 'kind', () => ({
+    topic: router.delivered.topic,
+    user: router.delivered.user,
+    queue: router.stats().deliveredFromQueues,
+  }));
+  mirrorLabelledCounter(registry, 'stompd_messages_dropped_total', 'Messages dropped: topic/user ones a slow subscriber could not take, queue ones past MAX_QUEUE_MESSAGES', 'kind', () => ({
+    topic: router.dropped.topic,
+    user: router.dropped.user,
+    queue: router.stats().droppedFromQueues,
+  }));
+  mirrorCounter(registry, 'stompd_bytes_in_total', 'Bytes read from STOMP connections', () => counters.bytesIn);
+  mirrorCounter(registry, 'stompd_bytes_out_total', 'Bytes written to STOMP connections', () => {
+    let bytes = counters.bytesOutOfClosed;
+    for (const c of sources.connections()) bytes += c.connection.bytesWritten;
+    return bytes;
+  });
+  mirrorCounter(registry, 'stompd_heartbeat_timeouts_total', 'Sessions closed because the client fell silent past the heart-beat bound', () => counters.heartbeatTimeouts);
+  mirrorLabelledCounter(registry, 'stompd_errors_sent_total', 'ERROR frames sent (refusals and closes), by code', 'code', () => counters.errorsSent);
+  mirrorCounter(registry, 'stompd_slow_consumer_events_total', 'Messages not written to a session over its write limit, and sessions closed for it', () => counters.slowConsumerEvents);
+
+  if (sources.cluster() !== undefined) {
+    const cluster = (): ClusterMetricsView => sources.cluster()!;
+    new Gauge({
+      name: 'stompd_redis_degraded',
+      help: '1 while Redis is unreachable (local delivery goes on), else 0',
+      registers: [registry],
+      collect() {
+        this.set(cluster().isDegraded ? 1 : 0);
+      },
+    });
+    mirrorCounter(registry, 'stompd_redis_reconnects_total', 'Connections to Redis made again after a loss', () => cluster().reconnects);
+    new Gauge({
+      name: 'stompd_redis_command_latency_seconds',
+      help: 'Round trip of the latest PING (one per instance heart-beat)',
+      registers: [registry],
+      collect() {
+        this.set(cluster().redisLatency.lastMs / 1000);
+      },
+    });
+    mirrorCounter(registry, 'stompd_redis_ping_seconds_total', 'Sum of the PING round trips (divide by stompd_redis_pings_total for the mean)', () => cluster().redisLatency.sumMs / 1000);
+    mirrorCounter(registry, 'stompd_redis_pings_total', 'PINGs answered', () => cluster().redisLatency.count);
+    mirrorLabelledCounter(registry, 'stompd_relay_messages_total', 'Topic and user messages between instances: published to Redis, received from it, dropped (Redis away)', 'direction', () => {
+      const { relay } = cluster();
+      return { published: relay.published, received: relay.received, dropped: relay.dropped };
+    });
+  }
+  return registry;
+}

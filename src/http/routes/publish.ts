@@ -1,0 +1,95 @@
+// Server-side publish: the backend's way to notify users (Spring's messaging template). The
+// message is built and routed exactly like a SEND (router.createMessage, router.publish), so
+// topic and `/user/<id>/…` messages reach the other instances through the relay; a queue is
+// this instance's. Access rules do not apply: the caller is an admin. The message's
+// `user-id` header is the admin's id (the JWT's user, `admin-token`, or `loopback`).
+
+import type { FastifyInstance } from 'fastify';
+import { hasControlCharacters } from '../../broker/destinations';
+import type { HttpApiDeps } from '../api';
+import { apiErrors, security } from '../schemas';
+
+interface PublishBody {
+  destination: string;
+  body: string;
+  bodyEncoding: 'utf8' | 'base64';
+  contentType?: string;
+  headers: Record<string, string>;
+}
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** Header names the broker sets or that mean something to it: a publish cannot forge them. */
+const RESERVED_HEADERS = new Set(['destination', 'message-id', 'subscription', 'ack', 'content-length', 'receipt', 'transaction', 'user-id']);
+
+export async function publishRoutes(app: FastifyInstance, deps: HttpApiDeps): Promise<void> {
+  const badRequest = (message: string) => ({ statusCode: 400, error: 'Bad Request', message });
+
+  app.post<{ Body: PublishBody }>('/api/publish', {
+    bodyLimit: Math.ceil((deps.maxBodyBytes * 4) / 3) + 64 * 1024, // base64 and the JSON around it
+    schema: {
+      summary: 'Publish a message to a topic, a queue or a user destination (/user/<userId>/queue/…)',
+      tags: ['admin'],
+      security,
+      body: {
+        type: 'object',
+        required: ['destination'],
+        additionalProperties: false,
+        properties: {
+          destination: { type: 'string', minLength: 1, maxLength: 1024, description: '/topic/…, /queue/… or /user/<userId>/queue|topic/…' },
+          body: { type: 'string', default: '', description: 'The message body: text, or base64 with bodyEncoding "base64"' },
+          bodyEncoding: { type: 'string', enum: ['utf8', 'base64'], default: 'utf8' },
+          contentType: { type: 'string', minLength: 1, maxLength: 200, description: 'The content-type header' },
+          headers: {
+            type: 'object',
+            default: {},
+            maxProperties: 32,
+            additionalProperties: { type: 'string', maxLength: 4096 },
+            description: 'Extra headers for the subscribers',
+          },
+        },
+      },
+      response: {
+        200: {
+          type: 'object',
+          required: ['messageId', 'destination', 'kind', 'bodyBytes'],
+          properties: {
+            messageId: { type: 'string', description: 'The message-id subscribers see' },
+            destination: { type: 'string' },
+            kind: { type: 'string', enum: ['topic', 'queue', 'user'] },
+            bodyBytes: { type: 'integer' },
+          },
+        },
+        ...apiErrors,
+      },
+    },
+    handler: async (request, reply) => {
+      const { destination, bodyEncoding, contentType, headers } = request.body;
+      if (hasControlCharacters(destination)) return reply.code(400).send(badRequest('body/destination contains control characters'));
+      const kind = deps.publisher.kindOf(destination);
+      if (kind === undefined) return reply.code(400).send(badRequest(`body/destination ${JSON.stringify(destination)} is not a topic, queue or user destination`));
+      if (kind === 'user' && deps.publisher.destinations.parseUser(destination)?.userId === undefined) {
+        return reply.code(400).send(badRequest('body/destination must name the user: /user/<userId>/queue/… (a server has no session of its own)'));
+      }
+      if (bodyEncoding === 'base64' && !BASE64.test(request.body.body)) return reply.code(400).send(badRequest('body/body is not valid base64'));
+      const body = Buffer.from(request.body.body, bodyEncoding === 'base64' ? 'base64' : 'utf8');
+      if (body.length > deps.maxBodyBytes) return reply.code(400).send(badRequest(`body/body is ${body.length} bytes, over MAX_FRAME_BYTES (${deps.maxBodyBytes})`));
+      const extra: [string, string][] = [];
+      for (const [name, value] of Object.entries(headers)) {
+        if (name === '' || RESERVED_HEADERS.has(name.toLowerCase()) || /[:\s]/.test(name) || hasControlCharacters(name)) {
+          return reply.code(400).send(badRequest(`body/headers/${name} is not a header name a publish may set`));
+        }
+        if (hasControlCharacters(value)) return reply.code(400).send(badRequest(`body/headers/${name} contains control characters`));
+        extra.push([name, value]);
+      }
+      if (contentType !== undefined) {
+        if (hasControlCharacters(contentType)) return reply.code(400).send(badRequest('body/contentType contains control characters'));
+        extra.push(['content-type', contentType]);
+      }
+      const message = deps.publisher.createMessage(destination, extra, body, request.adminId);
+      deps.publisher.publish(message);
+      request.log.info({ destination, kind, messageId: message.id, bodyBytes: body.length, by: request.adminId }, 'published through the HTTP API');
+      return { messageId: message.id, destination, kind, bodyBytes: body.length };
+    },
+  });
+}
