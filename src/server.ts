@@ -192,6 +192,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       maxTransactionFrames: config.maxTransactionFrames,
       maxTransactionBytes: config.maxTransactionBytes,
       maxSubscriptionsPerSession: config.maxSubscriptionsPerSession,
+      maxSubscriptionBytesPerSession: config.maxSubscriptionBytesPerSession,
       maxUnacked: config.maxUnacked,
     },
   };

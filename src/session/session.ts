@@ -45,6 +45,8 @@ export interface SessionSettings {
   /** Bytes (headers and bodies) all open transactions of a session may hold. */
   maxTransactionBytes: number;
   maxSubscriptionsPerSession: number;
+  /** What the session's subscriptions may cost together (subscriptionHeldBytes). */
+  maxSubscriptionBytesPerSession: number;
   /** Unacknowledged messages per client / client-individual subscription (prefetch-count may lower it). */
   maxUnacked: number;
 }
@@ -55,7 +57,7 @@ export interface SessionDeps {
   events: LifecycleEvents;
   logger: Logger;
   settings: SessionSettings;
-  /** Shared by all sessions: frames in progress and frames held by transactions (MAX_PENDING_FRAME_BYTES). */
+  /** Shared by all sessions: frames in progress, frames held by transactions, subscriptions (MAX_PENDING_FRAME_BYTES). */
   pendingBudget: ByteBudget;
 }
 
@@ -86,6 +88,8 @@ export class Session implements Subscriber, SessionView {
   log: Logger;
   readonly subscriptions = new Map<string, Subscription>();
   readonly transactions = new Map<string, Transaction>();
+  /** What `subscriptions` cost (subscriptionHeldBytes each), reserved from the pending budget. */
+  subscriptionBytes = 0;
 
   private readonly decoder: Decoder;
   private lastReadAt = Date.now();
@@ -426,6 +430,8 @@ export class Session implements Subscriber, SessionView {
       }
     }
     this.subscriptions.clear();
+    this.deps.pendingBudget.release(this.subscriptionBytes);
+    this.subscriptionBytes = 0;
     for (const transaction of this.transactions.values()) this.deps.pendingBudget.release(transaction.heldBytes);
     this.transactions.clear();
     this.decoder.dispose(); // a frame in progress gives its bytes back
