@@ -103,3 +103,29 @@ describe('subscriptions are counted', { timeout: 30000 }, () => {
     await stillServes(first, 'alive');
   });
 });
+
+describe('headers of a frame in progress are counted', { timeout: 30000 }, () => {
+  /** A SEND's command and `count` 8 KB header lines, never finished. */
+  const parkedHeaders = (count: number): string => {
+    let head = 'SEND\ndestination:/queue/parked\n';
+    for (let j = 0; j < count; j++) head += `h${String(j).padStart(3, '0')}:${'v'.repeat(8100)}\n`;
+    return head;
+  };
+
+  it('a frame parked after 62 header lines of 8 KB holds ~500 KB: counted, SERVER_BUSY past MAX_PENDING_FRAME_BYTES, given back', async () => {
+    const b = await h.broker({ MAX_PENDING_FRAME_BYTES: String(256 * 1024) });
+    const other = await h.connected(b, { login: 'other' });
+    const small = await h.connected(b, { login: 'small' });
+    small.send(parkedHeaders(10));
+    await waitFor(() => b.pendingBudget.usedBytes >= 10 * 8100, 'the 10 parked headers counted');
+    const hog = await h.connected(b, { login: 'hog' });
+    hog.send(parkedHeaders(62));
+    await expectError(hog, 'SERVER_BUSY');
+    assert.ok(b.pendingBudget.usedBytes >= 10 * 8100 && b.pendingBudget.usedBytes < 100 * 1024, `${b.pendingBudget.usedBytes}: the refused frame gave its headers back`);
+    await stillServes(other, 'alive');
+    // Finishing the parked frame hands its headers to the SEND: nothing is held after.
+    small.send('receipt:parked\n\nbody\0');
+    await receipt(small, 'parked');
+    assert.equal(b.pendingBudget.usedBytes, 0);
+  });
+});
