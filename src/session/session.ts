@@ -117,6 +117,10 @@ export class Session implements Subscriber, SessionView {
       onDrain: () => this.onDrain(),
       onOverflow: () => this.onOverflow(),
       onBusy: () => this.fail(new FrameError('SERVER_BUSY', 'the server holds too many frames in progress; try again later')),
+      onStalled: () => {
+        const { frameTimeoutMs } = deps.settings;
+        this.fail(new StompError('FRAME_TIMEOUT', `a WebSocket message was begun and not completed within ${frameTimeoutMs} ms`));
+      },
     });
     this.connectTimer = setTimeout(() => {
       this.fail(new StompError('CONNECT_TIMEOUT', `no CONNECT within ${deps.settings.connectTimeoutMs} ms`));

@@ -5,7 +5,10 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import WebSocket from 'ws';
 import type { Frame } from '../../src/codec';
+import type { RunningServer } from '../../src/server';
+import { MAX_MESSAGE_FRAGMENTS, MESSAGE_HELD_BYTES } from '../../src/transport/websocket';
 import { harness } from '../helpers/harness';
 import { header } from '../helpers/raw-client';
 import type { RawClient } from '../helpers/raw-client';
@@ -23,6 +26,8 @@ async function expectError(c: RawClient, code: string, timeoutMs = 5000): Promis
   await c.waitClosed(timeoutMs);
   return error;
 }
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function waitFor(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -127,5 +132,121 @@ describe('headers of a frame in progress are counted', { timeout: 30000 }, () =>
     small.send('receipt:parked\n\nbody\0');
     await receipt(small, 'parked');
     assert.equal(b.pendingBudget.usedBytes, 0);
+  });
+});
+
+/** A plain `ws` client (it can send fragments and pings), connected as `login`. */
+async function wsClient(b: RunningServer, login: string): Promise<{ ws: WebSocket; received: string[]; closeCode: () => number | undefined }> {
+  const ws = new WebSocket(`ws://127.0.0.1:${b.wsPort!}/ws`, ['v12.stomp']);
+  h.track({ destroy: () => ws.terminate() });
+  ws.on('error', () => undefined);
+  const received: string[] = [];
+  let code: number | undefined;
+  ws.on('message', (data: Buffer) => received.push(data.toString()));
+  ws.on('close', (c: number) => (code = c));
+  await new Promise((resolve) => ws.once('open', resolve));
+  ws.send(`CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\nlogin:${login}\n\n\0`);
+  await waitFor(() => received.some((m) => m.startsWith('CONNECTED')), 'CONNECTED');
+  return { ws, received, closeCode: () => code };
+}
+
+const errorOf = (received: string[]): string | undefined => received.find((m) => m.startsWith('ERROR'));
+
+describe('WebSocket messages in progress', { timeout: 30000 }, () => {
+  it('fragments trickled slower than FRAME_TIMEOUT_MS: ERROR FRAME_TIMEOUT and the close; the budget is given back', async () => {
+    const b = await h.broker({ FRAME_TIMEOUT_MS: '500' });
+    const loris = await wsClient(b, 'loris');
+    loris.ws.send('SEND\ndestination:/topic/x\n\n', { fin: false });
+    const startedAt = Date.now();
+    for (let i = 0; i < 40 && loris.ws.readyState === WebSocket.OPEN; i++) {
+      await sleep(100);
+      if (loris.ws.readyState === WebSocket.OPEN) loris.ws.send('a', { fin: false });
+    }
+    await waitFor(() => errorOf(loris.received) !== undefined, 'an ERROR');
+    assert.match(errorOf(loris.received)!, /message:FRAME_TIMEOUT\\c /);
+    await waitFor(() => loris.closeCode() !== undefined, 'the close');
+    assert.ok(Date.now() - startedAt < 3500, 'closed within a few frame timeouts, not at the end of the trickle');
+    assert.equal(b.pendingBudget.usedBytes, 0);
+  });
+
+  it('a message in a few fragments completed within FRAME_TIMEOUT_MS goes through, and leaves no clock running', async () => {
+    const b = await h.broker({ FRAME_TIMEOUT_MS: '1000' });
+    const c = await wsClient(b, 'polite');
+    c.ws.send('SEND\ndestination:/topic/x\nreceipt:few\n\n', { fin: false });
+    for (let i = 0; i < 5; i++) {
+      await sleep(100);
+      c.ws.send('abc', { fin: false });
+    }
+    c.ws.send('\0', { fin: true });
+    await waitFor(() => c.received.some((m) => m.includes('receipt-id:few')), 'the RECEIPT');
+    assert.equal(b.pendingBudget.usedBytes, 0);
+    await sleep(1200);
+    assert.equal(c.closeCode(), undefined, 'no clock left running');
+  });
+
+  it(`each message in progress reserves ${MESSAGE_HELD_BYTES} bytes (what ws may hold for its fragments): SERVER_BUSY past MAX_PENDING_FRAME_BYTES`, async () => {
+    const b = await h.broker({ MAX_PENDING_FRAME_BYTES: String(64 * 1024) });
+    const other = await h.connected(b, { login: 'other' });
+    const clients = [];
+    for (let i = 0; i < 3; i++) {
+      const c = await wsClient(b, `frag${i}`);
+      c.ws.send('SEND\ndestination:/topic/x\n\n', { fin: false });
+      for (let j = 0; j < 50; j++) c.ws.send('a', { fin: false });
+      clients.push(c);
+      await waitFor(() => b.pendingBudget.usedBytes >= (i + 1) * MESSAGE_HELD_BYTES, `message ${i} counted`);
+    }
+    const held = b.pendingBudget.usedBytes;
+    assert.ok(held < 4 * MESSAGE_HELD_BYTES, `${held}`);
+    const fourth = await wsClient(b, 'frag3');
+    fourth.ws.send('SEND\ndestination:/topic/x\n\n', { fin: false });
+    for (let j = 0; j < 50; j++) fourth.ws.send('a', { fin: false });
+    await waitFor(() => errorOf(fourth.received) !== undefined, 'an ERROR');
+    assert.match(errorOf(fourth.received)!, /message:SERVER_BUSY\\c /);
+    await waitFor(() => fourth.closeCode() !== undefined, 'the close');
+    assert.equal(b.pendingBudget.usedBytes, held, 'the refused message gave its bytes back');
+    // Completing a message gives its reservation back.
+    clients[0]!.ws.send('\0', { fin: true });
+    await waitFor(() => b.pendingBudget.usedBytes < held - MESSAGE_HELD_BYTES + 1, 'the completed message released');
+    for (const c of clients) c.ws.terminate();
+    await waitFor(() => b.pendingBudget.usedBytes === 0, 'everything given back');
+    await stillServes(other, 'alive');
+  });
+
+  it(`a message in more than ${MAX_MESSAGE_FRAGMENTS} fragments closes the WebSocket (1008); ${MAX_MESSAGE_FRAGMENTS} are fine`, async () => {
+    const b = await h.broker();
+    const fine = await wsClient(b, 'fine');
+    fine.ws.send('SEND\ndestination:/topic/x\nreceipt:fine\n\n', { fin: false });
+    for (let i = 0; i < MAX_MESSAGE_FRAGMENTS - 2; i++) fine.ws.send('a', { fin: false });
+    fine.ws.send('\0', { fin: true });
+    await waitFor(() => fine.received.some((m) => m.includes('receipt-id:fine')), 'the RECEIPT');
+
+    const rude = await wsClient(b, 'rude');
+    rude.ws.send('SEND\ndestination:/topic/x\n\n', { fin: false });
+    for (let i = 0; i < MAX_MESSAGE_FRAGMENTS + 10 && rude.ws.readyState === WebSocket.OPEN; i++) rude.ws.send('a', { fin: false });
+    await waitFor(() => rude.closeCode() !== undefined, 'the close');
+    assert.equal(rude.closeCode(), 1008);
+    await waitFor(() => b.pendingBudget.usedBytes === 0, 'the budget given back');
+  });
+
+  it('pings and pongs are not messages: nothing stays counted and no clock starts', async () => {
+    const b = await h.broker({ FRAME_TIMEOUT_MS: '300' });
+    const c = await wsClient(b, 'pinger');
+    for (let i = 0; i < 20; i++) {
+      c.ws.ping(Buffer.from(`ping ${i}`));
+      c.ws.pong(Buffer.from(`pong ${i}`));
+      await sleep(30);
+    }
+    await sleep(400);
+    assert.equal(b.pendingBudget.usedBytes, 0, 'control frames left nothing counted');
+    assert.equal(c.closeCode(), undefined, 'no FRAME_TIMEOUT');
+    // A ping between the fragments of a message does not end it: it is still timed.
+    c.ws.send('SEND\ndestination:/topic/x\n\n', { fin: false });
+    await waitFor(() => b.pendingBudget.usedBytes >= MESSAGE_HELD_BYTES, 'the message counted');
+    for (let i = 0; i < 20 && c.closeCode() === undefined; i++) {
+      c.ws.ping();
+      await sleep(50);
+    }
+    await waitFor(() => errorOf(c.received) !== undefined, 'an ERROR');
+    assert.match(errorOf(c.received)!, /message:FRAME_TIMEOUT\\c /);
   });
 });
