@@ -12,8 +12,9 @@
 //   counts towards the connection caps (HTTP 503 over them).
 // - A message in progress is held by `ws` (one Buffer per fragment) until it completes. It is
 //   bounded per connection by maxPayload and MAX_MESSAGE_FRAGMENTS (ws closes with 1009 /
-//   1008); its wire bytes so far, plus what its fragments may cost ws (MESSAGE_HELD_BYTES), are
-//   reserved from the shared pending budget (SERVER_BUSY when spent).
+//   1008); its wire bytes so far, plus what its fragments may cost ws (MESSAGE_HELD_BYTES) and
+//   what each socket read may (CHUNK_HELD_BYTES), are reserved from the shared pending budget
+//   (SERVER_BUSY when spent).
 // - A message begun must complete within messageTimeoutMs (the session's frame timeout):
 //   fragments of an unfinished message never reach the session's decoder, so a peer trickling
 //   them would otherwise be held forever. The session is told (onStalled: FRAME_TIMEOUT).
@@ -44,6 +45,12 @@ const CLOSE_TIMEOUT_MS = 5000;
 export const MAX_MESSAGE_FRAGMENTS = 128;
 /** Reserved from the pending budget while a message is in progress: what its fragments may cost `ws` beyond their bytes. */
 export const MESSAGE_HELD_BYTES = MAX_MESSAGE_FRAGMENTS * 128;
+/**
+ * What `ws` holds per socket read until the frame it belongs to is complete, beyond its bytes:
+ * the Buffer and its backing store (~210 bytes measured for 1-byte reads). A frame trickled
+ * in 1-byte TCP segments would otherwise cost ~200× its counted bytes.
+ */
+const CHUNK_HELD_BYTES = 256;
 /** A ping or pong from a client on the wire: 2 header bytes, a 4-byte mask, its payload (<= 125 bytes). */
 const CONTROL_FRAME_HEADER_BYTES = 6;
 const WHOLE_TEXT = { binary: false, fin: true } as const;
@@ -58,6 +65,8 @@ export class WsConnection extends BatchingConnection {
   private readonly messageTimeoutMs: number;
   /** Wire bytes since the last complete message (pings and pongs taken out), reserved from the budget. */
   private inboundBytes = 0;
+  /** CHUNK_HELD_BYTES per read since no bytes were counted, reserved from the budget. */
+  private inboundChunkBytes = 0;
   /** A message is in progress: MESSAGE_HELD_BYTES reserved, its clock running (unless reading is paused). */
   private isInMessage = false;
   private messageTimer: NodeJS.Timeout | undefined;
@@ -101,8 +110,9 @@ export class WsConnection extends BatchingConnection {
 
   private receiving(byteCount: number): void {
     if (this.isClosed || this.isRefused) return;
-    if (!this.reserve(byteCount)) return;
+    if (!this.reserve(byteCount + CHUNK_HELD_BYTES)) return;
     this.inboundBytes += byteCount;
+    this.inboundChunkBytes += CHUNK_HELD_BYTES;
   }
 
   private reserve(byteCount: number): boolean {
@@ -134,7 +144,13 @@ export class WsConnection extends BatchingConnection {
       this.budget?.release(released);
       this.inboundBytes -= released;
     }
-    if (this.inboundBytes === 0 && this.isInMessage) this.messageEnded();
+    if (this.inboundBytes !== 0) return;
+    // Nothing counted is in progress: ws holds none of the reads either.
+    if (this.inboundChunkBytes !== 0) {
+      this.budget?.release(this.inboundChunkBytes);
+      this.inboundChunkBytes = 0;
+    }
+    if (this.isInMessage) this.messageEnded();
   }
 
   private messageEnded(): void {

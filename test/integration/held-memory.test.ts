@@ -4,6 +4,8 @@
 // MAX_PENDING_FRAME_BYTES), refused with a stable code when spent, and given back.
 
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import net from 'node:net';
 import { describe, it } from 'node:test';
 import WebSocket from 'ws';
 import type { Frame } from '../../src/codec';
@@ -226,6 +228,37 @@ describe('WebSocket messages in progress', { timeout: 30000 }, () => {
     await waitFor(() => rude.closeCode() !== undefined, 'the close');
     assert.equal(rude.closeCode(), 1008);
     await waitFor(() => b.pendingBudget.usedBytes === 0, 'the budget given back');
+  });
+
+  it('a frame trickled in 1-byte TCP segments counts what ws holds per read: SERVER_BUSY long before its bytes alone would be', async () => {
+    const b = await h.broker({ MAX_PENDING_FRAME_BYTES: String(128 * 1024) });
+    const other = await h.connected(b, { login: 'other' });
+    const socket = h.track(net.connect(b.wsPort!, '127.0.0.1'));
+    socket.setNoDelay(true);
+    socket.on('error', () => undefined);
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    await waitFor(() => answer.includes('\r\n\r\n'), 'the upgrade');
+    // One masked text frame announcing a 100 KB payload, then its bytes one segment at a time.
+    const head = Buffer.alloc(8);
+    head[0] = 0x81;
+    head[1] = 0x80 | 126;
+    head.writeUInt16BE(100 * 1000 > 65535 ? 65535 : 100 * 1000, 2);
+    socket.write(head);
+    let sent = 0;
+    while (!answer.includes('SERVER_BUSY') && sent < 5000) {
+      socket.write(Buffer.from([0x61]));
+      sent++;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    // The ERROR comes in a WebSocket message, before the close handshake we leave unanswered.
+    assert.match(answer, /message:SERVER_BUSY: /);
+    assert.ok(sent < 2000, `refused after ${sent} one-byte segments`);
+    socket.destroy();
+    await waitFor(() => b.pendingBudget.usedBytes === 0, 'the budget given back');
+    await stillServes(other, 'alive');
   });
 
   it('pings and pongs are not messages: nothing stays counted and no clock starts', async () => {
