@@ -70,6 +70,8 @@ export interface Config {
   maxTransactionFrames: number;
   maxTransactionBytes: number;
   maxSubscriptionsPerSession: number;
+  /** What one session's subscriptions may cost (ids, destinations, objects), counted as subscriptionHeldBytes. */
+  maxSubscriptionBytesPerSession: number;
   maxUnacked: number;
   serverName: string;
   logLevel: LogLevel;
@@ -194,6 +196,7 @@ const SETTINGS = {
   MAX_TRANSACTION_FRAMES: ['1000', integer(1), 'a positive integer'],
   MAX_TRANSACTION_BYTES: ['8388608', integer(0), 'a non-negative integer (bytes)'],
   MAX_SUBSCRIPTIONS_PER_SESSION: ['1000', integer(1), 'a positive integer'],
+  MAX_SUBSCRIPTION_BYTES_PER_SESSION: ['2097152', integer(1024), 'an integer >= 1024 (bytes)'],
   MAX_UNACKED: ['1000', integer(1), 'a positive integer'],
   SERVER_NAME: ['stompd/0.1.0', (v: string) => (/^[^\r\n:]+$/.test(v) ? v : null), 'a name without ":" or line breaks'],
   AUTH: ['auto', (v: string) => (v === 'auto' || v === 'jwt' || v === 'users' || v === 'none' ? v : null), '"jwt", "users", "none" or "auto" (jwt when a JWT key is set, users when USERS_FILE is)'],
@@ -308,6 +311,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     maxTransactionFrames: p.MAX_TRANSACTION_FRAMES,
     maxTransactionBytes: p.MAX_TRANSACTION_BYTES,
     maxSubscriptionsPerSession: p.MAX_SUBSCRIPTIONS_PER_SESSION,
+    maxSubscriptionBytesPerSession: p.MAX_SUBSCRIPTION_BYTES_PER_SESSION,
     maxUnacked: p.MAX_UNACKED,
     serverName: p.SERVER_NAME,
     logLevel: p.LOG_LEVEL as LogLevel,

@@ -220,6 +220,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       maxTransactionFrames: config.maxTransactionFrames,
       maxTransactionBytes: config.maxTransactionBytes,
       maxSubscriptionsPerSession: config.maxSubscriptionsPerSession,
+      maxSubscriptionBytesPerSession: config.maxSubscriptionBytesPerSession,
       maxUnacked: config.maxUnacked,
     },
   };
@@ -277,6 +278,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           // FRAME_TOO_LARGE, rather than the WebSocket closing with 1009.
           maxMessageBytes: config.limits.maxFrameBytes + 64 * 1024,
           pendingBudget,
+          messageTimeoutMs: config.frameTimeoutMs,
           handshakeTimeoutMs: config.handshakeTimeoutMs,
           admission,
           ...(verifyOrigin ? { verifyHandshake: loggedOriginCheck(verifyOrigin, logger) } : {}),

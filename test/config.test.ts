@@ -39,7 +39,9 @@ describe('configuration', () => {
     const config = loadConfig({});
     assert.equal(config.maxUnacked, 1000);
     assert.equal(config.maxSubscriptionsPerSession, 1000);
+    assert.equal(config.maxSubscriptionBytesPerSession, 2097152);
     assert.equal(config.maxTransactionBytes, 8388608);
+    assert.throws(() => loadConfig({ MAX_SUBSCRIPTION_BYTES_PER_SESSION: '1023' }), /MAX_SUBSCRIPTION_BYTES_PER_SESSION="1023"/);
   });
 
   it('defaults and bounds of the heart-beat floor, slow-peer timeouts, connection caps and shutdown', () => {

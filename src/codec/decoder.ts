@@ -8,6 +8,9 @@
 //   doubling. So what a frame in progress holds (heldBytes) is at most about twice its bytes
 //   however finely it is split (1-byte WebSocket messages cost no Buffer object per byte),
 //   and every byte of it is reserved from the optional shared budget first.
+// - The headers of a frame in progress (parsed strings, kept until the frame is out) are
+//   reserved too, when the decoder stops with a frame unfinished: a frame decoded within one
+//   push pays one comparison for them, not a reservation per header.
 // - A frame that arrives within one chunk is not copied: its body is a view of the chunk,
 //   so a caller must not reuse a chunk's memory after pushing it. Node sockets and `ws` hand
 //   out fresh buffers.
@@ -63,6 +66,14 @@ const LF = 10;
 const CR = 13;
 const NUL = 0;
 const COLON = 58;
+
+/** Per parsed header held for a frame in progress: its tuple, two string headers, its slot. */
+const HEADER_OVERHEAD_BYTES = 64;
+
+/** What a string takes on the heap: a byte per character, two if any is above U+00FF. */
+function stringHeapBytes(text: string): number {
+  return /[^\u0000-\u00ff]/.test(text) ? 2 * text.length : text.length;
+}
 
 /** First capacity of an accumulation buffer; it doubles from there. */
 const MIN_CAPACITY_BYTES = 256;
@@ -146,6 +157,9 @@ export class Decoder {
   // The frame being decoded.
   private command = '';
   private headers: Header[] = [];
+  /** Of `headers`, how many are reserved from the budget (as headerHeldBytes); 0 when none is. */
+  private reservedHeaders = 0;
+  private headerHeldBytes = 0;
   private headerLines = 0;
   private frameBytes = 0;
   private contentLength = -1;
@@ -170,7 +184,12 @@ export class Decoder {
 
   /** Memory the decoder holds between pushes (its buffers' capacity): at most ~2 × bufferedBytes + a constant. */
   get heldBytes(): number {
-    return (this.line?.capacity ?? 0) + (this.body?.capacity ?? 0) + (this.backlog?.capacity ?? 0);
+    return (this.line?.capacity ?? 0) + (this.body?.capacity ?? 0) + (this.backlog?.capacity ?? 0) + this.headerHeldBytes;
+  }
+
+  /** Of heldBytes, what the parsed headers of a frame spanning pushes are counted for. */
+  get heldHeaderBytes(): number {
+    return this.headerHeldBytes;
   }
 
   get isFailed(): boolean {
@@ -232,6 +251,8 @@ export class Decoder {
         this.pos = 0;
         this.backlog = this.backlog.release();
       }
+      // Stopped with a frame unfinished: its parsed headers stay until it ends.
+      if (this.headers.length > this.reservedHeaders) this.reserveHeaders();
       this.buf = EMPTY_BODY;
       this.pos = 0;
     } catch (err) {
@@ -256,6 +277,27 @@ export class Decoder {
     this.pos = 0;
   }
 
+  /** Reserve the headers parsed since the last reservation. */
+  private reserveHeaders(): void {
+    const headers = this.headers;
+    let bytes = 0;
+    for (let i = this.reservedHeaders; i < headers.length; i++) {
+      const [name, value] = headers[i]!;
+      bytes += HEADER_OVERHEAD_BYTES + stringHeapBytes(name) + stringHeapBytes(value);
+    }
+    if (this.budget !== undefined && !this.budget.tryReserve(bytes)) {
+      throw new FrameError('SERVER_BUSY', 'the server holds too many frames in progress; try again later');
+    }
+    this.headerHeldBytes += bytes;
+    this.reservedHeaders = headers.length;
+  }
+
+  private releaseHeaders(): void {
+    this.budget?.release(this.headerHeldBytes);
+    this.headerHeldBytes = 0;
+    this.reservedHeaders = 0;
+  }
+
   private failed(): void {
     this.phase = Phase.Failed;
     this.clear();
@@ -267,6 +309,7 @@ export class Decoder {
     this.line = this.line?.release();
     this.body = this.body?.release();
     this.backlog = this.backlog?.release();
+    if (this.headerHeldBytes !== 0) this.releaseHeaders();
   }
 
   /** One unit of progress; false when more bytes are needed. */
@@ -445,6 +488,7 @@ export class Decoder {
 
   private emit(body: Buffer): void {
     const frame: Frame = { command: this.command, headers: this.headers, body };
+    if (this.headerHeldBytes !== 0) this.releaseHeaders(); // the frame's now
     this.phase = Phase.FrameStart;
     this.headers = [];
     this.command = '';

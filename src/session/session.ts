@@ -46,6 +46,8 @@ export interface SessionSettings {
   /** Bytes (headers and bodies) all open transactions of a session may hold. */
   maxTransactionBytes: number;
   maxSubscriptionsPerSession: number;
+  /** What the session's subscriptions may cost together (subscriptionHeldBytes). */
+  maxSubscriptionBytesPerSession: number;
   /** Unacknowledged messages per client / client-individual subscription (prefetch-count may lower it). */
   maxUnacked: number;
 }
@@ -56,7 +58,7 @@ export interface SessionDeps {
   events: LifecycleEvents;
   logger: Logger;
   settings: SessionSettings;
-  /** Shared by all sessions: frames in progress and frames held by transactions (MAX_PENDING_FRAME_BYTES). */
+  /** Shared by all sessions: frames in progress, frames held by transactions, subscriptions (MAX_PENDING_FRAME_BYTES). */
   pendingBudget: ByteBudget;
   /** Shared by every session of the broker; read by the metrics. */
   counters: SessionCounters;
@@ -90,6 +92,8 @@ export class Session implements Subscriber, SessionView {
   log: Logger;
   readonly subscriptions = new Map<string, Subscription>();
   readonly transactions = new Map<string, Transaction>();
+  /** What `subscriptions` cost (subscriptionHeldBytes each), reserved from the pending budget. */
+  subscriptionBytes = 0;
 
   private readonly decoder: Decoder;
   private lastReadAt = Date.now();
@@ -118,6 +122,10 @@ export class Session implements Subscriber, SessionView {
       onDrain: () => this.onDrain(),
       onOverflow: () => this.onOverflow(),
       onBusy: () => this.fail(new FrameError('SERVER_BUSY', 'the server holds too many frames in progress; try again later')),
+      onStalled: () => {
+        const { frameTimeoutMs } = deps.settings;
+        this.fail(new StompError('FRAME_TIMEOUT', `a WebSocket message was begun and not completed within ${frameTimeoutMs} ms`));
+      },
     });
     this.connectTimer = setTimeout(() => {
       this.fail(new StompError('CONNECT_TIMEOUT', `no CONNECT within ${deps.settings.connectTimeoutMs} ms`));
@@ -461,6 +469,8 @@ export class Session implements Subscriber, SessionView {
       }
     }
     this.subscriptions.clear();
+    this.deps.pendingBudget.release(this.subscriptionBytes);
+    this.subscriptionBytes = 0;
     for (const transaction of this.transactions.values()) this.deps.pendingBudget.release(transaction.heldBytes);
     this.transactions.clear();
     this.decoder.dispose(); // a frame in progress gives its bytes back

@@ -29,6 +29,11 @@ export interface ConnectionHandlers {
   onOverflow(): void;
   /** What the peer is sending could not be given memory (the shared pending budget is spent). */
   onBusy(): void;
+  /**
+   * What the peer began sending at the transport level (a WebSocket message in fragments) was
+   * not completed within the frame timeout: the session never saw those bytes to time them.
+   */
+  onStalled?(): void;
 }
 
 /** What the transport knows of the peer, for authentication and logs. */

@@ -11,8 +11,14 @@
 // - Before the upgrade a socket is the listener's: it must finish its handshake in time and
 //   counts towards the connection caps (HTTP 503 over them).
 // - A message in progress is held by `ws` (one Buffer per fragment) until it completes. It is
-//   bounded per connection by maxPayload and maxFragments (ws closes with 1009 / 1008), and
-//   its wire bytes so far are reserved from the shared pending budget (SERVER_BUSY when spent).
+//   bounded per connection by maxPayload and MAX_MESSAGE_FRAGMENTS (ws closes with 1009 /
+//   1008); its wire bytes so far, plus what its fragments may cost ws (MESSAGE_HELD_BYTES) and
+//   what each socket read may (CHUNK_HELD_BYTES), are reserved from the shared pending budget
+//   (SERVER_BUSY when spent).
+// - A message begun must complete within messageTimeoutMs (the session's frame timeout):
+//   fragments of an unfinished message never reach the session's decoder, so a peer trickling
+//   them would otherwise be held forever. The session is told (onStalled: FRAME_TIMEOUT).
+//   Pings and pongs are not messages: they neither start that clock nor stay counted.
 
 import http from 'node:http';
 import type { IncomingMessage } from 'node:http';
@@ -34,13 +40,22 @@ const CLOSE_TIMEOUT_MS = 5000;
 const REFUSED_SOCKET_MS = 1000;
 
 /**
- * Fragments one message may arrive in: about one per KiB of the largest message. Each costs
- * `ws` a Buffer object (~100 bytes) until the message completes, so 1-byte fragments cannot
- * cost more than ~10% of maxPayload; clients that fragment at all use KiB-sized fragments.
+ * Fragments one message may arrive in. Browsers, @stomp/stompjs and `ws` send a message as
+ * one frame; a peer that fragments at all uses few, large fragments. Each costs `ws` a Buffer
+ * object until the message completes, whatever its size: ~140 bytes of heap measured (100
+ * connections × 128 1-byte fragments: +1.8 MB), ~20× the wire bytes of a 1-byte fragment.
  */
-export function maxFragmentsFor(maxMessageBytes: number): number {
-  return Math.max(64, Math.ceil(maxMessageBytes / 1024));
-}
+export const MAX_MESSAGE_FRAGMENTS = 128;
+/** Reserved from the pending budget while a message is in progress: what its fragments may cost `ws` beyond their bytes. */
+export const MESSAGE_HELD_BYTES = MAX_MESSAGE_FRAGMENTS * 160;
+/**
+ * What `ws` holds per socket read until the frame it belongs to is complete, beyond its bytes:
+ * the Buffer and its backing store (~210 bytes measured for 1-byte reads). A frame trickled
+ * in 1-byte TCP segments would otherwise cost ~200× its counted bytes.
+ */
+const CHUNK_HELD_BYTES = 256;
+/** A ping or pong from a client on the wire: 2 header bytes, a 4-byte mask, its payload (<= 125 bytes). */
+const CONTROL_FRAME_HEADER_BYTES = 6;
 const WHOLE_TEXT = { binary: false, fin: true } as const;
 const WHOLE_BINARY = { binary: true, fin: true } as const;
 const FRAGMENT_TEXT = { binary: false, fin: false } as const;
@@ -50,13 +65,21 @@ export class WsConnection extends BatchingConnection {
   readonly transport = 'ws' as const;
   private readonly ws: WebSocket;
   private readonly budget: ByteBudget | undefined;
-  /** Wire bytes since the last complete message, reserved from the budget. */
+  private readonly messageTimeoutMs: number;
+  /** Wire bytes since the last complete message (pings and pongs taken out), reserved from the budget. */
   private inboundBytes = 0;
+  /** CHUNK_HELD_BYTES per read since no bytes were counted, reserved from the budget. */
+  private inboundChunkBytes = 0;
+  /** A message is in progress: MESSAGE_HELD_BYTES reserved, its clock running (unless reading is paused). */
+  private isInMessage = false;
+  private messageTimer: NodeJS.Timeout | undefined;
+  private isReadingPaused = false;
   private isRefused = false;
   /** The socket under `ws`: corked around a fragmented message so it leaves in one writev. */
   private readonly socket: Socket;
 
-  constructor(ws: WebSocket, request: IncomingMessage, limits: WriteLimits, budget?: ByteBudget) {
+  /** `messageTimeoutMs`: a message begun must complete within it (0: no limit). */
+  constructor(ws: WebSocket, request: IncomingMessage, limits: WriteLimits, budget?: ByteBudget, messageTimeoutMs = 0) {
     super(
       {
         remoteAddress: `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`,
@@ -68,46 +91,95 @@ export class WsConnection extends BatchingConnection {
     );
     this.ws = ws;
     this.budget = budget;
+    this.messageTimeoutMs = messageTimeoutMs;
     this.socket = request.socket;
     request.socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
     // Before ws parses a chunk: its messages then reset the count, so what is left counted is
     // at most what ws still holds (it may miss the start of a message begun in the same chunk).
-    if (budget !== undefined) request.socket.prependListener('data', (chunk: Buffer) => this.receiving(chunk.length));
+    request.socket.prependListener('data', (chunk: Buffer) => this.receiving(chunk.length));
+    // After ws parsed it (its events are synchronous): bytes still counted are a message in progress.
+    request.socket.on('data', () => {
+      if (this.inboundBytes > 0 && !this.isInMessage) this.messageBegun();
+    });
     ws.on('message', (data: RawData) => {
-      this.releaseInbound();
+      this.releaseInbound(this.inboundBytes);
       this.handlers?.onData(toBuffer(data));
     });
+    ws.on('ping', (data: Buffer) => this.releaseInbound(CONTROL_FRAME_HEADER_BYTES + data.length));
+    ws.on('pong', (data: Buffer) => this.releaseInbound(CONTROL_FRAME_HEADER_BYTES + data.length));
     ws.on('error', (error) => this.closed(error));
     ws.on('close', () => this.closed(undefined));
   }
 
   private receiving(byteCount: number): void {
     if (this.isClosed || this.isRefused) return;
-    if (!this.budget!.tryReserve(byteCount)) {
-      this.isRefused = true; // what comes after is not read
-      this.handlers?.onBusy();
-      return;
-    }
+    if (!this.reserve(byteCount + CHUNK_HELD_BYTES)) return;
     this.inboundBytes += byteCount;
+    this.inboundChunkBytes += CHUNK_HELD_BYTES;
   }
 
-  private releaseInbound(): void {
-    if (this.inboundBytes === 0) return;
-    this.budget!.release(this.inboundBytes);
-    this.inboundBytes = 0;
+  private reserve(byteCount: number): boolean {
+    if (this.budget === undefined || this.budget.tryReserve(byteCount)) return true;
+    this.isRefused = true; // what comes after is not read
+    this.handlers?.onBusy();
+    return false;
+  }
+
+  private messageBegun(): void {
+    if (this.isClosed || this.isRefused || !this.reserve(MESSAGE_HELD_BYTES)) return;
+    this.isInMessage = true;
+    if (!this.isReadingPaused) this.startMessageClock();
+  }
+
+  private startMessageClock(): void {
+    if (this.messageTimeoutMs <= 0) return;
+    this.messageTimer = setTimeout(() => {
+      this.messageTimer = undefined;
+      if (this.isInMessage && !this.isClosed) this.handlers?.onStalled?.();
+    }, this.messageTimeoutMs);
+    this.messageTimer.unref();
+  }
+
+  /** `byteCount` of the counted bytes were a complete message or a control frame. */
+  private releaseInbound(byteCount: number): void {
+    const released = Math.min(byteCount, this.inboundBytes);
+    if (released > 0) {
+      this.budget?.release(released);
+      this.inboundBytes -= released;
+    }
+    if (this.inboundBytes !== 0) return;
+    // Nothing counted is in progress: ws holds none of the reads either.
+    if (this.inboundChunkBytes !== 0) {
+      this.budget?.release(this.inboundChunkBytes);
+      this.inboundChunkBytes = 0;
+    }
+    if (this.isInMessage) this.messageEnded();
+  }
+
+  private messageEnded(): void {
+    this.isInMessage = false;
+    this.budget?.release(MESSAGE_HELD_BYTES);
+    clearTimeout(this.messageTimer);
+    this.messageTimer = undefined;
   }
 
   protected override closed(error: Error | undefined): void {
-    this.releaseInbound();
+    this.releaseInbound(this.inboundBytes);
     super.closed(error);
   }
 
   pauseReading(): void {
     this.ws.pause();
+    // The peer cannot send meanwhile: its message's clock starts again on resume.
+    this.isReadingPaused = true;
+    clearTimeout(this.messageTimer);
+    this.messageTimer = undefined;
   }
 
   resumeReading(): void {
     this.ws.resume();
+    this.isReadingPaused = false;
+    if (this.isInMessage && this.messageTimer === undefined) this.startMessageClock();
   }
 
   protected writeToSocket(chunks: readonly Buffer[], isBinary: boolean, done: () => void): void {
@@ -167,6 +239,8 @@ export interface WsServerOptions {
   admission: Admission;
   /** Wire bytes of messages in progress are reserved from it. */
   pendingBudget?: ByteBudget;
+  /** A message begun must complete within this (the frame timeout), else the session hears onStalled. */
+  messageTimeoutMs?: number;
   /** Decides on the HTTP upgrade, before any STOMP frame: false refuses with 403. */
   verifyHandshake?: (request: IncomingMessage) => boolean;
 }
@@ -181,7 +255,7 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
     noServer: true,
     path: options.path,
     maxPayload: options.maxMessageBytes,
-    maxFragments: maxFragmentsFor(options.maxMessageBytes),
+    maxFragments: MAX_MESSAGE_FRAGMENTS,
     perMessageDeflate: false,
     clientTracking: false,
     handleProtocols: (offered) => chooseSubprotocol(offered),
@@ -228,7 +302,7 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
     }
     wss.handleUpgrade(request, socket, head, (ws) => {
       endHandshake(socket);
-      onConnection(new WsConnection(ws, request, options.limits, options.pendingBudget));
+      onConnection(new WsConnection(ws, request, options.limits, options.pendingBudget, options.messageTimeoutMs));
     });
   });
 

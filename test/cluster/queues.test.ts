@@ -529,7 +529,7 @@ describe('10,000 messages through 4 consumers on 2 instances, consumers restarti
       let restarts = 0;
       const deadline = Date.now() + 90_000;
       while (acked < count && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 150 + Math.random() * 150));
+        await new Promise((resolve) => setTimeout(resolve, 40 + Math.random() * 60));
         if (acked >= count) break;
         await consumers[Math.floor(Math.random() * consumers.length)]!.restart(restarts++ % 2 === 0);
       }

@@ -283,8 +283,12 @@ for (const withLength of [true, false]) {
       // What the decoder holds is what it reserved, and at most twice what it buffers (+ 1 KiB).
       assert.equal(budget.usedBytes, decoder.heldBytes);
       assert.ok(decoder.heldBytes >= buffered, `${decoder.heldBytes} held for ${buffered} buffered bytes at ${i}`);
-      assert.ok(decoder.heldBytes <= 2 * buffered + 1024, `${decoder.heldBytes} held for ${buffered} buffered bytes at ${i}`);
-      if (buffered > 4096) maxRatio = Math.max(maxRatio, decoder.heldBytes / buffered);
+      // Buffers: at most twice what they buffer; parsed headers (counted once the decoder
+      // stops mid-frame): their bytes plus 64 each. Together at most ~2x the frame so far.
+      const heldForBuffers = decoder.heldBytes - decoder.heldHeaderBytes;
+      assert.ok(heldForBuffers <= 2 * buffered + 1024, `${heldForBuffers} held for ${buffered} buffered bytes at ${i}`);
+      if (i >= 3034) assert.ok(decoder.heldHeaderBytes >= 3000, `the 3000-byte header is counted at ${i}`);
+      if (buffered > 4096) maxRatio = Math.max(maxRatio, decoder.heldBytes / (i + 1));
     }
     assert.ok(maxRatio <= 2, `held/buffered ratio ${maxRatio}`);
     decoder.push(bytes.subarray(bytes.length - 1));
@@ -304,7 +308,50 @@ test('a header line pushed 1 byte at a time is held in one buffer of about its s
   assert.ok(decoder.heldBytes <= 8192 + 2, `${decoder.heldBytes} bytes held for an 8 KB line`);
   assert.ok(decoder.heldBytes >= 8000);
   decoder.push(Buffer.from('\n'));
-  assert.equal(decoder.heldBytes, 0, 'a complete line is parsed and its buffer freed');
+  // The line buffer is freed; the parsed header is held (and counted) until the frame is out.
+  assert.equal(decoder.heldBytes, decoder.heldHeaderBytes);
+  assert.ok(decoder.heldHeaderBytes >= 8002 && decoder.heldHeaderBytes <= 8002 + 128, `${decoder.heldHeaderBytes} for an 8 KB header`);
+  assert.equal(budget.usedBytes, decoder.heldBytes);
+  decoder.push(Buffer.from('\n\0'));
+  assert.equal(decoder.heldBytes, 0, 'the frame is out: nothing held');
+  assert.equal(budget.usedBytes, 0);
+});
+
+test('parsed headers of a frame spanning pushes are reserved: SERVER_BUSY past the budget, given back by emit, failure and dispose()', () => {
+  const line = (i: number): string => `h${i}:${'v'.repeat(4000)}\n`;
+  // 20 headers of 4 KB, each in its own push: the line buffer alone never holds more than one.
+  const budget = new SharedByteBudget(64 * 1024);
+  const hog = new Decoder(() => {}, { budget });
+  hog.push(Buffer.from('SEND\ndestination:/q\n'));
+  assert.throws(() => {
+    for (let i = 0; i < 20; i++) hog.push(Buffer.from(line(i)));
+  }, (err: unknown) => err instanceof FrameError && err.code === 'SERVER_BUSY');
+  assert.equal(budget.usedBytes, 0, 'the failed decoder gave its headers back');
+
+  const { decoder, frames } = recordingDecoder({ budget });
+  decoder.push(Buffer.from('SEND\ndestination:/q\n'));
+  for (let i = 0; i < 10; i++) decoder.push(Buffer.from(line(i)));
+  assert.ok(budget.usedBytes >= 10 * 4000, `${budget.usedBytes} reserved for 10 parsed 4 KB headers`);
+  assert.equal(budget.usedBytes, decoder.heldBytes);
+  decoder.push(Buffer.from('\nbody'));
+  assert.ok(decoder.heldHeaderBytes >= 10 * 4000, 'still held while the body comes');
+  decoder.push(Buffer.from('\0'));
+  assert.equal(frames.length, 1);
+  assert.equal(frames[0]!.headers.length, 11);
+  assert.equal(budget.usedBytes, 0, 'emitted: the headers are the frame\'s');
+
+  decoder.push(Buffer.from(`SEND\n${line(1)}`));
+  assert.ok(budget.usedBytes > 4000);
+  decoder.dispose();
+  assert.equal(budget.usedBytes, 0, 'dispose() gives them back');
+});
+
+test('a frame within one push reserves nothing for its headers', () => {
+  const budget = new SharedByteBudget(1024); // less than its headers
+  const { decoder, frames } = recordingDecoder({ budget });
+  decoder.push(Buffer.from(`SEND\ndestination:/q\nbig:${'v'.repeat(4000)}\n\nbody\0`));
+  assert.equal(frames.length, 1);
+  assert.equal(budget.refusedCount, 0);
 });
 
 test('chunks pushed while paused are copied and accounted, and given back by dispose()', () => {

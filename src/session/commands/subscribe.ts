@@ -1,9 +1,14 @@
 // SUBSCRIBE / UNSUBSCRIBE (STOMP 1.2 "SUBSCRIBE"). In 1.0 the id is optional: the
 // destination stands in for it, as other brokers do.
+//
+// A subscription costs memory as long as it lives (its id and destination, up to a header
+// line each, and its objects): counted (subscriptionHeldBytes) per session against
+// MAX_SUBSCRIPTION_BYTES_PER_SESSION (TOO_MANY_SUBSCRIPTIONS), and reserved from the
+// server-wide pending budget (SERVER_BUSY) until UNSUBSCRIBE or the session's end.
 
 import { headerValue } from '../../codec';
 import type { Frame } from '../../codec';
-import { Subscription } from '../../broker/subscription';
+import { Subscription, subscriptionHeldBytes } from '../../broker/subscription';
 import type { AckMode } from '../../broker/subscription';
 import { StompError, missingHeader } from '../errors';
 import { afterChain, runChain } from '../interceptor';
@@ -17,9 +22,13 @@ export function handleSubscribe(session: Session, frame: Frame): void | Promise<
   const id = headerValue(frame.headers, 'id') ?? (session.version === '1.0' ? destination : undefined);
   if (id === undefined) throw missingHeader('SUBSCRIBE', 'id');
   if (session.subscriptions.has(id)) throw new StompError('DUPLICATE_SUBSCRIPTION', `subscription id ${JSON.stringify(id)} is already in use`);
-  const { maxSubscriptionsPerSession, maxUnacked } = session.deps.settings;
+  const { maxSubscriptionsPerSession, maxSubscriptionBytesPerSession, maxUnacked } = session.deps.settings;
   if (session.subscriptions.size >= maxSubscriptionsPerSession) {
     throw new StompError('TOO_MANY_SUBSCRIPTIONS', `a session may hold ${maxSubscriptionsPerSession} subscriptions`);
+  }
+  const heldBytes = subscriptionHeldBytes(id, destination);
+  if (session.subscriptionBytes + heldBytes > maxSubscriptionBytesPerSession) {
+    throw new StompError('TOO_MANY_SUBSCRIPTIONS', `a session's subscriptions may hold ${maxSubscriptionBytesPerSession} bytes (ids and destinations)`);
   }
   const ackMode = headerValue(frame.headers, 'ack') ?? 'auto';
   if (!ACK_MODES.has(ackMode)) throw new StompError('INVALID_HEADER', `ack must be auto, client or client-individual, got ${JSON.stringify(ackMode)}`);
@@ -32,6 +41,10 @@ export function handleSubscribe(session: Session, frame: Frame): void | Promise<
 
   const { router, interceptors, events } = session.deps;
   const bind = (): void => {
+    if (!session.deps.pendingBudget.tryReserve(heldBytes)) {
+      throw new StompError('SERVER_BUSY', 'the server holds too many subscriptions and frames in progress; try again later');
+    }
+    session.subscriptionBytes += heldBytes;
     const subscription = new Subscription(session, id, destination, ackMode as AckMode, unackedLimit);
     session.subscriptions.set(id, subscription);
     events.emit('subscribe', { session: session.info(), subscriptionId: id, destination, ackMode, subscription, headers: frame.headers });
@@ -61,6 +74,9 @@ export function handleUnsubscribe(session: Session, frame: Frame): void | Promis
     const subscription = session.subscriptions.get(id);
     if (subscription === undefined) return; // unknown or already gone: nothing to undo
     session.subscriptions.delete(id);
+    const heldBytes = subscriptionHeldBytes(subscription.id, subscription.destination);
+    session.subscriptionBytes -= heldBytes;
+    session.deps.pendingBudget.release(heldBytes);
     router.unsubscribe(subscription);
     events.emit('unsubscribe', { session: session.info(), subscriptionId: id, destination: subscription.destination, ackMode: subscription.ackMode, subscription });
   });
