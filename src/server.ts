@@ -316,6 +316,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           registry,
           admin,
           publisher: router,
+          presence,
+          queues: router,
           authenticate: adminAuthenticator({ adminToken: config.http.adminToken, jwtVerifier, adminRoles: config.http.adminRoles, isOpen: config.http.isOpen }),
           readiness: () => {
             if (isStopping) return { isReady: false, reason: 'shutting down' };
@@ -327,6 +329,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
             connections: () => open.values(),
             sessionCounters: counters,
             router,
+            queues: router,
             cluster: () => cluster?.health(),
           }),
           maxBodyBytes: config.limits.maxFrameBytes,

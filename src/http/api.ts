@@ -17,7 +17,10 @@ import type { SessionRegistry } from '../registry/registry';
 import type { SessionAdmin } from '../session/admin';
 import { FailedAuthLimiter } from './auth';
 import type { AdminVerdict } from './auth';
+import type { QueueStat } from '../broker/queue-backend';
+import type { Member } from '../presence/presence';
 import { adminRoutes } from './routes/admin';
+import { destinationRoutes } from './routes/destinations';
 import { healthRoutes } from './routes/health';
 import { publishRoutes } from './routes/publish';
 import { sessionRoutes } from './routes/sessions';
@@ -44,6 +47,8 @@ export interface HttpApiDeps {
   authenticate(authorization: string | undefined): Promise<AdminVerdict>;
   readiness(): { isReady: boolean; reason?: string };
   metrics: Registry;
+  presence: { isRoom(destination: string): boolean; members(destination: string): Promise<Member[]> };
+  queues: { queueStats(): Promise<QueueStat[]> };
   /** Largest message body a publish may carry (MAX_FRAME_BYTES). */
   maxBodyBytes: number;
   logger: Logger;
@@ -93,6 +98,7 @@ export async function startHttpApi(listen: { host: string; port: number }, deps:
   await app.register(async (scope) => sessionRoutes(scope, deps));
   await app.register(async (scope) => adminRoutes(scope, deps));
   await app.register(async (scope) => publishRoutes(scope, deps));
+  await app.register(async (scope) => destinationRoutes(scope, deps));
   await app.register(async (scope) => healthRoutes(scope, deps));
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 

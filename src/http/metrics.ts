@@ -3,6 +3,7 @@
 // every metric here copies them in its collect(). Nothing is called per frame or per message.
 // One prom-client Registry per broker, so that several brokers in one process stay apart.
 
+import type { QueueStat } from '../broker/queue-backend';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { KindCounts, RouterStats } from '../broker/router';
 import type { SessionCounters } from '../session/counters';
@@ -29,6 +30,8 @@ export interface MetricsSources {
   router: { readonly published: KindCounts; readonly delivered: KindCounts; readonly dropped: KindCounts; stats(): RouterStats };
   /** undefined in embedded mode: no Redis metrics then. */
   cluster(): ClusterMetricsView | undefined;
+  /** Per-queue figures (from Redis with several instances), read at scrape time. */
+  queues: { queueStats(): Promise<QueueStat[]> };
 }
 
 /** A counter whose value is a source's running total. */
@@ -147,5 +150,27 @@ export function createMetrics(sources: MetricsSources): Registry {
       return { published: relay.published, received: relay.received, dropped: relay.dropped };
     });
   }
+  // Per queue, read once per scrape and shared by the three gauges.
+  let scrape: Promise<QueueStat[]> | undefined;
+  const queueStats = (): Promise<QueueStat[]> => (scrape ??= sources.queues.queueStats().finally(() => setImmediate(() => (scrape = undefined))));
+  for (const [name, help, read] of [
+    ['stompd_queue_depth', 'Messages stored in a queue and not handed to a consumer yet', (q: QueueStat) => q.depth],
+    ['stompd_queue_unacked', 'Queue messages delivered and not acknowledged yet', (q: QueueStat) => q.unacked],
+    ['stompd_queue_consumers', 'Subscriptions consuming a queue, on every instance', (q: QueueStat) => q.consumers],
+    ['stompd_queue_oldest_age_seconds', 'Age of the oldest message a queue holds', (q: QueueStat) => q.oldestAgeMs / 1000],
+  ] as const) {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['queue'],
+      registers: [registry],
+      async collect() {
+        const stats = await queueStats().catch(() => [] as QueueStat[]);
+        this.reset();
+        for (const queue of stats) this.set({ queue: queue.name }, read(queue));
+      },
+    });
+  }
+
   return registry;
 }

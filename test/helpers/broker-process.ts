@@ -5,7 +5,6 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { after } from 'node:test';
 
 const MAIN = path.resolve(__dirname, '../../src/main.js');
 const START_TIMEOUT_MS = 15000;
@@ -97,10 +96,10 @@ export class BrokerProcess {
   }
 }
 
+// Tests stop their brokers themselves (finally / after); whatever is left when the test file's
+// process exits is killed. (No module-level after(): a helper file has no tests of its own,
+// and the runner would be left with a hook and nothing to run it after.)
 const running = new Set<BrokerProcess>();
-after(async () => {
-  await Promise.all([...running].map((b) => b.stop()));
-});
 process.once('exit', () => {
   for (const b of running) b.child.kill('SIGKILL');
 });
