@@ -10,14 +10,12 @@ import type { RunningServer } from '../../src/server';
 import { BrokerProcess } from '../helpers/broker-process';
 import { startBroker } from '../helpers/broker';
 import { SECRET, bearer, mint, nowS } from '../helpers/jwt';
-import { RawClient, header } from '../helpers/raw-client';
+import { until } from '../helpers/until';
+import { RawClient, clientsOfThisFile, header } from '../helpers/raw-client';
 import { startRedis } from '../helpers/redis';
 import type { RedisServer } from '../helpers/redis';
 
-const clients: RawClient[] = [];
-after(() => {
-  for (const c of clients) c.destroy();
-});
+const clients = clientsOfThisFile();
 
 async function client(port: number, headers: Record<string, string> = {}): Promise<RawClient> {
   const c = await RawClient.tcp(port);
@@ -42,13 +40,6 @@ async function untilRelayed(redis: RedisServer, routeKey: string, instances: num
   }
 }
 
-async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 describe('several instances, one broker (processes on one redis-server)', { timeout: 120000 }, () => {
   let redis: RedisServer;

@@ -8,34 +8,21 @@ import { after, before, describe, it } from 'node:test';
 import type { Frame } from '../../src/codec';
 import { BrokerProcess } from '../helpers/broker-process';
 import { startBroker } from '../helpers/broker';
-import { RawClient, header } from '../helpers/raw-client';
+import { until as untilWithin } from '../helpers/until';
+import { RawClient, clientsOfThisFile, connectedAs, header } from '../helpers/raw-client';
 import { startRedis } from '../helpers/redis';
 import type { RedisServer } from '../helpers/redis';
 
-const clients: RawClient[] = [];
-after(() => {
-  for (const c of clients) c.destroy();
-});
+const clients = clientsOfThisFile();
+const until = (condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10000): Promise<void> => untilWithin(condition, what, timeoutMs);
 
-async function client(port: number, login: string): Promise<RawClient> {
-  const c = await RawClient.tcp(port);
-  clients.push(c);
-  await c.connect({ login });
-  return c;
-}
+const client = (port: number, login: string): Promise<RawClient> => connectedAs(clients, port, login);
 
 async function subscribe(c: RawClient, destination: string, headers: Record<string, string> = {}, id = 'sub'): Promise<void> {
   c.sendFrame('SUBSCRIBE', { destination, id, receipt: `sub-${id}`, ...headers });
   await c.expect('RECEIPT');
 }
 
-async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
 
 /** Send `count` messages with a receipt on the last; seq headers from `from`. */
 async function sendAll(c: RawClient, destination: string, count: number, from = 0, extra: Record<string, string> = {}): Promise<void> {

@@ -5,21 +5,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { BrokerProcess } from '../helpers/broker-process';
-import { RawClient, header } from '../helpers/raw-client';
+import { RawClient, clientsOfThisFile, connectedAs, header } from '../helpers/raw-client';
 import { startRedisCluster } from '../helpers/redis';
 import type { RedisCluster } from '../helpers/redis';
 
-const clients: RawClient[] = [];
-after(() => {
-  for (const c of clients) c.destroy();
-});
+const clients = clientsOfThisFile();
 
-async function client(port: number, login: string): Promise<RawClient> {
-  const c = await RawClient.tcp(port);
-  clients.push(c);
-  await c.connect({ login });
-  return c;
-}
+const client = (port: number, login: string): Promise<RawClient> => connectedAs(clients, port, login);
 
 describe('several instances on a Redis Cluster', { timeout: 120000 }, () => {
   let cluster: RedisCluster;

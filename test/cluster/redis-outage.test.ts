@@ -4,32 +4,19 @@
 // Redis is back every instance re-subscribes and re-registers its live sessions.
 
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { BrokerProcess } from '../helpers/broker-process';
 import { startBroker } from '../helpers/broker';
 import { SECRET, bearer, mint } from '../helpers/jwt';
-import { RawClient, header } from '../helpers/raw-client';
+import { until as untilWithin } from '../helpers/until';
+import { RawClient, clientsOfThisFile, connectedAs, header } from '../helpers/raw-client';
 import { startRedis } from '../helpers/redis';
 
-const clients: RawClient[] = [];
-after(() => {
-  for (const c of clients) c.destroy();
-});
+const clients = clientsOfThisFile();
+const until = (condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10000): Promise<void> => untilWithin(condition, what, timeoutMs);
 
-async function client(port: number, login: string): Promise<RawClient> {
-  const c = await RawClient.tcp(port);
-  clients.push(c);
-  await c.connect({ login });
-  return c;
-}
+const client = (port: number, login: string): Promise<RawClient> => connectedAs(clients, port, login);
 
-async function until(condition: () => boolean, what: string, timeoutMs = 10000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('Redis killed and restarted empty, mid-traffic', { timeout: 120000 }, () => {
   it('local delivery goes on, CONNECTs follow the policy, and relay and registry come back', async () => {

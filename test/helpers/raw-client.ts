@@ -2,6 +2,7 @@
 // decodes what the broker sends with our own codec. Over TCP or WebSocket.
 
 import net from 'node:net';
+import { after } from 'node:test';
 import WebSocket from 'ws';
 import { Decoder, encodeFrame, headerValue } from '../../src/codec';
 import type { Frame, Header, StompVersion } from '../../src/codec';
@@ -164,4 +165,21 @@ export class RawClient {
 
 export function header(frame: Frame, name: string): string | undefined {
   return headerValue(frame.headers, name);
+}
+
+/** A list for the clients a test file opens: all destroyed when the file's tests are over. */
+export function clientsOfThisFile(): RawClient[] {
+  const clients: RawClient[] = [];
+  after(() => {
+    for (const c of clients) c.destroy();
+  });
+  return clients;
+}
+
+/** A TCP client that sent CONNECT as `login` and got CONNECTED, kept in `clients` (for cleanup). */
+export async function connectedAs(clients: RawClient[], port: number, login: string): Promise<RawClient> {
+  const c = await RawClient.tcp(port);
+  clients.push(c);
+  await c.connect({ login });
+  return c;
 }

@@ -1,21 +1,13 @@
 // Embedded queues: what GET /api/queues and /metrics read (Router.queueStats), and `expires`.
 
 import assert from 'node:assert/strict';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { startBroker } from '../helpers/broker';
-import { RawClient, header } from '../helpers/raw-client';
+import { RawClient, clientsOfThisFile, connectedAs, header } from '../helpers/raw-client';
 
-const clients: RawClient[] = [];
-after(() => {
-  for (const c of clients) c.destroy();
-});
+const clients = clientsOfThisFile();
 
-async function client(port: number, login: string): Promise<RawClient> {
-  const c = await RawClient.tcp(port);
-  clients.push(c);
-  await c.connect({ login });
-  return c;
-}
+const client = (port: number, login: string): Promise<RawClient> => connectedAs(clients, port, login);
 
 describe('embedded queues: stats and expiry', { timeout: 20000 }, () => {
   it('queueStats: depth, unacknowledged, consumers, oldest message age, dropped', async () => {

@@ -10,14 +10,12 @@ import { after, before, describe, it } from 'node:test';
 import type { RunningServer } from '../../src/server';
 import { BrokerProcess } from '../helpers/broker-process';
 import { startBroker } from '../helpers/broker';
-import { RawClient, header } from '../helpers/raw-client';
+import { until } from '../helpers/until';
+import { RawClient, clientsOfThisFile, header } from '../helpers/raw-client';
 import { startRedis } from '../helpers/redis';
 import type { RedisServer } from '../helpers/redis';
 
-const clients: RawClient[] = [];
-after(() => {
-  for (const c of clients) c.destroy();
-});
+const clients = clientsOfThisFile();
 
 interface Event {
   type: string;
@@ -45,13 +43,6 @@ function eventsOf(c: RawClient): Event[] {
     .map((f) => JSON.parse(f.body.toString()) as Event);
 }
 
-async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -7,29 +7,15 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RunningServer } from '../../src/server';
 import { startBroker } from '../helpers/broker';
-import { RawClient, header } from '../helpers/raw-client';
+import { until } from '../helpers/until';
+import { RawClient, clientsOfThisFile, connectedAs, header } from '../helpers/raw-client';
 import { startRedisCluster } from '../helpers/redis';
 import type { RedisCluster } from '../helpers/redis';
 
-const clients: RawClient[] = [];
-after(() => {
-  for (const c of clients) c.destroy();
-});
+const clients = clientsOfThisFile();
 
-async function client(port: number, login: string): Promise<RawClient> {
-  const c = await RawClient.tcp(port);
-  clients.push(c);
-  await c.connect({ login });
-  return c;
-}
+const client = (port: number, login: string): Promise<RawClient> => connectedAs(clients, port, login);
 
-async function until(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 function presenceOf(c: RawClient): { kind: string; body: { type: string; userId: string; reason?: string | null; members?: { userId: string }[] } }[] {
   return c.frames
