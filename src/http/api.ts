@@ -17,7 +17,7 @@ import type { SessionRegistry } from '../registry/registry';
 import type { SessionAdmin } from '../session/admin';
 import { FailedAuthLimiter } from './auth';
 import type { AdminVerdict } from './auth';
-import type { QueueStat } from '../broker/queue-backend';
+import type { QueueRefusal, QueueStat } from '../broker/queue-backend';
 import type { Member } from '../presence/presence';
 import { adminRoutes } from './routes/admin';
 import { destinationRoutes } from './routes/destinations';
@@ -37,7 +37,10 @@ export interface MessagePublisher {
   kindOf(destination: string): DestinationKind | undefined;
   readonly destinations: { parseUser(destination: string): UserDestination | undefined };
   createMessage(destination: string, headers: readonly Header[], body: Buffer, senderUserId: string): Message;
-  publish(message: Message): void;
+  /** Whether the queues can take these messages now (MAX_QUEUES, MAX_TOTAL_QUEUE_BYTES; Redis reachable). */
+  admit(messages: readonly Message[]): QueueRefusal | undefined | Promise<QueueRefusal | undefined>;
+  /** A queue publish may settle later (Redis): a refusal then says why it was not stored. */
+  publish(message: Message): void | Promise<QueueRefusal | undefined>;
 }
 
 export interface HttpApiDeps {

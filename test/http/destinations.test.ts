@@ -103,3 +103,20 @@ for (const mode of ['embedded', 'redis'] as const) {
     });
   });
 }
+
+describe('POST /api/publish honours the queue limits like a SEND', { timeout: 30000 }, () => {
+  it('a publish that would create a queue past MAX_QUEUES is refused (503 QUEUE_LIMIT) and stores nothing', async () => {
+    const b = await startBroker({ HTTP_PORT: '0', ADMIN_TOKEN: TOKEN, HEARTBEAT: '0,0', MAX_QUEUES: '1' });
+    try {
+      const api = new ApiClient(b.httpPort!, TOKEN);
+      assert.equal((await api.request('POST', '/api/publish', { destination: '/queue/first', body: 'one' })).status, 200);
+      const refused = await api.request('POST', '/api/publish', { destination: '/queue/second', body: 'two' });
+      assert.equal(refused.status, 503);
+      assert.match(refused.body.message, /^QUEUE_LIMIT: /);
+      const { queues } = await api.ok('/api/queues');
+      assert.deepEqual(queues.map((q: { name: string }) => q.name), ['/queue/first']);
+    } finally {
+      await b.stop();
+    }
+  });
+});

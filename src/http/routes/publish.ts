@@ -87,7 +87,12 @@ export async function publishRoutes(app: FastifyInstance, deps: HttpApiDeps): Pr
         extra.push(['content-type', contentType]);
       }
       const message = deps.publisher.createMessage(destination, extra, body, request.adminId);
-      deps.publisher.publish(message);
+      // As for a SEND: the queue limits first, then the store (with Redis, answered once it holds the message).
+      const refusal = (await deps.publisher.admit([message])) ?? (await deps.publisher.publish(message));
+      if (refusal !== undefined) {
+        request.log.info({ destination, code: refusal.code, by: request.adminId }, 'HTTP publish refused');
+        return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: `${refusal.code}: ${refusal.message}` });
+      }
       request.log.info({ destination, kind, messageId: message.id, bodyBytes: body.length, by: request.adminId }, 'published through the HTTP API');
       return { messageId: message.id, destination, kind, bodyBytes: body.length };
     },
