@@ -318,7 +318,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           publisher: router,
           presence,
           queues: router,
-          authenticate: adminAuthenticator({ adminToken: config.http.adminToken, jwtVerifier, adminRoles: config.http.adminRoles, isOpen: config.http.isOpen }),
+          authenticate: adminAuthenticator({ adminToken: config.http.adminToken, jwtVerifier, adminRoles: config.http.adminRoles, isOpen: config.http.isOpen, revocations }),
           readiness: () => {
             if (isStopping) return { isReady: false, reason: 'shutting down' };
             const health = cluster?.health();

@@ -29,6 +29,9 @@ export function connectRedis(config: RedisConfig, options: ConnectionOptions): R
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     autoResubscribe: true,
+    // A command sent but unanswered when the connection dropped may have run: sending it
+    // again could store a queue message twice. It fails instead; callers reconcile.
+    autoResendUnfulfilledCommands: false,
     lazyConnect: false,
   };
   if (config.clusterNodes !== undefined) {
@@ -38,7 +41,7 @@ export function connectRedis(config: RedisConfig, options: ConnectionOptions): R
       shardedSubscribers: options.isSubscriber === true,
       clusterRetryStrategy: retryStrategy,
       clusterNodeRetryStrategy: retryStrategy,
-      redisOptions: { connectionName: options.name, maxRetriesPerRequest: 1, autoResubscribe: true },
+      redisOptions: { connectionName: options.name, maxRetriesPerRequest: 1, autoResubscribe: true, autoResendUnfulfilledCommands: false },
     };
     return new Cluster(config.clusterNodes, clusterOptions);
   }

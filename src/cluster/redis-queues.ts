@@ -5,7 +5,7 @@
 // the group's pending entries list (PEL) records which instance holds which unacknowledged
 // message, and it survives that instance: a survivor can claim what a dead one held.
 //
-// - SEND: admitted (MAX_QUEUES: the `queues` set), then XADD MAXLEN = MAX_QUEUE_MESSAGES in a
+// - SEND: admitted (MAX_QUEUES: the `queues` set), then XADD, bounded to MAX_QUEUE_MESSAGES undelivered, in a
 //   script that counts what the trim dropped. The RECEIPT waits for both. Redis away: the
 //   SEND is refused (UNAVAILABLE), never accepted and lost.
 // - Reading: an instance reads (one script: given-back entries first, then XREADGROUP,
@@ -61,16 +61,33 @@ if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('SADD', KEYS[1], ARGV[1])
 return 1`;
 
-// KEYS: stream, counts. ARGV: maxLen, payload, group. Returns {dropped, created}.
+// KEYS: stream, counts. ARGV: maxStored, payload, group. Returns {dropped, created}.
+// MAX_QUEUE_MESSAGES bounds what is stored and not yet delivered (the entries after the
+// group's last-delivered id), as in embedded mode: delivered, unacknowledged entries (the
+// group's pending list) are never trimmed away; past the bound the oldest undelivered go.
 const PUBLISH_LUA = `
 local created = 0
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('XGROUP', 'CREATE', KEYS[1], ARGV[3], '0', 'MKSTREAM')
   created = 1
 end
-local before = redis.call('XLEN', KEYS[1])
-redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'm', ARGV[2])
-local dropped = before + 1 - redis.call('XLEN', KEYS[1])
+redis.call('XADD', KEYS[1], '*', 'm', ARGV[2])
+local pending = tonumber(redis.call('XPENDING', KEYS[1], ARGV[3])[1])
+local excess = redis.call('XLEN', KEYS[1]) - pending - tonumber(ARGV[1])
+local dropped = 0
+if excess > 0 then
+  local last = '0-0'
+  for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+    local name, lastId
+    for i = 1, #group, 2 do
+      if group[i] == 'name' then name = group[i + 1] elseif group[i] == 'last-delivered-id' then lastId = group[i + 1] end
+    end
+    if name == ARGV[3] then last = lastId end
+  end
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', excess)) do
+    dropped = dropped + redis.call('XDEL', KEYS[1], entry[1])
+  end
+end
 if dropped > 0 then redis.call('HINCRBY', KEYS[2], 'dropped', dropped) end
 return {dropped, created}`;
 

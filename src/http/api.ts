@@ -113,11 +113,18 @@ export async function startHttpApi(listen: { host: string; port: number }, deps:
   };
 }
 
-/** /api needs an admin; an address that failed too often is turned away before its credential is even looked at. */
+/** The routes any client may call: what an orchestrator's probes and a Prometheus scrape send. */
+const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
+
+/**
+ * Everything but the public routes needs an admin, judged by the route the request matched
+ * (never by the raw URL: `/%61pi/...` is routed to /api/... after decoding). An address that
+ * failed too often is turned away before its credential is even looked at.
+ */
 function guardApi(app: FastifyInstance, deps: HttpApiDeps): void {
   const limiter = new FailedAuthLimiter();
   app.addHook('onRequest', async (request, reply) => {
-    if (!request.url.startsWith('/api/') && request.url !== '/api') return;
+    if (PUBLIC_ROUTES.has(request.routeOptions.url ?? '')) return;
     const address = request.ip;
     const waitMs = limiter.retryAfterMs(address);
     if (waitMs > 0) {

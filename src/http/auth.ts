@@ -6,6 +6,8 @@
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { JwtVerifier } from '../auth/jwt';
+import { isRevoked } from '../auth/revocation';
+import type { RevocationStore } from '../auth/revocation';
 
 export type AdminVerdict =
   | { isAdmin: true; /** Who acted: the JWT's user, or "admin-token". */ adminId: string }
@@ -18,6 +20,8 @@ export interface AdminAuthOptions {
   adminRoles: readonly string[];
   /** Neither credential configured: everyone is admin (the API then listens on loopback only). */
   isOpen: boolean;
+  /** Logouts: an admin's JWT issued before its user was logged out is refused here as at CONNECT. */
+  revocations?: RevocationStore;
 }
 
 const digest = (value: string): Buffer => createHash('sha256').update(value, 'utf8').digest();
@@ -37,6 +41,12 @@ export function adminAuthenticator(options: AdminAuthOptions): (authorization: s
     } catch (error) {
       // The verifier's messages name what is wrong, never the token.
       return { isAdmin: false, statusCode: 401, message: error instanceof Error ? error.message : 'invalid token' };
+    }
+    if (options.revocations !== undefined && principal.tokenIssuedAtMs !== undefined) {
+      const revokedAtMs = await options.revocations.revokedAt(principal.userId);
+      if (revokedAtMs !== undefined && isRevoked(principal.tokenIssuedAtMs, revokedAtMs)) {
+        return { isAdmin: false, statusCode: 401, message: 'this token was revoked (the user was logged out); sign in again for a new one' };
+      }
     }
     if (!principal.roles.some((role) => options.adminRoles.includes(role))) {
       return { isAdmin: false, statusCode: 403, message: `user ${principal.userId} holds none of the admin roles (${options.adminRoles.join(', ')})` };

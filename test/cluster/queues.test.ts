@@ -536,3 +536,41 @@ describe('10,000 messages through 4 consumers on 2 instances, consumers restarti
     }
   });
 });
+
+describe('MAX_QUEUE_MESSAGES with Redis bounds what waits, never what a consumer holds', { timeout: 60000 }, () => {
+  it('delivered, unacknowledged messages survive a full queue and are redelivered when their consumer leaves', async () => {
+    const redis = await startRedis();
+    const env = { REDIS_URL: redis.url, HEARTBEAT: '0,0', MAX_QUEUE_MESSAGES: '5' };
+    const [a, b] = [await startBroker(env), await startBroker(env)];
+    try {
+      const holder = await client(a.tcpPort!, 'holder');
+      await subscribe(holder, '/queue/bounded', { ack: 'client-individual', 'prefetch-count': '5' });
+      const producer = await client(a.tcpPort!, 'bounded-producer');
+      for (let i = 0; i < 5; i++) {
+        producer.sendFrame('SEND', { destination: '/queue/bounded', seq: String(i), receipt: `r${i}` }, `m${i}`);
+        await producer.expect('RECEIPT');
+      }
+      await holder.waitUntil(() => messagesOf(holder).length === 5, 5000, 'five held');
+      for (let i = 5; i < 12; i++) {
+        producer.sendFrame('SEND', { destination: '/queue/bounded', seq: String(i), receipt: `r${i}` }, `m${i}`);
+        await producer.expect('RECEIPT');
+      }
+      // 5 held (not trimmed), 7 waiting: the 2 oldest waiting (5, 6) dropped to keep 5.
+      holder.sendFrame('DISCONNECT', { receipt: 'bye' });
+      await holder.waitUntil(() => holder.frames.some((f) => f.command === 'RECEIPT' && header(f, 'receipt-id') === 'bye'), 5000, 'the DISCONNECT receipt');
+      const taker = await client(b.tcpPort!, 'taker');
+      await subscribe(taker, '/queue/bounded', { ack: 'auto' });
+      await taker.waitUntil(() => messagesOf(taker).length >= 10, 10000, 'ten messages');
+      await taker.expectSilence(300);
+      const seqs = messagesOf(taker).map((m) => Number(header(m, 'seq'))).sort((x, y) => x - y);
+      assert.deepEqual(seqs, [0, 1, 2, 3, 4, 7, 8, 9, 10, 11]);
+      for (const m of messagesOf(taker)) if (Number(header(m, 'seq')) < 5) assert.equal(header(m, 'redelivered'), 'true');
+      const { dropped } = (await a.router.queueStats()).find((q) => q.name === '/queue/bounded') ?? { dropped: -1 };
+      assert.equal(dropped, 2);
+    } finally {
+      await a.stop();
+      await b.stop();
+      await redis.stop();
+    }
+  });
+});

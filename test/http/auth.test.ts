@@ -50,6 +50,15 @@ describe('HTTP API authentication with ADMIN_TOKEN', { timeout: 30000 }, () => {
     assert.equal((await new ApiClient(broker.httpPort!, TOKEN).get('/api/no-such-route')).status, 404);
   });
 
+  it('a percent-encoded path reaches the same route and needs the same credential', async () => {
+    const anonymous = new ApiClient(broker.httpPort!);
+    for (const [method, route] of [['GET', '/%61pi/session/all'], ['GET', '/%61pi/openapi.json'], ['POST', '/%61pi/publish'], ['DELETE', '/%61pi/session/user/alice']] as const) {
+      const response = await anonymous.request(method, route, method === 'POST' ? { destination: '/topic/x', body: 'x' } : undefined);
+      assert.equal(response.status, 401, `${method} ${route}: ${response.text}`);
+    }
+    assert.equal((await new ApiClient(broker.httpPort!, TOKEN).get('/%61pi/session/all')).status, 200, 'it is the /api route');
+  });
+
   it('health, readiness and metrics need no credential', async () => {
     const anonymous = new ApiClient(broker.httpPort!);
     for (const path of ['/healthz', '/readyz', '/metrics']) assert.equal((await anonymous.get(path)).status, 200, path);
@@ -95,6 +104,18 @@ describe('HTTP API authentication with JWTs (AUTH=jwt)', { timeout: 30000 }, () 
     const forgedResponse = await as(forged).get('/api/session/stats');
     assert.equal(forgedResponse.status, 401);
     assert.ok(!forgedResponse.text.includes(forged));
+  });
+
+  it("a logged-out admin's JWT no longer opens the API (as at CONNECT); a new one does", async () => {
+    const oldToken = await mint(SECRET, { sub: 'boss', role: 'ADMIN' });
+    assert.equal((await as(oldToken).get('/api/session/stats')).status, 200);
+    const other = as(await mint(SECRET, { sub: 'root', role: 'ADMIN' }));
+    assert.equal((await other.request('DELETE', '/api/session/user/boss')).status, 200);
+    const refused = await as(oldToken).get('/api/session/stats');
+    assert.equal(refused.status, 401);
+    assert.match(refused.body.message, /revoked/);
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // iat has one-second resolution
+    assert.equal((await as(await mint(SECRET, { sub: 'boss', role: 'ADMIN' })).get('/api/session/stats')).status, 200);
   });
 
   it('roles show in the session API and filter the online users; logout revokes the tokens (TOKEN_REVOKED on reconnect)', async () => {

@@ -115,6 +115,11 @@ describe('POST /api/publish honours the queue limits like a SEND', { timeout: 30
       assert.match(refused.body.message, /^QUEUE_LIMIT: /);
       const { queues } = await api.ok('/api/queues');
       assert.deepEqual(queues.map((q: { name: string }) => q.name), ['/queue/first']);
+      for (const name of ['x-presence', 'X-Dropped', 'redelivered', 'content-type']) {
+        const forged = await api.request('POST', '/api/publish', { destination: '/topic/room.1', body: '{}', headers: { [name]: 'join' } });
+        assert.equal(forged.status, 400, `${name}: ${forged.text}`);
+        assert.match(forged.body.message, new RegExp(`body/headers/${name}`));
+      }
     } finally {
       await b.stop();
     }

@@ -20,7 +20,8 @@ interface PublishBody {
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /** Header names the broker sets or that mean something to it: a publish cannot forge them. */
-const RESERVED_HEADERS = new Set(['destination', 'message-id', 'subscription', 'ack', 'content-length', 'receipt', 'transaction', 'user-id']);
+/** What the broker sets itself (x-presence marks its presence events, x-dropped its drop counts). */
+const RESERVED_HEADERS = new Set(['destination', 'message-id', 'subscription', 'ack', 'content-length', 'receipt', 'transaction', 'user-id', 'redelivered', 'content-type', 'x-presence', 'x-dropped']);
 
 export async function publishRoutes(app: FastifyInstance, deps: HttpApiDeps): Promise<void> {
   const badRequest = (message: string) => ({ statusCode: 400, error: 'Bad Request', message });
