@@ -32,19 +32,35 @@ import { presenceEventHeaders } from '../presence/presence';
 import type { LeaveReason, Member, PresenceEventBody, PresenceStore, RoomMatcher, RoomSnapshot, SessionEntry } from '../presence/presence';
 
 /**
+ * A room's next decision number. A missing counter (a new room, or a Redis that restarted
+ * empty) starts from the clock in microseconds, so numbers never go back below what a
+ * snapshot taken before the restart listed (unless a room made more than a million
+ * decisions a second on average).
+ */
+const NEXT_SEQ_LUA = `
+local function nextSeq(key)
+  if redis.call('EXISTS', key) == 0 then
+    local now = redis.call('TIME')
+    redis.call('SET', key, tonumber(now[1]) * 1000000 + tonumber(now[2]))
+  end
+  return redis.call('INCR', key)
+end
+`;
+
+/**
  * KEYS: sessions, users, members, seq. ARGV: sessionId, userId, entry JSON, member JSON,
  * announce (1/0), publish (1/0), then channel/envelope pairs.
  * Returns the finished envelopes when the user joined (and was announced), else nil.
  */
-const JOIN_LUA = `
+const JOIN_LUA = NEXT_SEQ_LUA + `
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3]) == 0 then return false end
 if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) > 1 then return false end
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])
 if ARGV[5] ~= '1' then return false end
-local seq = redis.call('INCR', KEYS[4])
+local seq = nextSeq(KEYS[4])
 local finished = {}
 for i = 7, #ARGV, 2 do
-  local envelope = ARGV[i + 1] .. seq .. '}'
+  local envelope = ARGV[i + 1] .. string.format('%d', seq) .. '}'
   if ARGV[6] == '1' then redis.call('PUBLISH', ARGV[i], envelope) end
   finished[#finished + 1] = envelope
 end
@@ -52,15 +68,15 @@ return finished
 `;
 
 /** KEYS: sessions, users, members, seq. ARGV: sessionId, userId, publish (1/0), channel/envelope pairs. */
-const LEAVE_LUA = `
+const LEAVE_LUA = NEXT_SEQ_LUA + `
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return false end
 if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) > 0 then return false end
 redis.call('HDEL', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
-local seq = redis.call('INCR', KEYS[4])
+local seq = nextSeq(KEYS[4])
 local finished = {}
 for i = 4, #ARGV, 2 do
-  local envelope = ARGV[i + 1] .. seq .. '}'
+  local envelope = ARGV[i + 1] .. string.format('%d', seq) .. '}'
   if ARGV[3] == '1' then redis.call('PUBLISH', ARGV[i], envelope) end
   finished[#finished + 1] = envelope
 end
@@ -71,12 +87,12 @@ return finished
  * A LEAVE Redis forgot (it restarted empty while the leave could not be decided): told if the
  * user has no session in the room now. KEYS: users, seq. ARGV: userId, publish (1/0), pairs.
  */
-const FORGOTTEN_LEAVE_LUA = `
+const FORGOTTEN_LEAVE_LUA = NEXT_SEQ_LUA + `
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return false end
-local seq = redis.call('INCR', KEYS[2])
+local seq = nextSeq(KEYS[2])
 local finished = {}
 for i = 3, #ARGV, 2 do
-  local envelope = ARGV[i + 1] .. seq .. '}'
+  local envelope = ARGV[i + 1] .. string.format('%d', seq) .. '}'
   if ARGV[2] == '1' then redis.call('PUBLISH', ARGV[i], envelope) end
   finished[#finished + 1] = envelope
 end

@@ -270,4 +270,26 @@ describe('presence across two instances (one redis-server)', { timeout: 60000 },
     await sleep(500);
     for (const w of [watchA, watchB]) assert.equal(eventsOf(w).filter((e) => e.type === 'JOIN' && e.userId === 'stays').length, 1);
   });
+
+  it('a watcher that joined by snapshot keeps getting events after Redis restarted empty (the room numbers never go back)', async () => {
+    const room = '/topic/room.renumbered';
+    const early = [];
+    for (const user of ['u1', 'u2', 'u3', 'u4']) {
+      const c = await client(a.tcpPort!, user);
+      await join(c, room);
+      early.push(c);
+    }
+    const watcher = await client(b.tcpPort!, 'snapshot-watcher');
+    watcher.sendFrame('SUBSCRIBE', { destination: room, id: 'w', 'x-presence-snapshot': 'true', receipt: 'w' });
+    await watcher.waitUntil(() => watcher.frames.some((f) => header(f, 'x-presence') === 'snapshot'), 5000, 'the snapshot');
+    await untilRelayed(redis, room, 2);
+    await redis.kill();
+    await until(() => a.clusterHealth()?.isDegraded === true && b.clusterHealth()?.isDegraded === true, 'both degraded');
+    await redis.restart(); // empty: the room's counter is gone too
+    await until(() => a.clusterHealth()?.isDegraded === false && b.clusterHealth()?.isDegraded === false, 'both healthy again', 10000);
+    await untilRelayed(redis, room, 2);
+    for (const user of ['n1', 'n2', 'n3']) await join(await client(a.tcpPort!, user), room);
+    await until(() => ['n1', 'n2', 'n3'].every((u) => eventsOf(watcher).some((e) => e.type === 'JOIN' && e.userId === u)), 'the new JOINs at the snapshot watcher', 5000);
+    for (const c of early) c.destroy();
+  });
 });
