@@ -498,9 +498,11 @@ export class RedisQueues implements QueueBackend {
   /** NACKed or orphaned messages: another local consumer first, then any instance's. */
   private redeliver(queue: LocalQueue, messages: readonly StreamMessage[], from: Subscription | undefined): void {
     const rest: StreamMessage[] = [];
+    const now = Date.now();
     for (const message of messages) {
       message.isRedelivered = true;
-      if (!this.dispatch(queue, message, from)) rest.push(message);
+      if (message.expiresAtMs !== undefined && message.expiresAtMs <= now) this.expire(queue.name, message); // never delivered once past
+      else if (!this.dispatch(queue, message, from)) rest.push(message);
     }
     this.giveBack(queue.name, rest, true);
   }

@@ -574,3 +574,35 @@ describe('MAX_QUEUE_MESSAGES with Redis bounds what waits, never what a consumer
     }
   });
 });
+
+describe('expiry with Redis also holds for redeliveries', { timeout: 60000 }, () => {
+  it('a message NACKed after its expires time is not delivered again', async () => {
+    const redis = await startRedis();
+    const env = { REDIS_URL: redis.url, HEARTBEAT: '0,0' };
+    const [a, b] = [await startBroker(env), await startBroker(env)];
+    try {
+      const first = await client(a.tcpPort!, 'first');
+      await subscribe(first, '/queue/fleeting', { ack: 'client-individual' });
+      const other = await client(a.tcpPort!, 'other-local');
+      await subscribe(other, '/queue/fleeting', { ack: 'client-individual' });
+      const elsewhere = await client(b.tcpPort!, 'elsewhere');
+      await subscribe(elsewhere, '/queue/fleeting', { ack: 'client-individual' });
+      const producer = await client(a.tcpPort!, 'fleeting-producer');
+      producer.sendFrame('SEND', { destination: '/queue/fleeting', expires: String(Date.now() + 400), receipt: 'r' }, 'soon stale');
+      await producer.expect('RECEIPT');
+      const holders = [first, other, elsewhere];
+      await until(() => holders.some((c) => messagesOf(c).length === 1), 'one consumer to get it');
+      const holder = holders.find((c) => messagesOf(c).length === 1)!;
+      await new Promise((resolve) => setTimeout(resolve, 600)); // past its expires time
+      holder.sendFrame('NACK', { id: header(messagesOf(holder)[0]!, 'ack')!, receipt: 'nacked' });
+      await holder.waitUntil(() => holder.frames.some((f) => f.command === 'RECEIPT' && header(f, 'receipt-id') === 'nacked'), 5000, 'the NACK receipt');
+      await new Promise((resolve) => setTimeout(resolve, 1200)); // a give-back would have been taken by now
+      assert.equal(holders.reduce((n, c) => n + messagesOf(c).length, 0), 1, 'delivered once, never again');
+      await until(async () => ((await a.router.queueStats()).find((q) => q.name === '/queue/fleeting')?.expired ?? 0) === 1, 'counted as expired');
+    } finally {
+      await a.stop();
+      await b.stop();
+      await redis.stop();
+    }
+  });
+});
