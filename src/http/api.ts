@@ -85,7 +85,10 @@ export async function startHttpApi(listen: { host: string; port: number }, deps:
     if (error instanceof InvalidCursorError) return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: `querystring/cursor: ${error.message}` });
     if (error.validation !== undefined || (error.statusCode !== undefined && error.statusCode < 500)) {
       const statusCode = error.statusCode ?? 400;
-      return reply.code(statusCode).send({ statusCode, error: statusCode === 413 ? 'Payload Too Large' : 'Bad Request', message: error.message });
+      // "must NOT have additional properties" names the object, not the field: add it.
+      const extra = error.validation?.[0]?.params?.additionalProperty;
+      const message = typeof extra === 'string' ? `${error.message}: ${extra}` : error.message;
+      return reply.code(statusCode).send({ statusCode, error: statusCode === 413 ? 'Payload Too Large' : 'Bad Request', message });
     }
     // A registry call failing while Redis is away is an outage, not a bug.
     const readiness = deps.readiness();

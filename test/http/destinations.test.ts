@@ -75,6 +75,9 @@ for (const mode of ['embedded', 'redis'] as const) {
       }
       assert.equal((await apis[0]!.get('/api/presence?destination=/topic/lobby')).status, 404);
       assert.equal((await apis[0]!.get('/api/presence')).status, 400);
+      const unknownKey = await apis[0]!.get('/api/presence?destination=/topic/room.7&colour=blue');
+      assert.equal(unknownKey.status, 400);
+      assert.match(unknownKey.body.message, /colour/, 'the 400 names the field');
       assert.equal((await new ApiClient(first.httpPort!, 'wrong-token-0123456789').get('/api/presence?destination=/topic/room.7')).status, 401);
 
       const producer = await client(first, 'producer');
