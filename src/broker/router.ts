@@ -240,11 +240,6 @@ export class Router {
     this.droppedForSlowConsumers += drops;
   }
 
-  /** Route keys of topics and user destinations with local subscribers. */
-  interestKeys(): IterableIterator<string> {
-    return this.topics.keys();
-  }
-
   subscribe(subscription: Subscription): void {
     const kind = this.kindOf(subscription.destination);
     if (kind === 'queue') {

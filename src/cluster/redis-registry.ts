@@ -392,11 +392,6 @@ export class RedisRegistry implements SessionRegistry {
     return { record, ttlSeconds: this.ttlSeconds };
   }
 
-  /** Extend one session's TTL (the HTTP API's refresh); false when unknown. */
-  async refreshOne(sessionId: string): Promise<boolean> {
-    return (await this.redis.expire(this.keys.session(sessionId), this.ttlSeconds)) === 1;
-  }
-
   /**
    * After Redis came back (possibly empty): write this instance's live sessions again. A
    * session another instance took meanwhile is not evicted: re-registration admits all.
