@@ -6,12 +6,12 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CONFIG_DEFAULTS } from '../../src/config';
 import type { RunningServer } from '../../src/server';
 import { startBroker } from '../helpers/broker';
+import { freePort } from '../helpers/free-port';
 
 const ROOT = path.resolve(__dirname, '../../..');
 const read = (file: string): string => fs.readFileSync(path.join(ROOT, file), 'utf8');
@@ -56,16 +56,6 @@ function probe(env: Record<string, string>): { status: number | null; stderr: st
   return { status: result.status, stderr: result.stderr };
 }
 
-async function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 describe('Dockerfile and .dockerignore', () => {
   const steps = instructions(read('Dockerfile'));
@@ -117,7 +107,7 @@ describe('deploy/healthcheck.js, the HEALTHCHECK probe', () => {
   });
 
   it('exits 1 when nothing listens, naming the address', async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const result = probe({ STOMP_PORT: String(port) });
     assert.equal(result.status, 1);
     assert.match(result.stderr, new RegExp(`127\\.0\\.0\\.1:${port}`));
@@ -125,7 +115,7 @@ describe('deploy/healthcheck.js, the HEALTHCHECK probe', () => {
 
   it('probes the WebSocket port when STOMP_PORT is off', async () => {
     assert.equal(probe({ STOMP_PORT: 'off', WS_PORT: String(broker.wsPort) }).status, 0);
-    assert.equal(probe({ STOMP_PORT: 'off', WS_PORT: String(await closedPort()) }).status, 1);
+    assert.equal(probe({ STOMP_PORT: 'off', WS_PORT: String(await freePort()) }).status, 1);
   });
 });
 

@@ -12,6 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after } from 'node:test';
+import { freePort } from './free-port';
 
 export interface RedisServer {
   readonly url: string;
@@ -36,16 +37,9 @@ export interface RedisCluster {
 const READY_TIMEOUT_MS = 10_000;
 
 /** A port that is free now, and (for a cluster node) whose bus port (port + 10000) is too. */
-async function freePort(withBusPort = false): Promise<number> {
+async function portFor(withBusPort: boolean): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const port = await new Promise<number>((resolve, reject) => {
-      const server = net.createServer();
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        const { port: p } = server.address() as net.AddressInfo;
-        server.close(() => resolve(p));
-      });
-    });
+    const port = await freePort();
     if (!withBusPort) return port;
     if (port + 10000 > 65535) continue;
     const isBusFree = await new Promise<boolean>((resolve) => {
@@ -120,7 +114,7 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stompd-redis-'));
   let lastError: unknown;
   for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freePort(options.isClusterNode);
+    const port = await portFor(options.isClusterNode === true);
     const args = [
       '--port', String(port),
       '--bind', '127.0.0.1',
