@@ -37,13 +37,25 @@ import type { LeaveReason, Member, PresenceEventBody, PresenceStore, RoomMatcher
  * snapshot taken before the restart listed (unless a room made more than a million
  * decisions a second on average).
  */
-const NEXT_SEQ_LUA = `
+const ANNOUNCE_LUA = `
 local function nextSeq(key)
   if redis.call('EXISTS', key) == 0 then
     local now = redis.call('TIME')
     redis.call('SET', key, tonumber(now[1]) * 1000000 + tonumber(now[2]))
   end
   return redis.call('INCR', key)
+end
+-- The event under the room's next number: each envelope (ARGV from 'first' on, channel/envelope
+-- pairs) finished with it, published when 'publish' is '1', and all returned.
+local function announce(seqKey, first, publish)
+  local seq = string.format('%d', nextSeq(seqKey))
+  local finished = {}
+  for i = first, #ARGV, 2 do
+    local envelope = ARGV[i + 1] .. seq .. '}'
+    if publish == '1' then redis.call('PUBLISH', ARGV[i], envelope) end
+    finished[#finished + 1] = envelope
+  end
+  return finished
 end
 `;
 
@@ -52,51 +64,30 @@ end
  * announce (1/0), publish (1/0), then channel/envelope pairs.
  * Returns the finished envelopes when the user joined (and was announced), else nil.
  */
-const JOIN_LUA = NEXT_SEQ_LUA + `
+const JOIN_LUA = ANNOUNCE_LUA + `
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3]) == 0 then return false end
 if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) > 1 then return false end
 redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])
 if ARGV[5] ~= '1' then return false end
-local seq = nextSeq(KEYS[4])
-local finished = {}
-for i = 7, #ARGV, 2 do
-  local envelope = ARGV[i + 1] .. string.format('%d', seq) .. '}'
-  if ARGV[6] == '1' then redis.call('PUBLISH', ARGV[i], envelope) end
-  finished[#finished + 1] = envelope
-end
-return finished
+return announce(KEYS[4], 7, ARGV[6])
 `;
 
 /** KEYS: sessions, users, members, seq. ARGV: sessionId, userId, publish (1/0), channel/envelope pairs. */
-const LEAVE_LUA = NEXT_SEQ_LUA + `
+const LEAVE_LUA = ANNOUNCE_LUA + `
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return false end
 if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) > 0 then return false end
 redis.call('HDEL', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
-local seq = nextSeq(KEYS[4])
-local finished = {}
-for i = 4, #ARGV, 2 do
-  local envelope = ARGV[i + 1] .. string.format('%d', seq) .. '}'
-  if ARGV[3] == '1' then redis.call('PUBLISH', ARGV[i], envelope) end
-  finished[#finished + 1] = envelope
-end
-return finished
+return announce(KEYS[4], 4, ARGV[3])
 `;
 
 /**
  * A LEAVE Redis forgot (it restarted empty while the leave could not be decided): told if the
  * user has no session in the room now. KEYS: users, seq. ARGV: userId, publish (1/0), pairs.
  */
-const FORGOTTEN_LEAVE_LUA = NEXT_SEQ_LUA + `
+const FORGOTTEN_LEAVE_LUA = ANNOUNCE_LUA + `
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return false end
-local seq = nextSeq(KEYS[2])
-local finished = {}
-for i = 3, #ARGV, 2 do
-  local envelope = ARGV[i + 1] .. string.format('%d', seq) .. '}'
-  if ARGV[2] == '1' then redis.call('PUBLISH', ARGV[i], envelope) end
-  finished[#finished + 1] = envelope
-end
-return finished
+return announce(KEYS[2], 3, ARGV[2])
 `;
 
 /** KEYS: members, seq. Returns {seq, member JSON...}. */
