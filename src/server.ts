@@ -20,7 +20,7 @@ import type { SessionRegistry } from './registry/registry';
 import { Router } from './broker/router';
 import type { Config } from './config';
 import type { HttpApi } from './http/api';
-import { closeUserSessions, createSessionAdmin } from './session/admin';
+import { closeSessions, createSessionAdmin } from './session/admin';
 import type { SessionAdmin } from './session/admin';
 import { SessionCounters } from './session/counters';
 import { StompError } from './session/errors';
@@ -142,16 +142,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
             session?.kick(code, message, reason);
             return session !== undefined;
           },
-          kickLocalUser: (userId, code, message, reason) => closeUserSessions(open.values(), userId, code, message, reason),
-          closeAllLocal: (code, message, reason) => {
-            let closed = 0;
-            for (const session of [...open.values()]) {
-              if (session.state !== 'connected') continue;
-              session.kick(code, message, reason);
-              closed++;
-            }
-            return closed;
-          },
+          kickLocalUser: (userId, code, message, reason) => closeSessions(open.values(), userId, code, message, reason),
+          closeAllLocal: (code, message, reason) => closeSessions(open.values(), undefined, code, message, reason),
         });
   const registry = options.registry ?? cluster?.registry ?? new MemoryRegistry();
   const revocations = cluster?.revocations ?? new MemoryRevocations(config.revocationTtlSeconds * 1000);

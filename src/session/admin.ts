@@ -41,11 +41,11 @@ export interface SessionAdminDeps {
 const KICK_MESSAGE = 'closed by an administrator';
 const LOGOUT_MESSAGE = 'logged out on every device';
 
-/** Close the user's connected sessions among `sessions` with ERROR `code`; returns how many. */
-export function closeUserSessions(sessions: Iterable<Session>, userId: string, code: StompErrorCode, message: string, reason: DisconnectReason): number {
+/** Close the connected sessions among `sessions` (only `userId`'s when given) with ERROR `code`; returns how many. */
+export function closeSessions(sessions: Iterable<Session>, userId: string | undefined, code: StompErrorCode, message: string, reason: DisconnectReason): number {
   let closed = 0;
   for (const session of [...sessions]) {
-    if (session.state !== 'connected' || session.userId !== userId) continue;
+    if (session.state !== 'connected' || (userId !== undefined && session.userId !== userId)) continue;
     session.kick(code, message, reason);
     closed++;
   }
@@ -75,7 +75,7 @@ export function createSessionAdmin(deps: SessionAdminDeps): SessionAdmin {
       const revokedAtMs = Date.now();
       // Even if the revocation cannot be stored now (Redis away), this instance's sessions go.
       const revoked = deps.revocations.revoke(userId, revokedAtMs).catch(() => undefined);
-      const closedHere = closeUserSessions(deps.localSessions(), userId, 'LOGGED_OUT', LOGOUT_MESSAGE, 'logged-out');
+      const closedHere = closeSessions(deps.localSessions(), userId, 'LOGGED_OUT', LOGOUT_MESSAGE, 'logged-out');
       await revoked;
       if (deps.remote === undefined) return { sessionsClosed: closedHere, instancesReached: 1 };
       const elsewhere = (await deps.registry.sessionsOf(userId).catch(() => [])).filter((r) => r.instanceId !== deps.instanceId).length;
