@@ -22,13 +22,15 @@ import type { StompErrorCode } from '../session/errors';
 import type { DisconnectReason, LifecycleEvents } from '../session/events';
 import type { RoomMatcher } from '../presence/presence';
 import { RedisKeys } from './keys';
-import { InstanceLiveness } from './liveness';
+import { parseControl } from './control';
+import type { ControlCode, ControlMessage } from './control';
+import { InstanceMembership } from './membership';
 import { connectRedis, isCluster, whenReady } from './redis-client';
 import type { RedisConnection } from './redis-client';
 import { RedisPresence } from './redis-presence';
 import { RedisRegistry } from './redis-registry';
 import { RedisRelay } from './redis-relay';
-import type { ControlMessage, RelayStats } from './redis-relay';
+import type { RelayStats } from './redis-relay';
 import { RedisQueues } from './redis-queues';
 import type { RedisQueueCounts } from './redis-queues';
 import { RedisRevocations } from './redis-revocations';
@@ -94,23 +96,31 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
   for (const connection of [commands, subscriber]) connection.on('error', (err: Error) => logger.debug({ err: err.message }, 'redis connection error'));
 
   const registry = new RedisRegistry({ redis: commands, keys, instanceId, sessionTtlSeconds: config.sessionTtlSeconds });
-  // Declared before liveness: the reaper gives a dead instance's queue messages back through it.
+  // Declared before membership: the reaper gives a dead instance's queue messages back through it.
   let queues: RedisQueues | undefined;
-  const liveness = new InstanceLiveness({
+  const onControl = (control: ControlMessage): void => {
+    if (control.type === 'kick') deps.kickLocal(control.sessionId, control.code, control.message, control.code === 'LOGGED_OUT' ? 'logged-out' : 'kicked');
+    else {
+      if (control.revokedAt !== undefined) revocations.remember(control.userId, control.revokedAt);
+      deps.kickLocalUser(control.userId, control.code, control.message, control.code === 'LOGGED_OUT' ? 'logged-out' : 'kicked');
+    }
+  };
+  const membership = new InstanceMembership({
     redis: commands,
     keys,
     instanceId,
     heartbeatMs: config.instanceHeartbeatMs,
     registry,
     logger,
-    onLivenessLost: async (wasReaped) => {
-      if (wasReaped) {
-        // Its sessions were reported lost and their users may have reconnected elsewhere:
-        // keeping them would make duplicates. Clients reconnect.
-        const closed = deps.closeAllLocal('UNAVAILABLE', 'this instance was out of touch with the others and its sessions were taken for lost; reconnect', 'instance-lost');
-        logger.warn({ closed }, 'closed the sessions of this instance that a survivor had reaped');
-      }
-      await registry.reconcile();
+    onFenced: () => {
+      // Its sessions were (or are being) reported lost and their users may have connected
+      // elsewhere: keeping them would make duplicates. Clients reconnect.
+      const closed = deps.closeAllLocal('UNAVAILABLE', 'this instance was out of touch with the others and its sessions were taken for lost; reconnect', 'instance-fenced');
+      logger.warn({ closed }, 'closed the sessions of this instance\'s reaped generation');
+    },
+    onLivenessLost: async (_wasReaped, isNewRedis) => {
+      if (isNewRedis) await registry.rebuild();
+      else await registry.reconcile();
       await presence.repair();
     },
     onSessionLost: (record) => {
@@ -119,8 +129,18 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     },
     onInstanceLost: async (deadId) => {
       await queues?.reapInstance(deadId);
+      await presence.forgetInstance(deadId);
+    },
+    onCommand: (command) => {
+      const control = parseControl(command);
+      if (control === undefined) logger.warn('an invalid inbox command was dropped');
+      else onControl(control);
     },
   });
+  registry.membership = membership;
+  registry.onDisplaced = (sessionId, code, message) => {
+    if (deps.kickLocal(sessionId, code, message, 'kicked')) logger.info({ sessionId, code }, 'closed a session the registry no longer holds');
+  };
   const revocations = new RedisRevocations(commands, keys, deps.revocationTtlSeconds);
   const relay = new RedisRelay({
     publisher: commands,
@@ -129,13 +149,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     instanceId,
     logger,
     deliver: (e) => router.deliverRemote(new Message(e.messageId, e.destination, e.routeKey, e.headers, e.body)),
-    onControl: (control: ControlMessage) => {
-      if (control.type === 'kick') deps.kickLocal(control.sessionId, control.code as StompErrorCode, control.message, 'kicked');
-      else if (control.type === 'kick-user') {
-        if (control.revokedAt !== undefined) revocations.remember(control.userId, control.revokedAt);
-        deps.kickLocalUser(control.userId, control.code as StompErrorCode, control.message, control.code === 'LOGGED_OUT' ? 'logged-out' : 'kicked');
-      }
-    },
+    onControl,
   });
   const presence = new RedisPresence({ redis: commands, keys, instanceId, matcher: deps.presenceRooms, messageIdPrefix: instanceId, logger });
   queues = new RedisQueues({ redis: commands, keys, instanceId, maxQueueMessages: deps.maxQueueMessages, maxQueues: deps.maxQueues, signals: relay, logger });
@@ -154,10 +168,14 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
   const onReady = (): void => {
     if (isStopping) return;
     readyCount++;
-    liveness
+    // Membership first: a generation reaped while Redis was away writes nothing more.
+    membership
       .announce()
-      .then(() => registry.reconcile())
-      .then(() => presence.repair())
+      .then(async () => {
+        if (!membership.isJoined) return;
+        await registry.reconcile();
+        await presence.repair();
+      })
       .then(() => setDegraded(subscriber.status === 'ready' ? undefined : 'Redis subscriber connection down'))
       .catch((err: unknown) => logger.warn({ err }, 'could not restore the registry after a reconnect; retrying on the next one'));
   };
@@ -179,7 +197,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
   } catch (err) {
     logger.warn({ err }, 'Redis not reachable at start: running degraded until it is');
   }
-  await liveness.start().catch(() => undefined); // announce again on 'ready'
+  await membership.start().catch(() => undefined); // announce again on 'ready'
   const refreshMs = Math.min((config.sessionTtlSeconds * 1000) / 3, 30_000);
   const refreshTimer = setInterval(() => {
     registry.refresh().catch(() => undefined);
@@ -202,8 +220,20 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
   pingTimer.unref();
 
   const remote: RemoteSessions = {
-    kickSession: (sessionId, code, message) => relay.publishControl({ type: 'kick', sessionId, code, message }),
-    kickUser: (userId, code, message, revokedAt) => relay.publishControl({ type: 'kick-user', userId, code, message, ...(revokedAt !== undefined ? { revokedAt } : {}) }),
+    // Twice: through the holder's inbox (kept in Redis, read every heart-beat) and over pub/sub (at once).
+    kickSession: async (sessionId, code, message) => {
+      const control: ControlMessage = { type: 'kick', sessionId, code: controlCode(code), message };
+      await registry.tell(sessionId, control.code, message).catch(() => false);
+      return relay.publishControl(control);
+    },
+    kickUser: async (userId, code, message, revokedAt) => {
+      const control: ControlMessage = { type: 'kick-user', userId, code: controlCode(code), message, ...(revokedAt !== undefined ? { revokedAt } : {}) };
+      const holders = await registry.sessionsOf(userId).catch(() => []);
+      for (const holderInstance of new Set(holders.map((r) => r.instanceId))) {
+        if (holderInstance !== instanceId) await registry.pushInbox(holderInstance, control).catch(() => undefined);
+      }
+      return relay.publishControl(control);
+    },
   };
 
   return {
@@ -228,10 +258,14 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       clearInterval(pingTimer);
       await registry.settle(2000);
       await queueBackend.stop(2000); // the closed sessions' unacknowledged messages are given back first
-      await liveness.stop(commands.status === 'ready').catch(() => undefined);
+      await membership.stop(commands.status === 'ready').catch(() => undefined);
       await Promise.allSettled([commands.quit(), subscriber.quit()]);
     },
   };
+}
+
+function controlCode(code: StompErrorCode): ControlCode {
+  return code === 'LOGGED_OUT' || code === 'SESSION_REPLACED' || code === 'UNAVAILABLE' ? code : 'KICKED';
 }
 
 function infoOf(record: SessionRecord) {

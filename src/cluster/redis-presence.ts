@@ -4,7 +4,7 @@
 //   presence:{room}:sessions  hash sessionId → {userId, roles, instanceId, joinedAt}
 //   presence:{room}:users     hash userId → sessions of the user in the room
 //   presence:{room}:members   hash userId → {userId, roles, joinedAt} (the member list)
-//   presence:{room}:seq       the room's last decision number
+//   presence:{room}:seq       the room's last decision number (a day's TTL, renewed by each decision)
 //   presence:session:{sid}:rooms     set: rooms the session is in (what a reaper leaves)
 //   presence:instance:{id}:rooms     set: rooms this instance has sessions in (repair after an outage)
 //
@@ -43,7 +43,10 @@ local function nextSeq(key)
     local now = redis.call('TIME')
     redis.call('SET', key, tonumber(now[1]) * 1000000 + tonumber(now[2]))
   end
-  return redis.call('INCR', key)
+  local seq = redis.call('INCR', key)
+  -- Room names are the clients' choice: a counter nobody uses for a day goes (it restarts from the clock).
+  redis.call('EXPIRE', key, 86400)
+  return seq
 end
 -- The event under the room's next number: each envelope (ARGV from 'first' on, channel/envelope
 -- pairs) finished with it, published when 'publish' is '1', and all returned.
@@ -216,6 +219,11 @@ export class RedisPresence implements PresenceStore {
     }
   }
 
+  /** A reaped instance's list of rooms (its entries in them were left by the reaper, session by session). */
+  async forgetInstance(instanceId: string): Promise<void> {
+    await this.redis.del(this.instanceRoomsKeyOf(instanceId));
+  }
+
   private async joinAs(room: string, entry: SessionEntry, shouldAnnounce: boolean): Promise<void> {
     // The reaper's list first: a crash after it leaves a session listed and not in the room,
     // which a leave ignores; the other order could leave a member nobody can remove.
@@ -275,7 +283,11 @@ export class RedisPresence implements PresenceStore {
   }
 
   private instanceRoomsKey(): string {
-    return `${this.prefix}presence:instance:{${this.options.instanceId}}:rooms`;
+    return this.instanceRoomsKeyOf(this.options.instanceId);
+  }
+
+  private instanceRoomsKeyOf(instanceId: string): string {
+    return `${this.prefix}presence:instance:{${instanceId}}:rooms`;
   }
 
   private script(name: string): ScriptFn {

@@ -23,7 +23,7 @@
 //   other instances for RETAKE_OWN_MS when they have consumers (NACK means "someone else"),
 //   and taken back at once when there is nobody else. A taker checks the PEL owner is still
 //   the giver, so a stale or duplicated list entry is never delivered twice.
-// - Instance death: the reaper (liveness.ts) calls reapInstance(dead): every entry in the
+// - Instance death: the reaper (membership.ts) calls reapInstance(dead): every entry in the
 //   dead instance's PEL of every queue it consumed goes on the redeliver list; the survivors
 //   are signalled and claim them. Bound: the reaping bound (≤ 8 s by default) plus a read.
 // - `expires` (ms since epoch): an expired entry is acked, deleted and counted, never delivered.

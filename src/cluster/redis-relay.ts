@@ -21,15 +21,14 @@ import type { Cluster } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Message } from '../broker/message';
 import type { Relay } from '../broker/relay';
+import { parseControl } from './control';
+import type { ControlMessage } from './control';
 import { decodeEnvelope, encodeEnvelope } from './envelope';
 import type { Envelope } from './envelope';
 import type { RedisKeys } from './keys';
 import { isCluster } from './redis-client';
 import type { RedisConnection } from './redis-client';
 
-export type ControlMessage =
-  | { type: 'kick'; sessionId: string; code: string; message: string }
-  | { type: 'kick-user'; userId: string; code: string; message: string; revokedAt?: number };
 
 export interface RelayStats {
   published: number;
@@ -201,10 +200,14 @@ export class RedisRelay implements Relay {
   }
 
   private onControlBytes(bytes: Buffer): void {
-    let control: ControlMessage & { origin?: string };
+    let control: ReturnType<typeof parseControl>;
     try {
-      control = JSON.parse(bytes.toString()) as ControlMessage & { origin?: string };
+      control = parseControl(JSON.parse(bytes.toString()));
     } catch {
+      control = undefined;
+    }
+    if (control === undefined) {
+      this.options.logger.warn('an invalid control message was dropped');
       return;
     }
     if (control.origin === this.options.instanceId) return; // acted on locally already

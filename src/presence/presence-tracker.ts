@@ -67,6 +67,14 @@ export class PresenceTracker implements Presence {
         this.enqueue(e.session.userId, () => deps.store.leaveRemoteSession(e.session.sessionId, 'instance-lost'));
         return;
       }
+      if (e.reason === 'instance-fenced') {
+        // This instance was reaped: a survivor leaves (or has left) the session's rooms as
+        // `instance-lost`. Leaving the same way here is exactly-once with it (the store's
+        // decision), and the session is no longer local at once, so a repair cannot add it back.
+        this.sessions.delete(e.session.sessionId);
+        this.enqueue(e.session.userId, () => deps.store.leaveRemoteSession(e.session.sessionId, 'instance-lost'));
+        return;
+      }
       this.onSessionEnd(e.session.sessionId, leaveReasonFor(e.reason));
     });
   }

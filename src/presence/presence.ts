@@ -96,6 +96,9 @@ export function leaveReasonFor(reason: DisconnectReason): LeaveReason {
     case 'token-expired':
     case 'instance-lost':
       return reason;
+    // Reaped while alive: the reaper told (or tells) the room `instance-lost`; same reason.
+    case 'instance-fenced':
+      return 'instance-lost';
     // The broker refused a frame with an ERROR and closed: the client's session ended on a
     // protocol error, which for the room is an ended session.
     case 'error-sent':
