@@ -100,11 +100,13 @@ export class RedisRelay implements Relay {
     this.send(this.options.keys.destinationChannel(message.routeKey), bytes);
   }
 
-  setInterest(routeKey: string, isInterested: boolean): void {
+  setInterest(routeKey: string, isInterested: boolean): Promise<void> | void {
     const channel = this.options.keys.destinationChannel(routeKey);
     if (isInterested) {
       this.wanted.add(channel);
-      this.subscribe([channel]).catch((err: unknown) => this.options.logger.debug({ err, channel }, 'subscribe failed; retried when Redis is back'));
+      // Resolves when Redis confirmed the subscription; during an outage, at once (degraded:
+      // pub/sub between instances is at most once, and the channel is subscribed on reconnect).
+      return this.subscribe([channel]).catch((err: unknown) => this.options.logger.debug({ err, channel }, 'subscribe failed; retried when Redis is back'));
     } else {
       this.wanted.delete(channel);
       this.unsubscribe(channel).catch(() => undefined); // gone with the connection anyway
