@@ -118,6 +118,13 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       const closed = deps.closeAllLocal('UNAVAILABLE', 'this instance was out of touch with the others and its sessions were taken for lost; reconnect', 'instance-fenced');
       logger.warn({ closed }, 'closed the sessions of this instance\'s reaped generation');
     },
+    onLeaseLost: () => {
+      let closed = 0;
+      for (const sessionId of registry.limitedSessionIds()) {
+        if (deps.kickLocal(sessionId, 'UNAVAILABLE', 'this instance lost touch with Redis: the session limit cannot be kept; reconnect', 'instance-fenced')) closed++;
+      }
+      if (closed > 0) logger.warn({ closed }, 'closed the sessions under a session limit: the liveness lease ran out');
+    },
     onLivenessLost: async (_wasReaped, isNewRedis) => {
       if (isNewRedis) await registry.rebuild();
       else await registry.reconcile();

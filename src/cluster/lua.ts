@@ -27,20 +27,41 @@ export function luaSource(name: string): string {
   return source;
 }
 
-type Call = (numberOfKeys: number, ...args: (string | number | Buffer)[]) => Promise<unknown>;
+type Call = (...args: (string | number | Buffer)[]) => Promise<unknown>;
 
-/** A script bound to one connection: `run(keys, args)`. */
+/**
+ * A script bound to one connection: `run(keys, args)`. It is defined as an ioredis command
+ * for each number of keys it may be called with (`keyCounts`), at once: ioredis routes and
+ * pipelines a command by its keys on a Cluster only when it knows how many there are, and
+ * an auto-pipeline made before a late definition would not know the command.
+ */
 export class LuaScript {
-  private readonly call: Call;
+  private readonly calls = new Map<number, Call>();
+  private isDefining = true;
 
-  constructor(redis: RedisConnection, readonly name: string) {
-    const command = `stompd_${name.replace(/[^a-z0-9]/gi, '_')}`;
-    const commands = redis as unknown as Record<string, Call | undefined>;
-    if (commands[command] === undefined) redis.defineCommand(command, { lua: luaSource(name) });
-    this.call = (commands[command] as Call).bind(redis);
+  constructor(
+    private readonly redis: RedisConnection,
+    readonly name: string,
+    keyCounts: readonly number[],
+  ) {
+    for (const count of keyCounts) this.callFor(count);
+    this.isDefining = false;
   }
 
   run(keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
-    return this.call(keys.length, ...keys, ...args);
+    return this.callFor(keys.length)(...keys, ...args);
+  }
+
+  private callFor(numberOfKeys: number): Call {
+    let call = this.calls.get(numberOfKeys);
+    if (call === undefined) {
+      if (this.calls.size > 0 && !this.isDefining) throw new Error(`script ${this.name} is not defined for ${numberOfKeys} keys`);
+      const command = `stompd_${this.name.replace(/[^a-z0-9]/gi, '_')}_${numberOfKeys}`;
+      const commands = this.redis as unknown as Record<string, Call | undefined>;
+      if (commands[command] === undefined) this.redis.defineCommand(command, { numberOfKeys, lua: luaSource(this.name) });
+      call = (commands[command] as Call).bind(this.redis);
+      this.calls.set(numberOfKeys, call);
+    }
+    return call;
   }
 }

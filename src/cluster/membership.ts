@@ -50,6 +50,12 @@ export interface MembershipOptions {
   /** This instance's generation was reaped: close every local session now (synchronously). */
   onFenced?(): void;
   /**
+   * No refresh went through for a liveness TTL: others may already take this instance for
+   * dead and admit its users elsewhere. Close the sessions whose policy needs a decision
+   * across instances (synchronously); the rest live on until the instance learns more.
+   */
+  onLeaseLost?(): void;
+  /**
    * The membership holds again after its liveness key was gone: `wasReaped` after a fence
    * and a re-join (the local sessions are closed), otherwise the key expired without a reap
    * or Redis lost its data (the local sessions live on and are registered again).
@@ -58,6 +64,15 @@ export interface MembershipOptions {
   /** A command from this instance's inbox (validated by the caller). */
   onCommand?(command: unknown): void;
   logger: Logger;
+}
+
+/** `promise`, or a rejection after `ms` (the promise itself goes on). */
+function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from Redis within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** How long a claim on a reap lasts unless the reaper extends it. */
@@ -83,13 +98,16 @@ export class InstanceMembership {
   private stateValue: MembershipState = 'joining';
   /** Redis's incarnation as this instance last saw it. */
   private incarnation: string | undefined;
+  /** When (performance.now()) the last refresh that went through was sent: the lease runs a TTL from then. */
+  private renewedAt = performance.now();
+  private isLeaseLost = false;
 
   constructor(options: MembershipOptions) {
     this.options = options;
     this.isSingle = !isCluster(options.redis);
-    this.refreshScript = new LuaScript(options.redis, 'membership-refresh');
-    this.markScript = new LuaScript(options.redis, 'membership-reap-mark');
-    this.finishScript = new LuaScript(options.redis, 'membership-reap-finish');
+    this.refreshScript = new LuaScript(options.redis, 'membership-refresh', [3, 4]);
+    this.markScript = new LuaScript(options.redis, 'membership-reap-mark', [3]);
+    this.finishScript = new LuaScript(options.redis, 'membership-reap-finish', [2, 3]);
   }
 
   get ttlMs(): number {
@@ -138,10 +156,11 @@ export class InstanceMembership {
 
   /** One heart-beat: membership first (nothing is written before it), then the inbox, then the dead. */
   async tick(): Promise<void> {
+    this.checkLease(); // before any await: after a pause, this runs before the sockets are read
     if (this.isTicking) return; // Redis is slow: the previous tick still runs
     this.isTicking = true;
     try {
-      await this.check();
+      await within(this.check(), this.ttlMs); // a black-holed connection must not stop the ticks
       if (this.stateValue === 'joined') {
         await this.drainInbox();
         await this.reapDead();
@@ -179,9 +198,31 @@ export class InstanceMembership {
     const { keys, instanceId } = this.options;
     const keyList = [keys.instance(instanceId), keys.reaped(instanceId), keys.instanceGeneration(instanceId)];
     if (this.isSingle) keyList.push(keys.instances);
+    const sentAt = performance.now();
     const verdict = String(await this.refreshScript.run(keyList, [String(this.generationValue), this.ttlMs, instanceId]));
+    if (verdict !== 'reaped') {
+      this.renewedAt = sentAt;
+      this.isLeaseLost = false;
+    }
     if (!this.isSingle && verdict !== 'reaped') await this.options.redis.sadd(keys.instances, instanceId);
     return verdict;
+  }
+
+  /**
+   * The lease: the liveness key set by a refresh sent at `renewedAt` expires no earlier than
+   * a TTL later, so closing the limited sessions once that much time has passed without a
+   * refresh closes them before any other instance can take this one for dead.
+   */
+  private checkLease(): void {
+    if (this.stateValue !== 'joined' || this.isLeaseLost) return;
+    if (performance.now() - this.renewedAt <= this.ttlMs) return;
+    this.isLeaseLost = true;
+    this.options.logger.warn({ sinceRefreshMs: Math.round(performance.now() - this.renewedAt) }, 'no liveness refresh for a TTL: the sessions under a session limit are closed (UNAVAILABLE) until Redis answers');
+    try {
+      this.options.onLeaseLost?.();
+    } catch (err) {
+      this.options.logger.error({ err }, 'closing the limited sessions after the lease ran out failed');
+    }
   }
 
   /** Whether Redis is still the one this instance knew (read now; true before the first check). */

@@ -156,11 +156,16 @@ export class RedisRegistry implements SessionRegistry {
     this.instanceId = options.instanceId;
     this.ttlSeconds = options.sessionTtlSeconds;
     this.isCluster = isCluster(options.redis);
-    this.bindScript = new LuaScript(this.redis, 'registry-bind');
-    this.registerScript = new LuaScript(this.redis, 'registry-register');
+    this.bindScript = new LuaScript(this.redis, 'registry-bind', [1]);
+    this.registerScript = new LuaScript(this.redis, 'registry-register', [6]);
     this.redis.defineCommand('stompdUnregister', { numberOfKeys: 4, lua: UNREGISTER_SINGLE_LUA });
     this.redis.defineCommand('stompdForgetOnInstance', { numberOfKeys: 2, lua: FORGET_ON_INSTANCE_LUA });
     this.redis.defineCommand('stompdTouch', { numberOfKeys: 1, lua: TOUCH_LUA });
+  }
+
+  /** Local sessions bound under a limit (a decision across instances): what a lost lease closes. */
+  limitedSessionIds(): string[] {
+    return [...this.policies].filter(([, policy]) => Number.isFinite(policy.maxPerUser)).map(([sessionId]) => sessionId);
   }
 
   /** Sessions registered by this instance. */
