@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { RedisConnection } from './redis-client';
 
-/** Where the .lua files are: beside this file in src/, and for the built dist/src/cluster/ in ../../../src/cluster/lua. */
+/** Where the .lua files are: beside this file (the build copies them into dist/src/cluster/lua), or in src/ for a build that did not. */
 function luaDirectory(): string {
   const beside = path.join(__dirname, 'lua');
   if (fs.existsSync(beside)) return beside;
