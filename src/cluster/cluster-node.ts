@@ -27,6 +27,7 @@ import type { ControlCode, ControlMessage } from './control';
 import { InstanceMembership } from './membership';
 import { connectRedis, isCluster, whenReady } from './redis-client';
 import type { RedisConnection } from './redis-client';
+import { PresenceSequencer } from './presence-sequencer';
 import { RedisPresence } from './redis-presence';
 import { RedisRegistry } from './redis-registry';
 import { RedisRelay } from './redis-relay';
@@ -155,10 +156,17 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     keys,
     instanceId,
     logger,
-    deliver: (e) => router.deliverRemote(new Message(e.messageId, e.destination, e.routeKey, e.headers, e.body)),
+    deliver: (e) => sequencer.onEnvelope(e),
     onControl,
+    onResubscribed: () => sequencer.resyncAll(),
   });
   const presence = new RedisPresence({ redis: commands, keys, instanceId, matcher: deps.presenceRooms, messageIdPrefix: instanceId, logger });
+  // Declared after the relay that calls it (it only runs once messages arrive).
+  const sequencer: PresenceSequencer = new PresenceSequencer({
+    recentEvents: (destination) => presence.recentEvents(destination),
+    deliver: (e) => router.deliverRemote(new Message(e.messageId, e.destination, e.routeKey, e.headers, e.body)),
+    logger,
+  });
   queues = new RedisQueues({ redis: commands, keys, instanceId, maxQueueMessages: deps.maxQueueMessages, maxQueues: deps.maxQueues, signals: relay, logger });
   const queueBackend = queues;
 
@@ -196,7 +204,13 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     if (commands.status === 'ready' && degradedReason === 'Redis subscriber connection down') setDegraded(undefined);
   });
 
-  router.attachRelay(relay);
+  router.attachRelay({
+    publish: (message) => relay.publish(message),
+    setInterest: (routeKey, isInterested) => {
+      if (!isInterested) sequencer.forget(routeKey);
+      return relay.setInterest(routeKey, isInterested);
+    },
+  });
   router.attachQueueBackend(queueBackend);
   try {
     await Promise.all([whenReady(commands, START_WAIT_MS), whenReady(subscriber, START_WAIT_MS)]);

@@ -4,7 +4,8 @@
 //   presence:{room}:sessions  hash sessionId → {userId, roles, instanceId, joinedAt}
 //   presence:{room}:users     hash userId → sessions of the user in the room
 //   presence:{room}:members   hash userId → {userId, roles, joinedAt} (the member list)
-//   presence:{room}:seq       the room's last decision number (a day's TTL, renewed by each decision)
+//   presence:{room}:seq       the room's last decision number (TTL 5 min, renewed by each decision)
+//   presence:{room}:log:1|2   the room's (1) and companion's (2) recent events (128, TTL 60 s)
 //   presence:session:{sid}:rooms     set: rooms the session is in (what a reaper leaves)
 //   presence:instance:{id}:rooms     set: rooms this instance has sessions in (repair after an outage)
 //
@@ -31,6 +32,12 @@ import type { RedisConnection } from './redis-client';
 import { presenceEventHeaders } from '../presence/presence';
 import type { LeaveReason, Member, PresenceEventBody, PresenceStore, RoomMatcher, RoomSnapshot, SessionEntry } from '../presence/presence';
 
+/** How long a room's counter outlives its last decision. */
+const SEQ_TTL_SECONDS = 300;
+/** A destination's recent-events log: how many events, for how long after the last. */
+export const LOG_LENGTH = 128;
+const LOG_TTL_SECONDS = 60;
+
 /**
  * A room's next decision number. A missing counter (a new room, or a Redis that restarted
  * empty) starts from the clock in microseconds, so numbers never go back below what a
@@ -44,19 +51,28 @@ local function nextSeq(key)
     redis.call('SET', key, tonumber(now[1]) * 1000000 + tonumber(now[2]))
   end
   local seq = redis.call('INCR', key)
-  -- Room names are the clients' choice: a counter nobody uses for a day goes (it restarts from the clock).
-  redis.call('EXPIRE', key, 86400)
+  -- Room names are the clients' choice: a counter unused for a while goes (it restarts from
+  -- the clock, above any number it gave).
+  redis.call('EXPIRE', key, ${SEQ_TTL_SECONDS})
   return seq
 end
 -- The event under the room's next number: each envelope (ARGV from 'first' on, channel/envelope
 -- pairs) finished with it, published when 'publish' is '1', and all returned.
+-- Each finished envelope is also kept in the destination's recent-events log
+-- (presence:{room}:log:1 for the room, :log:2 for its companion; same slot), so an instance
+-- whose pub/sub missed it fills the gap (presence-sequencer.ts).
 local function announce(seqKey, first, publish)
   local seq = string.format('%d', nextSeq(seqKey))
+  local logBase = string.sub(seqKey, 1, -4) .. 'log:'
   local finished = {}
   for i = first, #ARGV, 2 do
     local envelope = ARGV[i + 1] .. seq .. '}'
     if publish == '1' then redis.call('PUBLISH', ARGV[i], envelope) end
     finished[#finished + 1] = envelope
+    local log = logBase .. #finished
+    redis.call('RPUSH', log, envelope)
+    redis.call('LTRIM', log, -${LOG_LENGTH}, -1)
+    redis.call('EXPIRE', log, ${LOG_TTL_SECONDS})
   end
   return finished
 end
@@ -217,6 +233,14 @@ export class RedisPresence implements PresenceStore {
       );
       await this.publishFinished(room, envelopes);
     }
+  }
+
+  /** The recent JOIN/LEAVE envelopes on `destination` (a room or a companion), oldest first. */
+  async recentEvents(destination: string): Promise<Buffer[]> {
+    const room = this.options.matcher.roomOfCompanion(destination);
+    const [, , , seq] = this.roomKeys(room ?? destination);
+    const log = `${seq.slice(0, -3)}log:${room === undefined ? 1 : 2}`;
+    return this.redis.lrangeBuffer(log, 0, -1);
   }
 
   /** A reaped instance's list of rooms (its entries in them were left by the reaper, session by session). */

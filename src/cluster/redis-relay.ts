@@ -51,6 +51,8 @@ export interface RedisRelayOptions {
   deliver(envelope: Envelope): void;
   /** A control message from another instance. */
   onControl(control: ControlMessage): void;
+  /** After a reconnect, once every wanted channel is subscribed again (what was published meanwhile is lost). */
+  onResubscribed?(): void;
   logger: Logger;
 }
 
@@ -234,6 +236,9 @@ export class RedisRelay implements Relay {
   /** After a reconnect: subscribe to every wanted channel again (idempotent where ioredis already did). */
   private resubscribe(): void {
     if (this.wanted.size === 0) return;
-    this.subscribe([...this.wanted]).catch((err: unknown) => this.options.logger.debug({ err }, 'resubscribe failed; retried on the next reconnect'));
+    this.subscribe([...this.wanted]).then(
+      () => this.options.onResubscribed?.(),
+      (err: unknown) => this.options.logger.debug({ err }, 'resubscribe failed; retried on the next reconnect'),
+    );
   }
 }

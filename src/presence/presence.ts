@@ -131,6 +131,13 @@ export class RoomMatcher {
   companionOf(room: string): string | undefined {
     return this.companionSuffix === undefined ? undefined : room + this.companionSuffix;
   }
+
+  /** The room whose companion `destination` is, if it is one. */
+  roomOfCompanion(destination: string): string | undefined {
+    if (this.companionSuffix === undefined || !destination.endsWith(this.companionSuffix)) return undefined;
+    const room = destination.slice(0, -this.companionSuffix.length);
+    return this.isRoom(room) ? room : undefined;
+  }
 }
 
 /** The MESSAGE a JOIN or LEAVE is, on `destination` (the room or its companion). */

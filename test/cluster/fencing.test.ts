@@ -155,6 +155,43 @@ describe('membership under faults (processes on one redis-server)', { timeout: 1
     }
   });
 
+  it('presence events missed while the watcher\'s pub/sub connection was down arrive after it reconnects: in order, once each', async () => {
+    const env = { PRESENCE_DESTINATIONS: '/topic/room.*', REDIS_PREFIX: 'f5:' };
+    const [a, b] = await Promise.all([broker(env), broker(env)]);
+    const watcher = await client(a.tcpPort, 'watcher');
+    await subscribe(watcher, '/topic/room.9', 'w');
+    const killSubscriber = (): void => {
+      for (const line of redis.cli('client', 'list').split('\n')) {
+        if (line.includes(` name=stompd:${a.instanceId}:sub `)) redis.cli('client', 'kill', 'id', /id=(\d+)/.exec(line)![1]!);
+      }
+    };
+    let isCutting = true;
+    const cutting = (async () => {
+      while (isCutting) {
+        killSubscriber();
+        await sleep(5);
+      }
+    })();
+    try {
+      await sleep(100);
+      const visitor = await client(b.tcpPort, 'visitor');
+      await subscribe(visitor, '/topic/room.9', 'v');
+      visitor.sendFrame('DISCONNECT', { receipt: 'bye' });
+      await visitor.expect('RECEIPT');
+      await sleep(300);
+    } finally {
+      isCutting = false;
+      await cutting;
+    }
+    const seen: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const e = await presenceEvent(watcher);
+      seen.push(`${e.type} ${e.userId}`);
+    }
+    assert.deepEqual(seen, ['JOIN visitor', 'LEAVE visitor']);
+    await assert.rejects(presenceEvent(watcher, 1500), /timed out/, 'no event twice');
+  });
+
   it('a SUBSCRIBE RECEIPT means the relay subscription is in place: a message sent elsewhere right after it arrives', async () => {
     const env = { REDIS_PREFIX: 'f4:' };
     const [a, b] = await Promise.all([broker(env), broker(env)]);
