@@ -177,7 +177,7 @@ describe('membership under faults (processes on one redis-server)', { timeout: 1
       const visitor = await client(b.tcpPort, 'visitor');
       await subscribe(visitor, '/topic/room.9', 'v');
       visitor.sendFrame('DISCONNECT', { receipt: 'bye' });
-      await visitor.expect('RECEIPT');
+      while ((await visitor.next()).command !== 'RECEIPT'); // its own JOIN may come first
       await sleep(300);
     } finally {
       isCutting = false;
