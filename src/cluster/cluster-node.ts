@@ -279,6 +279,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       clearInterval(pingTimer);
       await registry.settle(2000);
       await queueBackend.stop(2000); // the closed sessions' unacknowledged messages are given back first
+      if (commands.status === 'ready') await presence.forgetInstance(instanceId).catch(() => undefined);
       await membership.stop(commands.status === 'ready').catch(() => undefined);
       await Promise.allSettled([commands.quit(), subscriber.quit()]);
     },

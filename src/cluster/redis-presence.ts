@@ -4,7 +4,7 @@
 //   presence:{room}:sessions  hash sessionId → {userId, roles, instanceId, joinedAt}
 //   presence:{room}:users     hash userId → sessions of the user in the room
 //   presence:{room}:members   hash userId → {userId, roles, joinedAt} (the member list)
-//   presence:{room}:seq       the room's last decision number (TTL 5 min, renewed by each decision)
+//   presence:{room}:seq       the room's last decision number (TTL 60 s, renewed by each decision)
 //   presence:{room}:log:1|2   the room's (1) and companion's (2) recent events (128, TTL 60 s)
 //   presence:session:{sid}:rooms     set: rooms the session is in (what a reaper leaves)
 //   presence:instance:{id}:rooms     set: rooms this instance has sessions in (repair after an outage)
@@ -33,7 +33,7 @@ import { presenceEventHeaders } from '../presence/presence';
 import type { LeaveReason, Member, PresenceEventBody, PresenceStore, RoomMatcher, RoomSnapshot, SessionEntry } from '../presence/presence';
 
 /** How long a room's counter outlives its last decision. */
-const SEQ_TTL_SECONDS = 300;
+const SEQ_TTL_SECONDS = 60;
 /** A destination's recent-events log: how many events, for how long after the last. */
 export const LOG_LENGTH = 128;
 const LOG_TTL_SECONDS = 60;
@@ -144,6 +144,8 @@ export class RedisPresence implements PresenceStore {
   private messageSeq = 0;
   /** `sessionId\nroom` whose JOIN went through (was announced). */
   private readonly announced = new Set<string>();
+  /** room → how many of this instance's sessions are announced in it: at 0 the room leaves this instance's list. */
+  private readonly localCounts = new Map<string, number>();
   /** `sessionId\nroom` whose leave failed → who left and why, told when repaired. */
   private readonly failedLeaves = new Map<string, { room: string; entry: SessionEntry; reason: LeaveReason }>();
 
@@ -170,9 +172,10 @@ export class RedisPresence implements PresenceStore {
         entry.sessionId, entry.userId, this.isSharded ? '0' : '1',
         ...this.eventArgs(room, { type: 'LEAVE', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason, at: Date.now() }),
       );
-      this.announced.delete(key);
+      const wasLocal = this.announced.delete(key);
       this.failedLeaves.delete(key);
       await this.publishFinished(room, envelopes);
+      if (wasLocal) await this.countLocal(room, -1);
       await this.redis.srem(this.sessionRoomsKey(entry.sessionId), room);
     } catch (err) {
       this.failedLeaves.set(key, { room, entry, reason });
@@ -235,6 +238,17 @@ export class RedisPresence implements PresenceStore {
     }
   }
 
+  /** Keep this instance's list of rooms to the rooms it has sessions in (room names are unbounded). */
+  private async countLocal(room: string, delta: number): Promise<void> {
+    const count = (this.localCounts.get(room) ?? 0) + delta;
+    if (count > 0) {
+      this.localCounts.set(room, count);
+      return;
+    }
+    this.localCounts.delete(room);
+    await this.redis.srem(this.instanceRoomsKey(), room);
+  }
+
   /** The recent JOIN/LEAVE envelopes on `destination` (a room or a companion), oldest first. */
   async recentEvents(destination: string): Promise<Buffer[]> {
     const room = this.options.matcher.roomOfCompanion(destination);
@@ -260,7 +274,11 @@ export class RedisPresence implements PresenceStore {
       entry.sessionId, entry.userId, JSON.stringify(stored), JSON.stringify(member), shouldAnnounce ? '1' : '0', this.isSharded ? '0' : '1',
       ...this.eventArgs(room, { type: 'JOIN', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason: null, at: Date.now() }),
     );
-    this.announced.add(`${entry.sessionId}\n${room}`);
+    const key = `${entry.sessionId}\n${room}`;
+    if (!this.announced.has(key)) {
+      this.announced.add(key);
+      await this.countLocal(room, 1);
+    }
     await this.publishFinished(room, envelopes);
   }
 
