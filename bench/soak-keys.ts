@@ -112,10 +112,13 @@ async function main(): Promise<void> {
   }, options.restartEveryMs);
   const worker = async (w: number): Promise<void> => {
     while (nextRoom < options.rooms) {
+      const target = instances[(sessions + w) % instances.length]!;
+      if (target.exit !== undefined || target.tcpPort === undefined) {
+        await new Promise((resolve) => setTimeout(resolve, 50)); // being restarted
+        continue;
+      }
       const rooms: string[] = [];
       for (let i = 0; i < options.roomsPerSession && nextRoom < options.rooms; i++) rooms.push(`/topic/room.soak-${nextRoom++}`);
-      const target = instances[(sessions + w) % instances.length]!;
-      if (target.exit !== undefined || target.tcpPort === undefined) continue;
       try {
         await session(target.tcpPort, `user-${w}-${sessions}`, rooms);
         sessions++;

@@ -137,7 +137,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     },
     onInstanceLost: async (deadId) => {
       await queues?.reapInstance(deadId);
-      await presence.forgetInstance(deadId);
+      await presence.reapInstance(deadId);
     },
     onCommand: (command) => {
       const control = parseControl(command);
@@ -279,7 +279,8 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       clearInterval(pingTimer);
       await registry.settle(2000);
       await queueBackend.stop(2000); // the closed sessions' unacknowledged messages are given back first
-      if (commands.status === 'ready') await presence.forgetInstance(instanceId).catch(() => undefined);
+      // Whatever leave the closing sessions left undone is told now (exactly once with theirs).
+      if (commands.status === 'ready') await presence.reapInstance(instanceId).catch(() => undefined);
       await membership.stop(commands.status === 'ready').catch(() => undefined);
       await Promise.allSettled([commands.quit(), subscriber.quit()]);
     },

@@ -101,6 +101,9 @@ export class InstanceMembership {
   /** When (performance.now()) the last refresh that went through was sent: the lease runs a TTL from then. */
   private renewedAt = performance.now();
   private isLeaseLost = false;
+  /** When (performance.now()) the connection to Redis was last (re)made: the others get a TTL from then. */
+  private connectedAt = -Infinity;
+  private hasJoined = false;
 
   constructor(options: MembershipOptions) {
     this.options = options;
@@ -141,7 +144,18 @@ export class InstanceMembership {
 
   /** The same check as every tick: after a reconnect, before anything else is written. */
   async announce(): Promise<void> {
+    if (this.hasJoined) this.connectedAt = performance.now(); // a reconnect, not the first join
     await this.check();
+  }
+
+  /**
+   * Whether others may be judged dead now. Just after this instance's connection came back
+   * (Redis restarted, or this instance was cut off), the others' liveness keys may have
+   * expired across the gap while they are alive and reconnecting too: they get a TTL to
+   * refresh before anyone reaps them or drops their sessions.
+   */
+  get mayJudgeOthers(): boolean {
+    return performance.now() - this.connectedAt > this.ttlMs;
   }
 
   /** Stop refreshing; with `forget`, remove this instance's keys (a graceful stop). */
@@ -186,6 +200,7 @@ export class InstanceMembership {
     }
     const wasJoining = this.stateValue === 'joining';
     this.stateValue = 'joined';
+    this.hasJoined = true;
     const isNewRedis = await this.checkIncarnation();
     if (wasJoining) return;
     if (verdict === 'renewed' || isNewRedis) {
@@ -305,6 +320,7 @@ export class InstanceMembership {
   async reapDead(): Promise<number> {
     const { redis, keys, instanceId } = this.options;
     let reported = 0;
+    if (!this.mayJudgeOthers) return 0;
     for (const other of await redis.smembers(keys.instances)) {
       if (other === instanceId) continue;
       if ((await redis.exists(keys.instance(other))) === 1) continue;

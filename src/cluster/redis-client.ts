@@ -30,7 +30,7 @@ export function connectRedis(config: RedisConfig, options: ConnectionOptions): R
   const common: RedisOptions = {
     connectionName: options.name,
     enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
+    maxRetriesPerRequest: 0,
     autoResubscribe: true,
     // A command sent but unanswered when the connection dropped may have run: sending it
     // again could store a queue message twice. It fails instead; callers reconcile.
@@ -47,7 +47,7 @@ export function connectRedis(config: RedisConfig, options: ConnectionOptions): R
       shardedSubscribers: options.isSubscriber === true,
       clusterRetryStrategy: retryStrategy,
       clusterNodeRetryStrategy: retryStrategy,
-      redisOptions: { connectionName: options.name, maxRetriesPerRequest: 1, autoResubscribe: true, autoResendUnfulfilledCommands: false, commandTimeout: COMMAND_TIMEOUT_MS },
+      redisOptions: { connectionName: options.name, maxRetriesPerRequest: 0, autoResubscribe: true, autoResendUnfulfilledCommands: false, commandTimeout: COMMAND_TIMEOUT_MS },
     };
     return new Cluster(config.clusterNodes, clusterOptions);
   }

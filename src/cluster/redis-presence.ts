@@ -125,6 +125,17 @@ interface StoredEntry {
   joinedAt: number;
 }
 
+/** A room entry as another instance wrote it, checked like input (undefined when malformed). */
+function parseStoredEntry(json: string): StoredEntry | undefined {
+  try {
+    const v = JSON.parse(json) as Record<string, unknown>;
+    if (typeof v.userId !== 'string' || typeof v.instanceId !== 'string' || typeof v.joinedAt !== 'number' || !Array.isArray(v.roles)) return undefined;
+    return { userId: v.userId, instanceId: v.instanceId, joinedAt: v.joinedAt, roles: v.roles.filter((r): r is string => typeof r === 'string') };
+  } catch {
+    return undefined;
+  }
+}
+
 export interface RedisPresenceOptions {
   redis: RedisConnection;
   keys: RedisKeys;
@@ -176,22 +187,37 @@ export class RedisPresence implements PresenceStore {
       this.failedLeaves.delete(key);
       await this.publishFinished(room, envelopes);
       if (wasLocal) await this.countLocal(room, -1);
-      await this.redis.srem(this.sessionRoomsKey(entry.sessionId), room);
     } catch (err) {
       this.failedLeaves.set(key, { room, entry, reason });
       throw err;
     }
   }
 
-  async leaveRemoteSession(sessionId: string, reason: LeaveReason): Promise<void> {
-    const roomsKey = this.sessionRoomsKey(sessionId);
+  /**
+   * A reaped instance's members leave every room it had sessions in, as `instance-lost`: the
+   * rooms come from its list, the sessions from each room's entries (not from the registry,
+   * which a session may have left just before the crash while its leaves were still under
+   * way). Each leave is exactly-once with any other (the script's HDEL), so racing reapers,
+   * or the fenced instance's own leaves, tell each LEAVE once.
+   */
+  async reapInstance(instanceId: string): Promise<number> {
+    const roomsKey = this.instanceRoomsKeyOf(instanceId);
+    let left = 0;
     for (const room of await this.redis.smembers(roomsKey)) {
-      const stored = await this.redis.hget(this.roomKeys(room)[0], sessionId);
-      if (stored === null) continue;
-      const entry = JSON.parse(stored) as StoredEntry;
-      await this.leave(room, { sessionId, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, reason);
+      let cursor = '0';
+      do {
+        const [next, flat] = await this.redis.hscan(this.roomKeys(room)[0], cursor, 'COUNT', 500);
+        cursor = next;
+        for (let i = 0; i + 1 < flat.length; i += 2) {
+          const entry = parseStoredEntry(flat[i + 1]!);
+          if (entry === undefined || entry.instanceId !== instanceId) continue;
+          await this.leave(room, { sessionId: flat[i]!, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, 'instance-lost');
+          left++;
+        }
+      } while (cursor !== '0');
     }
     await this.redis.del(roomsKey);
+    return left;
   }
 
   async snapshot(room: string): Promise<RoomSnapshot> {
@@ -257,15 +283,9 @@ export class RedisPresence implements PresenceStore {
     return this.redis.lrangeBuffer(log, 0, -1);
   }
 
-  /** A reaped instance's list of rooms (its entries in them were left by the reaper, session by session). */
-  async forgetInstance(instanceId: string): Promise<void> {
-    await this.redis.del(this.instanceRoomsKeyOf(instanceId));
-  }
-
   private async joinAs(room: string, entry: SessionEntry, shouldAnnounce: boolean): Promise<void> {
-    // The reaper's list first: a crash after it leaves a session listed and not in the room,
-    // which a leave ignores; the other order could leave a member nobody can remove.
-    await this.redis.sadd(this.sessionRoomsKey(entry.sessionId), room);
+    // The reaper's list first: a crash after it leaves a room listed with no entry of this
+    // instance, which the reaper skips; the other order could leave a member nobody removes.
     await this.redis.sadd(this.instanceRoomsKey(), room);
     const stored: StoredEntry = { userId: entry.userId, roles: [...entry.roles], instanceId: this.options.instanceId, joinedAt: entry.joinedAt };
     const member: Member = { userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt };
@@ -318,10 +338,6 @@ export class RedisPresence implements PresenceStore {
   private roomKeys(room: string): [string, string, string, string] {
     const base = `${this.prefix}presence:{${room}}`;
     return [`${base}:sessions`, `${base}:users`, `${base}:members`, `${base}:seq`];
-  }
-
-  private sessionRoomsKey(sessionId: string): string {
-    return `${this.prefix}presence:session:{${sessionId}}:rooms`;
   }
 
   private instanceRoomsKey(): string {

@@ -118,6 +118,11 @@ export interface RegistryMembership {
   readonly isJoined: boolean;
   /** The liveness key and the generation it must hold for a write to be accepted. */
   readonly fence: { key: string; generation: string };
+  /**
+   * Whether another instance may be taken for dead now: not just after this instance's Redis
+   * connection came back, before the others had a TTL to refresh their liveness keys.
+   */
+  readonly mayJudgeOthers: boolean;
   /** Whether Redis is still the one this instance knew (false: it lost its data; membership rebuilds). */
   isSameRedis(): Promise<boolean>;
 }
@@ -186,7 +191,7 @@ export class RedisRegistry implements SessionRegistry {
       reply = await attempt();
       // Refused: a holder's instance may have died a moment ago (its liveness key has not
       // expired yet). If so, the user must not wait for the TTL: decide again without it.
-      if (reply[0] !== 1 && (await this.forgetVanishedInstances(reply.slice(1) as string[]))) reply = await attempt();
+      if (reply[0] !== 1 && this.membership?.mayJudgeOthers !== false && (await this.forgetVanishedInstances(reply.slice(1) as string[]))) reply = await attempt();
     } catch (error) {
       if (max >= 0) throw new RegistryUnavailableError(error);
       this.local.set(record.sessionId, record);
@@ -459,7 +464,7 @@ export class RedisRegistry implements SessionRegistry {
       [keys.user(record.userId), keys.session(record.sessionId), keys.allSessions, keys.instanceSessions(record.instanceId), keys.instanceUsers(record.instanceId), fence?.key ?? keys.instance(record.instanceId)],
       [
         record.sessionId, record.connectedAt, max, mode, this.ttlSeconds, keys.sessionPrefix, keys.instancePrefix, fence?.generation ?? '',
-        DEAD_HOLDER_TEXT, REPLACED_TEXT, INBOX_TTL_SECONDS,
+        DEAD_HOLDER_TEXT, REPLACED_TEXT, INBOX_TTL_SECONDS, this.membership?.mayJudgeOthers === false ? '0' : '1',
         ...recordFields(record),
       ],
     );
@@ -470,7 +475,7 @@ export class RedisRegistry implements SessionRegistry {
     const sessionKey = keys.session(record.sessionId);
     const isNew = (await redis.sadd(keys.instanceSessions(record.instanceId), record.sessionId)) === 1;
     await redis.multi().hset(sessionKey, ...recordFields(record)).expire(sessionKey, this.ttlSeconds).exec();
-    const dead = max < 0 ? [] : await this.deadHolders(record.userId);
+    const dead = max < 0 || this.membership?.mayJudgeOthers === false ? [] : await this.deadHolders(record.userId);
     const reply = await this.bindScript.run([keys.user(record.userId)], [record.sessionId, record.connectedAt, max, mode, ...dead]);
     if ((reply as unknown[])[0] === 1) {
       await Promise.all([redis.sadd(keys.allSessions, record.sessionId), isNew ? redis.hincrby(keys.instanceUsers(record.instanceId), record.userId, 1) : Promise.resolve(0)]);

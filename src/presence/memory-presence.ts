@@ -58,7 +58,9 @@ export class MemoryPresenceStore implements PresenceStore {
   }
 
   /** One instance: every session is local and leaves room by room. */
-  async leaveRemoteSession(): Promise<void> {}
+  async reapInstance(): Promise<number> {
+    return 0;
+  }
 
   async snapshot(roomName: string): Promise<RoomSnapshot> {
     const room = this.rooms.get(roomName);

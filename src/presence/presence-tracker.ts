@@ -62,19 +62,12 @@ export class PresenceTracker implements Presence {
     deps.events.on('subscribe', (e) => this.onSubscribe(e));
     deps.events.on('unsubscribe', (e) => this.onUnsubscribe(e));
     deps.events.on('disconnect', (e) => {
-      if (e.reason === 'instance-lost') {
-        // Reported by this instance's reaper for a session that lived on a dead one.
-        this.enqueue(e.session.userId, () => deps.store.leaveRemoteSession(e.session.sessionId, 'instance-lost'));
-        return;
-      }
-      if (e.reason === 'instance-fenced') {
-        // This instance was reaped: a survivor leaves (or has left) the session's rooms as
-        // `instance-lost`. Leaving the same way here is exactly-once with it (the store's
-        // decision), and the session is no longer local at once, so a repair cannot add it back.
-        this.sessions.delete(e.session.sessionId);
-        this.enqueue(e.session.userId, () => deps.store.leaveRemoteSession(e.session.sessionId, 'instance-lost'));
-        return;
-      }
+      // Reported by this instance's reaper for a session that lived on a dead one: the
+      // reaper leaves the dead instance's rooms itself (PresenceStore's reaping).
+      if (e.reason === 'instance-lost') return;
+      // A session of this instance, which was reaped (instance-fenced): its leaves are told as
+      // `instance-lost`, exactly once with the reaper's (the store decides), and it stops being
+      // local at once, so a repair cannot add it back.
       this.onSessionEnd(e.session.sessionId, leaveReasonFor(e.reason));
     });
   }

@@ -73,10 +73,11 @@ export interface PresenceStore {
   /** The session left `room` (idempotent: a session not in it is no event). */
   leave(room: string, entry: SessionEntry, reason: LeaveReason): Promise<void>;
   /**
-   * A session that lived elsewhere is gone (its instance died, a survivor reaped it): leave
-   * every room it was in. Sessions of this instance are left room by room instead.
+   * An instance was reaped: its members leave every room, as `instance-lost`, exactly once
+   * however many reapers race; returns how many of its entries this call found. (Memory: one
+   * instance, nothing to reap.)
    */
-  leaveRemoteSession(sessionId: string, reason: LeaveReason): Promise<void>;
+  reapInstance(instanceId: string): Promise<number>;
   snapshot(room: string): Promise<RoomSnapshot>;
   /** Finish what is under way (at shutdown). */
   settle?(timeoutMs: number): Promise<void>;

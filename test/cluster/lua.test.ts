@@ -71,8 +71,8 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
 
   describe('registry-register', () => {
     const register = (): LuaScript => new LuaScript(redis, 'registry-register', [6]);
-    const args = (sessionId: string, connectedAt: number, max: number, mode: string, generation: string, instanceId: string, userId: string) => [
-      sessionId, connectedAt, max, mode, 600, 't:session:{', 't:instance:{', generation, 'dead holder', 'replaced', 3600,
+    const args = (sessionId: string, connectedAt: number, max: number, mode: string, generation: string, instanceId: string, userId: string, judge = '1') => [
+      sessionId, connectedAt, max, mode, 600, 't:session:{', 't:instance:{', generation, 'dead holder', 'replaced', 3600, judge,
       'userId', userId, 'instanceId', instanceId, 'connectedAt', String(connectedAt),
     ];
     const keysFor = (sessionId: string, userId: string, instanceId: string) => [
@@ -96,6 +96,14 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
       const told = (await redis.lrange('t:instance:{gone}:inbox', 0, -1)).map((raw) => JSON.parse(raw) as Record<string, string>);
       assert.deepEqual(told, [{ type: 'kick', sessionId: 's-old', code: 'UNAVAILABLE', message: 'dead holder' }]);
       assert.ok((await redis.ttl('t:instance:{gone}:inbox')) > 0, 'the inbox expires if nobody reads it');
+    });
+
+    it('just after Redis came back (judge = 0), a holder whose liveness key is missing keeps its place', async () => {
+      await redis.set(live('r5'), '1', 'PX', 60000);
+      await redis.hset('t:session:{s-held}', 'userId', 'ug', 'instanceId', 'reconnecting');
+      await redis.zadd('t:user:{ug}', 1, 's-held');
+      assert.deepEqual(await register().run(keysFor('s-try', 'ug', 'r5'), args('s-try', 2, 1, 'reject', '1', 'r5', 'ug', '0')), [0, 's-held']);
+      assert.equal(await redis.exists('t:instance:{reconnecting}:inbox'), 0);
     });
 
     it('replace: a re-registering session older than the holder loses ({2}); a newer one evicts and tells the holder', async () => {

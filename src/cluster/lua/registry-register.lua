@@ -8,7 +8,9 @@
 -- ARGV[4] 'reject' | 'replace'  ARGV[5] session TTL (s)  ARGV[6] session key prefix ('…session:{')
 -- ARGV[7] instance key prefix ('…instance:{')  ARGV[8] the writer's generation
 -- ARGV[9] ERROR text for a holder dropped as dead  ARGV[10] ERROR text for a replaced holder
--- ARGV[11] inbox TTL (s)  ARGV[12..] the session hash's field/value pairs
+-- ARGV[11] inbox TTL (s)  ARGV[12] '1' to drop holders on dead instances, '0' not to (just after
+-- Redis came back, when the others have not refreshed their liveness keys yet)
+-- ARGV[13..] the session hash's field/value pairs
 -- Returns {1, evicted...} bound; {0, holders...} refused (reject); {2} refused because this
 -- session is older than the holders (replace: a re-registration that lost); {-1} fenced.
 -- Every holder removed here is told through its instance's inbox (a list of JSON commands).
@@ -19,7 +21,7 @@ local function tell(holder, instance, code, text)
   redis.call('RPUSH', inbox, cjson.encode({type = 'kick', sessionId = holder, code = code, message = text}))
   redis.call('EXPIRE', inbox, ARGV[11])
 end
-if max >= 0 then
+if max >= 0 and ARGV[12] == '1' then
   for _, holder in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     local instance = redis.call('HGET', ARGV[6] .. holder .. '}', 'instanceId')
     if not instance or redis.call('EXISTS', ARGV[7] .. instance .. '}') == 0 then
@@ -49,7 +51,7 @@ if max >= 0 and count >= max then
   end
 end
 local fields = {}
-for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 13, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[2], unpack(fields))
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 redis.call('ZADD', KEYS[1], score, id)
