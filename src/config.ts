@@ -132,9 +132,30 @@ export class ConfigError extends Error {
   readonly variable: string;
 
   constructor(variable: string, value: string, expected: string) {
-    super(`${variable}=${JSON.stringify(value)}: ${expected}`);
+    super(`${variable}=${JSON.stringify(redactUrls(value))}: ${expected}`);
     this.name = 'ConfigError';
     this.variable = variable;
+  }
+}
+
+/**
+ * A value as an error line may show it: the password (or token) inside any URL's user info
+ * and every query string are masked, since a REDIS_URL or JWT_JWKS_URL may carry a secret
+ * there and start errors end up in terminals, CI logs and support tickets.
+ */
+export function redactUrls(value: string): string {
+  return value.replace(/([a-z][a-z0-9+.-]*:\/\/)([^\s/?#@]*)@/gi, (_all, scheme: string, userInfo: string) => {
+    const colon = userInfo.indexOf(':');
+    return `${scheme}${colon === -1 ? '***' : `${userInfo.slice(0, colon)}:***`}@`;
+  }).replace(/(:\/\/[^\s?#]*)\?[^\s#]*/g, '$1?***');
+}
+
+/** Whether `value` parses as a URL with one of `schemes` (a `new URL` failure names nothing). */
+function isUrl(value: string, schemes: readonly string[]): boolean {
+  try {
+    return schemes.includes(new URL(value).protocol);
+  } catch {
+    return false;
   }
 }
 
@@ -204,7 +225,7 @@ const SETTINGS = {
   ALLOW_INSECURE_AUTH: ['0', (v: string) => (v === '0' || v === '1' ? v === '1' : null), '"0" or "1"'],
   JWT_SECRET: ['', (v: string) => (v === '' || Buffer.byteLength(v) >= 32 ? v : null), 'at least 32 bytes (HS256 needs a 256-bit secret)'],
   JWT_PUBLIC_KEY: ['', (v: string) => (v === '' || v.includes('-----BEGIN PUBLIC KEY-----') ? v.replace(/\\n/g, '\n') : null), 'a PEM public key ("-----BEGIN PUBLIC KEY-----" ...)'],
-  JWT_JWKS_URL: ['', (v: string) => (v === '' || /^https?:\/\/\S+$/.test(v) ? v : null), 'an http(s) URL'],
+  JWT_JWKS_URL: ['', (v: string) => (v === '' || (/^https?:\/\/\S+$/.test(v) && isUrl(v, ['http:', 'https:'])) ? v : null), 'an http(s) URL'],
   JWT_ISSUER: ['', optional, 'the expected iss claim'],
   JWT_AUDIENCE: ['', optional, 'the expected aud claim'],
   JWT_CLOCK_TOLERANCE_S: ['5', integer(0, 3600), 'an integer from 0 to 3600 (seconds)'],
@@ -217,7 +238,7 @@ const SETTINGS = {
   ACL_FILE: ['', optional, 'a path to a JSON rules file'],
   ALLOWED_ORIGINS: ['', list, 'origins, comma-separated'],
   INSTANCE_ID: ['', (v: string) => (v === '' || /^[A-Za-z0-9._-]{1,100}$/.test(v) ? v : null), 'letters, digits, ".", "_" or "-" (default: host name, pid and a random part)'],
-  REDIS_URL: ['', (v: string) => (v === '' || /^rediss?:\/\/\S+$/.test(v) ? v : null), 'a redis:// or rediss:// URL'],
+  REDIS_URL: ['', (v: string) => (v === '' || (/^rediss?:\/\/\S+$/.test(v) && isUrl(v, ['redis:', 'rediss:'])) ? v : null), 'a redis:// or rediss:// URL'],
   REDIS_CLUSTER_NODES: ['', (v: string) => (v === '' || list(v).every((n) => /^[^\s:]+:\d{1,5}$/.test(n)) ? v : null), 'host:port pairs, comma-separated'],
   REDIS_PREFIX: ['ws:', (v: string) => (/^[^\s{}]{0,64}$/.test(v) ? v : null), 'up to 64 characters, no spaces or braces'],
   SESSION_TTL_SECONDS: ['86400', integer(60, 31_536_000), 'an integer from 60 to 31536000 (seconds)'],

@@ -64,7 +64,9 @@ export interface HttpApi {
 
 export async function startHttpApi(listen: { host: string; port: number }, deps: HttpApiDeps): Promise<HttpApi> {
   const app = Fastify({
-    loggerInstance: deps.logger.child({ component: 'http' }) as FastifyBaseLogger,
+    // Whatever Fastify logs of a request on its own shows its path, never its query string
+    // (a token may travel there: `?access_token=…`).
+    loggerInstance: deps.logger.child({ component: 'http' }, { serializers: { req: (request: { method?: string; url?: string }) => ({ method: request.method, url: pathOf(request.url) }) } }) as FastifyBaseLogger,
     // Per-request lines would flood the log at scrape rate; refusals and actions log their own.
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { maxParamLength: 1000 },
@@ -93,13 +95,13 @@ export async function startHttpApi(listen: { host: string; port: number }, deps:
     // A registry call failing while Redis is away is an outage, not a bug.
     const readiness = deps.readiness();
     if (error instanceof RegistryUnavailableError || !readiness.isReady) {
-      request.log.warn({ err: error.message, url: request.url }, 'HTTP API: registry unreachable');
+      request.log.warn({ err: error.message, url: pathOf(request.url) }, 'HTTP API: registry unreachable');
       return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: `the session registry is unreachable right now${readiness.reason ? ` (${readiness.reason})` : ''}` });
     }
-    request.log.error({ err: error, url: request.url }, 'HTTP API: unexpected error');
+    request.log.error({ err: error, url: pathOf(request.url) }, 'HTTP API: unexpected error');
     return reply.code(500).send({ statusCode: 500, error: 'Internal Server Error', message: 'internal error' });
   });
-  app.setNotFoundHandler((request, reply) => reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${request.method} ${request.url.split('?')[0]}` }));
+  app.setNotFoundHandler((request, reply) => reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${request.method} ${pathOf(request.url)}` }));
 
   await app.register(async (scope) => sessionRoutes(scope, deps));
   await app.register(async (scope) => adminRoutes(scope, deps));
@@ -114,6 +116,12 @@ export async function startHttpApi(listen: { host: string; port: number }, deps:
     port: typeof address === 'object' && address !== null ? address.port : listen.port,
     close: () => app.close(),
   };
+}
+
+/** A request URL as logs and answers may show it: the path, never the query string (it may carry a token). */
+export function pathOf(url: string | undefined): string {
+  const path = (url ?? '').split('?')[0]!;
+  return path.length > 200 ? `${path.slice(0, 200)}…` : path;
 }
 
 /** The routes any client may call: what an orchestrator's probes and a Prometheus scrape send. */
@@ -139,7 +147,7 @@ function guardApi(app: FastifyInstance, deps: HttpApiDeps): void {
     const verdict = await deps.authenticate(request.headers.authorization);
     if (!verdict.isAdmin) {
       limiter.recordFailure(address);
-      request.log.info({ remoteAddress: address, statusCode: verdict.statusCode, url: request.url.split('?')[0] }, 'HTTP API: authentication refused');
+      request.log.info({ remoteAddress: address, statusCode: verdict.statusCode, url: pathOf(request.url) }, 'HTTP API: authentication refused');
       return reply
         .code(verdict.statusCode)
         .header('www-authenticate', 'Bearer')
