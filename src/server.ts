@@ -28,6 +28,7 @@ import { LifecycleEvents } from './session/events';
 import type { Interceptor } from './session/interceptor';
 import { Session } from './session/session';
 import { MemoryPresenceStore } from './presence/memory-presence';
+import { companionGuard } from './presence/companion-guard';
 import { RoomMatcher } from './presence/presence';
 import { PresenceTracker } from './presence/presence-tracker';
 import type { Presence } from './presence/presence-tracker';
@@ -163,7 +164,13 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     jwtVerifier !== undefined ? jwtAuthenticator(jwtVerifier)
     : usersFile !== undefined ? passwordAuthenticator(usersFile)
     : loginAsUserId();
-  if (usersFile !== undefined) logger.info({ usersFile: usersFile.path, users: usersFile.size }, 'users mode: login and passcode checked against USERS_FILE');
+  if (usersFile !== undefined) {
+    logger.info({ usersFile: usersFile.path, users: usersFile.size }, 'users mode: login and passcode checked against USERS_FILE');
+    const exposedMode = usersFile.exposedMode();
+    if (exposedMode !== undefined) {
+      logger.warn({ usersFile: usersFile.path, mode: `0${exposedMode.toString(8)}` }, 'USERS_FILE is readable or writable by other users than its owner: chmod 600 it');
+    }
+  }
   if (config.authMode === 'none') {
     logger.warn(
       config.redis === undefined
@@ -176,6 +183,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     revocationCheck(revocations),
     addressableUserId(router.destinations),
     accessControl(loadRules(config.aclFile), router.destinations),
+    companionGuard(presenceRooms),
     sessionPolicy(
       registry,
       { mode: config.singleSession, maxSessionsPerUser: config.maxSessionsPerUser },

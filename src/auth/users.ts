@@ -169,6 +169,21 @@ export class UsersFile {
     return this.table.byLogin.size;
   }
 
+  /**
+   * The file's permission bits (e.g. 0o644) when users other than its owner may read or write
+   * it, else undefined: the hashes are slow to crack, not impossible, and a writable file lets
+   * anyone add an admin. Not judged on Windows (no such bits).
+   */
+  exposedMode(): number | undefined {
+    if (process.platform === 'win32') return undefined;
+    try {
+      const mode = fs.statSync(this.path).mode & 0o777;
+      return (mode & 0o077) !== 0 ? mode : undefined;
+    } catch {
+      return undefined; // read a moment ago: gone meanwhile is the next reload's to report
+    }
+  }
+
   /** Re-read the file; on any error (ConfigError) the current users stay. Resolves to the new count. */
   async reload(): Promise<number> {
     let text: string;

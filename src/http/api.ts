@@ -50,7 +50,7 @@ export interface HttpApiDeps {
   authenticate(authorization: string | undefined): Promise<AdminVerdict>;
   readiness(): { isReady: boolean; reason?: string };
   metrics: Registry;
-  presence: { isRoom(destination: string): boolean; members(destination: string): Promise<Member[]> };
+  presence: { isRoom(destination: string): boolean; isCompanion(destination: string): boolean; members(destination: string): Promise<Member[]> };
   queues: { queueStats(): Promise<QueueStat[]> };
   /** Largest message body a publish may carry (MAX_FRAME_BYTES). */
   maxBodyBytes: number;
