@@ -88,8 +88,10 @@ export interface Config {
   aclFile: string | undefined;
   /** Login/passcode users (AUTH=users), re-read on SIGHUP. */
   usersFile: string | undefined;
-  /** WebSocket Origin allow-list; empty: any origin. */
+  /** WebSocket Origin allow-list; empty: any origin (a cookie credential: the server's own origin only). */
   allowedOrigins: string[];
+  /** Besides loopback names, the Host names answered where no credential is asked (AUTH=none, an open HTTP API); `*`: any. */
+  allowedHosts: string[];
   /** Unique per start; names this process in Redis. */
   instanceId: string;
   /** How long a logout's revocation is kept: longer than any accepted token lives. */
@@ -237,6 +239,7 @@ const SETTINGS = {
   USER_PREFIX: ['/user/', (v: string) => (v.startsWith('/') && v.endsWith('/') && v.length > 2 ? v : null), 'a prefix starting and ending with "/"'],
   ACL_FILE: ['', optional, 'a path to a JSON rules file'],
   ALLOWED_ORIGINS: ['', list, 'origins, comma-separated'],
+  ALLOWED_HOSTS: ['', (v: string) => (list(v).every((h) => /^[^\s/?#@\\]+$/.test(h)) ? list(v).map((h) => h.toLowerCase()) : null), 'host names, comma-separated, or "*"'],
   INSTANCE_ID: ['', (v: string) => (v === '' || /^[A-Za-z0-9._-]{1,100}$/.test(v) ? v : null), 'letters, digits, ".", "_" or "-" (default: host name, pid and a random part)'],
   REDIS_URL: ['', (v: string) => (v === '' || (/^rediss?:\/\/\S+$/.test(v) && isUrl(v, ['redis:', 'rediss:'])) ? v : null), 'a redis:// or rediss:// URL'],
   REDIS_CLUSTER_NODES: ['', (v: string) => (v === '' || list(v).every((n) => /^[^\s:]+:\d{1,5}$/.test(n)) ? v : null), 'host:port pairs, comma-separated'],
@@ -354,6 +357,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     aclFile: p.ACL_FILE || undefined,
     usersFile: p.USERS_FILE || undefined,
     allowedOrigins: p.ALLOWED_ORIGINS,
+    allowedHosts: p.ALLOWED_HOSTS,
     instanceId: p.INSTANCE_ID || defaultInstanceId(),
     revocationTtlSeconds: p.REVOCATION_TTL_SECONDS,
     redis:

@@ -10,7 +10,9 @@ import type { Logger } from 'pino';
 import { accessControl, loadRules } from './auth/acl';
 import { loginAsUserId } from './auth/embedded';
 import { createJwtVerifier, jwtAuthenticator } from './auth/jwt';
-import { originChecker } from './auth/origin';
+import { foreignRequestRefusal, hostRule, isLoopbackHostname, normalizeOrigin } from './auth/host';
+import { handshakeChecker } from './auth/origin';
+import type { HandshakeRefusal, HandshakeRefusalKind } from './auth/origin';
 import { sessionPolicy } from './auth/session-policy';
 import { addressableUserId } from './auth/user-id';
 import { UsersFile, passwordAuthenticator } from './auth/users';
@@ -171,6 +173,9 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       logger.warn({ usersFile: usersFile.path, mode: `0${exposedMode.toString(8)}` }, 'USERS_FILE is readable or writable by other users than its owner: chmod 600 it');
     }
   }
+  if (config.authMode === 'none' && config.wsPort !== undefined && !isLoopbackHostname(config.host) && config.allowedHosts.length === 0) {
+    logger.warn({ host: config.host }, 'AUTH=none beyond loopback: WebSocket handshakes addressed to a name that is not loopback get 403 (DNS rebinding); list the names clients use in ALLOWED_HOSTS');
+  }
   if (config.authMode === 'none') {
     logger.warn(
       config.redis === undefined
@@ -246,7 +251,12 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     refusalLog(logger),
   );
 
-  const verifyOrigin = originChecker(config.allowedOrigins);
+  const verifyHandshake = handshakeChecker({
+    allowedOrigins: config.allowedOrigins,
+    allowedHosts: config.allowedHosts,
+    isUnauthenticated: config.authMode === 'none',
+    isCookieCredential: config.authMode === 'jwt',
+  });
   // Room past the soft limit for what is not a MESSAGE (RECEIPTs) and for one MESSAGE of the
   // largest frame: 6 MiB with the defaults, only ever reached by a client that stops reading
   // (an idle connection holds none of it).
@@ -281,7 +291,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           messageTimeoutMs: config.frameTimeoutMs,
           handshakeTimeoutMs: config.handshakeTimeoutMs,
           admission,
-          ...(verifyOrigin ? { verifyHandshake: loggedOriginCheck(verifyOrigin, logger) } : {}),
+          ...(verifyHandshake ? { verifyHandshake: loggedHandshakeCheck(verifyHandshake, logger) } : {}),
         },
         accept,
       ).catch((error: unknown) => {
@@ -318,6 +328,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           publisher: router,
           presence,
           queues: router,
+          ...(config.http.isOpen ? { foreignRequestRefusal: openSidecarGuard(config) } : {}),
           authenticate: adminAuthenticator({ adminToken: config.http.adminToken, jwtVerifier, adminRoles: config.http.adminRoles, isOpen: config.http.isOpen, revocations }),
           readiness: () => {
             if (isStopping) return { isReady: false, reason: 'shutting down' };
@@ -441,12 +452,34 @@ function refusalLog(logger: Logger): (transport: TransportKind, remoteAddress: s
   return (transport, remoteAddress, refusal) => log({ transport, remoteAddress, limit: refusal.limit, max: refusal.max });
 }
 
-/** The Origin check, with its refusals logged (rate-limited): HTTP 403 says nothing to the operator. */
-function loggedOriginCheck(verify: (request: IncomingMessage) => boolean, logger: Logger): (request: IncomingMessage) => boolean {
-  const log = rateLimitedInfo(logger, 'connection refused: Origin not allowed');
+/** What an HTTP sidecar without credential answers: loopback (or ALLOWED_HOSTS) Host names, pages on such hosts or in ALLOWED_ORIGINS. */
+function openSidecarGuard(config: Readonly<Config>): (host: string | undefined, origin: string | undefined) => string | undefined {
+  const hosts = hostRule(config.allowedHosts);
+  const listed = new Set(config.allowedOrigins.map(normalizeOrigin));
+  const isListed = (origin: string): boolean => listed.has('*') || listed.has(normalizeOrigin(origin));
+  return (host, origin) => foreignRequestRefusal(hosts, isListed, host, origin);
+}
+
+const HANDSHAKE_REFUSAL_LINES: Record<HandshakeRefusalKind, string> = {
+  origin: 'connection refused: Origin not allowed',
+  host: 'connection refused: Host not allowed',
+  cookie: 'connection refused: cookie credential from a foreign Origin',
+};
+
+/** The handshake check, with its refusals logged (rate-limited per kind): HTTP 403 says nothing to the operator. */
+function loggedHandshakeCheck(verify: (request: IncomingMessage) => HandshakeRefusal | undefined, logger: Logger): (request: IncomingMessage) => string | undefined {
+  const logs = new Map<HandshakeRefusalKind, (fields: Record<string, unknown>) => void>();
   return (request) => {
-    const isAllowed = verify(request);
-    if (!isAllowed) log({ transport: 'ws', remoteAddress: `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`, origin: String(request.headers.origin ?? '').slice(0, 200) });
-    return isAllowed;
+    const refusal = verify(request);
+    if (refusal === undefined) return undefined;
+    let log = logs.get(refusal.kind);
+    if (log === undefined) logs.set(refusal.kind, (log = rateLimitedInfo(logger, HANDSHAKE_REFUSAL_LINES[refusal.kind])));
+    log({
+      transport: 'ws',
+      remoteAddress: `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`,
+      origin: String(request.headers.origin ?? '').slice(0, 200),
+      host: String(request.headers.host ?? '').slice(0, 200),
+    });
+    return refusal.message;
   };
 }

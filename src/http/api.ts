@@ -48,6 +48,12 @@ export interface HttpApiDeps {
   admin: SessionAdmin;
   publisher: MessagePublisher;
   authenticate(authorization: string | undefined): Promise<AdminVerdict>;
+  /**
+   * Set when the sidecar needs no credential (isOpen): why a request is refused (a Host that
+   * is not loopback or ALLOWED_HOSTS, a page's Origin elsewhere), or undefined to answer it.
+   * Applies to every route, present and future (the dashboard too).
+   */
+  foreignRequestRefusal?(host: string | undefined, origin: string | undefined): string | undefined;
   readiness(): { isReady: boolean; reason?: string };
   metrics: Registry;
   presence: { isRoom(destination: string): boolean; isCompanion(destination: string): boolean; members(destination: string): Promise<Member[]> };
@@ -82,6 +88,7 @@ export async function startHttpApi(listen: { host: string; port: number }, deps:
     },
   });
   app.decorateRequest('adminId', '');
+  if (deps.foreignRequestRefusal !== undefined) guardOpenSidecar(app, deps.foreignRequestRefusal);
   guardApi(app, deps);
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof InvalidCursorError) return reply.code(400).send({ statusCode: 400, error: 'Bad Request', message: `querystring/cursor: ${error.message}` });
@@ -126,6 +133,22 @@ export function pathOf(url: string | undefined): string {
 
 /** The routes any client may call: what an orchestrator's probes and a Prometheus scrape send. */
 const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
+
+/**
+ * An open sidecar (no credential asked) trusts whoever reaches it: loopback. A page elsewhere
+ * could still reach it from a browser on this machine, by DNS rebinding (its requests then
+ * carry its own name as Host) or directly (they carry its Origin): both are refused, on every
+ * route, before anything else runs.
+ */
+function guardOpenSidecar(app: FastifyInstance, refusalOf: NonNullable<HttpApiDeps['foreignRequestRefusal']>): void {
+  app.addHook('onRequest', async (request, reply) => {
+    const origin = request.headers.origin;
+    const refusal = refusalOf(request.headers.host, typeof origin === 'string' ? origin : undefined);
+    if (refusal === undefined) return undefined;
+    request.log.info({ remoteAddress: request.ip, url: pathOf(request.url), host: String(request.headers.host ?? '').slice(0, 200), origin: String(origin ?? '').slice(0, 200) }, 'HTTP API: foreign request refused');
+    return reply.code(403).send({ statusCode: 403, error: 'Forbidden', message: refusal });
+  });
+}
 
 /**
  * Everything but the public routes needs an admin, judged by the route the request matched
