@@ -15,6 +15,7 @@ import type { Header } from '../codec';
 import { InvalidCursorError, RegistryUnavailableError } from '../registry/registry';
 import type { SessionRegistry } from '../registry/registry';
 import type { SessionAdmin } from '../session/admin';
+import { addressKey } from '../auth/address-key';
 import { FailedAuthLimiter } from './auth';
 import type { AdminVerdict } from './auth';
 import type { QueueRefusal, QueueStat } from '../broker/queue-backend';
@@ -152,31 +153,34 @@ function guardOpenSidecar(app: FastifyInstance, refusalOf: NonNullable<HttpApiDe
 
 /**
  * Everything but the public routes needs an admin, judged by the route the request matched
- * (never by the raw URL: `/%61pi/...` is routed to /api/... after decoding). An address that
- * failed too often is turned away before its credential is even looked at.
+ * (never by the raw URL: `/%61pi/...` is routed to /api/... after decoding). The credential is
+ * always checked first: a valid one is served whatever its address did, so a noisy client
+ * behind the same NAT or proxy cannot lock the admins out. Failed attempts are counted per
+ * client (request.ip: the real client behind trusted proxies; an IPv6 /64 counts as one);
+ * past the limit that client's failures get 429 until its window ends.
  */
 function guardApi(app: FastifyInstance, deps: HttpApiDeps): void {
   const limiter = new FailedAuthLimiter();
   app.addHook('onRequest', async (request, reply) => {
     if (PUBLIC_ROUTES.has(request.routeOptions.url ?? '')) return;
-    const address = request.ip;
-    const waitMs = limiter.retryAfterMs(address);
+    const verdict = await deps.authenticate(request.headers.authorization);
+    if (verdict.isAdmin) {
+      request.adminId = verdict.adminId;
+      return undefined;
+    }
+    const client = addressKey(request.ip);
+    const waitMs = limiter.retryAfterMs(client);
     if (waitMs > 0) {
       return reply
         .code(429)
         .header('retry-after', String(Math.ceil(waitMs / 1000)))
         .send({ statusCode: 429, error: 'Too Many Requests', message: 'too many failed authentications from this address; try again later' });
     }
-    const verdict = await deps.authenticate(request.headers.authorization);
-    if (!verdict.isAdmin) {
-      limiter.recordFailure(address);
-      request.log.info({ remoteAddress: address, statusCode: verdict.statusCode, url: pathOf(request.url) }, 'HTTP API: authentication refused');
-      return reply
-        .code(verdict.statusCode)
-        .header('www-authenticate', 'Bearer')
-        .send({ statusCode: verdict.statusCode, error: verdict.statusCode === 401 ? 'Unauthorized' : 'Forbidden', message: verdict.message });
-    }
-    request.adminId = verdict.adminId;
-    return undefined;
+    limiter.recordFailure(client);
+    request.log.info({ remoteAddress: request.ip, statusCode: verdict.statusCode, url: pathOf(request.url) }, 'HTTP API: authentication refused');
+    return reply
+      .code(verdict.statusCode)
+      .header('www-authenticate', 'Bearer')
+      .send({ statusCode: verdict.statusCode, error: verdict.statusCode === 401 ? 'Unauthorized' : 'Forbidden', message: verdict.message });
   });
 }

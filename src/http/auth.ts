@@ -1,8 +1,9 @@
 // Who may use /api: the holder of ADMIN_TOKEN (a bearer token, compared in constant time on
 // equal-length digests) or of a JWT verified like a STOMP login whose roles meet ADMIN_ROLES.
 // No credential: 401; a valid JWT without an admin role: 403. Failed attempts are counted per
-// remote address; past MAX_FAILURES within WINDOW_MS the address gets 429 until the window
-// ends, whatever it sends, so guessing a token costs time. No answer ever repeats a token.
+// client address; past MAX_FAILURES within WINDOW_MS its failures get 429 until the window
+// ends, while a valid credential from it is still served (a shared NAT or proxy must not let
+// one noisy client lock the admins out). No answer ever repeats a token.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { JwtVerifier } from '../auth/jwt';
