@@ -116,6 +116,12 @@ export interface HttpConfig {
   adminRoles: string[];
   /** Neither ADMIN_TOKEN nor JWT auth: /api is open, so it listens on loopback only. */
   isOpen: boolean;
+  /** /metrics needs `Bearer <metricsToken>` or an admin credential; false: public. */
+  isMetricsGuarded: boolean;
+  /** Bearer token for /metrics alone (METRICS_TOKEN). */
+  metricsToken: string | undefined;
+  /** Queues given series of their own in /metrics, the deepest first; 0: totals only. */
+  metricsQueueSeries: number;
 }
 
 export interface RedisConfig {
@@ -186,7 +192,7 @@ function isInvalid(parsed: unknown): boolean {
 const optional = (v: string): string => v;
 
 /** Never echoed in an error line. */
-const SECRET_VARIABLES = new Set(['JWT_SECRET', 'ADMIN_TOKEN']);
+const SECRET_VARIABLES = new Set(['JWT_SECRET', 'ADMIN_TOKEN', 'METRICS_TOKEN']);
 const list = (v: string): string[] => v.split(',').map((item) => item.trim()).filter((item) => item !== '');
 
 /** variable → [default, parser (null or NaN = invalid), what a valid value looks like] */
@@ -252,6 +258,9 @@ const SETTINGS = {
   HTTP_PORT: ['8080', port(true), 'a TCP port (0-65535) or "off"'],
   HTTP_HOST: ['', optional, 'a host name or address for the HTTP API (default: HOST)'],
   ADMIN_TOKEN: ['', (v: string) => (v === '' || (Buffer.byteLength(v) >= 16 && /^[\x21-\x7e]+$/.test(v)) ? v : null), 'at least 16 printable characters without spaces'],
+  METRICS_TOKEN: ['', (v: string) => (v === '' || (Buffer.byteLength(v) >= 16 && /^[\x21-\x7e]+$/.test(v)) ? v : null), 'at least 16 printable characters without spaces'],
+  METRICS_AUTH: ['auto', (v: string) => (v === 'auto' || v === 'public' || v === 'credential' ? v : null), '"public", "credential" (METRICS_TOKEN or an admin credential) or "auto" (credential when METRICS_TOKEN is set)'],
+  METRICS_QUEUE_SERIES: ['20', integer(0, 10_000), 'an integer from 0 to 10000 (0: totals only)'],
   ADMIN_ROLES: ['ADMIN', (v: string) => (list(v).length > 0 ? list(v) : null), 'role names, comma-separated'],
   LOG_LEVEL: ['info', (v: string) => (['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(v) ? v : null), 'one of fatal, error, warn, info, debug, trace, silent'],
 } as const;
@@ -372,14 +381,30 @@ export function loadConfig(env: Env): Readonly<Config> {
           },
     presenceDestinations: p.PRESENCE_DESTINATIONS,
     presenceCompanionSuffix: p.PRESENCE_COMPANION_SUFFIX || undefined,
-    http: httpConfig(p.HTTP_PORT, p.HTTP_HOST || p.HOST, p.ADMIN_TOKEN || undefined, p.ADMIN_ROLES, authMode === 'jwt'),
+    http: httpConfig(p, authMode === 'jwt'),
   });
 }
 
-function httpConfig(port: number | undefined, host: string, adminToken: string | undefined, adminRoles: string[], hasJwt: boolean): HttpConfig {
+function httpConfig(p: Parsed, hasJwt: boolean): HttpConfig {
+  const adminToken = p.ADMIN_TOKEN || undefined;
+  const metricsToken = p.METRICS_TOKEN || undefined;
+  const host = p.HTTP_HOST || p.HOST;
   const isOpen = adminToken === undefined && !hasJwt;
+  const isMetricsGuarded = p.METRICS_AUTH === 'credential' || (p.METRICS_AUTH === 'auto' && metricsToken !== undefined);
+  if (isMetricsGuarded && metricsToken === undefined && isOpen) {
+    throw new ConfigError('METRICS_AUTH', p.METRICS_AUTH, 'expected METRICS_TOKEN, ADMIN_TOKEN or JWT auth to be set: the credential /metrics would ask for');
+  }
   // An API nobody has to authenticate to must not be reachable from elsewhere.
-  return { port, host: isOpen && !isLoopback(host) ? '127.0.0.1' : host, adminToken, adminRoles, isOpen };
+  return {
+    port: p.HTTP_PORT,
+    host: isOpen && !isLoopback(host) ? '127.0.0.1' : host,
+    adminToken,
+    adminRoles: p.ADMIN_ROLES,
+    isOpen,
+    isMetricsGuarded,
+    metricsToken,
+    metricsQueueSeries: p.METRICS_QUEUE_SERIES,
+  };
 }
 
 function hostPort(node: string): { host: string; port: number } {

@@ -318,7 +318,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   if (config.http.port !== undefined) {
     const { host, port } = config.http;
     // Loaded only when wanted: with HTTP_PORT=off the process carries no Fastify or prom-client.
-    const [{ startHttpApi }, { adminAuthenticator }, { createMetrics }] = await Promise.all([import('./http/api'), import('./http/auth'), import('./http/metrics')]);
+    const [{ startHttpApi }, { adminAuthenticator, metricsAuthenticator }, { createMetrics }] = await Promise.all([import('./http/api'), import('./http/auth'), import('./http/metrics')]);
+    const authenticateAdmin = adminAuthenticator({ adminToken: config.http.adminToken, jwtVerifier, adminRoles: config.http.adminRoles, isOpen: config.http.isOpen, revocations });
     try {
       http = await startHttpApi(
         { host, port },
@@ -329,7 +330,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           presence,
           queues: router,
           ...(config.http.isOpen ? { foreignRequestRefusal: openSidecarGuard(config) } : {}),
-          authenticate: adminAuthenticator({ adminToken: config.http.adminToken, jwtVerifier, adminRoles: config.http.adminRoles, isOpen: config.http.isOpen, revocations }),
+          authenticate: authenticateAdmin,
+          ...(config.http.isMetricsGuarded ? { authenticateMetrics: metricsAuthenticator(config.http.metricsToken, config.http.isOpen ? undefined : authenticateAdmin) } : {}),
           readiness: () => {
             if (isStopping) return { isReady: false, reason: 'shutting down' };
             const health = cluster?.health();
@@ -342,6 +344,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
             router,
             queues: router,
             cluster: () => cluster?.health(),
+            queueSeries: config.http.metricsQueueSeries,
           }),
           maxBodyBytes: config.limits.maxFrameBytes,
           logger,

@@ -49,6 +49,8 @@ export interface HttpApiDeps {
   admin: SessionAdmin;
   publisher: MessagePublisher;
   authenticate(authorization: string | undefined): Promise<AdminVerdict>;
+  /** Set when /metrics needs a credential (METRICS_TOKEN or an admin's); undefined: /metrics is public. */
+  authenticateMetrics?(authorization: string | undefined): Promise<AdminVerdict>;
   /**
    * Set when the sidecar needs no credential (isOpen): why a request is refused (a Host that
    * is not loopback or ALLOWED_HOSTS, a page's Origin elsewhere), or undefined to answer it.
@@ -132,8 +134,9 @@ export function pathOf(url: string | undefined): string {
   return path.length > 200 ? `${path.slice(0, 200)}…` : path;
 }
 
-/** The routes any client may call: what an orchestrator's probes and a Prometheus scrape send. */
-const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
+/** The routes any client may call: what an orchestrator's probes send (and a scrape, unless /metrics is guarded). */
+const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
+const METRICS_ROUTE = '/metrics';
 
 /**
  * An open sidecar (no credential asked) trusts whoever reaches it: loopback. A page elsewhere
@@ -152,7 +155,7 @@ function guardOpenSidecar(app: FastifyInstance, refusalOf: NonNullable<HttpApiDe
 }
 
 /**
- * Everything but the public routes needs an admin, judged by the route the request matched
+ * Everything but the public routes needs an admin (/metrics, when guarded, METRICS_TOKEN or an admin), judged by the route the request matched
  * (never by the raw URL: `/%61pi/...` is routed to /api/... after decoding). The credential is
  * always checked first: a valid one is served whatever its address did, so a noisy client
  * behind the same NAT or proxy cannot lock the admins out. Failed attempts are counted per
@@ -162,8 +165,11 @@ function guardOpenSidecar(app: FastifyInstance, refusalOf: NonNullable<HttpApiDe
 function guardApi(app: FastifyInstance, deps: HttpApiDeps): void {
   const limiter = new FailedAuthLimiter();
   app.addHook('onRequest', async (request, reply) => {
-    if (PUBLIC_ROUTES.has(request.routeOptions.url ?? '')) return;
-    const verdict = await deps.authenticate(request.headers.authorization);
+    const route = request.routeOptions.url ?? '';
+    if (PUBLIC_ROUTES.has(route)) return;
+    const isMetrics = route === METRICS_ROUTE;
+    if (isMetrics && deps.authenticateMetrics === undefined) return;
+    const verdict = await (isMetrics ? deps.authenticateMetrics! : deps.authenticate)(request.headers.authorization);
     if (verdict.isAdmin) {
       request.adminId = verdict.adminId;
       return undefined;

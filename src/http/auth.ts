@@ -56,6 +56,21 @@ export function adminAuthenticator(options: AdminAuthOptions): (authorization: s
   };
 }
 
+/**
+ * Who may scrape a guarded /metrics: the holder of METRICS_TOKEN (given to the scraper alone),
+ * or an admin. `admin` is undefined when the API is open: "everyone is admin" must not open
+ * a guarded /metrics.
+ */
+export function metricsAuthenticator(metricsToken: string | undefined, admin: ((authorization: string | undefined) => Promise<AdminVerdict>) | undefined): (authorization: string | undefined) => Promise<AdminVerdict> {
+  const tokenDigest = metricsToken === undefined ? undefined : digest(metricsToken);
+  return async (authorization) => {
+    const presented = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
+    if (presented !== undefined && tokenDigest !== undefined && timingSafeEqual(digest(presented), tokenDigest)) return { isAdmin: true, adminId: 'metrics-token' };
+    if (admin !== undefined) return admin(authorization);
+    return { isAdmin: false, statusCode: 401, message: 'send "Authorization: Bearer <METRICS_TOKEN>"' };
+  };
+}
+
 export const MAX_FAILURES = 20;
 export const WINDOW_MS = 60_000;
 
