@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { accessControl, loadRules } from './auth/acl';
 import { loginAsUserId } from './auth/embedded';
 import { createJwtVerifier, jwtAuthenticator } from './auth/jwt';
-import { foreignRequestRefusal, hostRule, isLoopbackHostname, normalizeOrigin } from './auth/host';
+import { isLoopbackHostname, localOnlyGuard, originList } from './auth/host';
 import { handshakeChecker } from './auth/origin';
 import type { HandshakeRefusal, HandshakeRefusalKind } from './auth/origin';
 import { sessionPolicy } from './auth/session-policy';
@@ -329,7 +329,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           publisher: router,
           presence,
           queues: router,
-          ...(config.http.isOpen ? { foreignRequestRefusal: openSidecarGuard(config) } : {}),
+          // Without a credential, what reaches it is trusted: loopback Host names and pages only.
+          ...(config.http.isOpen ? { foreignRequestRefusal: localOnlyGuard(config.allowedHosts, originList(config.allowedOrigins)) } : {}),
           authenticate: authenticateAdmin,
           ...(config.http.isMetricsGuarded ? { authenticateMetrics: metricsAuthenticator(config.http.metricsToken, config.http.isOpen ? undefined : authenticateAdmin) } : {}),
           readiness: () => {
@@ -453,14 +454,6 @@ function rateLimitedInfo(logger: Logger, message: string): (fields: Record<strin
 function refusalLog(logger: Logger): (transport: TransportKind, remoteAddress: string, refusal: Refusal) => void {
   const log = rateLimitedInfo(logger, 'connection refused: too many connections');
   return (transport, remoteAddress, refusal) => log({ transport, remoteAddress, limit: refusal.limit, max: refusal.max });
-}
-
-/** What an HTTP sidecar without credential answers: loopback (or ALLOWED_HOSTS) Host names, pages on such hosts or in ALLOWED_ORIGINS. */
-function openSidecarGuard(config: Readonly<Config>): (host: string | undefined, origin: string | undefined) => string | undefined {
-  const hosts = hostRule(config.allowedHosts);
-  const listed = new Set(config.allowedOrigins.map(normalizeOrigin));
-  const isListed = (origin: string): boolean => listed.has('*') || listed.has(normalizeOrigin(origin));
-  return (host, origin) => foreignRequestRefusal(hosts, isListed, host, origin);
 }
 
 const HANDSHAKE_REFUSAL_LINES: Record<HandshakeRefusalKind, string> = {

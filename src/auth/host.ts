@@ -22,7 +22,7 @@ export function hostnameOfHostHeader(host: string | undefined): string | undefin
 }
 
 /** The host name of an `Origin` header (`scheme://name[:port]`); undefined for `null` or anything else. */
-export function hostnameOfOrigin(origin: string): string | undefined {
+function hostnameOfOrigin(origin: string): string | undefined {
   try {
     const url = new URL(origin);
     return url.protocol === 'http:' || url.protocol === 'https:' ? url.hostname.toLowerCase() : undefined;
@@ -31,38 +31,53 @@ export function hostnameOfOrigin(origin: string): string | undefined {
   }
 }
 
-export interface HostRule {
-  /** Whether a request with this `Host` header may be answered. */
-  isAllowedHost(host: string | undefined): boolean;
-  /** Whether a page of this `Origin` is on an allowed host (any port). */
-  isOriginOnAllowedHost(origin: string): boolean;
+/** ALLOWED_ORIGINS, compared lower case without a trailing slash. */
+export interface OriginList {
+  /** Some origins are named (and `*` is not among them): the others are refused. */
+  readonly isRestricted: boolean;
+  /** Named in the list. */
+  isNamed(origin: string): boolean;
+  /** Named, or the list says `*`. */
+  isAllowed(origin: string): boolean;
 }
 
-/** Loopback names, plus ALLOWED_HOSTS (host names, any port; `*`: every name). */
-export function hostRule(allowedHosts: readonly string[]): HostRule {
-  const isAny = allowedHosts.includes('*');
-  const listed = new Set(allowedHosts.map((name) => hostnameOfHostHeader(name) ?? name.toLowerCase()));
-  const isAllowedName = (hostname: string | undefined): boolean => hostname !== undefined && (isAny || isLoopbackHostname(hostname) || listed.has(hostname));
-  return {
-    isAllowedHost: (host) => isAllowedName(hostnameOfHostHeader(host)),
-    isOriginOnAllowedHost: (origin) => isAllowedName(hostnameOfOrigin(origin)),
-  };
-}
-
-/**
- * Why a request to a listener without credentials is refused (403), or undefined to answer
- * it: a `Host` that is not loopback or listed, or an `Origin` (a browser page) on another host
- * and not in ALLOWED_ORIGINS.
- */
-export function foreignRequestRefusal(rule: HostRule, isListedOrigin: (origin: string) => boolean, host: string | undefined, origin: string | undefined): string | undefined {
-  if (!rule.isAllowedHost(host)) return `Host ${JSON.stringify(String(host ?? '').slice(0, 100))} is not a loopback name: set ALLOWED_HOSTS to answer it`;
-  if (origin !== undefined && !rule.isOriginOnAllowedHost(origin) && !isListedOrigin(origin)) {
-    return `Origin ${JSON.stringify(origin.slice(0, 100))} is not on a loopback or allowed host: list it in ALLOWED_ORIGINS to allow it`;
-  }
-  return undefined;
+export function originList(allowedOrigins: readonly string[]): OriginList {
+  const named = new Set(allowedOrigins.map(normalizeOrigin));
+  const isAny = named.has('*');
+  const isNamed = (origin: string): boolean => named.has(normalizeOrigin(origin));
+  return { isRestricted: named.size > 0 && !isAny, isNamed, isAllowed: (origin) => isAny || isNamed(origin) };
 }
 
 /** How origins are compared: lower case, no trailing slash. */
-export function normalizeOrigin(origin: string): string {
+function normalizeOrigin(origin: string): string {
   return origin.trim().toLowerCase().replace(/\/$/, '');
+}
+
+/**
+ * For a listener without credentials: why a request is refused (403), or undefined to answer
+ * it. Refused: a `Host` that is not a loopback name or in ALLOWED_HOSTS (`*`: any), and an
+ * `Origin` (a browser page) that is neither on such a host (any port) nor allowed by `origins`.
+ */
+export interface ForeignRequest {
+  /** What was not allowed: the Host name, or the page's Origin. */
+  kind: 'host' | 'origin';
+  /** What the 403 says: what was refused, and which setting would allow it. */
+  message: string;
+}
+
+export function localOnlyGuard(allowedHosts: readonly string[], origins: OriginList): (host: string | undefined, origin: string | undefined) => ForeignRequest | undefined {
+  const isAnyHost = allowedHosts.includes('*');
+  const listed = new Set(allowedHosts.map((name) => hostnameOfHostHeader(name) ?? name.toLowerCase()));
+  const isAllowedName = (hostname: string | undefined): boolean => hostname !== undefined && (isAnyHost || isLoopbackHostname(hostname) || listed.has(hostname));
+  return (host, origin) => {
+    if (!isAllowedName(hostnameOfHostHeader(host))) return { kind: 'host', message: `Host ${quoted(host ?? '')} is not a loopback name: set ALLOWED_HOSTS to answer it` };
+    if (origin !== undefined && !isAllowedName(hostnameOfOrigin(origin)) && !origins.isAllowed(origin)) {
+      return { kind: 'origin', message: `Origin ${quoted(origin)} is not on a loopback or allowed host: list it in ALLOWED_ORIGINS to allow it` };
+    }
+    return undefined;
+  };
+}
+
+export function quoted(value: string): string {
+  return JSON.stringify(value.slice(0, 100));
 }

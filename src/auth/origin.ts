@@ -15,7 +15,7 @@
 // cross-site.
 
 import type { IncomingMessage } from 'node:http';
-import { foreignRequestRefusal, hostRule, hostnameOfHostHeader, normalizeOrigin } from './host';
+import { hostnameOfHostHeader, localOnlyGuard, originList, quoted } from './host';
 import { hasTokenCookie } from './token-sources';
 
 export interface HandshakeRules {
@@ -39,24 +39,19 @@ export interface HandshakeRefusal {
 
 /** The handshake check for these rules; undefined when there is nothing to check. */
 export function handshakeChecker(rules: HandshakeRules): ((request: IncomingMessage) => HandshakeRefusal | undefined) | undefined {
-  const listed = new Set(rules.allowedOrigins.map(normalizeOrigin));
-  const isAnyOrigin = listed.has('*');
-  const hasOriginList = listed.size > 0 && !isAnyOrigin;
-  if (!hasOriginList && !rules.isUnauthenticated && !rules.isCookieCredential) return undefined;
-  const isListed = (origin: string): boolean => listed.has(normalizeOrigin(origin));
-  const hosts = hostRule(rules.allowedHosts);
+  const origins = originList(rules.allowedOrigins);
+  if (!origins.isRestricted && !rules.isUnauthenticated && !rules.isCookieCredential) return undefined;
+  const localOnly = rules.isUnauthenticated ? localOnlyGuard(rules.allowedHosts, origins) : undefined;
   return (request) => {
     const origin = headerOf(request, 'origin');
     const host = headerOf(request, 'host');
-    if (hasOriginList && origin !== undefined && !isListed(origin)) {
+    if (origins.isRestricted && origin !== undefined && !origins.isNamed(origin)) {
       return { kind: 'origin', message: `Origin ${quoted(origin)} is not in ALLOWED_ORIGINS` };
     }
-    if (rules.isUnauthenticated) {
-      const refusal = foreignRequestRefusal(hosts, (o) => isAnyOrigin || isListed(o), host, origin);
-      if (refusal !== undefined) return { kind: refusal.startsWith('Host') ? 'host' : 'origin', message: refusal };
-    }
+    const foreign = localOnly?.(host, origin);
+    if (foreign !== undefined) return foreign;
     if (rules.isCookieCredential && origin !== undefined && hasTokenCookie(request.headers.cookie)) {
-      if (origin === 'null' || !(isSameOrigin(origin, host) || isListed(origin))) {
+      if (origin === 'null' || !(isSameOrigin(origin, host) || origins.isNamed(origin))) {
         return { kind: 'cookie', message: `a cookie credential is accepted from this server's own origin or from ALLOWED_ORIGINS, not from Origin ${quoted(origin)}` };
       }
     }
@@ -85,8 +80,4 @@ export function isSameOrigin(origin: string, host: string | undefined): boolean 
 function headerOf(request: IncomingMessage, name: 'origin' | 'host'): string | undefined {
   const value = request.headers[name];
   return typeof value === 'string' ? value : undefined;
-}
-
-function quoted(value: string): string {
-  return JSON.stringify(value.slice(0, 100));
 }

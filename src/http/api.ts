@@ -56,7 +56,7 @@ export interface HttpApiDeps {
    * is not loopback or ALLOWED_HOSTS, a page's Origin elsewhere), or undefined to answer it.
    * Applies to every route, present and future (the dashboard too).
    */
-  foreignRequestRefusal?(host: string | undefined, origin: string | undefined): string | undefined;
+  foreignRequestRefusal?(host: string | undefined, origin: string | undefined): { message: string } | undefined;
   readiness(): { isReady: boolean; reason?: string };
   metrics: Registry;
   presence: { isRoom(destination: string): boolean; isCompanion(destination: string): boolean; members(destination: string): Promise<Member[]> };
@@ -150,7 +150,7 @@ function guardOpenSidecar(app: FastifyInstance, refusalOf: NonNullable<HttpApiDe
     const refusal = refusalOf(request.headers.host, typeof origin === 'string' ? origin : undefined);
     if (refusal === undefined) return undefined;
     request.log.info({ remoteAddress: request.ip, url: pathOf(request.url), host: String(request.headers.host ?? '').slice(0, 200), origin: String(origin ?? '').slice(0, 200) }, 'HTTP API: foreign request refused');
-    return reply.code(403).send({ statusCode: 403, error: 'Forbidden', message: refusal });
+    return reply.code(403).send({ statusCode: 403, error: 'Forbidden', message: refusal.message });
   });
 }
 
