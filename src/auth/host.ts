@@ -53,11 +53,6 @@ function normalizeOrigin(origin: string): string {
   return origin.trim().toLowerCase().replace(/\/$/, '');
 }
 
-/**
- * For a listener without credentials: why a request is refused (403), or undefined to answer
- * it. Refused: a `Host` that is not a loopback name or in ALLOWED_HOSTS (`*`: any), and an
- * `Origin` (a browser page) that is neither on such a host (any port) nor allowed by `origins`.
- */
 export interface ForeignRequest {
   /** What was not allowed: the Host name, or the page's Origin. */
   kind: 'host' | 'origin';
@@ -65,6 +60,11 @@ export interface ForeignRequest {
   message: string;
 }
 
+/**
+ * For a listener without credentials: why a request is refused (403), or undefined to answer
+ * it. Refused: a `Host` that is not a loopback name or in ALLOWED_HOSTS (`*`: any), and an
+ * `Origin` (a browser page) that is neither on such a host (any port) nor allowed by `origins`.
+ */
 export function localOnlyGuard(allowedHosts: readonly string[], origins: OriginList): (host: string | undefined, origin: string | undefined) => ForeignRequest | undefined {
   const isAnyHost = allowedHosts.includes('*');
   const listed = new Set(allowedHosts.map((name) => hostnameOfHostHeader(name) ?? name.toLowerCase()));

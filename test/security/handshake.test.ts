@@ -186,9 +186,21 @@ describe('embedded mode (AUTH=none) answers loopback Host names and pages only',
     }
   });
 
-  it('TCP has no Host and is unaffected', async () => {
+  it('TCP has no Host and is unaffected; a browser\'s HTTP request to the STOMP port never becomes a session', async () => {
     const client = await pool.tcp(broker.tcpPort);
     await accepted(client, { login: 'tcp-user' }, 'tcp-user');
+    // What a page's fetch('http://127.0.0.1:61613', { method: 'POST', body: 'CONNECT…' }) sends.
+    let connects = 0;
+    const count = (): void => {
+      connects++;
+    };
+    broker.events.on('connect', count);
+    const smuggler = await pool.tcp(broker.tcpPort);
+    smuggler.send(`POST / HTTP/1.1\r\nHost: 127.0.0.1:${broker.tcpPort!}\r\nOrigin: https://evil.example\r\nContent-Type: text/plain\r\nContent-Length: 30\r\n\r\nCONNECT\nlogin:victim\n\n\0`);
+    const error = await smuggler.expect('ERROR');
+    assert.match(error.headers.find(([n]) => n === 'message')![1], /^UNKNOWN_COMMAND/);
+    await smuggler.waitClosed();
+    assert.equal(connects, 0);
   });
 });
 
