@@ -166,12 +166,15 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     jwtVerifier !== undefined ? jwtAuthenticator(jwtVerifier)
     : usersFile !== undefined ? passwordAuthenticator(usersFile)
     : loginAsUserId();
+  const warnIfUsersFileExposed = (): void => {
+    const exposedMode = usersFile?.exposedMode();
+    if (exposedMode !== undefined) {
+      logger.warn({ usersFile: usersFile!.path, mode: `0${exposedMode.toString(8)}` }, 'USERS_FILE is readable or writable by other users than its owner: chmod 600 it');
+    }
+  };
   if (usersFile !== undefined) {
     logger.info({ usersFile: usersFile.path, users: usersFile.size }, 'users mode: login and passcode checked against USERS_FILE');
-    const exposedMode = usersFile.exposedMode();
-    if (exposedMode !== undefined) {
-      logger.warn({ usersFile: usersFile.path, mode: `0${exposedMode.toString(8)}` }, 'USERS_FILE is readable or writable by other users than its owner: chmod 600 it');
-    }
+    warnIfUsersFileExposed();
   }
   if (config.authMode === 'none' && config.wsPort !== undefined && !isLoopbackHostname(config.host) && config.allowedHosts.length === 0) {
     logger.warn({ host: config.host }, 'AUTH=none beyond loopback: WebSocket handshakes addressed to a name that is not loopback get 403 (DNS rebinding); list the names clients use in ALLOWED_HOSTS');
@@ -382,7 +385,11 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     presence,
     admin,
     clusterHealth: () => (cluster === undefined ? undefined : cluster.health()),
-    reloadUsers: async () => usersFile?.reload(),
+    reloadUsers: async () => {
+      const users = await usersFile?.reload();
+      warnIfUsersFileExposed();
+      return users;
+    },
     async stop(): Promise<void> {
       if (isStopping) return;
       isStopping = true;
