@@ -59,7 +59,12 @@ export function handshakeChecker(rules: HandshakeRules): ((request: IncomingMess
   };
 }
 
-/** Whether the page's origin is the one the handshake was addressed to: same host name and port. */
+/**
+ * Whether the page's origin is the one the handshake was addressed to: the same host name, and
+ * the same port when the Host header names one. A Host without a port is either the scheme's
+ * default or a proxy's rewrite (nginx's `$host` drops the port): the host name decides then,
+ * which gives nothing away, as a host's cookies are shared by all its ports.
+ */
 export function isSameOrigin(origin: string, host: string | undefined): boolean {
   let url: URL;
   try {
@@ -67,14 +72,12 @@ export function isSameOrigin(origin: string, host: string | undefined): boolean 
   } catch {
     return false;
   }
-  const defaultPort = url.protocol === 'https:' ? '443' : url.protocol === 'http:' ? '80' : undefined;
-  if (defaultPort === undefined) return false;
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') return false;
   const hostname = hostnameOfHostHeader(host);
   if (hostname === undefined || hostname !== url.hostname.toLowerCase()) return false;
-  const hostPort = new URL(`http://${host}`).port; // '' when absent, or when :80
-  const originPort = url.port === '' ? defaultPort : url.port;
-  // A Host without a port was addressed on the scheme's default port.
-  return (hostPort === '' ? defaultPort : hostPort) === originPort;
+  const hostPort = /:(\d+)$/.exec(host!.replace(/^\[[^\]]*\]/, ''))?.[1];
+  if (hostPort === undefined) return true;
+  return Number(hostPort) === Number(url.port || (url.protocol === 'https:' ? 443 : 80));
 }
 
 function headerOf(request: IncomingMessage, name: 'origin' | 'host'): string | undefined {

@@ -7,6 +7,7 @@ import http from 'node:http';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
+import { isSameOrigin } from '../../src/auth/origin';
 import type { RunningServer } from '../../src/server';
 import { startBroker } from '../helpers/broker';
 import { ClientPool, SECRET, accepted, bearer, mint } from '../helpers/jwt';
@@ -92,6 +93,21 @@ describe('a cookie credential is accepted only from an allowed Origin (AUTH=jwt,
     client.sendFrame('CONNECT', { 'accept-version': '1.2', host: '/' });
     const error = await client.expect('ERROR');
     assert.match(error.headers.find(([n]) => n === 'message')![1], /^UNAUTHENTICATED/);
+  });
+});
+
+describe('same origin', () => {
+  it('host name and port as the Host header says; a Host without port (a proxy rewrote it) is judged by name', () => {
+    assert.equal(isSameOrigin('http://127.0.0.1:15674', '127.0.0.1:15674'), true);
+    assert.equal(isSameOrigin('https://app.example', 'app.example:443'), true);
+    assert.equal(isSameOrigin('https://APP.example', 'app.example'), true);
+    assert.equal(isSameOrigin('https://app.example:8443', 'app.example'), true);
+    assert.equal(isSameOrigin('http://[::1]:8080', '[::1]:8080'), true);
+    assert.equal(isSameOrigin('http://127.0.0.1:3000', '127.0.0.1:15674'), false);
+    assert.equal(isSameOrigin('https://app.example', 'app.example:80'), false);
+    assert.equal(isSameOrigin('https://app.example.evil.example', 'app.example'), false);
+    assert.equal(isSameOrigin('null', 'app.example'), false);
+    assert.equal(isSameOrigin('https://app.example', undefined), false);
   });
 });
 
