@@ -41,7 +41,7 @@ export interface MetricsSources {
  * then by name (stable between scrapes). A series per queue for every queue would let any
  * client that may create queues grow each scrape without bound (3,000 queues: 3 MB).
  */
-export function deepestQueues(stats: readonly QueueStat[], limit: number): QueueStat[] {
+function deepestQueues(stats: readonly QueueStat[], limit: number): QueueStat[] {
   if (limit <= 0) return [];
   return [...stats].sort((a, b) => b.depth - a.depth || b.unacked - a.unacked || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).slice(0, limit);
 }

@@ -23,7 +23,7 @@ interface PublishBody {
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /** The `user-id` of an API publish: `api/<admin id>`, a name no STOMP user can have. */
-export function apiSenderId(adminId: string): string {
+function apiSenderId(adminId: string): string {
   return `api/${adminId}`;
 }
 
