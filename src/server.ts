@@ -10,7 +10,9 @@ import type { Logger } from 'pino';
 import { accessControl, loadRules } from './auth/acl';
 import { loginAsUserId } from './auth/embedded';
 import { createJwtVerifier, jwtAuthenticator } from './auth/jwt';
-import { originChecker } from './auth/origin';
+import { isLoopbackHostname, localOnlyGuard, originList } from './auth/host';
+import { handshakeChecker } from './auth/origin';
+import type { HandshakeRefusal, HandshakeRefusalKind } from './auth/origin';
 import { sessionPolicy } from './auth/session-policy';
 import { addressableUserId } from './auth/user-id';
 import { UsersFile, passwordAuthenticator } from './auth/users';
@@ -28,6 +30,7 @@ import { LifecycleEvents } from './session/events';
 import type { Interceptor } from './session/interceptor';
 import { Session } from './session/session';
 import { MemoryPresenceStore } from './presence/memory-presence';
+import { companionGuard } from './presence/companion-guard';
 import { RoomMatcher } from './presence/presence';
 import { PresenceTracker } from './presence/presence-tracker';
 import type { Presence } from './presence/presence-tracker';
@@ -163,7 +166,19 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     jwtVerifier !== undefined ? jwtAuthenticator(jwtVerifier)
     : usersFile !== undefined ? passwordAuthenticator(usersFile)
     : loginAsUserId();
-  if (usersFile !== undefined) logger.info({ usersFile: usersFile.path, users: usersFile.size }, 'users mode: login and passcode checked against USERS_FILE');
+  const warnIfUsersFileExposed = (): void => {
+    const exposedMode = usersFile?.exposedMode();
+    if (exposedMode !== undefined) {
+      logger.warn({ usersFile: usersFile!.path, mode: `0${exposedMode.toString(8)}` }, 'USERS_FILE is readable or writable by other users than its owner: chmod 600 it');
+    }
+  };
+  if (usersFile !== undefined) {
+    logger.info({ usersFile: usersFile.path, users: usersFile.size }, 'users mode: login and passcode checked against USERS_FILE');
+    warnIfUsersFileExposed();
+  }
+  if (config.authMode === 'none' && config.wsPort !== undefined && !isLoopbackHostname(config.host) && config.allowedHosts.length === 0) {
+    logger.warn({ host: config.host }, 'AUTH=none beyond loopback: WebSocket handshakes addressed to a name that is not loopback get 403 (DNS rebinding); list the names clients use in ALLOWED_HOSTS');
+  }
   if (config.authMode === 'none') {
     logger.warn(
       config.redis === undefined
@@ -176,6 +191,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     revocationCheck(revocations),
     addressableUserId(router.destinations),
     accessControl(loadRules(config.aclFile), router.destinations),
+    companionGuard(presenceRooms),
     sessionPolicy(
       registry,
       { mode: config.singleSession, maxSessionsPerUser: config.maxSessionsPerUser },
@@ -238,7 +254,12 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     refusalLog(logger),
   );
 
-  const verifyOrigin = originChecker(config.allowedOrigins);
+  const verifyHandshake = handshakeChecker({
+    allowedOrigins: config.allowedOrigins,
+    allowedHosts: config.allowedHosts,
+    isUnauthenticated: config.authMode === 'none',
+    isCookieCredential: config.authMode === 'jwt',
+  });
   // Room past the soft limit for what is not a MESSAGE (RECEIPTs) and for one MESSAGE of the
   // largest frame: 6 MiB with the defaults, only ever reached by a client that stops reading
   // (an idle connection holds none of it).
@@ -273,7 +294,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           messageTimeoutMs: config.frameTimeoutMs,
           handshakeTimeoutMs: config.handshakeTimeoutMs,
           admission,
-          ...(verifyOrigin ? { verifyHandshake: loggedOriginCheck(verifyOrigin, logger) } : {}),
+          ...(verifyHandshake ? { verifyHandshake: loggedHandshakeCheck(verifyHandshake, logger) } : {}),
         },
         accept,
       ).catch((error: unknown) => {
@@ -300,7 +321,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   if (config.http.port !== undefined) {
     const { host, port } = config.http;
     // Loaded only when wanted: with HTTP_PORT=off the process carries no Fastify or prom-client.
-    const [{ startHttpApi }, { adminAuthenticator }, { createMetrics }] = await Promise.all([import('./http/api'), import('./http/auth'), import('./http/metrics')]);
+    const [{ startHttpApi }, { adminAuthenticator, metricsAuthenticator }, { createMetrics }] = await Promise.all([import('./http/api'), import('./http/auth'), import('./http/metrics')]);
+    const authenticateAdmin = adminAuthenticator({ adminToken: config.http.adminToken, jwtVerifier, adminRoles: config.http.adminRoles, isOpen: config.http.isOpen, revocations });
     try {
       http = await startHttpApi(
         { host, port },
@@ -310,7 +332,10 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           publisher: router,
           presence,
           queues: router,
-          authenticate: adminAuthenticator({ adminToken: config.http.adminToken, jwtVerifier, adminRoles: config.http.adminRoles, isOpen: config.http.isOpen, revocations }),
+          // Without a credential, what reaches it is trusted: loopback Host names and pages only.
+          ...(config.http.isOpen ? { foreignRequestRefusal: localOnlyGuard(config.allowedHosts, originList(config.allowedOrigins)) } : {}),
+          authenticate: authenticateAdmin,
+          ...(config.http.isMetricsGuarded ? { authenticateMetrics: metricsAuthenticator(config.http.metricsToken, config.http.isOpen ? undefined : authenticateAdmin) } : {}),
           readiness: () => {
             if (isStopping) return { isReady: false, reason: 'shutting down' };
             const health = cluster?.health();
@@ -323,6 +348,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
             router,
             queues: router,
             cluster: () => cluster?.health(),
+            queueSeries: config.http.metricsQueueSeries,
           }),
           maxBodyBytes: config.limits.maxFrameBytes,
           logger,
@@ -359,7 +385,11 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     presence,
     admin,
     clusterHealth: () => (cluster === undefined ? undefined : cluster.health()),
-    reloadUsers: async () => usersFile?.reload(),
+    reloadUsers: async () => {
+      const users = await usersFile?.reload();
+      warnIfUsersFileExposed();
+      return users;
+    },
     async stop(): Promise<void> {
       if (isStopping) return;
       isStopping = true;
@@ -433,12 +463,26 @@ function refusalLog(logger: Logger): (transport: TransportKind, remoteAddress: s
   return (transport, remoteAddress, refusal) => log({ transport, remoteAddress, limit: refusal.limit, max: refusal.max });
 }
 
-/** The Origin check, with its refusals logged (rate-limited): HTTP 403 says nothing to the operator. */
-function loggedOriginCheck(verify: (request: IncomingMessage) => boolean, logger: Logger): (request: IncomingMessage) => boolean {
-  const log = rateLimitedInfo(logger, 'connection refused: Origin not allowed');
+const HANDSHAKE_REFUSAL_LINES: Record<HandshakeRefusalKind, string> = {
+  origin: 'connection refused: Origin not allowed',
+  host: 'connection refused: Host not allowed',
+  cookie: 'connection refused: cookie credential from a foreign Origin',
+};
+
+/** The handshake check, with its refusals logged (rate-limited per kind): HTTP 403 says nothing to the operator. */
+function loggedHandshakeCheck(verify: (request: IncomingMessage) => HandshakeRefusal | undefined, logger: Logger): (request: IncomingMessage) => string | undefined {
+  const logs = new Map<HandshakeRefusalKind, (fields: Record<string, unknown>) => void>();
   return (request) => {
-    const isAllowed = verify(request);
-    if (!isAllowed) log({ transport: 'ws', remoteAddress: `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`, origin: String(request.headers.origin ?? '').slice(0, 200) });
-    return isAllowed;
+    const refusal = verify(request);
+    if (refusal === undefined) return undefined;
+    let log = logs.get(refusal.kind);
+    if (log === undefined) logs.set(refusal.kind, (log = rateLimitedInfo(logger, HANDSHAKE_REFUSAL_LINES[refusal.kind])));
+    log({
+      transport: 'ws',
+      remoteAddress: `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`,
+      origin: String(request.headers.origin ?? '').slice(0, 200),
+      host: String(request.headers.host ?? '').slice(0, 200),
+    });
+    return refusal.message;
   };
 }

@@ -28,6 +28,8 @@ export interface Presence {
   /** Whether any destination is a room (PRESENCE_DESTINATIONS set). */
   readonly isEnabled: boolean;
   isRoom(destination: string): boolean;
+  /** Whether the destination is a room's companion (PRESENCE_COMPANION_SUFFIX): only the broker publishes there. */
+  isCompanion(destination: string): boolean;
   /** The room's members now, the same from every instance; [] for a room nobody is in. */
   members(destination: string): Promise<Member[]>;
 }
@@ -78,6 +80,10 @@ export class PresenceTracker implements Presence {
 
   isRoom(destination: string): boolean {
     return this.deps.matcher.isRoom(destination);
+  }
+
+  isCompanion(destination: string): boolean {
+    return this.deps.matcher.isCompanion(destination);
   }
 
   async members(destination: string): Promise<Member[]> {

@@ -129,6 +129,13 @@ export class RoomMatcher {
     return this.patterns.some((pattern) => pattern.test(destination));
   }
 
+  /** Whether `destination` is a room's companion, where only the broker publishes its events. */
+  isCompanion(destination: string): boolean {
+    if (this.companionSuffix === undefined || !destination.endsWith(this.companionSuffix)) return false;
+    const room = destination.slice(0, destination.length - this.companionSuffix.length);
+    return this.patterns.some((pattern) => pattern.test(room));
+  }
+
   companionOf(room: string): string | undefined {
     return this.companionSuffix === undefined ? undefined : room + this.companionSuffix;
   }
