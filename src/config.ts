@@ -114,6 +114,8 @@ export interface HttpConfig {
   adminRoles: string[];
   /** Neither ADMIN_TOKEN nor JWT auth: /api is open, so it listens on loopback only. */
   isOpen: boolean;
+  /** DEMO=1: the chat demo at /demo (and its rooms, /topic/demo.*, are presence rooms). */
+  isDemo: boolean;
 }
 
 export interface RedisConfig {
@@ -229,6 +231,7 @@ const SETTINGS = {
   HTTP_HOST: ['', optional, 'a host name or address for the HTTP API (default: HOST)'],
   ADMIN_TOKEN: ['', (v: string) => (v === '' || (Buffer.byteLength(v) >= 16 && /^[\x21-\x7e]+$/.test(v)) ? v : null), 'at least 16 printable characters without spaces'],
   ADMIN_ROLES: ['ADMIN', (v: string) => (list(v).length > 0 ? list(v) : null), 'role names, comma-separated'],
+  DEMO: ['0', (v: string) => (v === '0' || v === '1' ? v === '1' : null), '"0" or "1" (1: the chat demo at /demo on the HTTP port)'],
   LOG_LEVEL: ['info', (v: string) => (['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(v) ? v : null), 'one of fatal, error, warn, info, debug, trace, silent'],
 } as const;
 
@@ -345,13 +348,17 @@ export function loadConfig(env: Env): Readonly<Config> {
             sessionTtlSeconds: p.SESSION_TTL_SECONDS,
             instanceHeartbeatMs: p.INSTANCE_HEARTBEAT_MS,
           },
-    presenceDestinations: p.PRESENCE_DESTINATIONS,
+    // The demo's rooms are rooms whatever else is: it shows presence.
+    presenceDestinations: p.DEMO && !p.PRESENCE_DESTINATIONS.includes(DEMO_ROOMS) ? [...p.PRESENCE_DESTINATIONS, DEMO_ROOMS] : p.PRESENCE_DESTINATIONS,
     presenceCompanionSuffix: p.PRESENCE_COMPANION_SUFFIX || undefined,
-    http: httpConfig(p.HTTP_PORT, p.HTTP_HOST || p.HOST, p.ADMIN_TOKEN || undefined, p.ADMIN_ROLES, authMode === 'jwt'),
+    http: { ...httpConfig(p.HTTP_PORT, p.HTTP_HOST || p.HOST, p.ADMIN_TOKEN || undefined, p.ADMIN_ROLES, authMode === 'jwt'), isDemo: p.DEMO },
   });
 }
 
-function httpConfig(port: number | undefined, host: string, adminToken: string | undefined, adminRoles: string[], hasJwt: boolean): HttpConfig {
+/** The chat demo's rooms (DEMO=1). */
+export const DEMO_ROOMS = '/topic/demo.*';
+
+function httpConfig(port: number | undefined, host: string, adminToken: string | undefined, adminRoles: string[], hasJwt: boolean): Omit<HttpConfig, 'isDemo'> {
   const isOpen = adminToken === undefined && !hasJwt;
   // An API nobody has to authenticate to must not be reachable from elsewhere.
   return { port, host: isOpen && !isLoopback(host) ? '127.0.0.1' : host, adminToken, adminRoles, isOpen };

@@ -16,6 +16,7 @@ import type { RevocationStore } from '../auth/revocation';
 import { Message } from '../broker/message';
 import type { Router } from '../broker/router';
 import type { RedisConfig } from '../config';
+import type { InstanceReport, InstanceView } from '../registry/instances';
 import type { SessionRecord } from '../registry/registry';
 import type { RemoteSessions } from '../session/admin';
 import type { StompErrorCode } from '../session/errors';
@@ -51,6 +52,8 @@ export interface ClusterNodeDeps {
   kickLocalUser(userId: string, code: StompErrorCode, message: string, reason: DisconnectReason): number;
   /** Close every session of this instance; returns how many. */
   closeAllLocal(code: StompErrorCode, message: string, reason: DisconnectReason): number;
+  /** This instance's totals, published with each liveness refresh (the degraded state is added here). */
+  report(): Omit<InstanceReport, 'isDegraded' | 'degradedReason'>;
 }
 
 export interface ClusterHealth {
@@ -78,6 +81,8 @@ export interface ClusterNode {
   readonly presence: RedisPresence;
   readonly isDegraded: boolean;
   health(): ClusterHealth;
+  /** Every instance with its last report (GET /api/instances, the dashboard). */
+  instances(): Promise<InstanceView[]>;
   /** Leave: forget this instance's keys (its sessions were closed first), close the connections. */
   stop(): Promise<void>;
 }
@@ -120,6 +125,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     onInstanceLost: async (deadId) => {
       await queues?.reapInstance(deadId);
     },
+    report: () => ({ ...deps.report(), isDegraded: degradedReason !== undefined, degradedReason: degradedReason ?? null }),
   });
   const revocations = new RedisRevocations(commands, keys, deps.revocationTtlSeconds);
   const relay = new RedisRelay({
@@ -222,6 +228,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       reconnects: Math.max(0, readyCount - 1),
       redisLatency: { ...redisLatency },
     }),
+    instances: () => liveness.instances(),
     async stop() {
       isStopping = true;
       clearInterval(refreshTimer);

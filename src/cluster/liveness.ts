@@ -9,6 +9,8 @@
 // nothing twice. Then onInstanceLost gives back the queue messages it held. Bound: a kill -9 is reaped within 3 + 1 heart-beats (8 s by default).
 
 import type { Logger } from 'pino';
+import { NO_COUNTERS } from '../registry/instances';
+import type { InstanceReport, InstanceView } from '../registry/instances';
 import type { SessionRecord } from '../registry/registry';
 import type { RedisKeys } from './keys';
 import type { RedisConnection } from './redis-client';
@@ -35,6 +37,8 @@ export interface LivenessOptions {
    */
   onInstanceLost?(deadId: string): Promise<void>;
   logger: Logger;
+  /** This instance's report, written with every refresh so that every instance can list the others' (the dashboard). */
+  report?(): InstanceReport;
 }
 
 /** How long a survivor's claim on a dead instance lasts before another may take over. */
@@ -64,8 +68,59 @@ export class InstanceLiveness {
   /** (Re)write this instance's liveness key and listing: at start and after Redis returns. */
   async announce(): Promise<void> {
     const { redis, keys, instanceId } = this.options;
-    await redis.set(keys.instance(instanceId), JSON.stringify({ startedAt: this.startedAt, pid: process.pid }), 'PX', this.ttlMs);
+    await redis.set(keys.instance(instanceId), this.livenessValue(), 'PX', this.ttlMs);
     await redis.sadd(keys.instances, instanceId);
+  }
+
+  /**
+   * Every listed instance with its last report: this one's read live, the others' as they
+   * wrote it with their latest refresh (how long ago: heartbeatAgeMs, from the key's TTL).
+   */
+  async instances(): Promise<InstanceView[]> {
+    const { redis, keys, instanceId } = this.options;
+    const self: InstanceView = { ...this.currentReport(), isSelf: true, isAlive: true, heartbeatAgeMs: 0 };
+    const others = (await redis.smembers(keys.instances)).filter((id) => id !== instanceId).sort();
+    const views = await Promise.all(
+      others.map(async (id): Promise<InstanceView> => {
+        const [value, ttlLeftMs] = await Promise.all([redis.get(keys.instance(id)), redis.pttl(keys.instance(id))]);
+        let stored: { startedAt?: number; report?: InstanceReport } = {};
+        try {
+          stored = value === null ? {} : (JSON.parse(value) as typeof stored);
+        } catch {
+          stored = {};
+        }
+        const isAlive = value !== null && ttlLeftMs > 0;
+        return {
+          instanceId: id,
+          startedAt: stored.report?.startedAt ?? stored.startedAt ?? 0,
+          reportedAt: stored.report?.reportedAt ?? 0,
+          isDegraded: stored.report?.isDegraded ?? false,
+          degradedReason: stored.report?.degradedReason ?? null,
+          counters: stored.report?.counters ?? NO_COUNTERS,
+          isSelf: false,
+          isAlive,
+          heartbeatAgeMs: isAlive ? Math.max(0, this.ttlMs - ttlLeftMs) : this.ttlMs,
+        };
+      }),
+    );
+    return [self, ...views];
+  }
+
+  private currentReport(): InstanceReport {
+    return (
+      this.options.report?.() ?? {
+        instanceId: this.options.instanceId,
+        startedAt: this.startedAt,
+        reportedAt: Date.now(),
+        isDegraded: false,
+        degradedReason: null,
+        counters: NO_COUNTERS,
+      }
+    );
+  }
+
+  private livenessValue(): string {
+    return JSON.stringify({ startedAt: this.startedAt, pid: process.pid, report: this.currentReport() });
   }
 
   /** Stop refreshing; with `forget`, remove this instance's keys (a graceful stop). */
@@ -83,7 +138,7 @@ export class InstanceLiveness {
     this.isTicking = true;
     try {
       const { redis, keys, instanceId } = this.options;
-      const previous = await redis.set(keys.instance(instanceId), JSON.stringify({ startedAt: this.startedAt, pid: process.pid }), 'PX', this.ttlMs, 'GET');
+      const previous = await redis.set(keys.instance(instanceId), this.livenessValue(), 'PX', this.ttlMs, 'GET');
       if (previous === null) await this.livenessLost();
       await this.reapDead();
     } catch (err) {

@@ -180,6 +180,13 @@ export class RedisPresence implements PresenceStore {
     return { seq: Number(reply[0]), members: list };
   }
 
+  /** Rooms any listed instance has had sessions in (a superset: some may be empty now). */
+  async rooms(): Promise<string[]> {
+    const instances = await this.redis.smembers(this.options.keys.instances);
+    const lists = await Promise.all(instances.map((id) => this.redis.smembers(this.instanceRoomsKey(id))));
+    return [...new Set(lists.flat())].sort();
+  }
+
   /**
    * After Redis was away: make Redis match this instance's live sessions. Entries of other
    * instances are theirs to repair (or the reaper's, when they died).
@@ -274,8 +281,8 @@ export class RedisPresence implements PresenceStore {
     return `${this.prefix}presence:session:{${sessionId}}:rooms`;
   }
 
-  private instanceRoomsKey(): string {
-    return `${this.prefix}presence:instance:{${this.options.instanceId}}:rooms`;
+  private instanceRoomsKey(instanceId = this.options.instanceId): string {
+    return `${this.prefix}presence:instance:{${instanceId}}:rooms`;
   }
 
   private script(name: string): ScriptFn {

@@ -19,9 +19,13 @@ import { FailedAuthLimiter } from './auth';
 import type { AdminVerdict } from './auth';
 import type { QueueRefusal, QueueStat } from '../broker/queue-backend';
 import type { Member } from '../presence/presence';
+import type { InstanceDirectory } from '../registry/instances';
 import { adminRoutes } from './routes/admin';
 import { destinationRoutes } from './routes/destinations';
 import { healthRoutes } from './routes/health';
+import { overviewRoutes } from './routes/overview';
+import { PAGE_ROUTES, pageRoutes } from './routes/pages';
+import type { PagesOptions } from './routes/pages';
 import { publishRoutes } from './routes/publish';
 import { sessionRoutes } from './routes/sessions';
 
@@ -50,7 +54,15 @@ export interface HttpApiDeps {
   authenticate(authorization: string | undefined): Promise<AdminVerdict>;
   readiness(): { isReady: boolean; reason?: string };
   metrics: Registry;
-  presence: { isRoom(destination: string): boolean; members(destination: string): Promise<Member[]> };
+  presence: {
+    isRoom(destination: string): boolean;
+    members(destination: string): Promise<Member[]>;
+    rooms(limit: number): Promise<{ destination: string; members: Member[] }[]>;
+  };
+  /** Every instance with its running totals (the dashboard's instances and rates). */
+  instances: InstanceDirectory;
+  /** The browser pages: the dashboard always, the demo with DEMO=1. */
+  pages: PagesOptions;
   queues: { queueStats(): Promise<QueueStat[]> };
   /** Largest message body a publish may carry (MAX_FRAME_BYTES). */
   maxBodyBytes: number;
@@ -106,6 +118,8 @@ export async function startHttpApi(listen: { host: string; port: number }, deps:
   await app.register(async (scope) => publishRoutes(scope, deps));
   await app.register(async (scope) => destinationRoutes(scope, deps));
   await app.register(async (scope) => healthRoutes(scope, deps));
+  await app.register(async (scope) => overviewRoutes(scope, deps));
+  await app.register(async (scope) => pageRoutes(scope, deps));
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await app.listen({ host: listen.host, port: listen.port });
@@ -116,8 +130,11 @@ export async function startHttpApi(listen: { host: string; port: number }, deps:
   };
 }
 
-/** The routes any client may call: what an orchestrator's probes and a Prometheus scrape send. */
-const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics']);
+/**
+ * The routes any client may call: what an orchestrator's probes and a Prometheus scrape send,
+ * and the browser pages (which hold no data: they call /api with their user's credential).
+ */
+const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz', '/metrics', ...PAGE_ROUTES]);
 
 /**
  * Everything but the public routes needs an admin, judged by the route the request matched

@@ -30,6 +30,8 @@ export interface Presence {
   isRoom(destination: string): boolean;
   /** The room's members now, the same from every instance; [] for a room nobody is in. */
   members(destination: string): Promise<Member[]>;
+  /** Rooms with members now, each with its member list (at most `limit` rooms, in name order). */
+  rooms(limit: number): Promise<{ destination: string; members: Member[] }[]>;
 }
 
 interface LocalSession {
@@ -82,6 +84,16 @@ export class PresenceTracker implements Presence {
   async members(destination: string): Promise<Member[]> {
     if (!this.isRoom(destination)) return [];
     return (await this.deps.store.snapshot(destination)).members;
+  }
+
+  async rooms(limit: number): Promise<{ destination: string; members: Member[] }[]> {
+    const found: { destination: string; members: Member[] }[] = [];
+    for (const destination of await this.deps.store.rooms()) {
+      if (found.length >= limit) break;
+      const { members } = await this.deps.store.snapshot(destination);
+      if (members.length > 0) found.push({ destination, members });
+    }
+    return found;
   }
 
   /** This instance's sessions in rooms: what a store rebuilds from after Redis lost its state. */

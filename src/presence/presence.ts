@@ -78,6 +78,8 @@ export interface PresenceStore {
    */
   leaveRemoteSession(sessionId: string, reason: LeaveReason): Promise<void>;
   snapshot(room: string): Promise<RoomSnapshot>;
+  /** Rooms that may have members (none is missed; an empty one may be listed), in name order. */
+  rooms(): Promise<string[]>;
   /** Finish what is under way (at shutdown). */
   settle?(timeoutMs: number): Promise<void>;
 }
