@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import type { RunningServer } from '../../src/server';
-import { launchBrowser, pageErrors, screenshotFor } from '../helpers/browser';
+import { launchBrowser, pageErrors } from '../helpers/browser';
 import { startBroker } from '../helpers/broker';
 import { RawClient, clientsOfThisFile, connectedAs, header } from '../helpers/raw-client';
 import { until } from '../helpers/until';
@@ -136,7 +136,6 @@ describe('dashboard in chromium (embedded mode)', { timeout: 120_000 }, () => {
     try {
       const rate = async (name: string) => Number((await page.locator(`#rate-${name}`).innerText()).replace(/[^\d.]/g, ''));
       await until(async () => (await rate('published')) > 0 && (await rate('delivered')) > 0, 'published and delivered rates above 0', SEEN_MS, 200);
-      await screenshotFor(page, 'dashboard.png');
     } finally {
       isFlowing = false;
       await flow;
