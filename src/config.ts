@@ -260,6 +260,10 @@ export function loadConfig(env: Env): Readonly<Config> {
   if (p.TOPIC_PREFIX.startsWith(p.QUEUE_PREFIX) || p.QUEUE_PREFIX.startsWith(p.TOPIC_PREFIX)) {
     throw new ConfigError('QUEUE_PREFIX', p.QUEUE_PREFIX, `expected a prefix that neither starts nor is started by TOPIC_PREFIX (${p.TOPIC_PREFIX})`);
   }
+  // The demo is a page on the HTTP port whose client connects to the WebSocket port.
+  if (p.DEMO && (p.HTTP_PORT === undefined || p.WS_PORT === undefined)) {
+    throw new ConfigError('DEMO', '1', `expected ${p.HTTP_PORT === undefined ? 'HTTP_PORT' : 'WS_PORT'} not "off": the demo is a page on the HTTP port that connects over WebSocket`);
+  }
   for (const other of [p.TOPIC_PREFIX, p.QUEUE_PREFIX]) {
     if (other.startsWith(p.USER_PREFIX) || p.USER_PREFIX.startsWith(other)) {
       throw new ConfigError('USER_PREFIX', p.USER_PREFIX, `expected a prefix that neither starts nor is started by ${other}`);

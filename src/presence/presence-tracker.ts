@@ -41,6 +41,9 @@ interface LocalSession {
   rooms: Map<string, { count: number; joinedAt: number }>;
 }
 
+/** Rooms whose member lists rooms() reads at once. */
+const ROOMS_BATCH = 20;
+
 export interface PresenceTrackerDeps {
   events: LifecycleEvents;
   store: PresenceStore;
@@ -88,10 +91,15 @@ export class PresenceTracker implements Presence {
 
   async rooms(limit: number): Promise<{ destination: string; members: Member[] }[]> {
     const found: { destination: string; members: Member[] }[] = [];
-    for (const destination of await this.deps.store.rooms()) {
-      if (found.length >= limit) break;
-      const { members } = await this.deps.store.snapshot(destination);
-      if (members.length > 0) found.push({ destination, members });
+    const names = await this.deps.store.rooms();
+    // Read a batch at a time: a store may list rooms that have emptied since.
+    for (let i = 0; i < names.length && found.length < limit; i += ROOMS_BATCH) {
+      const batch = names.slice(i, i + ROOMS_BATCH);
+      const snapshots = await Promise.all(batch.map((room) => this.deps.store.snapshot(room)));
+      batch.forEach((destination, j) => {
+        const { members } = snapshots[j]!;
+        if (members.length > 0 && found.length < limit) found.push({ destination, members });
+      });
     }
     return found;
   }
