@@ -10,13 +10,13 @@ import { apiErrors, pageQuery, security, sessionDetailsSchema } from '../schemas
 import { sessionDetails } from './sessions';
 
 /** How often the feed sends an overview: the dashboard's refresh. */
-export const FEED_INTERVAL_MS = 1000;
+const FEED_INTERVAL_MS = 1000;
 /** Rooms an overview lists at most (GET /api/rooms takes a limit). */
 const FEED_ROOMS = 50;
 
 const counts = { type: 'object', additionalProperties: { type: 'integer' } } as const;
 
-export const instanceSchema = {
+const instanceSchema = {
   type: 'object',
   required: ['instanceId', 'isSelf', 'isAlive', 'heartbeatAgeMs', 'isDegraded', 'degradedReason', 'startedAt', 'reportedAt', 'counters'],
   properties: {
