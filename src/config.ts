@@ -122,6 +122,8 @@ export interface HttpConfig {
   metricsToken: string | undefined;
   /** Queues given series of their own in /metrics, the deepest first; 0: totals only. */
   metricsQueueSeries: number;
+  /** DEMO=1: the chat demo at /demo (and its rooms, /topic/demo.*, are presence rooms). */
+  isDemo: boolean;
 }
 
 export interface RedisConfig {
@@ -262,6 +264,7 @@ const SETTINGS = {
   METRICS_AUTH: ['auto', (v: string) => (v === 'auto' || v === 'public' || v === 'credential' ? v : null), '"public", "credential" (METRICS_TOKEN or an admin credential) or "auto" (credential when METRICS_TOKEN is set)'],
   METRICS_QUEUE_SERIES: ['20', integer(0, 10_000), 'an integer from 0 to 10000 (0: totals only)'],
   ADMIN_ROLES: ['ADMIN', (v: string) => (list(v).length > 0 ? list(v) : null), 'role names, comma-separated'],
+  DEMO: ['0', (v: string) => (v === '0' || v === '1' ? v === '1' : null), '"0" or "1" (1: the chat demo at /demo on the HTTP port)'],
   LOG_LEVEL: ['info', (v: string) => (['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(v) ? v : null), 'one of fatal, error, warn, info, debug, trace, silent'],
 } as const;
 
@@ -289,6 +292,10 @@ export function loadConfig(env: Env): Readonly<Config> {
   const p = parsed as Parsed;
   if (p.TOPIC_PREFIX.startsWith(p.QUEUE_PREFIX) || p.QUEUE_PREFIX.startsWith(p.TOPIC_PREFIX)) {
     throw new ConfigError('QUEUE_PREFIX', p.QUEUE_PREFIX, `expected a prefix that neither starts nor is started by TOPIC_PREFIX (${p.TOPIC_PREFIX})`);
+  }
+  // The demo is a page on the HTTP port whose client connects to the WebSocket port.
+  if (p.DEMO && (p.HTTP_PORT === undefined || p.WS_PORT === undefined)) {
+    throw new ConfigError('DEMO', '1', `expected ${p.HTTP_PORT === undefined ? 'HTTP_PORT' : 'WS_PORT'} not "off": the demo is a page on the HTTP port that connects over WebSocket`);
   }
   for (const other of [p.TOPIC_PREFIX, p.QUEUE_PREFIX]) {
     if (other.startsWith(p.USER_PREFIX) || p.USER_PREFIX.startsWith(other)) {
@@ -379,13 +386,17 @@ export function loadConfig(env: Env): Readonly<Config> {
             sessionTtlSeconds: p.SESSION_TTL_SECONDS,
             instanceHeartbeatMs: p.INSTANCE_HEARTBEAT_MS,
           },
-    presenceDestinations: p.PRESENCE_DESTINATIONS,
+    // The demo's rooms are rooms whatever else is: it shows presence.
+    presenceDestinations: p.DEMO && !p.PRESENCE_DESTINATIONS.includes(DEMO_ROOMS) ? [...p.PRESENCE_DESTINATIONS, DEMO_ROOMS] : p.PRESENCE_DESTINATIONS,
     presenceCompanionSuffix: p.PRESENCE_COMPANION_SUFFIX || undefined,
-    http: httpConfig(p, authMode === 'jwt'),
+    http: { ...httpConfig(p, authMode === 'jwt'), isDemo: p.DEMO },
   });
 }
 
-function httpConfig(p: Parsed, hasJwt: boolean): HttpConfig {
+/** The chat demo's rooms (DEMO=1). */
+export const DEMO_ROOMS = '/topic/demo.*';
+
+function httpConfig(p: Parsed, hasJwt: boolean): Omit<HttpConfig, 'isDemo'> {
   const adminToken = p.ADMIN_TOKEN || undefined;
   const metricsToken = p.METRICS_TOKEN || undefined;
   const host = p.HTTP_HOST || p.HOST;

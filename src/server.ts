@@ -25,6 +25,9 @@ import type { HttpApi } from './http/api';
 import { closeSessions, createSessionAdmin } from './session/admin';
 import type { SessionAdmin } from './session/admin';
 import { SessionCounters } from './session/counters';
+import { SubscriptionNotes } from './session/subscription-notes';
+import { singleInstance } from './registry/instances';
+import type { InstanceReport } from './registry/instances';
 import { StompError } from './session/errors';
 import { LifecycleEvents } from './session/events';
 import type { Interceptor } from './session/interceptor';
@@ -126,6 +129,32 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   const open = new Map<string, Session>();
   const presenceRooms = new RoomMatcher(config.presenceDestinations, config.presenceCompanionSuffix);
   const messageIdPrefix = randomBytes(4).toString('hex');
+  const counters = new SessionCounters();
+  const startedAt = Date.now();
+  // This instance's totals, as GET /api/instances lists them (with Redis, published with each
+  // liveness refresh, from the cluster layer's start on: so declared before it).
+  function instanceReport(): InstanceReport {
+    let sessions = 0;
+    for (const session of open.values()) if (session.state === 'connected') sessions++;
+    const stats = router.stats();
+    return {
+      instanceId: config.instanceId,
+      startedAt,
+      reportedAt: Date.now(),
+      isDegraded: false, // the cluster layer says when it is
+      degradedReason: null,
+      counters: {
+        connections: open.size,
+        sessions,
+        published: { ...router.published },
+        delivered: { topic: router.delivered.topic, queue: stats.deliveredFromQueues, user: router.delivered.user },
+        dropped: { topic: router.dropped.topic, queue: stats.droppedFromQueues, user: router.dropped.user },
+        errors: { ...counters.errorsSent },
+        bytesIn: counters.bytesIn,
+        heartbeatTimeouts: counters.heartbeatTimeouts,
+      },
+    };
+  }
   // Several instances: loaded only when Redis is configured (embedded mode never loads ioredis).
   const cluster =
     config.redis === undefined
@@ -147,8 +176,10 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           },
           kickLocalUser: (userId, code, message, reason) => closeSessions(open.values(), userId, code, message, reason),
           closeAllLocal: (code, message, reason) => closeSessions(open.values(), undefined, code, message, reason),
+          report: () => instanceReport(),
         });
   const registry = options.registry ?? cluster?.registry ?? new MemoryRegistry();
+  const subscriptionNotes = new SubscriptionNotes(events, registry);
   const revocations = cluster?.revocations ?? new MemoryRevocations(config.revocationTtlSeconds * 1000);
   const presence = new PresenceTracker({
     events,
@@ -208,7 +239,6 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     ...(options.extraInterceptors ?? []),
     { name: 'session-table', onClose: (session) => open.delete(session.id) },
   ];
-  const counters = new SessionCounters();
   const deps: SessionDeps = {
     router,
     counters,
@@ -336,6 +366,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           ...(config.http.isOpen ? { foreignRequestRefusal: localOnlyGuard(config.allowedHosts, originList(config.allowedOrigins)) } : {}),
           authenticate: authenticateAdmin,
           ...(config.http.isMetricsGuarded ? { authenticateMetrics: metricsAuthenticator(config.http.metricsToken, config.http.isOpen ? undefined : authenticateAdmin) } : {}),
+          instances: cluster ?? singleInstance(instanceReport),
+          pages: { demo: config.http.isDemo ? { wsPort, wsPath: config.wsPath, isOpenLogin: config.authMode === 'none' } : undefined },
           readiness: () => {
             if (isStopping) return { isReady: false, reason: 'shutting down' };
             const health = cluster?.health();
@@ -410,6 +442,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       // Their LEAVEs are decided in Redis before the connection goes.
       if (!(await settlesWithin(presence.settle(), config.shutdownTimeoutMs))) logger.warn('presence leaves took too long: gave up');
       await httpApi?.close().catch((err: unknown) => logger.warn({ err }, 'closing the HTTP API failed'));
+      subscriptionNotes.stop();
       // The sessions' unbinds are on their way; leaving Redis removes what is left of this instance.
       if (cluster !== undefined && !(await settlesWithin(cluster.stop(), config.shutdownTimeoutMs))) logger.warn('leaving Redis took too long: gave up');
       logger.info({ discardedQueueMessages: held.storedMessages + held.unacknowledgedMessages }, 'stompd stopped');

@@ -16,6 +16,7 @@ import type { RevocationStore } from '../auth/revocation';
 import { Message } from '../broker/message';
 import type { Router } from '../broker/router';
 import type { RedisConfig } from '../config';
+import type { InstanceReport, InstanceView } from '../registry/instances';
 import type { SessionRecord } from '../registry/registry';
 import type { RemoteSessions } from '../session/admin';
 import type { StompErrorCode } from '../session/errors';
@@ -54,6 +55,8 @@ export interface ClusterNodeDeps {
   kickLocalUser(userId: string, code: StompErrorCode, message: string, reason: DisconnectReason): number;
   /** Close every session of this instance; returns how many. */
   closeAllLocal(code: StompErrorCode, message: string, reason: DisconnectReason): number;
+  /** This instance's totals, published with each liveness refresh (the degraded state is added here). */
+  report(): Omit<InstanceReport, 'isDegraded' | 'degradedReason'>;
 }
 
 export interface ClusterHealth {
@@ -81,6 +84,8 @@ export interface ClusterNode {
   readonly presence: RedisPresence;
   readonly isDegraded: boolean;
   health(): ClusterHealth;
+  /** Every instance with its last report (GET /api/instances, the dashboard). */
+  instances(): Promise<InstanceView[]>;
   /** Leave: forget this instance's keys (its sessions were closed first), close the connections. */
   stop(): Promise<void>;
 }
@@ -144,6 +149,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       if (control === undefined) logger.warn('an invalid inbox command was dropped');
       else onControl(control);
     },
+    report: () => ({ ...deps.report(), isDegraded: degradedReason !== undefined, degradedReason: degradedReason ?? null }),
   });
   registry.membership = membership;
   registry.onDisplaced = (sessionId, code, message) => {
@@ -273,6 +279,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       reconnects: Math.max(0, readyCount - 1),
       redisLatency: { ...redisLatency },
     }),
+    instances: () => membership.instances(),
     async stop() {
       isStopping = true;
       clearInterval(refreshTimer);

@@ -69,6 +69,11 @@ export class RedisKeys {
     return `${this.prefix}instance:{${instanceId}}:reaped`;
   }
 
+  /** String (JSON), the liveness key's TTL: the instance's report (totals, degraded state) for the others to list. */
+  instanceReport(instanceId: string): string {
+    return `${this.prefix}instance:{${instanceId}}:report`;
+  }
+
   /** String, no TTL: the generation the instance runs now (deleted when a reap of it finishes, or at a graceful stop). */
   instanceGeneration(instanceId: string): string {
     return `${this.prefix}instance:{${instanceId}}:gen`;

@@ -26,6 +26,8 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { NO_COUNTERS } from '../registry/instances';
+import type { InstanceReport, InstanceView } from '../registry/instances';
 import type { SessionRecord } from '../registry/registry';
 import type { RedisKeys } from './keys';
 import { LuaScript } from './lua';
@@ -63,6 +65,8 @@ export interface MembershipOptions {
   onLivenessLost(wasReaped: boolean, isNewRedis: boolean): Promise<void>;
   /** A command from this instance's inbox (validated by the caller). */
   onCommand?(command: unknown): void;
+  /** This instance's report, written with every refresh so that every instance can list the others' (the dashboard). */
+  report?(): InstanceReport;
   logger: Logger;
 }
 
@@ -101,6 +105,7 @@ export class InstanceMembership {
   /** When (performance.now()) the last refresh that went through was sent: the lease runs a TTL from then. */
   private renewedAt = performance.now();
   private isLeaseLost = false;
+  private readonly startedAt = Date.now();
   /** When (performance.now()) the connection to Redis was last (re)made: the others get a TTL from then. */
   private connectedAt = -Infinity;
   private hasJoined = false;
@@ -164,7 +169,7 @@ export class InstanceMembership {
     this.timer = undefined;
     if (!forget || this.stateValue !== 'joined') return;
     const { redis, keys, instanceId } = this.options;
-    await redis.del(keys.instance(instanceId), keys.instanceSessions(instanceId), keys.instanceUsers(instanceId), keys.instanceGeneration(instanceId), keys.instanceInbox(instanceId));
+    await redis.del(keys.instance(instanceId), keys.instanceSessions(instanceId), keys.instanceUsers(instanceId), keys.instanceGeneration(instanceId), keys.instanceInbox(instanceId), keys.instanceReport(instanceId));
     await redis.srem(keys.instances, instanceId);
   }
 
@@ -218,6 +223,7 @@ export class InstanceMembership {
     if (verdict !== 'reaped') {
       this.renewedAt = sentAt;
       this.isLeaseLost = false;
+      void this.options.redis.set(keys.instanceReport(instanceId), JSON.stringify(this.currentReport()), 'PX', this.ttlMs).catch(() => undefined);
     }
     if (!this.isSingle && verdict !== 'reaped') await this.options.redis.sadd(keys.instances, instanceId);
     return verdict;
@@ -238,6 +244,44 @@ export class InstanceMembership {
     } catch (err) {
       this.options.logger.error({ err }, 'closing the limited sessions after the lease ran out failed');
     }
+  }
+
+  /**
+   * Every listed instance with its last report: this one's read live, the others' as they
+   * wrote it with their latest refresh (how long ago: heartbeatAgeMs, from the key's TTL).
+   */
+  async instances(): Promise<InstanceView[]> {
+    const { redis, keys, instanceId } = this.options;
+    const self: InstanceView = { ...this.currentReport(), isSelf: true, isAlive: true, heartbeatAgeMs: 0 };
+    const others = (await redis.smembers(keys.instances)).filter((id) => id !== instanceId).sort();
+    const views = await Promise.all(
+      others.map(async (id): Promise<InstanceView> => {
+        const [value, ttlLeftMs] = await Promise.all([redis.get(keys.instanceReport(id)), redis.pttl(keys.instance(id))]);
+        let report: Partial<InstanceReport> = {};
+        try {
+          report = value === null ? {} : (JSON.parse(value) as Partial<InstanceReport>);
+        } catch {
+          report = {};
+        }
+        const isAlive = ttlLeftMs > 0;
+        return {
+          instanceId: id,
+          startedAt: typeof report.startedAt === 'number' ? report.startedAt : 0,
+          reportedAt: typeof report.reportedAt === 'number' ? report.reportedAt : 0,
+          isDegraded: report.isDegraded === true,
+          degradedReason: typeof report.degradedReason === 'string' ? report.degradedReason : null,
+          counters: typeof report.counters === 'object' && report.counters !== null ? report.counters : NO_COUNTERS,
+          isSelf: false,
+          isAlive,
+          heartbeatAgeMs: isAlive ? Math.max(0, this.ttlMs - ttlLeftMs) : this.ttlMs,
+        };
+      }),
+    );
+    return [self, ...views];
+  }
+
+  private currentReport(): InstanceReport {
+    return this.options.report?.() ?? { instanceId: this.options.instanceId, startedAt: this.startedAt, reportedAt: Date.now(), isDegraded: false, degradedReason: null, counters: NO_COUNTERS };
   }
 
   /** Whether Redis is still the one this instance knew (read now; true before the first check). */

@@ -228,6 +228,13 @@ export class RedisPresence implements PresenceStore {
     return { seq: Number(reply[0]), members: list };
   }
 
+  /** Rooms any listed instance has had sessions in (a superset: some may be empty now). */
+  async rooms(): Promise<string[]> {
+    const instances = await this.redis.smembers(this.options.keys.instances);
+    const lists = await Promise.all(instances.map((id) => this.redis.smembers(this.instanceRoomsKeyOf(id))));
+    return [...new Set(lists.flat())].sort();
+  }
+
   /**
    * After Redis was away: make Redis match this instance's live sessions. Entries of other
    * instances are theirs to repair (or the reaper's, when they died).

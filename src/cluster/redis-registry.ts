@@ -18,7 +18,7 @@
 // disconnect, so racing reapers fire it once.
 
 import { InvalidCursorError, RegistryUnavailableError, decodeCursor, encodeCursor, pageOnlineUsers } from '../registry/registry';
-import type { BindPolicy, BindResult, OnlineUsersPage, OnlineUsersQuery, RegistryStats, SessionPage, SessionRecord, SessionRegistry } from '../registry/registry';
+import type { BindPolicy, BindResult, OnlineUsersPage, OnlineUsersQuery, RegistryStats, SessionPage, SessionRecord, SessionRegistry, SubscriptionNote } from '../registry/registry';
 import type { RedisKeys } from './keys';
 import { INBOX_TTL_SECONDS } from './membership';
 import { LuaScript } from './lua';
@@ -51,6 +51,15 @@ return 1
 `;
 
 /** KEYS[1] session hash. ARGV: ttlSeconds, now. Extends and stamps an existing record only. */
+// Only a session that still exists: an HSET on a key that is gone would create a bare one.
+const NOTE_SUBSCRIPTIONS_LUA = `
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'subscriptions', ARGV[1])
+  return 1
+end
+return 0
+`;
+
 const TOUCH_LUA = `
 if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 1 then
   redis.call('HSET', KEYS[1], 'lastSeenAt', ARGV[2])
@@ -74,7 +83,18 @@ function recordFields(record: SessionRecord): string[] {
     'remoteAddress', record.remoteAddress,
     'connectedAt', String(record.connectedAt),
     'lastSeenAt', String(record.lastSeenAt),
+    ...(record.subscriptions === undefined ? [] : ['subscriptions', JSON.stringify(record.subscriptions)]),
   ];
+}
+
+function parseSubscriptions(json: string | undefined): SubscriptionNote[] | undefined {
+  if (json === undefined) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(json);
+    return Array.isArray(parsed) ? (parsed as SubscriptionNote[]) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function parseRecord(sessionId: string, hash: Record<string, string>): SessionRecord | undefined {
@@ -95,6 +115,7 @@ export function parseRecord(sessionId: string, hash: Record<string, string>): Se
     remoteAddress: hash.remoteAddress ?? '',
     connectedAt: Number(hash.connectedAt ?? 0),
     lastSeenAt: Number(hash.lastSeenAt ?? 0),
+    ...(hash.subscriptions === undefined ? {} : { subscriptions: parseSubscriptions(hash.subscriptions) ?? [] }),
   };
 }
 
@@ -166,6 +187,14 @@ export class RedisRegistry implements SessionRegistry {
     this.redis.defineCommand('stompdUnregister', { numberOfKeys: 4, lua: UNREGISTER_SINGLE_LUA });
     this.redis.defineCommand('stompdForgetOnInstance', { numberOfKeys: 2, lua: FORGET_ON_INSTANCE_LUA });
     this.redis.defineCommand('stompdTouch', { numberOfKeys: 1, lua: TOUCH_LUA });
+    this.redis.defineCommand('stompdNoteSubscriptions', { numberOfKeys: 1, lua: NOTE_SUBSCRIPTIONS_LUA });
+  }
+
+  /** Kept with the local record too, so a re-registration after Redis lost its data carries them. */
+  async noteSubscriptions(sessionId: string, subscriptions: readonly SubscriptionNote[]): Promise<void> {
+    const local = this.local.get(sessionId);
+    if (local !== undefined) this.local.set(sessionId, { ...local, subscriptions });
+    await this.script('stompdNoteSubscriptions')(this.keys.session(sessionId), JSON.stringify(subscriptions));
   }
 
   /** Local sessions bound under a limit (a decision across instances): what a lost lease closes. */

@@ -20,9 +20,13 @@ import { FailedAuthLimiter } from './auth';
 import type { AdminVerdict } from './auth';
 import type { QueueRefusal, QueueStat } from '../broker/queue-backend';
 import type { Member } from '../presence/presence';
+import type { InstanceDirectory } from '../registry/instances';
 import { adminRoutes } from './routes/admin';
 import { destinationRoutes } from './routes/destinations';
 import { healthRoutes } from './routes/health';
+import { overviewRoutes } from './routes/overview';
+import { PAGE_ROUTES, pageRoutes } from './routes/pages';
+import type { PagesOptions } from './routes/pages';
 import { publishRoutes } from './routes/publish';
 import { sessionRoutes } from './routes/sessions';
 
@@ -59,7 +63,16 @@ export interface HttpApiDeps {
   foreignRequestRefusal?(host: string | undefined, origin: string | undefined): { message: string } | undefined;
   readiness(): { isReady: boolean; reason?: string };
   metrics: Registry;
-  presence: { isRoom(destination: string): boolean; isCompanion(destination: string): boolean; members(destination: string): Promise<Member[]> };
+  presence: {
+    isRoom(destination: string): boolean;
+    isCompanion(destination: string): boolean;
+    members(destination: string): Promise<Member[]>;
+    rooms(limit: number): Promise<{ destination: string; members: Member[] }[]>;
+  };
+  /** Every instance with its running totals (the dashboard's instances and rates). */
+  instances: InstanceDirectory;
+  /** The browser pages: the dashboard always, the demo with DEMO=1. */
+  pages: PagesOptions;
   queues: { queueStats(): Promise<QueueStat[]> };
   /** Largest message body a publish may carry (MAX_FRAME_BYTES). */
   maxBodyBytes: number;
@@ -118,6 +131,8 @@ export async function startHttpApi(listen: { host: string; port: number }, deps:
   await app.register(async (scope) => publishRoutes(scope, deps));
   await app.register(async (scope) => destinationRoutes(scope, deps));
   await app.register(async (scope) => healthRoutes(scope, deps));
+  await app.register(async (scope) => overviewRoutes(scope, deps));
+  await app.register(async (scope) => pageRoutes(scope, deps));
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
   await app.listen({ host: listen.host, port: listen.port });
@@ -134,8 +149,12 @@ export function pathOf(url: string | undefined): string {
   return path.length > 200 ? `${path.slice(0, 200)}…` : path;
 }
 
-/** The routes any client may call: what an orchestrator's probes send (and a scrape, unless /metrics is guarded). */
-const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
+/**
+ * The routes any client may call: what an orchestrator's probes send, and the browser pages
+ * (which hold no data: they call /api with their user's credential). /metrics is public
+ * unless guarded (METRICS_ROUTE, below).
+ */
+const PUBLIC_ROUTES: ReadonlySet<string> = new Set(['/healthz', '/readyz', ...PAGE_ROUTES]);
 const METRICS_ROUTE = '/metrics';
 
 /**

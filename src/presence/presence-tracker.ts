@@ -32,6 +32,8 @@ export interface Presence {
   isCompanion(destination: string): boolean;
   /** The room's members now, the same from every instance; [] for a room nobody is in. */
   members(destination: string): Promise<Member[]>;
+  /** Rooms with members now, each with its member list (at most `limit` rooms, in name order). */
+  rooms(limit: number): Promise<{ destination: string; members: Member[] }[]>;
 }
 
 interface LocalSession {
@@ -40,6 +42,9 @@ interface LocalSession {
   /** room → this session's subscriptions to it and when it joined. */
   rooms: Map<string, { count: number; joinedAt: number }>;
 }
+
+/** Rooms whose member lists rooms() reads at once. */
+const ROOMS_BATCH = 20;
 
 export interface PresenceTrackerDeps {
   events: LifecycleEvents;
@@ -89,6 +94,21 @@ export class PresenceTracker implements Presence {
   async members(destination: string): Promise<Member[]> {
     if (!this.isRoom(destination)) return [];
     return (await this.deps.store.snapshot(destination)).members;
+  }
+
+  async rooms(limit: number): Promise<{ destination: string; members: Member[] }[]> {
+    const found: { destination: string; members: Member[] }[] = [];
+    const names = await this.deps.store.rooms();
+    // Read a batch at a time: a store may list rooms that have emptied since.
+    for (let i = 0; i < names.length && found.length < limit; i += ROOMS_BATCH) {
+      const batch = names.slice(i, i + ROOMS_BATCH);
+      const snapshots = await Promise.all(batch.map((room) => this.deps.store.snapshot(room)));
+      batch.forEach((destination, j) => {
+        const { members } = snapshots[j]!;
+        if (members.length > 0 && found.length < limit) found.push({ destination, members });
+      });
+    }
+    return found;
   }
 
   /** This instance's sessions in rooms: what a store rebuilds from after Redis lost its state. */

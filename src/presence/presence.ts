@@ -79,6 +79,8 @@ export interface PresenceStore {
    */
   reapInstance(instanceId: string): Promise<number>;
   snapshot(room: string): Promise<RoomSnapshot>;
+  /** Rooms that may have members (none is missed; an empty one may be listed), in name order. */
+  rooms(): Promise<string[]>;
   /** Finish what is under way (at shutdown). */
   settle?(timeoutMs: number): Promise<void>;
 }
