@@ -81,8 +81,11 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T> {
 
 /** How long a claim on a reap lasts unless the reaper extends it. */
 export const REAP_CLAIM_MS = 10_000;
-/** How long the reaped marker outlives the reap (an instance stalled longer than this starts over anyway). */
-const REAPED_MARKER_SECONDS = 86_400;
+/**
+ * How long the reaped marker lasts: past the reap's end (its claim, extended while it runs);
+ * after it, an instance that wakes finds its generation key gone, which says the same.
+ */
+const REAPED_MARKER_SECONDS = 600;
 /** Inbox entries taken per round trip. */
 const INBOX_BATCH = 100;
 /** An inbox nobody reads (its instance died and was reaped) is gone after this. */
@@ -204,11 +207,17 @@ export class InstanceMembership {
       return;
     }
     const wasJoining = this.stateValue === 'joining';
+    const isNewRedis = await this.checkIncarnation();
+    if (verdict === 'orphaned' && !wasJoining && !isNewRedis) {
+      // Its reap finished while it was away (the marker has expired since): the same as 'reaped'.
+      this.fenceNow();
+      await this.rejoinAfterReap();
+      return;
+    }
     this.stateValue = 'joined';
     this.hasJoined = true;
-    const isNewRedis = await this.checkIncarnation();
     if (wasJoining) return;
-    if (verdict === 'renewed' || isNewRedis) {
+    if (verdict !== 'ok' || isNewRedis) {
       this.options.logger.warn({ isNewRedis }, isNewRedis ? 'Redis lost its data: registering this instance\'s sessions again' : 'this instance\'s liveness key had expired without a reap: registering again');
       await this.options.onLivenessLost(false, isNewRedis);
     }
