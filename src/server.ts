@@ -36,7 +36,10 @@ import { Admission } from './transport/admission';
 import type { Refusal } from './transport/admission';
 import type { Connection, TransportKind } from './transport/connection';
 import { listenTcp } from './transport/tcp';
-import type { ListeningServer } from './transport/tcp';
+import type { ListeningServer, RejectReason } from './transport/tcp';
+import { loadTlsCredentials } from './transport/tls-credentials';
+import type { TlsCredentials } from './transport/tls-credentials';
+import { TrustedProxies } from './transport/trusted-proxies';
 import { listenWebSocket } from './transport/websocket';
 
 export interface ServerOptions {
@@ -52,6 +55,9 @@ export interface RunningServer {
   /** Bound ports; undefined for a transport that is off. */
   readonly tcpPort: number | undefined;
   readonly wsPort: number | undefined;
+  /** TLS listeners' bound ports; undefined when off (or no TLS_CERT_FILE). */
+  readonly stompTlsPort: number | undefined;
+  readonly wssPort: number | undefined;
   /** The HTTP API's port; undefined when HTTP_PORT=off. */
   readonly httpPort: number | undefined;
   readonly events: LifecycleEvents;
@@ -74,6 +80,12 @@ export interface RunningServer {
    * Resolves to the number of users; undefined in the other modes (nothing to re-read).
    */
   reloadUsers(): Promise<number | undefined>;
+  /**
+   * Re-read TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_FILE: later handshakes use them, open
+   * connections keep theirs. A bad file keeps the current ones and throws (TlsFileError).
+   * undefined without TLS.
+   */
+  reloadTls(): TlsCredentials | undefined;
   /**
    * Stop accepting, close every session (reason `shutdown`), release the ports; connections
    * still open after SHUTDOWN_TIMEOUT_MS are destroyed. Queue messages held in memory are lost.
@@ -239,6 +251,11 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   );
 
   const verifyOrigin = originChecker(config.allowedOrigins);
+  const trustedProxies = new TrustedProxies(config.trustedProxies);
+  // Read before listening: a missing or bad file stops the start with one line (TlsFileError).
+  let tlsCredentials = config.tls === undefined ? undefined : loadTlsCredentials(config.tls);
+  if (tlsCredentials !== undefined) logTlsCredentials(logger, tlsCredentials, 'TLS certificate loaded');
+  const onRejected = rejectionLog(logger);
   // Room past the soft limit for what is not a MESSAGE (RECEIPTs) and for one MESSAGE of the
   // largest frame: 6 MiB with the defaults, only ever reached by a client that stops reading
   // (an idle connection holds none of it).
@@ -247,46 +264,83 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     overflowLimitBytes: config.writeBufferLimitBytes * 2 + config.limits.maxFrameBytes,
   };
   const listeners: ListeningServer[] = [];
+  const tlsListeners: ListeningServer[] = [];
   let tcpPort: number | undefined;
   let wsPort: number | undefined;
+  let stompTlsPort: number | undefined;
+  let wssPort: number | undefined;
+  const wsOptions = {
+    host: config.host,
+    path: config.wsPath,
+    limits: writeLimits,
+    // stompjs sends one frame per message, and a frame is held to maxFrameBytes anyway:
+    // the 64 KiB lets a frame just over the limit reach the decoder, which answers
+    // FRAME_TOO_LARGE, rather than the WebSocket closing with 1009.
+    maxMessageBytes: config.limits.maxFrameBytes + 64 * 1024,
+    pendingBudget,
+    messageTimeoutMs: config.frameTimeoutMs,
+    handshakeTimeoutMs: config.handshakeTimeoutMs,
+    admission,
+    onRejected,
+    ...(trustedProxies.isEmpty ? {} : { forwarded: { trusted: trustedProxies, header: config.forwardedHeader } }),
+    ...(verifyOrigin ? { verifyHandshake: loggedOriginCheck(verifyOrigin, logger) } : {}),
+  };
   try {
     if (config.stompPort !== undefined) {
       const stompPort = config.stompPort;
-      const tcp = await listenTcp({ host: config.host, port: stompPort, limits: writeLimits, admission }, accept, refuse).catch((error: unknown) => {
+      const tcp = await listenTcp(
+        {
+          host: config.host,
+          port: stompPort,
+          limits: writeLimits,
+          admission,
+          onRejected,
+          ...(config.proxyProtocol ? { proxyProtocol: { trusted: trustedProxies, timeoutMs: config.handshakeTimeoutMs } } : {}),
+        },
+        accept,
+        refuse,
+      ).catch((error: unknown) => {
         throw listenFailure(error, config.host, stompPort, 'STOMP_PORT');
       });
       listeners.push(tcp);
       tcpPort = tcp.port;
     }
     if (config.wsPort !== undefined) {
-      const ws = await listenWebSocket(
-        {
-          host: config.host,
-          port: config.wsPort,
-          path: config.wsPath,
-          limits: writeLimits,
-          // stompjs sends one frame per message, and a frame is held to maxFrameBytes anyway:
-          // the 64 KiB lets a frame just over the limit reach the decoder, which answers
-          // FRAME_TOO_LARGE, rather than the WebSocket closing with 1009.
-          maxMessageBytes: config.limits.maxFrameBytes + 64 * 1024,
-          pendingBudget,
-          messageTimeoutMs: config.frameTimeoutMs,
-          handshakeTimeoutMs: config.handshakeTimeoutMs,
-          admission,
-          ...(verifyOrigin ? { verifyHandshake: loggedOriginCheck(verifyOrigin, logger) } : {}),
-        },
-        accept,
-      ).catch((error: unknown) => {
+      const ws = await listenWebSocket({ ...wsOptions, port: config.wsPort }, accept).catch((error: unknown) => {
         throw listenFailure(error, config.host, config.wsPort!, 'WS_PORT');
       });
       listeners.push(ws);
       wsPort = ws.port;
     }
+    if (config.tls !== undefined && tlsCredentials !== undefined) {
+      const tlsOptions = { ...tlsCredentials.options, handshakeTimeout: config.handshakeTimeoutMs };
+      if (config.tls.stompTlsPort !== undefined) {
+        const port = config.tls.stompTlsPort;
+        const tcp = await listenTcp({ host: config.host, port, limits: writeLimits, admission, onRejected, tls: tlsOptions }, accept, refuse).catch((error: unknown) => {
+          throw listenFailure(error, config.host, port, 'STOMP_TLS_PORT');
+        });
+        listeners.push(tcp);
+        tlsListeners.push(tcp);
+        stompTlsPort = tcp.port;
+      }
+      if (config.tls.wssPort !== undefined) {
+        const port = config.tls.wssPort;
+        const wss = await listenWebSocket({ ...wsOptions, port, tls: tlsOptions }, accept).catch((error: unknown) => {
+          throw listenFailure(error, config.host, port, 'WSS_PORT');
+        });
+        listeners.push(wss);
+        tlsListeners.push(wss);
+        wssPort = wss.port;
+      }
+    }
   } catch (error) {
     await Promise.all(listeners.map((l) => l.close()));
     throw error;
   }
-  logger.info({ host: config.host, stompPort: tcpPort, wsPort, wsPath: config.wsPath }, 'stompd listening');
+  logger.info(
+    { host: config.host, stompPort: tcpPort, wsPort, wsPath: config.wsPath, stompTlsPort, wssPort, ...(trustedProxies.isEmpty ? {} : { trustedProxies: config.trustedProxies, proxyProtocol: config.proxyProtocol }) },
+    'stompd listening',
+  );
 
   const admin = createSessionAdmin({
     localSessions: () => open.values(),
@@ -303,7 +357,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     const [{ startHttpApi }, { adminAuthenticator }, { createMetrics }] = await Promise.all([import('./http/api'), import('./http/auth'), import('./http/metrics')]);
     try {
       http = await startHttpApi(
-        { host, port },
+        // Fastify reads X-Forwarded-For only: with FORWARDED_HEADER=forwarded a client could set it past the proxy.
+        { host, port, ...(trustedProxies.isEmpty || config.forwardedHeader !== 'x-forwarded-for' ? {} : { isTrustedProxy: (address: string) => trustedProxies.has(address) }) },
         {
           registry,
           admin,
@@ -349,6 +404,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     config,
     tcpPort,
     wsPort,
+    stompTlsPort,
+    wssPort,
     httpPort: httpApi?.port,
     events,
     router,
@@ -360,6 +417,13 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     admin,
     clusterHealth: () => (cluster === undefined ? undefined : cluster.health()),
     reloadUsers: async () => usersFile?.reload(),
+    reloadTls: () => {
+      if (config.tls === undefined) return undefined;
+      const fresh = loadTlsCredentials(config.tls);
+      for (const listener of tlsListeners) listener.setSecureContext?.(fresh.options);
+      tlsCredentials = fresh;
+      return fresh;
+    },
     async stop(): Promise<void> {
       if (isStopping) return;
       isStopping = true;
@@ -425,6 +489,32 @@ function rateLimitedInfo(logger: Logger, message: string): (fields: Record<strin
     logger.info({ ...fields, refusedSinceLastLine: unlogged }, message);
     lastLineAt = now;
     unlogged = 0;
+  };
+}
+
+function logTlsCredentials(logger: Logger, credentials: TlsCredentials, message: string): void {
+  const fields = { subject: credentials.subject, validTo: credentials.validTo.toISOString(), clientCertificates: credentials.options.requestCert === true };
+  if (credentials.isExpired) logger.warn(fields, `${message}: the certificate has EXPIRED, clients will refuse it`);
+  else logger.info(fields, message);
+}
+
+const REJECTION_MESSAGES: Record<RejectReason['code'], string> = {
+  TLS_ON_PLAIN_PORT: 'connection closed: a TLS handshake arrived on a plain port',
+  UNTRUSTED_PROXY_HEADER: 'connection closed: a PROXY protocol header from a peer not in TRUSTED_PROXIES',
+  BAD_PROXY_HEADER: 'connection closed: no valid PROXY protocol header from a trusted proxy',
+  TLS_HANDSHAKE_FAILED: 'connection closed: TLS handshake failed',
+};
+
+/** Connections closed before they became sessions (TLS on a plain port, PROXY headers): one line each kind, at most a second. */
+function rejectionLog(logger: Logger): (remoteAddress: string, reason: RejectReason) => void {
+  const logs = new Map<string, (fields: Record<string, unknown>) => void>();
+  return (remoteAddress, reason) => {
+    let log = logs.get(reason.code);
+    if (log === undefined) {
+      log = rateLimitedInfo(logger, REJECTION_MESSAGES[reason.code]);
+      logs.set(reason.code, log);
+    }
+    log({ code: reason.code, remoteAddress, detail: reason.detail });
   };
 }
 

@@ -62,8 +62,15 @@ export interface HttpApi {
   close(): Promise<void>;
 }
 
-export async function startHttpApi(listen: { host: string; port: number }, deps: HttpApiDeps): Promise<HttpApi> {
+/**
+ * `isTrustedProxy`: a peer whose X-Forwarded-For is believed (TRUSTED_PROXIES), so that
+ * request.ip, which the failed-login limiter and the logs use, is the client behind it.
+ */
+export async function startHttpApi(listen: { host: string; port: number; isTrustedProxy?: (address: string) => boolean }, deps: HttpApiDeps): Promise<HttpApi> {
+  const isTrustedProxy = listen.isTrustedProxy;
   const app = Fastify({
+    // Walked from the socket's peer leftwards through X-Forwarded-For while the hop is trusted.
+    ...(isTrustedProxy !== undefined ? { trustProxy: (address: string) => isTrustedProxy(address) } : {}),
     loggerInstance: deps.logger.child({ component: 'http' }) as FastifyBaseLogger,
     // Per-request lines would flood the log at scrape rate; refusals and actions log their own.
     logController: new LogController({ disableRequestLogging: true }),

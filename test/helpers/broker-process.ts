@@ -20,6 +20,9 @@ export class BrokerProcess {
   readonly lines: LogLine[] = [];
   tcpPort = 0;
   wsPort = 0;
+  /** 0 when off (no TLS_CERT_FILE). */
+  stompTlsPort = 0;
+  wssPort = 0;
   instanceId: string;
   private stderr = '';
   private readonly exited: Promise<number | null>;
@@ -61,6 +64,8 @@ export class BrokerProcess {
     });
     broker.tcpPort = listening.stompPort as number;
     broker.wsPort = listening.wsPort as number;
+    broker.stompTlsPort = (listening.stompTlsPort as number | undefined) ?? 0;
+    broker.wssPort = (listening.wssPort as number | undefined) ?? 0;
     return broker;
   }
 
