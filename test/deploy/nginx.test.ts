@@ -2,6 +2,9 @@
 // repository's deploy/nginx.conf (upstreams and listen ports rewritten to local ones) in
 // front of two real stompd processes sharing a real Redis. Each instance says who it is in
 // CONNECTED's `server` header (SERVER_NAME), so a test knows where nginx put a client.
+// nginx runs on 127.0.0.1, the instances trust it (TRUSTED_PROXIES, PROXY_PROTOCOL=1), and
+// clients connect from 127.0.0.2 (loopback too), so the session API can show whose address
+// it took: the client's, named by nginx, or nginx's own.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -12,6 +15,7 @@ import WebSocket from 'ws';
 import { CONFIG_DEFAULTS } from '../../src/config';
 import { parseHeartbeat } from '../../src/session/heartbeat';
 import { BrokerProcess } from '../helpers/broker-process';
+import { ApiClient } from '../helpers/http';
 import { RawClient, header } from '../helpers/raw-client';
 import { startRedis } from '../helpers/redis';
 import type { RedisServer } from '../helpers/redis';
@@ -19,6 +23,8 @@ import { NGINX_CONF, startNginx } from './nginx-process';
 import type { NginxProcess } from './nginx-process';
 
 const DELIVERY_TIMEOUT_MS = 10_000;
+/** Where clients connect from; nginx (and so the instances' only trusted proxy) is on 127.0.0.1. */
+const CLIENT_ADDRESS = '127.0.0.2';
 /** Round robin alternates between the two; the margin covers an instance nginx briefly marked failed. */
 const MAX_LANDING_TRIES = 10;
 
@@ -35,10 +41,11 @@ interface Landed {
   server: string;
 }
 
-function connectStomp(port: number): Promise<Landed> {
+function connectStomp(port: number, login = 'guest'): Promise<Landed> {
   return new Promise((resolve, reject) => {
     const client = new Client({
-      webSocketFactory: () => new WebSocket(`ws://127.0.0.1:${port}/ws`, ['v12.stomp']),
+      webSocketFactory: () => new WebSocket(`ws://127.0.0.1:${port}/ws`, ['v12.stomp'], { localAddress: CLIENT_ADDRESS }),
+      connectHeaders: { login },
       reconnectDelay: 0,
       onConnect: (frame) => resolve({ client, server: frame.headers.server ?? '' }),
       onStompError: (frame) => reject(new Error(frame.headers.message)),
@@ -109,11 +116,21 @@ function directiveValues(conf: string, blocks: string[], directive: string): str
   return values;
 }
 
+/** What docker-compose.yml sets, with nginx's address here; the per-address cap stays on. */
+const BEHIND_NGINX = { TRUSTED_PROXIES: '127.0.0.1', PROXY_PROTOCOL: '1', MAX_CONNECTIONS_PER_ADDRESS: '1000', HTTP_PORT: '0' };
+
+/** The remoteAddress the session API of `instance` shows for `userId`'s one session. */
+async function addressInSessionApi(instance: BrokerProcess, userId: string): Promise<string> {
+  const body = await new ApiClient(instance.httpPort).ok(`/api/session/user/${userId}`);
+  assert.equal(body.sessions.length, 1, JSON.stringify(body));
+  return body.sessions[0].remoteAddress as string;
+}
+
 before(async () => {
   redis = await startRedis();
   [a, b] = await Promise.all([
-    BrokerProcess.start({ REDIS_URL: redis.url, SERVER_NAME: 'stompd-a' }),
-    BrokerProcess.start({ REDIS_URL: redis.url, SERVER_NAME: 'stompd-b' }),
+    BrokerProcess.start({ ...BEHIND_NGINX, REDIS_URL: redis.url, SERVER_NAME: 'stompd-a' }),
+    BrokerProcess.start({ ...BEHIND_NGINX, REDIS_URL: redis.url, SERVER_NAME: 'stompd-b' }),
   ]);
   nginx = await startNginx({
     'stompd-a': { wsPort: a.wsPort, tcpPort: a.tcpPort },
@@ -150,12 +167,12 @@ describe('deploy/nginx.conf in front of two instances sharing Redis', { timeout:
   });
 
   it('raw STOMP over TCP through nginx (stream) reaches a subscriber on the other instance', async () => {
-    const publisher = await RawClient.tcp(nginx.tcpPort);
+    const publisher = await RawClient.tcp(nginx.tcpPort, { localAddress: CLIENT_ADDRESS });
     rawClients.push(publisher);
     const landedOn = header(await publisher.connect(), 'server');
     assert.ok(landedOn === 'stompd-a' || landedOn === 'stompd-b', `landed on ${landedOn}`);
     const other = landedOn === 'stompd-a' ? b : a;
-    const subscriber = await RawClient.tcp(other.tcpPort);
+    const subscriber = await RawClient.tcp(other.tcpPort, { localAddress: CLIENT_ADDRESS });
     rawClients.push(subscriber);
     assert.notEqual(header(await subscriber.connect(), 'server'), landedOn);
     subscriber.sendFrame('SUBSCRIBE', { id: 's1', destination: '/topic/deploy.tcp', receipt: 'r1' });
@@ -165,6 +182,18 @@ describe('deploy/nginx.conf in front of two instances sharing Redis', { timeout:
       subscriber.expect('MESSAGE', DELIVERY_TIMEOUT_MS),
     );
     assert.equal(message.body.toString(), 'through the stream proxy');
+  });
+
+  it('the session API shows the client\'s address, not nginx\'s: X-Forwarded-For on WebSocket, PROXY protocol on TCP', async () => {
+    const ws = await connectStomp(nginx.wsPort, 'behind-nginx-ws');
+    const wsInstance = ws.server === 'stompd-a' ? a : b;
+    // X-Forwarded-For carries no port.
+    assert.equal(await addressInSessionApi(wsInstance, 'behind-nginx-ws'), CLIENT_ADDRESS);
+    const tcp = await RawClient.tcp(nginx.tcpPort, { localAddress: CLIENT_ADDRESS });
+    rawClients.push(tcp);
+    const tcpInstance = header(await tcp.connect({ login: 'behind-nginx-tcp' }), 'server') === 'stompd-a' ? a : b;
+    assert.match(await addressInSessionApi(tcpInstance, 'behind-nginx-tcp'), /^127\.0\.0\.2:\d+$/);
+    await ws.client.deactivate();
   });
 
   it('keeps idle connections longer than a heart-beating client may stay silent', () => {
@@ -191,7 +220,7 @@ describe('deploy/nginx.conf in front of two instances sharing Redis', { timeout:
       assert.equal(landed.server, 'stompd-b');
       await landed.client.deactivate();
     }
-    const publisher = await RawClient.tcp(nginx.tcpPort);
+    const publisher = await RawClient.tcp(nginx.tcpPort, { localAddress: CLIENT_ADDRESS });
     rawClients.push(publisher);
     assert.equal(header(await publisher.connect(), 'server'), 'stompd-b');
   });
