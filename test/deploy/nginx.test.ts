@@ -19,6 +19,9 @@ import { ApiClient } from '../helpers/http';
 import { RawClient, header } from '../helpers/raw-client';
 import { startRedis } from '../helpers/redis';
 import type { RedisServer } from '../helpers/redis';
+import stompit from 'stompit';
+import { makeCertificates } from '../helpers/certificates';
+import type { Certificates } from '../helpers/certificates';
 import { NGINX_CONF, startNginx } from './nginx-process';
 import type { NginxProcess } from './nginx-process';
 
@@ -32,6 +35,10 @@ let redis: RedisServer;
 let a: BrokerProcess;
 let b: BrokerProcess;
 let nginx: NginxProcess;
+/** deploy/nginx-tls.conf in front of the same instances, with certificates made by openssl. */
+let nginxTls: NginxProcess;
+let certs: Certificates;
+const stompitClients: stompit.Client[] = [];
 const clients: Client[] = [];
 const rawClients: RawClient[] = [];
 
@@ -132,16 +139,20 @@ before(async () => {
     BrokerProcess.start({ ...BEHIND_NGINX, REDIS_URL: redis.url, SERVER_NAME: 'stompd-a' }),
     BrokerProcess.start({ ...BEHIND_NGINX, REDIS_URL: redis.url, SERVER_NAME: 'stompd-b' }),
   ]);
-  nginx = await startNginx({
+  const upstreams = {
     'stompd-a': { wsPort: a.wsPort, tcpPort: a.tcpPort },
     'stompd-b': { wsPort: b.wsPort, tcpPort: b.tcpPort },
-  });
+  };
+  certs = makeCertificates();
+  [nginx, nginxTls] = await Promise.all([startNginx(upstreams), startNginx(upstreams, { cert: certs.serverCert, key: certs.serverKey })]);
 });
 
 after(async () => {
   await Promise.all(clients.map((c) => c.deactivate()));
   for (const raw of rawClients) raw.destroy();
-  await nginx?.stop();
+  for (const c of stompitClients) c.destroy(new Error('test over'));
+  await Promise.all([nginx?.stop(), nginxTls?.stop()]);
+  certs?.remove();
   await Promise.all([a?.stop(), b?.stop()]);
   await redis?.stop();
 });
@@ -211,6 +222,35 @@ describe('deploy/nginx.conf in front of two instances sharing Redis', { timeout:
       assert.equal(values.length, 1, `${name}: expected one value, found ${JSON.stringify(values)}`);
       assert.ok(nginxTimeMs(values[0]!) > silenceMs, `${name} ${values[0]} is not above ${silenceMs} ms`);
     }
+  });
+
+  it('deploy/nginx-tls.conf: STOMP over TLS (stompit) and wss:// (stompjs) end at nginx, and the instances see the client\'s address', async () => {
+    const ca = [fs.readFileSync(certs.caCert)];
+    const overTls = await new Promise<stompit.Client>((resolve, reject) => {
+      // localAddress is a net option tls.connect takes too (its types leave it out).
+      const options = { host: '127.0.0.1', port: nginxTls.tcpPort, ssl: true, ca, localAddress: CLIENT_ADDRESS, connectHeaders: { host: '/', login: 'tls-at-nginx', 'heart-beat': '0,0' } };
+      const client = stompit.connect(options as stompit.connect.ConnectOptions, (error, connected) => (error ? reject(error) : resolve(connected)));
+      client.on('error', () => undefined);
+      stompitClients.push(client);
+    });
+    // The registry is shared: either instance's session API lists every session.
+    assert.match(await addressInSessionApi(a, 'tls-at-nginx'), /^127\.0\.0\.2:\d+$/);
+    const wss = await new Promise<Landed>((resolve, reject) => {
+      const client = new Client({
+        webSocketFactory: () => new WebSocket(`wss://127.0.0.1:${nginxTls.wsPort}/ws`, ['v12.stomp'], { ca, localAddress: CLIENT_ADDRESS }),
+        connectHeaders: { login: 'wss-at-nginx' },
+        reconnectDelay: 0,
+        onConnect: (frame) => resolve({ client, server: frame.headers.server ?? '' }),
+        onWebSocketError: () => reject(new Error('wss error through nginx')),
+      });
+      clients.push(client);
+      client.activate();
+    });
+    assert.equal(await addressInSessionApi(b, 'wss-at-nginx'), CLIENT_ADDRESS);
+    // Messages cross: the wss client hears what the TLS client publishes.
+    const received = firstMessage(wss.client, '/topic/deploy.tls');
+    const message = await publishUntil(() => overTls.send({ destination: '/topic/deploy.tls' }).end('through TLS at nginx'), received);
+    assert.equal(message.body, 'through TLS at nginx');
   });
 
   it('sends every new connection to the survivor when an instance dies', async () => {
