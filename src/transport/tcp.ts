@@ -144,11 +144,15 @@ const TLS_HANDSHAKE_RECORD = 0x16;
 const PROXY_V1_START = Buffer.from('PROXY ', 'latin1');
 const PROXY_V2_START = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00]);
 
-/** First bytes a STOMP client never sends, on a plain listener: why they are refused. */
+/**
+ * First bytes a STOMP client never sends, on a plain listener: why they are refused. A PROXY
+ * header counts from its whole signature ("PROXY ", or the v2 one's first five bytes, a NUL
+ * after two EOLs): a client's leading heart-beat EOLs are not one.
+ */
 function refusedFirstBytes(chunk: Buffer): RejectReason | undefined {
   if (chunk[0] === TLS_HANDSHAKE_RECORD) return { code: 'TLS_ON_PLAIN_PORT', detail: 'a TLS handshake arrived on the plain STOMP port (use STOMP_TLS_PORT for TLS)' };
-  const head = (prefix: Buffer): boolean => chunk.length >= Math.min(prefix.length, 2) && chunk.subarray(0, prefix.length).equals(prefix.subarray(0, Math.min(prefix.length, chunk.length)));
-  if (head(PROXY_V1_START) || head(PROXY_V2_START)) {
+  const startsWith = (prefix: Buffer): boolean => chunk.length >= prefix.length && chunk.subarray(0, prefix.length).equals(prefix);
+  if (startsWith(PROXY_V1_START) || startsWith(PROXY_V2_START)) {
     return { code: 'UNTRUSTED_PROXY_HEADER', detail: 'a PROXY protocol header from a peer that is not in TRUSTED_PROXIES (or PROXY_PROTOCOL is off)' };
   }
   return undefined;

@@ -347,7 +347,9 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
       socket.destroy();
       return;
     }
-    if (socket.writable && error.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    // What node answers when nobody listens for clientError.
+    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    if (socket.writable && error.code !== 'ECONNRESET') socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\n\r\n`);
     socket.destroy();
   });
   if (options.tls !== undefined) {

@@ -104,6 +104,14 @@ describe('PROXY protocol on the TCP port (PROXY_PROTOCOL=1)', { timeout: 30_000 
     await direct.expect('RECEIPT');
   });
 
+  it('a direct client whose first bytes are heart-beat EOLs is no PROXY header', async () => {
+    const { b } = await brokerBehindProxy();
+    const c = await tcpFrom(b, OTHER, '\r\n');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    c.send('\r\nCONNECT\naccept-version:1.2\nhost:/\nlogin:eol\nheart-beat:0,0\n\n\0');
+    await c.expect('CONNECTED');
+  });
+
   it('from a trusted proxy, a malformed header or none at all is closed with a log line', async () => {
     const { b, lines } = await brokerBehindProxy();
     const malformed = await tcpFrom(b, PROXY, 'PROXY TCP4 203.0.113.999 127.0.0.1 1 2\r\n');
