@@ -126,8 +126,7 @@ async function runBroker(): Promise<void> {
     process.on('SIGHUP', () => {
       if (config.tls !== undefined) {
         try {
-          const credentials = server.reloadTls()!;
-          server.logger[credentials.isExpired ? 'warn' : 'info']({ subject: credentials.subject, validTo: credentials.validTo.toISOString() }, credentials.isExpired ? 'TLS certificate reloaded: it has EXPIRED' : 'TLS certificate reloaded');
+          server.reloadTls();
         } catch (error) {
           server.logger.error({ error: error instanceof Error ? error.message : String(error) }, 'TLS certificate not reloaded: keeping the previous one');
         }

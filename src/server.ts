@@ -82,8 +82,8 @@ export interface RunningServer {
   reloadUsers(): Promise<number | undefined>;
   /**
    * Re-read TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_FILE: later handshakes use them, open
-   * connections keep theirs. A bad file keeps the current ones and throws (TlsFileError).
-   * undefined without TLS.
+   * connections keep theirs (logged). A bad file keeps the current ones and throws
+   * (TlsFileError). undefined without TLS.
    */
   reloadTls(): TlsCredentials | undefined;
   /**
@@ -119,6 +119,9 @@ function listenFailure(error: unknown, host: string, port: number, portVariable:
 
 export async function startServer(config: Readonly<Config>, options: ServerOptions = {}): Promise<RunningServer> {
   const logger = options.logger ?? pino({ level: config.logLevel });
+  // Read before anything starts: a missing or bad file stops the start with one line (TlsFileError).
+  const tlsCredentials = config.tls === undefined ? undefined : loadTlsCredentials(config.tls);
+  if (tlsCredentials !== undefined) logTlsCredentials(logger, tlsCredentials, 'TLS certificate loaded');
   const events = new LifecycleEvents();
   const router = new Router({
     topicPrefix: config.topicPrefix,
@@ -252,9 +255,6 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
 
   const verifyOrigin = originChecker(config.allowedOrigins);
   const trustedProxies = new TrustedProxies(config.trustedProxies);
-  // Read before listening: a missing or bad file stops the start with one line (TlsFileError).
-  let tlsCredentials = config.tls === undefined ? undefined : loadTlsCredentials(config.tls);
-  if (tlsCredentials !== undefined) logTlsCredentials(logger, tlsCredentials, 'TLS certificate loaded');
   const onRejected = rejectionLog(logger);
   // Room past the soft limit for what is not a MESSAGE (RECEIPTs) and for one MESSAGE of the
   // largest frame: 6 MiB with the defaults, only ever reached by a client that stops reading
@@ -421,7 +421,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       if (config.tls === undefined) return undefined;
       const fresh = loadTlsCredentials(config.tls);
       for (const listener of tlsListeners) listener.setSecureContext?.(fresh.options);
-      tlsCredentials = fresh;
+      logTlsCredentials(logger, fresh, 'TLS certificate reloaded');
       return fresh;
     },
     async stop(): Promise<void> {
