@@ -10,7 +10,7 @@
 // counted under its client's address once the proxy names it (identify), so
 // MAX_CONNECTIONS_PER_ADDRESS holds per client, not per proxy.
 
-import { plainAddress } from './trusted-proxies';
+import { plainAddress } from './client-address';
 import type { TransportKind } from './connection';
 
 export interface AdmissionLimits {

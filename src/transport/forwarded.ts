@@ -12,19 +12,14 @@
 // the client sent it, so reading both would let a client forge its address.
 
 import net from 'node:net';
-import { plainAddress } from './trusted-proxies';
+import { plainAddress } from './client-address';
+import type { ClientAddress } from './client-address';
 import type { TrustedProxies } from './trusted-proxies';
 
 export type ForwardedHeader = 'x-forwarded-for' | 'forwarded';
 
 /** Hops looked at, from the right: a longer chain is someone's game, not a proxy setup. */
 const MAX_HOPS = 32;
-
-export interface ClientAddress {
-  address: string;
-  /** Known when a proxy said it (Forwarded with a port), or from the socket. */
-  port: number | undefined;
-}
 
 /**
  * The client's address for a request whose socket peer is `peer`: the peer itself unless
@@ -96,10 +91,4 @@ function parseHop(text: string): ClientAddress | undefined {
   address = plainAddress(address);
   if (net.isIP(address) === 0 || (port !== undefined && port > 65535)) return undefined;
   return { address, port };
-}
-
-/** How logs and the session API show an address: "10.0.0.7:51544", "[2001:db8::1]:51544", or the address alone when no port is known. */
-export function formatAddress(client: ClientAddress): string {
-  if (client.port === undefined) return client.address;
-  return net.isIPv6(client.address) ? `[${client.address}]:${client.port}` : `${client.address}:${client.port}`;
 }

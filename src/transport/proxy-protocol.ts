@@ -7,7 +7,7 @@
 // Only the source address is used. LOCAL (v2) and UNKNOWN (v1) say "no client: the proxy
 // itself" (health checks); the peer's own address stands then. TLVs are skipped.
 
-import type { ClientAddress } from './forwarded';
+import type { ClientAddress } from './client-address';
 
 /** v1: "PROXY TCP6 <39> <39> <5> <5>\r\n" is the longest, 107 bytes (spec §2.1). */
 export const V1_MAX_BYTES = 107;

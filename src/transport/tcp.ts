@@ -19,11 +19,10 @@ import { isRefusal } from './admission';
 import type { Admission, AdmissionTicket, Refusal } from './admission';
 import { BatchingConnection } from './connection';
 import type { Connection, WriteLimits } from './connection';
-import { formatAddress } from './forwarded';
-import type { ClientAddress } from './forwarded';
+import { formatAddress, socketPeer } from './client-address';
+import type { ClientAddress } from './client-address';
 import { ProxyHeaderReader } from './proxy-protocol';
 import type { ProxyHeader } from './proxy-protocol';
-import { plainAddress } from './trusted-proxies';
 import type { TrustedProxies } from './trusted-proxies';
 
 /**
@@ -103,11 +102,6 @@ export class TcpConnection extends BatchingConnection {
   protected destroySocket(): void {
     this.socket.destroy();
   }
-}
-
-/** The socket's own peer, IPv4-mapped IPv6 shown as IPv4. */
-export function socketPeer(socket: net.Socket): ClientAddress {
-  return { address: plainAddress(socket.remoteAddress ?? '?'), port: socket.remotePort };
 }
 
 export interface ListeningServer {
@@ -223,7 +217,7 @@ export function listenTcp(
           return;
         }
         const client = result.kind === 'proxied' ? result.source : undefined;
-        const refusal = client === undefined ? admitted.identify(plainAddress(socket.remoteAddress ?? '?')) : admitted.identify(client.address);
+        const refusal = admitted.identify((client ?? socketPeer(socket)).address);
         if (result.rest.length > 0) socket.unshift(result.rest);
         start(socket, client, refusal);
         socket.resume();

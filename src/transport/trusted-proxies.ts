@@ -5,6 +5,7 @@
 // the IPv4 address it is.
 
 import net from 'node:net';
+import { plainAddress } from './client-address';
 
 export class TrustedProxies {
   readonly entries: readonly string[];
@@ -42,9 +43,4 @@ export class TrustedProxies {
     if (family === 0) return false;
     return this.blocks.check(plain, family === 4 ? 'ipv4' : 'ipv6');
   }
-}
-
-/** "::ffff:10.0.0.1" → "10.0.0.1"; anything else unchanged. */
-export function plainAddress(address: string): string {
-  return /^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(address) ? address.slice(7) : address;
 }

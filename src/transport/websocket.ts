@@ -37,9 +37,11 @@ import type { Admission, AdmissionTicket, Refusal } from './admission';
 import type { ByteBudget } from '../codec';
 import { BatchingConnection } from './connection';
 import type { Connection, WriteLimits } from './connection';
-import { formatAddress, forwardedClientAddress } from './forwarded';
-import type { ClientAddress, ForwardedHeader } from './forwarded';
-import { KEEPALIVE_IDLE_MS, socketPeer } from './tcp';
+import { formatAddress, socketPeer } from './client-address';
+import type { ClientAddress } from './client-address';
+import { forwardedClientAddress } from './forwarded';
+import type { ForwardedHeader } from './forwarded';
+import { KEEPALIVE_IDLE_MS } from './tcp';
 import type { ListeningServer, RejectReason } from './tcp';
 import type { TrustedProxies } from './trusted-proxies';
 

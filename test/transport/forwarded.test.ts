@@ -3,7 +3,8 @@
 
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { formatAddress, forwardedClientAddress } from '../../src/transport/forwarded';
+import { formatAddress } from '../../src/transport/client-address';
+import { forwardedClientAddress } from '../../src/transport/forwarded';
 import { TrustedProxies } from '../../src/transport/trusted-proxies';
 
 const trusted = new TrustedProxies(['10.0.0.0/8', '192.0.2.1', 'fd00::/8']);
