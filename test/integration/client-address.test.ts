@@ -7,12 +7,11 @@
 
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import pino from 'pino';
 import type { SessionInfo } from '../../src/session/events';
 import type { RunningServer } from '../../src/server';
 import { MAX_FAILURES } from '../../src/http/auth';
+import { capturedLog } from '../helpers/captured-log';
 import { harness } from '../helpers/harness';
 import { ApiClient } from '../helpers/http';
 import { RawClient, header } from '../helpers/raw-client';
@@ -23,19 +22,8 @@ const PROXY = '127.0.0.1';
 const OTHER = '127.0.0.2';
 const TIMEOUT_MS = 5000;
 
-function capturedLogger(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n')) if (line !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: pino({ level: 'info' }, stream), lines };
-}
-
 async function brokerBehindProxy(overrides: Record<string, string> = {}) {
-  const { logger, lines } = capturedLogger();
+  const { logger, lines } = capturedLog();
   const b = await h.broker({ TRUSTED_PROXIES: PROXY, PROXY_PROTOCOL: '1', HTTP_PORT: '0', ...overrides }, { logger });
   const connects: SessionInfo[] = [];
   b.events.on('connect', (info: SessionInfo) => connects.push(info));

@@ -8,17 +8,16 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import tls from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { Client } from '@stomp/stompjs';
 import type { IMessage } from '@stomp/stompjs';
-import pino from 'pino';
 import stompit from 'stompit';
 import WebSocket from 'ws';
 import { BrokerProcess } from '../helpers/broker-process';
 import { makeCertificates } from '../helpers/certificates';
 import type { Certificates } from '../helpers/certificates';
+import { capturedLog } from '../helpers/captured-log';
 import { harness } from '../helpers/harness';
 import { RawClient } from '../helpers/raw-client';
 import { until } from '../helpers/until';
@@ -45,17 +44,6 @@ const h = harness();
 
 function tlsEnv(cert = certs.serverCert, key = certs.serverKey): Record<string, string> {
   return { TLS_CERT_FILE: cert, TLS_KEY_FILE: key, STOMP_TLS_PORT: '0', WSS_PORT: '0' };
-}
-
-function capturedLogger(): { logger: pino.Logger; lines: Record<string, unknown>[] } {
-  const lines: Record<string, unknown>[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      for (const line of chunk.toString().split('\n')) if (line !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { logger: pino({ level: 'info' }, stream), lines };
 }
 
 /** stompit over TLS, trusting `ca`; resolves connected or rejects with the TLS error. */
@@ -167,7 +155,7 @@ describe('TLS listeners', { timeout: 60_000 }, () => {
   });
 
   it('a TLS handshake on the plain ports is closed at once, with a log line that says so', async () => {
-    const { logger, lines } = capturedLogger();
+    const { logger, lines } = capturedLog();
     // A CONNECT timeout far past the test's: the close cannot be that timeout.
     const b = await h.broker({ CONNECT_TIMEOUT_MS: '600000', HANDSHAKE_TIMEOUT_MS: '600000' }, { logger });
     for (const port of [b.tcpPort!, b.wsPort!]) {
