@@ -130,6 +130,21 @@ describe('TLS listeners', { timeout: 60_000 }, () => {
     assert.equal((await wssReceived).body, 'from TLS to wss');
   });
 
+  it('a wss:// session outlives the handshake timeout (the deadline ends with the upgrade, found through the TLS socket)', async () => {
+    const b = await h.broker({ ...tlsEnv(), HANDSHAKE_TIMEOUT_MS: '300' });
+    const wss = await stompjsWss(b.wssPort!, 'long-lived');
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    assert.ok(wss.connected, 'still connected');
+    const received = new Promise<IMessage>((resolve) => wss.subscribe('/topic/later', resolve));
+    const plain = await h.connected(b, { login: 'later' });
+    let isReceived = false;
+    void received.then(() => (isReceived = true));
+    await until(() => {
+      plain.sendFrame('SEND', { destination: '/topic/later' }, 'still there');
+      return isReceived;
+    }, 'the wss subscriber to receive', TIMEOUT_MS, 100);
+  });
+
   it('plain listeners can be off: only the TLS ports listen', async () => {
     const b = await h.broker({ ...tlsEnv(), STOMP_PORT: 'off', WS_PORT: 'off' });
     assert.equal(b.tcpPort, undefined);
