@@ -144,4 +144,9 @@ describe('docker-compose.yml and deploy/nginx.conf agree', () => {
     assert.match(nginx, /^\s+proxy_protocol on;$/m);
     assert.match(nginx, /^\s+proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;$/m);
   });
+
+  it('publishes ports on loopback only: the instances run without authentication', () => {
+    const published = [...compose.matchAll(/^\s+- "([^"]*:\d+)"$/gm)].map((m) => m[1]!);
+    assert.deepEqual(published.sort(), ['127.0.0.1:15674:15674', '127.0.0.1:61613:61613']);
+  });
 });

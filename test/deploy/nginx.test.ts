@@ -178,12 +178,12 @@ describe('deploy/nginx.conf in front of two instances sharing Redis', { timeout:
   });
 
   it('raw STOMP over TCP through nginx (stream) reaches a subscriber on the other instance', async () => {
-    const publisher = await RawClient.tcp(nginx.tcpPort, { localAddress: CLIENT_ADDRESS });
+    const publisher = await RawClient.tcp(nginx.tcpPort, CLIENT_ADDRESS);
     rawClients.push(publisher);
     const landedOn = header(await publisher.connect(), 'server');
     assert.ok(landedOn === 'stompd-a' || landedOn === 'stompd-b', `landed on ${landedOn}`);
     const other = landedOn === 'stompd-a' ? b : a;
-    const subscriber = await RawClient.tcp(other.tcpPort, { localAddress: CLIENT_ADDRESS });
+    const subscriber = await RawClient.tcp(other.tcpPort, CLIENT_ADDRESS);
     rawClients.push(subscriber);
     assert.notEqual(header(await subscriber.connect(), 'server'), landedOn);
     subscriber.sendFrame('SUBSCRIBE', { id: 's1', destination: '/topic/deploy.tcp', receipt: 'r1' });
@@ -200,7 +200,7 @@ describe('deploy/nginx.conf in front of two instances sharing Redis', { timeout:
     const wsInstance = ws.server === 'stompd-a' ? a : b;
     // X-Forwarded-For carries no port.
     assert.equal(await addressInSessionApi(wsInstance, 'behind-nginx-ws'), CLIENT_ADDRESS);
-    const tcp = await RawClient.tcp(nginx.tcpPort, { localAddress: CLIENT_ADDRESS });
+    const tcp = await RawClient.tcp(nginx.tcpPort, CLIENT_ADDRESS);
     rawClients.push(tcp);
     const tcpInstance = header(await tcp.connect({ login: 'behind-nginx-tcp' }), 'server') === 'stompd-a' ? a : b;
     assert.match(await addressInSessionApi(tcpInstance, 'behind-nginx-tcp'), /^127\.0\.0\.2:\d+$/);
@@ -260,7 +260,7 @@ describe('deploy/nginx.conf in front of two instances sharing Redis', { timeout:
       assert.equal(landed.server, 'stompd-b');
       await landed.client.deactivate();
     }
-    const publisher = await RawClient.tcp(nginx.tcpPort, { localAddress: CLIENT_ADDRESS });
+    const publisher = await RawClient.tcp(nginx.tcpPort, CLIENT_ADDRESS);
     rawClients.push(publisher);
     assert.equal(header(await publisher.connect(), 'server'), 'stompd-b');
   });

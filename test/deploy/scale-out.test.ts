@@ -174,7 +174,7 @@ function connectWs(port: number, login: string): Promise<{ client: Client; serve
 }
 
 async function connectTcp(port: number, login: string): Promise<{ client: RawClient; server: string }> {
-  const client = await RawClient.tcp(port, { localAddress: CLIENT_ADDRESS });
+  const client = await RawClient.tcp(port, CLIENT_ADDRESS);
   rawClients.push(client);
   return { client, server: header(await client.connect({ login }), 'server') ?? '' };
 }

@@ -41,10 +41,10 @@ export class RawClient {
     this.decoder.setHeartbeatListener(() => this.heartbeatsReceived++);
   }
 
-  /** `localAddress`: connect from this loopback address (127.0.0.2, ...), to be told apart from a proxy on 127.0.0.1. */
-  static tcp(port: number, options: { localAddress?: string } = {}): Promise<RawClient> {
+  /** `localAddress`: connect from another loopback address (127.0.0.2, …): another client as the broker counts them. */
+  static tcp(port: number, localAddress?: string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ port, host: '127.0.0.1', ...(options.localAddress !== undefined ? { localAddress: options.localAddress } : {}) });
+      const socket = net.connect({ port, host: '127.0.0.1', ...(localAddress === undefined ? {} : { localAddress }) });
       const client = new RawClient(
         (bytes) => socket.write(bytes),
         () => socket.end(),

@@ -31,7 +31,7 @@ async function brokerBehindProxy(overrides: Record<string, string> = {}) {
 }
 
 async function tcpFrom(b: RunningServer, localAddress: string, preface?: Buffer | string): Promise<RawClient> {
-  const c = h.track(await RawClient.tcp(b.tcpPort!, { localAddress }));
+  const c = h.track(await RawClient.tcp(b.tcpPort!, localAddress));
   if (preface !== undefined) c.send(preface);
   return c;
 }
