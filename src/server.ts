@@ -46,6 +46,8 @@ import type { ListeningServer, RejectReason } from './transport/tcp';
 import { loadTlsCredentials } from './transport/tls-credentials';
 import type { TlsCredentials } from './transport/tls-credentials';
 import { TrustedProxies } from './transport/trusted-proxies';
+import { formatAddress, socketPeer } from './transport/client-address';
+import { forwardedClientAddress } from './transport/forwarded';
 import { listenWebSocket } from './transport/websocket';
 
 export interface ServerOptions {
@@ -334,7 +336,10 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     admission,
     onRejected,
     ...(trustedProxies.isEmpty ? {} : { forwarded: { trusted: trustedProxies, header: config.forwardedHeader } }),
-    ...(verifyHandshake ? { verifyHandshake: loggedHandshakeCheck(verifyHandshake, logger) } : {}),
+    // The refusal line names the client a trusted proxy reports, as the session would.
+    ...(verifyHandshake
+      ? { verifyHandshake: loggedHandshakeCheck(verifyHandshake, logger, (request) => formatAddress(forwardedClientAddress(socketPeer(request.socket), request.headers, config.forwardedHeader, trustedProxies))) }
+      : {}),
   };
   try {
     if (config.stompPort !== undefined) {
@@ -593,7 +598,11 @@ const HANDSHAKE_REFUSAL_LINES: Record<HandshakeRefusalKind, string> = {
 };
 
 /** The handshake check, with its refusals logged (rate-limited per kind): HTTP 403 says nothing to the operator. */
-function loggedHandshakeCheck(verify: (request: IncomingMessage) => HandshakeRefusal | undefined, logger: Logger): (request: IncomingMessage) => string | undefined {
+function loggedHandshakeCheck(
+  verify: (request: IncomingMessage) => HandshakeRefusal | undefined,
+  logger: Logger,
+  clientAddress: (request: IncomingMessage) => string,
+): (request: IncomingMessage) => string | undefined {
   const logs = new Map<HandshakeRefusalKind, (fields: Record<string, unknown>) => void>();
   return (request) => {
     const refusal = verify(request);
@@ -602,7 +611,7 @@ function loggedHandshakeCheck(verify: (request: IncomingMessage) => HandshakeRef
     if (log === undefined) logs.set(refusal.kind, (log = rateLimitedInfo(logger, HANDSHAKE_REFUSAL_LINES[refusal.kind])));
     log({
       transport: 'ws',
-      remoteAddress: `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`,
+      remoteAddress: clientAddress(request),
       origin: String(request.headers.origin ?? '').slice(0, 200),
       host: String(request.headers.host ?? '').slice(0, 200),
     });

@@ -132,6 +132,13 @@ describe('X-Forwarded-For / Forwarded on the WebSocket handshake', { timeout: 30
     assert.match(await sessionAddress(api, 'eve'), /^127\.0\.0\.2:\d+$/);
   });
 
+  it('a handshake refused for its Origin is logged with the forwarded client\'s address', async () => {
+    const { b, lines } = await brokerBehindProxy({ ALLOWED_ORIGINS: 'https://app.example' });
+    await assert.rejects(RawClient.ws(b.wsPort!, { localAddress: PROXY, headers: { origin: 'https://evil.example', 'x-forwarded-for': '203.0.113.60' } }), /HTTP 403/);
+    const line = await logged(lines, (l) => l.msg === 'connection refused: Origin not allowed', 'the Origin refusal line');
+    assert.equal(line.remoteAddress, '203.0.113.60');
+  });
+
   it('FORWARDED_HEADER=forwarded reads Forwarded, and then X-Forwarded-For is not believed', async () => {
     const { b, api } = await brokerBehindProxy({ FORWARDED_HEADER: 'forwarded' });
     const c = h.track(await RawClient.ws(b.wsPort!, { localAddress: PROXY, headers: { forwarded: 'for="[2001:db8::5]:7000";proto=http', 'x-forwarded-for': '198.51.100.9' } }));
