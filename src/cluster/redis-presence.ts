@@ -176,6 +176,15 @@ export class RedisPresence implements PresenceStore {
   }
 
   async leave(room: string, entry: SessionEntry, reason: LeaveReason): Promise<void> {
+    await this.leaveAs(room, entry, reason, false);
+  }
+
+  /**
+   * `wasStored`: the entry was read from Redis (a repair, a reap), so its JOIN was told. A
+   * failed leave is remembered, to be told after the outage, only when its JOIN was told: a
+   * session whose join and leave both fell into an outage was never listed by anyone.
+   */
+  private async leaveAs(room: string, entry: SessionEntry, reason: LeaveReason, wasStored: boolean): Promise<void> {
     const key = `${entry.sessionId}\n${room}`;
     try {
       const envelopes = await this.script('stompdPresenceLeaveBuffer')(
@@ -188,7 +197,7 @@ export class RedisPresence implements PresenceStore {
       await this.publishFinished(room, envelopes);
       if (wasLocal) await this.countLocal(room, -1);
     } catch (err) {
-      this.failedLeaves.set(key, { room, entry, reason });
+      if (wasStored || this.announced.has(key)) this.failedLeaves.set(key, { room, entry, reason });
       throw err;
     }
   }
@@ -211,7 +220,7 @@ export class RedisPresence implements PresenceStore {
         for (let i = 0; i + 1 < flat.length; i += 2) {
           const entry = parseStoredEntry(flat[i + 1]!);
           if (entry === undefined || entry.instanceId !== instanceId) continue;
-          await this.leave(room, { sessionId: flat[i]!, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, 'instance-lost');
+          await this.leaveAs(room, { sessionId: flat[i]!, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, 'instance-lost', true);
           left++;
         }
       } while (cursor !== '0');
@@ -250,7 +259,7 @@ export class RedisPresence implements PresenceStore {
         const entry = JSON.parse(json) as StoredEntry;
         if (entry.instanceId !== this.options.instanceId || live.has(sessionId)) continue;
         const reason = this.failedLeaves.get(`${sessionId}\n${room}`)?.reason ?? 'disconnect';
-        await this.leave(room, { sessionId, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, reason);
+        await this.leaveAs(room, { sessionId, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, reason, true);
       }
       for (const entry of live.values()) {
         if (stored[entry.sessionId] === undefined) await this.joinAs(room, entry, !this.announced.has(`${entry.sessionId}\n${room}`));
