@@ -62,17 +62,39 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
     assert.equal(await mark.run(membershipKeys('m2'), [60]), null, 'nothing left to reap: no second reap');
   });
 
-  it('membership-reap-finish: a late finish leaves an instance that joined again listed', async () => {
-    const finish = new LuaScript(redis, 'membership-reap-finish', [2, 3]);
+  it('membership-reap-finish: a late finish leaves an instance that joined again listed, with its sets', async () => {
+    const finish = new LuaScript(redis, 'membership-reap-finish', [4, 5]);
+    const keys = [`${live('m3')}:gen`, `${live('m3')}:reaper`, `${live('m3')}:sessions`, `${live('m3')}:users`, 't:instances'];
     await redis.sadd('t:instances', 'm3');
     await redis.set(`${live('m3')}:gen`, '12'); // joined again under 12 while 11 was reaped
+    await redis.sadd(`${live('m3')}:sessions`, 's-of-12');
     await redis.set(`${live('m3')}:reaper`, 'other');
-    assert.equal(await finish.run([`${live('m3')}:gen`, `${live('m3')}:reaper`, 't:instances'], ['11', 'm3']), 0);
+    assert.equal(await finish.run(keys, ['11', 'm3']), 0);
     assert.equal(await redis.sismember('t:instances', 'm3'), 1);
+    assert.deepEqual(await redis.smembers(`${live('m3')}:sessions`), ['s-of-12'], 'the new generation\'s sessions stay');
     assert.equal(await redis.exists(`${live('m3')}:reaper`), 0, 'the claim is released');
-    assert.equal(await finish.run([`${live('m3')}:gen`, `${live('m3')}:reaper`, 't:instances'], ['12', 'm3']), 1);
+    assert.equal(await finish.run(keys, ['12', 'm3']), 1);
     assert.equal(await redis.sismember('t:instances', 'm3'), 0);
     assert.equal(await redis.exists(`${live('m3')}:gen`), 0);
+    assert.equal(await redis.exists(`${live('m3')}:sessions`), 0);
+  });
+
+  it('membership-claim-keep: extends the caller\'s claim, reports a claim taken over', async () => {
+    const keep = new LuaScript(redis, 'membership-claim-keep', [1]);
+    await redis.set(`${live('m6')}:reaper`, 'me', 'PX', 1000);
+    assert.equal(await keep.run([`${live('m6')}:reaper`], ['me', 60000]), 1);
+    assert.ok((await redis.pttl(`${live('m6')}:reaper`)) > 1000, 'extended');
+    await redis.set(`${live('m6')}:reaper`, 'someone-else');
+    assert.equal(await keep.run([`${live('m6')}:reaper`], ['me', 60000]), 0);
+  });
+
+  it('membership-forget: deletes a liveness key only if it still holds the value read', async () => {
+    const forget = new LuaScript(redis, 'membership-forget', [1]);
+    await redis.set(live('m7'), '5');
+    assert.equal(await forget.run([live('m7')], ['4']), 0, 'refreshed meanwhile: kept');
+    assert.equal(await redis.get(live('m7')), '5');
+    assert.equal(await forget.run([live('m7')], ['5']), 1);
+    assert.equal(await redis.exists(live('m7')), 0);
   });
 
   describe('registry-register', () => {
