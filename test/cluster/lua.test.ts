@@ -146,6 +146,36 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
     });
   });
 
+  it('queue-reap: gives back a dead consumer\'s 1,200 pending entries in bounded batches; forgets a queue left empty', async () => {
+    const reap = new LuaScript(redis, 'queue-reap', [4]);
+    const q = (suffix: string): string[] => [`t:queue:{/queue/${suffix}}`, `t:queue:{/queue/${suffix}}:redeliver`, `t:queue:{/queue/${suffix}}:consumers`, `t:queue:{/queue/${suffix}}:counts`];
+    const keys = q('big');
+    await redis.xgroup('CREATE', keys[0]!, 'g', '0', 'MKSTREAM');
+    const pipeline = redis.pipeline();
+    for (let i = 0; i < 1200; i++) pipeline.xadd(keys[0]!, '*', 'm', String(i));
+    await pipeline.exec();
+    await redis.xreadgroup('GROUP', 'g', 'dead', 'COUNT', 1200, 'STREAMS', keys[0]!, '>');
+    await redis.hset(keys[2]!, 'dead', '1');
+    let start = '-';
+    const batches: number[] = [];
+    do {
+      const [count, next] = (await reap.run(keys, ['g', 'dead', 1, start, 500])) as [number, string, number];
+      batches.push(count);
+      start = next;
+    } while (start !== '');
+    assert.deepEqual(batches, [500, 500, 200]);
+    const given = await redis.lrange(keys[1]!, 0, -1);
+    assert.equal(new Set(given.map((e) => e.split('|')[0])).size, 1200, 'each entry once');
+    assert.ok(given.every((e) => e.endsWith('|dead|1|1')), 'marked delivered');
+    assert.equal(await redis.hexists(keys[2]!, 'dead'), 0);
+    const empty = q('empty');
+    await redis.xgroup('CREATE', empty[0]!, 'g', '0', 'MKSTREAM');
+    await redis.hset(empty[2]!, 'dead', '1');
+    await redis.hset(empty[3]!, 'dropped', '0');
+    assert.deepEqual(await reap.run(empty, ['g', 'dead', 1, '-', 500]), [0, '', 1]);
+    assert.equal(await redis.exists(...empty), 0, 'nothing left of the queue');
+  });
+
   it('queue-ack: acknowledges only entries this consumer still holds', async () => {
     const ack = new LuaScript(redis, 'queue-ack', [1]);
     const stream = 't:queue:{/queue/q}';
