@@ -214,6 +214,9 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     publish: (message) => relay.publish(message),
     setInterest: (routeKey, isInterested) => {
       if (!isInterested) sequencer.forget(routeKey);
+      else if (deps.presenceRooms.isRoom(routeKey) || deps.presenceRooms.roomOfCompanion(routeKey) !== undefined) {
+        presence.currentSeq(routeKey).then((seq) => sequencer.track(routeKey, seq), () => undefined);
+      }
       return relay.setInterest(routeKey, isInterested);
     },
   });

@@ -296,6 +296,13 @@ export class RedisPresence implements PresenceStore {
     await this.redis.srem(this.instanceRoomsKey(), room);
   }
 
+  /** The last decision number of the room `destination` is (or is the companion of); undefined for a room with none. */
+  async currentSeq(destination: string): Promise<number | undefined> {
+    const room = this.options.matcher.roomOfCompanion(destination) ?? destination;
+    const seq = await this.redis.get(this.roomKeys(room)[3]);
+    return seq === null ? undefined : Number(seq);
+  }
+
   /** The recent JOIN/LEAVE envelopes on `destination` (a room or a companion), oldest first. */
   async recentEvents(destination: string): Promise<Buffer[]> {
     const room = this.options.matcher.roomOfCompanion(destination);
