@@ -37,7 +37,7 @@ export interface BackendClientOptions {
 export interface BackendCallStats {
   calls: Record<string, Record<string, number>>;
   /** Set by the metrics: told every call's duration. */
-  observeLatency: ((hook: HookName, seconds: number) => void) | undefined;
+  observeLatency: ((hook: string, seconds: number) => void) | undefined;
 }
 
 export interface HookCaller {
