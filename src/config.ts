@@ -7,7 +7,6 @@ import os from 'node:os';
 import type { DecoderLimits } from './codec';
 import type { HeartbeatSetting } from './session/heartbeat';
 import { parseHeartbeat } from './session/heartbeat';
-import { HOOK_NAMES } from './backend/contract';
 import type { HookName } from './backend/contract';
 import type { SlowConsumerPolicy } from './session/session';
 
@@ -196,6 +195,8 @@ const optional = (v: string): string => v;
 /** Never echoed in an error line. */
 const SECRET_VARIABLES = new Set(['JWT_SECRET', 'ADMIN_TOKEN', 'BACKEND_SECRET']);
 const list = (v: string): string[] => v.split(',').map((item) => item.trim()).filter((item) => item !== '');
+/** Only the type comes from the contract: without BACKEND_URL nothing of src/backend/ is loaded. */
+const HOOK_NAMES: readonly HookName[] = ['send', 'connect', 'subscribe', 'events', 'refresh'];
 const EVENT_NAMES: readonly SessionEventName[] = ['connect', 'disconnect', 'subscribe', 'unsubscribe'];
 function listOf<T extends string>(allowed: readonly T[]) {
   return (v: string): T[] | null => (list(v).every((item) => (allowed as readonly string[]).includes(item)) ? (list(v) as T[]) : null);
