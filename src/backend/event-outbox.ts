@@ -14,6 +14,20 @@ export interface PendingBatch {
   token: unknown;
 }
 
+/** What the cluster layer provides for events that must outlive this instance. */
+export interface SharedOutboxes {
+  /** This instance's outbox. */
+  create(maxPending: number): EventOutbox;
+  /** Set by the backend: an instance is gone (reaped, or found without liveness), take its outbox over. */
+  onInstanceGone: ((deadId: string) => Promise<void>) | undefined;
+  /**
+   * Called when this instance took over `deadId` (the reaper): its open sessions' instance-lost
+   * disconnects are appended after its last events; resolves to its outbox, to be delivered
+   * until empty and then deleted (the callback given).
+   */
+  adopt(deadId: string, maxPending: number): Promise<{ outbox: EventOutbox; finish(): Promise<boolean> } | undefined>;
+}
+
 export interface EventOutbox {
   append(event: SessionEvent): void;
   /** Up to `max` of the oldest events; empty when there are none (or they cannot be read now). */

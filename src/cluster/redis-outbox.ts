@@ -15,9 +15,8 @@
 // bounded by BACKEND_MAX_PENDING_EVENTS, oldest dropped and counted.
 
 import type { SessionEvent } from '../backend/contract';
-import type { EventOutbox, PendingBatch } from '../backend/event-outbox';
+import type { EventOutbox, PendingBatch, SharedOutboxes } from '../backend/event-outbox';
 import { AppendSignal } from '../backend/event-outbox';
-import type { SharedOutboxes } from '../backend/backend';
 import type { Logger } from 'pino';
 import type { RedisKeys } from './keys';
 import type { RedisConnection } from './redis-client';
