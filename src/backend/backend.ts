@@ -94,7 +94,7 @@ export function startBackend(config: BackendConfig, deps: BackendDeps): Backend 
   /** Dead instances whose outbox this one is delivering. */
   const adopting = new Set<string>();
   if (hooks.has('events')) {
-    outbox = deps.sharedOutbox?.create(config.maxPendingEvents) ?? new MemoryOutbox(config.maxPendingEvents);
+    outbox = deps.sharedOutbox?.create(config.maxPendingEvents, config.events.has('disconnect')) ?? new MemoryOutbox(config.maxPendingEvents);
     appendSessionEvents(deps.events, config.events, sessions, outbox);
     deliverer = deliverEvents(outbox, caller, deps.logger);
   }

@@ -16,8 +16,11 @@ export interface PendingBatch {
 
 /** What the cluster layer provides for events that must outlive this instance. */
 export interface SharedOutboxes {
-  /** This instance's outbox. */
-  create(maxPending: number): EventOutbox;
+  /**
+   * This instance's outbox. `tracksSessions`: DISCONNECT events are delivered, so a session's
+   * CONNECT is remembered until its DISCONNECT (for the instance-lost one, should the instance die).
+   */
+  create(maxPending: number, tracksSessions: boolean): EventOutbox;
   /** Set by the backend: an instance is gone (reaped, or found without liveness), take its outbox over. */
   onInstanceGone: ((deadId: string) => Promise<void>) | undefined;
   /**
