@@ -241,8 +241,8 @@ export interface WsServerOptions {
   pendingBudget?: ByteBudget;
   /** A message begun must complete within this (the frame timeout), else the session hears onStalled. */
   messageTimeoutMs?: number;
-  /** Decides on the HTTP upgrade, before any STOMP frame: false refuses with 403. */
-  verifyHandshake?: (request: IncomingMessage) => boolean;
+  /** Decides on the HTTP upgrade, before any STOMP frame: a reason refuses with 403, the reason its body. */
+  verifyHandshake?: (request: IncomingMessage) => string | undefined;
 }
 
 /**
@@ -259,9 +259,7 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
     perMessageDeflate: false,
     clientTracking: false,
     handleProtocols: (offered) => chooseSubprotocol(offered),
-    ...(options.verifyHandshake
-      ? { verifyClient: (info: { req: IncomingMessage }, callback: (ok: boolean, code?: number) => void) => callback(options.verifyHandshake!(info.req), 403) }
-      : {}),
+    ...(options.verifyHandshake ? { verifyClient: (info: { req: IncomingMessage }, callback: VerifyCallback) => verifyWith(options.verifyHandshake!, info.req, callback) } : {}),
   });
   /** Every socket; those still in their handshake carry its deadline. */
   const sockets = new Map<Socket, NodeJS.Timeout | undefined>();
@@ -327,6 +325,15 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
       });
     });
   });
+}
+
+type VerifyCallback = (isAllowed: boolean, code?: number, message?: string, headers?: Record<string, string>) => void;
+
+function verifyWith(verify: (request: IncomingMessage) => string | undefined, request: IncomingMessage, callback: VerifyCallback): void {
+  const refusal = verify(request);
+  if (refusal === undefined) callback(true);
+  // text/plain: the reason quotes request headers, which must never be rendered as HTML.
+  else callback(false, 403, refusal, { 'Content-Type': 'text/plain' });
 }
 
 function refuseHandshake(socket: Socket, status: number, body: string): void {
