@@ -123,7 +123,8 @@ export function startBackend(config: BackendConfig, deps: BackendDeps): Backend 
   }
   if (deps.sharedOutbox !== undefined && outbox !== undefined) deps.sharedOutbox.onInstanceGone = adoptInstance;
 
-  deps.logger.info({ url: config.url, hooks: [...hooks], appPrefixes: config.appPrefixes, signed: config.secret !== undefined }, 'backend hooks on');
+  const shownUrl = new URL(config.url);
+  deps.logger.info({ url: `${shownUrl.origin}${shownUrl.pathname}`, hooks: [...hooks], appPrefixes: config.appPrefixes, signed: config.secret !== undefined }, 'backend hooks on');
 
   return {
     connectLink: links.connect,
