@@ -93,6 +93,38 @@ describe('backend hooks across instances', { timeout: 120_000 }, () => {
   });
 });
 
+describe('session events left by a graceful stop', { timeout: 120_000 }, () => {
+  it('another instance takes over the stream of one that stopped before delivering, and delivers it in order', async () => {
+    const redis = await startRedis();
+    const app = await startTestBackend();
+    let isDown = true;
+    const accepted: Event[] = [];
+    app.on('events', (body: { events: Event[] }, reply: { code(n: number): { send(t: string): unknown } }) => {
+      if (isDown) return reply.code(503).send('down');
+      accepted.push(...body.events);
+      return {};
+    });
+    const env = { REDIS_URL: redis.url, BACKEND_URL: app.url, BACKEND_HOOKS: 'events', HEARTBEAT: '0,0', INSTANCE_HEARTBEAT_MS: '300', SHUTDOWN_TIMEOUT_MS: '500', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent' };
+    const leaving = await startBroker(env);
+    const staying = await startBroker(env);
+    try {
+      const ivy = await client(leaving.tcpPort!, 'ivy');
+      await subscribe(ivy, '/topic/room.x');
+      await leaving.stop();
+      const stream = `ws:backend:{${leaving.config.instanceId}}:events`;
+      assert.equal(redis.cli('xlen', stream).trim(), '3', 'CONNECT, SUBSCRIBE and DISCONNECT kept in Redis');
+      isDown = false;
+      await until(() => accepted.some((e) => e.userId === 'ivy' && e.type === 'DISCONNECT'), 'ivy\'s events, from the other instance', 30_000);
+      assert.deepEqual(accepted.filter((e) => e.userId === 'ivy').map((e) => [e.type, e.reason]), [['CONNECT', undefined], ['SUBSCRIBE', undefined], ['DISCONNECT', 'instance-lost']]);
+      await until(() => redis.cli('exists', stream).trim() === '0', 'the stream to go', 5000);
+    } finally {
+      await staying.stop();
+      await app.close();
+      await redis.stop();
+    }
+  });
+});
+
 describe('session events after kill -9', { timeout: 120_000 }, () => {
   it('a survivor delivers the dead instance\'s undelivered events, then instance-lost once per session, in order', async () => {
     const redis = await startRedis();
