@@ -125,6 +125,40 @@ describe('session events left by a graceful stop', { timeout: 120_000 }, () => {
   });
 });
 
+describe('session events while Redis is away', { timeout: 120_000 }, () => {
+  it('are kept by the instance and delivered, in order, once Redis is back', async () => {
+    const redis = await startRedis({ appendonly: true });
+    const app = await startTestBackend();
+    const accepted: Event[] = [];
+    app.on('events', (body: { events: Event[] }) => {
+      accepted.push(...body.events);
+      return {};
+    });
+    const b = await startBroker({ REDIS_URL: redis.url, BACKEND_URL: app.url, BACKEND_HOOKS: 'events', HEARTBEAT: '0,0', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent' });
+    try {
+      await redis.stop();
+      await until(() => b.clusterHealth()?.isDegraded === true, 'the broker to see Redis gone');
+      const jo = await client(b.tcpPort!, 'jo');
+      for (let i = 0; i < 5; i++) await subscribe(jo, `/topic/t.${i}`, String(i));
+      jo.sendFrame('DISCONNECT', { receipt: 'bye' });
+      await jo.expect('RECEIPT');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.equal(accepted.filter((e) => e.userId === 'jo').length, 0, 'nothing delivered while Redis is away');
+      await redis.restart();
+      await until(() => accepted.some((e) => e.userId === 'jo' && e.type === 'DISCONNECT'), 'jo\'s events after Redis came back', 20_000);
+      assert.deepEqual(accepted.filter((e) => e.userId === 'jo').map((e) => [e.type, e.destination]), [
+        ['CONNECT', undefined],
+        ...[0, 1, 2, 3, 4].map((i) => ['SUBSCRIBE', `/topic/t.${i}`]),
+        ['DISCONNECT', undefined],
+      ]);
+    } finally {
+      await b.stop();
+      await app.close();
+      await redis.stop();
+    }
+  });
+});
+
 describe('session events after kill -9', { timeout: 120_000 }, () => {
   it('a survivor delivers the dead instance\'s undelivered events, then instance-lost once per session, in order', async () => {
     const redis = await startRedis();
