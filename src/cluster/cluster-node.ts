@@ -36,6 +36,7 @@ import type { RelayStats } from './redis-relay';
 import { RedisQueues } from './redis-queues';
 import type { RedisQueueCounts } from './redis-queues';
 import { RedisRevocations } from './redis-revocations';
+import { RedisOutboxes } from './redis-outbox';
 
 export interface ClusterNodeDeps {
   redis: RedisConfig;
@@ -82,6 +83,8 @@ export interface ClusterNode {
   readonly revocations: RevocationStore;
   readonly remote: RemoteSessions;
   readonly presence: RedisPresence;
+  /** Session events for the backend hooks, kept in Redis streams (used only when they are on). */
+  readonly eventOutboxes: RedisOutboxes;
   readonly isDegraded: boolean;
   health(): ClusterHealth;
   /** Every instance with its last report (GET /api/instances, the dashboard). */
@@ -143,6 +146,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     onInstanceLost: async (deadId) => {
       await queues?.reapInstance(deadId);
       await presence.reapInstance(deadId);
+      await eventOutboxes.instanceReaped(deadId);
     },
     onCommand: (command) => {
       const control = parseControl(command);
@@ -156,6 +160,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     if (deps.kickLocal(sessionId, code, message, 'kicked')) logger.info({ sessionId, code }, 'closed a session the registry no longer holds');
   };
   const revocations = new RedisRevocations(commands, keys, deps.revocationTtlSeconds);
+  const eventOutboxes = new RedisOutboxes({ redis: commands, keys, instanceId, logger });
   const relay = new RedisRelay({
     publisher: commands,
     subscriber,
@@ -276,6 +281,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     revocations,
     remote,
     presence,
+    eventOutboxes,
     get isDegraded() {
       return degradedReason !== undefined;
     },
@@ -292,6 +298,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       isStopping = true;
       clearInterval(refreshTimer);
       clearInterval(pingTimer);
+      eventOutboxes.stop();
       await registry.settle(2000);
       await queueBackend.stop(2000); // the closed sessions' unacknowledged messages are given back first
       // Whatever leave the closing sessions left undone is told now (exactly once with theirs).
