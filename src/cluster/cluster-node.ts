@@ -135,6 +135,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       if (closed > 0) logger.warn({ closed }, 'closed the sessions under a session limit: the liveness lease ran out');
     },
     onLivenessLost: async (_wasReaped, isNewRedis) => {
+      queues?.resumeAsMember();
       if (isNewRedis) await registry.rebuild();
       else await registry.reconcile();
       await presence.repair(isNewRedis);
@@ -178,7 +179,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     deliver: (e) => router.deliverRemote(new Message(e.messageId, e.destination, e.routeKey, e.headers, e.body)),
     logger,
   });
-  queues = new RedisQueues({ redis: commands, keys, instanceId, maxQueueMessages: deps.maxQueueMessages, maxQueues: deps.maxQueues, signals: relay, logger });
+  queues = new RedisQueues({ redis: commands, keys, instanceId, maxQueueMessages: deps.maxQueueMessages, maxQueues: deps.maxQueues, signals: relay, logger, isMember: () => membership.isJoined });
   const queueBackend = queues;
 
   let degradedReason: string | undefined = 'connecting to Redis';
@@ -199,6 +200,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       .announce()
       .then(async () => {
         if (!membership.isJoined) return;
+        queueBackend.resumeAsMember();
         await registry.reconcile();
         await presence.repair();
       })

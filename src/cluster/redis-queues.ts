@@ -192,6 +192,11 @@ export interface RedisQueuesOptions {
   /** Wake-ups between instances (the relay's pub/sub). */
   signals: { listen(channel: string, onSignal: () => void): void; unlisten(channel: string): void; signal(channel: string): void };
   logger: Logger;
+  /**
+   * Whether this instance is a member now (joined, not fenced): reads, acks and give-backs
+   * wait for it after a reconnect, until membership checked "was I reaped?". Default: always.
+   */
+  isMember?(): boolean;
 }
 
 export interface RedisQueueCounts {
@@ -241,7 +246,7 @@ export class RedisQueues implements QueueBackend {
   }
 
   private get isUp(): boolean {
-    return this.redis.status === 'ready' && !this.isStopping;
+    return this.redis.status === 'ready' && !this.isStopping && this.options.isMember?.() !== false;
   }
 
   // --- Publishing ---
@@ -596,7 +601,7 @@ export class RedisQueues implements QueueBackend {
   }
 
   private flush(): void {
-    if (this.redis.status !== 'ready') return; // kept for when Redis is back
+    if (this.redis.status !== 'ready' || this.options.isMember?.() === false) return; // kept for when Redis (and membership) is back
     const { keys, signals } = this.options;
     const acks = this.toAck;
     const giveBacks = this.toGiveBack;
@@ -638,8 +643,19 @@ export class RedisQueues implements QueueBackend {
   }
 
   /** Redis is back (or restarted, maybe empty): register the consumers again, send what waited, read. */
+  /** Call once membership holds again after a reconnect: what 'ready' deferred runs now. */
+  resumeAsMember(): void {
+    if (this.isReadyDeferred) this.onRedisReady();
+  }
+  private isReadyDeferred = false;
+
   private onRedisReady(): void {
     if (this.isStopping) return;
+    if (this.options.isMember?.() === false) {
+      this.isReadyDeferred = true; // not before "was I reaped?" is answered
+      return;
+    }
+    this.isReadyDeferred = false;
     this.admitted.clear();
     for (const queue of this.local.values()) {
       queue.registeredCount = -1;
