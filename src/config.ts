@@ -39,6 +39,8 @@ export interface Config {
   stompPort: number | undefined;
   wsPort: number | undefined;
   wsPath: string;
+  /** SockJS endpoint on the WebSocket port (Spring's `.withSockJS()` clients); undefined: off. */
+  sockjsPath: string | undefined;
   heartbeat: HeartbeatSetting;
   heartbeatMinMs: number;
   heartbeatGrace: number;
@@ -172,6 +174,8 @@ const SETTINGS = {
   STOMP_PORT: ['61613', port(true), 'a TCP port (0-65535) or "off"'],
   WS_PORT: ['15674', port(true), 'a TCP port (0-65535) or "off"'],
   WS_PATH: ['/ws', (v: string) => (v.startsWith('/') ? v : null), 'a path starting with "/"'],
+  // sockjs builds a RegExp from the prefix as it is: only characters with no meaning there.
+  SOCKJS_PATH: ['', (v: string) => (v === '' || /^(\/[A-Za-z0-9_~-]+)+$/.test(v) ? v : null), 'a path such as "/stomp": "/"-separated letters, digits, "_", "~" or "-", no trailing "/" (empty: SockJS off)'],
   HEARTBEAT: ['10000,10000', (v: string) => parseHeartbeat(v) ?? null, 'two non-negative integers "sx,sy" in ms: how often we can send, how often we want to hear'],
   HEARTBEAT_MIN_MS: ['100', integer(1, 3_600_000), 'an integer from 1 to 3600000 (ms)'],
   HEARTBEAT_GRACE: ['2', (v: string) => (/^\d+(\.\d+)?$/.test(v) && Number(v) >= 1 ? Number(v) : Number.NaN), 'a number >= 1'],
@@ -284,11 +288,18 @@ export function loadConfig(env: Env): Readonly<Config> {
   if (p.STOMP_PORT === undefined && p.WS_PORT === undefined) {
     throw new ConfigError('STOMP_PORT', 'off', 'expected a port: STOMP_PORT and WS_PORT cannot both be off');
   }
+  if (p.SOCKJS_PATH !== '') {
+    if (p.WS_PORT === undefined) throw new ConfigError('SOCKJS_PATH', p.SOCKJS_PATH, 'expected WS_PORT to be on: SockJS is served on the WebSocket port');
+    if (p.WS_PATH === p.SOCKJS_PATH || p.WS_PATH.startsWith(`${p.SOCKJS_PATH}/`)) {
+      throw new ConfigError('SOCKJS_PATH', p.SOCKJS_PATH, `expected a path apart from WS_PATH (${p.WS_PATH})`);
+    }
+  }
   return Object.freeze({
     host: p.HOST,
     stompPort: p.STOMP_PORT,
     wsPort: p.WS_PORT,
     wsPath: p.WS_PATH,
+    sockjsPath: p.SOCKJS_PATH || undefined,
     heartbeat: p.HEARTBEAT,
     heartbeatMinMs: p.HEARTBEAT_MIN_MS,
     heartbeatGrace: p.HEARTBEAT_GRACE,

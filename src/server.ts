@@ -259,6 +259,21 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       tcpPort = tcp.port;
     }
     if (config.wsPort !== undefined) {
+      // Loaded only when wanted: without SOCKJS_PATH the process carries no sockjs.
+      const sockjsMount =
+        config.sockjsPath === undefined
+          ? undefined
+          : (await import('./transport/sockjs')).sockJsMount(
+              {
+                path: config.sockjsPath,
+                limits: writeLimits,
+                maxMessageBytes: config.limits.maxFrameBytes + 64 * 1024,
+                pendingBudget,
+                messageTimeoutMs: config.frameTimeoutMs,
+                logger,
+              },
+              accept,
+            );
       const ws = await listenWebSocket(
         {
           host: config.host,
@@ -274,6 +289,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           handshakeTimeoutMs: config.handshakeTimeoutMs,
           admission,
           ...(verifyOrigin ? { verifyHandshake: loggedOriginCheck(verifyOrigin, logger) } : {}),
+          ...(sockjsMount ? { mount: sockjsMount } : {}),
         },
         accept,
       ).catch((error: unknown) => {
@@ -286,7 +302,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     await Promise.all(listeners.map((l) => l.close()));
     throw error;
   }
-  logger.info({ host: config.host, stompPort: tcpPort, wsPort, wsPath: config.wsPath }, 'stompd listening');
+  logger.info({ host: config.host, stompPort: tcpPort, wsPort, wsPath: config.wsPath, sockjsPath: config.sockjsPath }, 'stompd listening');
 
   const admin = createSessionAdmin({
     localSessions: () => open.values(),

@@ -241,8 +241,21 @@ export interface WsServerOptions {
   pendingBudget?: ByteBudget;
   /** A message begun must complete within this (the frame timeout), else the session hears onStalled. */
   messageTimeoutMs?: number;
-  /** Decides on the HTTP upgrade, before any STOMP frame: false refuses with 403. */
+  /** Decides on the HTTP upgrade, before any STOMP frame: false refuses with 403. Mounted paths' requests too. */
   verifyHandshake?: (request: IncomingMessage) => boolean;
+  /** Another protocol served on this port under its own path (SockJS), after the caps and the handshake check. */
+  mount?: HttpMount;
+}
+
+/**
+ * A protocol sharing the WebSocket port under a path of its own. Each method claims (true) a
+ * request for its path, or leaves it (false) to the WebSocket endpoint. A claimed socket is the
+ * mount's to time: it leaves the handshake deadline (long-polling answers outlive it).
+ */
+export interface HttpMount {
+  handlesUrl(url: string): boolean;
+  handleRequest(request: IncomingMessage, response: http.ServerResponse): void;
+  handleUpgrade(request: IncomingMessage, socket: Socket, head: Buffer): void;
 }
 
 /**
@@ -271,9 +284,22 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
     if (sockets.has(socket)) sockets.set(socket, undefined);
   };
 
-  // A plain HTTP request (no upgrade): 426, or 503 when over the caps.
+  const isMounted = (request: IncomingMessage): boolean => options.mount !== undefined && options.mount.handlesUrl(request.url ?? '/');
+  const isHandshakeRefused = (request: IncomingMessage): boolean => options.verifyHandshake !== undefined && !options.verifyHandshake(request);
+
+  // A plain HTTP request (no upgrade): the mount's, else 426; 503 when over the caps.
   const server = http.createServer((request, response) => {
     const refusal = refusals.get(request.socket);
+    if (refusal === undefined && isMounted(request)) {
+      if (isHandshakeRefused(request)) {
+        response.writeHead(403, { 'Content-Type': 'text/plain', 'Content-Length': 9, Connection: 'close' });
+        response.end('Forbidden');
+        return;
+      }
+      endHandshake(request.socket);
+      options.mount!.handleRequest(request, response);
+      return;
+    }
     const status = refusal === undefined ? 426 : 503;
     const body = refusal === undefined ? http.STATUS_CODES[426]! : `TOO_MANY_CONNECTIONS: ${refusal.message}`;
     response.writeHead(status, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body), ...(refusal ? { Connection: 'close' } : {}) });
@@ -298,6 +324,15 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
     const refusal = refusals.get(socket);
     if (refusal !== undefined) {
       refuseHandshake(socket, 503, `TOO_MANY_CONNECTIONS: ${refusal.message}`);
+      return;
+    }
+    if (isMounted(request)) {
+      if (isHandshakeRefused(request)) {
+        refuseHandshake(socket, 403, 'Forbidden');
+        return;
+      }
+      endHandshake(socket);
+      options.mount!.handleUpgrade(request, socket, head);
       return;
     }
     wss.handleUpgrade(request, socket, head, (ws) => {

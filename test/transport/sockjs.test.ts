@@ -1,0 +1,243 @@
+// SockJS (SOCKJS_PATH) with the clients Spring apps use: sockjs-client as @stomp/stompjs's
+// webSocketFactory, each transport forced once, against the same session core as /ws.
+
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import http from 'node:http';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Client } from '@stomp/stompjs';
+import type { IFrame, IMessage, StompConfig } from '@stomp/stompjs';
+import SockJS from 'sockjs-client';
+import WebSocket from 'ws';
+import { ConfigError, loadConfig } from '../../src/config';
+import type { RunningServer } from '../../src/server';
+import { SOCKJS_TRANSPORTS, SockJsConnection } from '../../src/transport/sockjs';
+import { startBroker } from '../helpers/broker';
+import { until } from '../helpers/until';
+
+type SockJsTransport = (typeof SOCKJS_TRANSPORTS)[number];
+
+let broker: RunningServer;
+const clients: Client[] = [];
+
+function sockjsUrl(query = ''): string {
+  return `http://127.0.0.1:${broker.wsPort}/stomp${query}`;
+}
+
+/** A stompjs client over SockJS with only `transport` allowed; resolves once CONNECTED. */
+function sockjsClient(transport: SockJsTransport, config: StompConfig = {}, url = sockjsUrl()): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const client = new Client({
+      webSocketFactory: () => new SockJS(url, null, { transports: [transport] }),
+      reconnectDelay: 0,
+      ...config,
+      onConnect: () => resolve(client),
+      onStompError: (frame) => {
+        config.onStompError?.(frame);
+        reject(new Error(frame.headers.message));
+      },
+      onWebSocketClose: (event) => {
+        config.onWebSocketClose?.(event);
+        reject(new Error(`closed before CONNECTED: ${JSON.stringify(event)}`));
+      },
+    });
+    clients.push(client);
+    client.activate();
+  });
+}
+
+function wsClient(login: string): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const client = new Client({
+      webSocketFactory: () => new WebSocket(`ws://127.0.0.1:${broker.wsPort}/ws`, ['v12.stomp']),
+      connectHeaders: { login },
+      reconnectDelay: 0,
+      onConnect: () => resolve(client),
+      onStompError: (frame) => reject(new Error(frame.headers.message)),
+    });
+    clients.push(client);
+    client.activate();
+  });
+}
+
+function receipt(client: Client, id: string): Promise<void> {
+  return new Promise((resolve) => client.watchForReceipt(id, () => resolve()));
+}
+
+async function subscribed(client: Client, destination: string, onMessage: (message: IMessage) => void): Promise<void> {
+  const id = `sub-${Math.random()}`;
+  const done = receipt(client, id);
+  client.subscribe(destination, onMessage, { receipt: id });
+  await done;
+}
+
+/** Subscribes (RECEIPT awaited), then hands back the first message still to come (wrapped: an async function would wait for it). */
+async function firstMessage(client: Client, destination: string): Promise<{ next: Promise<IMessage> }> {
+  let take!: (message: IMessage) => void;
+  const next = new Promise<IMessage>((resolve) => (take = resolve));
+  await subscribed(client, destination, (m) => take(m));
+  return { next };
+}
+
+function sockjsSessionOf(userId: string): SockJsConnection | undefined {
+  for (const session of broker.sessions()) {
+    if (session.userId === userId && session.connection instanceof SockJsConnection) return session.connection;
+  }
+  return undefined;
+}
+
+function get(url: string, headers: Record<string, string> = {}, method = 'GET'): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const request = http.request(url, { method, headers }, (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+before(async () => {
+  broker = await startBroker({ SOCKJS_PATH: '/stomp', HEARTBEAT: '1000,1000', ALLOWED_ORIGINS: 'http://app.example' }, {}, {});
+});
+
+after(async () => {
+  await Promise.all(clients.map((c) => c.deactivate()));
+  await broker.stop();
+});
+
+describe('SockJS with sockjs-client and @stomp/stompjs', { timeout: 60000 }, () => {
+  for (const transport of SOCKJS_TRANSPORTS) {
+    it(`${transport}: CONNECT, SUBSCRIBE, SEND both ways with a /ws client, receipts, heart-beats negotiated`, async () => {
+      const user = `sockjs-${transport}`;
+      const client = await sockjsClient(transport, { connectHeaders: { login: user }, heartbeatIncoming: 1000, heartbeatOutgoing: 1000 });
+      assert.equal(client.connectedVersion, '1.2');
+      assert.equal(sockjsSessionOf(user)?.sockjsTransport, transport, 'the transport forced is the one the session runs on');
+      const ws = await wsClient(`ws-peer-${transport}`);
+
+      const fromWs = await firstMessage(client, `/topic/sockjs.${transport}`);
+      ws.publish({ destination: `/topic/sockjs.${transport}`, body: 'ünïcode from /ws ✓', headers: { 'x-app': 'chat' } });
+      const message = await fromWs.next;
+      assert.equal(message.body, 'ünïcode from /ws ✓');
+      assert.equal(message.headers['x-app'], 'chat');
+
+      const toWs = await firstMessage(ws, `/topic/back.${transport}`);
+      const sent = receipt(client, `r-${transport}`);
+      client.publish({ destination: `/topic/back.${transport}`, body: 'hello over SockJS', headers: { receipt: `r-${transport}` } });
+      await sent;
+      assert.equal((await toWs.next).body, 'hello over SockJS');
+
+      // User destinations, as Spring apps use them.
+      const own = await firstMessage(client, '/user/queue/notify');
+      ws.publish({ destination: `/user/${user}/queue/notify`, body: 'for you' });
+      assert.equal((await own.next).body, 'for you');
+    });
+  }
+
+  it('xhr-polling: server heart-beats keep an idle client connected, and the session ends when the client leaves', async () => {
+    const user = 'idle-poller';
+    let closedEarly = false;
+    const client = await sockjsClient('xhr-polling', { connectHeaders: { login: user }, heartbeatIncoming: 500, heartbeatOutgoing: 500, onWebSocketClose: () => (closedEarly = true) });
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    assert.equal(closedEarly, false, 'stompjs saw no silence over 6 heart-beat intervals');
+    assert.ok(client.connected);
+    assert.ok(sockjsSessionOf(user) !== undefined);
+    await client.deactivate();
+    await until(() => sockjsSessionOf(user) === undefined, 'the session to end after the client left', 15000);
+  });
+
+  it('a frame over MAX_FRAME_BYTES gets ERROR FRAME_TOO_LARGE, as on /ws', async () => {
+    const client = await sockjsClient('xhr-streaming', { connectHeaders: { login: 'too-large' } });
+    const error = new Promise<IFrame>((resolve) => (client.onStompError = resolve));
+    client.publish({ destination: '/topic/big', body: 'x'.repeat(4 * 1024 * 1024 + 10) });
+    assert.match((await error).headers.message ?? '', /^FRAME_TOO_LARGE/);
+  });
+
+  it('a body that is not UTF-8 closes the SockJS session with ERROR BINARY_NOT_SUPPORTED (never a corrupt frame); /ws subscribers get it', async () => {
+    const sockjs = await sockjsClient('websocket', { connectHeaders: { login: 'text-only' } });
+    const ws = await wsClient('binary-publisher');
+    const wsGot = await firstMessage(ws, '/topic/binary');
+    const error = new Promise<IFrame>((resolve) => (sockjs.onStompError = resolve));
+    let corrupt = 0;
+    await subscribed(sockjs, '/topic/binary', () => corrupt++);
+    ws.publish({ destination: '/topic/binary', binaryBody: new Uint8Array([0xff, 0x00, 0xfe]), headers: { 'content-type': 'application/octet-stream' } });
+    assert.match((await error).headers.message ?? '', /^BINARY_NOT_SUPPORTED/);
+    await until(() => sockjsSessionOf('text-only') === undefined, 'the SockJS session to end');
+    assert.deepEqual([...(await wsGot.next).binaryBody], [0xff, 0x00, 0xfe]);
+    assert.equal(corrupt, 0, 'no corrupt MESSAGE reached the SockJS client');
+  });
+
+  it('the Origin check of /ws applies to every SockJS request; the other transports and raw /websocket are not served', async () => {
+    assert.equal((await get(sockjsUrl('/info'), { origin: 'http://evil.example' })).status, 403);
+    const info = await get(sockjsUrl('/info'), { origin: 'http://app.example' });
+    assert.equal(info.status, 200);
+    assert.equal(JSON.parse(info.body).websocket, true);
+    assert.equal((await get(sockjsUrl('/info'))).status, 200, 'no Origin: not a browser, not cross-site');
+    assert.equal((await get(sockjsUrl('/000/abcdefgh/xhr_streaming'), { origin: 'http://evil.example' }, 'POST')).status, 403);
+    for (const other of ['/000/abcdefgh/jsonp', '/000/abcdefgh/eventsource', '/000/abcdefgh/htmlfile', '/iframe.html', '/websocket']) {
+      assert.equal((await get(sockjsUrl(other))).status, 404, other);
+    }
+    const refused = new WebSocket(`ws://127.0.0.1:${broker.wsPort}/stomp/000/abcdefgh/websocket`, { origin: 'http://evil.example' });
+    const status = await new Promise<number>((resolve) => refused.on('unexpected-response', (_request, response) => resolve(response.statusCode ?? 0)));
+    assert.equal(status, 403);
+  });
+
+  it('an xhr_send body over the limit is refused before it is read (413)', async () => {
+    const response = await new Promise<number>((resolve, reject) => {
+      const request = http.request(sockjsUrl('/000/oversized/xhr_send'), { method: 'POST', headers: { 'content-length': String(20 * 1024 * 1024) } }, (r) => resolve(r.statusCode ?? 0));
+      request.on('error', reject);
+      request.end();
+    });
+    assert.equal(response, 413);
+  });
+
+  it('the opening request (its URL with access_token, its headers, its address) is the session peer, as on /ws', async () => {
+    // This broker runs AUTH=none; the URL and headers reach the session all the same.
+    const client = await sockjsClient('xhr-polling', { connectHeaders: { login: 'peer-check' } }, sockjsUrl('?access_token=abc'));
+    const connection = sockjsSessionOf('peer-check');
+    assert.ok(connection !== undefined);
+    assert.match(connection.peer.url ?? '', /\/stomp\/[^/]+\/[^/]+\/xhr\?access_token=abc$/);
+    assert.match(connection.peer.remoteAddress, /^127\.0\.0\.1:\d+$/);
+    assert.equal(typeof connection.peer.headers?.['host'], 'string');
+    await client.deactivate();
+  });
+});
+
+describe('SOCKJS_PATH', () => {
+  it('is off by default; a bad path, one that overlaps WS_PATH, or WS_PORT=off stops the start naming SOCKJS_PATH', () => {
+    assert.equal(loadConfig({}).sockjsPath, undefined);
+    assert.equal(loadConfig({ SOCKJS_PATH: '/stomp' }).sockjsPath, '/stomp');
+    assert.equal(loadConfig({ SOCKJS_PATH: '/api/v1/stomp-sockjs' }).sockjsPath, '/api/v1/stomp-sockjs');
+    for (const env of [
+      { SOCKJS_PATH: 'stomp' },
+      { SOCKJS_PATH: '/stomp/' },
+      { SOCKJS_PATH: '/st.mp' },
+      { SOCKJS_PATH: '/ws' },
+      { SOCKJS_PATH: '/a', WS_PATH: '/a/ws' },
+      { SOCKJS_PATH: '/stomp', WS_PORT: 'off' },
+    ]) {
+      assert.throws(() => loadConfig(env), (e: unknown) => e instanceof ConfigError && e.variable === 'SOCKJS_PATH', JSON.stringify(env));
+    }
+  });
+});
+
+describe('SockJS loading', { timeout: 30000 }, () => {
+  it('without SOCKJS_PATH the process never loads sockjs; with it, it does', () => {
+    for (const sockjsPath of ['', '/stomp']) {
+      const script = `
+        const { startBroker } = require(${JSON.stringify(path.resolve(__dirname, '../helpers/broker.js'))});
+        startBroker({ HEARTBEAT: '0,0', SOCKJS_PATH: '${sockjsPath}' }).then(async (b) => {
+          const loaded = Object.keys(require.cache).filter((f) => f.includes('/node_modules/sockjs/') || f.endsWith('/src/transport/sockjs.js'));
+          await b.stop();
+          process.stdout.write(String(loaded.length));
+        });`;
+      const result = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20000 });
+      assert.equal(result.status, 0, result.stderr);
+      if (sockjsPath === '') assert.equal(result.stdout, '0');
+      else assert.ok(Number(result.stdout) > 2, `loaded ${result.stdout} modules`);
+    }
+  });
+});
