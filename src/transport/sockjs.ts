@@ -4,7 +4,8 @@
 // limits are the same as on /ws. This module is imported only when SOCKJS_PATH is set.
 //
 // - Transports: websocket, xhr-streaming, xhr-polling. The others (jsonp, eventsource,
-//   htmlfile, the iframe page, raw /websocket) are answered 404, so clients fall back to these.
+//   htmlfile, the iframe page) are answered 404, so clients fall back to these. The raw
+//   `<path>/websocket` (plain STOMP over WebSocket, no SockJS framing) is the /ws endpoint's.
 // - Every request under the path goes through the WebSocket port's caps and its handshake
 //   check (Origin) first; the session's peer is its opening request (headers, URL, address),
 //   so cookies, `access_token` and forwarded headers work as on /ws.
@@ -272,10 +273,12 @@ export function sockJsMount(options: SockJsMountOptions, onConnection: (connecti
     return true;
   };
 
+  const rawWebSocketPath = `${path}/websocket`;
   return {
+    rawWebSocketPath,
     handlesUrl: (url) => {
       const pathname = url.split('?', 1)[0]!;
-      return pathname === path || pathname.startsWith(`${path}/`);
+      return pathname !== rawWebSocketPath && (pathname === path || pathname.startsWith(`${path}/`));
     },
     handleRequest: (request, response) => {
       const route = routeOf(request.url ?? '/', path);

@@ -253,6 +253,11 @@ export interface WsServerOptions {
  * mount's to time: it leaves the handshake deadline (long-polling answers outlive it).
  */
 export interface HttpMount {
+  /**
+   * An upgrade to this path is a plain STOMP WebSocket, served as WS_PATH is (a SockJS
+   * endpoint's raw `<path>/websocket`, which clients of Spring's `.withSockJS()` use too).
+   */
+  readonly rawWebSocketPath?: string;
   handlesUrl(url: string): boolean;
   handleRequest(request: IncomingMessage, response: http.ServerResponse): void;
   handleUpgrade(request: IncomingMessage, socket: Socket, head: Buffer): void;
@@ -335,6 +340,10 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
       options.mount!.handleUpgrade(request, socket, head);
       return;
     }
+    const [pathname, query] = splitUrl(request.url ?? '/');
+    if (options.mount?.rawWebSocketPath !== undefined && pathname === options.mount.rawWebSocketPath) {
+      request.url = `${options.path}${query}`; // ws accepts its own path only; the query (access_token) stays
+    }
     wss.handleUpgrade(request, socket, head, (ws) => {
       endHandshake(socket);
       onConnection(new WsConnection(ws, request, options.limits, options.pendingBudget, options.messageTimeoutMs));
@@ -362,6 +371,12 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
       });
     });
   });
+}
+
+/** [path, "?query" or ""] */
+function splitUrl(url: string): [string, string] {
+  const mark = url.indexOf('?');
+  return mark === -1 ? [url, ''] : [url.slice(0, mark), url.slice(mark)];
 }
 
 function refuseHandshake(socket: Socket, status: number, body: string): void {

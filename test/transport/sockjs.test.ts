@@ -170,17 +170,41 @@ describe('SockJS with sockjs-client and @stomp/stompjs', { timeout: 60000 }, () 
     assert.equal(corrupt, 0, 'no corrupt MESSAGE reached the SockJS client');
   });
 
-  it('the Origin check of /ws applies to every SockJS request; the other transports and raw /websocket are not served', async () => {
+  it('the Origin check of /ws applies to every SockJS request; the other SockJS transports are not served', async () => {
     assert.equal((await get(sockjsUrl('/info'), { origin: 'http://evil.example' })).status, 403);
     const info = await get(sockjsUrl('/info'), { origin: 'http://app.example' });
     assert.equal(info.status, 200);
     assert.equal(JSON.parse(info.body).websocket, true);
     assert.equal((await get(sockjsUrl('/info'))).status, 200, 'no Origin: not a browser, not cross-site');
     assert.equal((await get(sockjsUrl('/000/abcdefgh/xhr_streaming'), { origin: 'http://evil.example' }, 'POST')).status, 403);
-    for (const other of ['/000/abcdefgh/jsonp', '/000/abcdefgh/eventsource', '/000/abcdefgh/htmlfile', '/iframe.html', '/websocket']) {
+    for (const other of ['/000/abcdefgh/jsonp', '/000/abcdefgh/eventsource', '/000/abcdefgh/htmlfile', '/iframe.html', '/000/abcdefgh/nonsense', '/a/b']) {
       assert.equal((await get(sockjsUrl(other))).status, 404, other);
     }
     const refused = new WebSocket(`ws://127.0.0.1:${broker.wsPort}/stomp/000/abcdefgh/websocket`, { origin: 'http://evil.example' });
+    const status = await new Promise<number>((resolve) => refused.on('unexpected-response', (_request, response) => resolve(response.statusCode ?? 0)));
+    assert.equal(status, 403);
+  });
+
+  it('<path>/websocket is plain STOMP over WebSocket, as /ws (Spring serves it beside SockJS): same session core, same Origin check', async () => {
+    const client = await new Promise<Client>((resolve, reject) => {
+      const c = new Client({
+        webSocketFactory: () => new WebSocket(`ws://127.0.0.1:${broker.wsPort}/stomp/websocket?access_token=kept`, ['v12.stomp']),
+        connectHeaders: { login: 'raw-ws' },
+        reconnectDelay: 0,
+        onConnect: () => resolve(c),
+        onStompError: (frame) => reject(new Error(frame.headers.message)),
+      });
+      clients.push(c);
+      c.activate();
+    });
+    const session = [...broker.sessions()].find((s) => s.userId === 'raw-ws');
+    assert.ok(session !== undefined && !(session.connection instanceof SockJsConnection), 'a WebSocket session like /ws');
+    assert.equal(session.peer.url, '/ws?access_token=kept');
+    const echo = await firstMessage(client, '/topic/raw');
+    client.publish({ destination: '/topic/raw', body: 'plain' });
+    assert.equal((await echo.next).body, 'plain');
+    await client.deactivate();
+    const refused = new WebSocket(`ws://127.0.0.1:${broker.wsPort}/stomp/websocket`, { origin: 'http://evil.example' });
     const status = await new Promise<number>((resolve) => refused.on('unexpected-response', (_request, response) => resolve(response.statusCode ?? 0)));
     assert.equal(status, 403);
   });
