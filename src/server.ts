@@ -20,6 +20,9 @@ import type { SessionRegistry } from './registry/registry';
 import { Router } from './broker/router';
 import type { Config } from './config';
 import type { HttpApi } from './http/api';
+import type { Backend } from './backend/backend';
+import { tokenRefresh } from './auth/token-refresh';
+import type { DestinationHandler } from './session/destination-handler';
 import { closeSessions, createSessionAdmin } from './session/admin';
 import type { SessionAdmin } from './session/admin';
 import { SessionCounters } from './session/counters';
@@ -159,12 +162,28 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   const usersFile = config.authMode === 'users' ? new UsersFile(config.usersFile!) : undefined;
   // One verifier for STOMP logins and admin JWTs on the HTTP API.
   const jwtVerifier = config.authMode === 'jwt' ? createJwtVerifier(config.jwt) : undefined;
+  // Application hooks: loaded only when BACKEND_URL is set (no undici otherwise).
+  const backend: Backend | undefined =
+    config.backend === undefined
+      ? undefined
+      : (await import('./backend/backend')).startBackend(config.backend, {
+          instanceId: config.instanceId,
+          router,
+          events,
+          logger,
+          topicPrefix: config.topicPrefix,
+          sessionById: (sessionId) => open.get(sessionId),
+          ...(cluster !== undefined ? { sharedOutbox: cluster.eventOutboxes } : {}),
+        });
+  // A CONNECT hook authenticates by itself: the bare login header is then not a user id.
+  const isHookAuthenticated = config.backend?.hooks.has('connect') === true && config.authMode === 'none';
   const authenticator =
     jwtVerifier !== undefined ? jwtAuthenticator(jwtVerifier)
     : usersFile !== undefined ? passwordAuthenticator(usersFile)
+    : isHookAuthenticated ? undefined
     : loginAsUserId();
   if (usersFile !== undefined) logger.info({ usersFile: usersFile.path, users: usersFile.size }, 'users mode: login and passcode checked against USERS_FILE');
-  if (config.authMode === 'none') {
+  if (config.authMode === 'none' && !isHookAuthenticated) {
     logger.warn(
       config.redis === undefined
         ? 'embedded mode: everything in memory, no Redis, no authentication (the CONNECT login is taken as the user id)'
@@ -172,10 +191,12 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     );
   }
   const interceptors: Interceptor[] = [
-    authenticator,
+    ...(authenticator !== undefined ? [authenticator] : []),
+    ...(backend !== undefined ? [backend.connectLink] : []),
     revocationCheck(revocations),
     addressableUserId(router.destinations),
     accessControl(loadRules(config.aclFile), router.destinations),
+    ...(backend !== undefined ? [backend.accessLink] : []),
     sessionPolicy(
       registry,
       { mode: config.singleSession, maxSessionsPerUser: config.maxSessionsPerUser },
@@ -193,7 +214,11 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     { name: 'session-table', onClose: (session) => open.delete(session.id) },
   ];
   const counters = new SessionCounters();
+  const destinationHandlers: DestinationHandler[] = [];
+  if (jwtVerifier !== undefined) destinationHandlers.push(tokenRefresh(config.tokenRefreshDestination, jwtVerifier));
+  if (backend?.appHandler !== undefined) destinationHandlers.push(backend.appHandler);
   const deps: SessionDeps = {
+    ...(destinationHandlers.length > 0 ? { destinationHandlers } : {}),
     router,
     counters,
     interceptors,
@@ -339,6 +364,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
             router,
             queues: router,
             cluster: () => cluster?.health(),
+            ...(backend !== undefined ? { backend: () => backend.stats() } : {}),
           }),
           maxBodyBytes: config.limits.maxFrameBytes,
           logger,
@@ -396,6 +422,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       // Their LEAVEs are decided in Redis before the connection goes.
       if (!(await settlesWithin(presence.settle(), config.shutdownTimeoutMs))) logger.warn('presence leaves took too long: gave up');
       await httpApi?.close().catch((err: unknown) => logger.warn({ err }, 'closing the HTTP API failed'));
+      // The sessions' DISCONNECT events are given their chance (kept in Redis if they do not make it).
+      await backend?.stop(config.redis === undefined ? config.shutdownTimeoutMs : Math.min(1000, config.shutdownTimeoutMs));
       // The sessions' unbinds are on their way; leaving Redis removes what is left of this instance.
       if (cluster !== undefined && !(await settlesWithin(cluster.stop(), config.shutdownTimeoutMs))) logger.warn('leaving Redis took too long: gave up');
       logger.info({ discardedQueueMessages: held.storedMessages + held.unacknowledgedMessages }, 'stompd stopped');

@@ -32,6 +32,7 @@ import type { ControlMessage, RelayStats } from './redis-relay';
 import { RedisQueues } from './redis-queues';
 import type { RedisQueueCounts } from './redis-queues';
 import { RedisRevocations } from './redis-revocations';
+import { RedisOutboxes } from './redis-outbox';
 
 export interface ClusterNodeDeps {
   redis: RedisConfig;
@@ -76,6 +77,8 @@ export interface ClusterNode {
   readonly revocations: RevocationStore;
   readonly remote: RemoteSessions;
   readonly presence: RedisPresence;
+  /** Session events for the backend hooks, kept in Redis streams (used only when they are on). */
+  readonly eventOutboxes: RedisOutboxes;
   readonly isDegraded: boolean;
   health(): ClusterHealth;
   /** Leave: forget this instance's keys (its sessions were closed first), close the connections. */
@@ -119,9 +122,11 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     },
     onInstanceLost: async (deadId) => {
       await queues?.reapInstance(deadId);
+      await eventOutboxes.instanceReaped(deadId);
     },
   });
   const revocations = new RedisRevocations(commands, keys, deps.revocationTtlSeconds);
+  const eventOutboxes = new RedisOutboxes({ redis: commands, keys, instanceId, logger });
   const relay = new RedisRelay({
     publisher: commands,
     subscriber,
@@ -211,6 +216,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     revocations,
     remote,
     presence,
+    eventOutboxes,
     get isDegraded() {
       return degradedReason !== undefined;
     },
@@ -226,6 +232,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       isStopping = true;
       clearInterval(refreshTimer);
       clearInterval(pingTimer);
+      eventOutboxes.stop();
       await registry.settle(2000);
       await queueBackend.stop(2000); // the closed sessions' unacknowledged messages are given back first
       await liveness.stop(commands.status === 'ready').catch(() => undefined);

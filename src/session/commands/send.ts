@@ -8,6 +8,8 @@ import type { PublishRefusal } from '../../broker/router';
 import { StompError, missingHeader } from '../errors';
 import { afterChain, runChain } from '../interceptor';
 import type { Session } from '../session';
+import { handlerFor } from '../destination-handler';
+import { heldByteSize } from '../../broker/message';
 import { hold, transactionOf } from './transaction';
 
 export function requireDestination(session: Session, frame: Frame): string {
@@ -16,7 +18,7 @@ export function requireDestination(session: Session, frame: Frame): string {
   if (hasControlCharacters(destination)) {
     throw new StompError('INVALID_DESTINATION', `${JSON.stringify(destination.slice(0, 200))} contains control characters`);
   }
-  if (session.deps.router.kindOf(destination) === undefined) {
+  if (session.deps.router.kindOf(destination) === undefined && handlerFor(session.deps.destinationHandlers, destination) === undefined) {
     throw new StompError('UNKNOWN_DESTINATION', `${JSON.stringify(destination)} is not a known destination kind`);
   }
   return destination;
@@ -61,9 +63,17 @@ function stored(session: Session, frame: Frame, published: void | Promise<Publis
 
 export function handleSend(session: Session, frame: Frame): void | Promise<void> {
   const destination = requireDestination(session, frame);
+  const handler = handlerFor(session.deps.destinationHandlers, destination);
+  if (handler?.isControl === true) return handler.send(session, frame, destination);
   const transaction = transactionOf(session, frame);
   const { router, interceptors } = session.deps;
   return afterChain(session, runChain(interceptors, 'onSend', { session, frame, destination }), () => {
+    if (handler !== undefined) {
+      if (transaction === undefined) return handler.send(session, frame, destination);
+      const held: Frame = { ...frame, body: Buffer.from(frame.body) };
+      hold(session, transaction, () => handler.send(session, held, destination), heldByteSize(frame.headers, frame.body.length));
+      return undefined;
+    }
     // A held body gets its own copy: it must not pin the socket's read buffer until COMMIT.
     const body = transaction === undefined ? frame.body : Buffer.from(frame.body);
     const message = router.createMessage(destination, frame.headers, body, session.userId);
