@@ -13,9 +13,13 @@
 //   events:  a customer's DISCONNECT (tab closed, network lost, instance died) is told to the ticket
 //
 // In memory and single-process, as an example is: a real app keeps tickets and logins in its
-// database. Run: `npm run build && node dist/examples/support-chat/backend.js` (PORT, BACKEND_SECRET).
+// database. Run: `npm run build && node dist/examples/support-chat/backend.js` (PORT,
+// BACKEND_SECRET, STOMPD_API_URL, ADMIN_TOKEN), then open http://127.0.0.1:3000/ (index.html:
+// the page, with the browser code a Spring app has).
 
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 
@@ -139,6 +143,20 @@ export function buildSupportChat(options: SupportChatOptions = {}): SupportChat 
     const schema = options.callSchemas?.[hook];
     return schema === undefined ? {} : { schema: { body: schema } };
   };
+
+  // The app's page, and the two client bundles it loads (a CDN would serve those).
+  // Run from the checkout (dist/examples/support-chat/): the page beside the sources, the bundles in node_modules.
+  const root = path.join(__dirname, '../../..');
+  const page = path.join(root, 'examples/support-chat/index.html');
+  const bundles: Record<string, string> = {
+    '/sockjs.min.js': path.join(root, 'node_modules/sockjs-client/dist/sockjs.min.js'),
+    '/stomp.umd.min.js': path.join(root, 'node_modules/@stomp/stompjs/bundles/stomp.umd.min.js'),
+  };
+  app.get('/', async (_request, reply) => reply.type('text/html').send(fs.createReadStream(page)));
+  app.get('/:bundle', async (request, reply) => {
+    const file = bundles[`/${(request.params as { bundle: string }).bundle}`];
+    return file === undefined ? reply.code(404).send() : reply.type('text/javascript').send(fs.createReadStream(file));
+  });
 
   // The app's login (Spring Security's form login): sets the session cookie the browser sends
   // with the WebSocket or SockJS handshake. A demo: no password.
