@@ -163,6 +163,15 @@ describe('examples/support-chat behind stompd', { timeout: 90_000 }, () => {
     assert.deepEqual(refusedCalls, [], 'every call was signed and matched the OpenAPI schemas');
   });
 
+  it('the OpenAPI document served by stompd holds those schemas as webhooks, one per hook', async () => {
+    const response = await fetch(`http://127.0.0.1:${broker.httpPort}/api/openapi.json`);
+    const doc = (await response.json()) as { openapi: string; webhooks: Record<string, { post: { requestBody: unknown; responses: Record<string, unknown> } }> };
+    assert.match(doc.openapi, /^3\.1\./, 'webhooks need OpenAPI 3.1');
+    assert.deepEqual(Object.keys(doc.webhooks).sort(), ['connect', 'events', 'refresh', 'send', 'subscribe']);
+    assert.deepEqual(doc.webhooks, JSON.parse(JSON.stringify(hookWebhooks)), 'the document serves the schemas the backend validated against');
+    for (const hook of ['send', 'connect', 'subscribe', 'refresh']) assert.ok(doc.webhooks[hook]!.post.responses['200'], `${hook} documents its answer`);
+  });
+
   // sockjs-client in Node passes headers to its websocket transport only; the xhr ones carry
   // a browser's cookies in test/examples/support-chat-browser.test.ts.
   for (const transport of ['websocket'] as const) {
