@@ -284,6 +284,10 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       tcpPort = tcp.port;
     }
     if (config.wsPort !== undefined) {
+      // stompjs sends one frame per message, and a frame is held to maxFrameBytes anyway:
+      // the 64 KiB lets a frame just over the limit reach the decoder, which answers
+      // FRAME_TOO_LARGE, rather than the WebSocket closing with 1009.
+      const maxMessageBytes = config.limits.maxFrameBytes + 64 * 1024;
       // Loaded only when wanted: without SOCKJS_PATH the process carries no sockjs.
       const sockjsMount =
         config.sockjsPath === undefined
@@ -292,7 +296,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
               {
                 path: config.sockjsPath,
                 limits: writeLimits,
-                maxMessageBytes: config.limits.maxFrameBytes + 64 * 1024,
+                maxMessageBytes,
                 pendingBudget,
                 messageTimeoutMs: config.frameTimeoutMs,
                 logger,
@@ -305,10 +309,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           port: config.wsPort,
           path: config.wsPath,
           limits: writeLimits,
-          // stompjs sends one frame per message, and a frame is held to maxFrameBytes anyway:
-          // the 64 KiB lets a frame just over the limit reach the decoder, which answers
-          // FRAME_TOO_LARGE, rather than the WebSocket closing with 1009.
-          maxMessageBytes: config.limits.maxFrameBytes + 64 * 1024,
+          maxMessageBytes,
           pendingBudget,
           messageTimeoutMs: config.frameTimeoutMs,
           handshakeTimeoutMs: config.handshakeTimeoutMs,

@@ -65,9 +65,11 @@ export class SockJsConnection extends BatchingConnection {
   private charsWritten = 0;
   private readonly awaitingDelivery: { endMark: number; done: () => void }[] = [];
   private deliveryTimer: NodeJS.Timeout | undefined;
-  isReadingPaused = false;
+  private isPaused = false;
+  /** The WebSocket receiver's socket, paused with reading (resumed even if the receiver changed since). */
+  private pausedSocket: Socket | undefined;
   /** xhr_send requests held while reading is paused, run in order on resume. */
-  readonly heldSends: (() => void)[] = [];
+  private readonly heldSends: (() => void)[] = [];
 
   constructor(conn: sockjs.Connection, peer: PeerInfo, limits: WriteLimits, logger: Logger) {
     super(peer, limits);
@@ -87,15 +89,32 @@ export class SockJsConnection extends BatchingConnection {
     return (this.conn as unknown as SockJsInternals)._session?.recv?.protocol ?? this.conn.protocol;
   }
 
+  get isReadingPaused(): boolean {
+    return this.isPaused;
+  }
+
+  /** Keep an xhr_send until reading resumes; false when too many wait already. */
+  holdSend(send: () => void): boolean {
+    if (this.heldSends.length >= MAX_HELD_SENDS) return false;
+    this.heldSends.push(send);
+    return true;
+  }
+
   pauseReading(): void {
-    this.isReadingPaused = true;
-    this.receiverSocket()?.pause();
+    this.isPaused = true;
+    // A WebSocket's messages come on its socket. An xhr receiver's socket carries the client's
+    // next poll, never its sends (those wait in holdSend): pausing it would stall the session.
+    if (this.sockjsTransport === 'websocket') {
+      this.pausedSocket = this.receiverSocket();
+      this.pausedSocket?.pause();
+    }
   }
 
   resumeReading(): void {
-    this.isReadingPaused = false;
-    this.receiverSocket()?.resume();
-    while (!this.isReadingPaused && this.heldSends.length > 0) this.heldSends.shift()!();
+    this.isPaused = false;
+    this.pausedSocket?.resume();
+    this.pausedSocket = undefined;
+    while (!this.isPaused && this.heldSends.length > 0) this.heldSends.shift()!();
   }
 
   protected writeToSocket(chunks: readonly Buffer[], isBinary: boolean, done: () => void): void {
@@ -304,11 +323,7 @@ export function sockJsMount(options: SockJsMountOptions, onConnection: (connecti
         send();
         return;
       }
-      if (connection.heldSends.length >= MAX_HELD_SENDS) {
-        request.socket.destroy();
-        return;
-      }
-      connection.heldSends.push(send);
+      if (!connection.holdSend(send)) request.socket.destroy();
     },
     handleUpgrade: (request, socket, head) => {
       const route = routeOf(request.url ?? '/', path);

@@ -248,9 +248,10 @@ export interface WsServerOptions {
 }
 
 /**
- * A protocol sharing the WebSocket port under a path of its own. Each method claims (true) a
- * request for its path, or leaves it (false) to the WebSocket endpoint. A claimed socket is the
- * mount's to time: it leaves the handshake deadline (long-polling answers outlive it).
+ * A protocol sharing the WebSocket port under a path of its own: the requests whose URL it
+ * handles (handlesUrl) are its own, after the caps and the handshake check; the others are the
+ * WebSocket endpoint's. A socket that carried one of its requests is the mount's to time: it
+ * leaves the handshake deadline (long-polling answers outlive it).
  */
 export interface HttpMount {
   /**

@@ -13,6 +13,7 @@ import WebSocket from 'ws';
 import { ConfigError, loadConfig } from '../../src/config';
 import type { RunningServer } from '../../src/server';
 import { SOCKJS_TRANSPORTS, SockJsConnection } from '../../src/transport/sockjs';
+import { startTestBackend } from '../helpers/backend';
 import { startBroker } from '../helpers/broker';
 import { until } from '../helpers/until';
 
@@ -207,6 +208,38 @@ describe('SockJS with sockjs-client and @stomp/stompjs', { timeout: 60000 }, () 
     const refused = new WebSocket(`ws://127.0.0.1:${broker.wsPort}/stomp/websocket`, { origin: 'http://evil.example' });
     const status = await new Promise<number>((resolve) => refused.on('unexpected-response', (_request, response) => resolve(response.statusCode ?? 0)));
     assert.equal(status, 403);
+  });
+
+  for (const transport of SOCKJS_TRANSPORTS) it(`${transport}: SENDs to a slow backend hook reach it one at a time and in order (later sends wait unread)`, async () => {
+    const backend = await startTestBackend();
+    let inFlight = 0;
+    let maxInFlight = 0;
+    backend.on('send', async (call: Record<string, unknown>) => {
+      inFlight++;
+      maxInFlight = Math.max(maxInFlight, inFlight);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      inFlight--;
+      return { reply: [{ destination: '/queue/done', body: String(call.lookup) }] };
+    });
+    const hooked = await startBroker({ SOCKJS_PATH: '/stomp', BACKEND_URL: backend.url });
+    try {
+      const client = await sockjsClient(transport, { connectHeaders: { login: 'slow-app' } }, `http://127.0.0.1:${hooked.wsPort}/stomp`);
+      const done: string[] = [];
+      const allDone = new Promise<void>((resolve) => client.subscribe('/user/queue/done', (m) => {
+        done.push(m.body);
+        if (done.length === 4) resolve();
+      }));
+      const paused = until(() => [...hooked.sessions()].some((s) => s.connection instanceof SockJsConnection && s.connection.isReadingPaused), 'the session to stop reading while the hook runs');
+      for (const step of ['a', 'b', 'c', 'd']) client.publish({ destination: `/app/${step}` });
+      await paused;
+      await allDone;
+      assert.deepEqual(done, ['/a', '/b', '/c', '/d']);
+      assert.equal(maxInFlight, 1);
+      await client.deactivate();
+    } finally {
+      await hooked.stop();
+      await backend.close();
+    }
   });
 
   it('an xhr_send body over the limit is refused before it is read (413)', async () => {
