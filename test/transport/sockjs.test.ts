@@ -12,6 +12,7 @@ import SockJS from 'sockjs-client';
 import WebSocket from 'ws';
 import { ConfigError, loadConfig } from '../../src/config';
 import type { RunningServer } from '../../src/server';
+import type { DisconnectEvent } from '../../src/session/events';
 import { SOCKJS_TRANSPORTS, SockJsConnection } from '../../src/transport/sockjs';
 import { startTestBackend } from '../helpers/backend';
 import { startBroker } from '../helpers/broker';
@@ -149,6 +150,29 @@ describe('SockJS with sockjs-client and @stomp/stompjs', { timeout: 60000 }, () 
     await client.deactivate();
     await until(() => sockjsSessionOf(user) === undefined, 'the session to end after the client left', 15000);
   });
+
+  for (const transport of ['websocket', 'xhr-streaming'] as const) {
+    it(`${transport}: a client that stops heart-beating while its transport stays open is found dead (heart-beat timeout, as on /ws)`, async () => {
+      // sockjs-client without stompjs: CONNECT promises a heart-beat every 300 ms, then silence.
+      const socket = new SockJS(sockjsUrl(), null, { transports: [transport] });
+      const received: string[] = [];
+      const closed = new Promise<void>((resolve) => (socket.onclose = () => resolve()));
+      socket.onmessage = (event) => received.push(String(event.data));
+      await new Promise<void>((resolve) => (socket.onopen = () => resolve()));
+      socket.send('CONNECT\naccept-version:1.2\nlogin:silent-' + transport + '\nheart-beat:300,0\n\n\0');
+      const reason = new Promise<string>((resolve) => {
+        const listener = (event: DisconnectEvent): void => {
+          if (event.session.userId !== `silent-${transport}`) return;
+          broker.events.off('disconnect', listener);
+          resolve(event.reason);
+        };
+        broker.events.on('disconnect', listener);
+      });
+      await until(() => received.some((data) => data.startsWith('CONNECTED')), 'CONNECTED');
+      assert.equal(await reason, 'heartbeat-timeout');
+      await closed;
+    });
+  }
 
   it('a frame over MAX_FRAME_BYTES gets ERROR FRAME_TOO_LARGE, as on /ws', async () => {
     const client = await sockjsClient('xhr-streaming', { connectHeaders: { login: 'too-large' } });
