@@ -174,6 +174,37 @@ describe('SockJS with sockjs-client and @stomp/stompjs', { timeout: 60000 }, () 
     });
   }
 
+  it('a SockJS client that stops polling is a slow consumer: its topic messages are dropped (counted), memory stays bounded', async () => {
+    const limited = await startBroker({ SOCKJS_PATH: '/stomp', WRITE_BUFFER_LIMIT_BYTES: '65536' });
+    try {
+      // The xhr-polling protocol by hand: a client that polls until subscribed, then stops.
+      const base = `http://127.0.0.1:${limited.wsPort}/stomp/000/slowreader`;
+      const post = async (suffix: string, body?: string): Promise<string> => {
+        const response = await fetch(`${base}/${suffix}`, { method: 'POST', ...(body === undefined ? {} : { body, headers: { 'content-type': 'text/plain' } }) });
+        return response.text();
+      };
+      assert.equal((await post('xhr')).trim(), 'o');
+      await post('xhr_send', JSON.stringify(['CONNECT\naccept-version:1.2\nlogin:slow-reader\nheart-beat:0,0\n\n\0', 'SUBSCRIBE\nid:1\ndestination:/topic/flood\nreceipt:r1\n\n\0']));
+      let polled = '';
+      while (!polled.includes('receipt-id:r1')) polled += await post('xhr');
+      const publisher = await new Promise<Client>((resolve) => {
+        const c = new Client({ webSocketFactory: () => new WebSocket(`ws://127.0.0.1:${limited.wsPort}/ws`, ['v12.stomp']), reconnectDelay: 0, onConnect: () => resolve(c) });
+        clients.push(c);
+        c.activate();
+      });
+      const body = 'x'.repeat(16 * 1024);
+      for (let i = 0; i < 200; i++) publisher.publish({ destination: '/topic/flood', body }); // 3.2 MB, no poll
+      const session = () => [...limited.sessions()].find((s) => s.userId === 'slow-reader');
+      await until(() => (session()?.droppedMessages ?? 0) > 0, 'drops for the reader that stopped polling');
+      const held = session()!.connection.bufferedBytes;
+      assert.ok(held < 1024 * 1024, `held ${held} bytes for it, not the 3.2 MB published`);
+      assert.ok(session()!.isOpen, 'policy drop: the session stays');
+      await publisher.deactivate();
+    } finally {
+      await limited.stop();
+    }
+  });
+
   it('a frame over MAX_FRAME_BYTES gets ERROR FRAME_TOO_LARGE, as on /ws', async () => {
     const client = await sockjsClient('xhr-streaming', { connectHeaders: { login: 'too-large' } });
     const error = new Promise<IFrame>((resolve) => (client.onStompError = resolve));
