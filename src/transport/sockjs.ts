@@ -200,6 +200,8 @@ export interface SockJsMountOptions {
 }
 
 interface Opening {
+  /** The client's address as the listener decided it (a trusted proxy's forwarded one), else the socket's peer. */
+  remoteAddress: string;
   url: string;
   headers: IncomingMessage['headers'];
   timer: NodeJS.Timeout;
@@ -230,7 +232,7 @@ export function sockJsMount(options: SockJsMountOptions, onConnection: (connecti
       openings.delete(sessionId!);
     }
     const peer: PeerInfo = {
-      remoteAddress: `${conn.remoteAddress ?? '?'}:${conn.remotePort ?? '?'}`,
+      remoteAddress: opening?.remoteAddress ?? `${conn.remoteAddress ?? '?'}:${conn.remotePort ?? '?'}`,
       url: opening?.url ?? conn.url,
       headers: opening?.headers ?? conn.headers,
     };
@@ -242,11 +244,12 @@ export function sockJsMount(options: SockJsMountOptions, onConnection: (connecti
     onConnection(connection);
   });
 
-  const remember = (sessionId: string, request: IncomingMessage): void => {
+  const remember = (sessionId: string, request: IncomingMessage, remoteAddress: string | undefined): void => {
     if (openings.has(sessionId) || live.has(sessionId)) return;
     const timer = setTimeout(() => openings.delete(sessionId), OPENING_KEPT_MS);
     timer.unref();
-    openings.set(sessionId, { url: request.url ?? path, headers: request.headers, timer });
+    const peer = `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`;
+    openings.set(sessionId, { remoteAddress: remoteAddress ?? peer, url: request.url ?? path, headers: request.headers, timer });
   };
 
   /** Bounds an xhr_send body (size, pending budget, time) before sockjs buffers it. */
@@ -299,7 +302,7 @@ export function sockJsMount(options: SockJsMountOptions, onConnection: (connecti
       const pathname = url.split('?', 1)[0]!;
       return pathname !== rawWebSocketPath && (pathname === path || pathname.startsWith(`${path}/`));
     },
-    handleRequest: (request, response) => {
+    handleRequest: (request, response, remoteAddress) => {
       const route = routeOf(request.url ?? '/', path);
       if (route === undefined) {
         response.writeHead(404, { 'Content-Type': 'text/plain' });
@@ -311,7 +314,7 @@ export function sockJsMount(options: SockJsMountOptions, onConnection: (connecti
         return;
       }
       if (route.segment !== 'xhr_send') {
-        if (request.method === 'POST') remember(route.sessionId, request);
+        if (request.method === 'POST') remember(route.sessionId, request, remoteAddress);
         listener.handler(request, response);
         return;
       }
@@ -325,13 +328,13 @@ export function sockJsMount(options: SockJsMountOptions, onConnection: (connecti
       }
       if (!connection.holdSend(send)) request.socket.destroy();
     },
-    handleUpgrade: (request, socket, head) => {
+    handleUpgrade: (request, socket, head, remoteAddress) => {
       const route = routeOf(request.url ?? '/', path);
       if (route?.segment !== 'websocket' || route.sessionId === undefined) {
         socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
         return;
       }
-      remember(route.sessionId, request);
+      remember(route.sessionId, request, remoteAddress);
       listener.handler(request, socket, head);
     },
   };

@@ -260,8 +260,9 @@ export interface HttpMount {
    */
   readonly rawWebSocketPath?: string;
   handlesUrl(url: string): boolean;
-  handleRequest(request: IncomingMessage, response: http.ServerResponse): void;
-  handleUpgrade(request: IncomingMessage, socket: Socket, head: Buffer): void;
+  /** `remoteAddress`: the client's address when the listener knows better than the socket (a trusted proxy's header). */
+  handleRequest(request: IncomingMessage, response: http.ServerResponse, remoteAddress?: string): void;
+  handleUpgrade(request: IncomingMessage, socket: Socket, head: Buffer, remoteAddress?: string): void;
 }
 
 /**
