@@ -420,6 +420,10 @@ function backendConfig(p: Parsed): BackendConfig | undefined {
     if (p.BACKEND_HOOKS.length > 0) throw new ConfigError('BACKEND_HOOKS', p.BACKEND_HOOKS.join(','), 'expected BACKEND_URL to be set: the hooks call it');
     return undefined;
   }
+  const hooks = new Set<HookName>(p.BACKEND_HOOKS.length > 0 ? p.BACKEND_HOOKS : ['send']);
+  if (p.BACKEND_SUBSCRIBE_PATTERNS.length > 0 && !hooks.has('subscribe')) {
+    throw new ConfigError('BACKEND_SUBSCRIBE_PATTERNS', p.BACKEND_SUBSCRIBE_PATTERNS.join(','), 'expected "subscribe" in BACKEND_HOOKS too: the patterns name what the subscribe hook decides');
+  }
   for (const prefix of p.APP_PREFIXES) {
     for (const [variable, other] of [['TOPIC_PREFIX', p.TOPIC_PREFIX], ['QUEUE_PREFIX', p.QUEUE_PREFIX], ['USER_PREFIX', p.USER_PREFIX], ['TOKEN_REFRESH_DESTINATION', p.TOKEN_REFRESH_DESTINATION]] as const) {
       if (prefix.startsWith(other) || other.startsWith(prefix)) throw new ConfigError('APP_PREFIXES', p.APP_PREFIXES.join(','), `expected prefixes apart from ${variable} (${other})`);
@@ -427,7 +431,7 @@ function backendConfig(p: Parsed): BackendConfig | undefined {
   }
   return {
     url: p.BACKEND_URL,
-    hooks: new Set(p.BACKEND_HOOKS.length > 0 ? p.BACKEND_HOOKS : ['send']),
+    hooks,
     appPrefixes: p.APP_PREFIXES,
     timeoutMs: p.BACKEND_TIMEOUT_MS,
     secret: p.BACKEND_SECRET || undefined,

@@ -65,6 +65,21 @@ describe('layout', () => {
     }
   });
 
+  it('only src/backend/ imports undici, and outside it only types come from src/backend/ (server.ts loads it when BACKEND_URL is set; src/cluster/ is itself loaded lazily)', () => {
+    for (const file of sourceFiles('src')) {
+      const isBackend = file.startsWith(path.join('src', 'backend'));
+      if (file.startsWith(path.join('src', 'cluster'))) {
+        for (const spec of imports(file)) assert.ok(!/(^|\/)backend\/(backend|client|app-destinations|access-hooks)$/.test(spec), `${file} imports ${spec}`);
+        continue;
+      }
+      for (const match of read(file).matchAll(/^import (type )?[^;]*? from '([^']+)';/gms)) {
+        const [, isTypeOnly, spec] = match;
+        if (spec === 'undici') assert.ok(isBackend, `${file} imports undici`);
+        if (!isBackend && /(^|\/)backend\//.test(spec!)) assert.ok(isTypeOnly !== undefined, `${file} imports ${spec} statically`);
+      }
+    }
+  });
+
   it('the broker knows sessions only through its Subscriber interface', () => {
     for (const file of sourceFiles('src/broker')) {
       for (const spec of imports(file)) assert.ok(!spec.includes('session'), `${file} imports ${spec}`);

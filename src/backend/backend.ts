@@ -17,7 +17,7 @@ import { BackendSessions } from './backend-sessions';
 import { createBackendClient } from './client';
 import type { BackendCallStats } from './client';
 import { MemoryOutbox } from './event-outbox';
-import type { EventOutbox } from './event-outbox';
+import type { EventOutbox, SharedOutboxes } from './event-outbox';
 import { appendSessionEvents, deliverEvents } from './session-events';
 import type { EventDeliverer } from './session-events';
 
@@ -30,20 +30,6 @@ export interface BackendDeps {
   sessionById(sessionId: string): Session | undefined;
   /** With Redis: an outbox in a Redis stream, and a way to take over dead instances' outboxes. */
   sharedOutbox?: SharedOutboxes;
-}
-
-/** What the cluster layer provides for events that must outlive this instance. */
-export interface SharedOutboxes {
-  /** This instance's outbox. */
-  create(maxPending: number): EventOutbox;
-  /** Set by the backend: an instance is gone (reaped, or found without liveness), take its outbox over. */
-  onInstanceGone: ((deadId: string) => Promise<void>) | undefined;
-  /**
-   * Called when this instance took over `deadId` (the reaper): its open sessions' instance-lost
-   * disconnects are appended after its last events; resolves to its outbox, to be delivered
-   * until empty and then deleted (the callback given).
-   */
-  adopt(deadId: string, maxPending: number): Promise<{ outbox: EventOutbox; finish(): Promise<boolean> } | undefined>;
 }
 
 export interface BackendStats {
@@ -108,7 +94,7 @@ export function startBackend(config: BackendConfig, deps: BackendDeps): Backend 
   /** Dead instances whose outbox this one is delivering. */
   const adopting = new Set<string>();
   if (hooks.has('events')) {
-    outbox = deps.sharedOutbox?.create(config.maxPendingEvents) ?? new MemoryOutbox(config.maxPendingEvents);
+    outbox = deps.sharedOutbox?.create(config.maxPendingEvents, config.events.has('disconnect')) ?? new MemoryOutbox(config.maxPendingEvents);
     appendSessionEvents(deps.events, config.events, sessions, outbox);
     deliverer = deliverEvents(outbox, caller, deps.logger);
   }

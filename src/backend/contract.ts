@@ -135,6 +135,9 @@ export interface EventsCall {
 
 export const MAX_EVENTS_PER_CALL = 100;
 
+/** What a session's attributes may weigh (as JSON): each session keeps them and every call carries them. */
+export const MAX_ATTRIBUTES_JSON_BYTES = 16 * 1024;
+
 /** POST /refresh: a connect-hook session's login is about to expire. */
 export type RefreshCall = HookCallBase & { expiresAt: number };
 
@@ -254,6 +257,8 @@ export function parseConnectAnswer(value: unknown): ConnectAnswer {
   const userId = optionalString(o, 'userId', 'answer');
   const roles = stringList(o.roles, 'roles');
   if (o.attributes !== undefined && o.attributes !== null && !isRecord(o.attributes)) throw new ContractError('attributes must be an object');
+  // Kept for the session's life and sent with every call: a small map, not a document.
+  if (isRecord(o.attributes) && JSON.stringify(o.attributes).length > MAX_ATTRIBUTES_JSON_BYTES) throw new ContractError(`attributes must be at most ${MAX_ATTRIBUTES_JSON_BYTES} bytes as JSON`);
   const expiresAt = timestamp(o.expiresAt, 'expiresAt');
   let permissions: Permissions | undefined;
   if (o.permissions !== undefined && o.permissions !== null) {

@@ -14,6 +14,23 @@ export interface PendingBatch {
   token: unknown;
 }
 
+/** What the cluster layer provides for events that must outlive this instance. */
+export interface SharedOutboxes {
+  /**
+   * This instance's outbox. `tracksSessions`: DISCONNECT events are delivered, so a session's
+   * CONNECT is remembered until its DISCONNECT (for the instance-lost one, should the instance die).
+   */
+  create(maxPending: number, tracksSessions: boolean): EventOutbox;
+  /** Set by the backend: an instance is gone (reaped, or found without liveness), take its outbox over. */
+  onInstanceGone: ((deadId: string) => Promise<void>) | undefined;
+  /**
+   * Called when this instance took over `deadId` (the reaper): its open sessions' instance-lost
+   * disconnects are appended after its last events; resolves to its outbox, to be delivered
+   * until empty and then deleted (the callback given).
+   */
+  adopt(deadId: string, maxPending: number): Promise<{ outbox: EventOutbox; finish(): Promise<boolean> } | undefined>;
+}
+
 export interface EventOutbox {
   append(event: SessionEvent): void;
   /** Up to `max` of the oldest events; empty when there are none (or they cannot be read now). */

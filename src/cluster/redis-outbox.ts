@@ -15,14 +15,16 @@
 // bounded by BACKEND_MAX_PENDING_EVENTS, oldest dropped and counted.
 
 import type { SessionEvent } from '../backend/contract';
-import type { EventOutbox, PendingBatch } from '../backend/event-outbox';
+import type { EventOutbox, PendingBatch, SharedOutboxes } from '../backend/event-outbox';
 import { AppendSignal } from '../backend/event-outbox';
-import type { SharedOutboxes } from '../backend/backend';
 import type { Logger } from 'pino';
 import type { RedisKeys } from './keys';
 import type { RedisConnection } from './redis-client';
 
-/** KEYS: stream, open. ARGV: max, then (type, sessionId, event JSON, open-info fragment) per event. Returns [trimmed, length]. */
+/**
+ * KEYS: stream, open. ARGV: max, then (type, or '' when sessions are not tracked; sessionId;
+ * event JSON; open-info fragment) per event. Returns [trimmed, length].
+ */
 const APPEND_LUA = `
 local max = tonumber(ARGV[1])
 for i = 2, #ARGV, 4 do
@@ -86,6 +88,8 @@ class RedisStreamOutbox implements EventOutbox {
   private readonly open: string;
   private readonly maxPending: number;
   private readonly logger: Logger;
+  /** Whether CONNECT and DISCONNECT events open and close the session's entry in `open`. */
+  private readonly tracksSessions: boolean;
   /** Appended here, not yet in Redis (oldest first). */
   private local: SessionEvent[] = [];
   private isFlushing = false;
@@ -95,8 +99,9 @@ class RedisStreamOutbox implements EventOutbox {
   /** Called on every read: an adopter keeps its claim while it delivers. */
   private readonly onRead: (() => Promise<unknown>) | undefined;
 
-  constructor(redis: RedisConnection, stream: string, open: string, maxPending: number, logger: Logger, onRead?: () => Promise<unknown>) {
+  constructor(redis: RedisConnection, stream: string, open: string, maxPending: number, logger: Logger, tracksSessions: boolean, onRead?: () => Promise<unknown>) {
     this.redis = redis;
+    this.tracksSessions = tracksSessions;
     this.stream = stream;
     this.open = open;
     this.maxPending = maxPending;
@@ -120,7 +125,7 @@ class RedisStreamOutbox implements EventOutbox {
       while (this.local.length > 0) {
         const batch = this.local.slice(0, FLUSH_BATCH);
         const args: (string | number)[] = [this.maxPending];
-        for (const event of batch) args.push(event.type, event.sessionId, JSON.stringify(event), openInfo(event));
+        for (const event of batch) args.push(this.tracksSessions ? event.type : '', event.sessionId, JSON.stringify(event), this.tracksSessions && event.type === 'CONNECT' ? openInfo(event) : '');
         const [trimmed, length] = (await this.script('stompdOutboxAppend')(this.stream, this.open, ...args)) as [number, number];
         // Events dropped locally while the batch was out shifted it: remove what was written.
         this.local.splice(0, Math.min(batch.length, this.local.length));
@@ -205,13 +210,13 @@ export class RedisOutboxes implements SharedOutboxes {
     }
   }
 
-  create(maxPending: number): EventOutbox {
+  create(maxPending: number, tracksSessions: boolean): EventOutbox {
     const { redis, keys, instanceId, logger } = this.options;
     redis.sadd(ownersKey(keys), instanceId).catch(() => undefined);
     this.scanTimer = setInterval(() => void this.scanOrphans(), ORPHAN_SCAN_MS);
     this.scanTimer.unref();
     setImmediate(() => void this.scanOrphans());
-    return new RedisStreamOutbox(redis, streamKey(keys, instanceId), openKey(keys, instanceId), maxPending, logger, () => redis.sadd(ownersKey(keys), instanceId));
+    return new RedisStreamOutbox(redis, streamKey(keys, instanceId), openKey(keys, instanceId), maxPending, logger, tracksSessions, () => redis.sadd(ownersKey(keys), instanceId));
   }
 
   /** The reaper took `deadId` over: its outbox goes with it. */
@@ -228,7 +233,7 @@ export class RedisOutboxes implements SharedOutboxes {
     if (appended < 0) return undefined;
     if (appended > 0) logger.info({ deadInstance: deadId, sessions: appended }, 'instance-lost disconnects appended to the dead instance\'s session events');
     const keepClaim = (): Promise<unknown> => redis.set(claim, instanceId, 'PX', CLAIM_MS);
-    const outbox = new RedisStreamOutbox(redis, stream, openKey(keys, deadId), maxPending, logger, keepClaim);
+    const outbox = new RedisStreamOutbox(redis, stream, openKey(keys, deadId), maxPending, logger, false, keepClaim);
     return {
       outbox,
       finish: async () => {

@@ -52,6 +52,8 @@ describe('CONNECT hook', () => {
     assert.match(await refusedWith(b, {}), /^UNAVAILABLE: /);
     app.on('connect', undefined);
     assert.match(await refusedWith(b, {}), /^UNAUTHENTICATED: /);
+    app.on('connect', { userId: 'alice', attributes: { blob: 'x'.repeat(17 * 1024) } });
+    assert.match(await refusedWith(b, {}), /^UNAVAILABLE: .*attributes must be at most 16384 bytes/);
     app.on('connect', { roles: ['X'] });
     assert.match(await refusedWith(b, {}), /^UNAUTHENTICATED: the application answered no userId/);
     const down = await h.broker({ BACKEND_URL: `http://127.0.0.1:${await freePort()}/stomp`, BACKEND_HOOKS: 'connect' });
@@ -163,6 +165,7 @@ describe('CONNECT hook', () => {
     assert.throws(() => loadConfig({ BACKEND_URL: 'http://x/stomp', BACKEND_HOOKS: 'send,publish' }), /BACKEND_HOOKS/);
     assert.throws(() => loadConfig({ BACKEND_URL: 'http://x/stomp', APP_PREFIXES: '/topic/' }), /APP_PREFIXES/);
     assert.throws(() => loadConfig({ BACKEND_URL: 'ftp://x' }), /BACKEND_URL/);
+    assert.throws(() => loadConfig({ BACKEND_URL: 'http://x/stomp', BACKEND_SUBSCRIBE_PATTERNS: '/topic/room.*' }), /BACKEND_SUBSCRIBE_PATTERNS=.*"subscribe" in BACKEND_HOOKS/);
     assert.throws(() => loadConfig({ BACKEND_SECRET: 'short' }), /BACKEND_SECRET="\(hidden\)"/);
     const config = loadConfig({ BACKEND_URL: 'http://127.0.0.1:3000/stomp/' });
     assert.equal(config.backend?.url, 'http://127.0.0.1:3000/stomp');

@@ -173,6 +173,29 @@ describe('SEND to an app destination', () => {
     });
   }
 
+  it('app SENDs in a transaction are posted at COMMIT, one after another, in order', async () => {
+    const app = await backend();
+    let inFlight = 0;
+    let overlaps = 0;
+    app.on('send', async () => {
+      if (++inFlight > 1) overlaps++;
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      inFlight--;
+      return undefined;
+    });
+    const b = await h.broker({ BACKEND_URL: app.url });
+    const alice = await h.connected(b, { login: 'alice' });
+    alice.sendFrame('BEGIN', { transaction: 't' });
+    for (let n = 0; n < 5; n++) alice.sendFrame('SEND', { destination: '/app/step', transaction: 't', 'x-n': String(n) }, '');
+    alice.sendFrame('SEND', { destination: '/topic/t', receipt: 'before-commit' }, '');
+    await alice.expect('RECEIPT');
+    assert.equal(app.callsOf('send').length, 0, 'held until COMMIT');
+    alice.sendFrame('COMMIT', { transaction: 't', receipt: 'c' });
+    assert.equal(header(await alice.expect('RECEIPT'), 'receipt-id'), 'c');
+    assert.deepEqual(app.callsOf('send').map((c) => (c.body.headers as Record<string, string>)['x-n']), ['0', '1', '2', '3', '4']);
+    assert.equal(overlaps, 0);
+  });
+
   it('connection refused: BACKEND_UNAVAILABLE, the session stays', async () => {
     const port = await freePort();
     const b = await h.broker({ BACKEND_URL: `http://127.0.0.1:${port}/stomp` });

@@ -7,7 +7,7 @@ import { hasControlCharacters } from '../../broker/destinations';
 import type { PublishRefusal } from '../../broker/router';
 import { StompError, missingHeader } from '../errors';
 import { afterChain, runChain } from '../interceptor';
-import type { Session } from '../session';
+import type { Session, Transaction } from '../session';
 import { handlerFor } from '../destination-handler';
 import { heldByteSize } from '../../broker/message';
 import { hold, transactionOf } from './transaction';
@@ -61,6 +61,9 @@ function stored(session: Session, frame: Frame, published: void | Promise<Publis
   return undefined;
 }
 
+/** The last handled SEND of each transaction still under way at COMMIT. */
+const handledInOrder = new WeakMap<Transaction, Promise<void>>();
+
 export function handleSend(session: Session, frame: Frame): void | Promise<void> {
   const destination = requireDestination(session, frame);
   const handler = handlerFor(session.deps.destinationHandlers, destination);
@@ -71,7 +74,14 @@ export function handleSend(session: Session, frame: Frame): void | Promise<void>
     if (handler !== undefined) {
       if (transaction === undefined) return handler.send(session, frame, destination);
       const held: Frame = { ...frame, body: Buffer.from(frame.body) };
-      hold(session, transaction, () => handler.send(session, held, destination), heldByteSize(frame.headers, frame.body.length));
+      // COMMIT runs its steps at once: a transaction's handled SENDs still go one after another, in order.
+      const step = (): void | Promise<void> => {
+        const previous = handledInOrder.get(transaction);
+        const next = previous === undefined ? handler.send(session, held, destination) : previous.then(() => handler.send(session, held, destination));
+        if (next !== undefined) handledInOrder.set(transaction, next.catch(() => undefined));
+        return next;
+      };
+      hold(session, transaction, step, heldByteSize(frame.headers, frame.body.length));
       return undefined;
     }
     // A held body gets its own copy: it must not pin the socket's read buffer until COMMIT.
