@@ -91,8 +91,10 @@ export interface Config {
   aclFile: string | undefined;
   /** Login/passcode users (AUTH=users), re-read on SIGHUP. */
   usersFile: string | undefined;
-  /** WebSocket Origin allow-list; empty: any origin. */
+  /** WebSocket Origin allow-list; empty: any origin (a cookie credential: the server's own origin only). */
   allowedOrigins: string[];
+  /** Besides loopback names, the Host names answered where no credential is asked (AUTH=none, an open HTTP API); `*`: any. */
+  allowedHosts: string[];
   /** Unique per start; names this process in Redis. */
   instanceId: string;
   /** How long a logout's revocation is kept: longer than any accepted token lives. */
@@ -146,6 +148,14 @@ export interface HttpConfig {
   adminRoles: string[];
   /** Neither ADMIN_TOKEN nor JWT auth: /api is open, so it listens on loopback only. */
   isOpen: boolean;
+  /** /metrics needs `Bearer <metricsToken>` or an admin credential; false: public. */
+  isMetricsGuarded: boolean;
+  /** Bearer token for /metrics alone (METRICS_TOKEN). */
+  metricsToken: string | undefined;
+  /** Queues given series of their own in /metrics, the deepest first; 0: totals only. */
+  metricsQueueSeries: number;
+  /** DEMO=1: the chat demo at /demo (and its rooms, /topic/demo.*, are presence rooms). */
+  isDemo: boolean;
 }
 
 export interface RedisConfig {
@@ -164,9 +174,30 @@ export class ConfigError extends Error {
   readonly variable: string;
 
   constructor(variable: string, value: string, expected: string) {
-    super(`${variable}=${JSON.stringify(value)}: ${expected}`);
+    super(`${variable}=${JSON.stringify(redactUrls(value))}: ${expected}`);
     this.name = 'ConfigError';
     this.variable = variable;
+  }
+}
+
+/**
+ * A value as an error line may show it: the password (or token) inside any URL's user info
+ * and every query string are masked, since a REDIS_URL or JWT_JWKS_URL may carry a secret
+ * there and start errors end up in terminals, CI logs and support tickets.
+ */
+export function redactUrls(value: string): string {
+  return value.replace(/([a-z][a-z0-9+.-]*:\/\/)([^\s/?#@]*)@/gi, (_all, scheme: string, userInfo: string) => {
+    const colon = userInfo.indexOf(':');
+    return `${scheme}${colon === -1 ? '***' : `${userInfo.slice(0, colon)}:***`}@`;
+  }).replace(/(:\/\/[^\s?#]*)\?[^\s#]*/g, '$1?***');
+}
+
+/** Whether `value` parses as a URL with one of `schemes` (a `new URL` failure names nothing). */
+function isUrl(value: string, schemes: readonly string[]): boolean {
+  try {
+    return schemes.includes(new URL(value).protocol);
+  } catch {
+    return false;
   }
 }
 
@@ -195,7 +226,7 @@ function isInvalid(parsed: unknown): boolean {
 const optional = (v: string): string => v;
 
 /** Never echoed in an error line. */
-const SECRET_VARIABLES = new Set(['JWT_SECRET', 'ADMIN_TOKEN', 'BACKEND_SECRET']);
+const SECRET_VARIABLES = new Set(['JWT_SECRET', 'ADMIN_TOKEN', 'METRICS_TOKEN', 'BACKEND_SECRET']);
 const list = (v: string): string[] => v.split(',').map((item) => item.trim()).filter((item) => item !== '');
 /** Only the type comes from the contract: without BACKEND_URL nothing of src/backend/ is loaded. */
 const HOOK_NAMES: readonly HookName[] = ['send', 'connect', 'subscribe', 'events', 'refresh'];
@@ -244,7 +275,7 @@ const SETTINGS = {
   ALLOW_INSECURE_AUTH: ['0', (v: string) => (v === '0' || v === '1' ? v === '1' : null), '"0" or "1"'],
   JWT_SECRET: ['', (v: string) => (v === '' || Buffer.byteLength(v) >= 32 ? v : null), 'at least 32 bytes (HS256 needs a 256-bit secret)'],
   JWT_PUBLIC_KEY: ['', (v: string) => (v === '' || v.includes('-----BEGIN PUBLIC KEY-----') ? v.replace(/\\n/g, '\n') : null), 'a PEM public key ("-----BEGIN PUBLIC KEY-----" ...)'],
-  JWT_JWKS_URL: ['', (v: string) => (v === '' || /^https?:\/\/\S+$/.test(v) ? v : null), 'an http(s) URL'],
+  JWT_JWKS_URL: ['', (v: string) => (v === '' || (/^https?:\/\/\S+$/.test(v) && isUrl(v, ['http:', 'https:'])) ? v : null), 'an http(s) URL'],
   JWT_ISSUER: ['', optional, 'the expected iss claim'],
   JWT_AUDIENCE: ['', optional, 'the expected aud claim'],
   JWT_CLOCK_TOLERANCE_S: ['5', integer(0, 3600), 'an integer from 0 to 3600 (seconds)'],
@@ -256,8 +287,9 @@ const SETTINGS = {
   USER_PREFIX: ['/user/', (v: string) => (v.startsWith('/') && v.endsWith('/') && v.length > 2 ? v : null), 'a prefix starting and ending with "/"'],
   ACL_FILE: ['', optional, 'a path to a JSON rules file'],
   ALLOWED_ORIGINS: ['', list, 'origins, comma-separated'],
+  ALLOWED_HOSTS: ['', (v: string) => (list(v).every((h) => /^[^\s/?#@\\]+$/.test(h)) ? list(v).map((h) => h.toLowerCase()) : null), 'host names, comma-separated, or "*"'],
   INSTANCE_ID: ['', (v: string) => (v === '' || /^[A-Za-z0-9._-]{1,100}$/.test(v) ? v : null), 'letters, digits, ".", "_" or "-" (default: host name, pid and a random part)'],
-  REDIS_URL: ['', (v: string) => (v === '' || /^rediss?:\/\/\S+$/.test(v) ? v : null), 'a redis:// or rediss:// URL'],
+  REDIS_URL: ['', (v: string) => (v === '' || (/^rediss?:\/\/\S+$/.test(v) && isUrl(v, ['redis:', 'rediss:'])) ? v : null), 'a redis:// or rediss:// URL'],
   REDIS_CLUSTER_NODES: ['', (v: string) => (v === '' || list(v).every((n) => /^[^\s:]+:\d{1,5}$/.test(n)) ? v : null), 'host:port pairs, comma-separated'],
   REDIS_PREFIX: ['ws:', (v: string) => (/^[^\s{}]{0,64}$/.test(v) ? v : null), 'up to 64 characters, no spaces or braces'],
   SESSION_TTL_SECONDS: ['86400', integer(60, 31_536_000), 'an integer from 60 to 31536000 (seconds)'],
@@ -268,7 +300,11 @@ const SETTINGS = {
   HTTP_PORT: ['8080', port(true), 'a TCP port (0-65535) or "off"'],
   HTTP_HOST: ['', optional, 'a host name or address for the HTTP API (default: HOST)'],
   ADMIN_TOKEN: ['', (v: string) => (v === '' || (Buffer.byteLength(v) >= 16 && /^[\x21-\x7e]+$/.test(v)) ? v : null), 'at least 16 printable characters without spaces'],
+  METRICS_TOKEN: ['', (v: string) => (v === '' || (Buffer.byteLength(v) >= 16 && /^[\x21-\x7e]+$/.test(v)) ? v : null), 'at least 16 printable characters without spaces'],
+  METRICS_AUTH: ['auto', (v: string) => (v === 'auto' || v === 'public' || v === 'credential' ? v : null), '"public", "credential" (METRICS_TOKEN or an admin credential) or "auto" (credential when METRICS_TOKEN is set)'],
+  METRICS_QUEUE_SERIES: ['20', integer(0, 10_000), 'an integer from 0 to 10000 (0: totals only)'],
   ADMIN_ROLES: ['ADMIN', (v: string) => (list(v).length > 0 ? list(v) : null), 'role names, comma-separated'],
+  DEMO: ['0', (v: string) => (v === '0' || v === '1' ? v === '1' : null), '"0" or "1" (1: the chat demo at /demo on the HTTP port)'],
   BACKEND_URL: ['', (v: string) => (v === '' || /^https?:\/\/[^\s?#]+$/.test(v) ? v.replace(/\/+$/, '') : null), 'an http(s) URL without query, e.g. http://127.0.0.1:3000/stomp'],
   BACKEND_HOOKS: ['', listOf(HOOK_NAMES), `hook names, comma-separated: ${HOOK_NAMES.join(', ')} (default: send)`],
   APP_PREFIXES: ['/app/', (v: string) => (list(v).length > 0 && list(v).every((d) => d.startsWith('/') && d.endsWith('/') && d.length > 2) ? list(v) : null), 'destination prefixes starting and ending with "/", comma-separated'],
@@ -309,6 +345,10 @@ export function loadConfig(env: Env): Readonly<Config> {
   const p = parsed as Parsed;
   if (p.TOPIC_PREFIX.startsWith(p.QUEUE_PREFIX) || p.QUEUE_PREFIX.startsWith(p.TOPIC_PREFIX)) {
     throw new ConfigError('QUEUE_PREFIX', p.QUEUE_PREFIX, `expected a prefix that neither starts nor is started by TOPIC_PREFIX (${p.TOPIC_PREFIX})`);
+  }
+  // The demo is a page on the HTTP port whose client connects to the WebSocket port.
+  if (p.DEMO && (p.HTTP_PORT === undefined || p.WS_PORT === undefined)) {
+    throw new ConfigError('DEMO', '1', `expected ${p.HTTP_PORT === undefined ? 'HTTP_PORT' : 'WS_PORT'} not "off": the demo is a page on the HTTP port that connects over WebSocket`);
   }
   for (const other of [p.TOPIC_PREFIX, p.QUEUE_PREFIX]) {
     if (other.startsWith(p.USER_PREFIX) || p.USER_PREFIX.startsWith(other)) {
@@ -395,6 +435,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     aclFile: p.ACL_FILE || undefined,
     usersFile: p.USERS_FILE || undefined,
     allowedOrigins: p.ALLOWED_ORIGINS,
+    allowedHosts: p.ALLOWED_HOSTS,
     instanceId: p.INSTANCE_ID || defaultInstanceId(),
     revocationTtlSeconds: p.REVOCATION_TTL_SECONDS,
     redis:
@@ -407,9 +448,10 @@ export function loadConfig(env: Env): Readonly<Config> {
             sessionTtlSeconds: p.SESSION_TTL_SECONDS,
             instanceHeartbeatMs: p.INSTANCE_HEARTBEAT_MS,
           },
-    presenceDestinations: p.PRESENCE_DESTINATIONS,
+    // The demo's rooms are rooms whatever else is: it shows presence.
+    presenceDestinations: p.DEMO && !p.PRESENCE_DESTINATIONS.includes(DEMO_ROOMS) ? [...p.PRESENCE_DESTINATIONS, DEMO_ROOMS] : p.PRESENCE_DESTINATIONS,
     presenceCompanionSuffix: p.PRESENCE_COMPANION_SUFFIX || undefined,
-    http: httpConfig(p.HTTP_PORT, p.HTTP_HOST || p.HOST, p.ADMIN_TOKEN || undefined, p.ADMIN_ROLES, authMode === 'jwt'),
+    http: { ...httpConfig(p, authMode === 'jwt'), isDemo: p.DEMO },
     backend,
     tokenRefreshDestination: p.TOKEN_REFRESH_DESTINATION,
   });
@@ -445,10 +487,29 @@ function backendConfig(p: Parsed): BackendConfig | undefined {
   };
 }
 
-function httpConfig(port: number | undefined, host: string, adminToken: string | undefined, adminRoles: string[], hasJwt: boolean): HttpConfig {
+/** The chat demo's rooms (DEMO=1). */
+export const DEMO_ROOMS = '/topic/demo.*';
+
+function httpConfig(p: Parsed, hasJwt: boolean): Omit<HttpConfig, 'isDemo'> {
+  const adminToken = p.ADMIN_TOKEN || undefined;
+  const metricsToken = p.METRICS_TOKEN || undefined;
+  const host = p.HTTP_HOST || p.HOST;
   const isOpen = adminToken === undefined && !hasJwt;
+  const isMetricsGuarded = p.METRICS_AUTH === 'credential' || (p.METRICS_AUTH === 'auto' && metricsToken !== undefined);
+  if (isMetricsGuarded && metricsToken === undefined && isOpen) {
+    throw new ConfigError('METRICS_AUTH', p.METRICS_AUTH, 'expected METRICS_TOKEN, ADMIN_TOKEN or JWT auth to be set: the credential /metrics would ask for');
+  }
   // An API nobody has to authenticate to must not be reachable from elsewhere.
-  return { port, host: isOpen && !isLoopback(host) ? '127.0.0.1' : host, adminToken, adminRoles, isOpen };
+  return {
+    port: p.HTTP_PORT,
+    host: isOpen && !isLoopback(host) ? '127.0.0.1' : host,
+    adminToken,
+    adminRoles: p.ADMIN_ROLES,
+    isOpen,
+    isMetricsGuarded,
+    metricsToken,
+    metricsQueueSeries: p.METRICS_QUEUE_SERIES,
+  };
 }
 
 function hostPort(node: string): { host: string; port: number } {

@@ -10,7 +10,9 @@ import type { Logger } from 'pino';
 import { accessControl, loadRules } from './auth/acl';
 import { loginAsUserId } from './auth/embedded';
 import { createJwtVerifier, jwtAuthenticator } from './auth/jwt';
-import { originChecker } from './auth/origin';
+import { isLoopbackHostname, localOnlyGuard, originList } from './auth/host';
+import { handshakeChecker } from './auth/origin';
+import type { HandshakeRefusal, HandshakeRefusalKind } from './auth/origin';
 import { sessionPolicy } from './auth/session-policy';
 import { addressableUserId } from './auth/user-id';
 import { UsersFile, passwordAuthenticator } from './auth/users';
@@ -26,11 +28,15 @@ import type { DestinationHandler } from './session/destination-handler';
 import { closeSessions, createSessionAdmin } from './session/admin';
 import type { SessionAdmin } from './session/admin';
 import { SessionCounters } from './session/counters';
+import { SubscriptionNotes } from './session/subscription-notes';
+import { singleInstance } from './registry/instances';
+import type { InstanceReport } from './registry/instances';
 import { StompError } from './session/errors';
 import { LifecycleEvents } from './session/events';
 import type { Interceptor } from './session/interceptor';
 import { Session } from './session/session';
 import { MemoryPresenceStore } from './presence/memory-presence';
+import { companionGuard } from './presence/companion-guard';
 import { RoomMatcher } from './presence/presence';
 import { PresenceTracker } from './presence/presence-tracker';
 import type { Presence } from './presence/presence-tracker';
@@ -126,6 +132,32 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   const open = new Map<string, Session>();
   const presenceRooms = new RoomMatcher(config.presenceDestinations, config.presenceCompanionSuffix);
   const messageIdPrefix = randomBytes(4).toString('hex');
+  const counters = new SessionCounters();
+  const startedAt = Date.now();
+  // This instance's totals, as GET /api/instances lists them (with Redis, published with each
+  // liveness refresh, from the cluster layer's start on: so declared before it).
+  function instanceReport(): InstanceReport {
+    let sessions = 0;
+    for (const session of open.values()) if (session.state === 'connected') sessions++;
+    const stats = router.stats();
+    return {
+      instanceId: config.instanceId,
+      startedAt,
+      reportedAt: Date.now(),
+      isDegraded: false, // the cluster layer says when it is
+      degradedReason: null,
+      counters: {
+        connections: open.size,
+        sessions,
+        published: { ...router.published },
+        delivered: { topic: router.delivered.topic, queue: stats.deliveredFromQueues, user: router.delivered.user },
+        dropped: { topic: router.dropped.topic, queue: stats.droppedFromQueues, user: router.dropped.user },
+        errors: { ...counters.errorsSent },
+        bytesIn: counters.bytesIn,
+        heartbeatTimeouts: counters.heartbeatTimeouts,
+      },
+    };
+  }
   // Several instances: loaded only when Redis is configured (embedded mode never loads ioredis).
   const cluster =
     config.redis === undefined
@@ -147,8 +179,10 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           },
           kickLocalUser: (userId, code, message, reason) => closeSessions(open.values(), userId, code, message, reason),
           closeAllLocal: (code, message, reason) => closeSessions(open.values(), undefined, code, message, reason),
+          report: () => instanceReport(),
         });
   const registry = options.registry ?? cluster?.registry ?? new MemoryRegistry();
+  const subscriptionNotes = new SubscriptionNotes(events, registry);
   const revocations = cluster?.revocations ?? new MemoryRevocations(config.revocationTtlSeconds * 1000);
   const presence = new PresenceTracker({
     events,
@@ -182,7 +216,19 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     : usersFile !== undefined ? passwordAuthenticator(usersFile)
     : isHookAuthenticated ? undefined
     : loginAsUserId();
-  if (usersFile !== undefined) logger.info({ usersFile: usersFile.path, users: usersFile.size }, 'users mode: login and passcode checked against USERS_FILE');
+  const warnIfUsersFileExposed = (): void => {
+    const exposedMode = usersFile?.exposedMode();
+    if (exposedMode !== undefined) {
+      logger.warn({ usersFile: usersFile!.path, mode: `0${exposedMode.toString(8)}` }, 'USERS_FILE is readable or writable by other users than its owner: chmod 600 it');
+    }
+  };
+  if (usersFile !== undefined) {
+    logger.info({ usersFile: usersFile.path, users: usersFile.size }, 'users mode: login and passcode checked against USERS_FILE');
+    warnIfUsersFileExposed();
+  }
+  if (config.authMode === 'none' && config.wsPort !== undefined && !isLoopbackHostname(config.host) && config.allowedHosts.length === 0) {
+    logger.warn({ host: config.host }, 'AUTH=none beyond loopback: WebSocket handshakes addressed to a name that is not loopback get 403 (DNS rebinding); list the names clients use in ALLOWED_HOSTS');
+  }
   if (config.authMode === 'none' && !isHookAuthenticated) {
     logger.warn(
       config.redis === undefined
@@ -197,6 +243,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     addressableUserId(router.destinations),
     accessControl(loadRules(config.aclFile), router.destinations),
     ...(backend !== undefined ? [backend.accessLink] : []),
+    companionGuard(presenceRooms),
     sessionPolicy(
       registry,
       { mode: config.singleSession, maxSessionsPerUser: config.maxSessionsPerUser },
@@ -213,7 +260,6 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     ...(options.extraInterceptors ?? []),
     { name: 'session-table', onClose: (session) => open.delete(session.id) },
   ];
-  const counters = new SessionCounters();
   const destinationHandlers: DestinationHandler[] = [];
   if (jwtVerifier !== undefined) destinationHandlers.push(tokenRefresh(config.tokenRefreshDestination, jwtVerifier));
   if (backend?.appHandler !== undefined) destinationHandlers.push(backend.appHandler);
@@ -263,7 +309,14 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     refusalLog(logger),
   );
 
-  const verifyOrigin = originChecker(config.allowedOrigins);
+  const verifyHandshake = handshakeChecker({
+    allowedOrigins: config.allowedOrigins,
+    allowedHosts: config.allowedHosts,
+    isUnauthenticated: config.authMode === 'none' && !isHookAuthenticated,
+    isCookieCredential: config.authMode === 'jwt',
+    // The CONNECT hook sees the handshake's cookies (a Spring session cookie): all of them are ambient credentials then.
+    areCookiesCredentials: config.backend?.hooks.has('connect') === true && config.backend.forwardHeaders.includes('cookie'),
+  });
   // Room past the soft limit for what is not a MESSAGE (RECEIPTs) and for one MESSAGE of the
   // largest frame: 6 MiB with the defaults, only ever reached by a client that stops reading
   // (an idle connection holds none of it).
@@ -314,7 +367,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           messageTimeoutMs: config.frameTimeoutMs,
           handshakeTimeoutMs: config.handshakeTimeoutMs,
           admission,
-          ...(verifyOrigin ? { verifyHandshake: loggedOriginCheck(verifyOrigin, logger) } : {}),
+          ...(verifyHandshake ? { verifyHandshake: loggedHandshakeCheck(verifyHandshake, logger) } : {}),
           ...(sockjsMount ? { mount: sockjsMount } : {}),
         },
         accept,
@@ -342,7 +395,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   if (config.http.port !== undefined) {
     const { host, port } = config.http;
     // Loaded only when wanted: with HTTP_PORT=off the process carries no Fastify or prom-client.
-    const [{ startHttpApi }, { adminAuthenticator }, { createMetrics }] = await Promise.all([import('./http/api'), import('./http/auth'), import('./http/metrics')]);
+    const [{ startHttpApi }, { adminAuthenticator, metricsAuthenticator }, { createMetrics }] = await Promise.all([import('./http/api'), import('./http/auth'), import('./http/metrics')]);
+    const authenticateAdmin = adminAuthenticator({ adminToken: config.http.adminToken, jwtVerifier, adminRoles: config.http.adminRoles, isOpen: config.http.isOpen, revocations });
     try {
       http = await startHttpApi(
         { host, port },
@@ -352,7 +406,12 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           publisher: router,
           presence,
           queues: router,
-          authenticate: adminAuthenticator({ adminToken: config.http.adminToken, jwtVerifier, adminRoles: config.http.adminRoles, isOpen: config.http.isOpen, revocations }),
+          // Without a credential, what reaches it is trusted: loopback Host names and pages only.
+          ...(config.http.isOpen ? { foreignRequestRefusal: localOnlyGuard(config.allowedHosts, originList(config.allowedOrigins)) } : {}),
+          authenticate: authenticateAdmin,
+          ...(config.http.isMetricsGuarded ? { authenticateMetrics: metricsAuthenticator(config.http.metricsToken, config.http.isOpen ? undefined : authenticateAdmin) } : {}),
+          instances: cluster ?? singleInstance(instanceReport),
+          pages: { demo: config.http.isDemo ? { wsPort, wsPath: config.wsPath, isOpenLogin: config.authMode === 'none' } : undefined },
           readiness: () => {
             if (isStopping) return { isReady: false, reason: 'shutting down' };
             const health = cluster?.health();
@@ -366,6 +425,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
             queues: router,
             cluster: () => cluster?.health(),
             ...(backend !== undefined ? { backend: () => backend.stats() } : {}),
+            queueSeries: config.http.metricsQueueSeries,
           }),
           maxBodyBytes: config.limits.maxFrameBytes,
           logger,
@@ -402,7 +462,11 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     presence,
     admin,
     clusterHealth: () => (cluster === undefined ? undefined : cluster.health()),
-    reloadUsers: async () => usersFile?.reload(),
+    reloadUsers: async () => {
+      const users = await usersFile?.reload();
+      warnIfUsersFileExposed();
+      return users;
+    },
     async stop(): Promise<void> {
       if (isStopping) return;
       isStopping = true;
@@ -425,6 +489,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       await httpApi?.close().catch((err: unknown) => logger.warn({ err }, 'closing the HTTP API failed'));
       // The sessions' DISCONNECT events are given their chance (kept in Redis if they do not make it).
       await backend?.stop(config.redis === undefined ? config.shutdownTimeoutMs : Math.min(1000, config.shutdownTimeoutMs));
+      subscriptionNotes.stop();
       // The sessions' unbinds are on their way; leaving Redis removes what is left of this instance.
       if (cluster !== undefined && !(await settlesWithin(cluster.stop(), config.shutdownTimeoutMs))) logger.warn('leaving Redis took too long: gave up');
       logger.info({ discardedQueueMessages: held.storedMessages + held.unacknowledgedMessages }, 'stompd stopped');
@@ -478,12 +543,26 @@ function refusalLog(logger: Logger): (transport: TransportKind, remoteAddress: s
   return (transport, remoteAddress, refusal) => log({ transport, remoteAddress, limit: refusal.limit, max: refusal.max });
 }
 
-/** The Origin check, with its refusals logged (rate-limited): HTTP 403 says nothing to the operator. */
-function loggedOriginCheck(verify: (request: IncomingMessage) => boolean, logger: Logger): (request: IncomingMessage) => boolean {
-  const log = rateLimitedInfo(logger, 'connection refused: Origin not allowed');
+const HANDSHAKE_REFUSAL_LINES: Record<HandshakeRefusalKind, string> = {
+  origin: 'connection refused: Origin not allowed',
+  host: 'connection refused: Host not allowed',
+  cookie: 'connection refused: cookie credential from a foreign Origin',
+};
+
+/** The handshake check, with its refusals logged (rate-limited per kind): HTTP 403 says nothing to the operator. */
+function loggedHandshakeCheck(verify: (request: IncomingMessage) => HandshakeRefusal | undefined, logger: Logger): (request: IncomingMessage) => string | undefined {
+  const logs = new Map<HandshakeRefusalKind, (fields: Record<string, unknown>) => void>();
   return (request) => {
-    const isAllowed = verify(request);
-    if (!isAllowed) log({ transport: 'ws', remoteAddress: `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`, origin: String(request.headers.origin ?? '').slice(0, 200) });
-    return isAllowed;
+    const refusal = verify(request);
+    if (refusal === undefined) return undefined;
+    let log = logs.get(refusal.kind);
+    if (log === undefined) logs.set(refusal.kind, (log = rateLimitedInfo(logger, HANDSHAKE_REFUSAL_LINES[refusal.kind])));
+    log({
+      transport: 'ws',
+      remoteAddress: `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`,
+      origin: String(request.headers.origin ?? '').slice(0, 200),
+      host: String(request.headers.host ?? '').slice(0, 200),
+    });
+    return refusal.message;
   };
 }

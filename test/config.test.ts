@@ -94,6 +94,17 @@ describe('configuration', () => {
     assert.throws(() => loadConfig({ MAX_UNACKED: '0' }), (e: unknown) => e instanceof ConfigError && e.variable === 'MAX_UNACKED');
   });
 
+  it('DEMO: off by default; 1 makes /topic/demo.* rooms, and needs the HTTP and WebSocket ports', () => {
+    assert.equal(loadConfig({}).http.isDemo, false);
+    const demo = loadConfig({ DEMO: '1', PRESENCE_DESTINATIONS: '/topic/room.*' });
+    assert.equal(demo.http.isDemo, true);
+    assert.deepEqual(demo.presenceDestinations, ['/topic/room.*', '/topic/demo.*']);
+    for (const off of ['HTTP_PORT', 'WS_PORT']) {
+      assert.throws(() => loadConfig({ DEMO: '1', [off]: 'off' }), (e: unknown) => e instanceof ConfigError && e.variable === 'DEMO' && e.message.includes(off), off);
+    }
+    assert.throws(() => loadConfig({ DEMO: 'yes' }), /DEMO="yes"/);
+  });
+
   it('README documents every variable with its default', () => {
     const readme = require('node:fs').readFileSync(require('node:path').resolve(__dirname, '../../README.md'), 'utf8') as string;
     for (const [name, fallback] of Object.entries(CONFIG_DEFAULTS)) {

@@ -8,7 +8,6 @@
 import type { Logger } from 'pino';
 import type { Destinations } from '../broker/destinations';
 import { StompError } from '../session/errors';
-import type { StompErrorCode } from '../session/errors';
 import type { ConnectContext, DestinationContext, Interceptor, Principal, SessionView } from '../session/interceptor';
 import type { Session } from '../session/session';
 import { compilePattern } from '../auth/acl';
@@ -17,7 +16,7 @@ import { BackendUnavailable } from './client';
 import type { HookCaller } from './client';
 import { ContractError, parseConnectAnswer, parseRefreshAnswer, parseSubscribeAnswer } from './contract';
 import type { ConnectCall, RefreshCall, SubscribeCall } from './contract';
-import { userHeaders } from './app-destinations';
+import { errorCode, userHeaders } from './app-destinations';
 
 export interface AccessHooksDeps {
   caller: HookCaller;
@@ -33,10 +32,6 @@ export interface AccessHooksDeps {
   forwardHeaders: readonly string[];
   /** The open session with this id, to renew or end its login. */
   sessionById(sessionId: string): Session | undefined;
-}
-
-function refusalCode(code: string | undefined, fallback: StompErrorCode): StompErrorCode {
-  return code !== undefined && /^[A-Z][A-Z0-9_]{0,63}$/.test(code) ? (code as StompErrorCode) : fallback;
 }
 
 /** A hook that gave no usable answer: the frame is refused (fail closed). */
@@ -137,7 +132,7 @@ export function accessHooks(deps: AccessHooksDeps): { connect: Interceptor; acce
       } catch (error) {
         unavailable(error);
       }
-      if (answer.error !== undefined) throw new StompError(refusalCode(answer.error.code, 'UNAUTHENTICATED'), answer.error.message || 'refused by the application');
+      if (answer.error !== undefined) throw new StompError(errorCode(answer.error.code, 'UNAUTHENTICATED'), answer.error.message || 'refused by the application');
       const earlier = ctx.principal;
       const userId = answer.userId ?? earlier?.userId;
       if (userId === undefined || userId === '') throw new StompError('UNAUTHENTICATED', 'the application answered no userId');
@@ -199,7 +194,7 @@ export function accessHooks(deps: AccessHooksDeps): { connect: Interceptor; acce
         .call('subscribe', call)
         .then((raw) => {
           const answer = raw === undefined ? {} : parseSubscribeAnswer(raw);
-          if (answer.error !== undefined) throw new StompError(refusalCode(answer.error.code, 'FORBIDDEN'), answer.error.message || `subscribe to ${ctx.destination} is not allowed`);
+          if (answer.error !== undefined) throw new StompError(errorCode(answer.error.code, 'FORBIDDEN'), answer.error.message || `subscribe to ${ctx.destination} is not allowed`);
           if (answer.allow !== true) throw new StompError('FORBIDDEN', `subscribe to ${ctx.destination} is not allowed by the application`);
           sessions.rememberAllowed(ctx.session, cacheKey);
         })

@@ -69,8 +69,8 @@ function headerList(headers: Record<string, string> | undefined): Header[] {
   return headers === undefined ? [] : Object.entries(headers);
 }
 
-/** A backend's error code as an ERROR or x-error-code: upper-case letters, digits and underscores. */
-function errorCode(code: string | undefined, fallback: StompErrorCode): StompErrorCode {
+/** A backend's error code as an ERROR or x-error-code: upper-case letters, digits and underscores, else `fallback`. */
+export function errorCode(code: string | undefined, fallback: StompErrorCode): StompErrorCode {
   return code !== undefined && /^[A-Z][A-Z0-9_]{0,63}$/.test(code) ? (code as StompErrorCode) : fallback;
 }
 
@@ -156,8 +156,9 @@ export function appDestinations(deps: AppDestinationsDeps): DestinationHandler {
     if (raw === undefined || !session.isOpen) return undefined; // 204: nothing to send
     const answer = parseSendAnswer(raw);
     if (answer.error?.fatal === true) {
-      deps.errorCounts[answer.error.code ?? 'BACKEND_ERROR'] = (deps.errorCounts[answer.error.code ?? 'BACKEND_ERROR'] ?? 0) + 1;
-      throw new StompError(errorCode(answer.error.code, 'BACKEND_ERROR'), answer.error.message || 'refused by the application');
+      const code = errorCode(answer.error.code, 'BACKEND_ERROR');
+      deps.errorCounts[code] = (deps.errorCounts[code] ?? 0) + 1;
+      throw new StompError(code, answer.error.message || 'refused by the application');
     }
     const { routed, replies } = messagesOf(session, lookup, answer);
     for (const m of replies) toSession(session, m.destination, headerList(m.headers), bodyFromJson(m));

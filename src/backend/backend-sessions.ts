@@ -2,7 +2,7 @@
 // SUBSCRIBE hook's cached answers, the login refresh timer. Entries are made at CONNECT and
 // dropped when the session closes (onClose), so memory follows the open sessions.
 
-import { compilePattern } from '../auth/acl';
+import { compilePattern, matches } from '../auth/acl';
 import type { SessionView } from '../session/interceptor';
 import type { HookCallBase, Permissions } from './contract';
 import { callId } from './client';
@@ -87,10 +87,5 @@ export function compilePermissions(permissions: Permissions | undefined): Compil
 
 /** Whether `destination` matches one of `patterns` ({userId} places must be the session's user). */
 export function isPermitted(patterns: readonly RegExp[], destination: string, userId: string): boolean {
-  return patterns.some((pattern) => {
-    const match = pattern.exec(destination);
-    if (match === null) return false;
-    for (let i = 1; i < match.length; i++) if (match[i] !== userId) return false;
-    return true;
-  });
+  return patterns.some((pattern) => matches(pattern, destination, userId));
 }

@@ -99,7 +99,8 @@ export function startBackend(config: BackendConfig, deps: BackendDeps): Backend 
     deliverer = deliverEvents(outbox, caller, deps.logger);
   }
   async function adoptInstance(deadId: string): Promise<void> {
-    if (outbox === undefined || deps.sharedOutbox === undefined || adopting.has(deadId)) return;
+    // This instance's own old generation (it was fenced): its own deliverer keeps its outbox.
+    if (outbox === undefined || deps.sharedOutbox === undefined || adopting.has(deadId) || deadId === deps.instanceId) return;
     adopting.add(deadId);
     const taken = await deps.sharedOutbox.adopt(deadId, config.maxPendingEvents).catch((err: unknown) => {
       adopting.delete(deadId);
@@ -122,7 +123,8 @@ export function startBackend(config: BackendConfig, deps: BackendDeps): Backend 
   }
   if (deps.sharedOutbox !== undefined && outbox !== undefined) deps.sharedOutbox.onInstanceGone = adoptInstance;
 
-  deps.logger.info({ url: config.url, hooks: [...hooks], appPrefixes: config.appPrefixes, signed: config.secret !== undefined }, 'backend hooks on');
+  const shownUrl = new URL(config.url);
+  deps.logger.info({ url: `${shownUrl.origin}${shownUrl.pathname}`, hooks: [...hooks], appPrefixes: config.appPrefixes, signed: config.secret !== undefined }, 'backend hooks on');
 
   return {
     connectLink: links.connect,

@@ -101,22 +101,33 @@ export function createBackendClient(options: BackendClientOptions): HookCaller {
       await response.body.dump();
       throw new BackendUnavailable('status', `the backend answered /${hook} with HTTP ${response.statusCode}`);
     }
+    const tooLarge = (): BackendUnavailable => new BackendUnavailable('too-large', `the /${hook} answer is over ${options.maxResponseBytes} bytes (BACKEND_MAX_RESPONSE_BYTES)`);
+    const declaredBytes = Number(response.headers['content-length']);
+    if (response.headers['content-length'] !== undefined && Number.isInteger(declaredBytes)) {
+      // The usual case: the length is known up front, so the body is read whole (undici caps it at that length).
+      if (declaredBytes > options.maxResponseBytes) {
+        // Destroyed unread: the abort it emits must not become an uncaught error.
+        response.body.on('error', () => undefined).destroy();
+        throw tooLarge();
+      }
+      if (declaredBytes === 0) {
+        await response.body.dump();
+        return undefined;
+      }
+      return parseJson(hook, await response.body.text());
+    }
     const chunks: Buffer[] = [];
     let bytes = 0;
     for await (const chunk of response.body) {
       bytes += (chunk as Buffer).length;
       if (bytes > options.maxResponseBytes) {
         response.body.destroy();
-        throw new BackendUnavailable('too-large', `the /${hook} answer is over ${options.maxResponseBytes} bytes (BACKEND_MAX_RESPONSE_BYTES)`);
+        throw tooLarge();
       }
       chunks.push(chunk as Buffer);
     }
     if (bytes === 0) return undefined;
-    try {
-      return JSON.parse(Buffer.concat(chunks, bytes).toString('utf8')) as unknown;
-    } catch {
-      throw new BackendUnavailable('invalid', `the /${hook} answer is not JSON`);
-    }
+    return parseJson(hook, Buffer.concat(chunks, bytes).toString('utf8'));
   };
 
   return {
@@ -145,6 +156,14 @@ export function createBackendClient(options: BackendClientOptions): HookCaller {
       await pool.close().catch(() => pool.destroy());
     },
   };
+}
+
+function parseJson(hook: HookName, text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new BackendUnavailable('invalid', `the /${hook} answer is not JSON`);
+  }
 }
 
 function unavailable(hook: HookName, error: unknown, isAborted: boolean, timeoutMs: number): BackendUnavailable {

@@ -3,9 +3,11 @@
 // MAX_EVENTS_PER_CALL a call, retried with back-off until a 2xx (at least once).
 //
 // Unsubscribes that a session's end implies are not sent: its DISCONNECT says it. A
-// disconnect with reason `instance-lost` is never appended here: with Redis, the survivor
-// that reaps the dead instance appends those to the dead instance's own outbox (after its
-// last events), and an instance told it was reaped closes its sessions as already reported.
+// disconnect with reason `instance-lost` (a session of another, dead instance) is never
+// appended here: with Redis, the survivor that reaps the dead instance appends those to the
+// dead instance's own outbox, after its last events. An instance told it was reaped
+// (`instance-fenced`) appends its sessions' DISCONNECTs under the very id the reaper uses:
+// at least once, and a backend that drops seen ids gets one.
 
 import type { Logger } from 'pino';
 import { leaveReasonFor } from '../presence/presence';
@@ -20,6 +22,11 @@ import type { EventOutbox } from './event-outbox';
 
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 5000;
+
+/** The id of a session's instance-lost DISCONNECT, the same whoever makes it (the redis outbox's adopt script spells it too). */
+export function instanceLostEventId(instanceId: string, sessionId: string): string {
+  return `${instanceId}:${sessionId}:instance-lost`;
+}
 
 export function appendSessionEvents(events: LifecycleEvents, wanted: ReadonlySet<SessionEventName>, sessions: BackendSessions, outbox: EventOutbox): void {
   const event = (type: SessionEventType, session: SessionInfo, extra: { destination?: string; reason?: string } = {}): SessionEvent => ({
@@ -42,7 +49,12 @@ export function appendSessionEvents(events: LifecycleEvents, wanted: ReadonlySet
   }
   if (wanted.has('disconnect')) {
     events.on('disconnect', (e) => {
-      if (e.reason !== 'instance-lost') outbox.append(event('DISCONNECT', e.session, { reason: leaveReasonFor(e.reason) }));
+      if (e.reason === 'instance-lost') return;
+      const disconnect = event('DISCONNECT', e.session, { reason: leaveReasonFor(e.reason) });
+      // Closed because this instance was taken for dead: the reaper may have sent the same
+      // instance-lost DISCONNECT already; the same id lets the backend drop the second.
+      if (e.reason === 'instance-fenced') disconnect.id = instanceLostEventId(sessions.instanceId, e.session.sessionId);
+      outbox.append(disconnect);
     });
   }
 }

@@ -93,6 +93,7 @@ class RedisStreamOutbox implements EventOutbox {
   /** Appended here, not yet in Redis (oldest first). */
   private local: SessionEvent[] = [];
   private isFlushing = false;
+  private isFlushScheduled = false;
   private streamLength = 0;
   private readonly signal = new AppendSignal();
   private retryTimer: NodeJS.Timeout | undefined;
@@ -115,7 +116,12 @@ class RedisStreamOutbox implements EventOutbox {
       this.local.shift();
       this.droppedCount++;
     }
-    if (!this.isFlushing) setImmediate(() => void this.flush());
+    if (this.isFlushing || this.isFlushScheduled) return;
+    this.isFlushScheduled = true;
+    setImmediate(() => {
+      this.isFlushScheduled = false;
+      void this.flush();
+    });
   }
 
   private async flush(): Promise<void> {

@@ -241,8 +241,8 @@ export interface WsServerOptions {
   pendingBudget?: ByteBudget;
   /** A message begun must complete within this (the frame timeout), else the session hears onStalled. */
   messageTimeoutMs?: number;
-  /** Decides on the HTTP upgrade, before any STOMP frame: false refuses with 403. Mounted paths' requests too. */
-  verifyHandshake?: (request: IncomingMessage) => boolean;
+  /** Decides on the HTTP upgrade, before any STOMP frame: a reason refuses with 403, the reason its body. Mounted paths' requests too. */
+  verifyHandshake?: (request: IncomingMessage) => string | undefined;
   /** Another protocol served on this port under its own path (SockJS), after the caps and the handshake check. */
   mount?: HttpMount;
 }
@@ -279,9 +279,7 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
     perMessageDeflate: false,
     clientTracking: false,
     handleProtocols: (offered) => chooseSubprotocol(offered),
-    ...(options.verifyHandshake
-      ? { verifyClient: (info: { req: IncomingMessage }, callback: (ok: boolean, code?: number) => void) => callback(options.verifyHandshake!(info.req), 403) }
-      : {}),
+    ...(options.verifyHandshake ? { verifyClient: (info: { req: IncomingMessage }, callback: VerifyCallback) => verifyWith(options.verifyHandshake!, info.req, callback) } : {}),
   });
   /** Every socket; those still in their handshake carry its deadline. */
   const sockets = new Map<Socket, NodeJS.Timeout | undefined>();
@@ -292,15 +290,18 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
   };
 
   const isMounted = (request: IncomingMessage): boolean => options.mount !== undefined && options.mount.handlesUrl(request.url ?? '/');
-  const isHandshakeRefused = (request: IncomingMessage): boolean => options.verifyHandshake !== undefined && !options.verifyHandshake(request);
+  /** The handshake check's reason to refuse a mounted path's request (as ws's verifyClient does for WS_PATH), if any. */
+  const handshakeRefusal = (request: IncomingMessage): string | undefined => options.verifyHandshake?.(request);
 
   // A plain HTTP request (no upgrade): the mount's, else 426; 503 when over the caps.
   const server = http.createServer((request, response) => {
     const refusal = refusals.get(request.socket);
     if (refusal === undefined && isMounted(request)) {
-      if (isHandshakeRefused(request)) {
-        response.writeHead(403, { 'Content-Type': 'text/plain', 'Content-Length': 9, Connection: 'close' });
-        response.end('Forbidden');
+      const reason = handshakeRefusal(request);
+      if (reason !== undefined) {
+        // text/plain: the reason quotes request headers, which must never be rendered as HTML.
+        response.writeHead(403, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(reason), Connection: 'close' });
+        response.end(reason);
         return;
       }
       endHandshake(request.socket);
@@ -334,8 +335,9 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
       return;
     }
     if (isMounted(request)) {
-      if (isHandshakeRefused(request)) {
-        refuseHandshake(socket, 403, 'Forbidden');
+      const reason = handshakeRefusal(request);
+      if (reason !== undefined) {
+        refuseHandshake(socket, 403, reason);
         return;
       }
       endHandshake(socket);
@@ -379,6 +381,15 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
 function splitUrl(url: string): [string, string] {
   const mark = url.indexOf('?');
   return mark === -1 ? [url, ''] : [url.slice(0, mark), url.slice(mark)];
+}
+
+type VerifyCallback = (isAllowed: boolean, code?: number, message?: string, headers?: Record<string, string>) => void;
+
+function verifyWith(verify: (request: IncomingMessage) => string | undefined, request: IncomingMessage, callback: VerifyCallback): void {
+  const refusal = verify(request);
+  if (refusal === undefined) callback(true);
+  // text/plain: the reason quotes request headers, which must never be rendered as HTML.
+  else callback(false, 403, refusal, { 'Content-Type': 'text/plain' });
 }
 
 function refuseHandshake(socket: Socket, status: number, body: string): void {

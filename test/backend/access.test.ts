@@ -74,7 +74,15 @@ describe('CONNECT hook', () => {
       return http.cookie === 'JSESSIONID=abc123' ? { userId: 'alice', roles: ['AGENT'], attributes: { tenant: 't1' } } : { error: { message: 'log in first' } };
     });
     app.on('send', { reply: [{ destination: '/queue/reply', body: 'pong' }] });
-    const b = await h.broker({ BACKEND_URL: app.url, BACKEND_HOOKS: 'connect,send', BACKEND_FORWARD_HEADERS: 'cookie,origin,user-agent' });
+    const b = await h.broker({ BACKEND_URL: app.url, BACKEND_HOOKS: 'connect,send', BACKEND_FORWARD_HEADERS: 'cookie,origin,user-agent', ALLOWED_ORIGINS: 'http://app.example' });
+    // The session cookie is ambient: a page of another origin cannot use it (cross-site WebSocket hijacking).
+    await assert.rejects(h.ws(b, { headers: { cookie: 'JSESSIONID=abc123', origin: 'http://evil.example' } }), /HTTP 403/);
+    const open = await h.broker({ BACKEND_URL: app.url, BACKEND_HOOKS: 'connect' });
+    await assert.rejects(h.ws(open, { headers: { cookie: 'JSESSIONID=abc123', origin: 'http://evil.example' } }), /HTTP 403/, 'the cookie rule, without ALLOWED_ORIGINS too');
+    const sameOrigin = await h.ws(open, { headers: { cookie: 'JSESSIONID=abc123', origin: `http://127.0.0.1:${open.wsPort}` } });
+    assert.equal(header(await sameOrigin.connect(), 'user-name'), 'alice', 'a page of the broker\'s own origin may');
+    assert.equal(app.callsOf('connect').length, 1);
+    app.calls.length = 0;
     const client = new Client({
       webSocketFactory: () => new WebSocket(`ws://127.0.0.1:${b.wsPort}/ws`, ['v12.stomp'], { headers: { cookie: 'JSESSIONID=abc123', origin: 'http://app.example', 'user-agent': 'test-browser' } }),
       reconnectDelay: 0,

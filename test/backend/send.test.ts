@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { after, describe, it } from 'node:test';
 import { harness } from '../helpers/harness';
 import { header } from '../helpers/raw-client';
@@ -151,6 +152,7 @@ describe('SEND to an app destination', () => {
     ['HTTP 500', (app: TestBackend) => app.on('send', (_b: unknown, reply: { code(n: number): { send(t: string): unknown } }) => reply.code(500).send('boom'))],
     ['invalid JSON', (app: TestBackend) => app.on('send', (_b: unknown, reply: { type(t: string): { send(t: string): unknown } }) => reply.type('application/json').send('{"publish": ['))],
     ['an answer over BACKEND_MAX_RESPONSE_BYTES', (app: TestBackend) => app.on('send', { body: 'x'.repeat(5000) })],
+    ['an answer over BACKEND_MAX_RESPONSE_BYTES without a content-length (chunked)', (app: TestBackend) => app.on('send', (_b: unknown, reply: { type(t: string): { send(t: unknown): unknown } }) => reply.type('application/json').send(Readable.from([Buffer.from('{"body":"'), Buffer.alloc(4000, 'x'), Buffer.from('"}')])))],
     ['an answer breaking the contract', (app: TestBackend) => app.on('send', { publish: [{ destination: '/nowhere/x', body: 'x' }] })],
   ] as const) {
     it(`${what}: BACKEND_UNAVAILABLE to the sender, no RECEIPT, the connection stays, counted`, async () => {

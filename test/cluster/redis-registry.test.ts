@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
-import { InstanceLiveness } from '../../src/cluster/liveness';
+import { InstanceMembership as InstanceLiveness } from '../../src/cluster/membership';
 import { RedisKeys } from '../../src/cluster/keys';
 import { connectRedis, whenReady } from '../../src/cluster/redis-client';
 import type { RedisConnection } from '../../src/cluster/redis-client';
@@ -254,7 +254,7 @@ for (const mode of ['single', 'cluster'] as const) {
       await a.redis.del('ws:session:{s-keep}');
       await a.redis.del(`ws:user:{${userId}}`);
       await a.redis.srem('ws:sessions:all', 's-keep');
-      await a.registry.reregisterAll();
+      await a.registry.rebuild();
       assert.equal((await a.registry.get('s-keep'))?.userId, userId);
       assert.deepEqual(await a.redis.zrange(`ws:user:{${userId}}`, 0, -1), ['s-keep']);
       assert.equal(await a.redis.sismember('ws:sessions:all', 's-keep'), 1);

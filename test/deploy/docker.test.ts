@@ -134,4 +134,9 @@ describe('docker-compose.yml and deploy/nginx.conf agree', () => {
     // A fixed INSTANCE_ID would make a restarted container take its dead predecessor's sessions for its own.
     assert.doesNotMatch(compose, /^\s+INSTANCE_ID:/m);
   });
+
+  it('publishes ports on loopback only: the instances run without authentication', () => {
+    const published = [...compose.matchAll(/^\s+- "([^"]*:\d+)"$/gm)].map((m) => m[1]!);
+    assert.deepEqual(published.sort(), ['127.0.0.1:15674:15674', '127.0.0.1:61613:61613']);
+  });
 });

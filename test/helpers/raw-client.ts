@@ -41,9 +41,10 @@ export class RawClient {
     this.decoder.setHeartbeatListener(() => this.heartbeatsReceived++);
   }
 
-  static tcp(port: number): Promise<RawClient> {
+  /** `localAddress`: connect from another loopback address (127.0.0.2, …): another client as the broker counts them. */
+  static tcp(port: number, localAddress?: string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect(port, '127.0.0.1');
+      const socket = net.connect({ port, host: '127.0.0.1', ...(localAddress === undefined ? {} : { localAddress }) });
       const client = new RawClient(
         (bytes) => socket.write(bytes),
         () => socket.end(),
