@@ -297,6 +297,22 @@ describe('SockJS with sockjs-client and @stomp/stompjs', { timeout: 60000 }, () 
     }
   });
 
+  it("the cookie-credential rule of /ws holds for SockJS: another site's page cannot ride the access_token cookie", async () => {
+    const jwtBroker = await startBroker({ SOCKJS_PATH: '/stomp', JWT_SECRET: 'sockjs-cookie-rule-secret-0123456789abcdef' });
+    try {
+      const url = (suffix: string) => `http://127.0.0.1:${jwtBroker.wsPort}/stomp${suffix}`;
+      const foreign = await get(url('/info'), { origin: 'http://evil.example', cookie: 'access_token=eyJ.x.y' });
+      assert.equal(foreign.status, 403);
+      assert.match(foreign.body, /cookie credential/);
+      assert.equal((await get(url('/000/abcdefgh/xhr_streaming'), { origin: 'http://evil.example', cookie: 'access_token=eyJ.x.y' }, 'POST')).status, 403);
+      const own = await get(url('/info'), { origin: `http://127.0.0.1:${jwtBroker.wsPort}`, host: `127.0.0.1:${jwtBroker.wsPort}`, cookie: 'access_token=eyJ.x.y' });
+      assert.equal(own.status, 200, "the broker's own origin may");
+      assert.equal((await get(url('/info'), { origin: 'http://evil.example' })).status, 200, 'no cookie: nothing to ride');
+    } finally {
+      await jwtBroker.stop();
+    }
+  });
+
   it('an xhr_send body over the limit is refused before it is read (413)', async () => {
     const response = await new Promise<number>((resolve, reject) => {
       const request = http.request(sockjsUrl('/000/oversized/xhr_send'), { method: 'POST', headers: { 'content-length': String(20 * 1024 * 1024) } }, (r) => resolve(r.statusCode ?? 0));
