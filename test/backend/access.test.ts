@@ -64,6 +64,7 @@ describe('CONNECT hook', () => {
     const c = await h.tcp(b);
     const connected = await c.connect({ login: 'mallory' });
     assert.equal(header(connected, 'user-name'), 'alice');
+    assert.deepEqual(await b.registry.onlineUsers(), ['alice'], 'registered as the user the hook named');
     assert.deepEqual(app.callsOf('connect').at(-1)!.body.connectHeaders, { 'accept-version': '1.2', host: '/', 'heart-beat': '0,0', login: 'mallory' });
   });
 

@@ -93,6 +93,72 @@ describe('backend hooks across instances', { timeout: 120_000 }, () => {
   });
 });
 
+describe('session events left by a graceful stop', { timeout: 120_000 }, () => {
+  it('another instance takes over the stream of one that stopped before delivering, and delivers it in order', async () => {
+    const redis = await startRedis();
+    const app = await startTestBackend();
+    let isDown = true;
+    const accepted: Event[] = [];
+    app.on('events', (body: { events: Event[] }, reply: { code(n: number): { send(t: string): unknown } }) => {
+      if (isDown) return reply.code(503).send('down');
+      accepted.push(...body.events);
+      return {};
+    });
+    const env = { REDIS_URL: redis.url, BACKEND_URL: app.url, BACKEND_HOOKS: 'events', HEARTBEAT: '0,0', INSTANCE_HEARTBEAT_MS: '300', SHUTDOWN_TIMEOUT_MS: '500', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent' };
+    const leaving = await startBroker(env);
+    const staying = await startBroker(env);
+    try {
+      const ivy = await client(leaving.tcpPort!, 'ivy');
+      await subscribe(ivy, '/topic/room.x');
+      await leaving.stop();
+      const stream = `ws:backend:{${leaving.config.instanceId}}:events`;
+      assert.equal(redis.cli('xlen', stream).trim(), '3', 'CONNECT, SUBSCRIBE and DISCONNECT kept in Redis');
+      isDown = false;
+      await until(() => accepted.some((e) => e.userId === 'ivy' && e.type === 'DISCONNECT'), 'ivy\'s events, from the other instance', 30_000);
+      assert.deepEqual(accepted.filter((e) => e.userId === 'ivy').map((e) => [e.type, e.reason]), [['CONNECT', undefined], ['SUBSCRIBE', undefined], ['DISCONNECT', 'instance-lost']]);
+      await until(() => redis.cli('exists', stream).trim() === '0', 'the stream to go', 5000);
+    } finally {
+      await staying.stop();
+      await app.close();
+      await redis.stop();
+    }
+  });
+});
+
+describe('session events while Redis is away', { timeout: 120_000 }, () => {
+  it('are kept by the instance and delivered, in order, once Redis is back', async () => {
+    const redis = await startRedis({ appendonly: true });
+    const app = await startTestBackend();
+    const accepted: Event[] = [];
+    app.on('events', (body: { events: Event[] }) => {
+      accepted.push(...body.events);
+      return {};
+    });
+    const b = await startBroker({ REDIS_URL: redis.url, BACKEND_URL: app.url, BACKEND_HOOKS: 'events', HEARTBEAT: '0,0', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent' });
+    try {
+      await redis.stop();
+      await until(() => b.clusterHealth()?.isDegraded === true, 'the broker to see Redis gone');
+      const jo = await client(b.tcpPort!, 'jo');
+      for (let i = 0; i < 5; i++) await subscribe(jo, `/topic/t.${i}`, String(i));
+      jo.sendFrame('DISCONNECT', { receipt: 'bye' });
+      await jo.expect('RECEIPT');
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.equal(accepted.filter((e) => e.userId === 'jo').length, 0, 'nothing delivered while Redis is away');
+      await redis.restart();
+      await until(() => accepted.some((e) => e.userId === 'jo' && e.type === 'DISCONNECT'), 'jo\'s events after Redis came back', 20_000);
+      assert.deepEqual(accepted.filter((e) => e.userId === 'jo').map((e) => [e.type, e.destination]), [
+        ['CONNECT', undefined],
+        ...[0, 1, 2, 3, 4].map((i) => ['SUBSCRIBE', `/topic/t.${i}`]),
+        ['DISCONNECT', undefined],
+      ]);
+    } finally {
+      await b.stop();
+      await app.close();
+      await redis.stop();
+    }
+  });
+});
+
 describe('session events after kill -9', { timeout: 120_000 }, () => {
   it('a survivor delivers the dead instance\'s undelivered events, then instance-lost once per session, in order', async () => {
     const redis = await startRedis();
