@@ -9,6 +9,8 @@ import type { HeartbeatSetting } from './session/heartbeat';
 import { parseHeartbeat } from './session/heartbeat';
 import type { HookName } from './backend/contract';
 import type { SlowConsumerPolicy } from './session/session';
+import type { ForwardedHeader } from './transport/forwarded';
+import { TrustedProxies } from './transport/trusted-proxies';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -110,6 +112,14 @@ export interface Config {
   backend: BackendConfig | undefined;
   /** A SEND here with a `token` header swaps the session's JWT in-band. */
   tokenRefreshDestination: string;
+  /** Peers (addresses, CIDR blocks) whose PROXY header or X-Forwarded-For / Forwarded names the client. */
+  trustedProxies: string[];
+  /** The plain TCP listener expects a PROXY protocol header from trusted proxies. */
+  proxyProtocol: boolean;
+  /** Which of the two headers the WebSocket handshake's trusted proxies set. */
+  forwardedHeader: ForwardedHeader;
+  /** undefined: no TLS listeners. */
+  tls: TlsConfig | undefined;
 }
 
 export type SessionEventName = 'connect' | 'disconnect' | 'subscribe' | 'unsubscribe';
@@ -135,6 +145,15 @@ export interface BackendConfig {
   connections: number;
   /** Session events kept while the backend does not take them; past it the oldest are dropped. */
   maxPendingEvents: number;
+}
+
+export interface TlsConfig {
+  certFile: string;
+  keyFile: string;
+  caFile: string | undefined;
+  /** undefined: this TLS listener is off. 0: any free port. */
+  stompTlsPort: number | undefined;
+  wssPort: number | undefined;
 }
 
 export interface HttpConfig {
@@ -240,6 +259,14 @@ const SETTINGS = {
   HOST: ['127.0.0.1', (v: string) => (v.trim() === '' ? null : v), 'a host name or address to listen on'],
   STOMP_PORT: ['61613', port(true), 'a TCP port (0-65535) or "off"'],
   WS_PORT: ['15674', port(true), 'a TCP port (0-65535) or "off"'],
+  STOMP_TLS_PORT: ['61614', port(true), 'a TCP port (0-65535) or "off" (used when TLS_CERT_FILE is set)'],
+  WSS_PORT: ['15673', port(true), 'a TCP port (0-65535) or "off" (used when TLS_CERT_FILE is set)'],
+  TLS_CERT_FILE: ['', optional, 'a path to a PEM certificate (chain): turns on STOMP_TLS_PORT and WSS_PORT'],
+  TLS_KEY_FILE: ['', optional, 'a path to the PEM private key of TLS_CERT_FILE'],
+  TLS_CA_FILE: ['', optional, 'a path to PEM CA certificates: clients of the TLS ports must present a certificate they signed'],
+  TRUSTED_PROXIES: ['', (v: string) => (isTrustedProxyList(list(v)) ? list(v) : null), 'IP addresses or CIDR blocks (IPv4 or IPv6), comma-separated'],
+  PROXY_PROTOCOL: ['0', (v: string) => (v === '0' || v === '1' ? v === '1' : null), '"0" or "1"'],
+  FORWARDED_HEADER: ['x-forwarded-for', (v: string) => (v === 'x-forwarded-for' || v === 'forwarded' ? v : null), '"x-forwarded-for" or "forwarded"'],
   WS_PATH: ['/ws', (v: string) => (v.startsWith('/') ? v : null), 'a path starting with "/"'],
   // sockjs builds a RegExp from the prefix as it is: only characters with no meaning there.
   SOCKJS_PATH: ['', (v: string) => (v === '' || /^(\/[A-Za-z0-9_~-]+)+$/.test(v) ? v : null), 'a path such as "/stomp": "/"-separated letters, digits, "_", "~" or "-", no trailing "/" (empty: SockJS off)'],
@@ -376,11 +403,23 @@ export function loadConfig(env: Env): Readonly<Config> {
   if (notTopic !== undefined) {
     throw new ConfigError('PRESENCE_DESTINATIONS', p.PRESENCE_DESTINATIONS.join(','), `expected topic patterns: ${JSON.stringify(notTopic)} does not start with TOPIC_PREFIX (${p.TOPIC_PREFIX})`);
   }
-  if (p.STOMP_PORT === undefined && p.WS_PORT === undefined) {
-    throw new ConfigError('STOMP_PORT', 'off', 'expected a port: STOMP_PORT and WS_PORT cannot both be off');
+  if ((p.TLS_CERT_FILE === '') !== (p.TLS_KEY_FILE === '')) {
+    const [missing, set] = p.TLS_CERT_FILE === '' ? ['TLS_CERT_FILE', 'TLS_KEY_FILE'] : ['TLS_KEY_FILE', 'TLS_CERT_FILE'];
+    throw new ConfigError(missing, '', `expected a path: ${set} is set, and TLS needs both a certificate and its key`);
+  }
+  if (p.TLS_CA_FILE !== '' && p.TLS_CERT_FILE === '') throw new ConfigError('TLS_CERT_FILE', '', 'expected a path: TLS_CA_FILE (client certificates) needs the TLS listeners, which need TLS_CERT_FILE and TLS_KEY_FILE');
+  const tls: TlsConfig | undefined =
+    p.TLS_CERT_FILE === '' ? undefined : { certFile: p.TLS_CERT_FILE, keyFile: p.TLS_KEY_FILE, caFile: p.TLS_CA_FILE || undefined, stompTlsPort: p.STOMP_TLS_PORT, wssPort: p.WSS_PORT };
+  if (p.STOMP_PORT === undefined && p.WS_PORT === undefined && (tls === undefined || (tls.stompTlsPort === undefined && tls.wssPort === undefined))) {
+    throw new ConfigError('STOMP_PORT', 'off', 'expected a port: STOMP_PORT and WS_PORT cannot both be off without a TLS listener (TLS_CERT_FILE with STOMP_TLS_PORT or WSS_PORT)');
+  }
+  if (p.PROXY_PROTOCOL && p.TRUSTED_PROXIES.length === 0) {
+    throw new ConfigError('TRUSTED_PROXIES', '', 'expected the proxies\' addresses: PROXY_PROTOCOL=1 believes PROXY headers from TRUSTED_PROXIES only');
   }
   if (p.SOCKJS_PATH !== '') {
-    if (p.WS_PORT === undefined) throw new ConfigError('SOCKJS_PATH', p.SOCKJS_PATH, 'expected WS_PORT to be on: SockJS is served on the WebSocket port');
+    if (p.WS_PORT === undefined && tls?.wssPort === undefined) {
+      throw new ConfigError('SOCKJS_PATH', p.SOCKJS_PATH, 'expected WS_PORT (or WSS_PORT) to be on: SockJS is served on the WebSocket listeners');
+    }
     if (p.WS_PATH === p.SOCKJS_PATH || p.WS_PATH.startsWith(`${p.SOCKJS_PATH}/`)) {
       throw new ConfigError('SOCKJS_PATH', p.SOCKJS_PATH, `expected a path apart from WS_PATH (${p.WS_PATH})`);
     }
@@ -454,6 +493,10 @@ export function loadConfig(env: Env): Readonly<Config> {
     http: { ...httpConfig(p, authMode === 'jwt'), isDemo: p.DEMO },
     backend,
     tokenRefreshDestination: p.TOKEN_REFRESH_DESTINATION,
+    trustedProxies: p.TRUSTED_PROXIES,
+    proxyProtocol: p.PROXY_PROTOCOL,
+    forwardedHeader: p.FORWARDED_HEADER as ForwardedHeader,
+    tls,
   });
 }
 
@@ -510,6 +553,15 @@ function httpConfig(p: Parsed, hasJwt: boolean): Omit<HttpConfig, 'isDemo'> {
     metricsToken,
     metricsQueueSeries: p.METRICS_QUEUE_SERIES,
   };
+}
+
+function isTrustedProxyList(entries: string[]): boolean {
+  try {
+    new TrustedProxies(entries);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function hostPort(node: string): { host: string; port: number } {

@@ -45,7 +45,12 @@ import { Admission } from './transport/admission';
 import type { Refusal } from './transport/admission';
 import type { Connection, TransportKind } from './transport/connection';
 import { listenTcp } from './transport/tcp';
-import type { ListeningServer } from './transport/tcp';
+import type { ListeningServer, RejectReason } from './transport/tcp';
+import { loadTlsCredentials } from './transport/tls-credentials';
+import type { TlsCredentials } from './transport/tls-credentials';
+import { TrustedProxies } from './transport/trusted-proxies';
+import { formatAddress, socketPeer } from './transport/client-address';
+import { forwardedClientAddress } from './transport/forwarded';
 import { listenWebSocket } from './transport/websocket';
 
 export interface ServerOptions {
@@ -61,6 +66,9 @@ export interface RunningServer {
   /** Bound ports; undefined for a transport that is off. */
   readonly tcpPort: number | undefined;
   readonly wsPort: number | undefined;
+  /** TLS listeners' bound ports; undefined when off (or no TLS_CERT_FILE). */
+  readonly stompTlsPort: number | undefined;
+  readonly wssPort: number | undefined;
   /** The HTTP API's port; undefined when HTTP_PORT=off. */
   readonly httpPort: number | undefined;
   readonly events: LifecycleEvents;
@@ -83,6 +91,12 @@ export interface RunningServer {
    * Resolves to the number of users; undefined in the other modes (nothing to re-read).
    */
   reloadUsers(): Promise<number | undefined>;
+  /**
+   * Re-read TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_FILE: later handshakes use them, open
+   * connections keep theirs (logged). A bad file keeps the current ones and throws
+   * (TlsFileError). undefined without TLS.
+   */
+  reloadTls(): TlsCredentials | undefined;
   /**
    * Stop accepting, close every session (reason `shutdown`), release the ports; connections
    * still open after SHUTDOWN_TIMEOUT_MS are destroyed. Queue messages held in memory are lost.
@@ -116,6 +130,9 @@ function listenFailure(error: unknown, host: string, port: number, portVariable:
 
 export async function startServer(config: Readonly<Config>, options: ServerOptions = {}): Promise<RunningServer> {
   const logger = options.logger ?? pino({ level: config.logLevel });
+  // Read before anything starts: a missing or bad file stops the start with one line (TlsFileError).
+  const tlsCredentials = config.tls === undefined ? undefined : loadTlsCredentials(config.tls);
+  if (tlsCredentials !== undefined) logTlsCredentials(logger, tlsCredentials, 'TLS certificate loaded');
   const events = new LifecycleEvents();
   const router = new Router({
     topicPrefix: config.topicPrefix,
@@ -317,6 +334,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     // The CONNECT hook sees the handshake's cookies (a Spring session cookie): all of them are ambient credentials then.
     areCookiesCredentials: config.backend?.hooks.has('connect') === true && config.backend.forwardHeaders.includes('cookie'),
   });
+  const trustedProxies = new TrustedProxies(config.trustedProxies);
+  const onRejected = rejectionLog(logger);
   // Room past the soft limit for what is not a MESSAGE (RECEIPTs) and for one MESSAGE of the
   // largest frame: 6 MiB with the defaults, only ever reached by a client that stops reading
   // (an idle connection holds none of it).
@@ -325,63 +344,97 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     overflowLimitBytes: config.writeBufferLimitBytes * 2 + config.limits.maxFrameBytes,
   };
   const listeners: ListeningServer[] = [];
+  const tlsListeners: ListeningServer[] = [];
   let tcpPort: number | undefined;
   let wsPort: number | undefined;
+  let stompTlsPort: number | undefined;
+  let wssPort: number | undefined;
+  // stompjs sends one frame per message, and a frame is held to maxFrameBytes anyway:
+  // the 64 KiB lets a frame just over the limit reach the decoder, which answers
+  // FRAME_TOO_LARGE, rather than the WebSocket closing with 1009.
+  const maxMessageBytes = config.limits.maxFrameBytes + 64 * 1024;
+  // Loaded only when wanted: without SOCKJS_PATH the process carries no sockjs. Served on
+  // the WebSocket listeners (WS_PORT, WSS_PORT) beside WS_PATH.
+  const sockjsMount =
+    config.sockjsPath === undefined
+      ? undefined
+      : (await import('./transport/sockjs')).sockJsMount(
+          { path: config.sockjsPath, limits: writeLimits, maxMessageBytes, pendingBudget, messageTimeoutMs: config.frameTimeoutMs, logger },
+          accept,
+        );
+  const wsOptions = {
+    host: config.host,
+    path: config.wsPath,
+    limits: writeLimits,
+    maxMessageBytes,
+    pendingBudget,
+    messageTimeoutMs: config.frameTimeoutMs,
+    handshakeTimeoutMs: config.handshakeTimeoutMs,
+    admission,
+    onRejected,
+    ...(trustedProxies.isEmpty ? {} : { forwarded: { trusted: trustedProxies, header: config.forwardedHeader } }),
+    // The refusal line names the client a trusted proxy reports, as the session would.
+    ...(verifyHandshake
+      ? { verifyHandshake: loggedHandshakeCheck(verifyHandshake, logger, (request) => formatAddress(forwardedClientAddress(socketPeer(request.socket), request.headers, config.forwardedHeader, trustedProxies))) }
+      : {}),
+    ...(sockjsMount ? { mount: sockjsMount } : {}),
+  };
   try {
     if (config.stompPort !== undefined) {
       const stompPort = config.stompPort;
-      const tcp = await listenTcp({ host: config.host, port: stompPort, limits: writeLimits, admission }, accept, refuse).catch((error: unknown) => {
+      const tcp = await listenTcp(
+        {
+          host: config.host,
+          port: stompPort,
+          limits: writeLimits,
+          admission,
+          onRejected,
+          ...(config.proxyProtocol ? { proxyProtocol: { trusted: trustedProxies, timeoutMs: config.handshakeTimeoutMs } } : {}),
+        },
+        accept,
+        refuse,
+      ).catch((error: unknown) => {
         throw listenFailure(error, config.host, stompPort, 'STOMP_PORT');
       });
       listeners.push(tcp);
       tcpPort = tcp.port;
     }
     if (config.wsPort !== undefined) {
-      // stompjs sends one frame per message, and a frame is held to maxFrameBytes anyway:
-      // the 64 KiB lets a frame just over the limit reach the decoder, which answers
-      // FRAME_TOO_LARGE, rather than the WebSocket closing with 1009.
-      const maxMessageBytes = config.limits.maxFrameBytes + 64 * 1024;
-      // Loaded only when wanted: without SOCKJS_PATH the process carries no sockjs.
-      const sockjsMount =
-        config.sockjsPath === undefined
-          ? undefined
-          : (await import('./transport/sockjs')).sockJsMount(
-              {
-                path: config.sockjsPath,
-                limits: writeLimits,
-                maxMessageBytes,
-                pendingBudget,
-                messageTimeoutMs: config.frameTimeoutMs,
-                logger,
-              },
-              accept,
-            );
-      const ws = await listenWebSocket(
-        {
-          host: config.host,
-          port: config.wsPort,
-          path: config.wsPath,
-          limits: writeLimits,
-          maxMessageBytes,
-          pendingBudget,
-          messageTimeoutMs: config.frameTimeoutMs,
-          handshakeTimeoutMs: config.handshakeTimeoutMs,
-          admission,
-          ...(verifyHandshake ? { verifyHandshake: loggedHandshakeCheck(verifyHandshake, logger) } : {}),
-          ...(sockjsMount ? { mount: sockjsMount } : {}),
-        },
-        accept,
-      ).catch((error: unknown) => {
+      const ws = await listenWebSocket({ ...wsOptions, port: config.wsPort }, accept).catch((error: unknown) => {
         throw listenFailure(error, config.host, config.wsPort!, 'WS_PORT');
       });
       listeners.push(ws);
       wsPort = ws.port;
     }
+    if (config.tls !== undefined && tlsCredentials !== undefined) {
+      const tlsOptions = { ...tlsCredentials.options, handshakeTimeout: config.handshakeTimeoutMs };
+      if (config.tls.stompTlsPort !== undefined) {
+        const port = config.tls.stompTlsPort;
+        const tcp = await listenTcp({ host: config.host, port, limits: writeLimits, admission, onRejected, tls: tlsOptions }, accept, refuse).catch((error: unknown) => {
+          throw listenFailure(error, config.host, port, 'STOMP_TLS_PORT');
+        });
+        listeners.push(tcp);
+        tlsListeners.push(tcp);
+        stompTlsPort = tcp.port;
+      }
+      if (config.tls.wssPort !== undefined) {
+        const port = config.tls.wssPort;
+        const wss = await listenWebSocket({ ...wsOptions, port, tls: tlsOptions }, accept).catch((error: unknown) => {
+          throw listenFailure(error, config.host, port, 'WSS_PORT');
+        });
+        listeners.push(wss);
+        tlsListeners.push(wss);
+        wssPort = wss.port;
+      }
+    }
   } catch (error) {
     await Promise.all(listeners.map((l) => l.close()));
     throw error;
   }
-  logger.info({ host: config.host, stompPort: tcpPort, wsPort, wsPath: config.wsPath, sockjsPath: config.sockjsPath }, 'stompd listening');
+  logger.info(
+    { host: config.host, stompPort: tcpPort, wsPort, wsPath: config.wsPath, sockjsPath: config.sockjsPath, stompTlsPort, wssPort, ...(trustedProxies.isEmpty ? {} : { trustedProxies: config.trustedProxies, proxyProtocol: config.proxyProtocol }) },
+    'stompd listening',
+  );
 
   const admin = createSessionAdmin({
     localSessions: () => open.values(),
@@ -399,7 +452,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     const authenticateAdmin = adminAuthenticator({ adminToken: config.http.adminToken, jwtVerifier, adminRoles: config.http.adminRoles, isOpen: config.http.isOpen, revocations });
     try {
       http = await startHttpApi(
-        { host, port },
+        // Fastify reads X-Forwarded-For only: with FORWARDED_HEADER=forwarded a client could set it past the proxy.
+        { host, port, ...(trustedProxies.isEmpty || config.forwardedHeader !== 'x-forwarded-for' ? {} : { isTrustedProxy: (address: string) => trustedProxies.has(address) }) },
         {
           registry,
           admin,
@@ -452,6 +506,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     config,
     tcpPort,
     wsPort,
+    stompTlsPort,
+    wssPort,
     httpPort: httpApi?.port,
     events,
     router,
@@ -466,6 +522,13 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       const users = await usersFile?.reload();
       warnIfUsersFileExposed();
       return users;
+    },
+    reloadTls: () => {
+      if (config.tls === undefined) return undefined;
+      const fresh = loadTlsCredentials(config.tls);
+      for (const listener of tlsListeners) listener.setSecureContext?.(fresh.options);
+      logTlsCredentials(logger, fresh, 'TLS certificate reloaded');
+      return fresh;
     },
     async stop(): Promise<void> {
       if (isStopping) return;
@@ -538,6 +601,32 @@ function rateLimitedInfo(logger: Logger, message: string): (fields: Record<strin
   };
 }
 
+function logTlsCredentials(logger: Logger, credentials: TlsCredentials, message: string): void {
+  const fields = { subject: credentials.subject, validTo: credentials.validTo.toISOString(), clientCertificates: credentials.options.requestCert === true };
+  if (credentials.isExpired) logger.warn(fields, `${message}: the certificate has EXPIRED, clients will refuse it`);
+  else logger.info(fields, message);
+}
+
+const REJECTION_MESSAGES: Record<RejectReason['code'], string> = {
+  TLS_ON_PLAIN_PORT: 'connection closed: a TLS handshake arrived on a plain port',
+  UNTRUSTED_PROXY_HEADER: 'connection closed: a PROXY protocol header from a peer not in TRUSTED_PROXIES',
+  BAD_PROXY_HEADER: 'connection closed: no valid PROXY protocol header from a trusted proxy',
+  TLS_HANDSHAKE_FAILED: 'connection closed: TLS handshake failed',
+};
+
+/** Connections closed before they became sessions (TLS on a plain port, PROXY headers): one line each kind, at most a second. */
+function rejectionLog(logger: Logger): (remoteAddress: string, reason: RejectReason) => void {
+  const logs = new Map<string, (fields: Record<string, unknown>) => void>();
+  return (remoteAddress, reason) => {
+    let log = logs.get(reason.code);
+    if (log === undefined) {
+      log = rateLimitedInfo(logger, REJECTION_MESSAGES[reason.code]);
+      logs.set(reason.code, log);
+    }
+    log({ code: reason.code, remoteAddress, detail: reason.detail });
+  };
+}
+
 function refusalLog(logger: Logger): (transport: TransportKind, remoteAddress: string, refusal: Refusal) => void {
   const log = rateLimitedInfo(logger, 'connection refused: too many connections');
   return (transport, remoteAddress, refusal) => log({ transport, remoteAddress, limit: refusal.limit, max: refusal.max });
@@ -550,7 +639,11 @@ const HANDSHAKE_REFUSAL_LINES: Record<HandshakeRefusalKind, string> = {
 };
 
 /** The handshake check, with its refusals logged (rate-limited per kind): HTTP 403 says nothing to the operator. */
-function loggedHandshakeCheck(verify: (request: IncomingMessage) => HandshakeRefusal | undefined, logger: Logger): (request: IncomingMessage) => string | undefined {
+function loggedHandshakeCheck(
+  verify: (request: IncomingMessage) => HandshakeRefusal | undefined,
+  logger: Logger,
+  clientAddress: (request: IncomingMessage) => string,
+): (request: IncomingMessage) => string | undefined {
   const logs = new Map<HandshakeRefusalKind, (fields: Record<string, unknown>) => void>();
   return (request) => {
     const refusal = verify(request);
@@ -559,7 +652,7 @@ function loggedHandshakeCheck(verify: (request: IncomingMessage) => HandshakeRef
     if (log === undefined) logs.set(refusal.kind, (log = rateLimitedInfo(logger, HANDSHAKE_REFUSAL_LINES[refusal.kind])));
     log({
       transport: 'ws',
-      remoteAddress: `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`,
+      remoteAddress: clientAddress(request),
       origin: String(request.headers.origin ?? '').slice(0, 200),
       host: String(request.headers.host ?? '').slice(0, 200),
     });

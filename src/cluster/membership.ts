@@ -79,10 +79,18 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T> {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** How long an instance's connections must stay gone before it is declared dead without waiting for its TTL. */
+const VANISHED_CONFIRM_MS = 500;
+/** One CLIENT LIST serves every caller for this long. */
+const CLIENT_LIST_REUSE_MS = 100;
+
 /** How long a claim on a reap lasts unless the reaper extends it. */
 export const REAP_CLAIM_MS = 10_000;
-/** How long the reaped marker outlives the reap (an instance stalled longer than this starts over anyway). */
-const REAPED_MARKER_SECONDS = 86_400;
+/**
+ * How long the reaped marker lasts: past the reap's end (its claim, extended while it runs);
+ * after it, an instance that wakes finds its generation key gone, which says the same.
+ */
+const REAPED_MARKER_SECONDS = 600;
 /** Inbox entries taken per round trip. */
 const INBOX_BATCH = 100;
 /** An inbox nobody reads (its instance died and was reaped) is gone after this. */
@@ -106,6 +114,7 @@ export class InstanceMembership {
   private renewedAt = performance.now();
   private isLeaseLost = false;
   private readonly startedAt = Date.now();
+  private clientList: { at: number; names: Promise<Set<string>> } | undefined;
   /** When (performance.now()) the connection to Redis was last (re)made: the others get a TTL from then. */
   private connectedAt = -Infinity;
   private hasJoined = false;
@@ -204,11 +213,17 @@ export class InstanceMembership {
       return;
     }
     const wasJoining = this.stateValue === 'joining';
+    const isNewRedis = await this.checkIncarnation();
+    if (verdict === 'orphaned' && !wasJoining && !isNewRedis) {
+      // Its reap finished while it was away (the marker has expired since): the same as 'reaped'.
+      this.fenceNow();
+      await this.rejoinAfterReap();
+      return;
+    }
     this.stateValue = 'joined';
     this.hasJoined = true;
-    const isNewRedis = await this.checkIncarnation();
     if (wasJoining) return;
-    if (verdict === 'renewed' || isNewRedis) {
+    if (verdict !== 'ok' || isNewRedis) {
       this.options.logger.warn({ isNewRedis }, isNewRedis ? 'Redis lost its data: registering this instance\'s sessions again' : 'this instance\'s liveness key had expired without a reap: registering again');
       await this.options.onLivenessLost(false, isNewRedis);
     }
@@ -338,6 +353,53 @@ export class InstanceMembership {
     await this.checkIncarnation();
     logger.info({ generation: this.generationValue }, 'joined again under a new generation');
     await this.options.onLivenessLost(true, false);
+  }
+
+  /**
+   * Instances among `instanceIds` with no connection to Redis any more (a killed process's
+   * sockets close at once, long before its liveness key expires) are declared dead now:
+   * their liveness key is deleted, so their sessions no longer count and the reaper takes
+   * them on its next round. Absent twice, VANISHED_CONFIRM_MS apart: a connection blip
+   * (ioredis reconnects within ~100 ms) is not a death. An instance only cut off from Redis
+   * is taken for dead too: its lease (a TTL from its last refresh) closes its limited
+   * sessions at the latest then, and it is fenced when it reconnects.
+   */
+  async forgetVanished(instanceIds: readonly string[]): Promise<boolean> {
+    const { redis, keys } = this.options;
+    const absent = async (candidates: readonly string[]): Promise<string[]> => {
+      const connected = await this.connectedInstanceNames();
+      return candidates.filter((id) => !connected.has(`stompd:${id}`) && !connected.has(`stompd:${id}:sub`));
+    };
+    let vanished: string[];
+    try {
+      vanished = await absent(instanceIds);
+      if (vanished.length === 0) return false;
+      await new Promise((resolve) => setTimeout(resolve, VANISHED_CONFIRM_MS));
+      vanished = await absent(vanished);
+    } catch {
+      return false; // CLIENT LIST not allowed (a managed Redis): the liveness TTL decides instead
+    }
+    for (const id of vanished) await redis.del(keys.instance(id));
+    return vanished.length > 0;
+  }
+
+  /** Client names of every connection to Redis (every master on a Cluster), one listing per CLIENT_LIST_REUSE_MS. */
+  private connectedInstanceNames(): Promise<Set<string>> {
+    const now = Date.now();
+    if (this.clientList !== undefined && now - this.clientList.at < CLIENT_LIST_REUSE_MS) return this.clientList.names;
+    const names = this.listClientNames();
+    this.clientList = { at: now, names };
+    names.catch(() => (this.clientList = undefined));
+    return names;
+  }
+
+  private async listClientNames(): Promise<Set<string>> {
+    const redis = this.options.redis;
+    const nodes = isCluster(redis) ? redis.nodes('master') : [redis];
+    const lists = await Promise.all(nodes.map((node) => node.client('LIST') as Promise<string>));
+    const names = new Set<string>();
+    for (const list of lists) for (const match of list.matchAll(/ name=(\S+)/g)) names.add(match[1]!);
+    return names;
   }
 
   /** Take what other instances left for this one (kicks, replaces, logouts), oldest first. */

@@ -176,6 +176,15 @@ export class RedisPresence implements PresenceStore {
   }
 
   async leave(room: string, entry: SessionEntry, reason: LeaveReason): Promise<void> {
+    await this.leaveAs(room, entry, reason, false);
+  }
+
+  /**
+   * `wasStored`: the entry was read from Redis (a repair, a reap), so its JOIN was told. A
+   * failed leave is remembered, to be told after the outage, only when its JOIN was told: a
+   * session whose join and leave both fell into an outage was never listed by anyone.
+   */
+  private async leaveAs(room: string, entry: SessionEntry, reason: LeaveReason, wasStored: boolean): Promise<void> {
     const key = `${entry.sessionId}\n${room}`;
     try {
       const envelopes = await this.script('stompdPresenceLeaveBuffer')(
@@ -188,7 +197,7 @@ export class RedisPresence implements PresenceStore {
       await this.publishFinished(room, envelopes);
       if (wasLocal) await this.countLocal(room, -1);
     } catch (err) {
-      this.failedLeaves.set(key, { room, entry, reason });
+      if (wasStored || this.announced.has(key)) this.failedLeaves.set(key, { room, entry, reason });
       throw err;
     }
   }
@@ -211,7 +220,7 @@ export class RedisPresence implements PresenceStore {
         for (let i = 0; i + 1 < flat.length; i += 2) {
           const entry = parseStoredEntry(flat[i + 1]!);
           if (entry === undefined || entry.instanceId !== instanceId) continue;
-          await this.leave(room, { sessionId: flat[i]!, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, 'instance-lost');
+          await this.leaveAs(room, { sessionId: flat[i]!, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, 'instance-lost', true);
           left++;
         }
       } while (cursor !== '0');
@@ -239,7 +248,7 @@ export class RedisPresence implements PresenceStore {
    * After Redis was away: make Redis match this instance's live sessions. Entries of other
    * instances are theirs to repair (or the reaper's, when they died).
    */
-  async repair(): Promise<void> {
+  async repair(isNewRedis = false): Promise<void> {
     const local = this.localEntries();
     const listed = await this.redis.smembers(this.instanceRoomsKey());
     const rooms = new Set([...listed, ...local.keys()]);
@@ -250,18 +259,21 @@ export class RedisPresence implements PresenceStore {
         const entry = JSON.parse(json) as StoredEntry;
         if (entry.instanceId !== this.options.instanceId || live.has(sessionId)) continue;
         const reason = this.failedLeaves.get(`${sessionId}\n${room}`)?.reason ?? 'disconnect';
-        await this.leave(room, { sessionId, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, reason);
+        await this.leaveAs(room, { sessionId, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, reason, true);
       }
       for (const entry of live.values()) {
         if (stored[entry.sessionId] === undefined) await this.joinAs(room, entry, !this.announced.has(`${entry.sessionId}\n${room}`));
       }
       if (live.size === 0) await this.redis.srem(this.instanceRoomsKey(), room);
     }
-    // Leaves that failed and whose entry Redis no longer had (it restarted empty): the
-    // watchers still list the user, so its LEAVE is told unless the user is back in the room.
-    // (A session of the same user on an instance that has not repaired yet is not seen here.)
+    // Leaves that failed and whose entry Redis no longer had. Only when Redis lost its data
+    // was that LEAVE never told: the watchers still list the user, so it is told now unless
+    // the user is back in the room. (A session of the same user on an instance that has not
+    // repaired yet is not seen here.) Otherwise the entry went with a LEAVE already told: by
+    // this instance (the reply was lost) or by a reaper (this instance was taken for dead).
     for (const [key, { room, entry, reason }] of [...this.failedLeaves]) {
       this.failedLeaves.delete(key);
+      if (!isNewRedis) continue;
       const [, users, , seq] = this.roomKeys(room);
       const envelopes = await this.script('stompdPresenceForgottenLeaveBuffer')(
         users, seq, entry.userId, this.isSharded ? '0' : '1',

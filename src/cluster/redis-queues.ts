@@ -530,23 +530,23 @@ export class RedisQueues implements QueueBackend {
     this.scheduleFlush();
   }
 
+  /**
+   * `wasDelivered`: a client saw them. A message read but never shown keeps the mark it came
+   * with: one that had been delivered before (it came back redelivered) goes on redelivered.
+   */
   private giveBack(name: string, messages: readonly StreamMessage[], wasDelivered: boolean): void {
-    this.giveBackIds(
-      name,
-      messages.map((m) => m.entryId),
-      wasDelivered,
-    );
+    this.giveBackEntries(name, messages.map((m) => [m.entryId, wasDelivered || m.isRedelivered]));
   }
 
   private giveBackIds(name: string, entryIds: readonly string[], wasDelivered: boolean): void {
-    if (entryIds.length === 0) return;
+    this.giveBackEntries(name, entryIds.map((id) => [id, wasDelivered]));
+  }
+
+  /** Queue `<entryId>|<me>|<atMs>|<wasDelivered 0/1>` for the redeliver list, sent with the next flush. */
+  private giveBackEntries(name: string, entries: readonly (readonly [string, boolean])[]): void {
+    if (entries.length === 0) return;
     const at = Date.now();
-    const flag = wasDelivered ? '1' : '0';
-    this.addTo(
-      this.toGiveBack,
-      name,
-      entryIds.map((id) => `${id}|${this.options.instanceId}|${at}|${flag}`),
-    );
+    this.addTo(this.toGiveBack, name, entries.map(([id, wasDelivered]) => `${id}|${this.options.instanceId}|${at}|${wasDelivered ? '1' : '0'}`));
     this.scheduleFlush();
   }
 

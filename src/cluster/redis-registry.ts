@@ -68,9 +68,6 @@ end
 return 0
 `;
 
-/** How long an instance's connections must stay gone before a refused CONNECT declares it dead. */
-const VANISHED_CONFIRM_MS = 500;
-const CLIENT_LIST_REUSE_MS = 100;
 
 type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
 
@@ -146,6 +143,8 @@ export interface RegistryMembership {
   readonly mayJudgeOthers: boolean;
   /** Whether Redis is still the one this instance knew (false: it lost its data; membership rebuilds). */
   isSameRedis(): Promise<boolean>;
+  /** Declare dead those of `instanceIds` that have no connection to Redis any more; whether any was. */
+  forgetVanished(instanceIds: readonly string[]): Promise<boolean>;
 }
 
 /** ERROR texts for sessions the registry no longer holds. */
@@ -174,7 +173,6 @@ export class RedisRegistry implements SessionRegistry {
   /** Set by the cluster node: a local session the registry no longer holds must close (ERROR code). */
   onDisplaced: (sessionId: string, code: 'UNAVAILABLE' | 'SESSION_REPLACED', message: string) => void = () => undefined;
   private readonly inFlight = new Set<Promise<void>>();
-  private clientList: { at: number; names: Promise<Set<string>> } | undefined;
 
   constructor(options: RedisRegistryOptions) {
     this.redis = options.redis;
@@ -220,7 +218,7 @@ export class RedisRegistry implements SessionRegistry {
       reply = await attempt();
       // Refused: a holder's instance may have died a moment ago (its liveness key has not
       // expired yet). If so, the user must not wait for the TTL: decide again without it.
-      if (reply[0] !== 1 && this.membership?.mayJudgeOthers !== false && (await this.forgetVanishedInstances(reply.slice(1) as string[]))) reply = await attempt();
+      if (reply[0] !== 1 && this.membership?.mayJudgeOthers !== false && (await this.forgetVanishedHolders(reply.slice(1) as string[]))) reply = await attempt();
     } catch (error) {
       if (max >= 0) throw new RegistryUnavailableError(error);
       this.local.set(record.sessionId, record);
@@ -513,55 +511,14 @@ export class RedisRegistry implements SessionRegistry {
   }
 
   /**
-   * Holders' instances that have no connection to Redis any more (a killed process's sockets
-   * close at once, long before its liveness key expires) are declared dead now: their
-   * liveness key is deleted, so holders there no longer count and the reaper takes them on
-   * its next round. Returns whether any was found.
+   * Holders' instances that have vanished (membership.forgetVanished: no connection to Redis
+   * any more) are declared dead now, so holders there no longer count. Returns whether any was.
    */
-  private async forgetVanishedInstances(holderIds: readonly string[]): Promise<boolean> {
-    if (holderIds.length === 0) return false;
+  private async forgetVanishedHolders(holderIds: readonly string[]): Promise<boolean> {
+    if (holderIds.length === 0 || this.membership === undefined) return false;
     const instanceIds = await Promise.all(holderIds.map((id) => this.redis.hget(this.keys.session(id), 'instanceId')));
     const others = [...new Set(instanceIds.filter((i): i is string => i !== null && i !== this.instanceId))];
-    if (others.length === 0) return false;
-    // Absent twice, VANISHED_CONFIRM_MS apart: a connection blip (ioredis reconnects within
-    // ~100 ms) is not a death; a killed process's connections never come back.
-    const absent = async (candidates: string[]): Promise<string[]> => {
-      const connected = await this.connectedInstanceNames();
-      return candidates.filter((id) => !connected.has(`stompd:${id}`) && !connected.has(`stompd:${id}:sub`));
-    };
-    let vanished: string[];
-    try {
-      vanished = await absent(others);
-      if (vanished.length === 0) return false;
-      await new Promise((resolve) => setTimeout(resolve, VANISHED_CONFIRM_MS));
-      vanished = await absent(vanished);
-    } catch {
-      return false; // CLIENT LIST not allowed (a managed Redis): the liveness TTL decides instead
-    }
-    for (const id of vanished) await this.redis.del(this.keys.instance(id));
-    return vanished.length > 0;
-  }
-
-  /**
-   * Client names of every connection to Redis (to every master on a Cluster). One CLIENT
-   * LIST serves all callers for CLIENT_LIST_REUSE_MS: a flood of refused CONNECTs costs
-   * Redis a few listings a second, not one each.
-   */
-  private connectedInstanceNames(): Promise<Set<string>> {
-    const now = Date.now();
-    if (this.clientList !== undefined && now - this.clientList.at < CLIENT_LIST_REUSE_MS) return this.clientList.names;
-    const names = this.listClientNames();
-    this.clientList = { at: now, names };
-    names.catch(() => (this.clientList = undefined));
-    return names;
-  }
-
-  private async listClientNames(): Promise<Set<string>> {
-    const nodes = isCluster(this.redis) ? this.redis.nodes('master') : [this.redis];
-    const lists = await Promise.all(nodes.map((node) => node.client('LIST') as Promise<string>));
-    const names = new Set<string>();
-    for (const list of lists) for (const match of list.matchAll(/ name=(\S+)/g)) names.add(match[1]!);
-    return names;
+    return others.length > 0 && (await this.membership.forgetVanished(others));
   }
 
   private async undoClusterSteps(record: SessionRecord): Promise<void> {

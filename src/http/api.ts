@@ -85,8 +85,15 @@ export interface HttpApi {
   close(): Promise<void>;
 }
 
-export async function startHttpApi(listen: { host: string; port: number }, deps: HttpApiDeps): Promise<HttpApi> {
+/**
+ * `isTrustedProxy`: a peer whose X-Forwarded-For is believed (TRUSTED_PROXIES), so that
+ * request.ip, which the failed-login limiter and the logs use, is the client behind it.
+ */
+export async function startHttpApi(listen: { host: string; port: number; isTrustedProxy?: (address: string) => boolean }, deps: HttpApiDeps): Promise<HttpApi> {
+  const isTrustedProxy = listen.isTrustedProxy;
   const app = Fastify({
+    // Walked from the socket's peer leftwards through X-Forwarded-For while the hop is trusted.
+    ...(isTrustedProxy !== undefined ? { trustProxy: (address: string) => isTrustedProxy(address) } : {}),
     // Whatever Fastify logs of a request on its own shows its path, never its query string
     // (a token may travel there: `?access_token=…`).
     loggerInstance: deps.logger.child({ component: 'http' }, { serializers: { req: (request: { method?: string; url?: string }) => ({ method: request.method, url: pathOf(request.url) }) } }) as FastifyBaseLogger,

@@ -28,11 +28,15 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
   const live = (id: string): string => `t:instance:{${id}}`;
   const membershipKeys = (id: string): string[] => [live(id), `${live(id)}:reaped`, `${live(id)}:gen`];
 
-  it('membership-refresh: renewed, then ok; a reaped generation writes nothing; a newer one joins', async () => {
+  it('membership-refresh: orphaned, ok, renewed; a reaped generation writes nothing; a newer one joins', async () => {
     const refresh = new LuaScript(redis, 'membership-refresh', [3, 4]);
     const keys = [...membershipKeys('m1'), 't:instances'];
-    assert.equal(await refresh.run(keys, ['100', 60000, 'm1']), 'renewed');
+    assert.equal(await refresh.run(keys, ['100', 60000, 'm1']), 'orphaned', 'the first announce: no generation key yet');
     assert.equal(await refresh.run(keys, ['100', 60000, 'm1']), 'ok');
+    await redis.del(live('m1'));
+    assert.equal(await refresh.run(keys, ['100', 60000, 'm1']), 'renewed', 'expired without a reap');
+    await redis.del(live('m1'), `${live('m1')}:gen`);
+    assert.equal(await refresh.run(keys, ['100', 60000, 'm1']), 'orphaned', 'a reap finished while it was away (or Redis lost its data)');
     assert.equal(await redis.sismember('t:instances', 'm1'), 1);
     await redis.del(live('m1'));
     await redis.set(`${live('m1')}:reaped`, '100');
@@ -54,6 +58,8 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
     await redis.set(`${live('m2')}:reaped`, '9');
     assert.equal(await mark.run(membershipKeys('m2'), [60]), '7');
     assert.equal(await redis.get(`${live('m2')}:reaped`), '9', 'a higher mark stays');
+    await redis.del(`${live('m2')}:gen`); // the reap finished
+    assert.equal(await mark.run(membershipKeys('m2'), [60]), null, 'nothing left to reap: no second reap');
   });
 
   it('membership-reap-finish: a late finish leaves an instance that joined again listed', async () => {

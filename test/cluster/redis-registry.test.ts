@@ -153,6 +153,7 @@ for (const mode of ['single', 'cluster'] as const) {
     it('a holder whose instance vanished a moment ago (connection gone, liveness key not yet expired) does not lock its user out', async () => {
       const a = await instance();
       const ghost = await instance(60_000); // liveness TTL of 3 minutes: only the lost connection tells
+      a.registry.membership = a.liveness; // membership judges whether an instance vanished
       const userId = user();
       assert.equal((await ghost.registry.bind(record(`s-vanished-${seq}`, userId, ghost.id, 1), reject1)).isBound, true);
       ghost.redis.disconnect(); // like kill -9: the process's sockets close at once
@@ -226,6 +227,7 @@ for (const mode of ['single', 'cluster'] as const) {
 
     it('a holder whose Redis connection only blipped (killed, reconnected at once) still holds its place', async () => {
       const a = await instance();
+      a.registry.membership = a.liveness;
       const b = await instance();
       const userId = user();
       assert.equal((await b.registry.bind(record(`s-blip-${seq}`, userId, b.id, 1), reject1)).isBound, true);

@@ -58,9 +58,12 @@ export class RawClient {
     });
   }
 
-  static ws(port: number, options: { path?: string; protocols?: string[]; headers?: Record<string, string> } = {}): Promise<RawClient> {
+  static ws(port: number, options: { path?: string; protocols?: string[]; headers?: Record<string, string>; localAddress?: string } = {}): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`ws://127.0.0.1:${port}${options.path ?? '/ws'}`, options.protocols ?? ['v12.stomp'], { headers: options.headers ?? {} });
+      const ws = new WebSocket(`ws://127.0.0.1:${port}${options.path ?? '/ws'}`, options.protocols ?? ['v12.stomp'], {
+        headers: options.headers ?? {},
+        ...(options.localAddress !== undefined ? { localAddress: options.localAddress } : {}),
+      });
       const client = new RawClient(
         (bytes) => ws.send(bytes),
         () => ws.close(),

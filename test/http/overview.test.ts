@@ -181,7 +181,7 @@ describe('dashboard API, two instances on one Redis', { timeout: 60_000 }, () =>
 
   before(async () => {
     redis = await startRedis();
-    const env = { REDIS_URL: redis.url, HTTP_PORT: '0', ADMIN_TOKEN: TOKEN, HEARTBEAT: '0,0', INSTANCE_HEARTBEAT_MS: '200', PRESENCE_DESTINATIONS: '/topic/room.*' };
+    const env = { REDIS_URL: redis.url, HTTP_PORT: '0', ADMIN_TOKEN: TOKEN, HEARTBEAT: '0,0', INSTANCE_HEARTBEAT_MS: '1000', PRESENCE_DESTINATIONS: '/topic/room.*' }; // a TTL of 3 s: a loaded test run must not get one taken for dead
     a = await startBroker({ ...env, INSTANCE_ID: 'ov-a' });
     b = await startBroker({ ...env, INSTANCE_ID: 'ov-b' });
   });
