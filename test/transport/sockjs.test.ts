@@ -313,6 +313,28 @@ describe('SockJS with sockjs-client and @stomp/stompjs', { timeout: 60000 }, () 
     }
   });
 
+  it('behind a trusted proxy, the SockJS session has the client address its X-Forwarded-For names, as on /ws', async () => {
+    const proxied = await startBroker({ SOCKJS_PATH: '/stomp', TRUSTED_PROXIES: '127.0.0.1' });
+    try {
+      const client = new Client({
+        webSocketFactory: () =>
+          new SockJS(`http://127.0.0.1:${proxied.wsPort}/stomp`, null, { transports: ['websocket'], transportOptions: { websocket: { headers: { 'x-forwarded-for': '203.0.113.7' } } } } as SockJS.Options),
+        connectHeaders: { login: 'behind-proxy' },
+        reconnectDelay: 0,
+      });
+      clients.push(client);
+      const connected = new Promise<void>((resolve) => (client.onConnect = () => resolve()));
+      client.activate();
+      await connected;
+      const session = [...proxied.sessions()].find((s) => s.userId === 'behind-proxy');
+      assert.ok(session?.connection instanceof SockJsConnection);
+      assert.match(session.peer.remoteAddress, /^203\.0\.113\.7(:|$)/);
+      await client.deactivate();
+    } finally {
+      await proxied.stop();
+    }
+  });
+
   it('an xhr_send body over the limit is refused before it is read (413)', async () => {
     const response = await new Promise<number>((resolve, reject) => {
       const request = http.request(sockjsUrl('/000/oversized/xhr_send'), { method: 'POST', headers: { 'content-length': String(20 * 1024 * 1024) } }, (r) => resolve(r.statusCode ?? 0));
