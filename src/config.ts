@@ -491,12 +491,12 @@ export function loadConfig(env: Env): Readonly<Config> {
     presenceDestinations: p.DEMO && !p.PRESENCE_DESTINATIONS.includes(DEMO_ROOMS) ? [...p.PRESENCE_DESTINATIONS, DEMO_ROOMS] : p.PRESENCE_DESTINATIONS,
     presenceCompanionSuffix: p.PRESENCE_COMPANION_SUFFIX || undefined,
     http: { ...httpConfig(p, authMode === 'jwt'), isDemo: p.DEMO },
-    backend,
-    tokenRefreshDestination: p.TOKEN_REFRESH_DESTINATION,
     trustedProxies: p.TRUSTED_PROXIES,
     proxyProtocol: p.PROXY_PROTOCOL,
     forwardedHeader: p.FORWARDED_HEADER as ForwardedHeader,
     tls,
+    backend,
+    tokenRefreshDestination: p.TOKEN_REFRESH_DESTINATION,
   });
 }
 
