@@ -253,17 +253,22 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
 
   const remote: RemoteSessions = {
     // Twice: through the holder's inbox (kept in Redis, read every heart-beat) and over pub/sub (at once).
+    // The session also leaves the registry here: should both messages be lost, the holder's
+    // registry check closes it anyway (a session the registry no longer holds is closed).
     kickSession: async (sessionId, code, message) => {
       const control: ControlMessage = { type: 'kick', sessionId, code: controlCode(code), message };
-      await registry.tell(sessionId, control.code, message).catch(() => false);
+      const holder = await registry.get(sessionId).catch(() => undefined);
+      if (holder !== undefined) {
+        await registry.tell(sessionId, control.code, message).catch(() => false);
+        await registry.unregister(sessionId, holder.instanceId).catch(() => undefined);
+      }
       return relay.publishControl(control);
     },
     kickUser: async (userId, code, message, revokedAt) => {
       const control: ControlMessage = { type: 'kick-user', userId, code: controlCode(code), message, ...(revokedAt !== undefined ? { revokedAt } : {}) };
-      const holders = await registry.sessionsOf(userId).catch(() => []);
-      for (const holderInstance of new Set(holders.map((r) => r.instanceId))) {
-        if (holderInstance !== instanceId) await registry.pushInbox(holderInstance, control).catch(() => undefined);
-      }
+      const holders = (await registry.sessionsOf(userId).catch(() => [])).filter((r) => r.instanceId !== instanceId);
+      for (const holderInstance of new Set(holders.map((r) => r.instanceId))) await registry.pushInbox(holderInstance, control).catch(() => undefined);
+      for (const holder of holders) await registry.unregister(holder.sessionId, holder.instanceId).catch(() => undefined);
       return relay.publishControl(control);
     },
   };

@@ -157,6 +157,8 @@ export class RedisPresence implements PresenceStore {
   private readonly announced = new Set<string>();
   /** room → how many of this instance's sessions are announced in it: at 0 the room leaves this instance's list. */
   private readonly localCounts = new Map<string, number>();
+  /** `sessionId\nroom` of joins under way (counted in localCounts already). */
+  private readonly joining = new Set<string>();
   /** `sessionId\nroom` whose leave failed → who left and why, told when repaired. */
   private readonly failedLeaves = new Map<string, { room: string; entry: SessionEntry; reason: LeaveReason }>();
 
@@ -305,20 +307,30 @@ export class RedisPresence implements PresenceStore {
   private async joinAs(room: string, entry: SessionEntry, shouldAnnounce: boolean): Promise<void> {
     // The reaper's list first: a crash after it leaves a room listed with no entry of this
     // instance, which the reaper skips; the other order could leave a member nobody removes.
-    await this.redis.sadd(this.instanceRoomsKey(), room);
-    const stored: StoredEntry = { userId: entry.userId, roles: [...entry.roles], instanceId: this.options.instanceId, joinedAt: entry.joinedAt };
-    const member: Member = { userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt };
-    const envelopes = await this.script('stompdPresenceJoinBuffer')(
-      ...this.roomKeys(room),
-      entry.sessionId, entry.userId, JSON.stringify(stored), JSON.stringify(member), shouldAnnounce ? '1' : '0', this.isSharded ? '0' : '1',
-      ...this.eventArgs(room, { type: 'JOIN', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason: null, at: Date.now() }),
-    );
+    // The room is counted before the SADD, so a leave of another local session finishing
+    // meanwhile cannot take it off the list under this join.
     const key = `${entry.sessionId}\n${room}`;
-    if (!this.announced.has(key)) {
-      this.announced.add(key);
-      await this.countLocal(room, 1);
+    const isCounted = this.announced.has(key) || this.joining.has(key);
+    if (!isCounted) {
+      this.joining.add(key);
+      this.localCounts.set(room, (this.localCounts.get(room) ?? 0) + 1);
     }
-    await this.publishFinished(room, envelopes);
+    try {
+      await this.redis.sadd(this.instanceRoomsKey(), room);
+      const stored: StoredEntry = { userId: entry.userId, roles: [...entry.roles], instanceId: this.options.instanceId, joinedAt: entry.joinedAt };
+      const member: Member = { userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt };
+      const envelopes = await this.script('stompdPresenceJoinBuffer')(
+        ...this.roomKeys(room),
+        entry.sessionId, entry.userId, JSON.stringify(stored), JSON.stringify(member), shouldAnnounce ? '1' : '0', this.isSharded ? '0' : '1',
+        ...this.eventArgs(room, { type: 'JOIN', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason: null, at: Date.now() }),
+      );
+      this.joining.delete(key);
+      this.announced.add(key);
+      await this.publishFinished(room, envelopes);
+    } catch (err) {
+      if (this.joining.delete(key)) await this.countLocal(room, -1).catch(() => undefined);
+      throw err;
+    }
   }
 
   /** Channel/envelope pairs for the room and its companion; each envelope's body waits for `seq}`. */
