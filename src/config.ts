@@ -42,6 +42,8 @@ export interface Config {
   stompPort: number | undefined;
   wsPort: number | undefined;
   wsPath: string;
+  /** SockJS endpoint on the WebSocket port (Spring's `.withSockJS()` clients); undefined: off. */
+  sockjsPath: string | undefined;
   heartbeat: HeartbeatSetting;
   heartbeatMinMs: number;
   heartbeatGrace: number;
@@ -266,6 +268,8 @@ const SETTINGS = {
   PROXY_PROTOCOL: ['0', (v: string) => (v === '0' || v === '1' ? v === '1' : null), '"0" or "1"'],
   FORWARDED_HEADER: ['x-forwarded-for', (v: string) => (v === 'x-forwarded-for' || v === 'forwarded' ? v : null), '"x-forwarded-for" or "forwarded"'],
   WS_PATH: ['/ws', (v: string) => (v.startsWith('/') ? v : null), 'a path starting with "/"'],
+  // sockjs builds a RegExp from the prefix as it is: only characters with no meaning there.
+  SOCKJS_PATH: ['', (v: string) => (v === '' || /^(\/[A-Za-z0-9_~-]+)+$/.test(v) ? v : null), 'a path such as "/stomp": "/"-separated letters, digits, "_", "~" or "-", no trailing "/" (empty: SockJS off)'],
   HEARTBEAT: ['10000,10000', (v: string) => parseHeartbeat(v) ?? null, 'two non-negative integers "sx,sy" in ms: how often we can send, how often we want to hear'],
   HEARTBEAT_MIN_MS: ['100', integer(1, 3_600_000), 'an integer from 1 to 3600000 (ms)'],
   HEARTBEAT_GRACE: ['2', (v: string) => (/^\d+(\.\d+)?$/.test(v) && Number(v) >= 1 ? Number(v) : Number.NaN), 'a number >= 1'],
@@ -412,11 +416,20 @@ export function loadConfig(env: Env): Readonly<Config> {
   if (p.PROXY_PROTOCOL && p.TRUSTED_PROXIES.length === 0) {
     throw new ConfigError('TRUSTED_PROXIES', '', 'expected the proxies\' addresses: PROXY_PROTOCOL=1 believes PROXY headers from TRUSTED_PROXIES only');
   }
+  if (p.SOCKJS_PATH !== '') {
+    if (p.WS_PORT === undefined && tls?.wssPort === undefined) {
+      throw new ConfigError('SOCKJS_PATH', p.SOCKJS_PATH, 'expected WS_PORT (or WSS_PORT) to be on: SockJS is served on the WebSocket listeners');
+    }
+    if (p.WS_PATH === p.SOCKJS_PATH || p.WS_PATH.startsWith(`${p.SOCKJS_PATH}/`)) {
+      throw new ConfigError('SOCKJS_PATH', p.SOCKJS_PATH, `expected a path apart from WS_PATH (${p.WS_PATH})`);
+    }
+  }
   return Object.freeze({
     host: p.HOST,
     stompPort: p.STOMP_PORT,
     wsPort: p.WS_PORT,
     wsPath: p.WS_PATH,
+    sockjsPath: p.SOCKJS_PATH || undefined,
     heartbeat: p.HEARTBEAT,
     heartbeatMinMs: p.HEARTBEAT_MIN_MS,
     heartbeatGrace: p.HEARTBEAT_GRACE,

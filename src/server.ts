@@ -349,14 +349,24 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   let wsPort: number | undefined;
   let stompTlsPort: number | undefined;
   let wssPort: number | undefined;
+  // stompjs sends one frame per message, and a frame is held to maxFrameBytes anyway:
+  // the 64 KiB lets a frame just over the limit reach the decoder, which answers
+  // FRAME_TOO_LARGE, rather than the WebSocket closing with 1009.
+  const maxMessageBytes = config.limits.maxFrameBytes + 64 * 1024;
+  // Loaded only when wanted: without SOCKJS_PATH the process carries no sockjs. Served on
+  // the WebSocket listeners (WS_PORT, WSS_PORT) beside WS_PATH.
+  const sockjsMount =
+    config.sockjsPath === undefined
+      ? undefined
+      : (await import('./transport/sockjs')).sockJsMount(
+          { path: config.sockjsPath, limits: writeLimits, maxMessageBytes, pendingBudget, messageTimeoutMs: config.frameTimeoutMs, logger },
+          accept,
+        );
   const wsOptions = {
     host: config.host,
     path: config.wsPath,
     limits: writeLimits,
-    // stompjs sends one frame per message, and a frame is held to maxFrameBytes anyway:
-    // the 64 KiB lets a frame just over the limit reach the decoder, which answers
-    // FRAME_TOO_LARGE, rather than the WebSocket closing with 1009.
-    maxMessageBytes: config.limits.maxFrameBytes + 64 * 1024,
+    maxMessageBytes,
     pendingBudget,
     messageTimeoutMs: config.frameTimeoutMs,
     handshakeTimeoutMs: config.handshakeTimeoutMs,
@@ -367,6 +377,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     ...(verifyHandshake
       ? { verifyHandshake: loggedHandshakeCheck(verifyHandshake, logger, (request) => formatAddress(forwardedClientAddress(socketPeer(request.socket), request.headers, config.forwardedHeader, trustedProxies))) }
       : {}),
+    ...(sockjsMount ? { mount: sockjsMount } : {}),
   };
   try {
     if (config.stompPort !== undefined) {
@@ -421,7 +432,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     throw error;
   }
   logger.info(
-    { host: config.host, stompPort: tcpPort, wsPort, wsPath: config.wsPath, stompTlsPort, wssPort, ...(trustedProxies.isEmpty ? {} : { trustedProxies: config.trustedProxies, proxyProtocol: config.proxyProtocol }) },
+    { host: config.host, stompPort: tcpPort, wsPort, wsPath: config.wsPath, sockjsPath: config.sockjsPath, stompTlsPort, wssPort, ...(trustedProxies.isEmpty ? {} : { trustedProxies: config.trustedProxies, proxyProtocol: config.proxyProtocol }) },
     'stompd listening',
   );
 

@@ -33,7 +33,7 @@ describe('layout', () => {
 
   it('depends at run time on the design card\'s packages only; STOMP clients are dev-only', () => {
     const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
-    const allowed = new Set(['ws', 'ioredis', 'fastify', 'jose', 'pino', 'prom-client', '@fastify/swagger', 'undici']);
+    const allowed = new Set(['ws', 'ioredis', 'fastify', 'jose', 'pino', 'prom-client', '@fastify/swagger', 'sockjs', 'undici']);
     for (const name of Object.keys(pkg.dependencies)) assert.ok(allowed.has(name), `unexpected runtime dependency ${name}`);
     for (const name of ['ws', 'ioredis', 'jose', 'pino']) assert.ok(pkg.dependencies[name], name);
     for (const client of ['@stomp/stompjs', 'stompit', 'fast-check']) assert.ok(pkg.devDependencies[client], client);
