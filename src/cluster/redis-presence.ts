@@ -91,9 +91,12 @@ if ARGV[5] ~= '1' then return false end
 return announce(KEYS[4], 7, ARGV[6])
 `;
 
-/** KEYS: sessions, users, members, seq. ARGV: sessionId, userId, publish (1/0), channel/envelope pairs. */
+/**
+ * KEYS: sessions, users, members, seq. ARGV: sessionId, userId, publish (1/0), channel/envelope pairs.
+ * Returns the finished envelopes when the user left, 0 when the session had no entry, else nil.
+ */
 const LEAVE_LUA = ANNOUNCE_LUA + `
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return false end
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) > 0 then return false end
 redis.call('HDEL', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
@@ -196,6 +199,10 @@ export class RedisPresence implements PresenceStore {
       );
       const wasLocal = this.announced.delete(key);
       this.failedLeaves.delete(key);
+      // No entry though this instance told the JOIN: Redis lost it (it restarted empty and the
+      // repair has not put it back yet) or a reaper removed it. Kept for the repair, which
+      // tells it only if Redis turns out to have lost its data.
+      if (envelopes === 0 && wasLocal) this.failedLeaves.set(key, { room, entry, reason });
       await this.publishFinished(room, envelopes);
       if (wasLocal) await this.countLocal(room, -1);
     } catch (err) {
