@@ -1,0 +1,344 @@
+// One fault schedule: a workload of real clients against a FaultCluster while one or two
+// faults are injected, all chosen by a PRNG from the schedule's seed, then healing, a quiet
+// period, the judged end, a fresh member list per room (audit) and a drain of the queue.
+// Returns the history for the checker. The same seed makes the same choices; timing is real,
+// so a replay reproduces the schedule, not every interleaving.
+
+import type { ClientTarget, Delivery, SessionClient } from './clients';
+import { openSession } from './clients';
+import type { FaultCluster } from './cluster';
+import type { FaultKind, History, HistoryBounds } from './history';
+import { HistoryRecorder } from './history';
+
+export interface ScheduleTiming {
+  /** How long the workload runs operations. */
+  opsMs: number;
+  /** Between two operations: uniformly up to this. */
+  opGapMs: number;
+  /** After the faults are healed and the workload is quiet, before the judged end. */
+  settleMs: number;
+  /** After the end: how long the drain may take to consume every receipted queue message. */
+  drainMs: number;
+}
+
+export interface ScheduleFault {
+  kind: FaultKind;
+  slot: string;
+  /** Since the schedule began. */
+  atMs: number;
+  durationMs: number;
+}
+
+/** mulberry32 over a string hash: small, fast, and the same sequence for the same seed everywhere. */
+export class Random {
+  private state: number;
+
+  constructor(seed: string) {
+    let h = 1779033703 ^ seed.length;
+    for (let i = 0; i < seed.length; i++) {
+      h = Math.imul(h ^ seed.charCodeAt(i), 3432918353);
+      h = (h << 13) | (h >>> 19);
+    }
+    this.state = h >>> 0;
+  }
+
+  next(): number {
+    this.state = (this.state + 0x6d2b79f5) >>> 0;
+    let t = this.state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+
+  int(maxExclusive: number): number {
+    return Math.floor(this.next() * maxExclusive);
+  }
+
+  between(min: number, max: number): number {
+    return min + this.next() * (max - min);
+  }
+
+  pick<T>(items: readonly T[]): T {
+    return items[this.int(items.length)]!;
+  }
+
+  chance(p: number): boolean {
+    return this.next() < p;
+  }
+}
+
+const FAULT_KINDS: readonly FaultKind[] = ['cut', 'blackhole', 'stall', 'kill', 'pubsub-kill', 'redis-restart-empty', 'redis-restart-data'];
+
+/** The SINGLE_SESSION mode a seed runs under: part of the schedule, so a replay gets it too. */
+export function modeOf(seed: string): 'reject' | 'replace' {
+  return new Random(`mode:${seed}`).chance(0.5) ? 'reject' : 'replace';
+}
+
+/** The faults of a schedule, shorter or longer than the reaping bound. */
+export function faultsOf(seed: string, slots: readonly string[], reapBoundMs: number, timing: ScheduleTiming): ScheduleFault[] {
+  const random = new Random(`faults:${seed}`);
+  const count = random.chance(0.3) ? 2 : 1;
+  const faults: ScheduleFault[] = [];
+  for (let i = 0; i < count; i++) {
+    const kind = random.pick(FAULT_KINDS);
+    const isLong = random.chance(0.5);
+    const durationMs =
+      kind === 'pubsub-kill' ? 0
+      : kind.startsWith('redis-') ? random.between(100, reapBoundMs)
+      : isLong ? random.between(1.5 * reapBoundMs, 3 * reapBoundMs)
+      : random.between(0.2 * reapBoundMs, 0.7 * reapBoundMs);
+    faults.push({ kind, slot: random.pick(slots), atMs: random.between(0.1 * timing.opsMs, 0.6 * timing.opsMs), durationMs });
+  }
+  return faults;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+interface Role {
+  user: string;
+  client: SessionClient | undefined;
+}
+
+export class ScheduleRun {
+  readonly seed: string;
+  readonly faults: ScheduleFault[];
+  private readonly cluster: FaultCluster;
+  private readonly timing: ScheduleTiming;
+  private readonly bounds: HistoryBounds;
+  private readonly random: Random;
+  private readonly recorder = new HistoryRecorder();
+  private readonly all: SessionClient[] = [];
+  private readonly tag: string;
+  private readonly room: string;
+  private readonly queue: string;
+  private readonly members: Role[];
+  private readonly watchers: Role[];
+  private readonly consumers: Role[];
+  private readonly producer: Role;
+  /** Members' sessions in the room (each session joins at most once). */
+  private readonly joined = new Set<SessionClient>();
+  private readonly everJoined = new Set<SessionClient>();
+  private readonly held: Delivery[] = [];
+  private isDraining = false;
+  private readonly consumed = new Set<string>();
+  private readonly receipted = new Set<string>();
+  private emptyRestartAt = -1;
+  private sessionSeq = 0;
+  private opSeq = 0;
+  private readonly busySlots = new Set<string>();
+
+  constructor(cluster: FaultCluster, seed: string, timing: ScheduleTiming, bounds: HistoryBounds, reapBoundMs: number) {
+    this.cluster = cluster;
+    this.seed = seed;
+    this.timing = timing;
+    this.bounds = bounds;
+    this.random = new Random(`ops:${seed}`);
+    this.faults = faultsOf(seed, cluster.settings.slots, reapBoundMs, timing);
+    this.tag = `s${seed.replace(/[^A-Za-z0-9]/g, '')}`;
+    this.room = `/topic/room.${this.tag}`;
+    this.queue = `/queue/${this.tag}`;
+    this.members = [0, 1, 2, 3].map((i) => ({ user: `${this.tag}-u${i}`, client: undefined }));
+    this.watchers = [0, 1].map((i) => ({ user: `${this.tag}-w${i}`, client: undefined }));
+    this.consumers = [0, 1].map((i) => ({ user: `${this.tag}-c${i}`, client: undefined }));
+    this.producer = { user: `${this.tag}-p`, client: undefined };
+  }
+
+  async run(): Promise<History> {
+    try {
+      for (const watcher of this.watchers) this.openWatcher(watcher);
+      for (const consumer of this.consumers) this.openConsumer(consumer);
+      this.openRole(this.producer);
+      await Promise.race([Promise.all(this.all.map((c) => c.settled)), sleep(3000)]);
+      const faults = this.faults.map((f) => this.inject(f));
+      const opsEnd = this.recorder.now() + this.timing.opsMs;
+      while (this.recorder.now() < opsEnd) {
+        this.operate();
+        await sleep(this.random.between(0, this.timing.opGapMs));
+      }
+      await Promise.all(faults);
+      await this.cluster.healAll();
+      this.recorder.record({ type: 'quiet' });
+      await sleep(this.timing.settleMs);
+      this.recorder.record({ type: 'end' });
+      await this.audit();
+      await this.drain();
+    } finally {
+      for (const client of this.all) client.close(true);
+      await Promise.race([Promise.all(this.all.map((c) => c.settled)), sleep(1000)]);
+    }
+    return { seed: this.seed, mode: this.cluster.settings.mode, bounds: this.bounds, events: this.recorder.events };
+  }
+
+  private upSlots(): string[] {
+    return this.cluster.settings.slots.filter((s) => this.cluster.isUp(s) && !this.busySlots.has(s));
+  }
+
+  private open(user: string): SessionClient | undefined {
+    const slots = this.upSlots();
+    if (slots.length === 0) return undefined;
+    const slot = this.random.pick(slots);
+    const transport = this.random.chance(0.5) ? 'ws' : 'tcp';
+    const target: ClientTarget = { session: `${this.tag}-k${++this.sessionSeq}`, user, instance: slot, port: this.cluster.port(slot, transport) };
+    const client = openSession(transport, target, this.recorder);
+    this.all.push(client);
+    return client;
+  }
+
+  private openRole(role: Role, then?: (client: SessionClient) => void): void {
+    const client = this.open(role.user);
+    role.client = client;
+    if (client === undefined || then === undefined) return;
+    void client.settled.then(() => {
+      if (client.isOpen) then(client);
+    });
+  }
+
+  private openWatcher(role: Role): void {
+    this.openRole(role, (c) => c.subscribe('room', this.room, { ack: 'auto', snapshot: true }));
+  }
+
+  private openConsumer(role: Role): void {
+    this.openRole(role, (c) => c.subscribe('queue', this.queue, { ack: 'client-individual', snapshot: false }, (d) => this.onQueueMessage(d)));
+  }
+
+  private onQueueMessage(delivery: Delivery): void {
+    if (this.isDraining || this.random.chance(0.8)) {
+      setTimeout(() => delivery.ack(), this.isDraining ? 0 : this.random.between(0, 200));
+    } else this.held.push(delivery);
+  }
+
+  /** One random operation, given what is open now. */
+  private operate(): void {
+    const id = (): string => `${this.tag}-m${++this.opSeq}`;
+    const open = (roles: Role[]): Role[] => roles.filter((r) => r.client?.isOpen === true);
+    const r = this.random.next();
+    if (r < 0.2) {
+      const role = this.random.pick(this.members);
+      // Reconnect: under reject a CONNECT while the user's session lives must be refused.
+      const client = this.open(role.user);
+      if (client !== undefined) role.client = client;
+    } else if (r < 0.35) {
+      const candidates = open(this.members).filter((m) => !this.everJoined.has(m.client!));
+      if (candidates.length > 0) {
+        const client = this.random.pick(candidates).client!;
+        this.joined.add(client);
+        this.everJoined.add(client);
+        client.subscribe('room', this.room, { ack: 'auto', snapshot: false });
+      }
+    } else if (r < 0.42) {
+      const candidates = open(this.members).filter((m) => this.joined.has(m.client!));
+      if (candidates.length > 0) {
+        const client = this.random.pick(candidates).client!;
+        this.joined.delete(client);
+        client.unsubscribe('room');
+      }
+    } else if (r < 0.5) {
+      const candidates = open(this.members);
+      if (candidates.length > 0) this.random.pick(candidates).client!.close(this.random.chance(0.3));
+    } else if (r < 0.65) {
+      const candidates = open([...this.members, ...this.watchers]);
+      if (candidates.length > 0) this.random.pick(candidates).client!.send(this.room, id(), true);
+    } else if (r < 0.88) {
+      if (this.producer.client?.isOpen === true) this.sendToQueue(this.producer.client, id());
+      else if (this.producer.client === undefined || !this.isConnecting(this.producer.client)) this.openRole(this.producer);
+    } else if (r < 0.94) {
+      // A consumer goes (its held messages go back to the queue) and another comes.
+      const role = this.random.pick(this.consumers);
+      if (role.client?.isOpen === true) role.client.close(this.random.chance(0.3));
+      this.openConsumer(role);
+    } else {
+      for (const role of this.watchers) if (role.client === undefined || (!role.client.isOpen && !this.isConnecting(role.client))) this.openWatcher(role);
+      for (const role of this.consumers) if (role.client === undefined || (!role.client.isOpen && !this.isConnecting(role.client))) this.openConsumer(role);
+    }
+  }
+
+  private isConnecting(client: SessionClient): boolean {
+    return !client.isOpen && !this.endedSessions().has(client.id);
+  }
+
+  private endedSessions(): Set<string> {
+    const ended = new Set<string>();
+    for (const e of this.recorder.events) if (e.type === 'error' || e.type === 'closed') ended.add(e.session);
+    return ended;
+  }
+
+  private sendToQueue(client: SessionClient, id: string): void {
+    client.send(this.queue, id, true);
+  }
+
+  private async inject(fault: ScheduleFault): Promise<void> {
+    await sleep(fault.atMs);
+    const { kind, slot } = fault;
+    const onInstance = kind.startsWith('redis-') ? undefined : slot;
+    if (onInstance !== undefined && !this.cluster.isUp(slot)) return; // killed by the other fault
+    if (onInstance !== undefined && kind === 'kill') this.busySlots.add(slot);
+    this.recorder.record({ type: 'fault', fault: kind, phase: 'start', instance: onInstance });
+    try {
+      switch (kind) {
+        case 'cut':
+        case 'blackhole':
+          this.cluster.setLink(slot, kind === 'cut' ? 'refused' : 'blackhole');
+          await sleep(fault.durationMs);
+          this.cluster.setLink(slot, 'up');
+          break;
+        case 'stall':
+          this.cluster.stall(slot);
+          await sleep(fault.durationMs);
+          this.cluster.resume(slot);
+          break;
+        case 'kill':
+          await this.cluster.kill(slot);
+          await sleep(fault.durationMs);
+          await this.cluster.startInstance(slot);
+          break;
+        case 'pubsub-kill':
+          this.cluster.killPubsub(slot);
+          break;
+        case 'redis-restart-empty':
+        case 'redis-restart-data':
+          if (kind === 'redis-restart-empty') this.emptyRestartAt = this.recorder.now();
+          await this.cluster.restartRedis(kind === 'redis-restart-data', fault.durationMs);
+          break;
+      }
+    } finally {
+      this.busySlots.delete(slot);
+      this.recorder.record({ type: 'fault', fault: kind, phase: 'end', instance: onInstance });
+    }
+  }
+
+  /** A fresh subscriber's member list of the room: what Redis holds now. */
+  private async audit(): Promise<void> {
+    const role: Role = { user: `${this.tag}-audit`, client: undefined };
+    const snapshot = new Promise<string[] | undefined>((resolve) => {
+      this.openRole(role, (c) =>
+        c.subscribe('room', this.room, { ack: 'auto', snapshot: true }, (d) => {
+          if (d.presence !== undefined) resolve(d.presence.kind === 'snapshot' ? d.presence.users : undefined);
+        }),
+      );
+    });
+    const users = await Promise.race([snapshot, sleep(5000).then(() => undefined)]);
+    if (users !== undefined) this.recorder.record({ type: 'audit', destination: this.room, users: users.filter((u) => u !== role.user) });
+  }
+
+  /** Every consumer acks all it gets from now on (and what it held); one more consumer joins. */
+  private async drain(): Promise<void> {
+    this.isDraining = true;
+    for (const delivery of this.held.splice(0)) delivery.ack();
+    this.openConsumer({ user: `${this.tag}-drain`, client: undefined });
+    const deadline = Date.now() + this.timing.drainMs;
+    while (Date.now() < deadline) {
+      this.collectProgress();
+      if ([...this.receipted].every((id) => this.consumed.has(id))) return;
+      await sleep(50);
+    }
+  }
+
+  private collectProgress(): void {
+    const sentAt = new Map<string, number>();
+    for (const e of this.recorder.events) {
+      if (e.type === 'send' && e.destination === this.queue) sentAt.set(e.id, e.t);
+      else if (e.type === 'receipt' && e.of === 'send' && sentAt.has(e.id) && sentAt.get(e.id)! > this.emptyRestartAt) this.receipted.add(e.id);
+      else if (e.type === 'receipt' && e.of === 'ack') this.consumed.add(e.id);
+    }
+  }
+}
