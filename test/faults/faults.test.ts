@@ -50,12 +50,15 @@ for (const mode of ['reject', 'replace'] as const) {
     for (const seed of mine) {
       it(`schedule ${seed}`, { timeout: 120_000 }, async () => {
         const run = new ScheduleRun(cluster, seed, TIMING, BOUNDS, REAP_BOUND_MS);
+        const logsFrom = Object.fromEntries(SLOTS.map((slot) => [slot, cluster.logs(slot).length]));
         const history = await run.run();
         const violations = check(history);
         if (violations.length === 0) return;
         fs.mkdirSync(historyDir, { recursive: true });
         const file = path.join(historyDir, `${seed}.json`);
-        fs.writeFileSync(file, JSON.stringify({ faults: run.faults, history }, null, 1));
+        // The brokers' own account (warnings and up) of the schedule, beside the history.
+        const logs = Object.fromEntries(SLOTS.map((slot) => [slot, cluster.logs(slot).slice(logsFrom[slot]).filter((l) => (l.level ?? 0) >= 40)]));
+        fs.writeFileSync(file, JSON.stringify({ faults: run.faults, history, logs }, null, 1));
         const faults = run.faults.map((f) => `${f.kind}${f.kind.startsWith('redis-') ? '' : ` ${f.slot}`} at ${Math.round(f.atMs)} ms for ${Math.round(f.durationMs)} ms`).join(', ');
         assert.fail(`${describeViolations(history, violations)}\n  faults: ${faults}\n  history: ${file}\n  replay: npm run test:faults -- --seed ${seed}`);
       });

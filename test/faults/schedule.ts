@@ -173,10 +173,10 @@ export class ScheduleRun {
     return this.cluster.settings.slots.filter((s) => this.cluster.isUp(s) && !this.busySlots.has(s));
   }
 
-  private open(user: string): SessionClient | undefined {
+  private open(user: string, onSlot?: string): SessionClient | undefined {
     const slots = this.upSlots();
-    if (slots.length === 0) return undefined;
-    const slot = this.random.pick(slots);
+    if (slots.length === 0 || (onSlot !== undefined && !slots.includes(onSlot))) return undefined;
+    const slot = onSlot ?? this.random.pick(slots);
     const transport = this.random.chance(0.5) ? 'ws' : 'tcp';
     const target: ClientTarget = { session: `${this.tag}-k${++this.sessionSeq}`, user, instance: slot, port: this.cluster.port(slot, transport) };
     const client = openSession(transport, target, this.recorder);
@@ -184,8 +184,8 @@ export class ScheduleRun {
     return client;
   }
 
-  private openRole(role: Role, then?: (client: SessionClient) => void): void {
-    const client = this.open(role.user);
+  private openRole(role: Role, then?: (client: SessionClient) => void, onSlot?: string): void {
+    const client = this.open(role.user, onSlot);
     role.client = client;
     if (client === undefined || then === undefined) return;
     void client.settled.then(() => {
@@ -197,8 +197,8 @@ export class ScheduleRun {
     this.openRole(role, (c) => c.subscribe('room', this.room, { ack: 'auto', snapshot: true }));
   }
 
-  private openConsumer(role: Role): void {
-    this.openRole(role, (c) => c.subscribe('queue', this.queue, { ack: 'client-individual', snapshot: false }, (d) => this.onQueueMessage(d)));
+  private openConsumer(role: Role, onSlot?: string): void {
+    this.openRole(role, (c) => c.subscribe('queue', this.queue, { ack: 'client-individual', snapshot: false }, (d) => this.onQueueMessage(d)), onSlot);
   }
 
   private onQueueMessage(delivery: Delivery): void {
@@ -320,11 +320,11 @@ export class ScheduleRun {
     if (users !== undefined) this.recorder.record({ type: 'audit', destination: this.room, users: users.filter((u) => u !== role.user) });
   }
 
-  /** Every consumer acks all it gets from now on (and what it held); one more consumer joins. */
+  /** Every consumer acks all it gets from now on (and what it held); one more joins on each instance. */
   private async drain(): Promise<void> {
     this.isDraining = true;
     for (const delivery of this.held.splice(0)) delivery.ack();
-    this.openConsumer({ user: `${this.tag}-drain`, client: undefined });
+    for (const slot of this.cluster.settings.slots) this.openConsumer({ user: `${this.tag}-drain-${slot}`, client: undefined }, slot);
     const deadline = Date.now() + this.timing.drainMs;
     while (Date.now() < deadline) {
       this.collectProgress();
