@@ -97,6 +97,13 @@ describe('fault checker', () => {
       assert.deepEqual(properties(h), ['silence']);
     });
 
+    it('fails on a CONNECT answered neither by CONNECTED nor by ERROR', () => {
+      const h = history('reject', [[0, { type: 'connect', session: 'a', user: 'alice', instance: 'A', transport: 'ws' }], [5000, { type: 'end' }], [5001, { type: 'closed', session: 'a', byClient: true }]]);
+      assert.deepEqual(properties(h), ['silence']);
+      const answered = history('reject', [[0, { type: 'connect', session: 'a', user: 'alice', instance: 'A', transport: 'ws' }], [900, { type: 'error', session: 'a', code: 'UNAVAILABLE', message: 'UNAVAILABLE: x' }], [5000, { type: 'end' }]]);
+      assert.deepEqual(check(answered), []);
+    });
+
     it('passes when the instance was killed', () => {
       const h = history('reject', [
         ...connected(0, 'a', 'alice', 'A'),

@@ -6,9 +6,10 @@
 //                    instance) for longer than convergeMs;
 //   replace          under replace, an older session still open replaceMs after a newer one of
 //                    its user was CONNECTED (time its instance was stopped not counted);
-//   silence          a connection that ended without an ERROR though neither the client nor a
-//                    kill -9 of its instance ended it; a session reported gone (LEAVE) that
-//                    stays open with no ERROR;
+//   silence          a CONNECT answered neither by CONNECTED nor by ERROR; a connection that
+//                    ended without an ERROR though neither the client nor a kill -9 of its
+//                    instance ended it; a session reported gone (LEAVE) that stays open with
+//                    no ERROR;
 //   presence         a watcher's list (snapshot + JOIN/LEAVE) with a JOIN of a listed user or a
 //                    LEAVE of an unlisted one, or differing from the live sessions at the end;
 //                    a final fresh snapshot (audit) differing from them (a ghost in Redis);
@@ -291,6 +292,15 @@ class Model {
 
   silence(): Violation[] {
     const out: Violation[] = [];
+    // A CONNECT must be answered (CONNECTED or ERROR) within the bound, time stopped not counted.
+    for (const s of this.sessions.values()) {
+      if (s.connectedAt !== undefined || s.error !== undefined) continue;
+      const gaveUpAt = s.closed?.t ?? INFINITY;
+      if (s.closed !== undefined && !s.closed.byClient) continue; // judged below
+      if (this.wasKilledUnder(s, Math.min(gaveUpAt, this.endAt))) continue;
+      const ms = this.runningMs({ from: s.connectAt, to: gaveUpAt }, s.instance);
+      if (ms > this.bounds.convergeMs) out.push({ property: 'silence', t: s.connectAt + this.bounds.convergeMs, message: `${describe(s)}: CONNECT unanswered (no CONNECTED, no ERROR) for ${Math.round(ms)} ms` });
+    }
     for (const s of this.sessions.values()) {
       if (s.closed === undefined || s.closed.byClient || s.error !== undefined) continue;
       if (this.wasKilledUnder(s, s.closed.t)) continue;
