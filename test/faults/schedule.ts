@@ -111,7 +111,7 @@ export class ScheduleRun {
       for (const watcher of this.watchers) this.openWatcher(watcher);
       for (const consumer of this.consumers) this.openConsumer(consumer);
       this.openRole(this.producer);
-      await Promise.race([Promise.all(this.all.map((c) => c.settled)), sleep(3000)]);
+      await Promise.race([Promise.all(this.all.map((c) => c.settled)), sleep(2000)]);
       const faults = this.faults.map((f) => this.inject(f));
       const opsEnd = this.recorder.now() + this.timing.opsMs;
       while (this.recorder.now() < opsEnd) {
@@ -127,7 +127,7 @@ export class ScheduleRun {
       await this.drain();
     } finally {
       for (const client of this.all) client.close(true);
-      await Promise.race([Promise.all(this.all.map((c) => c.settled)), sleep(1000)]);
+      await Promise.race([Promise.all(this.all.map((c) => c.settled)), sleep(500)]);
     }
     return { seed: this.seed, mode: this.cluster.settings.mode, bounds: this.bounds, events: this.recorder.events };
   }
@@ -279,7 +279,7 @@ export class ScheduleRun {
         }),
       );
     });
-    const users = await Promise.race([snapshot, sleep(5000).then(() => undefined)]);
+    const users = await Promise.race([snapshot, sleep(3000).then(() => undefined)]);
     if (users !== undefined) this.recorder.record({ type: 'audit', destination: this.room, users: users.filter((u) => u !== role.user) });
   }
 
