@@ -74,7 +74,9 @@ export class ScheduleRun {
   private readonly tag: string;
   private readonly room: string;
   private readonly queue: string;
-  private readonly members: Role[];
+  private readonly memberUsers: string[];
+  /** Every session members opened (a refused CONNECT too): the open ones are the ones acted on. */
+  private readonly memberSessions: SessionClient[] = [];
   private readonly watchers: Role[];
   private readonly consumers: Role[];
   private readonly producer: Role;
@@ -100,7 +102,7 @@ export class ScheduleRun {
     this.tag = `s${seed.replace(/[^A-Za-z0-9]/g, '')}`;
     this.room = `/topic/room.${this.tag}`;
     this.queue = `/queue/${this.tag}`;
-    this.members = [0, 1, 2, 3].map((i) => ({ user: `${this.tag}-u${i}`, client: undefined }));
+    this.memberUsers = [0, 1, 2, 3].map((i) => `${this.tag}-u${i}`);
     this.watchers = [0, 1].map((i) => ({ user: `${this.tag}-w${i}`, client: undefined }));
     this.consumers = [0, 1].map((i) => ({ user: `${this.tag}-c${i}`, client: undefined }));
     this.producer = { user: `${this.tag}-p`, client: undefined };
@@ -173,34 +175,32 @@ export class ScheduleRun {
   /** One random operation, given what is open now. */
   private operate(): void {
     const id = (): string => `${this.tag}-m${++this.opSeq}`;
-    const open = (roles: Role[]): Role[] => roles.filter((r) => r.client?.isOpen === true);
+    const openMembers = this.memberSessions.filter((c) => c.isOpen);
     const r = this.random.next();
     if (r < 0.2) {
-      const role = this.random.pick(this.members);
-      // Reconnect: under reject a CONNECT while the user's session lives must be refused.
-      const client = this.open(role.user);
-      if (client !== undefined) role.client = client;
+      // A member connects (again): under reject, refused while its other session lives; under replace, it wins.
+      const client = this.open(this.random.pick(this.memberUsers));
+      if (client !== undefined) this.memberSessions.push(client);
     } else if (r < 0.35) {
-      const candidates = open(this.members).filter((m) => !this.everJoined.has(m.client!));
+      const candidates = openMembers.filter((c) => !this.everJoined.has(c));
       if (candidates.length > 0) {
-        const client = this.random.pick(candidates).client!;
+        const client = this.random.pick(candidates);
         this.joined.add(client);
         this.everJoined.add(client);
         client.subscribe('room', this.room, { ack: 'auto', snapshot: false });
       }
     } else if (r < 0.42) {
-      const candidates = open(this.members).filter((m) => this.joined.has(m.client!));
+      const candidates = openMembers.filter((c) => this.joined.has(c));
       if (candidates.length > 0) {
-        const client = this.random.pick(candidates).client!;
+        const client = this.random.pick(candidates);
         this.joined.delete(client);
         client.unsubscribe('room');
       }
     } else if (r < 0.5) {
-      const candidates = open(this.members);
-      if (candidates.length > 0) this.random.pick(candidates).client!.close(this.random.chance(0.3));
+      if (openMembers.length > 0) this.random.pick(openMembers).close(this.random.chance(0.3));
     } else if (r < 0.65) {
-      const candidates = open([...this.members, ...this.watchers]);
-      if (candidates.length > 0) this.random.pick(candidates).client!.send(this.room, id(), true);
+      const candidates = [...openMembers, ...this.watchers.map((w) => w.client).filter((c): c is SessionClient => c?.isOpen === true)];
+      if (candidates.length > 0) this.random.pick(candidates).send(this.room, id(), true);
     } else if (r < 0.88) {
       if (this.producer.client?.isOpen === true) this.sendToQueue(this.producer.client, id());
       else if (this.producer.client === undefined || !this.isConnecting(this.producer.client)) this.openRole(this.producer);
