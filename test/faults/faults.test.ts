@@ -56,8 +56,10 @@ for (const mode of ['reject', 'replace'] as const) {
         if (violations.length === 0) return;
         fs.mkdirSync(historyDir, { recursive: true });
         const file = path.join(historyDir, `${seed}.json`);
-        // The brokers' own account (warnings and up) of the schedule, beside the history.
-        const logs = Object.fromEntries(SLOTS.map((slot) => [slot, cluster.logs(slot).slice(logsFrom[slot]).filter((l) => (l.level ?? 0) >= 40)]));
+        // The brokers' own account of the schedule (warnings and up, and what they say of
+        // Redis, reaping and lost sessions), beside the history.
+        const isTelling = (l: { msg?: string; level?: number }): boolean => (l.level ?? 0) >= 40 || /reap|lost|Redis|dead/i.test(l.msg ?? '');
+        const logs = Object.fromEntries(SLOTS.map((slot) => [slot, cluster.logs(slot).slice(logsFrom[slot]).filter(isTelling)]));
         fs.writeFileSync(file, JSON.stringify({ faults: run.faults, history, logs }, null, 1));
         const faults = run.faults.map((f) => `${f.kind}${f.kind.startsWith('redis-') ? '' : ` ${f.slot}`} at ${Math.round(f.atMs)} ms for ${Math.round(f.durationMs)} ms`).join(', ');
         assert.fail(`${describeViolations(history, violations)}\n  faults: ${faults}\n  history: ${file}\n  replay: npm run test:faults -- --seed ${seed}`);
