@@ -74,10 +74,6 @@ export class FaultCluster {
     return transport === 'tcp' ? broker.tcpPort : broker.wsPort;
   }
 
-  instanceId(name: string): string | undefined {
-    return this.slot(name).broker?.instanceId;
-  }
-
   /** A new process in the slot (a new instance id, as a restarted instance gets). */
   async startInstance(name: string): Promise<void> {
     const slot = this.slot(name);

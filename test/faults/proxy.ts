@@ -48,10 +48,6 @@ export class RedisProxy {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  get currentMode(): ProxyMode {
-    return this.mode;
-  }
-
   /** Local ports of the proxy's connections to Redis: what `CLIENT LIST` shows as their `addr`. */
   upstreamPorts(): number[] {
     return [...this.pairs].map((p) => p.upstream.localPort).filter((p): p is number => p !== undefined);
@@ -68,13 +64,8 @@ export class RedisProxy {
     }
   }
 
-  /** Close every proxied connection once (the broker reconnects at once if the mode is `up`). */
-  resetAll(): void {
-    for (const pair of [...this.pairs]) this.drop(pair);
-  }
-
   async close(): Promise<void> {
-    this.resetAll();
+    for (const pair of [...this.pairs]) this.drop(pair);
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 

@@ -202,7 +202,7 @@ export class ScheduleRun {
       const candidates = [...openMembers, ...this.watchers.map((w) => w.client).filter((c): c is SessionClient => c?.isOpen === true)];
       if (candidates.length > 0) this.random.pick(candidates).send(this.room, id(), true);
     } else if (r < 0.88) {
-      if (this.producer.client?.isOpen === true) this.sendToQueue(this.producer.client, id());
+      if (this.producer.client?.isOpen === true) this.producer.client.send(this.queue, id(), true);
       else if (this.producer.client === undefined || !this.isConnecting(this.producer.client)) this.openRole(this.producer);
     } else if (r < 0.94) {
       // A consumer goes (its held messages go back to the queue) and another comes.
@@ -223,10 +223,6 @@ export class ScheduleRun {
     const ended = new Set<string>();
     for (const e of this.recorder.events) if (e.type === 'error' || e.type === 'closed') ended.add(e.session);
     return ended;
-  }
-
-  private sendToQueue(client: SessionClient, id: string): void {
-    client.send(this.queue, id, true);
   }
 
   private async inject(fault: ScheduleFault): Promise<void> {
