@@ -1,7 +1,7 @@
 // The system under test for the fault suite: one real redis-server and a few stompd processes,
 // each reaching Redis only through its own RedisProxy in this process, and every fault the
 // suite injects: cut or black-hole an instance's Redis traffic, SIGSTOP/SIGCONT it, kill -9
-// it (and start a new instance in its slot), kill its pub/sub connection in Redis, kill
+// it (and start a new instance in its slot), kill its pub/sub or command connection in Redis, kill
 // Redis and start it again empty or with its data (AOF, fsync always: a kill loses nothing).
 
 import fs from 'node:fs';
@@ -118,11 +118,12 @@ export class FaultCluster {
   }
 
   /**
-   * Kill the slot's pub/sub connection in Redis (CLIENT KILL ID): found as the connection
-   * whose address is one of this slot's proxy connections and that holds subscriptions.
-   * Returns how many were killed (0: none found, e.g. the instance is cut off).
+   * Kill the slot's pub/sub connection (`pubsub`) or its command connection (`commands`) in
+   * Redis (CLIENT KILL ID): found as a connection whose address is one of this slot's proxy
+   * connections, told apart by whether it holds subscriptions. Returns how many were killed
+   * (0: none found, e.g. the instance is cut off).
    */
-  killPubsub(name: string): number {
+  killConnection(name: string, which: 'pubsub' | 'commands'): number {
     const ports = new Set(this.slot(name).proxy.upstreamPorts());
     let killed = 0;
     for (const line of this.redis.cli('client', 'list').split('\n')) {
@@ -130,7 +131,7 @@ export class FaultCluster {
       const port = Number((fields.get('addr') ?? '').split(':').pop());
       const subscriptions = Number(fields.get('sub') ?? 0) + Number(fields.get('psub') ?? 0) + Number(fields.get('ssub') ?? 0);
       const isSubscriber = subscriptions > 0 || (fields.get('name') ?? '').endsWith(':sub');
-      if (!ports.has(port) || !isSubscriber) continue;
+      if (!ports.has(port) || isSubscriber !== (which === 'pubsub')) continue;
       this.redis.cli('client', 'kill', 'id', fields.get('id')!);
       killed++;
     }

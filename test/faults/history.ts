@@ -44,6 +44,7 @@ export type FaultKind =
   | 'stall' // SIGSTOP … SIGCONT
   | 'kill' // SIGKILL (end: restarted as a new instance)
   | 'pubsub-kill' // the instance's subscriber connection killed in Redis (CLIENT KILL)
+  | 'command-kill' // its command connection killed in Redis (CLIENT KILL)
   | 'redis-restart-empty'
   | 'redis-restart-data';
 

@@ -46,12 +46,15 @@ export function faultsOf(seed: string, slots: readonly string[], reapBoundMs: nu
     const kind = random.pick(FAULT_KINDS);
     const isLong = random.chance(0.5);
     const durationMs =
-      kind === 'pubsub-kill' ? 0
+      kind.endsWith('-kill') ? 0
       : kind.startsWith('redis-') ? random.between(100, reapBoundMs)
       : isLong ? random.between(1.5 * reapBoundMs, 3 * reapBoundMs)
       : random.between(0.2 * reapBoundMs, 0.7 * reapBoundMs);
     faults.push({ kind, slot: random.pick(slots), atMs: random.between(0.1 * timing.opsMs, 0.6 * timing.opsMs), durationMs });
   }
+  // Drawn from a stream of its own, so that the faults above stay what earlier seeds replayed.
+  const extra = new Random(`extra:${seed}`);
+  if (extra.chance(0.15)) faults.push({ kind: 'command-kill', slot: extra.pick(slots), atMs: extra.between(0.1 * timing.opsMs, 0.6 * timing.opsMs), durationMs: 0 });
   return faults;
 }
 
@@ -251,7 +254,8 @@ export class ScheduleRun {
           await this.cluster.startInstance(slot);
           break;
         case 'pubsub-kill':
-          this.cluster.killPubsub(slot);
+        case 'command-kill':
+          this.cluster.killConnection(slot, kind === 'pubsub-kill' ? 'pubsub' : 'commands');
           break;
         case 'redis-restart-empty':
         case 'redis-restart-data':
