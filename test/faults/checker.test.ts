@@ -104,6 +104,13 @@ describe('fault checker', () => {
       assert.deepEqual(check(answered), []);
     });
 
+    it('fails when an instance answers no CONNECT after the end (probe)', () => {
+      const h = history('reject', [[5000, { type: 'end' }], [5100, { type: 'probe', instance: 'A', isAnswered: false }], [5100, { type: 'probe', instance: 'B', isAnswered: true }]]);
+      const violations = check(h);
+      assert.equal(violations.length, 1);
+      assert.match(violations[0]!.message, /instance A answers no CONNECT/);
+    });
+
     it('passes when the instance was killed', () => {
       const h = history('reject', [
         ...connected(0, 'a', 'alice', 'A'),

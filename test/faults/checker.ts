@@ -6,7 +6,8 @@
 //                    instance) for longer than convergeMs;
 //   replace          under replace, an older session still open replaceMs after a newer one of
 //                    its user was CONNECTED (time its instance was stopped not counted);
-//   silence          a CONNECT answered neither by CONNECTED nor by ERROR; a connection that
+//   silence          a CONNECT answered neither by CONNECTED nor by ERROR (also a probe of each
+//                    instance after the end); a connection that
 //                    ended without an ERROR though neither the client nor a kill -9 of its
 //                    instance ended it; a session reported gone (LEAVE) that stays open with
 //                    no ERROR;
@@ -107,6 +108,7 @@ class Model {
   private readonly ackReceipts = new Map<string, number>();
   private readonly acks: Ev<'ack'>[] = [];
   private readonly audits: Ev<'audit'>[] = [];
+  private readonly probes: Ev<'probe'>[] = [];
   private endAt = INFINITY;
 
   constructor(history: History) {
@@ -177,6 +179,9 @@ class Model {
           break;
         case 'audit':
           this.audits.push(e);
+          break;
+        case 'probe':
+          this.probes.push(e);
           break;
         case 'quiet':
           break;
@@ -306,6 +311,10 @@ class Model {
       if (this.wasKilledUnder(s, s.closed.t)) continue;
       if (s.closed.t > this.endAt) continue;
       out.push({ property: 'silence', t: s.closed.t, message: `${describe(s)}: connection closed with no ERROR (its instance was not killed)` });
+    }
+    // Once everything is healed, every instance answers a CONNECT again.
+    for (const probe of this.probes) {
+      if (!probe.isAnswered) out.push({ property: 'silence', t: probe.t, message: `instance ${probe.instance} answers no CONNECT any more (a fresh one after the end got neither CONNECTED nor ERROR within ${this.bounds.convergeMs} ms)` });
     }
     // A session the cluster reported gone (LEAVE about it) must learn it: an ERROR, soon.
     const byServerSession = new Map([...this.sessions.values()].filter((s) => s.serverSession !== undefined).map((s) => [s.serverSession!, s]));

@@ -90,6 +90,12 @@ export class FaultCluster {
     });
   }
 
+  /** kill -9 and a new instance in the slot: what a wedged instance needs before the next schedule. */
+  async replace(name: string): Promise<void> {
+    await this.kill(name);
+    await this.startInstance(name);
+  }
+
   setLink(name: string, mode: ProxyMode): void {
     this.slot(name).proxy.setMode(mode);
   }

@@ -36,7 +36,9 @@ export type HistoryEvent =
   /** The moment the checker judges the final state at (`convergeMs` or more after quiet). */
   | { t: number; type: 'end' }
   /** After end: a fresh subscriber's member list of a room (what Redis holds), auditor excluded. */
-  | { t: number; type: 'audit'; destination: string; users: string[] };
+  | { t: number; type: 'audit'; destination: string; users: string[] }
+  /** After end: whether a fresh CONNECT to the instance was answered (CONNECTED or ERROR) in time. */
+  | { t: number; type: 'probe'; instance: string; isAnswered: boolean };
 
 export type FaultKind =
   | 'cut' // connections to Redis closed and refused

@@ -94,6 +94,8 @@ export class ScheduleRun {
   private sessionSeq = 0;
   private opSeq = 0;
   private readonly busySlots = new Set<string>();
+  /** Instances that answered no CONNECT after the end: the next schedule needs them started afresh. */
+  readonly wedged: string[] = [];
 
   constructor(cluster: FaultCluster, seed: string, timing: ScheduleTiming, bounds: HistoryBounds, reapBoundMs: number) {
     this.cluster = cluster;
@@ -130,6 +132,7 @@ export class ScheduleRun {
       this.recorder.record({ type: 'end' });
       await this.audit();
       await this.drain();
+      await this.probe();
     } finally {
       for (const client of this.all) client.close(true);
       await Promise.race([Promise.all(this.all.map((c) => c.settled)), sleep(500)]);
@@ -281,6 +284,19 @@ export class ScheduleRun {
     });
     const users = await Promise.race([snapshot, sleep(3000).then(() => undefined)]);
     if (users !== undefined) this.recorder.record({ type: 'audit', destination: this.room, users: users.filter((u) => u !== role.user) });
+  }
+
+  /** A fresh CONNECT to each instance must be answered; the instances that do not are listed in `wedged`. */
+  private async probe(): Promise<void> {
+    await Promise.all(
+      this.cluster.settings.slots.map(async (slot) => {
+        const client = this.open(`${this.tag}-probe-${slot}`, slot);
+        if (client === undefined) return;
+        const isAnswered = await Promise.race([client.settled.then(() => true), sleep(this.bounds.convergeMs).then(() => false)]);
+        this.recorder.record({ type: 'probe', instance: slot, isAnswered });
+        if (!isAnswered) this.wedged.push(slot);
+      }),
+    );
   }
 
   /** Every consumer acks all it gets from now on (and what it held); one more joins on each instance. */
