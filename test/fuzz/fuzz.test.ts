@@ -1,4 +1,4 @@
-// CI's fuzz pass (issue 20, point 9): 10^5 mutated frames through `test/fuzz/run.ts` against a
+// CI's fuzz pass (issue 20, point 9): 10^5 mutated frames through `bench/fuzz.ts` against a
 // live broker process; the run itself checks crash, bystanders and heap, and exits non-zero
 // with its reasons. `npm run fuzz` runs 10^6.
 
@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 describe('fuzz: mutated frames against a live broker', { timeout: 240_000 }, () => {
   it('10^5 frames over TCP and WebSocket: no crash, bystanders served, heap back near the baseline', async () => {
     const seed = String(Date.now() % 1_000_000_000);
-    const child = spawn(process.execPath, [path.join(__dirname, 'run.js'), '--frames', '100000', '--seed', seed], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [path.join(__dirname, '../../bench/fuzz.js'), '--frames', '100000', '--seed', seed], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));

@@ -5,15 +5,16 @@
 // within HEAP_SETTLE_MS, to HEAP_SLACK_BYTES of what it was after a warm-up. Frames are
 // counted as sent: a connection's frames after its first invalid one are not read (the
 // broker answers ERROR and closes), which is why connections carry 1–12 frames each. Prints one JSON line of figures; exit 1 on
-// a failure. Default 10^6 frames; CI (test/fuzz/fuzz.test.ts) runs 10^5.
+// a failure. Default 10^6 frames; CI (test/fuzz/fuzz.test.ts) runs 10^5. It lives in bench/, not
+// test/: the test runner takes every .js under dist/test/ for a test file.
 
 import net from 'node:net';
 import WebSocket from 'ws';
-import { BrokerProcess } from '../helpers/broker-process';
-import { RawClient, header } from '../helpers/raw-client';
-import { Random } from '../helpers/seeded-random';
-import { heapAfterGc } from './inspector';
-import { chunked, loadCorpus, mutatedFrame } from './mutator';
+import { BrokerProcess } from '../test/helpers/broker-process';
+import { RawClient, header } from '../test/helpers/raw-client';
+import { Random } from '../test/helpers/seeded-random';
+import { heapAfterGc } from '../test/fuzz/inspector';
+import { chunked, loadCorpus, mutatedFrame } from '../test/fuzz/mutator';
 
 /** What a broker may keep after the run: its queues are capped at 256 KiB in all (below), plus noise. */
 const HEAP_SLACK_BYTES = 8 * 1024 * 1024;
