@@ -30,6 +30,8 @@ export interface SessionClient {
   send(destination: string, id: string, withReceipt: boolean): void;
   /** DISCONNECT (or just close, when `abrupt`). */
   close(abrupt?: boolean): void;
+  /** Resolves once every ACK sent has its RECEIPT, or after `timeoutMs`. */
+  acksReceipted(timeoutMs: number): Promise<void>;
 }
 
 export interface ClientTarget {
@@ -67,6 +69,7 @@ abstract class RecordingSession implements SessionClient {
   private hasClosed = false;
   private settle!: () => void;
   private receiptSeq = 0;
+  private acksAwaitingReceipt = 0;
 
   protected constructor(target: ClientTarget, transport: 'tcp' | 'ws', recorder: HistoryRecorder) {
     this.id = target.session;
@@ -115,9 +118,20 @@ abstract class RecordingSession implements SessionClient {
       ack: () => {
         if (!this.isOpen || id === undefined) return;
         this.recorder.record({ type: 'ack', session: this.id, id });
+        this.acksAwaitingReceipt++;
         ack();
       },
     };
+  }
+
+  protected onAckReceipt(id: string): void {
+    this.acksAwaitingReceipt--;
+    this.recorder.record({ type: 'receipt', session: this.id, of: 'ack', id });
+  }
+
+  async acksReceipted(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.acksAwaitingReceipt > 0 && this.isOpen && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   }
 
   protected nextReceipt(prefix: string): string {
@@ -172,7 +186,7 @@ class StompJsSession extends RecordingSession {
         const delivery = this.recordMessage(sub, destination, message.headers, message.body, () => {
           const ackReceipt = this.nextReceipt('ack');
           const id = message.headers['x-op']!;
-          this.client.watchForReceipt(ackReceipt, () => this.recorder.record({ type: 'receipt', session: this.id, of: 'ack', id }));
+          this.client.watchForReceipt(ackReceipt, () => this.onAckReceipt(id));
           message.ack({ receipt: ackReceipt });
         });
         onMessage?.(delivery);
@@ -281,7 +295,7 @@ class StompitSession extends RecordingSession {
         const messageHeaders = (message as unknown as { headers: Record<string, string> }).headers;
         const delivery = this.recordMessage(sub, destination, messageHeaders, body ?? '', () => {
           const id = messageHeaders['x-op']!;
-          this.client.ack(message, {}, receiptOnly(() => this.recorder.record({ type: 'receipt', session: this.id, of: 'ack', id })));
+          this.client.ack(message, {}, receiptOnly(() => this.onAckReceipt(id)));
         });
         onMessage?.(delivery);
       });

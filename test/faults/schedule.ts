@@ -211,9 +211,13 @@ export class ScheduleRun {
       if (this.producer.client?.isOpen === true) this.producer.client.send(this.queue, id(), true);
       else if (this.producer.client === undefined || !this.isConnecting(this.producer.client)) this.openRole(this.producer);
     } else if (r < 0.94) {
-      // A consumer goes (its held messages go back to the queue) and another comes.
+      // A consumer goes (its held messages go back to the queue) and another comes. It waits
+      // for its ACKs' RECEIPTs first: an ACK processed whose RECEIPT never came back would
+      // leave the history unable to tell a consumed message from a lost one.
       const role = this.random.pick(this.consumers);
-      if (role.client?.isOpen === true) role.client.close(this.random.chance(0.3));
+      const leaving = role.client;
+      const isAbrupt = this.random.chance(0.3);
+      if (leaving?.isOpen === true) void leaving.acksReceipted(1000).then(() => leaving.close(isAbrupt));
       this.openConsumer(role);
     } else {
       for (const role of this.watchers) if (role.client === undefined || (!role.client.isOpen && !this.isConnecting(role.client))) this.openWatcher(role);
