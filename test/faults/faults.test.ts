@@ -64,7 +64,7 @@ for (const mode of ['reject', 'replace'] as const) {
         const logs = Object.fromEntries(SLOTS.map((slot) => [slot, cluster.logs(slot).slice(logsFrom[slot]).filter(isTelling)]));
         fs.writeFileSync(file, JSON.stringify({ faults: run.faults, history, logs }, null, 1));
         const faults = run.faults.map((f) => `${f.kind}${f.kind.startsWith('redis-') ? '' : ` ${f.slot}`} at ${Math.round(f.atMs)} ms for ${Math.round(f.durationMs)} ms`).join(', ');
-        assert.fail(`${describeViolations(history, violations)}\n  faults: ${faults}\n  history: ${file}\n  replay: npm run test:faults -- --seed ${seed}`);
+        assert.fail(`${describeViolations(history, violations)}\n  faults (times from the first operation): ${faults}\n  history: ${file}\n  replay: npm run test:faults -- --seed ${seed}`);
       });
     }
   });
