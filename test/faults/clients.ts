@@ -17,6 +17,13 @@ export interface Delivery {
   ack(): void;
 }
 
+export interface SubscribeOptions {
+  ack: 'auto' | 'client-individual';
+  snapshot: boolean;
+  /** Called when the SUBSCRIBE's RECEIPT comes (after it is recorded). */
+  onSubscribed?: () => void;
+}
+
 export interface SessionClient {
   readonly id: string;
   readonly user: string;
@@ -25,7 +32,7 @@ export interface SessionClient {
   readonly isOpen: boolean;
   /** Resolves when CONNECTED, ERROR or close came, whichever first. */
   readonly settled: Promise<void>;
-  subscribe(sub: string, destination: string, options: { ack: 'auto' | 'client-individual'; snapshot: boolean }, onMessage?: (delivery: Delivery) => void): void;
+  subscribe(sub: string, destination: string, options: SubscribeOptions, onMessage?: (delivery: Delivery) => void): void;
   unsubscribe(sub: string): void;
   send(destination: string, id: string, withReceipt: boolean): void;
   /** DISCONNECT (or just close, when `abrupt`). */
@@ -124,6 +131,11 @@ abstract class RecordingSession implements SessionClient {
     };
   }
 
+  protected onSubscribed(sub: string, options: SubscribeOptions): void {
+    this.recorder.record({ type: 'subscribed', session: this.id, sub });
+    options.onSubscribed?.();
+  }
+
   protected onAckReceipt(id: string): void {
     this.acksAwaitingReceipt--;
     this.recorder.record({ type: 'receipt', session: this.id, of: 'ack', id });
@@ -138,7 +150,7 @@ abstract class RecordingSession implements SessionClient {
     return `${prefix}-${this.id}-${++this.receiptSeq}`;
   }
 
-  abstract subscribe(sub: string, destination: string, options: { ack: 'auto' | 'client-individual'; snapshot: boolean }, onMessage?: (delivery: Delivery) => void): void;
+  abstract subscribe(sub: string, destination: string, options: SubscribeOptions, onMessage?: (delivery: Delivery) => void): void;
   abstract unsubscribe(sub: string): void;
   abstract send(destination: string, id: string, withReceipt: boolean): void;
   abstract close(abrupt?: boolean): void;
@@ -173,11 +185,11 @@ class StompJsSession extends RecordingSession {
     this.client.activate();
   }
 
-  subscribe(sub: string, destination: string, options: { ack: 'auto' | 'client-individual'; snapshot: boolean }, onMessage?: (delivery: Delivery) => void): void {
+  subscribe(sub: string, destination: string, options: SubscribeOptions, onMessage?: (delivery: Delivery) => void): void {
     if (!this.isOpen) return;
     const receipt = this.nextReceipt('sub');
     this.recorder.record({ type: 'subscribe', session: this.id, sub, destination, ack: options.ack, snapshot: options.snapshot });
-    this.client.watchForReceipt(receipt, () => this.recorder.record({ type: 'subscribed', session: this.id, sub }));
+    this.client.watchForReceipt(receipt, () => this.onSubscribed(sub, options));
     const headers: Record<string, string> = { id: sub, ack: options.ack, receipt };
     if (options.snapshot) headers['x-presence-snapshot'] = 'true';
     const subscription = this.client.subscribe(
@@ -279,13 +291,13 @@ class StompitSession extends RecordingSession {
     else this.onClosed();
   }
 
-  subscribe(sub: string, destination: string, options: { ack: 'auto' | 'client-individual'; snapshot: boolean }, onMessage?: (delivery: Delivery) => void): void {
+  subscribe(sub: string, destination: string, options: SubscribeOptions, onMessage?: (delivery: Delivery) => void): void {
     if (!this.isOpen) return;
     const receipt = this.nextReceipt('sub');
     this.recorder.record({ type: 'subscribe', session: this.id, sub, destination, ack: options.ack, snapshot: options.snapshot });
     // stompit keeps no receipt for a SUBSCRIBE: register ours in its receipt table, or it
     // would take the RECEIPT for an unknown one and close the connection.
-    this.client._receipts[receipt] = () => this.recorder.record({ type: 'subscribed', session: this.id, sub });
+    this.client._receipts[receipt] = () => this.onSubscribed(sub, options);
     const headers: Record<string, string> = { destination, id: sub, ack: options.ack, receipt };
     if (options.snapshot) headers['x-presence-snapshot'] = 'true';
     const subscription = this.client.subscribe(headers, (error, message) => {

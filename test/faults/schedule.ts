@@ -93,6 +93,7 @@ export class ScheduleRun {
   private emptyRestartAt = -1;
   private sessionSeq = 0;
   private opSeq = 0;
+  private freshTopics = 0;
   private readonly busySlots = new Set<string>();
   /** Instances that answered no CONNECT after the end: the next schedule needs them started afresh. */
   readonly wedged: string[] = [];
@@ -204,6 +205,17 @@ export class ScheduleRun {
       }
     } else if (r < 0.5) {
       if (openMembers.length > 0) this.random.pick(openMembers).close(this.random.chance(0.3));
+    } else if (r < 0.55) {
+      // SUBSCRIBE RECEIPT, then at once a publish from another instance: the message must arrive
+      // (issue 20, point 5: the RECEIPT must wait until the relay subscription is in place).
+      const subscriber = openMembers.length > 0 ? this.random.pick(openMembers) : undefined;
+      const publishers = this.all.filter((c) => c.isOpen && c.instance !== subscriber?.instance);
+      if (subscriber !== undefined && publishers.length > 0) {
+        const publisher = this.random.pick(publishers);
+        const n = ++this.freshTopics;
+        const destination = `/topic/fresh.${this.tag}.${n}`;
+        subscriber.subscribe(`fresh-${n}`, destination, { ack: 'auto', snapshot: false, onSubscribed: () => publisher.send(destination, id(), true) });
+      }
     } else if (r < 0.65) {
       const candidates = [...openMembers, ...this.watchers.map((w) => w.client).filter((c): c is SessionClient => c?.isOpen === true)];
       if (candidates.length > 0) this.random.pick(candidates).send(this.room, id(), true);
