@@ -480,7 +480,7 @@ function subKey(session: string, sub: string): string {
   return `${session}\u0000${sub}`;
 }
 
-export function isQueue(destination: string): boolean {
+function isQueue(destination: string): boolean {
   return destination.startsWith('/queue/');
 }
 

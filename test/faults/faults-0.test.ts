@@ -1,0 +1,5 @@
+// Share 1 of the fault suite's schedules (see suite.ts).
+
+import { defineFaultSuite } from './suite';
+
+defineFaultSuite(0);

@@ -1,0 +1,5 @@
+// Share 5 of the fault suite's schedules (see suite.ts).
+
+import { defineFaultSuite } from './suite';
+
+defineFaultSuite(4);
