@@ -39,7 +39,8 @@ export function defineFaultSuite(shard: number): void {
   const all = process.env.FAULT_SEED !== undefined ? [process.env.FAULT_SEED] : Array.from({ length: count }, (_, i) => `${base}-${i}`);
   const seeds = all.filter((_, i) => i % shards === shard);
   const historyDir = process.env.FAULT_HISTORY_DIR ?? path.join(os.tmpdir(), 'stompd-fault-histories');
-  if (seeds.length > 0) process.stderr.write(`fault suite, shard ${shard + 1}/${shards}: ${seeds.length} schedule(s), base seed ${base}\n`);
+  const origin = process.env.FAULT_SEED !== undefined ? 'a replay' : `base seed ${base}`;
+  if (seeds.length > 0) process.stderr.write(`fault suite, shard ${shard + 1}/${shards}: ${seeds.length} schedule(s), ${origin}\n`);
 
   for (const mode of ['reject', 'replace'] as const) {
     const mine = seeds.filter((seed) => modeOf(seed) === mode);
