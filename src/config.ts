@@ -8,6 +8,8 @@ import type { DecoderLimits } from './codec';
 import type { HeartbeatSetting } from './session/heartbeat';
 import { parseHeartbeat } from './session/heartbeat';
 import type { SlowConsumerPolicy } from './session/session';
+import type { ForwardedHeader } from './transport/forwarded';
+import { TrustedProxies } from './transport/trusted-proxies';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -88,8 +90,10 @@ export interface Config {
   aclFile: string | undefined;
   /** Login/passcode users (AUTH=users), re-read on SIGHUP. */
   usersFile: string | undefined;
-  /** WebSocket Origin allow-list; empty: any origin. */
+  /** WebSocket Origin allow-list; empty: any origin (a cookie credential: the server's own origin only). */
   allowedOrigins: string[];
+  /** Besides loopback names, the Host names answered where no credential is asked (AUTH=none, an open HTTP API); `*`: any. */
+  allowedHosts: string[];
   /** Unique per start; names this process in Redis. */
   instanceId: string;
   /** How long a logout's revocation is kept: longer than any accepted token lives. */
@@ -101,6 +105,23 @@ export interface Config {
   /** Events also go to `<room><suffix>` when set; such destinations are never rooms themselves. */
   presenceCompanionSuffix: string | undefined;
   http: HttpConfig;
+  /** Peers (addresses, CIDR blocks) whose PROXY header or X-Forwarded-For / Forwarded names the client. */
+  trustedProxies: string[];
+  /** The plain TCP listener expects a PROXY protocol header from trusted proxies. */
+  proxyProtocol: boolean;
+  /** Which of the two headers the WebSocket handshake's trusted proxies set. */
+  forwardedHeader: ForwardedHeader;
+  /** undefined: no TLS listeners. */
+  tls: TlsConfig | undefined;
+}
+
+export interface TlsConfig {
+  certFile: string;
+  keyFile: string;
+  caFile: string | undefined;
+  /** undefined: this TLS listener is off. 0: any free port. */
+  stompTlsPort: number | undefined;
+  wssPort: number | undefined;
 }
 
 export interface HttpConfig {
@@ -114,6 +135,14 @@ export interface HttpConfig {
   adminRoles: string[];
   /** Neither ADMIN_TOKEN nor JWT auth: /api is open, so it listens on loopback only. */
   isOpen: boolean;
+  /** /metrics needs `Bearer <metricsToken>` or an admin credential; false: public. */
+  isMetricsGuarded: boolean;
+  /** Bearer token for /metrics alone (METRICS_TOKEN). */
+  metricsToken: string | undefined;
+  /** Queues given series of their own in /metrics, the deepest first; 0: totals only. */
+  metricsQueueSeries: number;
+  /** DEMO=1: the chat demo at /demo (and its rooms, /topic/demo.*, are presence rooms). */
+  isDemo: boolean;
 }
 
 export interface RedisConfig {
@@ -132,9 +161,30 @@ export class ConfigError extends Error {
   readonly variable: string;
 
   constructor(variable: string, value: string, expected: string) {
-    super(`${variable}=${JSON.stringify(value)}: ${expected}`);
+    super(`${variable}=${JSON.stringify(redactUrls(value))}: ${expected}`);
     this.name = 'ConfigError';
     this.variable = variable;
+  }
+}
+
+/**
+ * A value as an error line may show it: the password (or token) inside any URL's user info
+ * and every query string are masked, since a REDIS_URL or JWT_JWKS_URL may carry a secret
+ * there and start errors end up in terminals, CI logs and support tickets.
+ */
+export function redactUrls(value: string): string {
+  return value.replace(/([a-z][a-z0-9+.-]*:\/\/)([^\s/?#@]*)@/gi, (_all, scheme: string, userInfo: string) => {
+    const colon = userInfo.indexOf(':');
+    return `${scheme}${colon === -1 ? '***' : `${userInfo.slice(0, colon)}:***`}@`;
+  }).replace(/(:\/\/[^\s?#]*)\?[^\s#]*/g, '$1?***');
+}
+
+/** Whether `value` parses as a URL with one of `schemes` (a `new URL` failure names nothing). */
+function isUrl(value: string, schemes: readonly string[]): boolean {
+  try {
+    return schemes.includes(new URL(value).protocol);
+  } catch {
+    return false;
   }
 }
 
@@ -163,7 +213,7 @@ function isInvalid(parsed: unknown): boolean {
 const optional = (v: string): string => v;
 
 /** Never echoed in an error line. */
-const SECRET_VARIABLES = new Set(['JWT_SECRET', 'ADMIN_TOKEN']);
+const SECRET_VARIABLES = new Set(['JWT_SECRET', 'ADMIN_TOKEN', 'METRICS_TOKEN']);
 const list = (v: string): string[] => v.split(',').map((item) => item.trim()).filter((item) => item !== '');
 
 /** variable → [default, parser (null or NaN = invalid), what a valid value looks like] */
@@ -171,6 +221,14 @@ const SETTINGS = {
   HOST: ['127.0.0.1', (v: string) => (v.trim() === '' ? null : v), 'a host name or address to listen on'],
   STOMP_PORT: ['61613', port(true), 'a TCP port (0-65535) or "off"'],
   WS_PORT: ['15674', port(true), 'a TCP port (0-65535) or "off"'],
+  STOMP_TLS_PORT: ['61614', port(true), 'a TCP port (0-65535) or "off" (used when TLS_CERT_FILE is set)'],
+  WSS_PORT: ['15673', port(true), 'a TCP port (0-65535) or "off" (used when TLS_CERT_FILE is set)'],
+  TLS_CERT_FILE: ['', optional, 'a path to a PEM certificate (chain): turns on STOMP_TLS_PORT and WSS_PORT'],
+  TLS_KEY_FILE: ['', optional, 'a path to the PEM private key of TLS_CERT_FILE'],
+  TLS_CA_FILE: ['', optional, 'a path to PEM CA certificates: clients of the TLS ports must present a certificate they signed'],
+  TRUSTED_PROXIES: ['', (v: string) => (isTrustedProxyList(list(v)) ? list(v) : null), 'IP addresses or CIDR blocks (IPv4 or IPv6), comma-separated'],
+  PROXY_PROTOCOL: ['0', (v: string) => (v === '0' || v === '1' ? v === '1' : null), '"0" or "1"'],
+  FORWARDED_HEADER: ['x-forwarded-for', (v: string) => (v === 'x-forwarded-for' || v === 'forwarded' ? v : null), '"x-forwarded-for" or "forwarded"'],
   WS_PATH: ['/ws', (v: string) => (v.startsWith('/') ? v : null), 'a path starting with "/"'],
   HEARTBEAT: ['10000,10000', (v: string) => parseHeartbeat(v) ?? null, 'two non-negative integers "sx,sy" in ms: how often we can send, how often we want to hear'],
   HEARTBEAT_MIN_MS: ['100', integer(1, 3_600_000), 'an integer from 1 to 3600000 (ms)'],
@@ -204,7 +262,7 @@ const SETTINGS = {
   ALLOW_INSECURE_AUTH: ['0', (v: string) => (v === '0' || v === '1' ? v === '1' : null), '"0" or "1"'],
   JWT_SECRET: ['', (v: string) => (v === '' || Buffer.byteLength(v) >= 32 ? v : null), 'at least 32 bytes (HS256 needs a 256-bit secret)'],
   JWT_PUBLIC_KEY: ['', (v: string) => (v === '' || v.includes('-----BEGIN PUBLIC KEY-----') ? v.replace(/\\n/g, '\n') : null), 'a PEM public key ("-----BEGIN PUBLIC KEY-----" ...)'],
-  JWT_JWKS_URL: ['', (v: string) => (v === '' || /^https?:\/\/\S+$/.test(v) ? v : null), 'an http(s) URL'],
+  JWT_JWKS_URL: ['', (v: string) => (v === '' || (/^https?:\/\/\S+$/.test(v) && isUrl(v, ['http:', 'https:'])) ? v : null), 'an http(s) URL'],
   JWT_ISSUER: ['', optional, 'the expected iss claim'],
   JWT_AUDIENCE: ['', optional, 'the expected aud claim'],
   JWT_CLOCK_TOLERANCE_S: ['5', integer(0, 3600), 'an integer from 0 to 3600 (seconds)'],
@@ -216,8 +274,9 @@ const SETTINGS = {
   USER_PREFIX: ['/user/', (v: string) => (v.startsWith('/') && v.endsWith('/') && v.length > 2 ? v : null), 'a prefix starting and ending with "/"'],
   ACL_FILE: ['', optional, 'a path to a JSON rules file'],
   ALLOWED_ORIGINS: ['', list, 'origins, comma-separated'],
+  ALLOWED_HOSTS: ['', (v: string) => (list(v).every((h) => /^[^\s/?#@\\]+$/.test(h)) ? list(v).map((h) => h.toLowerCase()) : null), 'host names, comma-separated, or "*"'],
   INSTANCE_ID: ['', (v: string) => (v === '' || /^[A-Za-z0-9._-]{1,100}$/.test(v) ? v : null), 'letters, digits, ".", "_" or "-" (default: host name, pid and a random part)'],
-  REDIS_URL: ['', (v: string) => (v === '' || /^rediss?:\/\/\S+$/.test(v) ? v : null), 'a redis:// or rediss:// URL'],
+  REDIS_URL: ['', (v: string) => (v === '' || (/^rediss?:\/\/\S+$/.test(v) && isUrl(v, ['redis:', 'rediss:'])) ? v : null), 'a redis:// or rediss:// URL'],
   REDIS_CLUSTER_NODES: ['', (v: string) => (v === '' || list(v).every((n) => /^[^\s:]+:\d{1,5}$/.test(n)) ? v : null), 'host:port pairs, comma-separated'],
   REDIS_PREFIX: ['ws:', (v: string) => (/^[^\s{}]{0,64}$/.test(v) ? v : null), 'up to 64 characters, no spaces or braces'],
   SESSION_TTL_SECONDS: ['86400', integer(60, 31_536_000), 'an integer from 60 to 31536000 (seconds)'],
@@ -228,7 +287,11 @@ const SETTINGS = {
   HTTP_PORT: ['8080', port(true), 'a TCP port (0-65535) or "off"'],
   HTTP_HOST: ['', optional, 'a host name or address for the HTTP API (default: HOST)'],
   ADMIN_TOKEN: ['', (v: string) => (v === '' || (Buffer.byteLength(v) >= 16 && /^[\x21-\x7e]+$/.test(v)) ? v : null), 'at least 16 printable characters without spaces'],
+  METRICS_TOKEN: ['', (v: string) => (v === '' || (Buffer.byteLength(v) >= 16 && /^[\x21-\x7e]+$/.test(v)) ? v : null), 'at least 16 printable characters without spaces'],
+  METRICS_AUTH: ['auto', (v: string) => (v === 'auto' || v === 'public' || v === 'credential' ? v : null), '"public", "credential" (METRICS_TOKEN or an admin credential) or "auto" (credential when METRICS_TOKEN is set)'],
+  METRICS_QUEUE_SERIES: ['20', integer(0, 10_000), 'an integer from 0 to 10000 (0: totals only)'],
   ADMIN_ROLES: ['ADMIN', (v: string) => (list(v).length > 0 ? list(v) : null), 'role names, comma-separated'],
+  DEMO: ['0', (v: string) => (v === '0' || v === '1' ? v === '1' : null), '"0" or "1" (1: the chat demo at /demo on the HTTP port)'],
   LOG_LEVEL: ['info', (v: string) => (['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(v) ? v : null), 'one of fatal, error, warn, info, debug, trace, silent'],
 } as const;
 
@@ -257,6 +320,10 @@ export function loadConfig(env: Env): Readonly<Config> {
   if (p.TOPIC_PREFIX.startsWith(p.QUEUE_PREFIX) || p.QUEUE_PREFIX.startsWith(p.TOPIC_PREFIX)) {
     throw new ConfigError('QUEUE_PREFIX', p.QUEUE_PREFIX, `expected a prefix that neither starts nor is started by TOPIC_PREFIX (${p.TOPIC_PREFIX})`);
   }
+  // The demo is a page on the HTTP port whose client connects to the WebSocket port.
+  if (p.DEMO && (p.HTTP_PORT === undefined || p.WS_PORT === undefined)) {
+    throw new ConfigError('DEMO', '1', `expected ${p.HTTP_PORT === undefined ? 'HTTP_PORT' : 'WS_PORT'} not "off": the demo is a page on the HTTP port that connects over WebSocket`);
+  }
   for (const other of [p.TOPIC_PREFIX, p.QUEUE_PREFIX]) {
     if (other.startsWith(p.USER_PREFIX) || p.USER_PREFIX.startsWith(other)) {
       throw new ConfigError('USER_PREFIX', p.USER_PREFIX, `expected a prefix that neither starts nor is started by ${other}`);
@@ -281,8 +348,18 @@ export function loadConfig(env: Env): Readonly<Config> {
   if (notTopic !== undefined) {
     throw new ConfigError('PRESENCE_DESTINATIONS', p.PRESENCE_DESTINATIONS.join(','), `expected topic patterns: ${JSON.stringify(notTopic)} does not start with TOPIC_PREFIX (${p.TOPIC_PREFIX})`);
   }
-  if (p.STOMP_PORT === undefined && p.WS_PORT === undefined) {
-    throw new ConfigError('STOMP_PORT', 'off', 'expected a port: STOMP_PORT and WS_PORT cannot both be off');
+  if ((p.TLS_CERT_FILE === '') !== (p.TLS_KEY_FILE === '')) {
+    const [missing, set] = p.TLS_CERT_FILE === '' ? ['TLS_CERT_FILE', 'TLS_KEY_FILE'] : ['TLS_KEY_FILE', 'TLS_CERT_FILE'];
+    throw new ConfigError(missing, '', `expected a path: ${set} is set, and TLS needs both a certificate and its key`);
+  }
+  if (p.TLS_CA_FILE !== '' && p.TLS_CERT_FILE === '') throw new ConfigError('TLS_CERT_FILE', '', 'expected a path: TLS_CA_FILE (client certificates) needs the TLS listeners, which need TLS_CERT_FILE and TLS_KEY_FILE');
+  const tls: TlsConfig | undefined =
+    p.TLS_CERT_FILE === '' ? undefined : { certFile: p.TLS_CERT_FILE, keyFile: p.TLS_KEY_FILE, caFile: p.TLS_CA_FILE || undefined, stompTlsPort: p.STOMP_TLS_PORT, wssPort: p.WSS_PORT };
+  if (p.STOMP_PORT === undefined && p.WS_PORT === undefined && (tls === undefined || (tls.stompTlsPort === undefined && tls.wssPort === undefined))) {
+    throw new ConfigError('STOMP_PORT', 'off', 'expected a port: STOMP_PORT and WS_PORT cannot both be off without a TLS listener (TLS_CERT_FILE with STOMP_TLS_PORT or WSS_PORT)');
+  }
+  if (p.PROXY_PROTOCOL && p.TRUSTED_PROXIES.length === 0) {
+    throw new ConfigError('TRUSTED_PROXIES', '', 'expected the proxies\' addresses: PROXY_PROTOCOL=1 believes PROXY headers from TRUSTED_PROXIES only');
   }
   return Object.freeze({
     host: p.HOST,
@@ -333,6 +410,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     aclFile: p.ACL_FILE || undefined,
     usersFile: p.USERS_FILE || undefined,
     allowedOrigins: p.ALLOWED_ORIGINS,
+    allowedHosts: p.ALLOWED_HOSTS,
     instanceId: p.INSTANCE_ID || defaultInstanceId(),
     revocationTtlSeconds: p.REVOCATION_TTL_SECONDS,
     redis:
@@ -345,16 +423,49 @@ export function loadConfig(env: Env): Readonly<Config> {
             sessionTtlSeconds: p.SESSION_TTL_SECONDS,
             instanceHeartbeatMs: p.INSTANCE_HEARTBEAT_MS,
           },
-    presenceDestinations: p.PRESENCE_DESTINATIONS,
+    // The demo's rooms are rooms whatever else is: it shows presence.
+    presenceDestinations: p.DEMO && !p.PRESENCE_DESTINATIONS.includes(DEMO_ROOMS) ? [...p.PRESENCE_DESTINATIONS, DEMO_ROOMS] : p.PRESENCE_DESTINATIONS,
     presenceCompanionSuffix: p.PRESENCE_COMPANION_SUFFIX || undefined,
-    http: httpConfig(p.HTTP_PORT, p.HTTP_HOST || p.HOST, p.ADMIN_TOKEN || undefined, p.ADMIN_ROLES, authMode === 'jwt'),
+    http: { ...httpConfig(p, authMode === 'jwt'), isDemo: p.DEMO },
+    trustedProxies: p.TRUSTED_PROXIES,
+    proxyProtocol: p.PROXY_PROTOCOL,
+    forwardedHeader: p.FORWARDED_HEADER as ForwardedHeader,
+    tls,
   });
 }
 
-function httpConfig(port: number | undefined, host: string, adminToken: string | undefined, adminRoles: string[], hasJwt: boolean): HttpConfig {
+/** The chat demo's rooms (DEMO=1). */
+export const DEMO_ROOMS = '/topic/demo.*';
+
+function httpConfig(p: Parsed, hasJwt: boolean): Omit<HttpConfig, 'isDemo'> {
+  const adminToken = p.ADMIN_TOKEN || undefined;
+  const metricsToken = p.METRICS_TOKEN || undefined;
+  const host = p.HTTP_HOST || p.HOST;
   const isOpen = adminToken === undefined && !hasJwt;
+  const isMetricsGuarded = p.METRICS_AUTH === 'credential' || (p.METRICS_AUTH === 'auto' && metricsToken !== undefined);
+  if (isMetricsGuarded && metricsToken === undefined && isOpen) {
+    throw new ConfigError('METRICS_AUTH', p.METRICS_AUTH, 'expected METRICS_TOKEN, ADMIN_TOKEN or JWT auth to be set: the credential /metrics would ask for');
+  }
   // An API nobody has to authenticate to must not be reachable from elsewhere.
-  return { port, host: isOpen && !isLoopback(host) ? '127.0.0.1' : host, adminToken, adminRoles, isOpen };
+  return {
+    port: p.HTTP_PORT,
+    host: isOpen && !isLoopback(host) ? '127.0.0.1' : host,
+    adminToken,
+    adminRoles: p.ADMIN_ROLES,
+    isOpen,
+    isMetricsGuarded,
+    metricsToken,
+    metricsQueueSeries: p.METRICS_QUEUE_SERIES,
+  };
+}
+
+function isTrustedProxyList(entries: string[]): boolean {
+  try {
+    new TrustedProxies(entries);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function hostPort(node: string): { host: string; port: number } {

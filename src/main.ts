@@ -39,7 +39,7 @@ function help(): string {
     'Environment variables:',
     ...rows,
     '',
-    'SIGINT or SIGTERM stops gracefully; SIGHUP re-reads USERS_FILE (AUTH=users).',
+    'SIGINT or SIGTERM stops gracefully; SIGHUP re-reads USERS_FILE (AUTH=users) and the TLS files.',
     '',
   ].join('\n');
 }
@@ -122,8 +122,16 @@ async function runBroker(): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
   // Only where there is something to re-read: elsewhere SIGHUP keeps its default (exit).
-  if (config.authMode === 'users') {
+  if (config.authMode === 'users' || config.tls !== undefined) {
     process.on('SIGHUP', () => {
+      if (config.tls !== undefined) {
+        try {
+          server.reloadTls();
+        } catch (error) {
+          server.logger.error({ error: error instanceof Error ? error.message : String(error) }, 'TLS certificate not reloaded: keeping the previous one');
+        }
+      }
+      if (config.authMode !== 'users') return;
       server.reloadUsers().then(
         (users) => server.logger.info({ usersFile: config.usersFile, users }, 'users file reloaded'),
         (error: unknown) => server.logger.error({ usersFile: config.usersFile, error: error instanceof Error ? error.message : String(error) }, 'users file not reloaded: keeping the previous users'),

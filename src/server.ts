@@ -10,7 +10,9 @@ import type { Logger } from 'pino';
 import { accessControl, loadRules } from './auth/acl';
 import { loginAsUserId } from './auth/embedded';
 import { createJwtVerifier, jwtAuthenticator } from './auth/jwt';
-import { originChecker } from './auth/origin';
+import { isLoopbackHostname, localOnlyGuard, originList } from './auth/host';
+import { handshakeChecker } from './auth/origin';
+import type { HandshakeRefusal, HandshakeRefusalKind } from './auth/origin';
 import { sessionPolicy } from './auth/session-policy';
 import { addressableUserId } from './auth/user-id';
 import { UsersFile, passwordAuthenticator } from './auth/users';
@@ -23,11 +25,15 @@ import type { HttpApi } from './http/api';
 import { closeSessions, createSessionAdmin } from './session/admin';
 import type { SessionAdmin } from './session/admin';
 import { SessionCounters } from './session/counters';
+import { SubscriptionNotes } from './session/subscription-notes';
+import { singleInstance } from './registry/instances';
+import type { InstanceReport } from './registry/instances';
 import { StompError } from './session/errors';
 import { LifecycleEvents } from './session/events';
 import type { Interceptor } from './session/interceptor';
 import { Session } from './session/session';
 import { MemoryPresenceStore } from './presence/memory-presence';
+import { companionGuard } from './presence/companion-guard';
 import { RoomMatcher } from './presence/presence';
 import { PresenceTracker } from './presence/presence-tracker';
 import type { Presence } from './presence/presence-tracker';
@@ -36,7 +42,12 @@ import { Admission } from './transport/admission';
 import type { Refusal } from './transport/admission';
 import type { Connection, TransportKind } from './transport/connection';
 import { listenTcp } from './transport/tcp';
-import type { ListeningServer } from './transport/tcp';
+import type { ListeningServer, RejectReason } from './transport/tcp';
+import { loadTlsCredentials } from './transport/tls-credentials';
+import type { TlsCredentials } from './transport/tls-credentials';
+import { TrustedProxies } from './transport/trusted-proxies';
+import { formatAddress, socketPeer } from './transport/client-address';
+import { forwardedClientAddress } from './transport/forwarded';
 import { listenWebSocket } from './transport/websocket';
 
 export interface ServerOptions {
@@ -52,6 +63,9 @@ export interface RunningServer {
   /** Bound ports; undefined for a transport that is off. */
   readonly tcpPort: number | undefined;
   readonly wsPort: number | undefined;
+  /** TLS listeners' bound ports; undefined when off (or no TLS_CERT_FILE). */
+  readonly stompTlsPort: number | undefined;
+  readonly wssPort: number | undefined;
   /** The HTTP API's port; undefined when HTTP_PORT=off. */
   readonly httpPort: number | undefined;
   readonly events: LifecycleEvents;
@@ -74,6 +88,12 @@ export interface RunningServer {
    * Resolves to the number of users; undefined in the other modes (nothing to re-read).
    */
   reloadUsers(): Promise<number | undefined>;
+  /**
+   * Re-read TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_FILE: later handshakes use them, open
+   * connections keep theirs (logged). A bad file keeps the current ones and throws
+   * (TlsFileError). undefined without TLS.
+   */
+  reloadTls(): TlsCredentials | undefined;
   /**
    * Stop accepting, close every session (reason `shutdown`), release the ports; connections
    * still open after SHUTDOWN_TIMEOUT_MS are destroyed. Queue messages held in memory are lost.
@@ -107,6 +127,9 @@ function listenFailure(error: unknown, host: string, port: number, portVariable:
 
 export async function startServer(config: Readonly<Config>, options: ServerOptions = {}): Promise<RunningServer> {
   const logger = options.logger ?? pino({ level: config.logLevel });
+  // Read before anything starts: a missing or bad file stops the start with one line (TlsFileError).
+  const tlsCredentials = config.tls === undefined ? undefined : loadTlsCredentials(config.tls);
+  if (tlsCredentials !== undefined) logTlsCredentials(logger, tlsCredentials, 'TLS certificate loaded');
   const events = new LifecycleEvents();
   const router = new Router({
     topicPrefix: config.topicPrefix,
@@ -123,6 +146,32 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   const open = new Map<string, Session>();
   const presenceRooms = new RoomMatcher(config.presenceDestinations, config.presenceCompanionSuffix);
   const messageIdPrefix = randomBytes(4).toString('hex');
+  const counters = new SessionCounters();
+  const startedAt = Date.now();
+  // This instance's totals, as GET /api/instances lists them (with Redis, published with each
+  // liveness refresh, from the cluster layer's start on: so declared before it).
+  function instanceReport(): InstanceReport {
+    let sessions = 0;
+    for (const session of open.values()) if (session.state === 'connected') sessions++;
+    const stats = router.stats();
+    return {
+      instanceId: config.instanceId,
+      startedAt,
+      reportedAt: Date.now(),
+      isDegraded: false, // the cluster layer says when it is
+      degradedReason: null,
+      counters: {
+        connections: open.size,
+        sessions,
+        published: { ...router.published },
+        delivered: { topic: router.delivered.topic, queue: stats.deliveredFromQueues, user: router.delivered.user },
+        dropped: { topic: router.dropped.topic, queue: stats.droppedFromQueues, user: router.dropped.user },
+        errors: { ...counters.errorsSent },
+        bytesIn: counters.bytesIn,
+        heartbeatTimeouts: counters.heartbeatTimeouts,
+      },
+    };
+  }
   // Several instances: loaded only when Redis is configured (embedded mode never loads ioredis).
   const cluster =
     config.redis === undefined
@@ -144,8 +193,10 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           },
           kickLocalUser: (userId, code, message, reason) => closeSessions(open.values(), userId, code, message, reason),
           closeAllLocal: (code, message, reason) => closeSessions(open.values(), undefined, code, message, reason),
+          report: () => instanceReport(),
         });
   const registry = options.registry ?? cluster?.registry ?? new MemoryRegistry();
+  const subscriptionNotes = new SubscriptionNotes(events, registry);
   const revocations = cluster?.revocations ?? new MemoryRevocations(config.revocationTtlSeconds * 1000);
   const presence = new PresenceTracker({
     events,
@@ -163,7 +214,19 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     jwtVerifier !== undefined ? jwtAuthenticator(jwtVerifier)
     : usersFile !== undefined ? passwordAuthenticator(usersFile)
     : loginAsUserId();
-  if (usersFile !== undefined) logger.info({ usersFile: usersFile.path, users: usersFile.size }, 'users mode: login and passcode checked against USERS_FILE');
+  const warnIfUsersFileExposed = (): void => {
+    const exposedMode = usersFile?.exposedMode();
+    if (exposedMode !== undefined) {
+      logger.warn({ usersFile: usersFile!.path, mode: `0${exposedMode.toString(8)}` }, 'USERS_FILE is readable or writable by other users than its owner: chmod 600 it');
+    }
+  };
+  if (usersFile !== undefined) {
+    logger.info({ usersFile: usersFile.path, users: usersFile.size }, 'users mode: login and passcode checked against USERS_FILE');
+    warnIfUsersFileExposed();
+  }
+  if (config.authMode === 'none' && config.wsPort !== undefined && !isLoopbackHostname(config.host) && config.allowedHosts.length === 0) {
+    logger.warn({ host: config.host }, 'AUTH=none beyond loopback: WebSocket handshakes addressed to a name that is not loopback get 403 (DNS rebinding); list the names clients use in ALLOWED_HOSTS');
+  }
   if (config.authMode === 'none') {
     logger.warn(
       config.redis === undefined
@@ -176,6 +239,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     revocationCheck(revocations),
     addressableUserId(router.destinations),
     accessControl(loadRules(config.aclFile), router.destinations),
+    companionGuard(presenceRooms),
     sessionPolicy(
       registry,
       { mode: config.singleSession, maxSessionsPerUser: config.maxSessionsPerUser },
@@ -192,7 +256,6 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     ...(options.extraInterceptors ?? []),
     { name: 'session-table', onClose: (session) => open.delete(session.id) },
   ];
-  const counters = new SessionCounters();
   const deps: SessionDeps = {
     router,
     counters,
@@ -238,7 +301,14 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     refusalLog(logger),
   );
 
-  const verifyOrigin = originChecker(config.allowedOrigins);
+  const verifyHandshake = handshakeChecker({
+    allowedOrigins: config.allowedOrigins,
+    allowedHosts: config.allowedHosts,
+    isUnauthenticated: config.authMode === 'none',
+    isCookieCredential: config.authMode === 'jwt',
+  });
+  const trustedProxies = new TrustedProxies(config.trustedProxies);
+  const onRejected = rejectionLog(logger);
   // Room past the soft limit for what is not a MESSAGE (RECEIPTs) and for one MESSAGE of the
   // largest frame: 6 MiB with the defaults, only ever reached by a client that stops reading
   // (an idle connection holds none of it).
@@ -247,46 +317,86 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     overflowLimitBytes: config.writeBufferLimitBytes * 2 + config.limits.maxFrameBytes,
   };
   const listeners: ListeningServer[] = [];
+  const tlsListeners: ListeningServer[] = [];
   let tcpPort: number | undefined;
   let wsPort: number | undefined;
+  let stompTlsPort: number | undefined;
+  let wssPort: number | undefined;
+  const wsOptions = {
+    host: config.host,
+    path: config.wsPath,
+    limits: writeLimits,
+    // stompjs sends one frame per message, and a frame is held to maxFrameBytes anyway:
+    // the 64 KiB lets a frame just over the limit reach the decoder, which answers
+    // FRAME_TOO_LARGE, rather than the WebSocket closing with 1009.
+    maxMessageBytes: config.limits.maxFrameBytes + 64 * 1024,
+    pendingBudget,
+    messageTimeoutMs: config.frameTimeoutMs,
+    handshakeTimeoutMs: config.handshakeTimeoutMs,
+    admission,
+    onRejected,
+    ...(trustedProxies.isEmpty ? {} : { forwarded: { trusted: trustedProxies, header: config.forwardedHeader } }),
+    // The refusal line names the client a trusted proxy reports, as the session would.
+    ...(verifyHandshake
+      ? { verifyHandshake: loggedHandshakeCheck(verifyHandshake, logger, (request) => formatAddress(forwardedClientAddress(socketPeer(request.socket), request.headers, config.forwardedHeader, trustedProxies))) }
+      : {}),
+  };
   try {
     if (config.stompPort !== undefined) {
       const stompPort = config.stompPort;
-      const tcp = await listenTcp({ host: config.host, port: stompPort, limits: writeLimits, admission }, accept, refuse).catch((error: unknown) => {
+      const tcp = await listenTcp(
+        {
+          host: config.host,
+          port: stompPort,
+          limits: writeLimits,
+          admission,
+          onRejected,
+          ...(config.proxyProtocol ? { proxyProtocol: { trusted: trustedProxies, timeoutMs: config.handshakeTimeoutMs } } : {}),
+        },
+        accept,
+        refuse,
+      ).catch((error: unknown) => {
         throw listenFailure(error, config.host, stompPort, 'STOMP_PORT');
       });
       listeners.push(tcp);
       tcpPort = tcp.port;
     }
     if (config.wsPort !== undefined) {
-      const ws = await listenWebSocket(
-        {
-          host: config.host,
-          port: config.wsPort,
-          path: config.wsPath,
-          limits: writeLimits,
-          // stompjs sends one frame per message, and a frame is held to maxFrameBytes anyway:
-          // the 64 KiB lets a frame just over the limit reach the decoder, which answers
-          // FRAME_TOO_LARGE, rather than the WebSocket closing with 1009.
-          maxMessageBytes: config.limits.maxFrameBytes + 64 * 1024,
-          pendingBudget,
-          messageTimeoutMs: config.frameTimeoutMs,
-          handshakeTimeoutMs: config.handshakeTimeoutMs,
-          admission,
-          ...(verifyOrigin ? { verifyHandshake: loggedOriginCheck(verifyOrigin, logger) } : {}),
-        },
-        accept,
-      ).catch((error: unknown) => {
+      const ws = await listenWebSocket({ ...wsOptions, port: config.wsPort }, accept).catch((error: unknown) => {
         throw listenFailure(error, config.host, config.wsPort!, 'WS_PORT');
       });
       listeners.push(ws);
       wsPort = ws.port;
     }
+    if (config.tls !== undefined && tlsCredentials !== undefined) {
+      const tlsOptions = { ...tlsCredentials.options, handshakeTimeout: config.handshakeTimeoutMs };
+      if (config.tls.stompTlsPort !== undefined) {
+        const port = config.tls.stompTlsPort;
+        const tcp = await listenTcp({ host: config.host, port, limits: writeLimits, admission, onRejected, tls: tlsOptions }, accept, refuse).catch((error: unknown) => {
+          throw listenFailure(error, config.host, port, 'STOMP_TLS_PORT');
+        });
+        listeners.push(tcp);
+        tlsListeners.push(tcp);
+        stompTlsPort = tcp.port;
+      }
+      if (config.tls.wssPort !== undefined) {
+        const port = config.tls.wssPort;
+        const wss = await listenWebSocket({ ...wsOptions, port, tls: tlsOptions }, accept).catch((error: unknown) => {
+          throw listenFailure(error, config.host, port, 'WSS_PORT');
+        });
+        listeners.push(wss);
+        tlsListeners.push(wss);
+        wssPort = wss.port;
+      }
+    }
   } catch (error) {
     await Promise.all(listeners.map((l) => l.close()));
     throw error;
   }
-  logger.info({ host: config.host, stompPort: tcpPort, wsPort, wsPath: config.wsPath }, 'stompd listening');
+  logger.info(
+    { host: config.host, stompPort: tcpPort, wsPort, wsPath: config.wsPath, stompTlsPort, wssPort, ...(trustedProxies.isEmpty ? {} : { trustedProxies: config.trustedProxies, proxyProtocol: config.proxyProtocol }) },
+    'stompd listening',
+  );
 
   const admin = createSessionAdmin({
     localSessions: () => open.values(),
@@ -300,17 +410,24 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   if (config.http.port !== undefined) {
     const { host, port } = config.http;
     // Loaded only when wanted: with HTTP_PORT=off the process carries no Fastify or prom-client.
-    const [{ startHttpApi }, { adminAuthenticator }, { createMetrics }] = await Promise.all([import('./http/api'), import('./http/auth'), import('./http/metrics')]);
+    const [{ startHttpApi }, { adminAuthenticator, metricsAuthenticator }, { createMetrics }] = await Promise.all([import('./http/api'), import('./http/auth'), import('./http/metrics')]);
+    const authenticateAdmin = adminAuthenticator({ adminToken: config.http.adminToken, jwtVerifier, adminRoles: config.http.adminRoles, isOpen: config.http.isOpen, revocations });
     try {
       http = await startHttpApi(
-        { host, port },
+        // Fastify reads X-Forwarded-For only: with FORWARDED_HEADER=forwarded a client could set it past the proxy.
+        { host, port, ...(trustedProxies.isEmpty || config.forwardedHeader !== 'x-forwarded-for' ? {} : { isTrustedProxy: (address: string) => trustedProxies.has(address) }) },
         {
           registry,
           admin,
           publisher: router,
           presence,
           queues: router,
-          authenticate: adminAuthenticator({ adminToken: config.http.adminToken, jwtVerifier, adminRoles: config.http.adminRoles, isOpen: config.http.isOpen, revocations }),
+          // Without a credential, what reaches it is trusted: loopback Host names and pages only.
+          ...(config.http.isOpen ? { foreignRequestRefusal: localOnlyGuard(config.allowedHosts, originList(config.allowedOrigins)) } : {}),
+          authenticate: authenticateAdmin,
+          ...(config.http.isMetricsGuarded ? { authenticateMetrics: metricsAuthenticator(config.http.metricsToken, config.http.isOpen ? undefined : authenticateAdmin) } : {}),
+          instances: cluster ?? singleInstance(instanceReport),
+          pages: { demo: config.http.isDemo ? { wsPort, wsPath: config.wsPath, isOpenLogin: config.authMode === 'none' } : undefined },
           readiness: () => {
             if (isStopping) return { isReady: false, reason: 'shutting down' };
             const health = cluster?.health();
@@ -323,6 +440,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
             router,
             queues: router,
             cluster: () => cluster?.health(),
+            queueSeries: config.http.metricsQueueSeries,
           }),
           maxBodyBytes: config.limits.maxFrameBytes,
           logger,
@@ -349,6 +467,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     config,
     tcpPort,
     wsPort,
+    stompTlsPort,
+    wssPort,
     httpPort: httpApi?.port,
     events,
     router,
@@ -359,7 +479,18 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     presence,
     admin,
     clusterHealth: () => (cluster === undefined ? undefined : cluster.health()),
-    reloadUsers: async () => usersFile?.reload(),
+    reloadUsers: async () => {
+      const users = await usersFile?.reload();
+      warnIfUsersFileExposed();
+      return users;
+    },
+    reloadTls: () => {
+      if (config.tls === undefined) return undefined;
+      const fresh = loadTlsCredentials(config.tls);
+      for (const listener of tlsListeners) listener.setSecureContext?.(fresh.options);
+      logTlsCredentials(logger, fresh, 'TLS certificate reloaded');
+      return fresh;
+    },
     async stop(): Promise<void> {
       if (isStopping) return;
       isStopping = true;
@@ -380,6 +511,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       // Their LEAVEs are decided in Redis before the connection goes.
       if (!(await settlesWithin(presence.settle(), config.shutdownTimeoutMs))) logger.warn('presence leaves took too long: gave up');
       await httpApi?.close().catch((err: unknown) => logger.warn({ err }, 'closing the HTTP API failed'));
+      subscriptionNotes.stop();
       // The sessions' unbinds are on their way; leaving Redis removes what is left of this instance.
       if (cluster !== undefined && !(await settlesWithin(cluster.stop(), config.shutdownTimeoutMs))) logger.warn('leaving Redis took too long: gave up');
       logger.info({ discardedQueueMessages: held.storedMessages + held.unacknowledgedMessages }, 'stompd stopped');
@@ -428,17 +560,61 @@ function rateLimitedInfo(logger: Logger, message: string): (fields: Record<strin
   };
 }
 
+function logTlsCredentials(logger: Logger, credentials: TlsCredentials, message: string): void {
+  const fields = { subject: credentials.subject, validTo: credentials.validTo.toISOString(), clientCertificates: credentials.options.requestCert === true };
+  if (credentials.isExpired) logger.warn(fields, `${message}: the certificate has EXPIRED, clients will refuse it`);
+  else logger.info(fields, message);
+}
+
+const REJECTION_MESSAGES: Record<RejectReason['code'], string> = {
+  TLS_ON_PLAIN_PORT: 'connection closed: a TLS handshake arrived on a plain port',
+  UNTRUSTED_PROXY_HEADER: 'connection closed: a PROXY protocol header from a peer not in TRUSTED_PROXIES',
+  BAD_PROXY_HEADER: 'connection closed: no valid PROXY protocol header from a trusted proxy',
+  TLS_HANDSHAKE_FAILED: 'connection closed: TLS handshake failed',
+};
+
+/** Connections closed before they became sessions (TLS on a plain port, PROXY headers): one line each kind, at most a second. */
+function rejectionLog(logger: Logger): (remoteAddress: string, reason: RejectReason) => void {
+  const logs = new Map<string, (fields: Record<string, unknown>) => void>();
+  return (remoteAddress, reason) => {
+    let log = logs.get(reason.code);
+    if (log === undefined) {
+      log = rateLimitedInfo(logger, REJECTION_MESSAGES[reason.code]);
+      logs.set(reason.code, log);
+    }
+    log({ code: reason.code, remoteAddress, detail: reason.detail });
+  };
+}
+
 function refusalLog(logger: Logger): (transport: TransportKind, remoteAddress: string, refusal: Refusal) => void {
   const log = rateLimitedInfo(logger, 'connection refused: too many connections');
   return (transport, remoteAddress, refusal) => log({ transport, remoteAddress, limit: refusal.limit, max: refusal.max });
 }
 
-/** The Origin check, with its refusals logged (rate-limited): HTTP 403 says nothing to the operator. */
-function loggedOriginCheck(verify: (request: IncomingMessage) => boolean, logger: Logger): (request: IncomingMessage) => boolean {
-  const log = rateLimitedInfo(logger, 'connection refused: Origin not allowed');
+const HANDSHAKE_REFUSAL_LINES: Record<HandshakeRefusalKind, string> = {
+  origin: 'connection refused: Origin not allowed',
+  host: 'connection refused: Host not allowed',
+  cookie: 'connection refused: cookie credential from a foreign Origin',
+};
+
+/** The handshake check, with its refusals logged (rate-limited per kind): HTTP 403 says nothing to the operator. */
+function loggedHandshakeCheck(
+  verify: (request: IncomingMessage) => HandshakeRefusal | undefined,
+  logger: Logger,
+  clientAddress: (request: IncomingMessage) => string,
+): (request: IncomingMessage) => string | undefined {
+  const logs = new Map<HandshakeRefusalKind, (fields: Record<string, unknown>) => void>();
   return (request) => {
-    const isAllowed = verify(request);
-    if (!isAllowed) log({ transport: 'ws', remoteAddress: `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`, origin: String(request.headers.origin ?? '').slice(0, 200) });
-    return isAllowed;
+    const refusal = verify(request);
+    if (refusal === undefined) return undefined;
+    let log = logs.get(refusal.kind);
+    if (log === undefined) logs.set(refusal.kind, (log = rateLimitedInfo(logger, HANDSHAKE_REFUSAL_LINES[refusal.kind])));
+    log({
+      transport: 'ws',
+      remoteAddress: clientAddress(request),
+      origin: String(request.headers.origin ?? '').slice(0, 200),
+      host: String(request.headers.host ?? '').slice(0, 200),
+    });
+    return refusal.message;
   };
 }

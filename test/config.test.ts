@@ -94,11 +94,50 @@ describe('configuration', () => {
     assert.throws(() => loadConfig({ MAX_UNACKED: '0' }), (e: unknown) => e instanceof ConfigError && e.variable === 'MAX_UNACKED');
   });
 
+  it('DEMO: off by default; 1 makes /topic/demo.* rooms, and needs the HTTP and WebSocket ports', () => {
+    assert.equal(loadConfig({}).http.isDemo, false);
+    const demo = loadConfig({ DEMO: '1', PRESENCE_DESTINATIONS: '/topic/room.*' });
+    assert.equal(demo.http.isDemo, true);
+    assert.deepEqual(demo.presenceDestinations, ['/topic/room.*', '/topic/demo.*']);
+    for (const off of ['HTTP_PORT', 'WS_PORT']) {
+      assert.throws(() => loadConfig({ DEMO: '1', [off]: 'off' }), (e: unknown) => e instanceof ConfigError && e.variable === 'DEMO' && e.message.includes(off), off);
+    }
+    assert.throws(() => loadConfig({ DEMO: 'yes' }), /DEMO="yes"/);
+  });
+
   it('README documents every variable with its default', () => {
     const readme = require('node:fs').readFileSync(require('node:path').resolve(__dirname, '../../README.md'), 'utf8') as string;
     for (const [name, fallback] of Object.entries(CONFIG_DEFAULTS)) {
       const shown = fallback === '' ? '—' : `\`${fallback.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}\``;
       assert.match(readme, new RegExp(`\\| \`${name}\` \\| ${shown} \\|`), `${name} row with default ${fallback || '(none)'}`);
     }
+  });
+});
+
+describe('configuration: proxies and TLS', () => {
+  it('TRUSTED_PROXIES, PROXY_PROTOCOL, FORWARDED_HEADER: defaults, values, and the variable named when bad', () => {
+    const defaults = loadConfig({});
+    assert.deepEqual([defaults.trustedProxies, defaults.proxyProtocol, defaults.forwardedHeader], [[], false, 'x-forwarded-for']);
+    const set = loadConfig({ TRUSTED_PROXIES: '10.0.0.5, 172.16.0.0/12,fd00::/8', PROXY_PROTOCOL: '1', FORWARDED_HEADER: 'forwarded' });
+    assert.deepEqual([set.trustedProxies, set.proxyProtocol, set.forwardedHeader], [['10.0.0.5', '172.16.0.0/12', 'fd00::/8'], true, 'forwarded']);
+    assert.throws(() => loadConfig({ TRUSTED_PROXIES: '10.0.0.0/40' }), (e: ConfigError) => e.variable === 'TRUSTED_PROXIES');
+    assert.throws(() => loadConfig({ TRUSTED_PROXIES: 'nginx' }), (e: ConfigError) => e.variable === 'TRUSTED_PROXIES');
+    assert.throws(() => loadConfig({ PROXY_PROTOCOL: 'yes' }), (e: ConfigError) => e.variable === 'PROXY_PROTOCOL');
+    assert.throws(() => loadConfig({ FORWARDED_HEADER: 'x-real-ip' }), (e: ConfigError) => e.variable === 'FORWARDED_HEADER');
+    // A PROXY header believed from nobody would refuse every connection that sends one.
+    assert.throws(() => loadConfig({ PROXY_PROTOCOL: '1' }), (e: ConfigError) => e.variable === 'TRUSTED_PROXIES');
+  });
+
+  it('TLS: off without TLS_CERT_FILE; RabbitMQ ports by default; a certificate needs its key; plain listeners may all be off only with a TLS one', () => {
+    assert.equal(loadConfig({}).tls, undefined);
+    const tls = loadConfig({ TLS_CERT_FILE: '/c.pem', TLS_KEY_FILE: '/k.pem' }).tls;
+    assert.deepEqual(tls, { certFile: '/c.pem', keyFile: '/k.pem', caFile: undefined, stompTlsPort: 61614, wssPort: 15673 });
+    assert.throws(() => loadConfig({ TLS_CERT_FILE: '/c.pem' }), (e: ConfigError) => e.variable === 'TLS_KEY_FILE');
+    assert.throws(() => loadConfig({ TLS_KEY_FILE: '/k.pem' }), (e: ConfigError) => e.variable === 'TLS_CERT_FILE');
+    assert.throws(() => loadConfig({ TLS_CA_FILE: '/ca.pem' }), (e: ConfigError) => e.variable === 'TLS_CERT_FILE');
+    assert.throws(() => loadConfig({ STOMP_TLS_PORT: '70000' }), (e: ConfigError) => e.variable === 'STOMP_TLS_PORT');
+    const tlsOnly = loadConfig({ TLS_CERT_FILE: '/c.pem', TLS_KEY_FILE: '/k.pem', STOMP_PORT: 'off', WS_PORT: 'off', WSS_PORT: 'off' });
+    assert.deepEqual([tlsOnly.stompPort, tlsOnly.wsPort, tlsOnly.tls?.stompTlsPort, tlsOnly.tls?.wssPort], [undefined, undefined, 61614, undefined]);
+    assert.throws(() => loadConfig({ TLS_CERT_FILE: '/c.pem', TLS_KEY_FILE: '/k.pem', STOMP_PORT: 'off', WS_PORT: 'off', STOMP_TLS_PORT: 'off', WSS_PORT: 'off' }), (e: ConfigError) => e.variable === 'STOMP_PORT');
   });
 });

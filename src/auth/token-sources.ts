@@ -3,7 +3,9 @@
 // 2. CONNECT header `passcode`
 // 3. the WebSocket URL's query parameter `access_token`
 // 4. the `access_token` cookie of the WebSocket handshake
-// Browsers cannot set headers on a WebSocket handshake, hence 3 and 4.
+// Browsers cannot set headers on a WebSocket handshake, hence 3 and 4. The cookie is an
+// ambient credential (the browser attaches it whichever page opens the socket): the handshake
+// check (origin.ts) lets it through only from an allowed Origin.
 
 import { headerValue } from '../codec';
 import type { Frame } from '../codec';
@@ -17,6 +19,12 @@ export interface FoundToken {
 }
 
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
+const TOKEN_COOKIE = 'access_token';
+
+/** Whether a handshake's Cookie header carries a token (what findToken would take). */
+export function hasTokenCookie(header: string | string[] | undefined): boolean {
+  return Boolean(cookieValue(header, TOKEN_COOKIE));
+}
 
 export function findToken(frame: Frame, peer: PeerInfo): FoundToken | undefined {
   const authorization = headerValue(frame.headers, 'Authorization') ?? headerValue(frame.headers, 'authorization');
@@ -28,7 +36,7 @@ export function findToken(frame: Frame, peer: PeerInfo): FoundToken | undefined 
     const query = new URL(peer.url, 'http://localhost').searchParams.get('access_token');
     if (query) return { token: query, source: 'query' };
   }
-  const cookie = cookieValue(peer.headers?.['cookie'], 'access_token');
+  const cookie = cookieValue(peer.headers?.['cookie'], TOKEN_COOKIE);
   if (cookie) return { token: cookie, source: 'cookie' };
   return undefined;
 }

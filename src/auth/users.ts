@@ -12,6 +12,8 @@ import fs from 'node:fs';
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
 import { headerValue } from '../codec';
 import { ConfigError } from '../config';
+import { addressKey } from './address-key';
+import { CheckSlots } from './check-slots';
 import { StompError } from '../session/errors';
 import type { ConnectContext, Interceptor, Principal } from '../session/interceptor';
 
@@ -40,36 +42,8 @@ export interface PasswordHash extends ScryptParams {
 /** scrypt runs on libuv's thread pool (4 threads by default). */
 const MAX_CONCURRENT_CHECKS = 4;
 const MAX_WAITING_CHECKS = 256;
-
-/** A counting semaphore with a bounded queue: past it, SERVER_BUSY rather than unbounded waiting. */
-class CheckSlots {
-  private running = 0;
-  private readonly waiting: (() => void)[] = [];
-  private readonly maxRunning: number;
-  private readonly maxWaiting: number;
-
-  constructor(maxRunning: number, maxWaiting: number) {
-    this.maxRunning = maxRunning;
-    this.maxWaiting = maxWaiting;
-  }
-
-  acquire(): Promise<void> {
-    if (this.running < this.maxRunning) {
-      this.running++;
-      return Promise.resolve();
-    }
-    if (this.waiting.length >= this.maxWaiting) {
-      return Promise.reject(new StompError('SERVER_BUSY', 'too many logins are being checked right now; try again shortly'));
-    }
-    return new Promise((resolve) => this.waiting.push(resolve));
-  }
-
-  release(): void {
-    const next = this.waiting.shift();
-    if (next !== undefined) next(); // the slot passes on
-    else this.running--;
-  }
-}
+/** One client's share of the waiting room (~0.4 s of the pool's work at 50 ms a check): more from it are refused at once. */
+const MAX_WAITING_CHECKS_PER_CLIENT = 32;
 
 function derive(password: string, params: ScryptParams, salt: Buffer, keyBytes: number): Promise<Buffer> {
   // scrypt needs 128 · N · r bytes; Node refuses anything over maxmem (32 MiB by default).
@@ -169,6 +143,21 @@ export class UsersFile {
     return this.table.byLogin.size;
   }
 
+  /**
+   * The file's permission bits (e.g. 0o644) when users other than its owner may read or write
+   * it, else undefined: the hashes are slow to crack, not impossible, and a writable file lets
+   * anyone add an admin. Not judged on Windows (no such bits).
+   */
+  exposedMode(): number | undefined {
+    if (process.platform === 'win32') return undefined;
+    try {
+      const mode = fs.statSync(this.path).mode & 0o777;
+      return (mode & 0o077) !== 0 ? mode : undefined;
+    } catch {
+      return undefined; // read a moment ago: gone meanwhile is the next reload's to report
+    }
+  }
+
   /** Re-read the file; on any error (ConfigError) the current users stay. Resolves to the new count. */
   async reload(): Promise<number> {
     let text: string;
@@ -186,13 +175,15 @@ export class UsersFile {
    * otherwise. An unknown login costs the same scrypt as a known one (a dummy hash with the
    * file's parameters: keep one set of parameters for every entry, as hash-password does).
    * At most MAX_CONCURRENT_CHECKS run at once (each takes ~16 MiB and a thread-pool thread for
-   * ~50 ms); up to MAX_WAITING_CHECKS wait their turn, more are refused with SERVER_BUSY.
+   * ~50 ms); up to MAX_WAITING_CHECKS wait their turn, round robin between clients (`client`:
+   * an addressKey), each with at most MAX_WAITING_CHECKS_PER_CLIENT waiting; more are refused
+   * with SERVER_BUSY.
    */
-  async verify(login: string, passcode: string): Promise<Principal> {
+  async verify(login: string, passcode: string, client = 'local'): Promise<Principal> {
     const { byLogin, dummy } = this.table;
     const entry = byLogin.get(login);
     const expected = entry?.password ?? dummy;
-    await this.checks.acquire();
+    await this.checks.acquire(client);
     let derived: Buffer;
     try {
       derived = await derive(passcode, expected, expected.salt, expected.hash.length);
@@ -206,7 +197,7 @@ export class UsersFile {
     return { userId: entry.login, roles: entry.roles, isAnonymous: false };
   }
 
-  private readonly checks = new CheckSlots(MAX_CONCURRENT_CHECKS, MAX_WAITING_CHECKS);
+  private readonly checks = new CheckSlots(MAX_CONCURRENT_CHECKS, MAX_WAITING_CHECKS, MAX_WAITING_CHECKS_PER_CLIENT);
 }
 
 /** The authenticating link of AUTH=users. */
@@ -216,7 +207,7 @@ export function passwordAuthenticator(users: UsersFile): Interceptor {
     async onConnect(ctx: ConnectContext): Promise<void> {
       const login = headerValue(ctx.frame.headers, 'login');
       if (login === undefined || login === '') throw new StompError('UNAUTHENTICATED', 'no login: send login and passcode headers on CONNECT');
-      ctx.principal = await users.verify(login, headerValue(ctx.frame.headers, 'passcode') ?? '');
+      ctx.principal = await users.verify(login, headerValue(ctx.frame.headers, 'passcode') ?? '', addressKey(ctx.session.peer.remoteAddress));
     },
   };
 }

@@ -19,13 +19,30 @@ const RESERVED_HEADERS = ['destination', 'message-id', 'subscription', 'ack', 'r
 
 /**
  * A header name as a lenient client might read it: case, punctuation, spaces and control
- * characters ignored ("User-Id", "user_id", "user-id " and "user-id:" all read "userid").
+ * characters ignored ("User-Id", "user_id", "user-id " and "user-id:" all read "userid"),
+ * after Unicode folding: compatibility forms (NFKC: "ｕｓｅｒ-ｉｄ") and the letters whose
+ * case mapping lands on ASCII ("ſ" → "S", "ı" → "I", "K" (Kelvin) → "k") read as their ASCII
+ * letter, as Java's equalsIgnoreCase or a toUpperCase() comparison would read them.
  */
 function looseName(name: string): string {
-  return name.toLowerCase().replace(/[^a-z0-9]/g, '');
+  // ASCII names (nearly all) skip the Unicode work: it is per header of every SEND.
+  const folded = NON_ASCII.test(name) ? name.normalize('NFKC').toUpperCase().toLowerCase().normalize('NFKC') : name.toLowerCase();
+  return folded.replace(/[^a-z0-9]/g, '');
 }
 
+const NON_ASCII = /[^\x00-\x7f]/;
+
 const RESERVED_LOOSE_NAMES: ReadonlySet<string> = new Set(RESERVED_HEADERS.map(looseName));
+
+/** Whether a receiver could mistake a header of this name for one the broker sets (or an empty name). */
+export function isReservedHeaderName(name: string): boolean {
+  return name === '' || RESERVED_LOOSE_NAMES.has(looseName(name));
+}
+
+/** Whether a lenient receiver would read header `name` as `other` (see looseName). */
+export function readsAs(name: string, other: string): boolean {
+  return looseName(name) === looseName(other);
+}
 
 /**
  * The SEND headers a MESSAGE carries on (STOMP 1.2: user-defined headers MUST be passed
@@ -34,10 +51,7 @@ const RESERVED_LOOSE_NAMES: ReadonlySet<string> = new Set(RESERVED_HEADERS.map(l
  */
 export function forwardableHeaders(sendHeaders: readonly Header[]): Header[] {
   const kept: Header[] = [];
-  for (const header of sendHeaders) {
-    const name = header[0];
-    if (name !== '' && !RESERVED_LOOSE_NAMES.has(looseName(name))) kept.push(header);
-  }
+  for (const header of sendHeaders) if (!isReservedHeaderName(header[0])) kept.push(header);
   return kept;
 }
 

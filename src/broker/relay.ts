@@ -8,6 +8,10 @@ import type { Message } from './message';
 export interface Relay {
   /** A message published on this instance, for subscribers elsewhere. Must not block or throw. */
   publish(message: Message): void;
-  /** `routeKey` gained its first local subscriber (true) or lost its last (false). */
-  setInterest(routeKey: string, isInterested: boolean): void;
+  /**
+   * `routeKey` gained its first local subscriber (true) or lost its last (false). On a gain,
+   * may return a promise that resolves once messages published elsewhere reach this instance
+   * (the subscription to the shared channel is in place): the SUBSCRIBE's RECEIPT waits for it.
+   */
+  setInterest(routeKey: string, isInterested: boolean): Promise<void> | void;
 }

@@ -240,12 +240,17 @@ export class Router {
     this.droppedForSlowConsumers += drops;
   }
 
-  subscribe(subscription: Subscription): void {
+  /**
+   * Add a subscription. For a topic or user destination whose channel the relay is still
+   * subscribing to, returns a promise that resolves once messages from other instances
+   * arrive (the SUBSCRIBE's RECEIPT waits for it); otherwise nothing.
+   */
+  subscribe(subscription: Subscription): Promise<void> | undefined {
     const kind = this.kindOf(subscription.destination);
     if (kind === 'queue') {
       if (this.queueBackend !== undefined) this.queueBackend.subscribe(subscription);
       else this.queueFor(subscription.destination).addConsumer(subscription);
-      return;
+      return undefined;
     }
     if (kind === 'user') {
       const user = this.destinations.parseUser(subscription.destination)!;
@@ -255,9 +260,16 @@ export class Router {
     if (topic === undefined) {
       topic = new Topic(subscription.routeKey);
       this.topics.set(subscription.routeKey, topic);
-      this.relay?.setInterest(subscription.routeKey, true);
+      const ready = this.relay?.setInterest(subscription.routeKey, true);
+      if (ready !== undefined) {
+        const created = topic;
+        created.relayReady = ready.then(() => {
+          created.relayReady = undefined;
+        });
+      }
     }
     topic.add(subscription);
+    return topic.relayReady;
   }
 
   /** Remove a subscription; its unacknowledged queue messages go to other consumers. */

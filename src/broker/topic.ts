@@ -10,6 +10,8 @@ import type { Subscription } from './subscription';
 export class Topic {
   readonly destination: string;
   private readonly members = new Set<Subscription>();
+  /** Until the relay has subscribed to the topic's channel elsewhere (Redis mode): what a RECEIPT waits for. */
+  relayReady: Promise<void> | undefined;
   private snapshot: Subscription[] | undefined;
 
   constructor(destination: string) {

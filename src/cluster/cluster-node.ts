@@ -16,19 +16,23 @@ import type { RevocationStore } from '../auth/revocation';
 import { Message } from '../broker/message';
 import type { Router } from '../broker/router';
 import type { RedisConfig } from '../config';
+import type { InstanceReport, InstanceView } from '../registry/instances';
 import type { SessionRecord } from '../registry/registry';
 import type { RemoteSessions } from '../session/admin';
 import type { StompErrorCode } from '../session/errors';
 import type { DisconnectReason, LifecycleEvents } from '../session/events';
 import type { RoomMatcher } from '../presence/presence';
 import { RedisKeys } from './keys';
-import { InstanceLiveness } from './liveness';
+import { parseControl } from './control';
+import type { ControlCode, ControlMessage } from './control';
+import { InstanceMembership } from './membership';
 import { connectRedis, isCluster, whenReady } from './redis-client';
 import type { RedisConnection } from './redis-client';
+import { PresenceSequencer } from './presence-sequencer';
 import { RedisPresence } from './redis-presence';
 import { RedisRegistry } from './redis-registry';
 import { RedisRelay } from './redis-relay';
-import type { ControlMessage, RelayStats } from './redis-relay';
+import type { RelayStats } from './redis-relay';
 import { RedisQueues } from './redis-queues';
 import type { RedisQueueCounts } from './redis-queues';
 import { RedisRevocations } from './redis-revocations';
@@ -51,6 +55,8 @@ export interface ClusterNodeDeps {
   kickLocalUser(userId: string, code: StompErrorCode, message: string, reason: DisconnectReason): number;
   /** Close every session of this instance; returns how many. */
   closeAllLocal(code: StompErrorCode, message: string, reason: DisconnectReason): number;
+  /** This instance's totals, published with each liveness refresh (the degraded state is added here). */
+  report(): Omit<InstanceReport, 'isDegraded' | 'degradedReason'>;
 }
 
 export interface ClusterHealth {
@@ -78,6 +84,8 @@ export interface ClusterNode {
   readonly presence: RedisPresence;
   readonly isDegraded: boolean;
   health(): ClusterHealth;
+  /** Every instance with its last report (GET /api/instances, the dashboard). */
+  instances(): Promise<InstanceView[]>;
   /** Leave: forget this instance's keys (its sessions were closed first), close the connections. */
   stop(): Promise<void>;
 }
@@ -94,23 +102,38 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
   for (const connection of [commands, subscriber]) connection.on('error', (err: Error) => logger.debug({ err: err.message }, 'redis connection error'));
 
   const registry = new RedisRegistry({ redis: commands, keys, instanceId, sessionTtlSeconds: config.sessionTtlSeconds });
-  // Declared before liveness: the reaper gives a dead instance's queue messages back through it.
+  // Declared before membership: the reaper gives a dead instance's queue messages back through it.
   let queues: RedisQueues | undefined;
-  const liveness = new InstanceLiveness({
+  const onControl = (control: ControlMessage): void => {
+    if (control.type === 'kick') deps.kickLocal(control.sessionId, control.code, control.message, control.code === 'LOGGED_OUT' ? 'logged-out' : 'kicked');
+    else {
+      if (control.revokedAt !== undefined) revocations.remember(control.userId, control.revokedAt);
+      deps.kickLocalUser(control.userId, control.code, control.message, control.code === 'LOGGED_OUT' ? 'logged-out' : 'kicked');
+    }
+  };
+  const membership = new InstanceMembership({
     redis: commands,
     keys,
     instanceId,
     heartbeatMs: config.instanceHeartbeatMs,
     registry,
     logger,
-    onLivenessLost: async (wasReaped) => {
-      if (wasReaped) {
-        // Its sessions were reported lost and their users may have reconnected elsewhere:
-        // keeping them would make duplicates. Clients reconnect.
-        const closed = deps.closeAllLocal('UNAVAILABLE', 'this instance was out of touch with the others and its sessions were taken for lost; reconnect', 'instance-lost');
-        logger.warn({ closed }, 'closed the sessions of this instance that a survivor had reaped');
+    onFenced: () => {
+      // Its sessions were (or are being) reported lost and their users may have connected
+      // elsewhere: keeping them would make duplicates. Clients reconnect.
+      const closed = deps.closeAllLocal('UNAVAILABLE', 'this instance was out of touch with the others and its sessions were taken for lost; reconnect', 'instance-fenced');
+      logger.warn({ closed }, 'closed the sessions of this instance\'s reaped generation');
+    },
+    onLeaseLost: () => {
+      let closed = 0;
+      for (const sessionId of registry.limitedSessionIds()) {
+        if (deps.kickLocal(sessionId, 'UNAVAILABLE', 'this instance lost touch with Redis: the session limit cannot be kept; reconnect', 'instance-fenced')) closed++;
       }
-      await registry.reconcile();
+      if (closed > 0) logger.warn({ closed }, 'closed the sessions under a session limit: the liveness lease ran out');
+    },
+    onLivenessLost: async (_wasReaped, isNewRedis) => {
+      if (isNewRedis) await registry.rebuild();
+      else await registry.reconcile();
       await presence.repair();
     },
     onSessionLost: (record) => {
@@ -119,8 +142,19 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     },
     onInstanceLost: async (deadId) => {
       await queues?.reapInstance(deadId);
+      await presence.reapInstance(deadId);
     },
+    onCommand: (command) => {
+      const control = parseControl(command);
+      if (control === undefined) logger.warn('an invalid inbox command was dropped');
+      else onControl(control);
+    },
+    report: () => ({ ...deps.report(), isDegraded: degradedReason !== undefined, degradedReason: degradedReason ?? null }),
   });
+  registry.membership = membership;
+  registry.onDisplaced = (sessionId, code, message) => {
+    if (deps.kickLocal(sessionId, code, message, 'kicked')) logger.info({ sessionId, code }, 'closed a session the registry no longer holds');
+  };
   const revocations = new RedisRevocations(commands, keys, deps.revocationTtlSeconds);
   const relay = new RedisRelay({
     publisher: commands,
@@ -128,16 +162,17 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     keys,
     instanceId,
     logger,
-    deliver: (e) => router.deliverRemote(new Message(e.messageId, e.destination, e.routeKey, e.headers, e.body)),
-    onControl: (control: ControlMessage) => {
-      if (control.type === 'kick') deps.kickLocal(control.sessionId, control.code as StompErrorCode, control.message, 'kicked');
-      else if (control.type === 'kick-user') {
-        if (control.revokedAt !== undefined) revocations.remember(control.userId, control.revokedAt);
-        deps.kickLocalUser(control.userId, control.code as StompErrorCode, control.message, control.code === 'LOGGED_OUT' ? 'logged-out' : 'kicked');
-      }
-    },
+    deliver: (e) => sequencer.onEnvelope(e),
+    onControl,
+    onResubscribed: () => sequencer.resyncAll(),
   });
   const presence = new RedisPresence({ redis: commands, keys, instanceId, matcher: deps.presenceRooms, messageIdPrefix: instanceId, logger });
+  // Declared after the relay that calls it (it only runs once messages arrive).
+  const sequencer: PresenceSequencer = new PresenceSequencer({
+    recentEvents: (destination) => presence.recentEvents(destination),
+    deliver: (e) => router.deliverRemote(new Message(e.messageId, e.destination, e.routeKey, e.headers, e.body)),
+    logger,
+  });
   queues = new RedisQueues({ redis: commands, keys, instanceId, maxQueueMessages: deps.maxQueueMessages, maxQueues: deps.maxQueues, signals: relay, logger });
   const queueBackend = queues;
 
@@ -154,10 +189,14 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
   const onReady = (): void => {
     if (isStopping) return;
     readyCount++;
-    liveness
+    // Membership first: a generation reaped while Redis was away writes nothing more.
+    membership
       .announce()
-      .then(() => registry.reconcile())
-      .then(() => presence.repair())
+      .then(async () => {
+        if (!membership.isJoined) return;
+        await registry.reconcile();
+        await presence.repair();
+      })
       .then(() => setDegraded(subscriber.status === 'ready' ? undefined : 'Redis subscriber connection down'))
       .catch((err: unknown) => logger.warn({ err }, 'could not restore the registry after a reconnect; retrying on the next one'));
   };
@@ -171,7 +210,13 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     if (commands.status === 'ready' && degradedReason === 'Redis subscriber connection down') setDegraded(undefined);
   });
 
-  router.attachRelay(relay);
+  router.attachRelay({
+    publish: (message) => relay.publish(message),
+    setInterest: (routeKey, isInterested) => {
+      if (!isInterested) sequencer.forget(routeKey);
+      return relay.setInterest(routeKey, isInterested);
+    },
+  });
   router.attachQueueBackend(queueBackend);
   try {
     await Promise.all([whenReady(commands, START_WAIT_MS), whenReady(subscriber, START_WAIT_MS)]);
@@ -179,7 +224,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
   } catch (err) {
     logger.warn({ err }, 'Redis not reachable at start: running degraded until it is');
   }
-  await liveness.start().catch(() => undefined); // announce again on 'ready'
+  await membership.start().catch(() => undefined); // announce again on 'ready'
   const refreshMs = Math.min((config.sessionTtlSeconds * 1000) / 3, 30_000);
   const refreshTimer = setInterval(() => {
     registry.refresh().catch(() => undefined);
@@ -202,8 +247,20 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
   pingTimer.unref();
 
   const remote: RemoteSessions = {
-    kickSession: (sessionId, code, message) => relay.publishControl({ type: 'kick', sessionId, code, message }),
-    kickUser: (userId, code, message, revokedAt) => relay.publishControl({ type: 'kick-user', userId, code, message, ...(revokedAt !== undefined ? { revokedAt } : {}) }),
+    // Twice: through the holder's inbox (kept in Redis, read every heart-beat) and over pub/sub (at once).
+    kickSession: async (sessionId, code, message) => {
+      const control: ControlMessage = { type: 'kick', sessionId, code: controlCode(code), message };
+      await registry.tell(sessionId, control.code, message).catch(() => false);
+      return relay.publishControl(control);
+    },
+    kickUser: async (userId, code, message, revokedAt) => {
+      const control: ControlMessage = { type: 'kick-user', userId, code: controlCode(code), message, ...(revokedAt !== undefined ? { revokedAt } : {}) };
+      const holders = await registry.sessionsOf(userId).catch(() => []);
+      for (const holderInstance of new Set(holders.map((r) => r.instanceId))) {
+        if (holderInstance !== instanceId) await registry.pushInbox(holderInstance, control).catch(() => undefined);
+      }
+      return relay.publishControl(control);
+    },
   };
 
   return {
@@ -222,16 +279,23 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       reconnects: Math.max(0, readyCount - 1),
       redisLatency: { ...redisLatency },
     }),
+    instances: () => membership.instances(),
     async stop() {
       isStopping = true;
       clearInterval(refreshTimer);
       clearInterval(pingTimer);
       await registry.settle(2000);
       await queueBackend.stop(2000); // the closed sessions' unacknowledged messages are given back first
-      await liveness.stop(commands.status === 'ready').catch(() => undefined);
+      // Whatever leave the closing sessions left undone is told now (exactly once with theirs).
+      if (commands.status === 'ready') await presence.reapInstance(instanceId).catch(() => undefined);
+      await membership.stop(commands.status === 'ready').catch(() => undefined);
       await Promise.allSettled([commands.quit(), subscriber.quit()]);
     },
   };
+}
+
+function controlCode(code: StompErrorCode): ControlCode {
+  return code === 'LOGGED_OUT' || code === 'SESSION_REPLACED' || code === 'UNAVAILABLE' ? code : 'KICKED';
 }
 
 function infoOf(record: SessionRecord) {

@@ -45,7 +45,7 @@ export class RedisKeys {
     return `${this.prefix}instances`;
   }
 
-  /** String with a short TTL: the instance is alive while it exists. */
+  /** String with a short TTL (three heart-beats): the instance's generation; alive while it exists. */
   instance(instanceId: string): string {
     return `${this.prefix}instance:{${instanceId}}`;
   }
@@ -64,9 +64,32 @@ export class RedisKeys {
     return `${this.prefix}instance:{${instanceId}}:users`;
   }
 
-  /** String (a day): this instance was reaped; if it is in fact alive, its sessions were reported lost. */
+  /** String (a day): the generation a survivor reaped; if that generation is in fact alive, its sessions were reported lost. */
   reaped(instanceId: string): string {
     return `${this.prefix}instance:{${instanceId}}:reaped`;
+  }
+
+  /** String (JSON), the liveness key's TTL: the instance's report (totals, degraded state) for the others to list. */
+  instanceReport(instanceId: string): string {
+    return `${this.prefix}instance:{${instanceId}}:report`;
+  }
+
+  /** String, no TTL: the generation the instance runs now (deleted when a reap of it finishes, or at a graceful stop). */
+  instanceGeneration(instanceId: string): string {
+    return `${this.prefix}instance:{${instanceId}}:gen`;
+  }
+
+  /**
+   * List of JSON commands for the instance (kick, kick-user): what other instances must not
+   * lose by pub/sub's at-most-once. The instance pops it every heart-beat; TTL an hour.
+   */
+  instanceInbox(instanceId: string): string {
+    return `${this.prefix}instance:{${instanceId}}:inbox`;
+  }
+
+  /** String: a random value written once; missing or changed means Redis lost its data. */
+  get incarnation(): string {
+    return `${this.prefix}incarnation`;
   }
 
   /** String, short-lived: which survivor is reaping a dead instance. */

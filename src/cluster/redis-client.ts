@@ -12,6 +12,9 @@ export type RedisConnection = Redis | Cluster;
 /** Reconnect quickly: a broker that waits long after Redis returns stays degraded for nothing. */
 const retryStrategy = (times: number): number => Math.min(50 * 2 ** Math.min(times, 5), 1000);
 
+/** How long a command may go unanswered before it fails. */
+const COMMAND_TIMEOUT_MS = 3000;
+
 export interface ConnectionOptions {
   /** CLIENT SETNAME, to find an instance's connections in CLIENT LIST. */
   name: string;
@@ -27,12 +30,15 @@ export function connectRedis(config: RedisConfig, options: ConnectionOptions): R
   const common: RedisOptions = {
     connectionName: options.name,
     enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
+    maxRetriesPerRequest: 0,
     autoResubscribe: true,
     // A command sent but unanswered when the connection dropped may have run: sending it
     // again could store a queue message twice. It fails instead; callers reconcile.
     autoResendUnfulfilledCommands: false,
     lazyConnect: false,
+    // A connection cut without a reset (a black hole) answers nothing: a command fails after
+    // this instead of holding a CONNECT (or a reap) forever.
+    commandTimeout: COMMAND_TIMEOUT_MS,
   };
   if (config.clusterNodes !== undefined) {
     const clusterOptions: ClusterOptions = {
@@ -41,7 +47,7 @@ export function connectRedis(config: RedisConfig, options: ConnectionOptions): R
       shardedSubscribers: options.isSubscriber === true,
       clusterRetryStrategy: retryStrategy,
       clusterNodeRetryStrategy: retryStrategy,
-      redisOptions: { connectionName: options.name, maxRetriesPerRequest: 1, autoResubscribe: true, autoResendUnfulfilledCommands: false },
+      redisOptions: { connectionName: options.name, maxRetriesPerRequest: 0, autoResubscribe: true, autoResendUnfulfilledCommands: false, commandTimeout: COMMAND_TIMEOUT_MS },
     };
     return new Cluster(config.clusterNodes, clusterOptions);
   }

@@ -4,7 +4,8 @@
 //   presence:{room}:sessions  hash sessionId → {userId, roles, instanceId, joinedAt}
 //   presence:{room}:users     hash userId → sessions of the user in the room
 //   presence:{room}:members   hash userId → {userId, roles, joinedAt} (the member list)
-//   presence:{room}:seq       the room's last decision number
+//   presence:{room}:seq       the room's last decision number (TTL 60 s, renewed by each decision)
+//   presence:{room}:log:1|2   the room's (1) and companion's (2) recent events (128, TTL 60 s)
 //   presence:session:{sid}:rooms     set: rooms the session is in (what a reaper leaves)
 //   presence:instance:{id}:rooms     set: rooms this instance has sessions in (repair after an outage)
 //
@@ -31,6 +32,12 @@ import type { RedisConnection } from './redis-client';
 import { presenceEventHeaders } from '../presence/presence';
 import type { LeaveReason, Member, PresenceEventBody, PresenceStore, RoomMatcher, RoomSnapshot, SessionEntry } from '../presence/presence';
 
+/** How long a room's counter outlives its last decision. */
+const SEQ_TTL_SECONDS = 60;
+/** A destination's recent-events log: how many events, for how long after the last. */
+export const LOG_LENGTH = 128;
+const LOG_TTL_SECONDS = 60;
+
 /**
  * A room's next decision number. A missing counter (a new room, or a Redis that restarted
  * empty) starts from the clock in microseconds, so numbers never go back below what a
@@ -43,17 +50,29 @@ local function nextSeq(key)
     local now = redis.call('TIME')
     redis.call('SET', key, tonumber(now[1]) * 1000000 + tonumber(now[2]))
   end
-  return redis.call('INCR', key)
+  local seq = redis.call('INCR', key)
+  -- Room names are the clients' choice: a counter unused for a while goes (it restarts from
+  -- the clock, above any number it gave).
+  redis.call('EXPIRE', key, ${SEQ_TTL_SECONDS})
+  return seq
 end
 -- The event under the room's next number: each envelope (ARGV from 'first' on, channel/envelope
 -- pairs) finished with it, published when 'publish' is '1', and all returned.
+-- Each finished envelope is also kept in the destination's recent-events log
+-- (presence:{room}:log:1 for the room, :log:2 for its companion; same slot), so an instance
+-- whose pub/sub missed it fills the gap (presence-sequencer.ts).
 local function announce(seqKey, first, publish)
   local seq = string.format('%d', nextSeq(seqKey))
+  local logBase = string.sub(seqKey, 1, -4) .. 'log:'
   local finished = {}
   for i = first, #ARGV, 2 do
     local envelope = ARGV[i + 1] .. seq .. '}'
     if publish == '1' then redis.call('PUBLISH', ARGV[i], envelope) end
     finished[#finished + 1] = envelope
+    local log = logBase .. #finished
+    redis.call('RPUSH', log, envelope)
+    redis.call('LTRIM', log, -${LOG_LENGTH}, -1)
+    redis.call('EXPIRE', log, ${LOG_TTL_SECONDS})
   end
   return finished
 end
@@ -106,6 +125,17 @@ interface StoredEntry {
   joinedAt: number;
 }
 
+/** A room entry as another instance wrote it, checked like input (undefined when malformed). */
+function parseStoredEntry(json: string): StoredEntry | undefined {
+  try {
+    const v = JSON.parse(json) as Record<string, unknown>;
+    if (typeof v.userId !== 'string' || typeof v.instanceId !== 'string' || typeof v.joinedAt !== 'number' || !Array.isArray(v.roles)) return undefined;
+    return { userId: v.userId, instanceId: v.instanceId, joinedAt: v.joinedAt, roles: v.roles.filter((r): r is string => typeof r === 'string') };
+  } catch {
+    return undefined;
+  }
+}
+
 export interface RedisPresenceOptions {
   redis: RedisConnection;
   keys: RedisKeys;
@@ -125,6 +155,8 @@ export class RedisPresence implements PresenceStore {
   private messageSeq = 0;
   /** `sessionId\nroom` whose JOIN went through (was announced). */
   private readonly announced = new Set<string>();
+  /** room → how many of this instance's sessions are announced in it: at 0 the room leaves this instance's list. */
+  private readonly localCounts = new Map<string, number>();
   /** `sessionId\nroom` whose leave failed → who left and why, told when repaired. */
   private readonly failedLeaves = new Map<string, { room: string; entry: SessionEntry; reason: LeaveReason }>();
 
@@ -144,6 +176,15 @@ export class RedisPresence implements PresenceStore {
   }
 
   async leave(room: string, entry: SessionEntry, reason: LeaveReason): Promise<void> {
+    await this.leaveAs(room, entry, reason, false);
+  }
+
+  /**
+   * `wasStored`: the entry was read from Redis (a repair, a reap), so its JOIN was told. A
+   * failed leave is remembered, to be told after the outage, only when its JOIN was told: a
+   * session whose join and leave both fell into an outage was never listed by anyone.
+   */
+  private async leaveAs(room: string, entry: SessionEntry, reason: LeaveReason, wasStored: boolean): Promise<void> {
     const key = `${entry.sessionId}\n${room}`;
     try {
       const envelopes = await this.script('stompdPresenceLeaveBuffer')(
@@ -151,25 +192,41 @@ export class RedisPresence implements PresenceStore {
         entry.sessionId, entry.userId, this.isSharded ? '0' : '1',
         ...this.eventArgs(room, { type: 'LEAVE', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason, at: Date.now() }),
       );
-      this.announced.delete(key);
+      const wasLocal = this.announced.delete(key);
       this.failedLeaves.delete(key);
       await this.publishFinished(room, envelopes);
-      await this.redis.srem(this.sessionRoomsKey(entry.sessionId), room);
+      if (wasLocal) await this.countLocal(room, -1);
     } catch (err) {
-      this.failedLeaves.set(key, { room, entry, reason });
+      if (wasStored || this.announced.has(key)) this.failedLeaves.set(key, { room, entry, reason });
       throw err;
     }
   }
 
-  async leaveRemoteSession(sessionId: string, reason: LeaveReason): Promise<void> {
-    const roomsKey = this.sessionRoomsKey(sessionId);
+  /**
+   * A reaped instance's members leave every room it had sessions in, as `instance-lost`: the
+   * rooms come from its list, the sessions from each room's entries (not from the registry,
+   * which a session may have left just before the crash while its leaves were still under
+   * way). Each leave is exactly-once with any other (the script's HDEL), so racing reapers,
+   * or the fenced instance's own leaves, tell each LEAVE once.
+   */
+  async reapInstance(instanceId: string): Promise<number> {
+    const roomsKey = this.instanceRoomsKeyOf(instanceId);
+    let left = 0;
     for (const room of await this.redis.smembers(roomsKey)) {
-      const stored = await this.redis.hget(this.roomKeys(room)[0], sessionId);
-      if (stored === null) continue;
-      const entry = JSON.parse(stored) as StoredEntry;
-      await this.leave(room, { sessionId, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, reason);
+      let cursor = '0';
+      do {
+        const [next, flat] = await this.redis.hscan(this.roomKeys(room)[0], cursor, 'COUNT', 500);
+        cursor = next;
+        for (let i = 0; i + 1 < flat.length; i += 2) {
+          const entry = parseStoredEntry(flat[i + 1]!);
+          if (entry === undefined || entry.instanceId !== instanceId) continue;
+          await this.leaveAs(room, { sessionId: flat[i]!, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, 'instance-lost', true);
+          left++;
+        }
+      } while (cursor !== '0');
     }
     await this.redis.del(roomsKey);
+    return left;
   }
 
   async snapshot(room: string): Promise<RoomSnapshot> {
@@ -178,6 +235,13 @@ export class RedisPresence implements PresenceStore {
     const list = reply.slice(1).map((json) => JSON.parse(json) as Member);
     list.sort((a, b) => a.joinedAt - b.joinedAt || (a.userId < b.userId ? -1 : 1));
     return { seq: Number(reply[0]), members: list };
+  }
+
+  /** Rooms any listed instance has had sessions in (a superset: some may be empty now). */
+  async rooms(): Promise<string[]> {
+    const instances = await this.redis.smembers(this.options.keys.instances);
+    const lists = await Promise.all(instances.map((id) => this.redis.smembers(this.instanceRoomsKeyOf(id))));
+    return [...new Set(lists.flat())].sort();
   }
 
   /**
@@ -195,7 +259,7 @@ export class RedisPresence implements PresenceStore {
         const entry = JSON.parse(json) as StoredEntry;
         if (entry.instanceId !== this.options.instanceId || live.has(sessionId)) continue;
         const reason = this.failedLeaves.get(`${sessionId}\n${room}`)?.reason ?? 'disconnect';
-        await this.leave(room, { sessionId, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, reason);
+        await this.leaveAs(room, { sessionId, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, reason, true);
       }
       for (const entry of live.values()) {
         if (stored[entry.sessionId] === undefined) await this.joinAs(room, entry, !this.announced.has(`${entry.sessionId}\n${room}`));
@@ -216,10 +280,28 @@ export class RedisPresence implements PresenceStore {
     }
   }
 
+  /** Keep this instance's list of rooms to the rooms it has sessions in (room names are unbounded). */
+  private async countLocal(room: string, delta: number): Promise<void> {
+    const count = (this.localCounts.get(room) ?? 0) + delta;
+    if (count > 0) {
+      this.localCounts.set(room, count);
+      return;
+    }
+    this.localCounts.delete(room);
+    await this.redis.srem(this.instanceRoomsKey(), room);
+  }
+
+  /** The recent JOIN/LEAVE envelopes on `destination` (a room or a companion), oldest first. */
+  async recentEvents(destination: string): Promise<Buffer[]> {
+    const room = this.options.matcher.roomOfCompanion(destination);
+    const [, , , seq] = this.roomKeys(room ?? destination);
+    const log = `${seq.slice(0, -3)}log:${room === undefined ? 1 : 2}`;
+    return this.redis.lrangeBuffer(log, 0, -1);
+  }
+
   private async joinAs(room: string, entry: SessionEntry, shouldAnnounce: boolean): Promise<void> {
-    // The reaper's list first: a crash after it leaves a session listed and not in the room,
-    // which a leave ignores; the other order could leave a member nobody can remove.
-    await this.redis.sadd(this.sessionRoomsKey(entry.sessionId), room);
+    // The reaper's list first: a crash after it leaves a room listed with no entry of this
+    // instance, which the reaper skips; the other order could leave a member nobody removes.
     await this.redis.sadd(this.instanceRoomsKey(), room);
     const stored: StoredEntry = { userId: entry.userId, roles: [...entry.roles], instanceId: this.options.instanceId, joinedAt: entry.joinedAt };
     const member: Member = { userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt };
@@ -228,7 +310,11 @@ export class RedisPresence implements PresenceStore {
       entry.sessionId, entry.userId, JSON.stringify(stored), JSON.stringify(member), shouldAnnounce ? '1' : '0', this.isSharded ? '0' : '1',
       ...this.eventArgs(room, { type: 'JOIN', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason: null, at: Date.now() }),
     );
-    this.announced.add(`${entry.sessionId}\n${room}`);
+    const key = `${entry.sessionId}\n${room}`;
+    if (!this.announced.has(key)) {
+      this.announced.add(key);
+      await this.countLocal(room, 1);
+    }
     await this.publishFinished(room, envelopes);
   }
 
@@ -270,12 +356,12 @@ export class RedisPresence implements PresenceStore {
     return [`${base}:sessions`, `${base}:users`, `${base}:members`, `${base}:seq`];
   }
 
-  private sessionRoomsKey(sessionId: string): string {
-    return `${this.prefix}presence:session:{${sessionId}}:rooms`;
+  private instanceRoomsKey(): string {
+    return this.instanceRoomsKeyOf(this.options.instanceId);
   }
 
-  private instanceRoomsKey(): string {
-    return `${this.prefix}presence:instance:{${this.options.instanceId}}:rooms`;
+  private instanceRoomsKeyOf(instanceId: string): string {
+    return `${this.prefix}presence:instance:{${instanceId}}:rooms`;
   }
 
   private script(name: string): ScriptFn {

@@ -14,7 +14,9 @@
 //   instances share a queue and no instance hoards it.
 //   A read happens when a local publish or ack makes room, when another instance signals the
 //   queue's wake channel (after a publish or a give-back), and every POLL_MS as a safety net.
-// - ACK: XACK + XDEL (acked messages leave Redis). Auto ack: when written to the socket.
+// - ACK: XACK + XDEL (acked messages leave Redis), only while this instance still holds the
+//   entry (queue-ack.lua: a fenced instance's late ACK does not remove a message given back).
+//   Auto ack: when written to the socket.
 // - Give back (NACK, consumer gone): another local consumer first (the entry stays in this
 //   instance's PEL); otherwise the entry id goes on the queue's `redeliver` list, which every
 //   reader takes from before new entries, claiming the entry (XCLAIM) to itself. A stream has
@@ -23,7 +25,7 @@
 //   other instances for RETAKE_OWN_MS when they have consumers (NACK means "someone else"),
 //   and taken back at once when there is nobody else. A taker checks the PEL owner is still
 //   the giver, so a stale or duplicated list entry is never delivered twice.
-// - Instance death: the reaper (liveness.ts) calls reapInstance(dead): every entry in the
+// - Instance death: the reaper (membership.ts) calls reapInstance(dead): every entry in the
 //   dead instance's PEL of every queue it consumed goes on the redeliver list; the survivors
 //   are signalled and claim them. Bound: the reaping bound (≤ 8 s by default) plus a read.
 // - `expires` (ms since epoch): an expired entry is acked, deleted and counted, never delivered.
@@ -41,6 +43,7 @@ import { messagesOf } from '../broker/queue';
 import type { Subscription } from '../broker/subscription';
 import { decodeEnvelope, encodeEnvelope } from './envelope';
 import type { RedisKeys } from './keys';
+import { LuaScript } from './lua';
 import type { RedisConnection } from './redis-client';
 
 export const QUEUE_GROUP = 'stompd';
@@ -222,6 +225,7 @@ export class RedisQueues implements QueueBackend {
   private toRegister = new Set<string>();
   private isFlushScheduled = false;
   private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly ackScript: LuaScript;
   private pollTimer: NodeJS.Timeout | undefined;
   private isStopping = false;
 
@@ -236,6 +240,7 @@ export class RedisQueues implements QueueBackend {
       redis.defineCommand('stompdQueueReap', { numberOfKeys: 3, lua: REAP_LUA });
     }
     this.redis = redis as RedisConnection & QueueScripts;
+    this.ackScript = new LuaScript(redis, 'queue-ack', [1]);
     redis.on('ready', () => this.onRedisReady());
     this.pollTimer = setInterval(() => {
       for (const queue of this.local.values()) this.pump(queue);
@@ -525,23 +530,23 @@ export class RedisQueues implements QueueBackend {
     this.scheduleFlush();
   }
 
+  /**
+   * `wasDelivered`: a client saw them. A message read but never shown keeps the mark it came
+   * with: one that had been delivered before (it came back redelivered) goes on redelivered.
+   */
   private giveBack(name: string, messages: readonly StreamMessage[], wasDelivered: boolean): void {
-    this.giveBackIds(
-      name,
-      messages.map((m) => m.entryId),
-      wasDelivered,
-    );
+    this.giveBackEntries(name, messages.map((m) => [m.entryId, wasDelivered || m.isRedelivered]));
   }
 
   private giveBackIds(name: string, entryIds: readonly string[], wasDelivered: boolean): void {
-    if (entryIds.length === 0) return;
+    this.giveBackEntries(name, entryIds.map((id) => [id, wasDelivered]));
+  }
+
+  /** Queue `<entryId>|<me>|<atMs>|<wasDelivered 0/1>` for the redeliver list, sent with the next flush. */
+  private giveBackEntries(name: string, entries: readonly (readonly [string, boolean])[]): void {
+    if (entries.length === 0) return;
     const at = Date.now();
-    const flag = wasDelivered ? '1' : '0';
-    this.addTo(
-      this.toGiveBack,
-      name,
-      entryIds.map((id) => `${id}|${this.options.instanceId}|${at}|${flag}`),
-    );
+    this.addTo(this.toGiveBack, name, entries.map(([id, wasDelivered]) => `${id}|${this.options.instanceId}|${at}|${wasDelivered ? '1' : '0'}`));
     this.scheduleFlush();
   }
 
@@ -600,7 +605,7 @@ export class RedisQueues implements QueueBackend {
     for (const [name, ids] of acks) {
       const stream = keys.queue(name);
       this.track(
-        Promise.all([this.redis.xack(stream, QUEUE_GROUP, ...ids), this.redis.xdel(stream, ...ids)]).catch(() => {
+        this.ackScript.run([stream], [QUEUE_GROUP, this.options.instanceId, ...ids]).catch(() => {
           this.addTo(this.toAck, name, ids);
         }),
       );

@@ -18,74 +18,12 @@
 // disconnect, so racing reapers fire it once.
 
 import { InvalidCursorError, RegistryUnavailableError, decodeCursor, encodeCursor, pageOnlineUsers } from '../registry/registry';
-import type { BindPolicy, BindResult, OnlineUsersPage, OnlineUsersQuery, RegistryStats, SessionPage, SessionRecord, SessionRegistry } from '../registry/registry';
+import type { BindPolicy, BindResult, OnlineUsersPage, OnlineUsersQuery, RegistryStats, SessionPage, SessionRecord, SessionRegistry, SubscriptionNote } from '../registry/registry';
 import type { RedisKeys } from './keys';
+import { INBOX_TTL_SECONDS } from './membership';
+import { LuaScript } from './lua';
 import { isCluster } from './redis-client';
 import type { RedisConnection } from './redis-client';
-
-/**
- * KEYS[1] user zset. ARGV: sessionId, connectedAt, maxPerUser (-1: none), mode, dead ids...
- * Returns {1, evicted...} when bound, {0, holders...} when refused.
- */
-const BIND_LUA = `
-for i = 5, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
-local max = tonumber(ARGV[3])
-local count = redis.call('ZCARD', KEYS[1])
-if max < 0 or count < max then
-  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-  return {1}
-end
-if ARGV[4] == 'reject' then
-  local holders = redis.call('ZRANGE', KEYS[1], 0, -1)
-  table.insert(holders, 1, 0)
-  return holders
-end
-local evicted = redis.call('ZRANGE', KEYS[1], 0, count - max)
-for _, id in ipairs(evicted) do redis.call('ZREM', KEYS[1], id) end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-table.insert(evicted, 1, 1)
-return evicted
-`;
-
-/**
- * A single Redis: the whole registration in one script, the liveness of holders checked
- * inside it. KEYS: user zset, session hash, sessions:all, instance sessions, instance users.
- * ARGV: sessionId, connectedAt, maxPerUser, mode, ttlSeconds, session prefix, instance
- * prefix, then the hash's field/value pairs. Same reply as BIND_LUA.
- */
-const REGISTER_SINGLE_LUA = `
-local id, max, mode = ARGV[1], tonumber(ARGV[3]), ARGV[4]
-if max >= 0 then
-  for _, holder in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-    local instance = redis.call('HGET', ARGV[6] .. holder .. '}', 'instanceId')
-    if not instance or redis.call('EXISTS', ARGV[7] .. instance .. '}') == 0 then
-      redis.call('ZREM', KEYS[1], holder)
-    end
-  end
-end
-local count = redis.call('ZCARD', KEYS[1])
-local reply = {1}
-if max >= 0 and count >= max then
-  if mode == 'reject' then
-    local holders = redis.call('ZRANGE', KEYS[1], 0, -1)
-    table.insert(holders, 1, 0)
-    return holders
-  end
-  reply = redis.call('ZRANGE', KEYS[1], 0, count - max)
-  for _, old in ipairs(reply) do redis.call('ZREM', KEYS[1], old) end
-  table.insert(reply, 1, 1)
-end
-local fields = {}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[2], unpack(fields))
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call('ZADD', KEYS[1], ARGV[2], id)
-redis.call('SADD', KEYS[3], id)
-if redis.call('SADD', KEYS[4], id) == 1 then
-  redis.call('HINCRBY', KEYS[5], redis.call('HGET', KEYS[2], 'userId'), 1)
-end
-return reply
-`;
 
 /**
  * A single Redis: unregister in one script. KEYS: session hash, sessions:all, instance
@@ -113,6 +51,15 @@ return 1
 `;
 
 /** KEYS[1] session hash. ARGV: ttlSeconds, now. Extends and stamps an existing record only. */
+// Only a session that still exists: an HSET on a key that is gone would create a bare one.
+const NOTE_SUBSCRIPTIONS_LUA = `
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HSET', KEYS[1], 'subscriptions', ARGV[1])
+  return 1
+end
+return 0
+`;
+
 const TOUCH_LUA = `
 if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 1 then
   redis.call('HSET', KEYS[1], 'lastSeenAt', ARGV[2])
@@ -121,9 +68,6 @@ end
 return 0
 `;
 
-/** How long an instance's connections must stay gone before a refused CONNECT declares it dead. */
-const VANISHED_CONFIRM_MS = 500;
-const CLIENT_LIST_REUSE_MS = 100;
 
 type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
 
@@ -136,7 +80,18 @@ function recordFields(record: SessionRecord): string[] {
     'remoteAddress', record.remoteAddress,
     'connectedAt', String(record.connectedAt),
     'lastSeenAt', String(record.lastSeenAt),
+    ...(record.subscriptions === undefined ? [] : ['subscriptions', JSON.stringify(record.subscriptions)]),
   ];
+}
+
+function parseSubscriptions(json: string | undefined): SubscriptionNote[] | undefined {
+  if (json === undefined) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(json);
+    return Array.isArray(parsed) ? (parsed as SubscriptionNote[]) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function parseRecord(sessionId: string, hash: Record<string, string>): SessionRecord | undefined {
@@ -157,6 +112,7 @@ export function parseRecord(sessionId: string, hash: Record<string, string>): Se
     remoteAddress: hash.remoteAddress ?? '',
     connectedAt: Number(hash.connectedAt ?? 0),
     lastSeenAt: Number(hash.lastSeenAt ?? 0),
+    ...(hash.subscriptions === undefined ? {} : { subscriptions: parseSubscriptions(hash.subscriptions) ?? [] }),
   };
 }
 
@@ -174,6 +130,30 @@ export interface RedisRegistryOptions {
   sessionTtlSeconds: number;
 }
 
+/** What the registry needs of membership (membership.ts); absent in tests of the registry alone. */
+export interface RegistryMembership {
+  /** Whether this instance may write for itself now (joined, not fenced). */
+  readonly isJoined: boolean;
+  /** The liveness key and the generation it must hold for a write to be accepted. */
+  readonly fence: { key: string; generation: string };
+  /**
+   * Whether another instance may be taken for dead now: not just after this instance's Redis
+   * connection came back, before the others had a TTL to refresh their liveness keys.
+   */
+  readonly mayJudgeOthers: boolean;
+  /** Whether Redis is still the one this instance knew (false: it lost its data; membership rebuilds). */
+  isSameRedis(): Promise<boolean>;
+  /** Declare dead those of `instanceIds` that have no connection to Redis any more; whether any was. */
+  forgetVanished(instanceIds: readonly string[]): Promise<boolean>;
+}
+
+/** ERROR texts for sessions the registry no longer holds. */
+export const DISPLACED_TEXT = 'this session is no longer registered (kicked, replaced, or taken for lost while its instance was out of touch); reconnect';
+export const DEAD_HOLDER_TEXT = 'the instance holding this session was out of touch and the user connected again elsewhere; reconnect';
+export const REPLACED_TEXT = 'replaced by a newer session of the same user';
+
+const UNLIMITED: BindPolicy = { maxPerUser: Infinity, mode: 'reject' };
+
 export class RedisRegistry implements SessionRegistry {
   readonly keys: RedisKeys;
   readonly instanceId: string;
@@ -182,8 +162,17 @@ export class RedisRegistry implements SessionRegistry {
   private readonly isCluster: boolean;
   /** Sessions this instance registered and has not unregistered: refreshed, and re-registered after Redis lost its data. */
   private readonly local = new Map<string, SessionRecord>();
+  /** The policy each local session was bound under: a re-registration goes through it again. */
+  private readonly policies = new Map<string, BindPolicy>();
+  /** Local sessions admitted while Redis was away (no limit to check), not yet written. */
+  private readonly pending = new Set<string>();
+  private readonly bindScript: LuaScript;
+  private readonly registerScript: LuaScript;
+  /** Set by the cluster node: fencing and "is Redis the same?" (membership.ts). */
+  membership: RegistryMembership | undefined;
+  /** Set by the cluster node: a local session the registry no longer holds must close (ERROR code). */
+  onDisplaced: (sessionId: string, code: 'UNAVAILABLE' | 'SESSION_REPLACED', message: string) => void = () => undefined;
   private readonly inFlight = new Set<Promise<void>>();
-  private clientList: { at: number; names: Promise<Set<string>> } | undefined;
 
   constructor(options: RedisRegistryOptions) {
     this.redis = options.redis;
@@ -191,11 +180,24 @@ export class RedisRegistry implements SessionRegistry {
     this.instanceId = options.instanceId;
     this.ttlSeconds = options.sessionTtlSeconds;
     this.isCluster = isCluster(options.redis);
-    this.redis.defineCommand('stompdBind', { numberOfKeys: 1, lua: BIND_LUA });
-    this.redis.defineCommand('stompdRegister', { numberOfKeys: 5, lua: REGISTER_SINGLE_LUA });
+    this.bindScript = new LuaScript(this.redis, 'registry-bind', [1]);
+    this.registerScript = new LuaScript(this.redis, 'registry-register', [6]);
     this.redis.defineCommand('stompdUnregister', { numberOfKeys: 4, lua: UNREGISTER_SINGLE_LUA });
     this.redis.defineCommand('stompdForgetOnInstance', { numberOfKeys: 2, lua: FORGET_ON_INSTANCE_LUA });
     this.redis.defineCommand('stompdTouch', { numberOfKeys: 1, lua: TOUCH_LUA });
+    this.redis.defineCommand('stompdNoteSubscriptions', { numberOfKeys: 1, lua: NOTE_SUBSCRIPTIONS_LUA });
+  }
+
+  /** Kept with the local record too, so a re-registration after Redis lost its data carries them. */
+  async noteSubscriptions(sessionId: string, subscriptions: readonly SubscriptionNote[]): Promise<void> {
+    const local = this.local.get(sessionId);
+    if (local !== undefined) this.local.set(sessionId, { ...local, subscriptions });
+    await this.script('stompdNoteSubscriptions')(this.keys.session(sessionId), JSON.stringify(subscriptions));
+  }
+
+  /** Local sessions bound under a limit (a decision across instances): what a lost lease closes. */
+  limitedSessionIds(): string[] {
+    return [...this.policies].filter(([, policy]) => Number.isFinite(policy.maxPerUser)).map(([sessionId]) => sessionId);
   }
 
   /** Sessions registered by this instance. */
@@ -210,25 +212,25 @@ export class RedisRegistry implements SessionRegistry {
    */
   async bind(record: SessionRecord, policy: BindPolicy): Promise<BindResult> {
     const max = Number.isFinite(policy.maxPerUser) ? policy.maxPerUser : -1;
-    const attempt = async (): Promise<[number, ...string[]]> => {
-      const reply = (this.isCluster ? await this.bindOnCluster(record, max, policy.mode) : await this.registerOnSingle(record, max, policy.mode)) as [number, ...string[]];
-      if (reply[0] !== 1 && this.isCluster) await this.undoClusterSteps(record);
-      return reply;
-    };
+    const attempt = (): Promise<[number, ...string[]]> => this.write(record, max, policy.mode);
     let reply: [number, ...string[]];
     try {
       reply = await attempt();
       // Refused: a holder's instance may have died a moment ago (its liveness key has not
       // expired yet). If so, the user must not wait for the TTL: decide again without it.
-      if (reply[0] !== 1 && (await this.forgetVanishedInstances(reply.slice(1) as string[]))) reply = await attempt();
+      if (reply[0] !== 1 && this.membership?.mayJudgeOthers !== false && (await this.forgetVanishedHolders(reply.slice(1) as string[]))) reply = await attempt();
     } catch (error) {
       if (max >= 0) throw new RegistryUnavailableError(error);
       this.local.set(record.sessionId, record);
+      this.policies.set(record.sessionId, policy);
+      this.pending.add(record.sessionId);
       return { isBound: true, evicted: [] };
     }
     const [verdict, ...ids] = reply;
     if (verdict !== 1) return { isBound: false, holders: await this.recordsOf(ids) };
     this.local.set(record.sessionId, record);
+    this.policies.set(record.sessionId, policy);
+    if (this.isCluster) for (const id of ids) await this.tell(id, 'SESSION_REPLACED', REPLACED_TEXT).catch(() => undefined);
     // An evicted session's record may already be gone (its owner closing it): the id is what a kick needs.
     const found = new Map((await this.recordsOf(ids)).map((r) => [r.sessionId, r]));
     return { isBound: true, evicted: ids.map((id) => found.get(id) ?? { ...record, sessionId: id, instanceId: '', roles: [] }) };
@@ -237,6 +239,8 @@ export class RedisRegistry implements SessionRegistry {
   async unbind(sessionId: string): Promise<void> {
     const record = this.local.get(sessionId);
     this.local.delete(sessionId);
+    this.policies.delete(sessionId);
+    this.pending.delete(sessionId);
     const pending = this.unregister(sessionId, record?.instanceId ?? this.instanceId).then(() => undefined);
     this.inFlight.add(pending);
     try {
@@ -300,20 +304,31 @@ export class RedisRegistry implements SessionRegistry {
     return known.filter((_, i) => alive[i] === 1);
   }
 
-  /** Extend the TTL of this instance's session keys and note that they are still alive. */
   /**
-   * Every live session of this instance: extend its key's TTL and note it alive; a session
-   * whose record or user-set entry has gone missing (a Cluster node that restarted empty, a
-   * reaper that took this instance for dead) is registered again. A record is never
-   * re-created half by the refresh itself.
+   * Every live session of this instance: extend its key's TTL and note it alive. A session
+   * admitted while Redis was away is written now, through its policy. A session whose record
+   * or user-set entry is gone was removed by someone else (an admin kick, a replace, a
+   * CONNECT elsewhere that took this instance for dead): the registry is the truth, so the
+   * session is closed (onDisplaced), never written back. When Redis itself lost its data,
+   * nothing is judged here: membership rebuilds (rebuild()).
    */
   async refresh(now = Date.now()): Promise<void> {
-    const records = [...this.local.values()];
-    if (records.length === 0) return;
-    const touched = await Promise.all(records.map((r) => this.script('stompdTouch')(this.keys.session(r.sessionId), this.ttlSeconds, now)));
-    const scores = await Promise.all(records.map((r) => this.redis.zscore(this.keys.user(r.userId), r.sessionId)));
-    const missing = records.filter((_, i) => touched[i] !== 1 || scores[i] === null);
-    if (missing.length > 0) await this.reregister(missing);
+    const records = [...this.local.values()].filter((r) => !this.pending.has(r.sessionId));
+    const pendingRecords = [...this.local.values()].filter((r) => this.pending.has(r.sessionId));
+    if (records.length > 0) {
+      const touched = await Promise.all(records.map((r) => this.script('stompdTouch')(this.keys.session(r.sessionId), this.ttlSeconds, now)));
+      const scores = await Promise.all(records.map((r) => this.redis.zscore(this.keys.user(r.userId), r.sessionId)));
+      const missing = records.filter((_, i) => touched[i] !== 1 || scores[i] === null);
+      if (missing.length > 0 && (this.membership === undefined || (await this.membership.isSameRedis()))) {
+        for (const record of missing) {
+          if (!this.local.has(record.sessionId)) continue; // ended meanwhile
+          await this.unregister(record.sessionId, record.instanceId); // whatever half of it is left
+          this.forget(record.sessionId);
+          this.onDisplaced(record.sessionId, 'UNAVAILABLE', DISPLACED_TEXT);
+        }
+      }
+    }
+    if (pendingRecords.length > 0) await this.reregister(pendingRecords);
   }
 
   /**
@@ -393,43 +408,92 @@ export class RedisRegistry implements SessionRegistry {
   }
 
   /**
-   * After Redis came back (possibly empty): write this instance's live sessions again. A
-   * session another instance took meanwhile is not evicted: re-registration admits all.
+   * Redis lost its data: write this instance's live sessions again, each through the policy
+   * it was bound under. A session that another took the place of meanwhile (reject), or that
+   * is older than the user's newer session (replace), is closed instead.
    */
-  async reregisterAll(): Promise<void> {
+  async rebuild(): Promise<void> {
     await this.reregister([...this.local.values()]);
   }
 
   /**
-   * Write `records` again without a limit. A session that ends while this runs (it is no
-   * longer in `local` once its turn comes, or once it was written) is removed again, so a
+   * Write `records` again through their policies. A session that ends while this runs (it is
+   * no longer in `local` once its turn comes, or once it was written) is removed again, so a
    * closed session is never left registered.
    */
   private async reregister(records: readonly SessionRecord[]): Promise<void> {
     for (const record of records) {
       if (!this.local.has(record.sessionId)) continue;
-      if (this.isCluster) await this.bindOnCluster(record, -1, 'reject');
-      else await this.registerOnSingle(record, -1, 'reject');
+      const policy = this.policies.get(record.sessionId) ?? UNLIMITED;
+      const max = Number.isFinite(policy.maxPerUser) ? policy.maxPerUser : -1;
+      const [verdict, ...ids] = await this.write(record, max, policy.mode);
+      if (verdict === -1) throw new Error('fenced: this instance\'s generation is not the live one');
+      this.pending.delete(record.sessionId);
+      if (verdict !== 1) {
+        this.forget(record.sessionId);
+        this.onDisplaced(record.sessionId, verdict === 2 ? 'SESSION_REPLACED' : 'UNAVAILABLE', verdict === 2 ? REPLACED_TEXT : DEAD_HOLDER_TEXT);
+        continue;
+      }
+      if (this.isCluster) for (const id of ids) await this.tell(id, 'SESSION_REPLACED', REPLACED_TEXT).catch(() => undefined);
       if (!this.local.has(record.sessionId)) await this.unregister(record.sessionId, record.instanceId);
     }
   }
 
   /**
-   * Make Redis agree with this instance after an outage: sessions that ended meanwhile
-   * (their unregister failed) are removed, live ones are written again.
+   * Make Redis agree with this instance after a reconnect: sessions that ended meanwhile
+   * (their unregister failed) are removed; the live ones are checked (refresh).
    */
   async reconcile(): Promise<void> {
     const listed = await this.redis.smembers(this.keys.instanceSessions(this.instanceId));
     for (const sessionId of listed) if (!this.local.has(sessionId)) await this.unregister(sessionId, this.instanceId);
-    await this.reregisterAll();
+    await this.refresh();
+  }
+
+  /**
+   * Tell the instance holding `sessionId` to close it, through its inbox (kept in Redis:
+   * nothing lost if its pub/sub connection is down). False when the session is unknown.
+   */
+  async tell(sessionId: string, code: 'KICKED' | 'SESSION_REPLACED' | 'UNAVAILABLE' | 'LOGGED_OUT', message: string): Promise<boolean> {
+    const instanceId = await this.redis.hget(this.keys.session(sessionId), 'instanceId');
+    if (instanceId === null) return false;
+    await this.pushInbox(instanceId, { type: 'kick', sessionId, code, message });
+    return true;
+  }
+
+  /** Append a command to an instance's inbox (membership.ts pops it every heart-beat). */
+  async pushInbox(instanceId: string, command: object): Promise<void> {
+    const inbox = this.keys.instanceInbox(instanceId);
+    await this.redis.multi().rpush(inbox, JSON.stringify(command)).expire(inbox, INBOX_TTL_SECONDS).exec();
+  }
+
+  private forget(sessionId: string): void {
+    this.local.delete(sessionId);
+    this.policies.delete(sessionId);
+    this.pending.delete(sessionId);
+  }
+
+  /** One registration attempt: {1, evicted…}, {0, holders…}, {2} (lost to a newer one), {-1} (fenced). */
+  private async write(record: SessionRecord, max: number, mode: string): Promise<[number, ...string[]]> {
+    if (this.isCluster) {
+      if (this.membership !== undefined && !this.membership.isJoined) return [-1];
+      const reply = (await this.bindOnCluster(record, max, mode)) as [number, ...string[]];
+      if (reply[0] !== 1) await this.undoClusterSteps(record);
+      return reply.map((v, i) => (i === 0 ? Number(v) : String(v))) as [number, ...string[]];
+    }
+    const reply = (await this.registerOnSingle(record, max, mode)) as unknown[];
+    return reply.map((v, i) => (i === 0 ? Number(v) : String(v))) as [number, ...string[]];
   }
 
   private async registerOnSingle(record: SessionRecord, max: number, mode: string): Promise<unknown> {
     const { keys } = this;
-    return this.script('stompdRegister')(
-      keys.user(record.userId), keys.session(record.sessionId), keys.allSessions, keys.instanceSessions(record.instanceId), keys.instanceUsers(record.instanceId),
-      record.sessionId, record.connectedAt, max, mode, this.ttlSeconds, keys.sessionPrefix, keys.instancePrefix,
-      ...recordFields(record),
+    const fence = this.membership?.fence;
+    return this.registerScript.run(
+      [keys.user(record.userId), keys.session(record.sessionId), keys.allSessions, keys.instanceSessions(record.instanceId), keys.instanceUsers(record.instanceId), fence?.key ?? keys.instance(record.instanceId)],
+      [
+        record.sessionId, record.connectedAt, max, mode, this.ttlSeconds, keys.sessionPrefix, keys.instancePrefix, fence?.generation ?? '',
+        DEAD_HOLDER_TEXT, REPLACED_TEXT, INBOX_TTL_SECONDS, this.membership?.mayJudgeOthers === false ? '0' : '1',
+        ...recordFields(record),
+      ],
     );
   }
 
@@ -438,8 +502,8 @@ export class RedisRegistry implements SessionRegistry {
     const sessionKey = keys.session(record.sessionId);
     const isNew = (await redis.sadd(keys.instanceSessions(record.instanceId), record.sessionId)) === 1;
     await redis.multi().hset(sessionKey, ...recordFields(record)).expire(sessionKey, this.ttlSeconds).exec();
-    const dead = max < 0 ? [] : await this.deadHolders(record.userId);
-    const reply = await this.script('stompdBind')(keys.user(record.userId), record.sessionId, record.connectedAt, max, mode, ...dead);
+    const dead = max < 0 || this.membership?.mayJudgeOthers === false ? [] : await this.deadHolders(record.userId);
+    const reply = await this.bindScript.run([keys.user(record.userId)], [record.sessionId, record.connectedAt, max, mode, ...dead]);
     if ((reply as unknown[])[0] === 1) {
       await Promise.all([redis.sadd(keys.allSessions, record.sessionId), isNew ? redis.hincrby(keys.instanceUsers(record.instanceId), record.userId, 1) : Promise.resolve(0)]);
     }
@@ -447,55 +511,14 @@ export class RedisRegistry implements SessionRegistry {
   }
 
   /**
-   * Holders' instances that have no connection to Redis any more (a killed process's sockets
-   * close at once, long before its liveness key expires) are declared dead now: their
-   * liveness key is deleted, so holders there no longer count and the reaper takes them on
-   * its next round. Returns whether any was found.
+   * Holders' instances that have vanished (membership.forgetVanished: no connection to Redis
+   * any more) are declared dead now, so holders there no longer count. Returns whether any was.
    */
-  private async forgetVanishedInstances(holderIds: readonly string[]): Promise<boolean> {
-    if (holderIds.length === 0) return false;
+  private async forgetVanishedHolders(holderIds: readonly string[]): Promise<boolean> {
+    if (holderIds.length === 0 || this.membership === undefined) return false;
     const instanceIds = await Promise.all(holderIds.map((id) => this.redis.hget(this.keys.session(id), 'instanceId')));
     const others = [...new Set(instanceIds.filter((i): i is string => i !== null && i !== this.instanceId))];
-    if (others.length === 0) return false;
-    // Absent twice, VANISHED_CONFIRM_MS apart: a connection blip (ioredis reconnects within
-    // ~100 ms) is not a death; a killed process's connections never come back.
-    const absent = async (candidates: string[]): Promise<string[]> => {
-      const connected = await this.connectedInstanceNames();
-      return candidates.filter((id) => !connected.has(`stompd:${id}`) && !connected.has(`stompd:${id}:sub`));
-    };
-    let vanished: string[];
-    try {
-      vanished = await absent(others);
-      if (vanished.length === 0) return false;
-      await new Promise((resolve) => setTimeout(resolve, VANISHED_CONFIRM_MS));
-      vanished = await absent(vanished);
-    } catch {
-      return false; // CLIENT LIST not allowed (a managed Redis): the liveness TTL decides instead
-    }
-    for (const id of vanished) await this.redis.del(this.keys.instance(id));
-    return vanished.length > 0;
-  }
-
-  /**
-   * Client names of every connection to Redis (to every master on a Cluster). One CLIENT
-   * LIST serves all callers for CLIENT_LIST_REUSE_MS: a flood of refused CONNECTs costs
-   * Redis a few listings a second, not one each.
-   */
-  private connectedInstanceNames(): Promise<Set<string>> {
-    const now = Date.now();
-    if (this.clientList !== undefined && now - this.clientList.at < CLIENT_LIST_REUSE_MS) return this.clientList.names;
-    const names = this.listClientNames();
-    this.clientList = { at: now, names };
-    names.catch(() => (this.clientList = undefined));
-    return names;
-  }
-
-  private async listClientNames(): Promise<Set<string>> {
-    const nodes = isCluster(this.redis) ? this.redis.nodes('master') : [this.redis];
-    const lists = await Promise.all(nodes.map((node) => node.client('LIST') as Promise<string>));
-    const names = new Set<string>();
-    for (const list of lists) for (const match of list.matchAll(/ name=(\S+)/g)) names.add(match[1]!);
-    return names;
+    return others.length > 0 && (await this.membership.forgetVanished(others));
   }
 
   private async undoClusterSteps(record: SessionRecord): Promise<void> {

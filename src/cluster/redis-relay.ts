@@ -21,15 +21,14 @@ import type { Cluster } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Message } from '../broker/message';
 import type { Relay } from '../broker/relay';
+import { parseControl } from './control';
+import type { ControlMessage } from './control';
 import { decodeEnvelope, encodeEnvelope } from './envelope';
 import type { Envelope } from './envelope';
 import type { RedisKeys } from './keys';
 import { isCluster } from './redis-client';
 import type { RedisConnection } from './redis-client';
 
-export type ControlMessage =
-  | { type: 'kick'; sessionId: string; code: string; message: string }
-  | { type: 'kick-user'; userId: string; code: string; message: string; revokedAt?: number };
 
 export interface RelayStats {
   published: number;
@@ -52,6 +51,8 @@ export interface RedisRelayOptions {
   deliver(envelope: Envelope): void;
   /** A control message from another instance. */
   onControl(control: ControlMessage): void;
+  /** After a reconnect, once every wanted channel is subscribed again (what was published meanwhile is lost). */
+  onResubscribed?(): void;
   logger: Logger;
 }
 
@@ -101,11 +102,13 @@ export class RedisRelay implements Relay {
     this.send(this.options.keys.destinationChannel(message.routeKey), bytes);
   }
 
-  setInterest(routeKey: string, isInterested: boolean): void {
+  setInterest(routeKey: string, isInterested: boolean): Promise<void> | void {
     const channel = this.options.keys.destinationChannel(routeKey);
     if (isInterested) {
       this.wanted.add(channel);
-      this.subscribe([channel]).catch((err: unknown) => this.options.logger.debug({ err, channel }, 'subscribe failed; retried when Redis is back'));
+      // Resolves when Redis confirmed the subscription; during an outage, at once (degraded:
+      // pub/sub between instances is at most once, and the channel is subscribed on reconnect).
+      return this.subscribe([channel]).catch((err: unknown) => this.options.logger.debug({ err, channel }, 'subscribe failed; retried when Redis is back'));
     } else {
       this.wanted.delete(channel);
       this.unsubscribe(channel).catch(() => undefined); // gone with the connection anyway
@@ -201,10 +204,14 @@ export class RedisRelay implements Relay {
   }
 
   private onControlBytes(bytes: Buffer): void {
-    let control: ControlMessage & { origin?: string };
+    let control: ReturnType<typeof parseControl>;
     try {
-      control = JSON.parse(bytes.toString()) as ControlMessage & { origin?: string };
+      control = parseControl(JSON.parse(bytes.toString()));
     } catch {
+      control = undefined;
+    }
+    if (control === undefined) {
+      this.options.logger.warn('an invalid control message was dropped');
       return;
     }
     if (control.origin === this.options.instanceId) return; // acted on locally already
@@ -229,6 +236,9 @@ export class RedisRelay implements Relay {
   /** After a reconnect: subscribe to every wanted channel again (idempotent where ioredis already did). */
   private resubscribe(): void {
     if (this.wanted.size === 0) return;
-    this.subscribe([...this.wanted]).catch((err: unknown) => this.options.logger.debug({ err }, 'resubscribe failed; retried on the next reconnect'));
+    this.subscribe([...this.wanted]).then(
+      () => this.options.onResubscribed?.(),
+      (err: unknown) => this.options.logger.debug({ err }, 'resubscribe failed; retried on the next reconnect'),
+    );
   }
 }

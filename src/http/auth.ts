@@ -1,8 +1,9 @@
 // Who may use /api: the holder of ADMIN_TOKEN (a bearer token, compared in constant time on
 // equal-length digests) or of a JWT verified like a STOMP login whose roles meet ADMIN_ROLES.
 // No credential: 401; a valid JWT without an admin role: 403. Failed attempts are counted per
-// remote address; past MAX_FAILURES within WINDOW_MS the address gets 429 until the window
-// ends, whatever it sends, so guessing a token costs time. No answer ever repeats a token.
+// client address; past MAX_FAILURES within WINDOW_MS its failures get 429 until the window
+// ends, while a valid credential from it is still served (a shared NAT or proxy must not let
+// one noisy client lock the admins out). No answer ever repeats a token.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { JwtVerifier } from '../auth/jwt';
@@ -52,6 +53,21 @@ export function adminAuthenticator(options: AdminAuthOptions): (authorization: s
       return { isAdmin: false, statusCode: 403, message: `user ${principal.userId} holds none of the admin roles (${options.adminRoles.join(', ')})` };
     }
     return { isAdmin: true, adminId: principal.userId };
+  };
+}
+
+/**
+ * Who may scrape a guarded /metrics: the holder of METRICS_TOKEN (given to the scraper alone),
+ * or an admin. `admin` is undefined when the API is open: "everyone is admin" must not open
+ * a guarded /metrics.
+ */
+export function metricsAuthenticator(metricsToken: string | undefined, admin: ((authorization: string | undefined) => Promise<AdminVerdict>) | undefined): (authorization: string | undefined) => Promise<AdminVerdict> {
+  const tokenDigest = metricsToken === undefined ? undefined : digest(metricsToken);
+  return async (authorization) => {
+    const presented = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
+    if (presented !== undefined && tokenDigest !== undefined && timingSafeEqual(digest(presented), tokenDigest)) return { isAdmin: true, adminId: 'metrics-token' };
+    if (admin !== undefined) return admin(authorization);
+    return { isAdmin: false, statusCode: 401, message: 'send "Authorization: Bearer <METRICS_TOKEN>"' };
   };
 }
 

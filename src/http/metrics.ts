@@ -32,6 +32,18 @@ export interface MetricsSources {
   cluster(): ClusterMetricsView | undefined;
   /** Per-queue figures (from Redis with several instances), read at scrape time. */
   queues: { queueStats(): Promise<QueueStat[]> };
+  /** Queues given series of their own (the deepest; METRICS_QUEUE_SERIES); 0: none, totals only. */
+  queueSeries: number;
+}
+
+/**
+ * The `limit` queues a scrape shows one by one: the deepest, then the most unacknowledged,
+ * then by name (stable between scrapes). A series per queue for every queue would let any
+ * client that may create queues grow each scrape without bound (3,000 queues: 3 MB).
+ */
+function deepestQueues(stats: readonly QueueStat[], limit: number): QueueStat[] {
+  if (limit <= 0) return [];
+  return [...stats].sort((a, b) => b.depth - a.depth || b.unacked - a.unacked || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).slice(0, limit);
 }
 
 /** A counter whose value is a source's running total. */
@@ -150,26 +162,47 @@ export function createMetrics(sources: MetricsSources): Registry {
       return { published: relay.published, received: relay.received, dropped: relay.dropped };
     });
   }
-  // Per queue, read once per scrape and shared by the three gauges.
-  let scrape: Promise<QueueStat[]> | undefined;
-  const queueStats = (): Promise<QueueStat[]> => (scrape ??= sources.queues.queueStats().finally(() => setImmediate(() => (scrape = undefined))));
+  // Per queue, read once per scrape and shared by the gauges.
+  let scrape: Promise<{ all: QueueStat[]; deepest: QueueStat[] }> | undefined;
+  const readQueues = (): Promise<{ all: QueueStat[]; deepest: QueueStat[] }> =>
+    (scrape ??= sources.queues
+      .queueStats()
+      .catch(() => [] as QueueStat[])
+      .then((all) => ({ all, deepest: deepestQueues(all, sources.queueSeries) }))
+      .finally(() => setImmediate(() => (scrape = undefined))));
   for (const [name, help, read] of [
-    ['stompd_queue_depth', 'Messages stored in a queue and not handed to a consumer yet', (q: QueueStat) => q.depth],
-    ['stompd_queue_unacked', 'Queue messages delivered and not acknowledged yet', (q: QueueStat) => q.unacked],
-    ['stompd_queue_consumers', 'Subscriptions consuming a queue, on every instance', (q: QueueStat) => q.consumers],
-    ['stompd_queue_oldest_age_seconds', 'Age of the oldest message a queue holds', (q: QueueStat) => q.oldestAgeMs / 1000],
+    ['stompd_queues', 'Queues that exist (on every instance)', (stats: readonly QueueStat[]) => stats.length],
+    ['stompd_queues_depth', 'Messages stored in all queues and not handed to a consumer yet', (stats: readonly QueueStat[]) => stats.reduce((sum, q) => sum + q.depth, 0)],
+    ['stompd_queues_unacked', 'Queue messages delivered and not acknowledged yet, all queues', (stats: readonly QueueStat[]) => stats.reduce((sum, q) => sum + q.unacked, 0)],
   ] as const) {
     new Gauge({
       name,
       help,
-      labelNames: ['queue'],
       registers: [registry],
       async collect() {
-        const stats = await queueStats().catch(() => [] as QueueStat[]);
-        this.reset();
-        for (const queue of stats) this.set({ queue: queue.name }, read(queue));
+        this.set(read((await readQueues()).all));
       },
     });
+  }
+  if (sources.queueSeries > 0) {
+    for (const [name, help, read] of [
+      ['stompd_queue_depth', 'Messages stored in a queue and not handed to a consumer yet (the deepest queues only)', (q: QueueStat) => q.depth],
+      ['stompd_queue_unacked', 'Queue messages delivered and not acknowledged yet (the deepest queues only)', (q: QueueStat) => q.unacked],
+      ['stompd_queue_consumers', 'Subscriptions consuming a queue, on every instance (the deepest queues only)', (q: QueueStat) => q.consumers],
+      ['stompd_queue_oldest_age_seconds', 'Age of the oldest message a queue holds (the deepest queues only)', (q: QueueStat) => q.oldestAgeMs / 1000],
+    ] as const) {
+      new Gauge({
+        name,
+        help,
+        labelNames: ['queue'],
+        registers: [registry],
+        async collect() {
+          const { deepest } = await readQueues();
+          this.reset();
+          for (const queue of deepest) this.set({ queue: queue.name }, read(queue));
+        },
+      });
+    }
   }
 
   return registry;

@@ -22,7 +22,7 @@ export const apiErrors = {
 
 export const sessionDetailsSchema = {
   type: 'object',
-  required: ['sessionId', 'userId', 'userRole', 'roles', 'instanceId', 'transport', 'remoteAddress', 'connectedAt', 'lastSeenAt'],
+  required: ['sessionId', 'userId', 'userRole', 'roles', 'instanceId', 'transport', 'remoteAddress', 'connectedAt', 'lastSeenAt', 'subscriptions'],
   properties: {
     sessionId: { type: 'string' },
     userId: { type: 'string' },
@@ -33,6 +33,11 @@ export const sessionDetailsSchema = {
     remoteAddress: { type: 'string' },
     connectedAt: { type: 'integer', description: 'epoch ms' },
     lastSeenAt: { type: 'integer', description: 'epoch ms' },
+    subscriptions: {
+      type: 'array',
+      description: 'Its subscriptions (noted within a second of a change)',
+      items: { type: 'object', required: ['id', 'destination', 'ack'], properties: { id: { type: 'string' }, destination: { type: 'string' }, ack: { type: 'string' } } },
+    },
   },
 } as const;
 

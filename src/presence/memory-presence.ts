@@ -14,7 +14,7 @@ interface Room {
 }
 
 export class MemoryPresenceStore implements PresenceStore {
-  private readonly rooms = new Map<string, Room>();
+  private readonly byName = new Map<string, Room>();
   private readonly publish: (message: Message) => void;
   private readonly matcher: RoomMatcher;
   private readonly messageIdPrefix: string;
@@ -27,10 +27,10 @@ export class MemoryPresenceStore implements PresenceStore {
   }
 
   async join(roomName: string, entry: SessionEntry): Promise<void> {
-    let room = this.rooms.get(roomName);
+    let room = this.byName.get(roomName);
     if (room === undefined) {
       room = { seq: 0, sessions: new Map(), users: new Map() };
-      this.rooms.set(roomName, room);
+      this.byName.set(roomName, room);
     }
     if (room.sessions.has(entry.sessionId)) return;
     room.sessions.set(entry.sessionId, entry);
@@ -44,7 +44,7 @@ export class MemoryPresenceStore implements PresenceStore {
   }
 
   async leave(roomName: string, { sessionId }: SessionEntry, reason: LeaveReason): Promise<void> {
-    const room = this.rooms.get(roomName);
+    const room = this.byName.get(roomName);
     const entry = room?.sessions.get(sessionId);
     if (room === undefined || entry === undefined) return;
     room.sessions.delete(sessionId);
@@ -53,17 +53,23 @@ export class MemoryPresenceStore implements PresenceStore {
     room.users.delete(entry.userId);
     const seq = ++room.seq;
     // An empty room is forgotten; its seq starts over, which no subscriber can tell (it has none).
-    if (room.users.size === 0) this.rooms.delete(roomName);
+    if (room.users.size === 0) this.byName.delete(roomName);
     this.announce(roomName, { type: 'LEAVE', userId: entry.userId, roles: entry.roles, sessionId, reason, at: Date.now(), seq });
   }
 
   /** One instance: every session is local and leaves room by room. */
-  async leaveRemoteSession(): Promise<void> {}
+  async reapInstance(): Promise<number> {
+    return 0;
+  }
 
   async snapshot(roomName: string): Promise<RoomSnapshot> {
-    const room = this.rooms.get(roomName);
+    const room = this.byName.get(roomName);
     if (room === undefined) return { members: [], seq: 0 };
     return { members: [...room.users.values()].map((u) => u.member), seq: room.seq };
+  }
+
+  async rooms(): Promise<string[]> {
+    return [...this.byName.keys()].sort();
   }
 
   private announce(room: string, body: PresenceEventBody): void {

@@ -28,8 +28,12 @@ export interface Presence {
   /** Whether any destination is a room (PRESENCE_DESTINATIONS set). */
   readonly isEnabled: boolean;
   isRoom(destination: string): boolean;
+  /** Whether the destination is a room's companion (PRESENCE_COMPANION_SUFFIX): only the broker publishes there. */
+  isCompanion(destination: string): boolean;
   /** The room's members now, the same from every instance; [] for a room nobody is in. */
   members(destination: string): Promise<Member[]>;
+  /** Rooms with members now, each with its member list (at most `limit` rooms, in name order). */
+  rooms(limit: number): Promise<{ destination: string; members: Member[] }[]>;
 }
 
 interface LocalSession {
@@ -38,6 +42,9 @@ interface LocalSession {
   /** room → this session's subscriptions to it and when it joined. */
   rooms: Map<string, { count: number; joinedAt: number }>;
 }
+
+/** Rooms whose member lists rooms() reads at once. */
+const ROOMS_BATCH = 20;
 
 export interface PresenceTrackerDeps {
   events: LifecycleEvents;
@@ -62,11 +69,12 @@ export class PresenceTracker implements Presence {
     deps.events.on('subscribe', (e) => this.onSubscribe(e));
     deps.events.on('unsubscribe', (e) => this.onUnsubscribe(e));
     deps.events.on('disconnect', (e) => {
-      if (e.reason === 'instance-lost') {
-        // Reported by this instance's reaper for a session that lived on a dead one.
-        this.enqueue(e.session.userId, () => deps.store.leaveRemoteSession(e.session.sessionId, 'instance-lost'));
-        return;
-      }
+      // Reported by this instance's reaper for a session that lived on a dead one: the
+      // reaper leaves the dead instance's rooms itself (PresenceStore's reaping).
+      if (e.reason === 'instance-lost') return;
+      // A session of this instance, which was reaped (instance-fenced): its leaves are told as
+      // `instance-lost`, exactly once with the reaper's (the store decides), and it stops being
+      // local at once, so a repair cannot add it back.
       this.onSessionEnd(e.session.sessionId, leaveReasonFor(e.reason));
     });
   }
@@ -79,9 +87,28 @@ export class PresenceTracker implements Presence {
     return this.deps.matcher.isRoom(destination);
   }
 
+  isCompanion(destination: string): boolean {
+    return this.deps.matcher.isCompanion(destination);
+  }
+
   async members(destination: string): Promise<Member[]> {
     if (!this.isRoom(destination)) return [];
     return (await this.deps.store.snapshot(destination)).members;
+  }
+
+  async rooms(limit: number): Promise<{ destination: string; members: Member[] }[]> {
+    const found: { destination: string; members: Member[] }[] = [];
+    const names = await this.deps.store.rooms();
+    // Read a batch at a time: a store may list rooms that have emptied since.
+    for (let i = 0; i < names.length && found.length < limit; i += ROOMS_BATCH) {
+      const batch = names.slice(i, i + ROOMS_BATCH);
+      const snapshots = await Promise.all(batch.map((room) => this.deps.store.snapshot(room)));
+      batch.forEach((destination, j) => {
+        const { members } = snapshots[j]!;
+        if (members.length > 0 && found.length < limit) found.push({ destination, members });
+      });
+    }
+    return found;
   }
 
   /** This instance's sessions in rooms: what a store rebuilds from after Redis lost its state. */

@@ -73,11 +73,14 @@ export interface PresenceStore {
   /** The session left `room` (idempotent: a session not in it is no event). */
   leave(room: string, entry: SessionEntry, reason: LeaveReason): Promise<void>;
   /**
-   * A session that lived elsewhere is gone (its instance died, a survivor reaped it): leave
-   * every room it was in. Sessions of this instance are left room by room instead.
+   * An instance was reaped: its members leave every room, as `instance-lost`, exactly once
+   * however many reapers race; returns how many of its entries this call found. (Memory: one
+   * instance, nothing to reap.)
    */
-  leaveRemoteSession(sessionId: string, reason: LeaveReason): Promise<void>;
+  reapInstance(instanceId: string): Promise<number>;
   snapshot(room: string): Promise<RoomSnapshot>;
+  /** Rooms that may have members (none is missed; an empty one may be listed), in name order. */
+  rooms(): Promise<string[]>;
   /** Finish what is under way (at shutdown). */
   settle?(timeoutMs: number): Promise<void>;
 }
@@ -96,6 +99,9 @@ export function leaveReasonFor(reason: DisconnectReason): LeaveReason {
     case 'token-expired':
     case 'instance-lost':
       return reason;
+    // Reaped while alive: the reaper told (or tells) the room `instance-lost`; same reason.
+    case 'instance-fenced':
+      return 'instance-lost';
     // The broker refused a frame with an ERROR and closed: the client's session ended on a
     // protocol error, which for the room is an ended session.
     case 'error-sent':
@@ -125,8 +131,22 @@ export class RoomMatcher {
     return this.patterns.some((pattern) => pattern.test(destination));
   }
 
+  /** Whether `destination` is a room's companion, where only the broker publishes its events. */
+  isCompanion(destination: string): boolean {
+    if (this.companionSuffix === undefined || !destination.endsWith(this.companionSuffix)) return false;
+    const room = destination.slice(0, destination.length - this.companionSuffix.length);
+    return this.patterns.some((pattern) => pattern.test(room));
+  }
+
   companionOf(room: string): string | undefined {
     return this.companionSuffix === undefined ? undefined : room + this.companionSuffix;
+  }
+
+  /** The room whose companion `destination` is, if it is one. */
+  roomOfCompanion(destination: string): string | undefined {
+    if (this.companionSuffix === undefined || !destination.endsWith(this.companionSuffix)) return undefined;
+    const room = destination.slice(0, -this.companionSuffix.length);
+    return this.isRoom(room) ? room : undefined;
   }
 }
 

@@ -4,7 +4,7 @@
 // ttlSeconds null and only notes lastSeenAt).
 
 import { InvalidCursorError, decodeCursor, encodeCursor, pageOnlineUsers } from './registry';
-import type { BindPolicy, BindResult, OnlineUsersPage, OnlineUsersQuery, RegistryStats, SessionPage, SessionRecord, SessionRegistry } from './registry';
+import type { BindPolicy, BindResult, OnlineUsersPage, OnlineUsersQuery, RegistryStats, SessionPage, SessionRecord, SessionRegistry, SubscriptionNote } from './registry';
 
 export class MemoryRegistry implements SessionRegistry {
   private readonly sessions = new Map<string, SessionRecord>();
@@ -92,6 +92,12 @@ export class MemoryRegistry implements SessionRegistry {
     const refreshed = { ...record, lastSeenAt: now };
     this.sessions.set(sessionId, refreshed);
     return Promise.resolve({ record: refreshed, ttlSeconds: null });
+  }
+
+  noteSubscriptions(sessionId: string, subscriptions: readonly SubscriptionNote[]): Promise<void> {
+    const record = this.sessions.get(sessionId);
+    if (record !== undefined) this.sessions.set(sessionId, { ...record, subscriptions });
+    return Promise.resolve();
   }
 
   private recordsOf(userId: string): SessionRecord[] {

@@ -17,6 +17,15 @@ export interface SessionRecord {
   connectedAt: number;
   /** When the session was last known to be alive (refreshed while it lives). */
   lastSeenAt: number;
+  /** Its subscriptions, as last noted (SubscriptionNotes writes them within a moment of a change). */
+  subscriptions?: readonly SubscriptionNote[];
+}
+
+/** One subscription of a session, as the registry keeps it for the HTTP API and the dashboard. */
+export interface SubscriptionNote {
+  id: string;
+  destination: string;
+  ack: string;
 }
 
 export type SessionLimitMode =
@@ -59,6 +68,8 @@ export interface SessionRegistry {
    * null where sessions do not expire (in memory: a session lives as long as its connection).
    */
   refreshSession(sessionId: string, now?: number): Promise<{ record: SessionRecord; ttlSeconds: number | null } | undefined>;
+  /** Replace a live session's noted subscriptions; a session that is gone stays gone. */
+  noteSubscriptions(sessionId: string, subscriptions: readonly SubscriptionNote[]): Promise<void>;
 }
 
 export interface SessionPage {

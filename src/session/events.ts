@@ -25,6 +25,8 @@ export type DisconnectReason =
   | 'logged-out'
   /** Reported by a surviving instance: the instance holding the session died. */
   | 'instance-lost'
+  /** This instance was reaped by another (a stall or a cut from Redis): its sessions end with ERROR UNAVAILABLE. */
+  | 'instance-fenced'
   | 'shutdown';
 
 export interface SessionInfo {

@@ -330,7 +330,8 @@ export class Session implements Subscriber, SessionView {
       ['user-name', principal.userId],
     ]);
     this.startHeartbeats(sendEveryMs, expectEveryMs);
-    this.log.info({ transport: this.transport, remoteAddress: this.peer.remoteAddress, version, sendEveryMs, expectEveryMs }, 'session connected');
+    const { remoteAddress, proxyAddress } = this.peer;
+    this.log.info({ transport: this.transport, remoteAddress, ...(proxyAddress !== undefined ? { proxyAddress } : {}), version, sendEveryMs, expectEveryMs }, 'session connected');
     this.deps.events.emit('connect', this.info());
     // After the connect event, so that an already expired token still yields connect, then
     // disconnect; not at all if a connect listener already closed the session.

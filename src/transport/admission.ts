@@ -1,11 +1,16 @@
-// Admission: how many connections may be open at once, in all and per remote address.
+// Admission: how many connections may be open at once, in all and per client address.
 //
 // Both transports count a socket from its TCP accept to its close: a WebSocket counts before
 // its upgrade, so half-done handshakes (a slow loris on the WebSocket port) use up the caps
 // like sessions do. A refused socket is not counted; the transport answers it in its own way
 // (TCP: a STOMP ERROR; WebSocket: HTTP 503) and closes it.
+//
+// Behind a trusted proxy the client's address is known only later (its PROXY header, the
+// handshake's X-Forwarded-For): such a socket is admitted under the total cap alone, and
+// counted under its client's address once the proxy names it (identify), so
+// MAX_CONNECTIONS_PER_ADDRESS holds per client, not per proxy.
 
-import type { Socket } from 'node:net';
+import { plainAddress } from './client-address';
 import type { TransportKind } from './connection';
 
 export interface AdmissionLimits {
@@ -25,6 +30,23 @@ export interface Refusal {
 
 export type RefusalListener = (transport: TransportKind, remoteAddress: string, refusal: Refusal) => void;
 
+/** One admitted socket's place under the caps. */
+export interface AdmissionTicket {
+  /** Counted under this client address; undefined while a proxy has yet to name it. */
+  readonly address: string | undefined;
+  /**
+   * The proxy named the client: counted under `address` from now on, or, over the
+   * per-address cap, refused (the ticket is then released).
+   */
+  identify(address: string): Refusal | undefined;
+  /** The socket closed. Safe to call more than once. */
+  release(): void;
+}
+
+export function isRefusal(result: AdmissionTicket | Refusal): result is Refusal {
+  return 'limit' in result;
+}
+
 export class Admission {
   private readonly limits: AdmissionLimits;
   private readonly onRefused: RefusalListener;
@@ -42,34 +64,68 @@ export class Admission {
   }
 
   /**
-   * Count `socket` in (the caller calls release(address) once when it closes, from the one
-   * close listener it keeps per socket anyway: a socket forgets its address once destroyed,
-   * so the caller keeps it); or, over a cap, say why not (and tell the refusal listener).
+   * Count a new socket in, from client `address` (undefined: a trusted proxy will name it
+   * later; only the total cap applies until then); or, over a cap, say why not (and tell the
+   * refusal listener).
    */
-  admit(socket: Socket, transport: TransportKind): Refusal | undefined {
-    const address = socket.remoteAddress ?? '?';
-    const { maxConnections, maxConnectionsPerAddress } = this.limits;
-    const fromAddress = this.byAddress.get(address) ?? 0;
-    let refusal: Refusal | undefined;
+  admit(transport: TransportKind, address: string | undefined): AdmissionTicket | Refusal {
+    const { maxConnections } = this.limits;
     if (maxConnections > 0 && this.total >= maxConnections) {
-      refusal = { limit: 'MAX_CONNECTIONS', max: maxConnections, message: `the server holds its maximum of ${maxConnections} connections; try again later` };
-    } else if (maxConnectionsPerAddress > 0 && fromAddress >= maxConnectionsPerAddress) {
-      refusal = { limit: 'MAX_CONNECTIONS_PER_ADDRESS', max: maxConnectionsPerAddress, message: `at most ${maxConnectionsPerAddress} connections from one address` };
+      return this.refuse(transport, address ?? '?', { limit: 'MAX_CONNECTIONS', max: maxConnections, message: `the server holds its maximum of ${maxConnections} connections; try again later` });
     }
-    if (refusal !== undefined) {
-      this.onRefused(transport, address, refusal);
-      return refusal;
+    const key = address === undefined ? undefined : plainAddress(address);
+    if (key !== undefined) {
+      const refusal = this.perAddressRefusal(key);
+      if (refusal !== undefined) return this.refuse(transport, key, refusal);
+      this.byAddress.set(key, (this.byAddress.get(key) ?? 0) + 1);
     }
     this.total++;
-    this.byAddress.set(address, fromAddress + 1);
+    let counted = key;
+    let isReleased = false;
+    const release = (): void => {
+      if (isReleased) return;
+      isReleased = true;
+      this.total--;
+      if (counted !== undefined) this.forget(counted);
+    };
+    return {
+      get address() {
+        return counted;
+      },
+      identify: (clientAddress: string): Refusal | undefined => {
+        if (isReleased) return undefined;
+        const clientKey = plainAddress(clientAddress);
+        if (counted !== undefined) this.forget(counted);
+        counted = undefined;
+        const refusal = this.perAddressRefusal(clientKey);
+        if (refusal !== undefined) {
+          release();
+          return this.refuse(transport, clientKey, refusal);
+        }
+        counted = clientKey;
+        this.byAddress.set(clientKey, (this.byAddress.get(clientKey) ?? 0) + 1);
+        return undefined;
+      },
+      release,
+    };
+  }
+
+  private perAddressRefusal(key: string): Refusal | undefined {
+    const max = this.limits.maxConnectionsPerAddress;
+    if (max > 0 && (this.byAddress.get(key) ?? 0) >= max) {
+      return { limit: 'MAX_CONNECTIONS_PER_ADDRESS', max, message: `at most ${max} connections from one address` };
+    }
     return undefined;
   }
 
-  /** An admitted socket from `address` (its remoteAddress when admitted) closed. */
-  release(address: string): void {
-    this.total--;
-    const left = (this.byAddress.get(address) ?? 1) - 1;
-    if (left === 0) this.byAddress.delete(address);
-    else this.byAddress.set(address, left);
+  private refuse(transport: TransportKind, address: string, refusal: Refusal): Refusal {
+    this.onRefused(transport, address, refusal);
+    return refusal;
+  }
+
+  private forget(key: string): void {
+    const left = (this.byAddress.get(key) ?? 1) - 1;
+    if (left === 0) this.byAddress.delete(key);
+    else this.byAddress.set(key, left);
   }
 }

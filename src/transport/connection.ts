@@ -38,7 +38,10 @@ export interface ConnectionHandlers {
 
 /** What the transport knows of the peer, for authentication and logs. */
 export interface PeerInfo {
+  /** The client's address ("ip:port", or "ip" when a proxy named no port): behind a trusted proxy, the one it named. */
   remoteAddress: string;
+  /** The trusted proxy's own address, when remoteAddress came from one (PROXY header, X-Forwarded-For). */
+  proxyAddress?: string;
   /** WebSocket handshake only: request URL (path and query) and headers. */
   url?: string;
   headers?: Readonly<Record<string, string | string[] | undefined>>;

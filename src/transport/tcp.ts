@@ -1,9 +1,29 @@
-// Raw TCP transport (what stompit and other native clients use): one socket, one Connection.
+// Raw TCP transport (what stompit and other native clients use): one socket, one Connection;
+// plain on STOMP_PORT, TLS on STOMP_TLS_PORT.
+//
+// Before a session sees a byte, the listener decides who the client is:
+// - PROXY_PROTOCOL=1 (plain listener): a peer in TRUSTED_PROXIES must open with a PROXY
+//   protocol header (v1 or v2), read by proxy-protocol.ts within the handshake timeout; the
+//   address it names is the session's, for the per-address cap too. A malformed or missing
+//   header is closed with a log line.
+// - Bytes that cannot be STOMP are closed at once with a log line instead of waiting for the
+//   CONNECT timeout: a TLS ClientHello (first byte 0x16) on the plain port, a PROXY header
+//   from a peer that is not a trusted proxy (it would choose its own address).
+// - TLS listener: node's tls server does the handshake (within the handshake timeout, client
+//   certificates when TLS_CA_FILE is set); the session starts on the decrypted stream. Its
+//   certificate can be swapped (SIGHUP) without touching open connections.
 
 import net from 'node:net';
-import type { Admission, Refusal } from './admission';
+import tls from 'node:tls';
+import { isRefusal } from './admission';
+import type { Admission, AdmissionTicket, Refusal } from './admission';
 import { BatchingConnection } from './connection';
 import type { Connection, WriteLimits } from './connection';
+import { formatAddress, socketPeer } from './client-address';
+import type { ClientAddress } from './client-address';
+import { ProxyHeaderReader } from './proxy-protocol';
+import type { ProxyHeader } from './proxy-protocol';
+import type { TrustedProxies } from './trusted-proxies';
 
 /**
  * TCP keepalive after this much silence: a peer that vanished without heart-beating (its
@@ -18,12 +38,28 @@ export class TcpConnection extends BatchingConnection {
   readonly transport = 'tcp' as const;
   private readonly socket: net.Socket;
 
-  constructor(socket: net.Socket, limits: WriteLimits) {
-    super({ remoteAddress: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}` }, limits);
+  /**
+   * `client`: the address a trusted proxy named (default: the socket's peer).
+   * `isAcceptable`: judges the first bytes read; false closes the connection, nothing passed on.
+   */
+  constructor(socket: net.Socket, limits: WriteLimits, client?: ClientAddress, isAcceptable?: (firstBytes: Buffer) => boolean) {
+    const peer = socketPeer(socket);
+    super(client === undefined ? { remoteAddress: formatAddress(peer) } : { remoteAddress: formatAddress(client), proxyAddress: formatAddress(peer) }, limits);
     this.socket = socket;
     socket.setNoDelay(true);
     socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
-    socket.on('data', (chunk: Buffer) => this.handlers?.onData(chunk));
+    let check = isAcceptable;
+    socket.on('data', (chunk: Buffer) => {
+      if (check !== undefined) {
+        const isOk = check(chunk);
+        check = undefined;
+        if (!isOk) {
+          socket.destroy();
+          return;
+        }
+      }
+      this.handlers?.onData(chunk);
+    });
     socket.on('error', (error) => this.closed(error));
     socket.on('close', () => this.closed(undefined));
   }
@@ -74,13 +110,46 @@ export interface ListeningServer {
   close(): Promise<void>;
   /** Destroy every connection still open, whatever its state: the end of a shutdown. */
   destroyConnections(): void;
+  /** TLS listeners: new handshakes use these credentials; open connections keep theirs. */
+  setSecureContext?(options: tls.SecureContextOptions): void;
 }
+
+/** Why the listener closed a connection before it became a session (logged by the caller). */
+export type RejectReason =
+  | { code: 'TLS_ON_PLAIN_PORT'; detail: string }
+  | { code: 'UNTRUSTED_PROXY_HEADER'; detail: string }
+  | { code: 'BAD_PROXY_HEADER'; detail: string }
+  | { code: 'TLS_HANDSHAKE_FAILED'; detail: string };
 
 export interface TcpServerOptions {
   host: string;
   port: number;
   limits: WriteLimits;
   admission: Admission;
+  /** Plain listener only: PROXY protocol headers from these peers are required and believed. */
+  proxyProtocol?: { trusted: TrustedProxies; timeoutMs: number };
+  /** A TLS listener: node tls server options (key, cert, ca, requestCert, handshakeTimeout). */
+  tls?: tls.TlsOptions;
+  /** A connection closed before its session began, and why (one log line). */
+  onRejected(remoteAddress: string, reason: RejectReason): void;
+}
+
+const TLS_HANDSHAKE_RECORD = 0x16;
+const PROXY_V1_START = Buffer.from('PROXY ', 'latin1');
+const PROXY_V2_START = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00]);
+
+/**
+ * First bytes a STOMP client never sends, on a plain listener: why they are refused. A PROXY
+ * header counts from its whole signature ("PROXY ", or the v2 one's first five bytes, a NUL
+ * after two EOLs): a client's leading heart-beat EOLs are not one.
+ */
+function refusedFirstBytes(chunk: Buffer): RejectReason | undefined {
+  if (chunk[0] === TLS_HANDSHAKE_RECORD) return { code: 'TLS_ON_PLAIN_PORT', detail: 'a TLS handshake arrived on the plain STOMP port (use STOMP_TLS_PORT for TLS)' };
+  const startsWith = (prefix: Buffer): boolean => chunk.length >= prefix.length && chunk.subarray(0, prefix.length).equals(prefix);
+  if (startsWith(PROXY_V1_START) || startsWith(PROXY_V2_START)) {
+    return { code: 'UNTRUSTED_PROXY_HEADER', detail: 'a PROXY protocol header from a peer that is not in TRUSTED_PROXIES (or PROXY_PROTOCOL is off)' };
+  }
+  return undefined;
 }
 
 /** `onRefused`: a connection over the caps, to be answered with a STOMP ERROR and closed. */
@@ -90,18 +159,71 @@ export function listenTcp(
   onRefused: (connection: Connection, refusal: Refusal) => void,
 ): Promise<ListeningServer> {
   const sockets = new Set<net.Socket>();
-  const server = net.createServer((socket) => {
-    const address = socket.remoteAddress ?? '?';
-    const refusal = options.admission.admit(socket, 'tcp');
+  const isTls = options.tls !== undefined;
+  const track = (socket: net.Socket, ticket: AdmissionTicket | undefined): void => {
     sockets.add(socket);
     socket.once('close', () => {
       sockets.delete(socket);
-      if (refusal === undefined) options.admission.release(address);
+      ticket?.release();
     });
-    const connection = new TcpConnection(socket, options.limits);
+  };
+  const isAcceptable = (socket: net.Socket) => (chunk: Buffer): boolean => {
+    const reason = refusedFirstBytes(chunk);
+    if (reason !== undefined) options.onRejected(formatAddress(socketPeer(socket)), reason);
+    return reason === undefined;
+  };
+  const start = (socket: net.Socket, client: ClientAddress | undefined, refusal: Refusal | undefined): void => {
+    const connection = new TcpConnection(socket, options.limits, client, isTls ? undefined : isAcceptable(socket));
     if (refusal === undefined) onConnection(connection);
     else onRefused(connection, refusal);
-  });
+  };
+
+  let server: net.Server;
+  if (options.tls !== undefined) {
+    const tlsServer = tls.createServer(options.tls, (secure) => start(secure, undefined, undefined));
+    // The raw socket is counted from its accept, its handshake bounded by handshakeTimeout.
+    tlsServer.on('connection', (socket: net.Socket) => {
+      const admitted = options.admission.admit('tcp', socket.remoteAddress);
+      if (isRefusal(admitted)) {
+        socket.destroy(); // nothing can be said to it before its handshake
+        return;
+      }
+      track(socket, admitted);
+    });
+    // A failed handshake (expired or unknown client certificate, plain bytes, timeout): node closes it.
+    tlsServer.on('tlsClientError', (error: Error & { code?: string }, secure: tls.TLSSocket) => {
+      options.onRejected(formatAddress(socketPeer(secure)), { code: 'TLS_HANDSHAKE_FAILED', detail: error.code ?? error.message });
+    });
+    server = tlsServer;
+  } else {
+    server = net.createServer((socket) => {
+      const proxy = options.proxyProtocol;
+      if (proxy === undefined || !proxy.trusted.has(socket.remoteAddress)) {
+        const admitted = options.admission.admit('tcp', socket.remoteAddress);
+        track(socket, isRefusal(admitted) ? undefined : admitted);
+        start(socket, undefined, isRefusal(admitted) ? admitted : undefined);
+        return;
+      }
+      const admitted = options.admission.admit('tcp', undefined);
+      track(socket, isRefusal(admitted) ? undefined : admitted);
+      if (isRefusal(admitted)) {
+        start(socket, undefined, admitted);
+        return;
+      }
+      readProxyHeader(socket, proxy.timeoutMs, (result) => {
+        if (result.kind === 'invalid') {
+          options.onRejected(formatAddress(socketPeer(socket)), { code: 'BAD_PROXY_HEADER', detail: result.reason });
+          socket.destroy();
+          return;
+        }
+        const client = result.kind === 'proxied' ? result.source : undefined;
+        const refusal = admitted.identify((client ?? socketPeer(socket)).address);
+        if (result.rest.length > 0) socket.unshift(result.rest);
+        start(socket, client, refusal);
+        socket.resume();
+      });
+    });
+  }
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
@@ -113,7 +235,33 @@ export function listenTcp(
         destroyConnections: () => {
           for (const socket of sockets) socket.destroy();
         },
+        ...(server instanceof tls.Server ? { setSecureContext: (context: tls.SecureContextOptions) => (server as tls.Server).setSecureContext(context) } : {}),
       });
     });
   });
+}
+
+/**
+ * Read the PROXY header off `socket`, then hand over with the socket paused (the bytes after
+ * the header in `rest`). Bounded in bytes by the reader and in time by `timeoutMs`.
+ */
+function readProxyHeader(socket: net.Socket, timeoutMs: number, done: (result: ProxyHeader) => void): void {
+  const reader = new ProxyHeaderReader();
+  const finish = (result: ProxyHeader): void => {
+    clearTimeout(timer);
+    socket.off('data', onData);
+    socket.off('close', onClose);
+    socket.pause();
+    done(result);
+  };
+  const onData = (chunk: Buffer): void => {
+    const result = reader.push(chunk);
+    if (result !== undefined) finish(result);
+  };
+  const onClose = (): void => clearTimeout(timer);
+  const timer = setTimeout(() => finish({ kind: 'invalid', reason: `no complete PROXY protocol header within ${timeoutMs} ms` }), timeoutMs);
+  timer.unref();
+  socket.on('data', onData);
+  socket.once('close', onClose);
+  socket.on('error', () => undefined); // the close that follows is enough
 }

@@ -19,18 +19,31 @@
 //   fragments of an unfinished message never reach the session's decoder, so a peer trickling
 //   them would otherwise be held forever. The session is told (onStalled: FRAME_TIMEOUT).
 //   Pings and pongs are not messages: they neither start that clock nor stay counted.
+// - The client's address: the socket's peer, or, from a peer in TRUSTED_PROXIES, what its
+//   X-Forwarded-For / Forwarded header says (forwarded.ts); a socket from a trusted proxy is
+//   counted under that address once the handshake's headers are in.
+// - WSS_PORT: the same over https (node's TLS; the certificate can be swapped on SIGHUP). A
+//   TLS handshake arriving on the plain port is closed at once with a log line.
 
 import http from 'node:http';
+import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import type tls from 'node:tls';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { RawData } from 'ws';
-import type { Admission, Refusal } from './admission';
+import { isRefusal } from './admission';
+import type { Admission, AdmissionTicket, Refusal } from './admission';
 import type { ByteBudget } from '../codec';
 import { BatchingConnection } from './connection';
 import type { Connection, WriteLimits } from './connection';
+import { formatAddress, socketPeer } from './client-address';
+import type { ClientAddress } from './client-address';
+import { forwardedClientAddress } from './forwarded';
+import type { ForwardedHeader } from './forwarded';
 import { KEEPALIVE_IDLE_MS } from './tcp';
-import type { ListeningServer } from './tcp';
+import type { ListeningServer, RejectReason } from './tcp';
+import type { TrustedProxies } from './trusted-proxies';
 
 export const STOMP_SUBPROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp'] as const;
 
@@ -78,11 +91,17 @@ export class WsConnection extends BatchingConnection {
   /** The socket under `ws`: corked around a fragmented message so it leaves in one writev. */
   private readonly socket: Socket;
 
-  /** `messageTimeoutMs`: a message begun must complete within it (0: no limit). */
-  constructor(ws: WebSocket, request: IncomingMessage, limits: WriteLimits, budget?: ByteBudget, messageTimeoutMs = 0) {
+  /**
+   * `messageTimeoutMs`: a message begun must complete within it (0: no limit). `client`: the
+   * address a trusted proxy named (default: the socket's peer).
+   */
+  constructor(ws: WebSocket, request: IncomingMessage, limits: WriteLimits, budget?: ByteBudget, messageTimeoutMs = 0, client?: ClientAddress) {
+    const peer = socketPeer(request.socket);
+    const isProxied = client !== undefined && formatAddress(client) !== formatAddress(peer);
     super(
       {
-        remoteAddress: `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? '?'}`,
+        remoteAddress: formatAddress(isProxied ? client : peer),
+        ...(isProxied ? { proxyAddress: formatAddress(peer) } : {}),
         url: request.url ?? '/',
         headers: request.headers,
         ...(ws.protocol ? { subprotocol: ws.protocol } : {}),
@@ -241,8 +260,30 @@ export interface WsServerOptions {
   pendingBudget?: ByteBudget;
   /** A message begun must complete within this (the frame timeout), else the session hears onStalled. */
   messageTimeoutMs?: number;
-  /** Decides on the HTTP upgrade, before any STOMP frame: false refuses with 403. */
-  verifyHandshake?: (request: IncomingMessage) => boolean;
+  /** Decides on the HTTP upgrade, before any STOMP frame: a reason refuses with 403, the reason its body. */
+  verifyHandshake?: (request: IncomingMessage) => string | undefined;
+  /** Whose X-Forwarded-For / Forwarded is believed, and which of the two. */
+  forwarded?: { trusted: TrustedProxies; header: ForwardedHeader };
+  /** wss://: node https server options (key, cert, ca, requestCert). */
+  tls?: tls.TlsOptions;
+  /** A connection closed before its handshake, and why (one log line): TLS on the plain port, a failed TLS handshake. */
+  onRejected?(remoteAddress: string, reason: RejectReason): void;
+}
+
+/**
+ * The same TCP connection seen as the raw socket and, over TLS, as the TLSSocket wrapping it
+ * (the one 'upgrade' gives): both report the peer's address and port, unique among the live
+ * connections of one listener.
+ */
+function peerKey(socket: Socket): string {
+  return `${socket.remoteAddress ?? '?'}|${socket.remotePort ?? '?'}`;
+}
+
+interface RawSocketState {
+  /** Until the upgrade completes. */
+  handshakeTimer: NodeJS.Timeout | undefined;
+  ticket: AdmissionTicket | undefined;
+  refusal: Refusal | undefined;
 }
 
 /**
@@ -259,50 +300,78 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
     perMessageDeflate: false,
     clientTracking: false,
     handleProtocols: (offered) => chooseSubprotocol(offered),
-    ...(options.verifyHandshake
-      ? { verifyClient: (info: { req: IncomingMessage }, callback: (ok: boolean, code?: number) => void) => callback(options.verifyHandshake!(info.req), 403) }
-      : {}),
+    ...(options.verifyHandshake ? { verifyClient: (info: { req: IncomingMessage }, callback: VerifyCallback) => verifyWith(options.verifyHandshake!, info.req, callback) } : {}),
   });
-  /** Every socket; those still in their handshake carry its deadline. */
-  const sockets = new Map<Socket, NodeJS.Timeout | undefined>();
-  const refusals = new WeakMap<Socket, Refusal>();
-  const endHandshake = (socket: Socket): void => {
-    clearTimeout(sockets.get(socket));
-    if (sockets.has(socket)) sockets.set(socket, undefined);
+  /** Every raw socket, by itself and by its peer key (to find it from a TLSSocket). */
+  const sockets = new Map<Socket, RawSocketState>();
+  const byPeerKey = new Map<string, Socket>();
+  const stateOf = (socket: Socket): RawSocketState | undefined => sockets.get(socket) ?? sockets.get(byPeerKey.get(peerKey(socket))!);
+  const endHandshake = (state: RawSocketState): void => {
+    clearTimeout(state.handshakeTimer);
+    state.handshakeTimer = undefined;
   };
 
   // A plain HTTP request (no upgrade): 426, or 503 when over the caps.
-  const server = http.createServer((request, response) => {
-    const refusal = refusals.get(request.socket);
+  const onRequest = (request: IncomingMessage, response: http.ServerResponse): void => {
+    const refusal = stateOf(request.socket)?.refusal;
     const status = refusal === undefined ? 426 : 503;
     const body = refusal === undefined ? http.STATUS_CODES[426]! : `TOO_MANY_CONNECTIONS: ${refusal.message}`;
     response.writeHead(status, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body), ...(refusal ? { Connection: 'close' } : {}) });
     response.end(body);
-  });
+  };
+  const server = options.tls === undefined ? http.createServer(onRequest) : https.createServer(options.tls, onRequest);
   server.on('connection', (socket: Socket) => {
-    const address = socket.remoteAddress ?? '?';
-    const refusal = options.admission.admit(socket, 'ws');
-    if (refusal !== undefined) refusals.set(socket, refusal);
+    // From a trusted proxy the client is named by the handshake's headers: counted then.
+    const isFromProxy = options.forwarded?.trusted.has(socket.remoteAddress) === true;
+    const admitted = options.admission.admit('ws', isFromProxy ? undefined : socket.remoteAddress);
+    const refusal = isRefusal(admitted) ? admitted : undefined;
     // A refused socket is not counted: it gets a short while for its request (to be told 503), no more.
     const deadlineMs = refusal === undefined ? options.handshakeTimeoutMs : Math.min(options.handshakeTimeoutMs, REFUSED_SOCKET_MS);
-    const timer = setTimeout(() => socket.destroy(), deadlineMs);
-    timer.unref();
-    sockets.set(socket, timer);
+    const handshakeTimer = setTimeout(() => socket.destroy(), deadlineMs);
+    handshakeTimer.unref();
+    const key = peerKey(socket);
+    sockets.set(socket, { handshakeTimer, ticket: isRefusal(admitted) ? undefined : admitted, refusal });
+    byPeerKey.set(key, socket);
     socket.once('close', () => {
-      clearTimeout(sockets.get(socket));
+      const state = sockets.get(socket);
+      if (state !== undefined) endHandshake(state);
+      state?.ticket?.release();
       sockets.delete(socket);
-      if (refusal === undefined) options.admission.release(address);
+      if (byPeerKey.get(key) === socket) byPeerKey.delete(key);
     });
   });
+  // Bytes that are not HTTP: node answers 400 and closes; a TLS ClientHello on the plain port is said in the log.
+  server.on('clientError', (error: Error & { code?: string; rawPacket?: Buffer }, socket: Socket) => {
+    if (options.tls === undefined && error.rawPacket?.[0] === 0x16) {
+      options.onRejected?.(formatAddress(socketPeer(socket)), { code: 'TLS_ON_PLAIN_PORT', detail: 'a TLS handshake arrived on the plain WebSocket port (use WSS_PORT for wss://)' });
+      socket.destroy();
+      return;
+    }
+    // What node answers when nobody listens for clientError.
+    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    if (socket.writable && error.code !== 'ECONNRESET') socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\n\r\n`);
+    socket.destroy();
+  });
+  if (options.tls !== undefined) {
+    server.on('tlsClientError', (error: Error & { code?: string }, socket: Socket) => {
+      options.onRejected?.(formatAddress(socketPeer(socket)), { code: 'TLS_HANDSHAKE_FAILED', detail: error.code ?? error.message });
+    });
+  }
   server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
-    const refusal = refusals.get(socket);
+    const state = stateOf(socket);
+    let refusal = state?.refusal;
+    let client: ClientAddress | undefined;
+    if (refusal === undefined && options.forwarded !== undefined) {
+      client = forwardedClientAddress(socketPeer(socket), request.headers, options.forwarded.header, options.forwarded.trusted);
+      if (state?.ticket !== undefined && state.ticket.address === undefined) refusal = state.ticket.identify(client.address);
+    }
     if (refusal !== undefined) {
       refuseHandshake(socket, 503, `TOO_MANY_CONNECTIONS: ${refusal.message}`);
       return;
     }
     wss.handleUpgrade(request, socket, head, (ws) => {
-      endHandshake(socket);
-      onConnection(new WsConnection(ws, request, options.limits, options.pendingBudget, options.messageTimeoutMs));
+      if (state !== undefined) endHandshake(state);
+      onConnection(new WsConnection(ws, request, options.limits, options.pendingBudget, options.messageTimeoutMs, client));
     });
   });
 
@@ -319,14 +388,24 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
             server.close(() => done());
             wss.close();
             // Not sessions yet: nothing to say goodbye to.
-            for (const [socket, handshakeTimer] of sockets) if (handshakeTimer !== undefined) socket.destroy();
+            for (const [socket, state] of sockets) if (state.handshakeTimer !== undefined) socket.destroy();
           }),
         destroyConnections: () => {
           for (const socket of sockets.keys()) socket.destroy();
         },
+        ...(server instanceof https.Server ? { setSecureContext: (context: tls.SecureContextOptions) => (server as https.Server).setSecureContext(context) } : {}),
       });
     });
   });
+}
+
+type VerifyCallback = (isAllowed: boolean, code?: number, message?: string, headers?: Record<string, string>) => void;
+
+function verifyWith(verify: (request: IncomingMessage) => string | undefined, request: IncomingMessage, callback: VerifyCallback): void {
+  const refusal = verify(request);
+  if (refusal === undefined) callback(true);
+  // text/plain: the reason quotes request headers, which must never be rendered as HTML.
+  else callback(false, 403, refusal, { 'Content-Type': 'text/plain' });
 }
 
 function refuseHandshake(socket: Socket, status: number, body: string): void {

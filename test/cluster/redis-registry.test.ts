@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
-import { InstanceLiveness } from '../../src/cluster/liveness';
+import { InstanceMembership as InstanceLiveness } from '../../src/cluster/membership';
 import { RedisKeys } from '../../src/cluster/keys';
 import { connectRedis, whenReady } from '../../src/cluster/redis-client';
 import type { RedisConnection } from '../../src/cluster/redis-client';
@@ -153,6 +153,7 @@ for (const mode of ['single', 'cluster'] as const) {
     it('a holder whose instance vanished a moment ago (connection gone, liveness key not yet expired) does not lock its user out', async () => {
       const a = await instance();
       const ghost = await instance(60_000); // liveness TTL of 3 minutes: only the lost connection tells
+      a.registry.membership = a.liveness; // membership judges whether an instance vanished
       const userId = user();
       assert.equal((await ghost.registry.bind(record(`s-vanished-${seq}`, userId, ghost.id, 1), reject1)).isBound, true);
       ghost.redis.disconnect(); // like kill -9: the process's sockets close at once
@@ -226,6 +227,7 @@ for (const mode of ['single', 'cluster'] as const) {
 
     it('a holder whose Redis connection only blipped (killed, reconnected at once) still holds its place', async () => {
       const a = await instance();
+      a.registry.membership = a.liveness;
       const b = await instance();
       const userId = user();
       assert.equal((await b.registry.bind(record(`s-blip-${seq}`, userId, b.id, 1), reject1)).isBound, true);
@@ -254,7 +256,7 @@ for (const mode of ['single', 'cluster'] as const) {
       await a.redis.del('ws:session:{s-keep}');
       await a.redis.del(`ws:user:{${userId}}`);
       await a.redis.srem('ws:sessions:all', 's-keep');
-      await a.registry.reregisterAll();
+      await a.registry.rebuild();
       assert.equal((await a.registry.get('s-keep'))?.userId, userId);
       assert.deepEqual(await a.redis.zrange(`ws:user:{${userId}}`, 0, -1), ['s-keep']);
       assert.equal(await a.redis.sismember('ws:sessions:all', 's-keep'), 1);

@@ -134,4 +134,19 @@ describe('docker-compose.yml and deploy/nginx.conf agree', () => {
     // A fixed INSTANCE_ID would make a restarted container take its dead predecessor's sessions for its own.
     assert.doesNotMatch(compose, /^\s+INSTANCE_ID:/m);
   });
+
+  it('the instances trust nginx\'s fixed address for client addresses, and keep the per-address cap on', () => {
+    const lbAddress = /^  lb:$[\s\S]*?ipv4_address: (\S+)$/m.exec(compose)?.[1];
+    assert.ok(lbAddress !== undefined, 'lb has a fixed ipv4_address');
+    assert.match(compose, new RegExp(`^\\s+TRUSTED_PROXIES: ${lbAddress.replace(/\./g, '\\.')}$`, 'm'));
+    assert.match(compose, /^\s+PROXY_PROTOCOL: "1"$/m);
+    assert.doesNotMatch(compose, /^\s+MAX_CONNECTIONS_PER_ADDRESS: "0"$/m, "the cap stays on");
+    assert.match(nginx, /^\s+proxy_protocol on;$/m);
+    assert.match(nginx, /^\s+proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;$/m);
+  });
+
+  it('publishes ports on loopback only: the instances run without authentication', () => {
+    const published = [...compose.matchAll(/^\s+- "([^"]*:\d+)"$/gm)].map((m) => m[1]!);
+    assert.deepEqual(published.sort(), ['127.0.0.1:15674:15674', '127.0.0.1:61613:61613']);
+  });
 });

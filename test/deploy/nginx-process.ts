@@ -12,6 +12,14 @@ import path from 'node:path';
 import { freePort } from '../helpers/free-port';
 
 export const NGINX_CONF = path.resolve(__dirname, '../../../deploy/nginx.conf');
+/** The variant that ends TLS at nginx (wss:// on 15673, STOMP over TLS on 61614). */
+export const NGINX_TLS_CONF = path.resolve(__dirname, '../../../deploy/nginx-tls.conf');
+
+/** For NGINX_TLS_CONF: the certificate and key its ssl_certificate lines are pointed at. */
+export interface NginxTls {
+  cert: string;
+  key: string;
+}
 
 const START_TIMEOUT_MS = 10_000;
 const STOP_TIMEOUT_MS = 5000;
@@ -70,10 +78,21 @@ export function replaceLines(conf: string, replacements: [from: string, to: stri
   return lines.join('\n');
 }
 
-export function localConf(conf: string, ports: { ws: number; tcp: number }, upstreams: Record<'stompd-a' | 'stompd-b', Upstream>, dir: string, build: ReturnType<typeof buildInfo>): string {
+export function localConf(
+  conf: string,
+  ports: { ws: number; tcp: number },
+  upstreams: Record<'stompd-a' | 'stompd-b', Upstream>,
+  dir: string,
+  build: ReturnType<typeof buildInfo>,
+  tls?: NginxTls,
+): string {
+  if (tls !== undefined) {
+    // Both the http and the stream server carry them: every such line.
+    conf = conf.replace(/^(\s*)ssl_certificate (\S+);$/gm, `$1ssl_certificate ${tls.cert};`).replace(/^(\s*)ssl_certificate_key (\S+);$/gm, `$1ssl_certificate_key ${tls.key};`);
+  }
   let local = replaceLines(conf, [
-    ['listen 15674;', `listen 127.0.0.1:${ports.ws};`],
-    ['listen 61613;', `listen 127.0.0.1:${ports.tcp};`],
+    tls === undefined ? ['listen 15674;', `listen 127.0.0.1:${ports.ws};`] : ['listen 15673 ssl;', `listen 127.0.0.1:${ports.ws} ssl;`],
+    tls === undefined ? ['listen 61613;', `listen 127.0.0.1:${ports.tcp};`] : ['listen 61614 ssl;', `listen 127.0.0.1:${ports.tcp} ssl;`],
     ['server stompd-a:15674;', `server 127.0.0.1:${upstreams['stompd-a'].wsPort};`],
     ['server stompd-b:15674;', `server 127.0.0.1:${upstreams['stompd-b'].wsPort};`],
     ['server stompd-a:61613;', `server 127.0.0.1:${upstreams['stompd-a'].tcpPort};`],
@@ -108,7 +127,8 @@ process.once('exit', () => {
   for (const child of running) child.kill('SIGTERM');
 });
 
-export async function startNginx(upstreams: Record<'stompd-a' | 'stompd-b', Upstream>): Promise<NginxProcess> {
+/** nginx on deploy/nginx.conf, or with `tls` on deploy/nginx-tls.conf. */
+export async function startNginx(upstreams: Record<'stompd-a' | 'stompd-b', Upstream>, tls?: NginxTls): Promise<NginxProcess> {
   const binary = nginxBinary();
   const build = buildInfo(binary);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stompd-nginx-'));
@@ -117,7 +137,7 @@ export async function startNginx(upstreams: Record<'stompd-a' | 'stompd-b', Upst
   let lastError: unknown;
   for (let attempt = 0; attempt < 5; attempt++) {
     const ports = { ws: await freePort(), tcp: await freePort() };
-    const conf = localConf(fs.readFileSync(NGINX_CONF, 'utf8'), ports, upstreams, dir, build);
+    const conf = localConf(fs.readFileSync(tls === undefined ? NGINX_CONF : NGINX_TLS_CONF, 'utf8'), ports, upstreams, dir, build, tls);
     const confPath = path.join(dir, 'nginx.conf');
     fs.writeFileSync(confPath, conf);
     // The conf logs access to /dev/stdout, which cannot be opened on a socket (what 'pipe'

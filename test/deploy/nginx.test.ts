@@ -2,6 +2,9 @@
 // repository's deploy/nginx.conf (upstreams and listen ports rewritten to local ones) in
 // front of two real stompd processes sharing a real Redis. Each instance says who it is in
 // CONNECTED's `server` header (SERVER_NAME), so a test knows where nginx put a client.
+// nginx runs on 127.0.0.1, the instances trust it (TRUSTED_PROXIES, PROXY_PROTOCOL=1), and
+// clients connect from 127.0.0.2 (loopback too), so the session API can show whose address
+// it took: the client's, named by nginx, or nginx's own.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -12,13 +15,19 @@ import WebSocket from 'ws';
 import { CONFIG_DEFAULTS } from '../../src/config';
 import { parseHeartbeat } from '../../src/session/heartbeat';
 import { BrokerProcess } from '../helpers/broker-process';
+import { ApiClient } from '../helpers/http';
 import { RawClient, header } from '../helpers/raw-client';
 import { startRedis } from '../helpers/redis';
 import type { RedisServer } from '../helpers/redis';
+import stompit from 'stompit';
+import { makeCertificates } from '../helpers/certificates';
+import type { Certificates } from '../helpers/certificates';
 import { NGINX_CONF, startNginx } from './nginx-process';
 import type { NginxProcess } from './nginx-process';
 
 const DELIVERY_TIMEOUT_MS = 10_000;
+/** Where clients connect from; nginx (and so the instances' only trusted proxy) is on 127.0.0.1. */
+const CLIENT_ADDRESS = '127.0.0.2';
 /** Round robin alternates between the two; the margin covers an instance nginx briefly marked failed. */
 const MAX_LANDING_TRIES = 10;
 
@@ -26,6 +35,10 @@ let redis: RedisServer;
 let a: BrokerProcess;
 let b: BrokerProcess;
 let nginx: NginxProcess;
+/** deploy/nginx-tls.conf in front of the same instances, with certificates made by openssl. */
+let nginxTls: NginxProcess;
+let certs: Certificates;
+const stompitClients: stompit.Client[] = [];
 const clients: Client[] = [];
 const rawClients: RawClient[] = [];
 
@@ -35,10 +48,11 @@ interface Landed {
   server: string;
 }
 
-function connectStomp(port: number): Promise<Landed> {
+function connectStomp(port: number, login = 'guest'): Promise<Landed> {
   return new Promise((resolve, reject) => {
     const client = new Client({
-      webSocketFactory: () => new WebSocket(`ws://127.0.0.1:${port}/ws`, ['v12.stomp']),
+      webSocketFactory: () => new WebSocket(`ws://127.0.0.1:${port}/ws`, ['v12.stomp'], { localAddress: CLIENT_ADDRESS }),
+      connectHeaders: { login },
       reconnectDelay: 0,
       onConnect: (frame) => resolve({ client, server: frame.headers.server ?? '' }),
       onStompError: (frame) => reject(new Error(frame.headers.message)),
@@ -109,22 +123,36 @@ function directiveValues(conf: string, blocks: string[], directive: string): str
   return values;
 }
 
+/** What docker-compose.yml sets, with nginx's address here; the per-address cap stays on. */
+const BEHIND_NGINX = { TRUSTED_PROXIES: '127.0.0.1', PROXY_PROTOCOL: '1', MAX_CONNECTIONS_PER_ADDRESS: '1000', HTTP_PORT: '0' };
+
+/** The remoteAddress the session API of `instance` shows for `userId`'s one session. */
+async function addressInSessionApi(instance: BrokerProcess, userId: string): Promise<string> {
+  const body = await new ApiClient(instance.httpPort).ok(`/api/session/user/${userId}`);
+  assert.equal(body.sessions.length, 1, JSON.stringify(body));
+  return body.sessions[0].remoteAddress as string;
+}
+
 before(async () => {
   redis = await startRedis();
   [a, b] = await Promise.all([
-    BrokerProcess.start({ REDIS_URL: redis.url, SERVER_NAME: 'stompd-a' }),
-    BrokerProcess.start({ REDIS_URL: redis.url, SERVER_NAME: 'stompd-b' }),
+    BrokerProcess.start({ ...BEHIND_NGINX, REDIS_URL: redis.url, SERVER_NAME: 'stompd-a' }),
+    BrokerProcess.start({ ...BEHIND_NGINX, REDIS_URL: redis.url, SERVER_NAME: 'stompd-b' }),
   ]);
-  nginx = await startNginx({
+  const upstreams = {
     'stompd-a': { wsPort: a.wsPort, tcpPort: a.tcpPort },
     'stompd-b': { wsPort: b.wsPort, tcpPort: b.tcpPort },
-  });
+  };
+  certs = makeCertificates();
+  [nginx, nginxTls] = await Promise.all([startNginx(upstreams), startNginx(upstreams, { cert: certs.serverCert, key: certs.serverKey })]);
 });
 
 after(async () => {
   await Promise.all(clients.map((c) => c.deactivate()));
   for (const raw of rawClients) raw.destroy();
-  await nginx?.stop();
+  for (const c of stompitClients) c.destroy(new Error('test over'));
+  await Promise.all([nginx?.stop(), nginxTls?.stop()]);
+  certs?.remove();
   await Promise.all([a?.stop(), b?.stop()]);
   await redis?.stop();
 });
@@ -150,12 +178,12 @@ describe('deploy/nginx.conf in front of two instances sharing Redis', { timeout:
   });
 
   it('raw STOMP over TCP through nginx (stream) reaches a subscriber on the other instance', async () => {
-    const publisher = await RawClient.tcp(nginx.tcpPort);
+    const publisher = await RawClient.tcp(nginx.tcpPort, CLIENT_ADDRESS);
     rawClients.push(publisher);
     const landedOn = header(await publisher.connect(), 'server');
     assert.ok(landedOn === 'stompd-a' || landedOn === 'stompd-b', `landed on ${landedOn}`);
     const other = landedOn === 'stompd-a' ? b : a;
-    const subscriber = await RawClient.tcp(other.tcpPort);
+    const subscriber = await RawClient.tcp(other.tcpPort, CLIENT_ADDRESS);
     rawClients.push(subscriber);
     assert.notEqual(header(await subscriber.connect(), 'server'), landedOn);
     subscriber.sendFrame('SUBSCRIBE', { id: 's1', destination: '/topic/deploy.tcp', receipt: 'r1' });
@@ -165,6 +193,18 @@ describe('deploy/nginx.conf in front of two instances sharing Redis', { timeout:
       subscriber.expect('MESSAGE', DELIVERY_TIMEOUT_MS),
     );
     assert.equal(message.body.toString(), 'through the stream proxy');
+  });
+
+  it('the session API shows the client\'s address, not nginx\'s: X-Forwarded-For on WebSocket, PROXY protocol on TCP', async () => {
+    const ws = await connectStomp(nginx.wsPort, 'behind-nginx-ws');
+    const wsInstance = ws.server === 'stompd-a' ? a : b;
+    // X-Forwarded-For carries no port.
+    assert.equal(await addressInSessionApi(wsInstance, 'behind-nginx-ws'), CLIENT_ADDRESS);
+    const tcp = await RawClient.tcp(nginx.tcpPort, CLIENT_ADDRESS);
+    rawClients.push(tcp);
+    const tcpInstance = header(await tcp.connect({ login: 'behind-nginx-tcp' }), 'server') === 'stompd-a' ? a : b;
+    assert.match(await addressInSessionApi(tcpInstance, 'behind-nginx-tcp'), /^127\.0\.0\.2:\d+$/);
+    await ws.client.deactivate();
   });
 
   it('keeps idle connections longer than a heart-beating client may stay silent', () => {
@@ -184,6 +224,35 @@ describe('deploy/nginx.conf in front of two instances sharing Redis', { timeout:
     }
   });
 
+  it('deploy/nginx-tls.conf: STOMP over TLS (stompit) and wss:// (stompjs) end at nginx, and the instances see the client\'s address', async () => {
+    const ca = [fs.readFileSync(certs.caCert)];
+    const overTls = await new Promise<stompit.Client>((resolve, reject) => {
+      // localAddress is a net option tls.connect takes too (its types leave it out).
+      const options = { host: '127.0.0.1', port: nginxTls.tcpPort, ssl: true, ca, localAddress: CLIENT_ADDRESS, connectHeaders: { host: '/', login: 'tls-at-nginx', 'heart-beat': '0,0' } };
+      const client = stompit.connect(options as stompit.connect.ConnectOptions, (error, connected) => (error ? reject(error) : resolve(connected)));
+      client.on('error', () => undefined);
+      stompitClients.push(client);
+    });
+    // The registry is shared: either instance's session API lists every session.
+    assert.match(await addressInSessionApi(a, 'tls-at-nginx'), /^127\.0\.0\.2:\d+$/);
+    const wss = await new Promise<Landed>((resolve, reject) => {
+      const client = new Client({
+        webSocketFactory: () => new WebSocket(`wss://127.0.0.1:${nginxTls.wsPort}/ws`, ['v12.stomp'], { ca, localAddress: CLIENT_ADDRESS }),
+        connectHeaders: { login: 'wss-at-nginx' },
+        reconnectDelay: 0,
+        onConnect: (frame) => resolve({ client, server: frame.headers.server ?? '' }),
+        onWebSocketError: () => reject(new Error('wss error through nginx')),
+      });
+      clients.push(client);
+      client.activate();
+    });
+    assert.equal(await addressInSessionApi(b, 'wss-at-nginx'), CLIENT_ADDRESS);
+    // Messages cross: the wss client hears what the TLS client publishes.
+    const received = firstMessage(wss.client, '/topic/deploy.tls');
+    const message = await publishUntil(() => overTls.send({ destination: '/topic/deploy.tls' }).end('through TLS at nginx'), received);
+    assert.equal(message.body, 'through TLS at nginx');
+  });
+
   it('sends every new connection to the survivor when an instance dies', async () => {
     await a.kill();
     for (let i = 0; i < 4; i++) {
@@ -191,7 +260,7 @@ describe('deploy/nginx.conf in front of two instances sharing Redis', { timeout:
       assert.equal(landed.server, 'stompd-b');
       await landed.client.deactivate();
     }
-    const publisher = await RawClient.tcp(nginx.tcpPort);
+    const publisher = await RawClient.tcp(nginx.tcpPort, CLIENT_ADDRESS);
     rawClients.push(publisher);
     assert.equal(header(await publisher.connect(), 'server'), 'stompd-b');
   });

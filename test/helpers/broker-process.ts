@@ -20,6 +20,11 @@ export class BrokerProcess {
   readonly lines: LogLine[] = [];
   tcpPort = 0;
   wsPort = 0;
+  /** 0 when off (no TLS_CERT_FILE). */
+  stompTlsPort = 0;
+  wssPort = 0;
+  /** 0 unless the env sets HTTP_PORT. */
+  httpPort = 0;
   instanceId: string;
   private stderr = '';
   private readonly exited: Promise<number | null>;
@@ -61,6 +66,11 @@ export class BrokerProcess {
     });
     broker.tcpPort = listening.stompPort as number;
     broker.wsPort = listening.wsPort as number;
+    broker.stompTlsPort = (listening.stompTlsPort as number | undefined) ?? 0;
+    broker.wssPort = (listening.wssPort as number | undefined) ?? 0;
+    if (env.HTTP_PORT !== undefined && env.HTTP_PORT !== 'off') {
+      broker.httpPort = (await broker.waitForLog((line) => typeof line.httpPort === 'number', START_TIMEOUT_MS)).httpPort as number;
+    }
     return broker;
   }
 

@@ -41,9 +41,10 @@ export class RawClient {
     this.decoder.setHeartbeatListener(() => this.heartbeatsReceived++);
   }
 
-  static tcp(port: number): Promise<RawClient> {
+  /** `localAddress`: connect from another loopback address (127.0.0.2, …): another client as the broker counts them. */
+  static tcp(port: number, localAddress?: string): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect(port, '127.0.0.1');
+      const socket = net.connect({ port, host: '127.0.0.1', ...(localAddress === undefined ? {} : { localAddress }) });
       const client = new RawClient(
         (bytes) => socket.write(bytes),
         () => socket.end(),
@@ -57,9 +58,12 @@ export class RawClient {
     });
   }
 
-  static ws(port: number, options: { path?: string; protocols?: string[]; headers?: Record<string, string> } = {}): Promise<RawClient> {
+  static ws(port: number, options: { path?: string; protocols?: string[]; headers?: Record<string, string>; localAddress?: string } = {}): Promise<RawClient> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(`ws://127.0.0.1:${port}${options.path ?? '/ws'}`, options.protocols ?? ['v12.stomp'], { headers: options.headers ?? {} });
+      const ws = new WebSocket(`ws://127.0.0.1:${port}${options.path ?? '/ws'}`, options.protocols ?? ['v12.stomp'], {
+        headers: options.headers ?? {},
+        ...(options.localAddress !== undefined ? { localAddress: options.localAddress } : {}),
+      });
       const client = new RawClient(
         (bytes) => ws.send(bytes),
         () => ws.close(),

@@ -188,7 +188,7 @@ describe('HTTP API, embedded mode', { timeout: 60000 }, () => {
     const inbox = await listener.client.expect('MESSAGE');
     assert.equal(inbox.body.toString(), 'for you');
     assert.equal(header(inbox, 'destination'), '/user/queue/inbox');
-    assert.equal(header(inbox, 'user-id'), 'admin-token');
+    assert.equal(header(inbox, 'user-id'), 'api/admin-token');
     await stranger.client.expectSilence(200);
   });
 

@@ -239,7 +239,7 @@ describe('WebSocket messages in progress', { timeout: 30000 }, () => {
     let answer = '';
     socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
     await new Promise((resolve) => socket.once('connect', resolve));
-    socket.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    socket.write(`GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
     await waitFor(() => answer.includes('\r\n\r\n'), 'the upgrade');
     // One masked text frame announcing a 100 KB payload, then its bytes one segment at a time.
     const head = Buffer.alloc(8);

@@ -111,6 +111,8 @@ describe('npm pack', { timeout: 180000 }, () => {
     const [packed] = JSON.parse(pack.stdout) as { filename: string; files: { path: string }[] }[];
     const files = packed!.files.map((f) => f.path);
     for (const needed of ['package.json', 'README.md', 'dist/src/main.js', 'dist/src/server.js', 'dist/src/auth/users.js']) assert.ok(files.includes(needed), needed);
+    // The pages and the demo's stompjs bundle ship too: nothing to build, nothing from a CDN.
+    for (const needed of ['web/dashboard/index.html', 'web/dashboard/dashboard.js', 'web/demo/demo.js', 'web/style.css', 'dist/vendor/stomp.umd.min.js']) assert.ok(files.includes(needed), needed);
     const stray = files.filter((f) => f.startsWith('dist/test/') || f.startsWith('dist/bench/') || f.startsWith('test/') || f.startsWith('src/') || f.startsWith('frames/'));
     assert.deepEqual(stray, [], 'no tests, benches, sources or fixtures');
 
@@ -132,5 +134,31 @@ describe('npm pack', { timeout: 180000 }, () => {
     assert.equal(help.status, 0, help.stderr);
     assert.match(help.stdout, /^  USERS_FILE +default: \(none\)$/m);
     assert.match(help.stdout, /^  STOMP_PORT +default: 61613$/m);
+  });
+
+  it('the installed package serves the dashboard and the demo with its stompjs bundle', async () => {
+    const bin = path.join(dir, 'app', 'node_modules', '.bin', 'stompd');
+    assert.ok(fs.existsSync(bin), 'installed by the test before');
+    const httpPort = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as net.AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const child = spawn(bin, [], { env: { PATH: process.env.PATH ?? '', STOMP_PORT: '0', WS_PORT: '0', HTTP_PORT: String(httpPort), DEMO: '1', LOG_LEVEL: 'warn' }, stdio: 'ignore' });
+    try {
+      const get = async (url: string): Promise<number> => (await fetch(`http://127.0.0.1:${httpPort}${url}`)).status;
+      const deadline = Date.now() + 20000;
+      for (;;) {
+        const status = await get('/dashboard').catch(() => 0);
+        if (status === 200) break;
+        assert.ok(Date.now() < deadline, 'the installed stompd serves /dashboard');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      for (const url of ['/dashboard/dashboard.js', '/demo', '/demo/demo.js', '/demo/stomp.umd.min.js']) assert.equal(await get(url), 200, url);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+    }
   });
 });

@@ -7,6 +7,11 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import Redis from 'ioredis';
+import pino from 'pino';
+import { RedisKeys } from '../../src/cluster/keys';
+import { RedisPresence } from '../../src/cluster/redis-presence';
+import { RoomMatcher } from '../../src/presence/presence';
 import type { RunningServer } from '../../src/server';
 import { BrokerProcess } from '../helpers/broker-process';
 import { startBroker } from '../helpers/broker';
@@ -204,7 +209,7 @@ describe('presence across two instances (one redis-server)', { timeout: 60000 },
     }
   });
 
-  it('two survivors both reporting a lost session (racing reapers): one LEAVE', async () => {
+  it('two survivors both reaping a lost instance\'s rooms (racing reapers): one LEAVE', async () => {
     const room = '/topic/room.race';
     const c = await startBroker({ REDIS_URL: redis.url, HEARTBEAT: '0,0', INSTANCE_ID: 'inst-c', ...PRESENCE });
     try {
@@ -214,11 +219,13 @@ describe('presence across two instances (one redis-server)', { timeout: 60000 },
       const victim = await client(c.tcpPort!, 'victim');
       await join(victim, room);
       await until(() => eventsOf(watchA).some((e) => e.userId === 'victim'), 'the JOIN');
-      const sessionId = header(victim.frames[0]!, 'session')!;
-      const session = { sessionId, userId: 'victim', roles: [], isAnonymous: false, transport: 'tcp' as const, remoteAddress: '127.0.0.1', version: '1.2' as const, connectedAt: Date.now() };
-      // What each survivor's reaper emits for a session of a dead instance, both at once.
-      a.events.emit('disconnect', { session, reason: 'instance-lost' });
-      b.events.emit('disconnect', { session, reason: 'instance-lost' });
+      // What each survivor's reaper does for a dead instance's rooms, both at once.
+      const reapers = ['survivor-1', 'survivor-2'].map((id) => {
+        const connection = new Redis(redis.url);
+        return { connection, store: new RedisPresence({ redis: connection, keys: new RedisKeys('ws:'), instanceId: id, matcher: new RoomMatcher(['/topic/room.*'], undefined), messageIdPrefix: id, logger: pino({ level: 'silent' }) }) };
+      });
+      await Promise.all(reapers.map((r) => r.store.reapInstance('inst-c')));
+      for (const r of reapers) r.connection.disconnect();
       await until(() => eventsOf(watchA).some((e) => e.type === 'LEAVE' && e.userId === 'victim'), 'the LEAVE');
       await sleep(500);
       assert.deepEqual(eventsOf(watchA).filter((e) => e.userId === 'victim').map((e) => `${e.type}:${e.reason}`), ['JOIN:null', 'LEAVE:instance-lost']);

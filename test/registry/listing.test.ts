@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
 import { RedisKeys } from '../../src/cluster/keys';
-import { InstanceLiveness } from '../../src/cluster/liveness';
+import { InstanceMembership as InstanceLiveness } from '../../src/cluster/membership';
 import { connectRedis, whenReady } from '../../src/cluster/redis-client';
 import type { RedisConnection } from '../../src/cluster/redis-client';
 import { RedisRegistry } from '../../src/cluster/redis-registry';

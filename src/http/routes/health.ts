@@ -1,5 +1,7 @@
 // Liveness, readiness and Prometheus metrics: outside /api, no credential (what an
-// orchestrator's probes and a Prometheus scrape can send). They reveal counts, never ids or tokens.
+// orchestrator's probes and a Prometheus scrape can send), except /metrics when METRICS_TOKEN
+// or METRICS_AUTH guards it (api.ts). They reveal counts and the deepest queues' names, never
+// ids or tokens.
 
 import type { FastifyInstance } from 'fastify';
 import type { HttpApiDeps } from '../api';

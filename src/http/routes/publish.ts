@@ -2,10 +2,13 @@
 // message is built and routed exactly like a SEND (router.createMessage, router.publish), so
 // topic and `/user/<id>/…` messages reach the other instances through the relay; a queue is
 // this instance's. Access rules do not apply: the caller is an admin. The message's
-// `user-id` header is the admin's id (the JWT's user, `admin-token`, or `loopback`).
+// `user-id` header is `api/` and the admin's id (the JWT's user, `admin-token`, or
+// `loopback`): a user id never contains "/" (refused at CONNECT), so no STOMP user can pass
+// for the API. Only the broker itself publishes on presence companion destinations.
 
 import type { FastifyInstance } from 'fastify';
 import { hasControlCharacters } from '../../broker/destinations';
+import { isReservedHeaderName, readsAs } from '../../broker/message';
 import type { HttpApiDeps } from '../api';
 import { apiErrors, security } from '../schemas';
 
@@ -19,9 +22,18 @@ interface PublishBody {
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-/** Header names the broker sets or that mean something to it: a publish cannot forge them. */
-/** What the broker sets itself (x-presence marks its presence events, x-dropped its drop counts). */
-const RESERVED_HEADERS = new Set(['destination', 'message-id', 'subscription', 'ack', 'content-length', 'receipt', 'transaction', 'user-id', 'redelivered', 'content-type', 'x-presence', 'x-dropped']);
+/** The `user-id` of an API publish: `api/<admin id>`, a name no STOMP user can have. */
+function apiSenderId(adminId: string): string {
+  return `api/${adminId}`;
+}
+
+/**
+ * Header names a publish cannot set: the broker's own (and look-alikes a receiver could
+ * mistake for them: isReservedHeaderName), and content-type, which has its own field.
+ */
+function isForbiddenHeaderName(name: string): boolean {
+  return isReservedHeaderName(name) || readsAs(name, 'content-type');
+}
 
 export async function publishRoutes(app: FastifyInstance, deps: HttpApiDeps): Promise<void> {
   const badRequest = (message: string) => ({ statusCode: 400, error: 'Bad Request', message });
@@ -69,6 +81,9 @@ export async function publishRoutes(app: FastifyInstance, deps: HttpApiDeps): Pr
       if (hasControlCharacters(destination)) return reply.code(400).send(badRequest('body/destination contains control characters'));
       const kind = deps.publisher.kindOf(destination);
       if (kind === undefined) return reply.code(400).send(badRequest(`body/destination ${JSON.stringify(destination)} is not a topic, queue or user destination`));
+      if (deps.presence.isCompanion(destination)) {
+        return reply.code(400).send(badRequest(`body/destination ${JSON.stringify(destination)} carries the broker's presence events: only the broker publishes there`));
+      }
       if (kind === 'user' && deps.publisher.destinations.parseUser(destination)?.userId === undefined) {
         return reply.code(400).send(badRequest('body/destination must name the user: /user/<userId>/queue/… (a server has no session of its own)'));
       }
@@ -77,7 +92,7 @@ export async function publishRoutes(app: FastifyInstance, deps: HttpApiDeps): Pr
       if (body.length > deps.maxBodyBytes) return reply.code(400).send(badRequest(`body/body is ${body.length} bytes, over MAX_FRAME_BYTES (${deps.maxBodyBytes})`));
       const extra: [string, string][] = [];
       for (const [name, value] of Object.entries(headers)) {
-        if (name === '' || RESERVED_HEADERS.has(name.toLowerCase()) || /[:\s]/.test(name) || hasControlCharacters(name)) {
+        if (isForbiddenHeaderName(name) || /[:\s]/.test(name) || hasControlCharacters(name)) {
           return reply.code(400).send(badRequest(`body/headers/${name} is not a header name a publish may set`));
         }
         if (hasControlCharacters(value)) return reply.code(400).send(badRequest(`body/headers/${name} contains control characters`));
@@ -87,7 +102,7 @@ export async function publishRoutes(app: FastifyInstance, deps: HttpApiDeps): Pr
         if (hasControlCharacters(contentType)) return reply.code(400).send(badRequest('body/contentType contains control characters'));
         extra.push(['content-type', contentType]);
       }
-      const message = deps.publisher.createMessage(destination, extra, body, request.adminId);
+      const message = deps.publisher.createMessage(destination, extra, body, apiSenderId(request.adminId));
       // As for a SEND: the queue limits first, then the store (with Redis, answered once it holds the message).
       const refusal = (await deps.publisher.admit([message])) ?? (await deps.publisher.publish(message));
       if (refusal !== undefined) {

@@ -17,6 +17,7 @@ export function sessionDetails(record: SessionRecord) {
     remoteAddress: record.remoteAddress,
     connectedAt: record.connectedAt,
     lastSeenAt: record.lastSeenAt,
+    subscriptions: record.subscriptions ?? [],
   };
 }
 

@@ -40,7 +40,7 @@ export function handleSubscribe(session: Session, frame: Frame): void | Promise<
   const unackedLimit = Math.min(maxUnacked, prefetchHeader === undefined ? maxUnacked : Number(prefetchHeader));
 
   const { router, interceptors, events } = session.deps;
-  const bind = (): void => {
+  const bind = (): Promise<void> | undefined => {
     if (!session.deps.pendingBudget.tryReserve(heldBytes)) {
       throw new StompError('SERVER_BUSY', 'the server holds too many subscriptions and frames in progress; try again later');
     }
@@ -48,8 +48,21 @@ export function handleSubscribe(session: Session, frame: Frame): void | Promise<
     const subscription = new Subscription(session, id, destination, ackMode as AckMode, unackedLimit);
     session.subscriptions.set(id, subscription);
     events.emit('subscribe', { session: session.info(), subscriptionId: id, destination, ackMode, subscription, headers: frame.headers });
-    session.sendReceiptFor(frame); // before any stored queue message the subscription releases
-    router.subscribe(subscription);
+    if (router.kindOf(destination) === 'queue') {
+      session.sendReceiptFor(frame); // before any stored queue message the subscription releases
+      router.subscribe(subscription);
+      return undefined;
+    }
+    // A topic: the RECEIPT promises that a message published after it, on any instance,
+    // arrives; with Redis that holds once this instance subscribed to the topic's channel.
+    const relayReady = router.subscribe(subscription);
+    if (relayReady === undefined) {
+      session.sendReceiptFor(frame);
+      return undefined;
+    }
+    return relayReady.then(() => {
+      if (session.isOpen) session.sendReceiptFor(frame);
+    });
   };
   return afterChain(session, runChain(interceptors, 'onSubscribe', { session, frame, destination }), () => {
     const refusal = router.admitSubscription(destination);
@@ -57,12 +70,12 @@ export function handleSubscribe(session: Session, frame: Frame): void | Promise<
       // Queues in Redis: MAX_QUEUES is decided there.
       return refusal.then((r) => {
         if (r !== undefined) throw new StompError(r.code, r.message);
-        if (session.isOpen) bind();
+        if (session.isOpen) return bind();
+        return undefined;
       });
     }
     if (refusal !== undefined) throw new StompError(refusal.code, refusal.message);
-    bind();
-    return undefined;
+    return bind();
   });
 }
 

@@ -1,0 +1,67 @@
+// The Lua scripts of the cluster layer are files (src/cluster/lua/*.lua), each opening with
+// its KEYS/ARGV contract, so they can be read, reviewed and tested on their own. This is
+// the one way they are loaded and called: defined once per connection as an ioredis
+// command (EVALSHA with the EVAL fallback after a Redis restart), keys counted per call so
+// a script may take optional keys (a key that only exists on a single Redis).
+
+import fs from 'node:fs';
+import path from 'node:path';
+import type { RedisConnection } from './redis-client';
+
+/** Where the .lua files are: beside this file (the build copies them into dist/src/cluster/lua), or in src/ for a build that did not. */
+function luaDirectory(): string {
+  const beside = path.join(__dirname, 'lua');
+  if (fs.existsSync(beside)) return beside;
+  return path.join(__dirname, '..', '..', '..', 'src', 'cluster', 'lua');
+}
+
+const sources = new Map<string, string>();
+
+/** The source of `src/cluster/lua/<name>.lua` (read once). */
+export function luaSource(name: string): string {
+  let source = sources.get(name);
+  if (source === undefined) {
+    source = fs.readFileSync(path.join(luaDirectory(), `${name}.lua`), 'utf8');
+    sources.set(name, source);
+  }
+  return source;
+}
+
+type Call = (...args: (string | number | Buffer)[]) => Promise<unknown>;
+
+/**
+ * A script bound to one connection: `run(keys, args)`. It is defined as an ioredis command
+ * for each number of keys it may be called with (`keyCounts`), at once: ioredis routes and
+ * pipelines a command by its keys on a Cluster only when it knows how many there are, and
+ * an auto-pipeline made before a late definition would not know the command.
+ */
+export class LuaScript {
+  private readonly calls = new Map<number, Call>();
+  private isDefining = true;
+
+  constructor(
+    private readonly redis: RedisConnection,
+    readonly name: string,
+    keyCounts: readonly number[],
+  ) {
+    for (const count of keyCounts) this.callFor(count);
+    this.isDefining = false;
+  }
+
+  run(keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
+    return this.callFor(keys.length)(...keys, ...args);
+  }
+
+  private callFor(numberOfKeys: number): Call {
+    let call = this.calls.get(numberOfKeys);
+    if (call === undefined) {
+      if (this.calls.size > 0 && !this.isDefining) throw new Error(`script ${this.name} is not defined for ${numberOfKeys} keys`);
+      const command = `stompd_${this.name.replace(/[^a-z0-9]/gi, '_')}_${numberOfKeys}`;
+      const commands = this.redis as unknown as Record<string, Call | undefined>;
+      if (commands[command] === undefined) this.redis.defineCommand(command, { numberOfKeys, lua: luaSource(this.name) });
+      call = (commands[command] as Call).bind(this.redis);
+      this.calls.set(numberOfKeys, call);
+    }
+    return call;
+  }
+}
