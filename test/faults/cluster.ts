@@ -132,14 +132,24 @@ export class FaultCluster {
   killConnection(name: string, which: 'pubsub' | 'commands'): number {
     const ports = new Set(this.slot(name).proxy.upstreamPorts());
     let killed = 0;
-    for (const line of this.redis.cli('client', 'list').split('\n')) {
+    let list: string;
+    try {
+      list = this.redis.cli('client', 'list');
+    } catch {
+      return 0; // Redis is down (another fault restarts it): the connections are gone anyway
+    }
+    for (const line of list.split('\n')) {
       const fields = new Map(line.trim().split(' ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
       const port = Number((fields.get('addr') ?? '').split(':').pop());
       const subscriptions = Number(fields.get('sub') ?? 0) + Number(fields.get('psub') ?? 0) + Number(fields.get('ssub') ?? 0);
       const isSubscriber = subscriptions > 0 || (fields.get('name') ?? '').endsWith(':sub');
       if (!ports.has(port) || isSubscriber !== (which === 'pubsub')) continue;
-      this.redis.cli('client', 'kill', 'id', fields.get('id')!);
-      killed++;
+      try {
+        this.redis.cli('client', 'kill', 'id', fields.get('id')!);
+        killed++;
+      } catch {
+        // gone meanwhile
+      }
     }
     return killed;
   }
