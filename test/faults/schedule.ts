@@ -52,9 +52,18 @@ export function faultsOf(seed: string, slots: readonly string[], reapBoundMs: nu
       : random.between(0.2 * reapBoundMs, 0.7 * reapBoundMs);
     faults.push({ kind, slot: random.pick(slots), atMs: random.between(0.1 * timing.opsMs, 0.6 * timing.opsMs), durationMs });
   }
-  // Drawn from a stream of its own, so that the faults above stay what earlier seeds replayed.
+  // Drawn from streams of their own, so that the faults above stay what earlier seeds replayed.
   const extra = new Random(`extra:${seed}`);
   if (extra.chance(0.15)) faults.push({ kind: 'command-kill', slot: extra.pick(slots), atMs: extra.between(0.1 * timing.opsMs, 0.6 * timing.opsMs), durationMs: 0 });
+  // Issue 20, point 3: while one instance is away long enough to be reaped, stall another (the
+  // likely reaper) about when the reap runs, for longer than the bound, so that the first one
+  // resumes in the middle of the reap.
+  const reaper = new Random(`reaper:${seed}`);
+  const first = faults[0]!;
+  if (['cut', 'blackhole', 'stall'].includes(first.kind) && first.durationMs > reapBoundMs && reaper.chance(0.7)) {
+    const others = slots.filter((slot) => slot !== first.slot);
+    faults.push({ kind: 'stall', slot: reaper.pick(others), atMs: first.atMs + reaper.between(0.6, 1.2) * reapBoundMs, durationMs: reaper.between(1.5, 3) * reapBoundMs });
+  }
   return faults;
 }
 
