@@ -30,6 +30,10 @@ const BOUNDS: HistoryBounds = { convergeMs: 3000, replaceMs: 3000 };
 const TIMING: ScheduleTiming = { opsMs: 2000, opGapMs: 120, settleMs: BOUNDS.convergeMs + 300, drainMs: BOUNDS.convergeMs + 1500 };
 const SLOTS = ['A', 'B', 'C'];
 
+// A runner that gives up on this file (its timeout) sends SIGTERM, which skips 'exit' handlers:
+// exit instead, so that the helpers' handlers kill the brokers and Redis they started.
+process.once('SIGTERM', () => process.exit(143));
+
 /** The shard-th share of the schedules, run in this test file. */
 export function defineFaultSuite(shard: number): void {
   const count = Number(process.env.FAULT_SCHEDULES ?? 50);
