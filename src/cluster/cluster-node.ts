@@ -134,7 +134,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     onLivenessLost: async (_wasReaped, isNewRedis) => {
       if (isNewRedis) await registry.rebuild();
       else await registry.reconcile();
-      await presence.repair();
+      await presence.repair(isNewRedis);
     },
     onSessionLost: (record) => {
       logger.info({ sessionId: record.sessionId, userId: record.userId, deadInstance: record.instanceId }, 'session lost with its instance');

@@ -248,7 +248,7 @@ export class RedisPresence implements PresenceStore {
    * After Redis was away: make Redis match this instance's live sessions. Entries of other
    * instances are theirs to repair (or the reaper's, when they died).
    */
-  async repair(): Promise<void> {
+  async repair(isNewRedis = false): Promise<void> {
     const local = this.localEntries();
     const listed = await this.redis.smembers(this.instanceRoomsKey());
     const rooms = new Set([...listed, ...local.keys()]);
@@ -266,11 +266,14 @@ export class RedisPresence implements PresenceStore {
       }
       if (live.size === 0) await this.redis.srem(this.instanceRoomsKey(), room);
     }
-    // Leaves that failed and whose entry Redis no longer had (it restarted empty): the
-    // watchers still list the user, so its LEAVE is told unless the user is back in the room.
-    // (A session of the same user on an instance that has not repaired yet is not seen here.)
+    // Leaves that failed and whose entry Redis no longer had. Only when Redis lost its data
+    // was that LEAVE never told: the watchers still list the user, so it is told now unless
+    // the user is back in the room. (A session of the same user on an instance that has not
+    // repaired yet is not seen here.) Otherwise the entry went with a LEAVE already told: by
+    // this instance (the reply was lost) or by a reaper (this instance was taken for dead).
     for (const [key, { room, entry, reason }] of [...this.failedLeaves]) {
       this.failedLeaves.delete(key);
+      if (!isNewRedis) continue;
       const [, users, , seq] = this.roomKeys(room);
       const envelopes = await this.script('stompdPresenceForgottenLeaveBuffer')(
         users, seq, entry.userId, this.isSharded ? '0' : '1',

@@ -188,6 +188,7 @@ export class RedisRelay implements Relay {
       listener();
       return;
     }
+    if (bytes.length === 0) return; // a signal on a channel no longer listened to (resubscribed after a reconnect)
     let envelope: Envelope;
     try {
       envelope = decodeEnvelope(bytes);

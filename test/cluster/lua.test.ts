@@ -58,6 +58,8 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
     await redis.set(`${live('m2')}:reaped`, '9');
     assert.equal(await mark.run(membershipKeys('m2'), [60]), '7');
     assert.equal(await redis.get(`${live('m2')}:reaped`), '9', 'a higher mark stays');
+    await redis.del(`${live('m2')}:gen`); // the reap finished
+    assert.equal(await mark.run(membershipKeys('m2'), [60]), null, 'nothing left to reap: no second reap');
   });
 
   it('membership-reap-finish: a late finish leaves an instance that joined again listed', async () => {
