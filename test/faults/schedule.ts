@@ -292,7 +292,7 @@ export class ScheduleRun {
           break;
       }
     } finally {
-      this.busySlots.delete(slot);
+      if (kind === 'kill') this.busySlots.delete(slot);
       this.recorder.record({ type: 'fault', fault: kind, phase: 'end', instance: onInstance });
     }
   }
