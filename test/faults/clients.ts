@@ -156,6 +156,19 @@ abstract class RecordingSession implements SessionClient {
   abstract close(abrupt?: boolean): void;
 }
 
+/**
+ * @stomp/stompjs throws "There is no underlying STOMP connection" when its socket is already gone
+ * but its close has not been reported yet: the operation is lost with the connection, whose close
+ * the history records a moment later.
+ */
+function unlessGone(operation: () => void): void {
+  try {
+    operation();
+  } catch {
+    // the connection is going: onWebSocketClose records it
+  }
+}
+
 class StompJsSession extends RecordingSession {
   private readonly client: StompJsClient;
   private readonly subscriptions = new Map<string, StompSubscription>();
@@ -189,36 +202,44 @@ class StompJsSession extends RecordingSession {
     if (!this.isOpen) return;
     const receipt = this.nextReceipt('sub');
     this.recorder.record({ type: 'subscribe', session: this.id, sub, destination, ack: options.ack, snapshot: options.snapshot });
-    this.client.watchForReceipt(receipt, () => this.onSubscribed(sub, options));
-    const headers: Record<string, string> = { id: sub, ack: options.ack, receipt };
-    if (options.snapshot) headers['x-presence-snapshot'] = 'true';
-    const subscription = this.client.subscribe(
-      destination,
-      (message: IMessage) => {
-        const delivery = this.recordMessage(sub, destination, message.headers, message.body, () => {
-          const ackReceipt = this.nextReceipt('ack');
-          const id = message.headers['x-op']!;
-          this.client.watchForReceipt(ackReceipt, () => this.onAckReceipt(id));
-          message.ack({ receipt: ackReceipt });
-        });
-        onMessage?.(delivery);
-      },
-      headers,
-    );
-    this.subscriptions.set(sub, subscription);
+    unlessGone(() => {
+      this.client.watchForReceipt(receipt, () => this.onSubscribed(sub, options));
+      const headers: Record<string, string> = { id: sub, ack: options.ack, receipt };
+      if (options.snapshot) headers['x-presence-snapshot'] = 'true';
+      const subscription = this.client.subscribe(
+        destination,
+        (message: IMessage) => {
+          const delivery = this.recordMessage(sub, destination, message.headers, message.body, () => {
+            const ackReceipt = this.nextReceipt('ack');
+            const id = message.headers['x-op']!;
+            unlessGone(() => {
+              this.client.watchForReceipt(ackReceipt, () => this.onAckReceipt(id));
+              message.ack({ receipt: ackReceipt });
+            });
+          });
+          onMessage?.(delivery);
+        },
+        headers,
+      );
+      this.subscriptions.set(sub, subscription);
+    });
   }
 
   unsubscribe(sub: string): void {
     const subscription = this.subscriptions.get(sub);
     if (subscription === undefined || !this.isOpen) return;
     this.recorder.record({ type: 'unsubscribe', session: this.id, sub });
-    subscription.unsubscribe();
+    unlessGone(() => subscription.unsubscribe());
     this.subscriptions.delete(sub);
   }
 
   send(destination: string, id: string, withReceipt: boolean): void {
     if (!this.isOpen) return;
     this.recorder.record({ type: 'send', session: this.id, destination, id, receipt: withReceipt });
+    unlessGone(() => this.publish(destination, id, withReceipt));
+  }
+
+  private publish(destination: string, id: string, withReceipt: boolean): void {
     const headers: Record<string, string> = { 'x-op': id };
     if (withReceipt) {
       const receipt = this.nextReceipt('send');
