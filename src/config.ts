@@ -7,6 +7,7 @@ import os from 'node:os';
 import type { DecoderLimits } from './codec';
 import type { HeartbeatSetting } from './session/heartbeat';
 import { parseHeartbeat } from './session/heartbeat';
+import type { HookName } from './backend/contract';
 import type { SlowConsumerPolicy } from './session/session';
 import type { ForwardedHeader } from './transport/forwarded';
 import { TrustedProxies } from './transport/trusted-proxies';
@@ -41,6 +42,8 @@ export interface Config {
   stompPort: number | undefined;
   wsPort: number | undefined;
   wsPath: string;
+  /** SockJS endpoint on the WebSocket port (Spring's `.withSockJS()` clients); undefined: off. */
+  sockjsPath: string | undefined;
   heartbeat: HeartbeatSetting;
   heartbeatMinMs: number;
   heartbeatGrace: number;
@@ -105,6 +108,10 @@ export interface Config {
   /** Events also go to `<room><suffix>` when set; such destinations are never rooms themselves. */
   presenceCompanionSuffix: string | undefined;
   http: HttpConfig;
+  /** undefined: no backend hooks (nothing of src/backend or undici is loaded). */
+  backend: BackendConfig | undefined;
+  /** A SEND here with a `token` header swaps the session's JWT in-band. */
+  tokenRefreshDestination: string;
   /** Peers (addresses, CIDR blocks) whose PROXY header or X-Forwarded-For / Forwarded names the client. */
   trustedProxies: string[];
   /** The plain TCP listener expects a PROXY protocol header from trusted proxies. */
@@ -113,6 +120,31 @@ export interface Config {
   forwardedHeader: ForwardedHeader;
   /** undefined: no TLS listeners. */
   tls: TlsConfig | undefined;
+}
+
+export type SessionEventName = 'connect' | 'disconnect' | 'subscribe' | 'unsubscribe';
+
+export interface BackendConfig {
+  /** Hooks POST to this + /send, /connect, /subscribe, /events, /refresh. */
+  url: string;
+  hooks: ReadonlySet<HookName>;
+  /** Destinations whose SENDs (and SUBSCRIBEs) the backend handles: `/app/`. */
+  appPrefixes: string[];
+  timeoutMs: number;
+  /** HMAC-SHA256 key for x-stompd-signature; undefined: calls are not signed. */
+  secret: string | undefined;
+  maxResponseBytes: number;
+  /** WebSocket handshake headers the CONNECT hook sees (lower case). */
+  forwardHeaders: string[];
+  /** SUBSCRIBEs to these patterns ask the subscribe hook. */
+  subscribePatterns: string[];
+  events: ReadonlySet<SessionEventName>;
+  /** Hook calls under way at once on this instance; more wait (their sessions stop being read). */
+  maxInFlight: number;
+  /** Keep-alive connections in the pool. */
+  connections: number;
+  /** Session events kept while the backend does not take them; past it the oldest are dropped. */
+  maxPendingEvents: number;
 }
 
 export interface TlsConfig {
@@ -213,8 +245,14 @@ function isInvalid(parsed: unknown): boolean {
 const optional = (v: string): string => v;
 
 /** Never echoed in an error line. */
-const SECRET_VARIABLES = new Set(['JWT_SECRET', 'ADMIN_TOKEN', 'METRICS_TOKEN']);
+const SECRET_VARIABLES = new Set(['JWT_SECRET', 'ADMIN_TOKEN', 'METRICS_TOKEN', 'BACKEND_SECRET']);
 const list = (v: string): string[] => v.split(',').map((item) => item.trim()).filter((item) => item !== '');
+/** Only the type comes from the contract: without BACKEND_URL nothing of src/backend/ is loaded. */
+const HOOK_NAMES: readonly HookName[] = ['send', 'connect', 'subscribe', 'events', 'refresh'];
+const EVENT_NAMES: readonly SessionEventName[] = ['connect', 'disconnect', 'subscribe', 'unsubscribe'];
+function listOf<T extends string>(allowed: readonly T[]) {
+  return (v: string): T[] | null => (list(v).every((item) => (allowed as readonly string[]).includes(item)) ? (list(v) as T[]) : null);
+}
 
 /** variable → [default, parser (null or NaN = invalid), what a valid value looks like] */
 const SETTINGS = {
@@ -230,6 +268,8 @@ const SETTINGS = {
   PROXY_PROTOCOL: ['0', (v: string) => (v === '0' || v === '1' ? v === '1' : null), '"0" or "1"'],
   FORWARDED_HEADER: ['x-forwarded-for', (v: string) => (v === 'x-forwarded-for' || v === 'forwarded' ? v : null), '"x-forwarded-for" or "forwarded"'],
   WS_PATH: ['/ws', (v: string) => (v.startsWith('/') ? v : null), 'a path starting with "/"'],
+  // sockjs builds a RegExp from the prefix as it is: only characters with no meaning there.
+  SOCKJS_PATH: ['', (v: string) => (v === '' || /^(\/[A-Za-z0-9_~-]+)+$/.test(v) ? v : null), 'a path such as "/stomp": "/"-separated letters, digits, "_", "~" or "-", no trailing "/" (empty: SockJS off)'],
   HEARTBEAT: ['10000,10000', (v: string) => parseHeartbeat(v) ?? null, 'two non-negative integers "sx,sy" in ms: how often we can send, how often we want to hear'],
   HEARTBEAT_MIN_MS: ['100', integer(1, 3_600_000), 'an integer from 1 to 3600000 (ms)'],
   HEARTBEAT_GRACE: ['2', (v: string) => (/^\d+(\.\d+)?$/.test(v) && Number(v) >= 1 ? Number(v) : Number.NaN), 'a number >= 1'],
@@ -292,6 +332,19 @@ const SETTINGS = {
   METRICS_QUEUE_SERIES: ['20', integer(0, 10_000), 'an integer from 0 to 10000 (0: totals only)'],
   ADMIN_ROLES: ['ADMIN', (v: string) => (list(v).length > 0 ? list(v) : null), 'role names, comma-separated'],
   DEMO: ['0', (v: string) => (v === '0' || v === '1' ? v === '1' : null), '"0" or "1" (1: the chat demo at /demo on the HTTP port)'],
+  BACKEND_URL: ['', (v: string) => (v === '' || /^https?:\/\/[^\s?#]+$/.test(v) ? v.replace(/\/+$/, '') : null), 'an http(s) URL without query, e.g. http://127.0.0.1:3000/stomp'],
+  BACKEND_HOOKS: ['', listOf(HOOK_NAMES), `hook names, comma-separated: ${HOOK_NAMES.join(', ')} (default: send)`],
+  APP_PREFIXES: ['/app/', (v: string) => (list(v).length > 0 && list(v).every((d) => d.startsWith('/') && d.endsWith('/') && d.length > 2) ? list(v) : null), 'destination prefixes starting and ending with "/", comma-separated'],
+  BACKEND_TIMEOUT_MS: ['2000', integer(1, 600_000), 'an integer from 1 to 600000 (ms)'],
+  BACKEND_SECRET: ['', (v: string) => (v === '' || Buffer.byteLength(v) >= 16 ? v : null), 'at least 16 bytes'],
+  BACKEND_MAX_RESPONSE_BYTES: ['1048576', integer(1024), 'an integer >= 1024 (bytes)'],
+  BACKEND_FORWARD_HEADERS: ['cookie,origin,authorization,user-agent', (v: string) => list(v).map((h) => h.toLowerCase()), 'header names, comma-separated'],
+  BACKEND_SUBSCRIBE_PATTERNS: ['', (v: string) => (list(v).every((d) => d.startsWith('/')) ? list(v) : null), 'destination patterns starting with "/", comma-separated (* one segment, ** any)'],
+  BACKEND_EVENTS: ['connect,disconnect,subscribe,unsubscribe', listOf(EVENT_NAMES), 'event names, comma-separated: connect, disconnect, subscribe, unsubscribe'],
+  BACKEND_MAX_IN_FLIGHT: ['512', integer(1, 100_000), 'an integer from 1 to 100000'],
+  BACKEND_CONNECTIONS: ['32', integer(1, 10_000), 'an integer from 1 to 10000'],
+  BACKEND_MAX_PENDING_EVENTS: ['100000', integer(100), 'an integer >= 100'],
+  TOKEN_REFRESH_DESTINATION: ['/stompd/token', (v: string) => (v.startsWith('/') && !/\s/.test(v) ? v : null), 'a destination starting with "/"'],
   LOG_LEVEL: ['info', (v: string) => (['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(v) ? v : null), 'one of fatal, error, warn, info, debug, trace, silent'],
 } as const;
 
@@ -337,7 +390,9 @@ export function loadConfig(env: Env): Readonly<Config> {
   if (authMode === 'users' && p.USERS_FILE === '') {
     throw new ConfigError('AUTH', 'users', 'expected USERS_FILE to be set: the users whose login and passcode are checked');
   }
-  if (authMode === 'none' && !isLoopback(p.HOST) && !p.ALLOW_INSECURE_AUTH) {
+  const backend = backendConfig(p);
+  // A CONNECT hook decides who connects: the login header is not trusted then.
+  if (authMode === 'none' && !isLoopback(p.HOST) && !p.ALLOW_INSECURE_AUTH && backend?.hooks.has('connect') !== true) {
     throw new ConfigError('AUTH', 'none', `unauthenticated mode listens on loopback only, not HOST=${p.HOST}: configure a JWT key or USERS_FILE, or set ALLOW_INSECURE_AUTH=1`);
   }
   if (p.REDIS_URL !== '' && p.REDIS_CLUSTER_NODES !== '') {
@@ -361,11 +416,20 @@ export function loadConfig(env: Env): Readonly<Config> {
   if (p.PROXY_PROTOCOL && p.TRUSTED_PROXIES.length === 0) {
     throw new ConfigError('TRUSTED_PROXIES', '', 'expected the proxies\' addresses: PROXY_PROTOCOL=1 believes PROXY headers from TRUSTED_PROXIES only');
   }
+  if (p.SOCKJS_PATH !== '') {
+    if (p.WS_PORT === undefined && tls?.wssPort === undefined) {
+      throw new ConfigError('SOCKJS_PATH', p.SOCKJS_PATH, 'expected WS_PORT (or WSS_PORT) to be on: SockJS is served on the WebSocket listeners');
+    }
+    if (p.WS_PATH === p.SOCKJS_PATH || p.WS_PATH.startsWith(`${p.SOCKJS_PATH}/`)) {
+      throw new ConfigError('SOCKJS_PATH', p.SOCKJS_PATH, `expected a path apart from WS_PATH (${p.WS_PATH})`);
+    }
+  }
   return Object.freeze({
     host: p.HOST,
     stompPort: p.STOMP_PORT,
     wsPort: p.WS_PORT,
     wsPath: p.WS_PATH,
+    sockjsPath: p.SOCKJS_PATH || undefined,
     heartbeat: p.HEARTBEAT,
     heartbeatMinMs: p.HEARTBEAT_MIN_MS,
     heartbeatGrace: p.HEARTBEAT_GRACE,
@@ -431,7 +495,39 @@ export function loadConfig(env: Env): Readonly<Config> {
     proxyProtocol: p.PROXY_PROTOCOL,
     forwardedHeader: p.FORWARDED_HEADER as ForwardedHeader,
     tls,
+    backend,
+    tokenRefreshDestination: p.TOKEN_REFRESH_DESTINATION,
   });
+}
+
+function backendConfig(p: Parsed): BackendConfig | undefined {
+  if (p.BACKEND_URL === '') {
+    if (p.BACKEND_HOOKS.length > 0) throw new ConfigError('BACKEND_HOOKS', p.BACKEND_HOOKS.join(','), 'expected BACKEND_URL to be set: the hooks call it');
+    return undefined;
+  }
+  const hooks = new Set<HookName>(p.BACKEND_HOOKS.length > 0 ? p.BACKEND_HOOKS : ['send']);
+  if (p.BACKEND_SUBSCRIBE_PATTERNS.length > 0 && !hooks.has('subscribe')) {
+    throw new ConfigError('BACKEND_SUBSCRIBE_PATTERNS', p.BACKEND_SUBSCRIBE_PATTERNS.join(','), 'expected "subscribe" in BACKEND_HOOKS too: the patterns name what the subscribe hook decides');
+  }
+  for (const prefix of p.APP_PREFIXES) {
+    for (const [variable, other] of [['TOPIC_PREFIX', p.TOPIC_PREFIX], ['QUEUE_PREFIX', p.QUEUE_PREFIX], ['USER_PREFIX', p.USER_PREFIX], ['TOKEN_REFRESH_DESTINATION', p.TOKEN_REFRESH_DESTINATION]] as const) {
+      if (prefix.startsWith(other) || other.startsWith(prefix)) throw new ConfigError('APP_PREFIXES', p.APP_PREFIXES.join(','), `expected prefixes apart from ${variable} (${other})`);
+    }
+  }
+  return {
+    url: p.BACKEND_URL,
+    hooks,
+    appPrefixes: p.APP_PREFIXES,
+    timeoutMs: p.BACKEND_TIMEOUT_MS,
+    secret: p.BACKEND_SECRET || undefined,
+    maxResponseBytes: p.BACKEND_MAX_RESPONSE_BYTES,
+    forwardHeaders: p.BACKEND_FORWARD_HEADERS,
+    subscribePatterns: p.BACKEND_SUBSCRIBE_PATTERNS,
+    events: new Set(p.BACKEND_EVENTS),
+    maxInFlight: p.BACKEND_MAX_IN_FLIGHT,
+    connections: p.BACKEND_CONNECTIONS,
+    maxPendingEvents: p.BACKEND_MAX_PENDING_EVENTS,
+  };
 }
 
 /** The chat demo's rooms (DEMO=1). */

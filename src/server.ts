@@ -22,6 +22,9 @@ import type { SessionRegistry } from './registry/registry';
 import { Router } from './broker/router';
 import type { Config } from './config';
 import type { HttpApi } from './http/api';
+import type { Backend } from './backend/backend';
+import { tokenRefresh } from './auth/token-refresh';
+import type { DestinationHandler } from './session/destination-handler';
 import { closeSessions, createSessionAdmin } from './session/admin';
 import type { SessionAdmin } from './session/admin';
 import { SessionCounters } from './session/counters';
@@ -210,9 +213,25 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   const usersFile = config.authMode === 'users' ? new UsersFile(config.usersFile!) : undefined;
   // One verifier for STOMP logins and admin JWTs on the HTTP API.
   const jwtVerifier = config.authMode === 'jwt' ? createJwtVerifier(config.jwt) : undefined;
+  // Application hooks: loaded only when BACKEND_URL is set (no undici otherwise).
+  const backend: Backend | undefined =
+    config.backend === undefined
+      ? undefined
+      : (await import('./backend/backend')).startBackend(config.backend, {
+          instanceId: config.instanceId,
+          router,
+          events,
+          logger,
+          topicPrefix: config.topicPrefix,
+          sessionById: (sessionId) => open.get(sessionId),
+          ...(cluster !== undefined ? { sharedOutbox: cluster.eventOutboxes } : {}),
+        });
+  // A CONNECT hook authenticates by itself: the bare login header is then not a user id.
+  const isHookAuthenticated = config.backend?.hooks.has('connect') === true && config.authMode === 'none';
   const authenticator =
     jwtVerifier !== undefined ? jwtAuthenticator(jwtVerifier)
     : usersFile !== undefined ? passwordAuthenticator(usersFile)
+    : isHookAuthenticated ? undefined
     : loginAsUserId();
   const warnIfUsersFileExposed = (): void => {
     const exposedMode = usersFile?.exposedMode();
@@ -227,7 +246,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   if (config.authMode === 'none' && config.wsPort !== undefined && !isLoopbackHostname(config.host) && config.allowedHosts.length === 0) {
     logger.warn({ host: config.host }, 'AUTH=none beyond loopback: WebSocket handshakes addressed to a name that is not loopback get 403 (DNS rebinding); list the names clients use in ALLOWED_HOSTS');
   }
-  if (config.authMode === 'none') {
+  if (config.authMode === 'none' && !isHookAuthenticated) {
     logger.warn(
       config.redis === undefined
         ? 'embedded mode: everything in memory, no Redis, no authentication (the CONNECT login is taken as the user id)'
@@ -235,10 +254,12 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     );
   }
   const interceptors: Interceptor[] = [
-    authenticator,
+    ...(authenticator !== undefined ? [authenticator] : []),
+    ...(backend !== undefined ? [backend.connectLink] : []),
     revocationCheck(revocations),
     addressableUserId(router.destinations),
     accessControl(loadRules(config.aclFile), router.destinations),
+    ...(backend !== undefined ? [backend.accessLink] : []),
     companionGuard(presenceRooms),
     sessionPolicy(
       registry,
@@ -256,7 +277,11 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     ...(options.extraInterceptors ?? []),
     { name: 'session-table', onClose: (session) => open.delete(session.id) },
   ];
+  const destinationHandlers: DestinationHandler[] = [];
+  if (jwtVerifier !== undefined) destinationHandlers.push(tokenRefresh(config.tokenRefreshDestination, jwtVerifier));
+  if (backend?.appHandler !== undefined) destinationHandlers.push(backend.appHandler);
   const deps: SessionDeps = {
+    ...(destinationHandlers.length > 0 ? { destinationHandlers } : {}),
     router,
     counters,
     interceptors,
@@ -304,8 +329,10 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   const verifyHandshake = handshakeChecker({
     allowedOrigins: config.allowedOrigins,
     allowedHosts: config.allowedHosts,
-    isUnauthenticated: config.authMode === 'none',
+    isUnauthenticated: config.authMode === 'none' && !isHookAuthenticated,
     isCookieCredential: config.authMode === 'jwt',
+    // The CONNECT hook sees the handshake's cookies (a Spring session cookie): all of them are ambient credentials then.
+    areCookiesCredentials: config.backend?.hooks.has('connect') === true && config.backend.forwardHeaders.includes('cookie'),
   });
   const trustedProxies = new TrustedProxies(config.trustedProxies);
   const onRejected = rejectionLog(logger);
@@ -322,14 +349,24 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   let wsPort: number | undefined;
   let stompTlsPort: number | undefined;
   let wssPort: number | undefined;
+  // stompjs sends one frame per message, and a frame is held to maxFrameBytes anyway:
+  // the 64 KiB lets a frame just over the limit reach the decoder, which answers
+  // FRAME_TOO_LARGE, rather than the WebSocket closing with 1009.
+  const maxMessageBytes = config.limits.maxFrameBytes + 64 * 1024;
+  // Loaded only when wanted: without SOCKJS_PATH the process carries no sockjs. Served on
+  // the WebSocket listeners (WS_PORT, WSS_PORT) beside WS_PATH.
+  const sockjsMount =
+    config.sockjsPath === undefined
+      ? undefined
+      : (await import('./transport/sockjs')).sockJsMount(
+          { path: config.sockjsPath, limits: writeLimits, maxMessageBytes, pendingBudget, messageTimeoutMs: config.frameTimeoutMs, logger },
+          accept,
+        );
   const wsOptions = {
     host: config.host,
     path: config.wsPath,
     limits: writeLimits,
-    // stompjs sends one frame per message, and a frame is held to maxFrameBytes anyway:
-    // the 64 KiB lets a frame just over the limit reach the decoder, which answers
-    // FRAME_TOO_LARGE, rather than the WebSocket closing with 1009.
-    maxMessageBytes: config.limits.maxFrameBytes + 64 * 1024,
+    maxMessageBytes,
     pendingBudget,
     messageTimeoutMs: config.frameTimeoutMs,
     handshakeTimeoutMs: config.handshakeTimeoutMs,
@@ -340,6 +377,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     ...(verifyHandshake
       ? { verifyHandshake: loggedHandshakeCheck(verifyHandshake, logger, (request) => formatAddress(forwardedClientAddress(socketPeer(request.socket), request.headers, config.forwardedHeader, trustedProxies))) }
       : {}),
+    ...(sockjsMount ? { mount: sockjsMount } : {}),
   };
   try {
     if (config.stompPort !== undefined) {
@@ -394,7 +432,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     throw error;
   }
   logger.info(
-    { host: config.host, stompPort: tcpPort, wsPort, wsPath: config.wsPath, stompTlsPort, wssPort, ...(trustedProxies.isEmpty ? {} : { trustedProxies: config.trustedProxies, proxyProtocol: config.proxyProtocol }) },
+    { host: config.host, stompPort: tcpPort, wsPort, wsPath: config.wsPath, sockjsPath: config.sockjsPath, stompTlsPort, wssPort, ...(trustedProxies.isEmpty ? {} : { trustedProxies: config.trustedProxies, proxyProtocol: config.proxyProtocol }) },
     'stompd listening',
   );
 
@@ -440,6 +478,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
             router,
             queues: router,
             cluster: () => cluster?.health(),
+            ...(backend !== undefined ? { backend: () => backend.stats() } : {}),
             queueSeries: config.http.metricsQueueSeries,
           }),
           maxBodyBytes: config.limits.maxFrameBytes,
@@ -511,6 +550,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       // Their LEAVEs are decided in Redis before the connection goes.
       if (!(await settlesWithin(presence.settle(), config.shutdownTimeoutMs))) logger.warn('presence leaves took too long: gave up');
       await httpApi?.close().catch((err: unknown) => logger.warn({ err }, 'closing the HTTP API failed'));
+      // The sessions' DISCONNECT events are given their chance (kept in Redis if they do not make it).
+      await backend?.stop(config.redis === undefined ? config.shutdownTimeoutMs : Math.min(1000, config.shutdownTimeoutMs));
       subscriptionNotes.stop();
       // The sessions' unbinds are on their way; leaving Redis removes what is left of this instance.
       if (cluster !== undefined && !(await settlesWithin(cluster.stop(), config.shutdownTimeoutMs))) logger.warn('leaving Redis took too long: gave up');

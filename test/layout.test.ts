@@ -33,7 +33,7 @@ describe('layout', () => {
 
   it('depends at run time on the design card\'s packages only; STOMP clients are dev-only', () => {
     const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
-    const allowed = new Set(['ws', 'ioredis', 'fastify', 'jose', 'pino', 'prom-client', '@fastify/swagger']);
+    const allowed = new Set(['ws', 'ioredis', 'fastify', 'jose', 'pino', 'prom-client', '@fastify/swagger', 'sockjs', 'undici']);
     for (const name of Object.keys(pkg.dependencies)) assert.ok(allowed.has(name), `unexpected runtime dependency ${name}`);
     for (const name of ['ws', 'ioredis', 'jose', 'pino']) assert.ok(pkg.dependencies[name], name);
     for (const client of ['@stomp/stompjs', 'stompit', 'fast-check']) assert.ok(pkg.devDependencies[client], client);
@@ -61,6 +61,21 @@ describe('layout', () => {
       for (const spec of imports(file)) {
         if (spec === 'ioredis') assert.ok(isCluster, `${file} imports ioredis`);
         if (!isCluster && /(^|\/)cluster\//.test(spec)) assert.fail(`${file} imports ${spec} statically`);
+      }
+    }
+  });
+
+  it('only src/backend/ imports undici, and outside it only types come from src/backend/ (server.ts loads it when BACKEND_URL is set; src/cluster/ is itself loaded lazily)', () => {
+    for (const file of sourceFiles('src')) {
+      const isBackend = file.startsWith(path.join('src', 'backend'));
+      if (file.startsWith(path.join('src', 'cluster'))) {
+        for (const spec of imports(file)) assert.ok(!/(^|\/)backend\/(backend|client|app-destinations|access-hooks)$/.test(spec), `${file} imports ${spec}`);
+        continue;
+      }
+      for (const match of read(file).matchAll(/^import (type )?[^;]*? from '([^']+)';/gms)) {
+        const [, isTypeOnly, spec] = match;
+        if (spec === 'undici') assert.ok(isBackend, `${file} imports undici`);
+        if (!isBackend && /(^|\/)backend\//.test(spec!)) assert.ok(isTypeOnly !== undefined, `${file} imports ${spec} statically`);
       }
     }
   });

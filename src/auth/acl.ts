@@ -56,7 +56,8 @@ export function compilePattern(pattern: string): RegExp {
   return new RegExp(`^${source}$`);
 }
 
-function matches(pattern: RegExp, destination: string, userId: string): boolean {
+/** Whether `destination` matches `pattern` (compilePattern), every {userId} place being `userId`. */
+export function matches(pattern: RegExp, destination: string, userId: string): boolean {
   const match = pattern.exec(destination);
   if (match === null) return false;
   for (let i = 1; i < match.length; i++) if (match[i] !== userId) return false;

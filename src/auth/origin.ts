@@ -3,7 +3,8 @@
 // page and attach the broker's cookies to it, so:
 //
 // - ALLOWED_ORIGINS set: an `Origin` not listed is refused (`*`: any origin).
-// - A cookie credential (the `access_token` cookie, AUTH=jwt) is ambient: the browser sends
+// - A cookie credential (the `access_token` cookie, AUTH=jwt; any cookie when the backend's
+//   CONNECT hook sees them) is ambient: the browser sends
 //   it whichever page opens the socket. It is accepted only from the handshake's own origin
 //   (Origin host and port = Host) or an origin listed by name in ALLOWED_ORIGINS (`*` does not
 //   count, `null` never does); any other Origin with that cookie is refused (cross-site
@@ -27,6 +28,8 @@ export interface HandshakeRules {
   isUnauthenticated: boolean;
   /** The `access_token` cookie is read as a token at CONNECT (AUTH=jwt). */
   isCookieCredential: boolean;
+  /** Every cookie may be a credential: the backend's CONNECT hook sees them (BACKEND_FORWARD_HEADERS has cookie). */
+  areCookiesCredentials?: boolean;
 }
 
 export type HandshakeRefusalKind = 'origin' | 'host' | 'cookie';
@@ -40,7 +43,7 @@ export interface HandshakeRefusal {
 /** The handshake check for these rules; undefined when there is nothing to check. */
 export function handshakeChecker(rules: HandshakeRules): ((request: IncomingMessage) => HandshakeRefusal | undefined) | undefined {
   const origins = originList(rules.allowedOrigins);
-  if (!origins.isRestricted && !rules.isUnauthenticated && !rules.isCookieCredential) return undefined;
+  if (!origins.isRestricted && !rules.isUnauthenticated && !rules.isCookieCredential && rules.areCookiesCredentials !== true) return undefined;
   const localOnly = rules.isUnauthenticated ? localOnlyGuard(rules.allowedHosts, origins) : undefined;
   return (request) => {
     const origin = headerOf(request, 'origin');
@@ -50,7 +53,9 @@ export function handshakeChecker(rules: HandshakeRules): ((request: IncomingMess
     }
     const foreign = localOnly?.(host, origin);
     if (foreign !== undefined) return foreign;
-    if (rules.isCookieCredential && origin !== undefined && hasTokenCookie(request.headers.cookie)) {
+    const cookie = request.headers.cookie;
+    const hasCredentialCookie = (rules.isCookieCredential && hasTokenCookie(cookie)) || (rules.areCookiesCredentials === true && cookie !== undefined && cookie !== '');
+    if (origin !== undefined && hasCredentialCookie) {
       if (origin === 'null' || !(isSameOrigin(origin, host) || origins.isNamed(origin))) {
         return { kind: 'cookie', message: `a cookie credential is accepted from this server's own origin or from ALLOWED_ORIGINS, not from Origin ${quoted(origin)}` };
       }

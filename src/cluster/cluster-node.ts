@@ -36,6 +36,7 @@ import type { RelayStats } from './redis-relay';
 import { RedisQueues } from './redis-queues';
 import type { RedisQueueCounts } from './redis-queues';
 import { RedisRevocations } from './redis-revocations';
+import { RedisOutboxes } from './redis-outbox';
 
 export interface ClusterNodeDeps {
   redis: RedisConfig;
@@ -82,6 +83,8 @@ export interface ClusterNode {
   readonly revocations: RevocationStore;
   readonly remote: RemoteSessions;
   readonly presence: RedisPresence;
+  /** Session events for the backend hooks, kept in Redis streams (used only when they are on). */
+  readonly eventOutboxes: RedisOutboxes;
   readonly isDegraded: boolean;
   health(): ClusterHealth;
   /** Every instance with its last report (GET /api/instances, the dashboard). */
@@ -132,6 +135,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       if (closed > 0) logger.warn({ closed }, 'closed the sessions under a session limit: the liveness lease ran out');
     },
     onLivenessLost: async (_wasReaped, isNewRedis) => {
+      queues?.resumeAsMember();
       if (isNewRedis) await registry.rebuild();
       else await registry.reconcile();
       await presence.repair(isNewRedis);
@@ -143,6 +147,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     onInstanceLost: async (deadId) => {
       await queues?.reapInstance(deadId);
       await presence.reapInstance(deadId);
+      await eventOutboxes.instanceReaped(deadId);
     },
     onCommand: (command) => {
       const control = parseControl(command);
@@ -156,6 +161,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     if (deps.kickLocal(sessionId, code, message, 'kicked')) logger.info({ sessionId, code }, 'closed a session the registry no longer holds');
   };
   const revocations = new RedisRevocations(commands, keys, deps.revocationTtlSeconds);
+  const eventOutboxes = new RedisOutboxes({ redis: commands, keys, instanceId, logger });
   const relay = new RedisRelay({
     publisher: commands,
     subscriber,
@@ -173,7 +179,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     deliver: (e) => router.deliverRemote(new Message(e.messageId, e.destination, e.routeKey, e.headers, e.body)),
     logger,
   });
-  queues = new RedisQueues({ redis: commands, keys, instanceId, maxQueueMessages: deps.maxQueueMessages, maxQueues: deps.maxQueues, signals: relay, logger });
+  queues = new RedisQueues({ redis: commands, keys, instanceId, maxQueueMessages: deps.maxQueueMessages, maxQueues: deps.maxQueues, signals: relay, logger, isMember: () => membership.isJoined });
   const queueBackend = queues;
 
   let degradedReason: string | undefined = 'connecting to Redis';
@@ -194,6 +200,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       .announce()
       .then(async () => {
         if (!membership.isJoined) return;
+        queueBackend.resumeAsMember();
         await registry.reconcile();
         await presence.repair();
       })
@@ -214,6 +221,9 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     publish: (message) => relay.publish(message),
     setInterest: (routeKey, isInterested) => {
       if (!isInterested) sequencer.forget(routeKey);
+      else if (deps.presenceRooms.isRoom(routeKey) || deps.presenceRooms.roomOfCompanion(routeKey) !== undefined) {
+        presence.currentSeq(routeKey).then((seq) => sequencer.track(routeKey, seq), () => undefined);
+      }
       return relay.setInterest(routeKey, isInterested);
     },
   });
@@ -248,17 +258,22 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
 
   const remote: RemoteSessions = {
     // Twice: through the holder's inbox (kept in Redis, read every heart-beat) and over pub/sub (at once).
+    // The session also leaves the registry here: should both messages be lost, the holder's
+    // registry check closes it anyway (a session the registry no longer holds is closed).
     kickSession: async (sessionId, code, message) => {
       const control: ControlMessage = { type: 'kick', sessionId, code: controlCode(code), message };
-      await registry.tell(sessionId, control.code, message).catch(() => false);
+      const holder = await registry.get(sessionId).catch(() => undefined);
+      if (holder !== undefined) {
+        await registry.tell(sessionId, control.code, message).catch(() => false);
+        await registry.unregister(sessionId, holder.instanceId).catch(() => undefined);
+      }
       return relay.publishControl(control);
     },
     kickUser: async (userId, code, message, revokedAt) => {
       const control: ControlMessage = { type: 'kick-user', userId, code: controlCode(code), message, ...(revokedAt !== undefined ? { revokedAt } : {}) };
-      const holders = await registry.sessionsOf(userId).catch(() => []);
-      for (const holderInstance of new Set(holders.map((r) => r.instanceId))) {
-        if (holderInstance !== instanceId) await registry.pushInbox(holderInstance, control).catch(() => undefined);
-      }
+      const holders = (await registry.sessionsOf(userId).catch(() => [])).filter((r) => r.instanceId !== instanceId);
+      for (const holderInstance of new Set(holders.map((r) => r.instanceId))) await registry.pushInbox(holderInstance, control).catch(() => undefined);
+      for (const holder of holders) await registry.unregister(holder.sessionId, holder.instanceId).catch(() => undefined);
       return relay.publishControl(control);
     },
   };
@@ -268,6 +283,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     revocations,
     remote,
     presence,
+    eventOutboxes,
     get isDegraded() {
       return degradedReason !== undefined;
     },
@@ -284,6 +300,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       isStopping = true;
       clearInterval(refreshTimer);
       clearInterval(pingTimer);
+      eventOutboxes.stop();
       await registry.settle(2000);
       await queueBackend.stop(2000); // the closed sessions' unacknowledged messages are given back first
       // Whatever leave the closing sessions left undone is told now (exactly once with theirs).

@@ -80,12 +80,17 @@ function within<T>(promise: Promise<T>, ms: number): Promise<T> {
 }
 
 /** How long an instance's connections must stay gone before it is declared dead without waiting for its TTL. */
-const VANISHED_CONFIRM_MS = 500;
+const VANISHED_CONFIRM_MS = 550;
+/** How many more times it must be found absent. */
+const VANISHED_LOOKS = 2;
 /** One CLIENT LIST serves every caller for this long. */
 const CLIENT_LIST_REUSE_MS = 100;
 
 /** How long a claim on a reap lasts unless the reaper extends it. */
-export const REAP_CLAIM_MS = 10_000;
+export const REAP_CLAIM_MS = 30_000;
+
+/** The claim on a reap was lost (the reaper stalled past it): the reap stops where it is. */
+class ReapAborted extends Error {}
 /**
  * How long the reaped marker lasts: past the reap's end (its claim, extended while it runs);
  * after it, an instance that wakes finds its generation key gone, which says the same.
@@ -104,6 +109,9 @@ export class InstanceMembership {
   private readonly refreshScript: LuaScript;
   private readonly markScript: LuaScript;
   private readonly finishScript: LuaScript;
+  private readonly keepClaimScript: LuaScript;
+  private readonly forgetScript: LuaScript;
+  private isReaping = false;
   private timer: NodeJS.Timeout | undefined;
   private isTicking = false;
   private generationValue = Date.now();
@@ -124,7 +132,9 @@ export class InstanceMembership {
     this.isSingle = !isCluster(options.redis);
     this.refreshScript = new LuaScript(options.redis, 'membership-refresh', [3, 4]);
     this.markScript = new LuaScript(options.redis, 'membership-reap-mark', [3]);
-    this.finishScript = new LuaScript(options.redis, 'membership-reap-finish', [2, 3]);
+    this.finishScript = new LuaScript(options.redis, 'membership-reap-finish', [4, 5]);
+    this.keepClaimScript = new LuaScript(options.redis, 'membership-claim-keep', [1]);
+    this.forgetScript = new LuaScript(options.redis, 'membership-forget', [1]);
   }
 
   get ttlMs(): number {
@@ -190,14 +200,23 @@ export class InstanceMembership {
     try {
       await within(this.check(), this.ttlMs); // a black-holed connection must not stop the ticks
       if (this.stateValue === 'joined') {
-        await this.drainInbox();
-        await this.reapDead();
+        await within(this.drainInbox(), this.ttlMs);
+        this.reapInBackground();
       }
     } catch (err) {
       this.options.logger.debug({ err }, 'membership tick failed (Redis unavailable?)');
     } finally {
       this.isTicking = false;
     }
+  }
+
+  /** Reaps run beside the ticks: a long one must not stop this instance's own refreshes. */
+  private reapInBackground(): void {
+    if (this.isReaping) return;
+    this.isReaping = true;
+    this.reapDead()
+      .catch((err: unknown) => this.options.logger.debug({ err }, 'reap failed (Redis unavailable?); tried again on a later tick'))
+      .finally(() => (this.isReaping = false));
   }
 
   /** Refresh the membership; on 'reaped', fence and re-join; on a missing key or a new Redis, re-register. */
@@ -338,9 +357,12 @@ export class InstanceMembership {
     if (claimed !== 'OK') return;
     const reapedGeneration = await this.markScript.run([keys.instance(instanceId), keys.reaped(instanceId), keys.instanceGeneration(instanceId)], [REAPED_MARKER_SECONDS]);
     if (reapedGeneration !== null) {
-      await this.reapSessions(instanceId);
-      await this.options.onInstanceLost?.(instanceId);
-      await this.finish(instanceId, String(reapedGeneration));
+      try {
+        await this.reap(instanceId, String(reapedGeneration));
+      } catch (err) {
+        if (err instanceof ReapAborted) return; // taken over meanwhile: wait for that reap
+        throw err;
+      }
     } else {
       await redis.del(keys.reaping(instanceId));
     }
@@ -359,8 +381,9 @@ export class InstanceMembership {
    * Instances among `instanceIds` with no connection to Redis any more (a killed process's
    * sockets close at once, long before its liveness key expires) are declared dead now:
    * their liveness key is deleted, so their sessions no longer count and the reaper takes
-   * them on its next round. Absent twice, VANISHED_CONFIRM_MS apart: a connection blip
-   * (ioredis reconnects within ~100 ms) is not a death. An instance only cut off from Redis
+   * them on its next round. Absent at three looks over a second (ioredis's back-off is at
+   * most a second): a connection blip is not a death; the key is deleted only if it is still
+   * the value read first (the instance did not refresh meanwhile). An instance only cut off from Redis
    * is taken for dead too: its lease (a TTL from its last refresh) closes its limited
    * sessions at the latest then, and it is fenced when it reconnects.
    */
@@ -371,16 +394,24 @@ export class InstanceMembership {
       return candidates.filter((id) => !connected.has(`stompd:${id}`) && !connected.has(`stompd:${id}:sub`));
     };
     let vanished: string[];
+    const seen = new Map<string, string | null>();
     try {
+      for (const id of instanceIds) seen.set(id, await redis.get(keys.instance(id)));
       vanished = await absent(instanceIds);
-      if (vanished.length === 0) return false;
-      await new Promise((resolve) => setTimeout(resolve, VANISHED_CONFIRM_MS));
-      vanished = await absent(vanished);
+      // Absent at three looks over a second: longer than ioredis's reconnect back-off (1 s at most).
+      for (let look = 0; look < VANISHED_LOOKS && vanished.length > 0; look++) {
+        await new Promise((resolve) => setTimeout(resolve, VANISHED_CONFIRM_MS));
+        vanished = await absent(vanished);
+      }
     } catch {
       return false; // CLIENT LIST not allowed (a managed Redis): the liveness TTL decides instead
     }
-    for (const id of vanished) await redis.del(keys.instance(id));
-    return vanished.length > 0;
+    let forgotten = 0;
+    for (const id of vanished) {
+      const value = seen.get(id);
+      if (value !== null && value !== undefined) forgotten += Number(await this.forgetScript.run([keys.instance(id)], [value]));
+    }
+    return forgotten > 0;
   }
 
   /** Client names of every connection to Redis (every master on a Cluster), one listing per CLIENT_LIST_REUSE_MS. */
@@ -402,12 +433,17 @@ export class InstanceMembership {
     return names;
   }
 
-  /** Take what other instances left for this one (kicks, replaces, logouts), oldest first. */
+  /**
+   * Take what other instances left for this one (kicks, replaces, logouts), oldest first: read,
+   * act, then trim what was read. At least once: a reply lost on the way leaves the commands
+   * for the next tick (acting twice closes nothing twice).
+   */
   private async drainInbox(): Promise<void> {
     const { redis, keys, instanceId, logger } = this.options;
+    const inbox = keys.instanceInbox(instanceId);
     for (;;) {
-      const batch = (await redis.lpop(keys.instanceInbox(instanceId), INBOX_BATCH)) as string[] | null;
-      if (batch === null || batch.length === 0) return;
+      const batch = await redis.lrange(inbox, 0, INBOX_BATCH - 1);
+      if (batch.length === 0) return;
       for (const raw of batch) {
         let command: unknown;
         try {
@@ -418,6 +454,7 @@ export class InstanceMembership {
         }
         this.options.onCommand?.(command);
       }
+      await redis.ltrim(inbox, batch.length, -1); // pushes made meanwhile are after these, and stay
       if (batch.length < INBOX_BATCH) return;
     }
   }
@@ -437,12 +474,37 @@ export class InstanceMembership {
         await redis.del(keys.reaping(other)); // it refreshed in time: alive
         continue;
       }
-      reported += await this.reapSessions(other);
-      await this.options.onInstanceLost?.(other);
-      await this.finish(other, String(generation));
-      this.options.logger.info({ deadInstance: other, generation: String(generation), sessions: reported }, 'reaped a dead instance');
+      try {
+        const sessions = await this.reap(other, String(generation));
+        reported += sessions;
+        this.options.logger.info({ deadInstance: other, generation: String(generation), sessions }, 'reaped a dead instance');
+      } catch (err) {
+        if (!(err instanceof ReapAborted)) throw err;
+        this.options.logger.warn({ deadInstance: other }, 'a reap stopped: its claim ran out while this instance stalled (another takes over)');
+      }
     }
     return reported;
+  }
+
+  /**
+   * The reap of `deadId`'s generation `generation`, under this instance's claim: sessions,
+   * then what else it held (queues, presence), then its sets and listing. Between the phases
+   * (and every 50 sessions) the claim is checked and extended: a reaper that stalled past it
+   * stops (ReapAborted) instead of acting on a generation that joined since.
+   */
+  private async reap(deadId: string, generation: string): Promise<number> {
+    await this.keepClaim(deadId);
+    const reported = await this.reapSessions(deadId);
+    await this.keepClaim(deadId);
+    await this.options.onInstanceLost?.(deadId);
+    await this.keepClaim(deadId);
+    await this.finish(deadId, generation);
+    return reported;
+  }
+
+  private async keepClaim(deadId: string): Promise<void> {
+    const kept = await this.keepClaimScript.run([this.options.keys.reaping(deadId)], [this.options.instanceId, REAP_CLAIM_MS]);
+    if (kept !== 1) throw new ReapAborted();
   }
 
   /** Unregister each session the instance held; report the ones this call removed. */
@@ -451,7 +513,7 @@ export class InstanceMembership {
     const sessionIds = await redis.smembers(keys.instanceSessions(deadId));
     let reported = 0;
     for (const [i, sessionId] of sessionIds.entries()) {
-      if (i % 100 === 99) await redis.pexpire(keys.reaping(deadId), REAP_CLAIM_MS); // a long reap keeps its claim
+      if (i % 50 === 49) await this.keepClaim(deadId); // a long reap keeps its claim, a stalled one learns it lost it
       const record = await registry.unregister(sessionId, deadId);
       if (record === undefined) continue;
       reported++;
@@ -467,8 +529,7 @@ export class InstanceMembership {
   /** End a reap: the instance's sets go, and so does its listing unless it joined again meanwhile. */
   private async finish(deadId: string, generation: string): Promise<void> {
     const { redis, keys } = this.options;
-    await redis.del(keys.instanceSessions(deadId), keys.instanceUsers(deadId));
-    const keyList = [keys.instanceGeneration(deadId), keys.reaping(deadId)];
+    const keyList = [keys.instanceGeneration(deadId), keys.reaping(deadId), keys.instanceSessions(deadId), keys.instanceUsers(deadId)];
     if (this.isSingle) keyList.push(keys.instances);
     const forgotten = await this.finishScript.run(keyList, [generation, deadId]);
     if (!this.isSingle && forgotten === 1) await redis.srem(keys.instances, deadId);

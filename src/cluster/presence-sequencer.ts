@@ -80,6 +80,17 @@ export class PresenceSequencer {
     void this.fill(envelope.routeKey, state);
   }
 
+  /**
+   * `routeKey` got its first local subscriber: start from the room's number now (`seq`, read
+   * from Redis), so that a hole is seen even before the first event arrives here.
+   */
+  track(routeKey: string, seq: number | undefined): void {
+    if (seq === undefined) return;
+    const state = this.rooms.get(routeKey);
+    if (state === undefined) this.rooms.set(routeKey, { last: seq, held: undefined });
+    else if (state.last === undefined && state.held === undefined) state.last = seq;
+  }
+
   /** `routeKey` has no local subscriber any more: forget its number. */
   forget(routeKey: string): void {
     const state = this.rooms.get(routeKey);

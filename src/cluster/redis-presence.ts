@@ -91,9 +91,12 @@ if ARGV[5] ~= '1' then return false end
 return announce(KEYS[4], 7, ARGV[6])
 `;
 
-/** KEYS: sessions, users, members, seq. ARGV: sessionId, userId, publish (1/0), channel/envelope pairs. */
+/**
+ * KEYS: sessions, users, members, seq. ARGV: sessionId, userId, publish (1/0), channel/envelope pairs.
+ * Returns the finished envelopes when the user left, 0 when the session had no entry, else nil.
+ */
 const LEAVE_LUA = ANNOUNCE_LUA + `
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return false end
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) > 0 then return false end
 redis.call('HDEL', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
@@ -157,6 +160,8 @@ export class RedisPresence implements PresenceStore {
   private readonly announced = new Set<string>();
   /** room → how many of this instance's sessions are announced in it: at 0 the room leaves this instance's list. */
   private readonly localCounts = new Map<string, number>();
+  /** `sessionId\nroom` of joins under way (counted in localCounts already). */
+  private readonly joining = new Set<string>();
   /** `sessionId\nroom` whose leave failed → who left and why, told when repaired. */
   private readonly failedLeaves = new Map<string, { room: string; entry: SessionEntry; reason: LeaveReason }>();
 
@@ -194,6 +199,10 @@ export class RedisPresence implements PresenceStore {
       );
       const wasLocal = this.announced.delete(key);
       this.failedLeaves.delete(key);
+      // No entry though this instance told the JOIN: Redis lost it (it restarted empty and the
+      // repair has not put it back yet) or a reaper removed it. Kept for the repair, which
+      // tells it only if Redis turns out to have lost its data.
+      if (envelopes === 0 && wasLocal) this.failedLeaves.set(key, { room, entry, reason });
       await this.publishFinished(room, envelopes);
       if (wasLocal) await this.countLocal(room, -1);
     } catch (err) {
@@ -294,6 +303,13 @@ export class RedisPresence implements PresenceStore {
     await this.redis.srem(this.instanceRoomsKey(), room);
   }
 
+  /** The last decision number of the room `destination` is (or is the companion of); undefined for a room with none. */
+  async currentSeq(destination: string): Promise<number | undefined> {
+    const room = this.options.matcher.roomOfCompanion(destination) ?? destination;
+    const seq = await this.redis.get(this.roomKeys(room)[3]);
+    return seq === null ? undefined : Number(seq);
+  }
+
   /** The recent JOIN/LEAVE envelopes on `destination` (a room or a companion), oldest first. */
   async recentEvents(destination: string): Promise<Buffer[]> {
     const room = this.options.matcher.roomOfCompanion(destination);
@@ -305,20 +321,30 @@ export class RedisPresence implements PresenceStore {
   private async joinAs(room: string, entry: SessionEntry, shouldAnnounce: boolean): Promise<void> {
     // The reaper's list first: a crash after it leaves a room listed with no entry of this
     // instance, which the reaper skips; the other order could leave a member nobody removes.
-    await this.redis.sadd(this.instanceRoomsKey(), room);
-    const stored: StoredEntry = { userId: entry.userId, roles: [...entry.roles], instanceId: this.options.instanceId, joinedAt: entry.joinedAt };
-    const member: Member = { userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt };
-    const envelopes = await this.script('stompdPresenceJoinBuffer')(
-      ...this.roomKeys(room),
-      entry.sessionId, entry.userId, JSON.stringify(stored), JSON.stringify(member), shouldAnnounce ? '1' : '0', this.isSharded ? '0' : '1',
-      ...this.eventArgs(room, { type: 'JOIN', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason: null, at: Date.now() }),
-    );
+    // The room is counted before the SADD, so a leave of another local session finishing
+    // meanwhile cannot take it off the list under this join.
     const key = `${entry.sessionId}\n${room}`;
-    if (!this.announced.has(key)) {
-      this.announced.add(key);
-      await this.countLocal(room, 1);
+    const isCounted = this.announced.has(key) || this.joining.has(key);
+    if (!isCounted) {
+      this.joining.add(key);
+      this.localCounts.set(room, (this.localCounts.get(room) ?? 0) + 1);
     }
-    await this.publishFinished(room, envelopes);
+    try {
+      await this.redis.sadd(this.instanceRoomsKey(), room);
+      const stored: StoredEntry = { userId: entry.userId, roles: [...entry.roles], instanceId: this.options.instanceId, joinedAt: entry.joinedAt };
+      const member: Member = { userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt };
+      const envelopes = await this.script('stompdPresenceJoinBuffer')(
+        ...this.roomKeys(room),
+        entry.sessionId, entry.userId, JSON.stringify(stored), JSON.stringify(member), shouldAnnounce ? '1' : '0', this.isSharded ? '0' : '1',
+        ...this.eventArgs(room, { type: 'JOIN', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason: null, at: Date.now() }),
+      );
+      this.joining.delete(key);
+      this.announced.add(key);
+      await this.publishFinished(room, envelopes);
+    } catch (err) {
+      if (this.joining.delete(key)) await this.countLocal(room, -1).catch(() => undefined);
+      throw err;
+    }
   }
 
   /** Channel/envelope pairs for the room and its companion; each envelope's body waits for `seq}`. */

@@ -53,6 +53,8 @@ export const POLL_MS = 500;
 export const RETAKE_OWN_MS = 1000;
 /** Entries read at once per queue, at most. */
 const MAX_READ = 256;
+/** Pending entries of a dead instance given back per script call (bounded work in Redis). */
+const REAP_BATCH = 500;
 /** What an auto-ack consumer is counted for in a read (it holds nothing: bounded by its socket). */
 const AUTO_CREDIT = 64;
 /** How long a queue known to be in the `queues` set skips the admit round trip. */
@@ -152,17 +154,6 @@ if #out < want then
 end
 return out`;
 
-// KEYS: stream, redeliver, consumers. ARGV: group, dead instance, nowMs. Returns entries given back.
-const REAP_LUA = `
-redis.call('HDEL', KEYS[3], ARGV[2])
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local p = redis.pcall('XPENDING', KEYS[1], ARGV[1], '-', '+', 1000000, ARGV[2])
-if type(p) ~= 'table' or p.err then return 0 end
-for _, e in ipairs(p) do
-  redis.call('RPUSH', KEYS[2], e[1] .. '|' .. ARGV[2] .. '|' .. ARGV[3] .. '|1')
-end
-return #p`;
-
 type Reply = [Buffer, Buffer[], Buffer?][];
 
 interface QueueScripts {
@@ -170,7 +161,6 @@ interface QueueScripts {
   stompdQueuePublish(stream: string, counts: string, maxLen: number, payload: Buffer, group: string): Promise<[number, number]>;
   stompdQueueConsumers(stream: string, consumers: string, redeliver: string, counts: string, group: string, instanceId: string, count: number): Promise<number>;
   stompdQueueTakeBuffer(redeliver: string, stream: string, consumers: string, group: string, instanceId: string, count: number, nowMs: number, retakeOwnMs: number): Promise<Reply>;
-  stompdQueueReap(stream: string, redeliver: string, consumers: string, group: string, deadId: string, nowMs: number): Promise<number>;
 }
 
 /** A message read from a stream: it knows its entry. */
@@ -202,6 +192,11 @@ export interface RedisQueuesOptions {
   /** Wake-ups between instances (the relay's pub/sub). */
   signals: { listen(channel: string, onSignal: () => void): void; unlisten(channel: string): void; signal(channel: string): void };
   logger: Logger;
+  /**
+   * Whether this instance is a member now (joined, not fenced): reads, acks and give-backs
+   * wait for it after a reconnect, until membership checked "was I reaped?". Default: always.
+   */
+  isMember?(): boolean;
 }
 
 export interface RedisQueueCounts {
@@ -226,6 +221,7 @@ export class RedisQueues implements QueueBackend {
   private isFlushScheduled = false;
   private readonly inFlight = new Set<Promise<unknown>>();
   private readonly ackScript: LuaScript;
+  private readonly reapScript: LuaScript;
   private pollTimer: NodeJS.Timeout | undefined;
   private isStopping = false;
 
@@ -237,10 +233,10 @@ export class RedisQueues implements QueueBackend {
       redis.defineCommand('stompdQueuePublish', { numberOfKeys: 2, lua: PUBLISH_LUA });
       redis.defineCommand('stompdQueueConsumers', { numberOfKeys: 4, lua: CONSUMERS_LUA });
       redis.defineCommand('stompdQueueTake', { numberOfKeys: 3, lua: TAKE_LUA });
-      redis.defineCommand('stompdQueueReap', { numberOfKeys: 3, lua: REAP_LUA });
     }
     this.redis = redis as RedisConnection & QueueScripts;
     this.ackScript = new LuaScript(redis, 'queue-ack', [1]);
+    this.reapScript = new LuaScript(redis, 'queue-reap', [4]);
     redis.on('ready', () => this.onRedisReady());
     this.pollTimer = setInterval(() => {
       for (const queue of this.local.values()) this.pump(queue);
@@ -250,7 +246,7 @@ export class RedisQueues implements QueueBackend {
   }
 
   private get isUp(): boolean {
-    return this.redis.status === 'ready' && !this.isStopping;
+    return this.redis.status === 'ready' && !this.isStopping && this.options.isMember?.() !== false;
   }
 
   // --- Publishing ---
@@ -428,7 +424,12 @@ export class RedisQueues implements QueueBackend {
       if (want <= 0 || !this.isUp || this.local.get(queue.name) !== queue) return;
       let got = 0;
       const taken = await this.redis.stompdQueueTakeBuffer(keys.queueRedeliver(queue.name), keys.queue(queue.name), keys.queueConsumers(queue.name), QUEUE_GROUP, instanceId, want, Date.now(), RETAKE_OWN_MS);
+      // A give-back of this instance's, listed twice (a reap's and its own, or a reclaim's),
+      // comes back while this instance still holds the entry: it is not a second message.
+      const held = taken.length > 0 ? this.trackedEntries(queue.name, queue) : undefined;
       for (const [id, fields, delivered] of taken) {
+        if (held?.has(id.toString()) === true) continue;
+        held?.add(id.toString());
         const message = this.decode(queue.name, id, fields);
         if (message === undefined) continue;
         message.isRedelivered = delivered?.toString() !== '0';
@@ -560,6 +561,15 @@ export class RedisQueues implements QueueBackend {
     const { keys, instanceId, logger } = this.options;
     const pending = (await this.redis.xpending(keys.queue(name), QUEUE_GROUP, '-', '+', 100000, instanceId).catch(() => [])) as [string, ...unknown[]][];
     if (pending.length === 0) return;
+    const tracked = this.trackedEntries(name, queue);
+    const lost = pending.map((p) => p[0]).filter((id) => !tracked.has(id));
+    if (lost.length === 0) return;
+    logger.info({ queue: name, messages: lost.length }, 'queue entries this instance held without knowing (a read lost with its connection): given back');
+    this.giveBackIds(name, lost, true);
+  }
+
+  /** The entries of `name` this instance holds: read ahead, delivered and unacknowledged, being acked or given back. */
+  private trackedEntries(name: string, queue: LocalQueue | undefined): Set<string> {
     const tracked = new Set<string>();
     for (const message of queue?.ready ?? []) tracked.add(message.entryId);
     for (const consumer of queue?.consumers ?? []) {
@@ -567,10 +577,7 @@ export class RedisQueues implements QueueBackend {
     }
     for (const id of this.toAck.get(name) ?? []) tracked.add(id);
     for (const entry of this.toGiveBack.get(name) ?? []) tracked.add(entry.split('|')[0]!);
-    const lost = pending.map((p) => p[0]).filter((id) => !tracked.has(id));
-    if (lost.length === 0) return;
-    logger.info({ queue: name, messages: lost.length }, 'queue entries this instance held without knowing (a read lost with its connection): given back');
-    this.giveBackIds(name, lost, true);
+    return tracked;
   }
 
   private wake(name: string): void {
@@ -594,7 +601,7 @@ export class RedisQueues implements QueueBackend {
   }
 
   private flush(): void {
-    if (this.redis.status !== 'ready') return; // kept for when Redis is back
+    if (this.redis.status !== 'ready' || this.options.isMember?.() === false) return; // kept for when Redis (and membership) is back
     const { keys, signals } = this.options;
     const acks = this.toAck;
     const giveBacks = this.toGiveBack;
@@ -636,8 +643,19 @@ export class RedisQueues implements QueueBackend {
   }
 
   /** Redis is back (or restarted, maybe empty): register the consumers again, send what waited, read. */
+  /** Call once membership holds again after a reconnect: what 'ready' deferred runs now. */
+  resumeAsMember(): void {
+    if (this.isReadyDeferred) this.onRedisReady();
+  }
+  private isReadyDeferred = false;
+
   private onRedisReady(): void {
     if (this.isStopping) return;
+    if (this.options.isMember?.() === false) {
+      this.isReadyDeferred = true; // not before "was I reaped?" is answered
+      return;
+    }
+    this.isReadyDeferred = false;
     this.admitted.clear();
     for (const queue of this.local.values()) {
       queue.registeredCount = -1;
@@ -668,7 +686,16 @@ export class RedisQueues implements QueueBackend {
     const names = await this.redis.smembers(keys.instanceQueues(deadId));
     let given = 0;
     for (const name of names) {
-      given += await this.redis.stompdQueueReap(keys.queue(name), keys.queueRedeliver(name), keys.queueConsumers(name), QUEUE_GROUP, deadId, Date.now());
+      let start = '-';
+      do {
+        const [count, next, forgotten] = (await this.reapScript.run(
+          [keys.queue(name), keys.queueRedeliver(name), keys.queueConsumers(name), keys.queueCounts(name)],
+          [QUEUE_GROUP, deadId, Date.now(), start, REAP_BATCH],
+        )) as [number, string, number];
+        given += count;
+        start = next;
+        if (forgotten === 1) await this.redis.srem(keys.queues, name);
+      } while (start !== '');
       this.wake(name);
     }
     await this.redis.del(keys.instanceQueues(deadId));

@@ -207,12 +207,18 @@ export class RedisRegistry implements SessionRegistry {
 
   /**
    * While Redis is unreachable, a session without a limit to check is admitted and kept
-   * here, to be registered when Redis is back (reregisterAll); one with a limit cannot be
+   * here, to be registered when Redis is back (refresh); one with a limit cannot be
    * decided: RegistryUnavailableError.
    */
   async bind(record: SessionRecord, policy: BindPolicy): Promise<BindResult> {
     const max = Number.isFinite(policy.maxPerUser) ? policy.maxPerUser : -1;
-    const attempt = (): Promise<[number, ...string[]]> => this.write(record, max, policy.mode);
+    const attempt = async (): Promise<[number, ...string[]]> => {
+      const reply = await this.write(record, max, policy.mode);
+      // This instance's generation is not the live one (fenced, or not joined again yet): no
+      // decision could be made here, which a client must hear as UNAVAILABLE, not as a refusal.
+      if (reply[0] === -1) throw new Error('fenced: this instance is joining the cluster again');
+      return reply;
+    };
     let reply: [number, ...string[]];
     try {
       reply = await attempt();

@@ -29,6 +29,7 @@ import { PAGE_ROUTES, pageRoutes } from './routes/pages';
 import type { PagesOptions } from './routes/pages';
 import { publishRoutes } from './routes/publish';
 import { sessionRoutes } from './routes/sessions';
+import { hookWebhooks } from './hook-schemas';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -105,9 +106,11 @@ export async function startHttpApi(listen: { host: string; port: number; isTrust
   });
   await app.register(swagger, {
     openapi: {
-      openapi: '3.0.3',
-      info: { title: 'stompd HTTP API', description: 'Sessions, admin actions and server-side publish for a stompd broker', version: '1' },
+      // 3.1: `webhooks` describes the hook calls stompd makes to the application's backend.
+      openapi: '3.1.0',
+      info: { title: 'stompd HTTP API', description: "Sessions, admin actions and server-side publish for a stompd broker; under webhooks, the hook contract (the calls stompd makes to BACKEND_URL)", version: '1' },
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN, or a JWT holding one of ADMIN_ROLES' } } },
+      webhooks: hookWebhooks,
     },
   });
   app.decorateRequest('adminId', '');

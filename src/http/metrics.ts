@@ -4,7 +4,7 @@
 // One prom-client Registry per broker, so that several brokers in one process stay apart.
 
 import type { QueueStat } from '../broker/queue-backend';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { KindCounts, RouterStats } from '../broker/router';
 import type { SessionCounters } from '../session/counters';
 
@@ -24,7 +24,22 @@ export interface ClusterMetricsView {
   relay: { published: number; dropped: number; received: number };
 }
 
+/** What the backend hooks report, when BACKEND_URL is set. */
+export interface BackendMetricsView {
+  calls: {
+    /** hook → result → calls. */
+    calls: Record<string, Record<string, number>>;
+    observeLatency: ((hook: string, seconds: number) => void) | undefined;
+  };
+  errors: Record<string, number>;
+  pendingEvents: number;
+  droppedEvents: number;
+  eventRetries: number;
+}
+
 export interface MetricsSources {
+  /** undefined without BACKEND_URL: no hook metrics then. */
+  backend?: () => BackendMetricsView;
   connections(): Iterable<ConnectionView>;
   sessionCounters: SessionCounters;
   router: { readonly published: KindCounts; readonly delivered: KindCounts; readonly dropped: KindCounts; stats(): RouterStats };
@@ -161,6 +176,38 @@ export function createMetrics(sources: MetricsSources): Registry {
       const { relay } = cluster();
       return { published: relay.published, received: relay.received, dropped: relay.dropped };
     });
+  }
+  if (sources.backend !== undefined) {
+    const backend = sources.backend;
+    new Counter({
+      name: 'stompd_backend_calls_total',
+      help: 'Calls to the application backend, by hook (send, connect, subscribe, events, refresh) and result (ok, timeout, refused, status, invalid, too-large, error)',
+      labelNames: ['hook', 'result'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [hook, byResult] of Object.entries(backend().calls.calls)) for (const [result, count] of Object.entries(byResult)) this.inc({ hook, result }, count);
+      },
+    });
+    const latency = new Histogram({
+      name: 'stompd_backend_call_seconds',
+      help: 'Duration of calls to the application backend, by hook (waiting for a free slot not included)',
+      labelNames: ['hook'],
+      buckets: [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
+      registers: [registry],
+    });
+    backend().calls.observeLatency = (hook, seconds) => latency.observe({ hook }, seconds);
+    mirrorLabelledCounter(registry, 'stompd_backend_errors_total', 'Non-fatal errors told to senders on /user/queue/errors, by code (BACKEND_UNAVAILABLE, the backend\'s own codes)', 'code', () => backend().errors);
+    new Gauge({
+      name: 'stompd_backend_pending_events',
+      help: 'Session events waiting for the backend\'s /events (this instance\'s outbox)',
+      registers: [registry],
+      collect() {
+        this.set(backend().pendingEvents);
+      },
+    });
+    mirrorCounter(registry, 'stompd_backend_dropped_events_total', 'Session events dropped, oldest first, past BACKEND_MAX_PENDING_EVENTS', () => backend().droppedEvents);
+    mirrorCounter(registry, 'stompd_backend_event_retries_total', 'Calls to /events that failed and were tried again', () => backend().eventRetries);
   }
   // Per queue, read once per scrape and shared by the gauges.
   let scrape: Promise<{ all: QueueStat[]; deepest: QueueStat[] }> | undefined;

@@ -39,6 +39,10 @@ export type StompErrorCode =
   | 'TOKEN_REVOKED'
   /** A decision needs Redis and Redis is unreachable right now. */
   | 'UNAVAILABLE'
+  /** The application's backend (BACKEND_URL) gave no usable answer. */
+  | 'BACKEND_UNAVAILABLE'
+  /** A fatal error the backend answered without a code of its own. */
+  | 'BACKEND_ERROR'
   /** Too much work of one kind under way (password checks); try again shortly. */
   | 'SERVER_BUSY';
 

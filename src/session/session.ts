@@ -24,6 +24,7 @@ import type { DisconnectReason, LifecycleEvents, SessionInfo } from './events';
 import { heartbeatIntervals, heartbeatOffer } from './heartbeat';
 import type { HeartbeatSetting } from './heartbeat';
 import type { Interceptor, Principal, SessionView } from './interceptor';
+import type { DestinationHandler } from './destination-handler';
 
 export type SessionState = 'awaiting-connect' | 'connected' | 'closing' | 'closed';
 
@@ -62,6 +63,8 @@ export interface SessionDeps {
   pendingBudget: ByteBudget;
   /** Shared by every session of the broker; read by the metrics. */
   counters: SessionCounters;
+  /** Destinations handled outside the router (app destinations, token refresh); none by default. */
+  destinationHandlers?: readonly DestinationHandler[];
 }
 
 /** A step held by a transaction until COMMIT. */
@@ -108,6 +111,8 @@ export class Session implements Subscriber, SessionView {
   private checkTimer: NodeJS.Timeout | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
   private isWaiting = false;
+  /** The frame whose RECEIPT a handler withheld (its work failed without failing the session). */
+  private receiptWithheldFor: Frame | undefined;
   /** Made on the first drop: most sessions never drop, and an idle session should cost little. */
   private droppedLog: DroppedMessageLog | undefined;
 
@@ -194,6 +199,10 @@ export class Session implements Subscriber, SessionView {
   }
 
   sendReceiptFor(frame: Frame): void {
+    if (this.receiptWithheldFor === frame) {
+      this.receiptWithheldFor = undefined;
+      return;
+    }
     const receipt = headerValue(frame.headers, 'receipt');
     if (receipt !== undefined) this.sendFrame('RECEIPT', [['receipt-id', receipt]]);
   }
@@ -287,6 +296,11 @@ export class Session implements Subscriber, SessionView {
     if (!HANDLERS_SENDING_OWN_RECEIPT.has(frame.command)) this.sendReceiptFor(frame);
   }
 
+  /** The frame's work did not happen (the backend failed), and the client was told otherwise: no RECEIPT. */
+  withholdReceipt(frame: Frame): void {
+    this.receiptWithheldFor = frame;
+  }
+
   private setWaiting(isWaiting: boolean): void {
     if (this.isWaiting === isWaiting) return;
     this.isWaiting = isWaiting;
@@ -322,13 +336,16 @@ export class Session implements Subscriber, SessionView {
 
     const offer = heartbeatOffer(clientHeartbeat, settings.heartbeat, settings.heartbeatMinMs);
     const { sendEveryMs, expectEveryMs } = heartbeatIntervals(clientHeartbeat, offer);
-    this.sendFrame('CONNECTED', [
+    const headers: Header[] = [
       ['version', version],
       ['heart-beat', `${offer.sendMs},${offer.receiveMs}`],
       ['session', this.id],
       ['server', settings.serverName],
       ['user-name', principal.userId],
-    ]);
+    ];
+    // The client can refresh its login in-band before then (TOKEN_REFRESH_DESTINATION).
+    if (principal.expiresAtMs !== undefined) headers.push(['x-token-expires', String(Math.floor(principal.expiresAtMs))]);
+    this.sendFrame('CONNECTED', headers);
     this.startHeartbeats(sendEveryMs, expectEveryMs);
     const { remoteAddress, proxyAddress } = this.peer;
     this.log.info({ transport: this.transport, remoteAddress, ...(proxyAddress !== undefined ? { proxyAddress } : {}), version, sendEveryMs, expectEveryMs }, 'session connected');
@@ -371,6 +388,18 @@ export class Session implements Subscriber, SessionView {
       }, tickMs);
       this.checkTimer.unref();
     }
+  }
+
+  /**
+   * The login was refreshed in-band (a new token, or the backend's /refresh): same user, new
+   * roles and end. The caller re-checks what the old roles allowed.
+   */
+  renewLogin(principal: Principal): void {
+    if (this.state !== 'connected' || principal.userId !== this.userId) return;
+    this.principal = principal;
+    clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    if (principal.expiresAtMs !== undefined) this.closeAt(principal.expiresAtMs);
   }
 
   /** Credentials expire at `atMs`: the session ends then (re-armed in steps, timers cap at ~24 days). */

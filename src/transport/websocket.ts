@@ -260,14 +260,34 @@ export interface WsServerOptions {
   pendingBudget?: ByteBudget;
   /** A message begun must complete within this (the frame timeout), else the session hears onStalled. */
   messageTimeoutMs?: number;
-  /** Decides on the HTTP upgrade, before any STOMP frame: a reason refuses with 403, the reason its body. */
+  /** Decides on the HTTP upgrade, before any STOMP frame: a reason refuses with 403, the reason its body. Mounted paths' requests too. */
   verifyHandshake?: (request: IncomingMessage) => string | undefined;
+  /** Another protocol served on this port under its own path (SockJS), after the caps and the handshake check. */
+  mount?: HttpMount;
   /** Whose X-Forwarded-For / Forwarded is believed, and which of the two. */
   forwarded?: { trusted: TrustedProxies; header: ForwardedHeader };
   /** wss://: node https server options (key, cert, ca, requestCert). */
   tls?: tls.TlsOptions;
   /** A connection closed before its handshake, and why (one log line): TLS on the plain port, a failed TLS handshake. */
   onRejected?(remoteAddress: string, reason: RejectReason): void;
+}
+
+/**
+ * A protocol sharing the WebSocket port under a path of its own: the requests whose URL it
+ * handles (handlesUrl) are its own, after the caps and the handshake check; the others are the
+ * WebSocket endpoint's. A socket that carried one of its requests is the mount's to time: it
+ * leaves the handshake deadline (long-polling answers outlive it).
+ */
+export interface HttpMount {
+  /**
+   * An upgrade to this path is a plain STOMP WebSocket, served as WS_PATH is (a SockJS
+   * endpoint's raw `<path>/websocket`, which clients of Spring's `.withSockJS()` use too).
+   */
+  readonly rawWebSocketPath?: string;
+  handlesUrl(url: string): boolean;
+  /** `remoteAddress`: the client's address when the listener knows better than the socket (a trusted proxy's header). */
+  handleRequest(request: IncomingMessage, response: http.ServerResponse, remoteAddress?: string): void;
+  handleUpgrade(request: IncomingMessage, socket: Socket, head: Buffer, remoteAddress?: string): void;
 }
 
 /**
@@ -311,9 +331,41 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
     state.handshakeTimer = undefined;
   };
 
-  // A plain HTTP request (no upgrade): 426, or 503 when over the caps.
+  const isMounted = (request: IncomingMessage): boolean => options.mount !== undefined && options.mount.handlesUrl(request.url ?? '/');
+  /** The handshake check's reason to refuse a mounted path's request (as ws's verifyClient does for WS_PATH), if any. */
+  const handshakeRefusal = (request: IncomingMessage): string | undefined => options.verifyHandshake?.(request);
+  /**
+   * Behind a trusted proxy, the client its header names, counted under that address from now
+   * on (a refusal when that address is over the caps); without trusted proxies, none (the
+   * socket's peer is the client).
+   */
+  const identify = (request: IncomingMessage, socket: Socket, state: RawSocketState | undefined): { client?: ClientAddress; refusal?: Refusal } => {
+    if (options.forwarded === undefined) return {};
+    const client = forwardedClientAddress(socketPeer(socket), request.headers, options.forwarded.header, options.forwarded.trusted);
+    const refusal = state?.ticket !== undefined && state.ticket.address === undefined ? state.ticket.identify(client.address) : undefined;
+    return refusal === undefined ? { client } : { client, refusal };
+  };
+
+  // A plain HTTP request (no upgrade): the mount's, else 426; 503 when over the caps.
   const onRequest = (request: IncomingMessage, response: http.ServerResponse): void => {
-    const refusal = stateOf(request.socket)?.refusal;
+    const state = stateOf(request.socket);
+    let refusal = state?.refusal;
+    if (refusal === undefined && isMounted(request)) {
+      const identified = identify(request, request.socket, state);
+      refusal = identified.refusal;
+      if (refusal === undefined) {
+        const reason = handshakeRefusal(request);
+        if (reason !== undefined) {
+          // text/plain: the reason quotes request headers, which must never be rendered as HTML.
+          response.writeHead(403, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(reason), Connection: 'close' });
+          response.end(reason);
+          return;
+        }
+        if (state !== undefined) endHandshake(state);
+        options.mount!.handleRequest(request, response, identified.client === undefined ? undefined : formatAddress(identified.client));
+        return;
+      }
+    }
     const status = refusal === undefined ? 426 : 503;
     const body = refusal === undefined ? http.STATUS_CODES[426]! : `TOO_MANY_CONNECTIONS: ${refusal.message}`;
     response.writeHead(status, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(body), ...(refusal ? { Connection: 'close' } : {}) });
@@ -359,15 +411,24 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
   }
   server.on('upgrade', (request: IncomingMessage, socket: Socket, head: Buffer) => {
     const state = stateOf(socket);
-    let refusal = state?.refusal;
-    let client: ClientAddress | undefined;
-    if (refusal === undefined && options.forwarded !== undefined) {
-      client = forwardedClientAddress(socketPeer(socket), request.headers, options.forwarded.header, options.forwarded.trusted);
-      if (state?.ticket !== undefined && state.ticket.address === undefined) refusal = state.ticket.identify(client.address);
-    }
+    const { client, refusal } = state?.refusal !== undefined ? { client: undefined, refusal: state.refusal } : identify(request, socket, state);
     if (refusal !== undefined) {
       refuseHandshake(socket, 503, `TOO_MANY_CONNECTIONS: ${refusal.message}`);
       return;
+    }
+    if (isMounted(request)) {
+      const reason = handshakeRefusal(request);
+      if (reason !== undefined) {
+        refuseHandshake(socket, 403, reason);
+        return;
+      }
+      if (state !== undefined) endHandshake(state);
+      options.mount!.handleUpgrade(request, socket, head, client === undefined ? undefined : formatAddress(client));
+      return;
+    }
+    const [pathname, query] = splitUrl(request.url ?? '/');
+    if (options.mount?.rawWebSocketPath !== undefined && pathname === options.mount.rawWebSocketPath) {
+      request.url = `${options.path}${query}`; // ws accepts its own path only; the query (access_token) stays
     }
     wss.handleUpgrade(request, socket, head, (ws) => {
       if (state !== undefined) endHandshake(state);
@@ -397,6 +458,12 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
       });
     });
   });
+}
+
+/** [path, "?query" or ""] */
+function splitUrl(url: string): [string, string] {
+  const mark = url.indexOf('?');
+  return mark === -1 ? [url, ''] : [url.slice(0, mark), url.slice(mark)];
 }
 
 type VerifyCallback = (isAllowed: boolean, code?: number, message?: string, headers?: Record<string, string>) => void;

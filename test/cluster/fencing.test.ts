@@ -55,6 +55,23 @@ async function errorOf(c: RawClient, timeoutMs = 10000): Promise<string> {
   }
 }
 
+/** Run `cut` every 5 ms for as long as `during` runs. */
+async function whileCutting(cut: () => void, during: () => Promise<void>): Promise<void> {
+  let isCutting = true;
+  const cutting = (async () => {
+    while (isCutting) {
+      cut();
+      await sleep(5);
+    }
+  })();
+  try {
+    await during();
+  } finally {
+    isCutting = false;
+    await cutting;
+  }
+}
+
 function pick(event: { type: string; userId: string }): { type: string; userId: string } {
   return { type: event.type, userId: event.userId };
 }
@@ -137,22 +154,15 @@ describe('membership under faults (processes on one redis-server)', { timeout: 1
     const [a, b] = await Promise.all([broker(env), broker(env)]);
     const old = await client(a.tcpPort, 'kay');
     // Keep every pub/sub connection down while the replace happens: its kick cannot arrive that way.
-    let isCutting = true;
-    const cutting = (async () => {
-      while (isCutting) {
-        redis.cli('client', 'kill', 'type', 'pubsub');
-        await sleep(5);
-      }
-    })();
-    try {
-      const fresh = await client(b.tcpPort, 'kay');
-      assert.match(await errorOf(old), /SESSION_REPLACED/);
-      fresh.sendFrame('SEND', { destination: '/topic/ping', receipt: 'p' }, 'x');
-      await fresh.expect('RECEIPT');
-    } finally {
-      isCutting = false;
-      await cutting;
-    }
+    await whileCutting(
+      () => redis.cli('client', 'kill', 'type', 'pubsub'),
+      async () => {
+        const fresh = await client(b.tcpPort, 'kay');
+        assert.match(await errorOf(old), /SESSION_REPLACED/);
+        fresh.sendFrame('SEND', { destination: '/topic/ping', receipt: 'p' }, 'x');
+        await fresh.expect('RECEIPT');
+      },
+    );
   });
 
   it('presence events missed while the watcher\'s pub/sub connection was down arrive after it reconnects: in order, once each', async () => {
@@ -165,24 +175,14 @@ describe('membership under faults (processes on one redis-server)', { timeout: 1
         if (line.includes(` name=stompd:${a.instanceId}:sub `)) redis.cli('client', 'kill', 'id', /id=(\d+)/.exec(line)![1]!);
       }
     };
-    let isCutting = true;
-    const cutting = (async () => {
-      while (isCutting) {
-        killSubscriber();
-        await sleep(5);
-      }
-    })();
-    try {
+    await whileCutting(killSubscriber, async () => {
       await sleep(100);
       const visitor = await client(b.tcpPort, 'visitor');
       await subscribe(visitor, '/topic/room.9', 'v');
       visitor.sendFrame('DISCONNECT', { receipt: 'bye' });
       while ((await visitor.next()).command !== 'RECEIPT'); // its own JOIN may come first
       await sleep(300);
-    } finally {
-      isCutting = false;
-      await cutting;
-    }
+    });
     const seen: string[] = [];
     for (let i = 0; i < 2; i++) {
       const e = await presenceEvent(watcher);

@@ -62,17 +62,39 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
     assert.equal(await mark.run(membershipKeys('m2'), [60]), null, 'nothing left to reap: no second reap');
   });
 
-  it('membership-reap-finish: a late finish leaves an instance that joined again listed', async () => {
-    const finish = new LuaScript(redis, 'membership-reap-finish', [2, 3]);
+  it('membership-reap-finish: a late finish leaves an instance that joined again listed, with its sets', async () => {
+    const finish = new LuaScript(redis, 'membership-reap-finish', [4, 5]);
+    const keys = [`${live('m3')}:gen`, `${live('m3')}:reaper`, `${live('m3')}:sessions`, `${live('m3')}:users`, 't:instances'];
     await redis.sadd('t:instances', 'm3');
     await redis.set(`${live('m3')}:gen`, '12'); // joined again under 12 while 11 was reaped
+    await redis.sadd(`${live('m3')}:sessions`, 's-of-12');
     await redis.set(`${live('m3')}:reaper`, 'other');
-    assert.equal(await finish.run([`${live('m3')}:gen`, `${live('m3')}:reaper`, 't:instances'], ['11', 'm3']), 0);
+    assert.equal(await finish.run(keys, ['11', 'm3']), 0);
     assert.equal(await redis.sismember('t:instances', 'm3'), 1);
+    assert.deepEqual(await redis.smembers(`${live('m3')}:sessions`), ['s-of-12'], 'the new generation\'s sessions stay');
     assert.equal(await redis.exists(`${live('m3')}:reaper`), 0, 'the claim is released');
-    assert.equal(await finish.run([`${live('m3')}:gen`, `${live('m3')}:reaper`, 't:instances'], ['12', 'm3']), 1);
+    assert.equal(await finish.run(keys, ['12', 'm3']), 1);
     assert.equal(await redis.sismember('t:instances', 'm3'), 0);
     assert.equal(await redis.exists(`${live('m3')}:gen`), 0);
+    assert.equal(await redis.exists(`${live('m3')}:sessions`), 0);
+  });
+
+  it('membership-claim-keep: extends the caller\'s claim, reports a claim taken over', async () => {
+    const keep = new LuaScript(redis, 'membership-claim-keep', [1]);
+    await redis.set(`${live('m6')}:reaper`, 'me', 'PX', 1000);
+    assert.equal(await keep.run([`${live('m6')}:reaper`], ['me', 60000]), 1);
+    assert.ok((await redis.pttl(`${live('m6')}:reaper`)) > 1000, 'extended');
+    await redis.set(`${live('m6')}:reaper`, 'someone-else');
+    assert.equal(await keep.run([`${live('m6')}:reaper`], ['me', 60000]), 0);
+  });
+
+  it('membership-forget: deletes a liveness key only if it still holds the value read', async () => {
+    const forget = new LuaScript(redis, 'membership-forget', [1]);
+    await redis.set(live('m7'), '5');
+    assert.equal(await forget.run([live('m7')], ['4']), 0, 'refreshed meanwhile: kept');
+    assert.equal(await redis.get(live('m7')), '5');
+    assert.equal(await forget.run([live('m7')], ['5']), 1);
+    assert.equal(await redis.exists(live('m7')), 0);
   });
 
   describe('registry-register', () => {
@@ -122,6 +144,36 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
       const told = (await redis.lrange('t:instance:{r4}:inbox', 0, -1)).map((raw) => (JSON.parse(raw) as { code: string }).code);
       assert.deepEqual(told, ['SESSION_REPLACED']);
     });
+  });
+
+  it('queue-reap: gives back a dead consumer\'s 1,200 pending entries in bounded batches; forgets a queue left empty', async () => {
+    const reap = new LuaScript(redis, 'queue-reap', [4]);
+    const q = (suffix: string): string[] => [`t:queue:{/queue/${suffix}}`, `t:queue:{/queue/${suffix}}:redeliver`, `t:queue:{/queue/${suffix}}:consumers`, `t:queue:{/queue/${suffix}}:counts`];
+    const keys = q('big');
+    await redis.xgroup('CREATE', keys[0]!, 'g', '0', 'MKSTREAM');
+    const pipeline = redis.pipeline();
+    for (let i = 0; i < 1200; i++) pipeline.xadd(keys[0]!, '*', 'm', String(i));
+    await pipeline.exec();
+    await redis.xreadgroup('GROUP', 'g', 'dead', 'COUNT', 1200, 'STREAMS', keys[0]!, '>');
+    await redis.hset(keys[2]!, 'dead', '1');
+    let start = '-';
+    const batches: number[] = [];
+    do {
+      const [count, next] = (await reap.run(keys, ['g', 'dead', 1, start, 500])) as [number, string, number];
+      batches.push(count);
+      start = next;
+    } while (start !== '');
+    assert.deepEqual(batches, [500, 500, 200]);
+    const given = await redis.lrange(keys[1]!, 0, -1);
+    assert.equal(new Set(given.map((e) => e.split('|')[0])).size, 1200, 'each entry once');
+    assert.ok(given.every((e) => e.endsWith('|dead|1|1')), 'marked delivered');
+    assert.equal(await redis.hexists(keys[2]!, 'dead'), 0);
+    const empty = q('empty');
+    await redis.xgroup('CREATE', empty[0]!, 'g', '0', 'MKSTREAM');
+    await redis.hset(empty[2]!, 'dead', '1');
+    await redis.hset(empty[3]!, 'dropped', '0');
+    assert.deepEqual(await reap.run(empty, ['g', 'dead', 1, '-', 500]), [0, '', 1]);
+    assert.equal(await redis.exists(...empty), 0, 'nothing left of the queue');
   });
 
   it('queue-ack: acknowledges only entries this consumer still holds', async () => {

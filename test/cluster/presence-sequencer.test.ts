@@ -74,6 +74,14 @@ describe('PresenceSequencer', () => {
     assert.deepEqual(delivered, [5, 6]);
   });
 
+  it('a room tracked from its current number fills a hole even before its first event here', async () => {
+    const { sequencer, delivered } = harness([event(7), event(8, 'LEAVE')]);
+    sequencer.track(ROOM, 6);
+    sequencer.resyncAll(); // the subscriber came back: 7 and 8 were lost
+    await settle();
+    assert.deepEqual(delivered, [7, 8]);
+  });
+
   it('accepts a hole the log cannot fill (the counter restarted), and forgets a room with no subscriber', async () => {
     const { sequencer, delivered } = harness([]);
     sequencer.onEnvelope(event(5));

@@ -97,6 +97,8 @@ export function localConf(
     ['server stompd-b:15674;', `server 127.0.0.1:${upstreams['stompd-b'].wsPort};`],
     ['server stompd-a:61613;', `server 127.0.0.1:${upstreams['stompd-a'].tcpPort};`],
     ['server stompd-b:61613;', `server 127.0.0.1:${upstreams['stompd-b'].tcpPort};`],
+    ['server stompd-a:15674 max_fails=1 fail_timeout=10s;', `server 127.0.0.1:${upstreams['stompd-a'].wsPort} max_fails=1 fail_timeout=10s;`],
+    ['server stompd-b:15674 max_fails=1 fail_timeout=10s;', `server 127.0.0.1:${upstreams['stompd-b'].wsPort} max_fails=1 fail_timeout=10s;`],
   ]);
   const tempPaths = build.tempPathDirectives.map((directive) => `    ${directive} ${path.join(dir, directive)};`);
   local = replaceLines(local, [['http {', ['http {', ...tempPaths].join('\n')]]);

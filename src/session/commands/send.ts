@@ -7,7 +7,9 @@ import { hasControlCharacters } from '../../broker/destinations';
 import type { PublishRefusal } from '../../broker/router';
 import { StompError, missingHeader } from '../errors';
 import { afterChain, runChain } from '../interceptor';
-import type { Session } from '../session';
+import type { Session, Transaction } from '../session';
+import { handlerFor } from '../destination-handler';
+import { heldByteSize } from '../../broker/message';
 import { hold, transactionOf } from './transaction';
 
 export function requireDestination(session: Session, frame: Frame): string {
@@ -16,7 +18,7 @@ export function requireDestination(session: Session, frame: Frame): string {
   if (hasControlCharacters(destination)) {
     throw new StompError('INVALID_DESTINATION', `${JSON.stringify(destination.slice(0, 200))} contains control characters`);
   }
-  if (session.deps.router.kindOf(destination) === undefined) {
+  if (session.deps.router.kindOf(destination) === undefined && handlerFor(session.deps.destinationHandlers, destination) === undefined) {
     throw new StompError('UNKNOWN_DESTINATION', `${JSON.stringify(destination)} is not a known destination kind`);
   }
   return destination;
@@ -59,11 +61,29 @@ function stored(session: Session, frame: Frame, published: void | Promise<Publis
   return undefined;
 }
 
+/** The last handled SEND of each transaction still under way at COMMIT. */
+const handledInOrder = new WeakMap<Transaction, Promise<void>>();
+
 export function handleSend(session: Session, frame: Frame): void | Promise<void> {
   const destination = requireDestination(session, frame);
+  const handler = handlerFor(session.deps.destinationHandlers, destination);
+  if (handler?.isControl === true) return handler.send(session, frame, destination);
   const transaction = transactionOf(session, frame);
   const { router, interceptors } = session.deps;
   return afterChain(session, runChain(interceptors, 'onSend', { session, frame, destination }), () => {
+    if (handler !== undefined) {
+      if (transaction === undefined) return handler.send(session, frame, destination);
+      const held: Frame = { ...frame, body: Buffer.from(frame.body) };
+      // COMMIT runs its steps at once: a transaction's handled SENDs still go one after another, in order.
+      const step = (): void | Promise<void> => {
+        const previous = handledInOrder.get(transaction);
+        const next = previous === undefined ? handler.send(session, held, destination) : previous.then(() => handler.send(session, held, destination));
+        if (next !== undefined) handledInOrder.set(transaction, next.catch(() => undefined));
+        return next;
+      };
+      hold(session, transaction, step, heldByteSize(frame.headers, frame.body.length));
+      return undefined;
+    }
     // A held body gets its own copy: it must not pin the socket's read buffer until COMMIT.
     const body = transaction === undefined ? frame.body : Buffer.from(frame.body);
     const message = router.createMessage(destination, frame.headers, body, session.userId);

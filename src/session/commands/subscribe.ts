@@ -14,6 +14,7 @@ import { StompError, missingHeader } from '../errors';
 import { afterChain, runChain } from '../interceptor';
 import type { Session } from '../session';
 import { requireDestination } from './send';
+import { handlerFor } from '../destination-handler';
 
 const ACK_MODES: ReadonlySet<string> = new Set<AckMode>(['auto', 'client', 'client-individual']);
 
@@ -40,6 +41,22 @@ export function handleSubscribe(session: Session, frame: Frame): void | Promise<
   const unackedLimit = Math.min(maxUnacked, prefetchHeader === undefined ? maxUnacked : Number(prefetchHeader));
 
   const { router, interceptors, events } = session.deps;
+  const handler = handlerFor(session.deps.destinationHandlers, destination);
+  if (handler !== undefined) {
+    // Answered once (@SubscribeMapping): no standing subscription is kept.
+    const subscribe = handler.subscribe;
+    if (subscribe === undefined || handler.isControl === true) throw new StompError('UNKNOWN_DESTINATION', `${JSON.stringify(destination)} cannot be subscribed to`);
+    return afterChain(session, runChain(interceptors, 'onSubscribe', { session, frame, destination }), () => {
+      const answered = subscribe.call(handler, session, frame, destination, id);
+      if (answered === undefined) {
+        session.sendReceiptFor(frame);
+        return undefined;
+      }
+      return answered.then(() => {
+        if (session.isOpen) session.sendReceiptFor(frame);
+      });
+    });
+  }
   const bind = (): Promise<void> | undefined => {
     if (!session.deps.pendingBudget.tryReserve(heldBytes)) {
       throw new StompError('SERVER_BUSY', 'the server holds too many subscriptions and frames in progress; try again later');
