@@ -74,6 +74,11 @@ export class BrokerProcess {
     return broker;
   }
 
+  /** What the process wrote to stderr so far (Node's own notices, e.g. the inspector's address). */
+  get errorOutput(): string {
+    return this.stderr;
+  }
+
   /** The first log line (already seen or still to come) that `match` accepts. */
   async waitForLog(match: (line: LogLine) => boolean, timeoutMs = 5000): Promise<LogLine> {
     const deadline = Date.now() + timeoutMs;
