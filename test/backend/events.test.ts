@@ -3,6 +3,7 @@
 // with the oldest dropped and counted.
 
 import assert from 'node:assert/strict';
+import type { SessionEvent } from '../../src/backend/contract';
 import { after, describe, it } from 'node:test';
 import stompit from 'stompit';
 import { harness } from '../helpers/harness';
@@ -20,18 +21,8 @@ async function backend(): Promise<TestBackend> {
   return b;
 }
 
-interface Event {
-  id: string;
-  type: string;
-  sessionId: string;
-  userId: string;
-  roles: string[];
-  attributes: Record<string, unknown>;
-  destination?: string;
-  reason?: string;
-  at: number;
-  instanceId: string;
-}
+/** An event as the backend receives it: the contract's own type. */
+type Event = SessionEvent;
 
 /** Every event delivered with a 2xx, in delivery order (a failed call's events are not counted). */
 function delivered(app: TestBackend, accepted: Set<unknown>): Event[] {
