@@ -108,7 +108,7 @@ export class RedisRelay implements Relay {
       this.wanted.add(channel);
       // Resolves when Redis confirmed the subscription; during an outage, at once (degraded:
       // pub/sub between instances is at most once, and the channel is subscribed on reconnect).
-      return this.subscribe([channel]).catch((err: unknown) => this.options.logger.debug({ err, channel }, 'subscribe failed; retried when Redis is back'));
+      return this.subscribeWanted([channel]).then(() => undefined);
     } else {
       this.wanted.delete(channel);
       this.unsubscribe(channel).catch(() => undefined); // gone with the connection anyway
@@ -119,7 +119,7 @@ export class RedisRelay implements Relay {
   listen(channel: string, onSignal: () => void): void {
     this.listeners.set(channel, onSignal);
     this.wanted.add(channel);
-    this.subscribe([channel]).catch((err: unknown) => this.options.logger.debug({ err, channel }, 'subscribe failed; retried when Redis is back'));
+    void this.subscribeWanted([channel]);
   }
 
   unlisten(channel: string): void {
@@ -228,6 +228,31 @@ export class RedisRelay implements Relay {
     }
   }
 
+  /**
+   * Subscribe to channels this instance wants; never rejects. A failure while the subscriber
+   * is connected (a command timeout under load, a reply lost in a reconnect race) is retried
+   * until it holds or the channel is no longer wanted: left alone it would lose the channel's
+   * messages silently until the next reconnect. A failure during an outage is left to
+   * resubscribe() on 'ready'.
+   */
+  private async subscribeWanted(channels: string[], onSubscribed?: () => void, attempt = 0): Promise<boolean> {
+    try {
+      await this.subscribe(channels);
+      onSubscribed?.();
+      return true;
+    } catch (err) {
+      const stillWanted = channels.filter((c) => this.wanted.has(c));
+      this.options.logger.debug({ err, channels: stillWanted.length }, 'subscribe failed; retrying');
+      if (stillWanted.length === 0 || this.options.subscriber.status !== 'ready') return false; // resubscribe() runs on 'ready'
+      const delayMs = Math.min(100 * 2 ** attempt, 2000);
+      setTimeout(() => {
+        const wantedNow = stillWanted.filter((c) => this.wanted.has(c));
+        if (wantedNow.length > 0) void this.subscribeWanted(wantedNow, onSubscribed, attempt + 1);
+      }, delayMs).unref();
+      return false;
+    }
+  }
+
   private async unsubscribe(channel: string): Promise<void> {
     const { subscriber } = this.options;
     if (isCluster(subscriber)) await subscriber.sunsubscribe(channel);
@@ -237,9 +262,6 @@ export class RedisRelay implements Relay {
   /** After a reconnect: subscribe to every wanted channel again (idempotent where ioredis already did). */
   private resubscribe(): void {
     if (this.wanted.size === 0) return;
-    this.subscribe([...this.wanted]).then(
-      () => this.options.onResubscribed?.(),
-      (err: unknown) => this.options.logger.debug({ err }, 'resubscribe failed; retried on the next reconnect'),
-    );
+    void this.subscribeWanted([...this.wanted], () => this.options.onResubscribed?.());
   }
 }

@@ -64,7 +64,7 @@ async function assertMembers(instances: RunningServer[], room: string, userIds: 
 
 /** Wait until `instances` instances listen on the room's channel (the relay subscribes asynchronously). */
 async function untilRelayed(redis: RedisServer, room: string, instances: number): Promise<void> {
-  await until(() => Number(redis.cli('pubsub', 'numsub', `ws:dest:${room}`).trim().split('\n')[1]) >= instances, `${instances} instances on ${room}`);
+  await until(() => Number(redis.cli('pubsub', 'numsub', `ws:dest:${room}`).trim().split('\n')[1]) >= instances, `${instances} instances on ${room}`, 10000);
 }
 
 const PRESENCE = { PRESENCE_DESTINATIONS: '/topic/room.*' };
