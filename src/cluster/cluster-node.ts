@@ -29,6 +29,7 @@ import { InstanceMembership } from './membership';
 import { connectRedis, isCluster, whenReady } from './redis-client';
 import type { RedisConnection } from './redis-client';
 import { PresenceSequencer } from './presence-sequencer';
+import { PresenceViews } from './presence-views';
 import { RedisPresence } from './redis-presence';
 import { RedisRegistry } from './redis-registry';
 import { RedisRelay } from './redis-relay';
@@ -139,6 +140,8 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       if (isNewRedis) await registry.rebuild();
       else await registry.reconcile();
       await presence.repair(isNewRedis);
+      // A dead instance's members went with the data, with no LEAVE and nobody to reap them.
+      if (isNewRedis) views.auditAll();
     },
     onSessionLost: (record) => {
       logger.info({ sessionId: record.sessionId, userId: record.userId, deadInstance: record.instanceId }, 'session lost with its instance');
@@ -176,7 +179,20 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
   // Declared after the relay that calls it (it only runs once messages arrive).
   const sequencer: PresenceSequencer = new PresenceSequencer({
     recentEvents: (destination) => presence.recentEvents(destination),
-    deliver: (e) => router.deliverRemote(new Message(e.messageId, e.destination, e.routeKey, e.headers, e.body)),
+    deliver: (e) => {
+      views.onDelivered(e);
+      router.deliverRemote(new Message(e.messageId, e.destination, e.routeKey, e.headers, e.body));
+    },
+    onLost: (routeKey) => views.audit(routeKey),
+    logger,
+  });
+  const views = new PresenceViews({
+    read: (room) => presence.view(room),
+    deliverLocal: (message) => router.deliverRemote(message),
+    isFilling: (routeKey) => sequencer.isFilling(routeKey),
+    matcher: deps.presenceRooms,
+    confirmMs: config.instanceHeartbeatMs * 4,
+    messageIdPrefix: instanceId,
     logger,
   });
   queues = new RedisQueues({ redis: commands, keys, instanceId, maxQueueMessages: deps.maxQueueMessages, maxQueues: deps.maxQueues, signals: relay, logger, isMember: () => membership.isJoined });
@@ -224,6 +240,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       else if (deps.presenceRooms.isRoom(routeKey) || deps.presenceRooms.roomOfCompanion(routeKey) !== undefined) {
         presence.currentSeq(routeKey).then((seq) => sequencer.track(routeKey, seq), () => undefined);
       }
+      views.setInterest(routeKey, isInterested);
       return relay.setInterest(routeKey, isInterested);
     },
   });

@@ -8,7 +8,8 @@
 // and delivers the missing events first, in order. After the subscriber reconnects, every
 // room with local subscribers is read from the log the same way (a trailing event has no
 // later one to reveal its hole). A hole the log cannot fill (the counter restarted after
-// Redis lost it, or the log was trimmed) is accepted: watchers then rely on a snapshot.
+// Redis lost it, or the log was trimmed) is accepted and reported (onLost): presence-views.ts
+// then compares what the watchers here were told with Redis and corrects it.
 
 import type { Logger } from 'pino';
 import { PRESENCE_HEADER } from '../presence/presence';
@@ -20,6 +21,8 @@ export interface PresenceSequencerOptions {
   recentEvents(destination: string): Promise<Buffer[]>;
   /** Hand an envelope on to local subscribers. */
   deliver(envelope: Envelope): void;
+  /** Events of `routeKey` were lost for good (a hole the log could not fill). */
+  onLost?(routeKey: string): void;
   logger: Logger;
 }
 
@@ -128,12 +131,20 @@ export class PresenceSequencer {
       const seq = presenceSeqOfEnvelope(envelope);
       if (seq !== undefined && !bySeq.has(seq)) bySeq.set(seq, envelope);
     }
+    let isLost = false;
     for (const seq of [...bySeq.keys()].sort((a, b) => a - b)) {
       if (state.last !== undefined && seq <= state.last) continue;
+      if (state.last !== undefined && seq !== state.last + 1) isLost = true;
       const envelope = bySeq.get(seq)!;
       if (!fromPubSub.has(envelope)) this.stats.filled++;
       state.last = seq;
       this.options.deliver(envelope);
     }
+    if (isLost) this.options.onLost?.(routeKey);
+  }
+
+  /** Whether events of `routeKey` are held while its log is read. */
+  isFilling(routeKey: string): boolean {
+    return this.rooms.get(routeKey)?.held !== undefined;
   }
 }

@@ -26,6 +26,7 @@
 
 import type { Logger } from 'pino';
 import { encodeEnvelope } from './envelope';
+import { LuaScript } from './lua';
 import type { RedisKeys } from './keys';
 import { isCluster } from './redis-client';
 import type { RedisConnection } from './redis-client';
@@ -112,10 +113,20 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return false end
 return announce(KEYS[2], 3, ARGV[2])
 `;
 
-/** KEYS: members, seq. Returns {seq, member JSON...}. */
+/**
+ * KEYS: members, seq. Returns {seq, member JSON...}. With no counter (no decision for a while,
+ * or Redis restarted empty), the list is numbered with the clock in microseconds, where the
+ * next decision's number will start: above anything decided before, so a watcher's list read
+ * now takes no older event (nor a correction of one, presence-views.ts) for a newer one.
+ */
 const SNAPSHOT_LUA = `
 local reply = redis.call('HVALS', KEYS[1])
-table.insert(reply, 1, redis.call('GET', KEYS[2]) or '0')
+local seq = redis.call('GET', KEYS[2])
+if not seq then
+  local now = redis.call('TIME')
+  seq = string.format('%d', tonumber(now[1]) * 1000000 + tonumber(now[2]))
+end
+table.insert(reply, 1, seq)
 return reply
 `;
 
@@ -156,6 +167,7 @@ export class RedisPresence implements PresenceStore {
   private readonly prefix: string;
   private readonly isSharded: boolean;
   private messageSeq = 0;
+  private readonly viewScript: LuaScript;
   /** `sessionId\nroom` whose JOIN went through (was announced). */
   private readonly announced = new Set<string>();
   /** room → how many of this instance's sessions are announced in it: at 0 the room leaves this instance's list. */
@@ -174,6 +186,7 @@ export class RedisPresence implements PresenceStore {
     this.redis.defineCommand('stompdPresenceLeave', { numberOfKeys: 4, lua: LEAVE_LUA });
     this.redis.defineCommand('stompdPresenceSnapshot', { numberOfKeys: 2, lua: SNAPSHOT_LUA });
     this.redis.defineCommand('stompdPresenceForgottenLeave', { numberOfKeys: 2, lua: FORGOTTEN_LEAVE_LUA });
+    this.viewScript = new LuaScript(this.redis, 'presence-view', [2]);
   }
 
   async join(room: string, entry: SessionEntry): Promise<void> {
@@ -244,6 +257,21 @@ export class RedisPresence implements PresenceStore {
     const list = reply.slice(1).map((json) => JSON.parse(json) as Member);
     list.sort((a, b) => a.joinedAt - b.joinedAt || (a.userId < b.userId ? -1 : 1));
     return { seq: Number(reply[0]), members: list };
+  }
+
+  /**
+   * The room's sessions with the decision number they were read at (0: no counter), for
+   * presence-views.ts to compare with what this instance's watchers were told.
+   */
+  async view(room: string): Promise<{ seq: number; sessions: Map<string, { userId: string; roles: readonly string[] }> }> {
+    const [sessionsKey, , , seqKey] = this.roomKeys(room);
+    const reply = (await this.viewScript.run([sessionsKey, seqKey], [])) as string[];
+    const sessions = new Map<string, { userId: string; roles: readonly string[] }>();
+    for (let i = 1; i + 1 < reply.length; i += 2) {
+      const entry = parseStoredEntry(reply[i + 1]!);
+      if (entry !== undefined) sessions.set(reply[i]!, { userId: entry.userId, roles: entry.roles });
+    }
+    return { seq: Number(reply[0]), sessions };
   }
 
   /** Rooms any listed instance has had sessions in (a superset: some may be empty now). */

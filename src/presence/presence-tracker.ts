@@ -20,7 +20,7 @@ import { headerValue } from '../codec';
 import type { Message } from '../broker/message';
 import type { Subscription } from '../broker/subscription';
 import type { LifecycleEvents, SubscriptionEvent } from '../session/events';
-import { SNAPSHOT_HEADER, leaveReasonFor, presenceSeqOf, snapshotMessage } from './presence';
+import { SNAPSHOT_HEADER, isRepair, leaveReasonFor, presenceSeqOf, snapshotMessage } from './presence';
 import type { LeaveReason, Member, PresenceStore, RoomMatcher, SessionEntry } from './presence';
 
 /** What RunningServer exposes (the HTTP API's `GET /api/presence` reads it). */
@@ -207,9 +207,12 @@ export class PresenceTracker implements Presence {
         this.awaitingSnapshot.delete(subscription);
         const listedSeq = snapshot?.seq ?? -1;
         if (snapshot !== undefined) subscription.deliver(snapshotMessage(`${this.deps.messageIdPrefix}-s${++this.snapshotSeq}`, room, snapshot));
+        // An event numbered up to the list's number is in it already; a correction numbered
+        // with the list's own number is not (it corrects what the list was read from).
         const isListed = (message: Message): boolean => {
           const seq = presenceSeqOf(message);
-          return seq !== undefined && seq <= listedSeq;
+          if (seq === undefined) return false;
+          return seq < listedSeq || (seq === listedSeq && !isRepair(message));
         };
         for (const message of held) if (!isListed(message)) subscription.deliver(message);
         if (snapshot !== undefined) subscription.gate = (message) => !isListed(message);

@@ -24,6 +24,11 @@ export type LeaveReason =
 
 /** The header marking presence messages: `join`, `leave` or `snapshot`. */
 export const PRESENCE_HEADER = 'x-presence';
+/**
+ * On a JOIN or LEAVE an instance told on its own to correct what its watchers list after a
+ * fault (presence-views.ts): numbered with the room's last decision, not a decision itself.
+ */
+export const REPAIR_HEADER = 'x-presence-repair';
 /** On SUBSCRIBE: `true` asks for the member list as the subscription's first MESSAGE. */
 export const SNAPSHOT_HEADER = 'x-presence-snapshot';
 
@@ -181,4 +186,9 @@ export function presenceSeqOf(message: Message): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Whether a JOIN or LEAVE is an instance's correction (REPAIR_HEADER), not a decision. */
+export function isRepair(message: Message): boolean {
+  return message.headers.some(([name, value]) => name === REPAIR_HEADER && value === 'true');
 }

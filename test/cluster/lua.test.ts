@@ -191,4 +191,16 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
     assert.equal(await ack.run([stream], ['g', 'new', second]), 1);
     assert.equal(await redis.xlen(stream), 0);
   });
+
+  it('presence-view: the room\'s sessions with the decision number they were read at (0 without a counter)', async () => {
+    const view = new LuaScript(redis, 'presence-view', [2]);
+    const sessions = 't:presence:{/topic/room.v}:sessions';
+    const seq = 't:presence:{/topic/room.v}:seq';
+    assert.deepEqual(await view.run([sessions, seq], []), ['0'], 'an empty room with no counter');
+    await redis.hset(sessions, 's1', '{"userId":"u1"}', 's2', '{"userId":"u2"}');
+    await redis.set(seq, '42');
+    const reply = (await view.run([sessions, seq], [])) as string[];
+    assert.equal(reply[0], '42');
+    assert.deepEqual(Object.fromEntries([[reply[1], reply[2]], [reply[3], reply[4]]]), { s1: '{"userId":"u1"}', s2: '{"userId":"u2"}' });
+  });
 });

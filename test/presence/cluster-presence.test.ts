@@ -278,6 +278,48 @@ describe('presence across two instances (one redis-server)', { timeout: 60000 },
     for (const w of [watchA, watchB]) assert.equal(eventsOf(w).filter((e) => e.type === 'JOIN' && e.userId === 'stays').length, 1);
   });
 
+  it('kill -9 of an instance, then Redis restarted empty before anyone reaped it: its members leave once (instance-lost, a correction) at every watcher', async () => {
+    const room = '/topic/room.forgotten';
+    const doomed = await BrokerProcess.start({ REDIS_URL: redis.url, HEARTBEAT: '0,0', INSTANCE_HEARTBEAT_MS: '300', ...PRESENCE });
+    try {
+      const watchA = await client(a.tcpPort!, 'fw-a');
+      await join(watchA, room);
+      const snapshotWatcher = await client(b.tcpPort!, 'fw-b');
+      snapshotWatcher.sendFrame('SUBSCRIBE', { destination: room, id: 'r', 'x-presence-snapshot': 'true', receipt: 'sub-r' });
+      await snapshotWatcher.waitUntil(() => snapshotWatcher.frames.some((f) => header(f, 'x-presence') === 'snapshot'), 5000, 'the snapshot');
+      await untilRelayed(redis, room, 2);
+      for (const user of ['lost-1', 'lost-2']) await join(await client(doomed.tcpPort, user), room);
+      const stays = await client(a.tcpPort!, 'fw-stays');
+      await join(stays, room);
+      for (const w of [watchA, snapshotWatcher]) await until(() => ['lost-1', 'lost-2', 'fw-stays'].every((u) => eventsOf(w).some((e) => e.type === 'JOIN' && e.userId === u)), 'the JOINs');
+      await doomed.kill();
+      await redis.kill(); // at once: no survivor reaps the dead instance before Redis forgets it
+      await redis.restart();
+      await until(() => a.clusterHealth()?.isDegraded === false && b.clusterHealth()?.isDegraded === false, 'both healthy again', 10000);
+      for (const w of [watchA, snapshotWatcher]) {
+        await until(() => ['lost-1', 'lost-2'].every((u) => eventsOf(w).some((e) => e.type === 'LEAVE' && e.userId === u)), 'the LEAVEs of the forgotten members', 10000);
+      }
+      await sleep(1500); // more audits: nothing more
+      for (const w of [watchA, snapshotWatcher]) {
+        const events = eventsOf(w).filter((e) => e.userId !== 'fw-a' && e.userId !== 'fw-b');
+        assert.deepEqual(events.map((e) => `${e.type}:${e.userId}:${e.reason}`).sort(), ['JOIN:fw-stays:null', 'JOIN:lost-1:null', 'JOIN:lost-2:null', 'LEAVE:lost-1:instance-lost', 'LEAVE:lost-2:instance-lost']);
+        const corrections = w.frames.filter((f) => header(f, 'x-presence') === 'leave' && header(f, 'x-presence-repair') === 'true');
+        assert.equal(corrections.length, 2, 'told as corrections');
+      }
+      await assertMembers([a, b], room, ['fw-a', 'fw-b', 'fw-stays']);
+      // A watcher that subscribes now lists what Redis lists, and gets no correction it does not need.
+      const late = await client(b.tcpPort!, 'fw-late');
+      late.sendFrame('SUBSCRIBE', { destination: room, id: 'r', 'x-presence-snapshot': 'true', receipt: 'sub-r' });
+      await late.waitUntil(() => late.frames.some((f) => header(f, 'x-presence') === 'snapshot'), 5000, 'the late snapshot');
+      const listed = (JSON.parse(late.frames.find((f) => header(f, 'x-presence') === 'snapshot')!.body.toString()) as { members: { userId: string }[] }).members.map((m) => m.userId).sort();
+      assert.deepEqual(listed, ['fw-a', 'fw-b', 'fw-late', 'fw-stays']);
+      await sleep(500);
+      assert.equal(eventsOf(late).filter((e) => e.type === 'LEAVE').length, 0);
+    } finally {
+      await doomed.stop().catch(() => undefined);
+    }
+  });
+
   it('a watcher that joined by snapshot keeps getting events after Redis restarted empty (the room numbers never go back)', async () => {
     const room = '/topic/room.renumbered';
     const early = [];

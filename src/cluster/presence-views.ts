@@ -1,0 +1,279 @@
+// What this instance's watchers were told about each room, checked against Redis after a
+// fault that can leave them wrong, and corrected.
+//
+// Every JOIN and LEAVE reaches watchers through the sequencer, in order and without holes,
+// as long as Redis keeps its data and the room's log covers a gap. Two faults break that:
+//   - Redis restarts empty while an instance is dead and not reaped yet: its members vanish
+//     from Redis with no LEAVE, and nobody is left to tell one (no entry, no reaper list);
+//   - a hole the log cannot fill (the log was trimmed or expired): the missing events are
+//     lost to this instance's watchers.
+// For each room with local subscribers, this module keeps the member list its watchers were
+// told (the room's sessions read when the first one subscribed, then every delivered event).
+// After such a fault it reads the room's sessions from Redis, with the room's decision
+// number, and compares. A difference is acted on only when it is seen twice, `confirmMs`
+// apart, with no decision in between (the live instances repair their own entries after a
+// restart within a liveness TTL; a difference that survives that is not theirs): each user
+// the watchers list but Redis does not gets a LEAVE (`instance-lost`), each user Redis lists
+// but the watchers do not gets a JOIN. The corrections go to this instance's subscribers
+// only (every instance corrects its own), numbered with the room's last decision and marked
+// `x-presence-repair: true`; a watcher whose snapshot was read after that decision (it
+// already lists what Redis lists) does not get them (presence-tracker.ts).
+
+import type { Logger } from 'pino';
+import { Message } from '../broker/message';
+import { REPAIR_HEADER, presenceEventHeaders } from '../presence/presence';
+import type { PresenceEventBody, RoomMatcher } from '../presence/presence';
+import type { Envelope } from './envelope';
+import { presenceSeqOfEnvelope } from './presence-sequencer';
+
+export interface RoomRead {
+  /** The room's decision number the sessions were read at; 0 when its counter is gone. */
+  seq: number;
+  sessions: Map<string, { userId: string; roles: readonly string[] }>;
+}
+
+export interface PresenceViewsOptions {
+  /** The room's sessions in Redis, with its decision number. */
+  read(room: string): Promise<RoomRead>;
+  /** Hand a message to this instance's subscribers of its destination. */
+  deliverLocal(message: Message): void;
+  /** Whether the sequencer is holding events of `routeKey` while it reads the log. */
+  isFilling(routeKey: string): boolean;
+  matcher: RoomMatcher;
+  /** How long a difference must last before it is corrected (a liveness TTL and a heart-beat). */
+  confirmMs: number;
+  messageIdPrefix: string;
+  logger: Logger;
+}
+
+/** One told member: the session its JOIN named, for a LEAVE that corrects it. */
+interface ToldMember {
+  sessionId: string;
+  roles: readonly string[];
+}
+
+interface RoomView {
+  /** Local destinations (the room, its companion) with subscribers. */
+  interest: Set<string>;
+  /** userId → member, as the watchers here were told; undefined until the first read. */
+  told: Map<string, ToldMember> | undefined;
+  /** Events delivered while the first read was under way. */
+  early: { seq: number; body: EventBody }[];
+  /** The number of the last event applied. */
+  last: number;
+  /** The difference seen by the last audit, and when. */
+  seen: { key: string; last: number; at: number } | undefined;
+  auditsLeft: number;
+  timer: NodeJS.Timeout | undefined;
+  isAuditing: boolean;
+}
+
+interface EventBody {
+  type: 'JOIN' | 'LEAVE';
+  userId: string;
+  sessionId: string;
+  roles: readonly string[];
+}
+
+export interface PresenceViewStats {
+  audits: number;
+  /** Corrections told to local watchers (JOINs and LEAVEs). */
+  corrections: number;
+}
+
+/** Audits after each trigger; a round that finds a difference (or cannot compare) keeps one more going. */
+const AUDIT_ROUNDS = 3;
+/** A bound on rounds per trigger, whatever happens. */
+const MAX_ROUNDS = 20;
+
+function parseBody(body: Buffer): EventBody | undefined {
+  try {
+    const v = JSON.parse(body.toString()) as Record<string, unknown>;
+    if ((v.type !== 'JOIN' && v.type !== 'LEAVE') || typeof v.userId !== 'string' || typeof v.sessionId !== 'string') return undefined;
+    const roles = Array.isArray(v.roles) ? v.roles.filter((r): r is string => typeof r === 'string') : [];
+    return { type: v.type, userId: v.userId, sessionId: v.sessionId, roles };
+  } catch {
+    return undefined;
+  }
+}
+
+export class PresenceViews {
+  readonly stats: PresenceViewStats = { audits: 0, corrections: 0 };
+  private readonly options: PresenceViewsOptions;
+  private readonly rooms = new Map<string, RoomView>();
+  private messageSeq = 0;
+
+  constructor(options: PresenceViewsOptions) {
+    this.options = options;
+  }
+
+  /** `destination` (a room or a companion) got its first local subscriber, or lost its last. */
+  setInterest(destination: string, isInterested: boolean): void {
+    const room = this.roomOf(destination);
+    if (room === undefined) return;
+    let view = this.rooms.get(room);
+    if (!isInterested) {
+      if (view === undefined) return;
+      view.interest.delete(destination);
+      if (view.interest.size === 0) {
+        clearTimeout(view.timer);
+        this.rooms.delete(room);
+      }
+      return;
+    }
+    if (view !== undefined) {
+      view.interest.add(destination);
+      return;
+    }
+    view = { interest: new Set([destination]), told: undefined, early: [], last: 0, seen: undefined, auditsLeft: 0, timer: undefined, isAuditing: false };
+    this.rooms.set(room, view);
+    this.load(room, view);
+  }
+
+  /** Every envelope the sequencer delivers here (JOIN and LEAVE are applied; the rest ignored). */
+  onDelivered(envelope: Envelope): void {
+    const seq = presenceSeqOfEnvelope(envelope);
+    if (seq === undefined) return;
+    const room = this.roomOf(envelope.routeKey);
+    const view = room === undefined ? undefined : this.rooms.get(room);
+    if (view === undefined) return;
+    const body = parseBody(envelope.body);
+    if (body === undefined) return;
+    if (view.told === undefined) {
+      view.early.push({ seq, body });
+      return;
+    }
+    this.apply(view, seq, body);
+  }
+
+  /** Check every room with local subscribers (Redis lost its data). */
+  auditAll(): void {
+    for (const room of this.rooms.keys()) this.audit(room);
+  }
+
+  /** Check `destination`'s room (a hole its log could not fill). */
+  audit(destination: string): void {
+    const room = this.roomOf(destination);
+    const view = room === undefined ? undefined : this.rooms.get(room);
+    if (room === undefined || view === undefined) return;
+    view.auditsLeft = MAX_ROUNDS;
+    view.seen = undefined;
+    const remaining = { rounds: AUDIT_ROUNDS };
+    this.schedule(room, view, 0, remaining);
+  }
+
+  private schedule(room: string, view: RoomView, delayMs: number, remaining: { rounds: number }): void {
+    clearTimeout(view.timer);
+    view.timer = setTimeout(() => void this.round(room, view, remaining), delayMs);
+    view.timer.unref();
+  }
+
+  private async round(room: string, view: RoomView, remaining: { rounds: number }): Promise<void> {
+    view.timer = undefined;
+    if (this.rooms.get(room) !== view) return;
+    view.auditsLeft--;
+    remaining.rounds--;
+    const isSettled = await this.compare(room, view).catch((err: unknown) => {
+      this.options.logger.debug({ err, room }, 'presence audit failed (Redis away?)');
+      return false;
+    });
+    if (!isSettled) remaining.rounds = Math.max(remaining.rounds, 1);
+    if (remaining.rounds > 0 && view.auditsLeft > 0 && this.rooms.get(room) === view) this.schedule(room, view, this.options.confirmMs, remaining);
+  }
+
+  /** One audit: true when the watchers' list and Redis agree (or were just made to). */
+  private async compare(room: string, view: RoomView): Promise<boolean> {
+    if (view.isAuditing) return false;
+    if (view.told === undefined) {
+      this.load(room, view);
+      return false;
+    }
+    if ([...view.interest].some((d) => this.options.isFilling(d))) return false;
+    view.isAuditing = true;
+    const lastBefore = view.last;
+    let read: RoomRead;
+    try {
+      read = await this.options.read(room);
+    } finally {
+      view.isAuditing = false;
+    }
+    this.stats.audits++;
+    // Comparable only at one decision: none applied here since the read was sent, and the
+    // read is at the last one applied (or the counter is gone: nothing decided lately).
+    if (view.last !== lastBefore || (read.seq !== 0 && read.seq !== view.last)) {
+      view.seen = undefined;
+      return false;
+    }
+    const inRedis = new Map<string, ToldMember>();
+    for (const [sessionId, entry] of read.sessions) inRedis.set(entry.userId, { sessionId, roles: entry.roles });
+    const told = view.told;
+    const ghosts = [...told.keys()].filter((u) => !inRedis.has(u)).sort();
+    const missing = [...inRedis.keys()].filter((u) => !told.has(u)).sort();
+    if (ghosts.length === 0 && missing.length === 0) {
+      view.seen = undefined;
+      return true;
+    }
+    const key = `${ghosts.join('\n')}\u0000${missing.join('\n')}`;
+    const now = performance.now();
+    if (view.seen === undefined || view.seen.key !== key || view.seen.last !== view.last || now - view.seen.at < this.options.confirmMs) {
+      if (view.seen?.key !== key || view.seen.last !== view.last) view.seen = { key, last: view.last, at: now };
+      return false;
+    }
+    view.seen = undefined;
+    this.options.logger.info({ room, ghosts: ghosts.length, missing: missing.length }, 'presence: the watchers here listed members Redis does not (or the other way round): corrected');
+    for (const userId of ghosts) {
+      const member = told.get(userId)!;
+      told.delete(userId);
+      this.tell(room, view, { type: 'LEAVE', userId, roles: member.roles, sessionId: member.sessionId, reason: 'instance-lost', at: Date.now(), seq: view.last });
+    }
+    for (const userId of missing) {
+      const member = inRedis.get(userId)!;
+      told.set(userId, member);
+      this.tell(room, view, { type: 'JOIN', userId, roles: member.roles, sessionId: member.sessionId, reason: null, at: Date.now(), seq: view.last });
+    }
+    return true;
+  }
+
+  private tell(room: string, view: RoomView, body: PresenceEventBody): void {
+    this.stats.corrections++;
+    const bytes = Buffer.from(JSON.stringify(body));
+    const headers = [...presenceEventHeaders(body.type), [REPAIR_HEADER, 'true'] as [string, string]];
+    const companion = this.options.matcher.companionOf(room);
+    for (const destination of companion === undefined ? [room] : [room, companion]) {
+      if (!view.interest.has(destination)) continue;
+      this.options.deliverLocal(new Message(`${this.options.messageIdPrefix}-pv${++this.messageSeq}`, destination, destination, headers, bytes));
+    }
+  }
+
+  private load(room: string, view: RoomView): void {
+    this.options.read(room).then(
+      (read) => {
+        if (this.rooms.get(room) !== view) return;
+        const told = new Map<string, ToldMember>();
+        for (const [sessionId, entry] of read.sessions) told.set(entry.userId, { sessionId, roles: entry.roles });
+        view.told = told;
+        view.last = read.seq;
+        for (const { seq, body } of view.early) if (seq > read.seq) this.apply(view, seq, body);
+        view.early = [];
+      },
+      (err: unknown) => {
+        // Redis away: no list yet; the next audit reads it (what was told meanwhile is unknown).
+        this.options.logger.debug({ err, room }, 'presence view unreadable (Redis away?)');
+        view.early = [];
+      },
+    );
+  }
+
+  private apply(view: RoomView, seq: number, body: EventBody): void {
+    if (seq <= view.last && view.last !== 0) return; // the companion's copy of an event applied already
+    view.last = seq;
+    if (body.type === 'JOIN') view.told!.set(body.userId, { sessionId: body.sessionId, roles: body.roles });
+    else view.told!.delete(body.userId);
+  }
+
+  private roomOf(destination: string): string | undefined {
+    if (this.options.matcher.isRoom(destination)) return destination;
+    return this.options.matcher.roomOfCompanion(destination);
+  }
+}
+
