@@ -1,6 +1,6 @@
 // The composition root: builds every part from Config, starts the listeners, and stops
-// everything in order. The only place that chooses implementations (memory today; Redis
-// registry and bus plug in here later).
+// everything in order. The only place that chooses implementations: memory in embedded
+// mode, Redis (src/cluster/, loaded only then) with REDIS_URL or REDIS_CLUSTER_NODES.
 
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';

@@ -340,7 +340,7 @@ function infoOf(record: SessionRecord) {
     isAnonymous: false,
     transport: record.transport === 'ws' ? ('ws' as const) : ('tcp' as const),
     remoteAddress: record.remoteAddress,
-    version: '1.2' as const,
+    version: undefined,
     connectedAt: record.connectedAt,
   };
 }
