@@ -23,8 +23,8 @@ import type { StompErrorCode } from '../session/errors';
 import type { DisconnectReason, LifecycleEvents } from '../session/events';
 import type { RoomMatcher } from '../presence/presence';
 import { RedisKeys } from './keys';
-import { parseControl } from './control';
-import type { ControlCode, ControlMessage } from './control';
+import { controlCode, parseControl } from './control';
+import type { ControlMessage } from './control';
 import { InstanceMembership } from './membership';
 import { connectRedis, isCluster, whenReady } from './redis-client';
 import type { RedisConnection } from './redis-client';
@@ -326,10 +326,6 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       await Promise.allSettled([commands.quit(), subscriber.quit()]);
     },
   };
-}
-
-function controlCode(code: StompErrorCode): ControlCode {
-  return code === 'LOGGED_OUT' || code === 'SESSION_REPLACED' || code === 'UNAVAILABLE' ? code : 'KICKED';
 }
 
 function infoOf(record: SessionRecord) {

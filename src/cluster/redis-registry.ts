@@ -19,6 +19,8 @@
 
 import { InvalidCursorError, RegistryUnavailableError, decodeCursor, encodeCursor, pageOnlineUsers } from '../registry/registry';
 import type { BindPolicy, BindResult, OnlineUsersPage, OnlineUsersQuery, RegistryStats, SessionPage, SessionRecord, SessionRegistry, SubscriptionNote } from '../registry/registry';
+import { encodeControl } from './control';
+import type { ControlMessage } from './control';
 import type { RedisKeys } from './keys';
 import { INBOX_TTL_SECONDS } from './membership';
 import { LuaScript } from './lua';
@@ -467,9 +469,9 @@ export class RedisRegistry implements SessionRegistry {
   }
 
   /** Append a command to an instance's inbox (membership.ts pops it every heart-beat). */
-  async pushInbox(instanceId: string, command: object): Promise<void> {
+  async pushInbox(instanceId: string, command: ControlMessage): Promise<void> {
     const inbox = this.keys.instanceInbox(instanceId);
-    await this.redis.multi().rpush(inbox, JSON.stringify(command)).expire(inbox, INBOX_TTL_SECONDS).exec();
+    await this.redis.multi().rpush(inbox, encodeControl(command)).expire(inbox, INBOX_TTL_SECONDS).exec();
   }
 
   private forget(sessionId: string): void {
