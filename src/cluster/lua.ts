@@ -3,6 +3,10 @@
 // the one way they are loaded and called: defined once per connection as an ioredis
 // command (EVALSHA with the EVAL fallback after a Redis restart), keys counted per call so
 // a script may take optional keys (a key that only exists on a single Redis).
+//
+// Logic two scripts share lives once, in a library file (src/cluster/lua/lib/<name>.lua,
+// functions only, no KEYS or ARGV of its own): a line `--! include <name>` in a script is
+// replaced by that file when the script is loaded (Redis runs one chunk; there is no require).
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -17,17 +21,28 @@ function luaDirectory(): string {
 
 const sources = new Map<string, string>();
 
-/** The source of `src/cluster/lua/<name>.lua` (read once). */
+const INCLUDE = /^--! include ([a-z0-9-]+)$/gm;
+
+/** The source of `src/cluster/lua/<name>.lua` (read once), its includes in place. */
 export function luaSource(name: string): string {
   let source = sources.get(name);
   if (source === undefined) {
-    source = fs.readFileSync(path.join(luaDirectory(), `${name}.lua`), 'utf8');
+    source = fs.readFileSync(path.join(luaDirectory(), `${name}.lua`), 'utf8').replace(INCLUDE, (_, library: string) => {
+      if (name.startsWith('lib/')) throw new Error(`${name}.lua: a library does not include another (${library})`);
+      return luaSource(`lib/${library}`).trimEnd();
+    });
     sources.set(name, source);
   }
   return source;
 }
 
 type Call = (...args: (string | number | Buffer)[]) => Promise<unknown>;
+interface Calls {
+  /** Replies as strings. */
+  text: Call;
+  /** Replies as Buffers (binary-safe bulk strings). */
+  bytes: Call;
+}
 
 /**
  * A script bound to one connection: `run(keys, args)`. It is defined as an ioredis command
@@ -36,7 +51,7 @@ type Call = (...args: (string | number | Buffer)[]) => Promise<unknown>;
  * an auto-pipeline made before a late definition would not know the command.
  */
 export class LuaScript {
-  private readonly calls = new Map<number, Call>();
+  private readonly calls = new Map<number, Calls>();
   private isDefining = true;
 
   constructor(
@@ -49,19 +64,24 @@ export class LuaScript {
   }
 
   run(keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
-    return this.callFor(keys.length)(...keys, ...args);
+    return this.callFor(keys.length).text(...keys, ...args);
   }
 
-  private callFor(numberOfKeys: number): Call {
-    let call = this.calls.get(numberOfKeys);
-    if (call === undefined) {
+  /** Like run, with bulk-string replies as Buffers (a script returning binary data). */
+  runBuffer(keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
+    return this.callFor(keys.length).bytes(...keys, ...args);
+  }
+
+  private callFor(numberOfKeys: number): Calls {
+    let calls = this.calls.get(numberOfKeys);
+    if (calls === undefined) {
       if (this.calls.size > 0 && !this.isDefining) throw new Error(`script ${this.name} is not defined for ${numberOfKeys} keys`);
       const command = `stompd_${this.name.replace(/[^a-z0-9]/gi, '_')}_${numberOfKeys}`;
       const commands = this.redis as unknown as Record<string, Call | undefined>;
       if (commands[command] === undefined) this.redis.defineCommand(command, { numberOfKeys, lua: luaSource(this.name) });
-      call = (commands[command] as Call).bind(this.redis);
-      this.calls.set(numberOfKeys, call);
+      calls = { text: (commands[command] as Call).bind(this.redis), bytes: (commands[`${command}Buffer`] as Call).bind(this.redis) };
+      this.calls.set(numberOfKeys, calls);
     }
-    return call;
+    return calls;
   }
 }
