@@ -5,8 +5,9 @@
 // a script may take optional keys (a key that only exists on a single Redis).
 //
 // Logic two scripts share lives once, in a library file (src/cluster/lua/lib/<name>.lua,
-// functions only, no KEYS or ARGV of its own): a line `--! include <name>` in a script is
-// replaced by that file when the script is loaded (Redis runs one chunk; there is no require).
+// functions only, its header saying what it expects of the including script): a line
+// `--! include <name>` in a script is replaced by that file when the script is loaded (Redis
+// runs one chunk; there is no require).
 
 import fs from 'node:fs';
 import path from 'node:path';
