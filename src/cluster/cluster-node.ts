@@ -25,6 +25,7 @@ import type { RoomMatcher } from '../presence/presence';
 import { RedisKeys } from './keys';
 import { controlCode, parseControl } from './control';
 import type { ControlMessage } from './control';
+import type { InstanceLossHandler } from './instance-loss';
 import { InstanceMembership } from './membership';
 import { connectRedis, isCluster, whenReady } from './redis-client';
 import type { RedisConnection } from './redis-client';
@@ -106,8 +107,6 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
   for (const connection of [commands, subscriber]) connection.on('error', (err: Error) => logger.debug({ err: err.message }, 'redis connection error'));
 
   const registry = new RedisRegistry({ redis: commands, keys, instanceId, sessionTtlSeconds: config.sessionTtlSeconds });
-  // Declared before membership: the reaper gives a dead instance's queue messages back through it.
-  let queues: RedisQueues | undefined;
   const onControl = (control: ControlMessage): void => {
     if (control.type === 'kick') deps.kickLocal(control.sessionId, control.code, control.message, control.code === 'LOGGED_OUT' ? 'logged-out' : 'kicked');
     else {
@@ -115,53 +114,16 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       deps.kickLocalUser(control.userId, control.code, control.message, control.code === 'LOGGED_OUT' ? 'logged-out' : 'kicked');
     }
   };
-  const membership = new InstanceMembership({
-    redis: commands,
-    keys,
-    instanceId,
-    heartbeatMs: config.instanceHeartbeatMs,
-    registry,
-    logger,
-    onFenced: () => {
-      // Its sessions were (or are being) reported lost and their users may have connected
-      // elsewhere: keeping them would make duplicates. Clients reconnect.
-      const closed = deps.closeAllLocal('UNAVAILABLE', 'this instance was out of touch with the others and its sessions were taken for lost; reconnect', 'instance-fenced');
-      logger.warn({ closed }, 'closed the sessions of this instance\'s reaped generation');
-    },
-    onLeaseLost: () => {
-      let closed = 0;
-      for (const sessionId of registry.limitedSessionIds()) {
-        if (deps.kickLocal(sessionId, 'UNAVAILABLE', 'this instance lost touch with Redis: the session limit cannot be kept; reconnect', 'instance-fenced')) closed++;
-      }
-      if (closed > 0) logger.warn({ closed }, 'closed the sessions under a session limit: the liveness lease ran out');
-    },
-    onLivenessLost: async (_wasReaped, isNewRedis) => {
-      queues?.resumeAsMember();
-      if (isNewRedis) await registry.rebuild();
-      else await registry.reconcile();
-      await presence.repair(isNewRedis);
-      // A dead instance's members went with the data, with no LEAVE and nobody to reap them.
-      if (isNewRedis) views.auditAll();
-    },
-    onSessionLost: (record) => {
-      logger.info({ sessionId: record.sessionId, userId: record.userId, deadInstance: record.instanceId }, 'session lost with its instance');
-      events.emit('disconnect', { session: infoOf(record), reason: 'instance-lost' });
-    },
-    onInstanceLost: async (deadId) => {
-      await queues?.reapInstance(deadId);
-      await presence.reapInstance(deadId);
-      await eventOutboxes.instanceReaped(deadId);
-    },
-    onCommand: (command) => {
-      const control = parseControl(command);
-      if (control === undefined) logger.warn('an invalid inbox command was dropped');
-      else onControl(control);
-    },
-    report: () => ({ ...deps.report(), isDegraded: degradedReason !== undefined, degradedReason: degradedReason ?? null }),
-  });
-  registry.membership = membership;
   registry.onDisplaced = (sessionId, code, message) => {
     if (deps.kickLocal(sessionId, code, message, 'kicked')) logger.info({ sessionId, code }, 'closed a session the registry no longer holds');
+  };
+  registry.onSessionLost = (record) => {
+    try {
+      logger.info({ sessionId: record.sessionId, userId: record.userId, deadInstance: record.instanceId }, 'session lost with its instance');
+      events.emit('disconnect', { session: infoOf(record), reason: 'instance-lost' });
+    } catch (err) {
+      logger.error({ err, sessionId: record.sessionId }, 'instance-lost handler failed');
+    }
   };
   const revocations = new RedisRevocations(commands, keys, deps.revocationTtlSeconds);
   const eventOutboxes = new RedisOutboxes({ redis: commands, keys, instanceId, logger });
@@ -198,8 +160,45 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     logger,
   });
   presence.watcherLists = (room, fromRedis) => views.snapshot(room, fromRedis);
-  queues = new RedisQueues({ redis: commands, keys, instanceId, maxQueueMessages: deps.maxQueueMessages, maxQueues: deps.maxQueues, signals: relay, logger, isMember: () => membership.isJoined });
-  const queueBackend = queues;
+  const queueBackend = new RedisQueues({ redis: commands, keys, instanceId, maxQueueMessages: deps.maxQueueMessages, maxQueues: deps.maxQueues, signals: relay, logger, isMember: () => membership.isJoined });
+  // The queues' side of a reap: a dead instance's unacknowledged messages are given back.
+  const queueLoss: InstanceLossHandler = { onInstanceLost: async (deadId) => ({ queueEntries: await queueBackend.reapInstance(deadId) }) };
+  const membership = new InstanceMembership({
+    redis: commands,
+    keys,
+    instanceId,
+    heartbeatMs: config.instanceHeartbeatMs,
+    members: [registry, queueLoss, presence, eventOutboxes],
+    logger,
+    onFenced: () => {
+      // Its sessions were (or are being) reported lost and their users may have connected
+      // elsewhere: keeping them would make duplicates. Clients reconnect.
+      const closed = deps.closeAllLocal('UNAVAILABLE', 'this instance was out of touch with the others and its sessions were taken for lost; reconnect', 'instance-fenced');
+      logger.warn({ closed }, 'closed the sessions of this instance\'s reaped generation');
+    },
+    onLeaseLost: () => {
+      let closed = 0;
+      for (const sessionId of registry.limitedSessionIds()) {
+        if (deps.kickLocal(sessionId, 'UNAVAILABLE', 'this instance lost touch with Redis: the session limit cannot be kept; reconnect', 'instance-fenced')) closed++;
+      }
+      if (closed > 0) logger.warn({ closed }, 'closed the sessions under a session limit: the liveness lease ran out');
+    },
+    onLivenessLost: async (_wasReaped, isNewRedis) => {
+      queueBackend.resumeAsMember();
+      if (isNewRedis) await registry.rebuild();
+      else await registry.reconcile();
+      await presence.repair(isNewRedis);
+      // A dead instance's members went with the data, with no LEAVE and nobody to reap them.
+      if (isNewRedis) views.auditAll();
+    },
+    onCommand: (command) => {
+      const control = parseControl(command);
+      if (control === undefined) logger.warn('an invalid inbox command was dropped');
+      else onControl(control);
+    },
+    report: () => ({ ...deps.report(), isDegraded: degradedReason !== undefined, degradedReason: degradedReason ?? null }),
+  });
+  registry.membership = membership;
 
   let degradedReason: string | undefined = 'connecting to Redis';
   let isStopping = false;
@@ -324,7 +323,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       await registry.settle(2000);
       await queueBackend.stop(2000); // the closed sessions' unacknowledged messages are given back first
       // Whatever leave the closing sessions left undone is told now (exactly once with theirs).
-      if (commands.status === 'ready') await presence.reapInstance(instanceId).catch(() => undefined);
+      if (commands.status === 'ready') await presence.leaveEverywhere(instanceId).catch(() => undefined);
       await membership.stop(commands.status === 'ready').catch(() => undefined);
       await Promise.allSettled([commands.quit(), subscriber.quit()]);
     },

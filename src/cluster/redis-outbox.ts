@@ -18,6 +18,7 @@ import type { SessionEvent } from '../backend/contract';
 import type { EventOutbox, PendingBatch, SharedOutboxes } from '../backend/event-outbox';
 import { AppendSignal } from '../backend/event-outbox';
 import type { Logger } from 'pino';
+import type { InstanceLossHandler } from './instance-loss';
 import type { RedisKeys } from './keys';
 import { LuaScript } from './lua';
 import type { RedisConnection } from './redis-client';
@@ -181,7 +182,7 @@ export interface RedisOutboxesOptions {
 }
 
 /** The cluster layer's side of the session-event outboxes (backend hooks with Redis). */
-export class RedisOutboxes implements SharedOutboxes {
+export class RedisOutboxes implements SharedOutboxes, InstanceLossHandler {
   /** Set by the backend: take over `deadId`'s outbox (called by the reaper and by the scan). */
   onInstanceGone: ((deadId: string) => Promise<void>) | undefined;
   private readonly options: RedisOutboxesOptions;
@@ -205,7 +206,7 @@ export class RedisOutboxes implements SharedOutboxes {
   }
 
   /** The reaper took `deadId` over: its outbox goes with it. */
-  async instanceReaped(deadId: string): Promise<void> {
+  async onInstanceLost(deadId: string): Promise<void> {
     await this.onInstanceGone?.(deadId).catch((err: unknown) => this.options.logger.warn({ err, deadInstance: deadId }, 'could not take over the session events of a dead instance'));
   }
 

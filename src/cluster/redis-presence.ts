@@ -28,6 +28,7 @@
 import type { Logger } from 'pino';
 import { encodeEnvelope } from './envelope';
 import { LuaScript } from './lua';
+import type { InstanceLossHandler, LossReport } from './instance-loss';
 import type { RedisKeys } from './keys';
 import { encodeMember, encodeStoredEntry, parseMember, parseStoredEntry, sessionEntryOf } from './presence-entries';
 import { isCluster } from './redis-client';
@@ -50,7 +51,7 @@ export interface RedisPresenceOptions {
   logger: Logger;
 }
 
-export class RedisPresence implements PresenceStore {
+export class RedisPresence implements PresenceStore, InstanceLossHandler {
   /** This instance's sessions in rooms, by room (set by whoever tracks them: the tracker). */
   localEntries: () => Map<string, SessionEntry[]> = () => new Map();
   private readonly options: RedisPresenceOptions;
@@ -126,7 +127,12 @@ export class RedisPresence implements PresenceStore {
    * way). Each leave is exactly-once with any other (the script's HDEL), so racing reapers,
    * or the fenced instance's own leaves, tell each LEAVE once.
    */
-  async reapInstance(instanceId: string): Promise<number> {
+  async onInstanceLost(instanceId: string): Promise<LossReport> {
+    return { roomEntries: await this.leaveEverywhere(instanceId) };
+  }
+
+  /** Every entry `instanceId` still has in a room leaves, as `instance-lost` (a reap, or this instance stopping); how many this call removed. */
+  async leaveEverywhere(instanceId: string): Promise<number> {
     const roomsKey = this.instanceRoomsKeyOf(instanceId);
     let left = 0;
     for (const room of await this.redis.smembers(roomsKey)) {

@@ -18,6 +18,7 @@ import { encodeControl } from './control';
 import type { ControlMessage } from './control';
 import { DeadHolders } from './dead-holders';
 import type { HolderJudge } from './dead-holders';
+import type { InstanceLossHandler, LossReport, ReapClaim } from './instance-loss';
 import type { RedisKeys } from './keys';
 import { LuaScript } from './lua';
 import { INBOX_TTL_SECONDS } from './membership';
@@ -44,7 +45,7 @@ export interface RegistryMembership extends WriterFence, HolderJudge {
 
 const UNLIMITED: BindPolicy = { maxPerUser: Infinity, mode: 'reject' };
 
-export class RedisRegistry implements SessionRegistry {
+export class RedisRegistry implements SessionRegistry, InstanceLossHandler {
   readonly keys: RedisKeys;
   readonly instanceId: string;
   private readonly redis: RedisConnection;
@@ -63,6 +64,8 @@ export class RedisRegistry implements SessionRegistry {
   membership: RegistryMembership | undefined;
   /** Set by the cluster node: a local session the registry no longer holds must close (ERROR code). */
   onDisplaced: (sessionId: string, code: 'UNAVAILABLE' | 'SESSION_REPLACED', message: string) => void = () => undefined;
+  /** Set by the cluster node: a dead instance's session this instance removed (reported once: `instance-lost`). Must not throw. */
+  onSessionLost: (record: SessionRecord) => void = () => undefined;
   private readonly inFlight = new Set<Promise<void>>();
 
   constructor(options: RedisRegistryOptions) {
@@ -159,6 +162,23 @@ export class RedisRegistry implements SessionRegistry {
    */
   unregister(sessionId: string, instanceId: string): Promise<SessionRecord | undefined> {
     return this.writes.unregister(sessionId, instanceId);
+  }
+
+  /**
+   * A dead generation's sessions: each is unregistered, and the ones this call removed are
+   * reported lost (onSessionLost), once however many reapers race.
+   */
+  async onInstanceLost(deadId: string, _generation: string, claim: ReapClaim): Promise<LossReport> {
+    const sessionIds = await this.redis.smembers(this.keys.instanceSessions(deadId));
+    let sessions = 0;
+    for (const [i, sessionId] of sessionIds.entries()) {
+      if (i % 50 === 49) await claim.keep(); // a long reap keeps its claim, a stalled one learns it lost it
+      const record = await this.unregister(sessionId, deadId);
+      if (record === undefined) continue;
+      sessions++;
+      this.onSessionLost(record);
+    }
+    return { sessions };
   }
 
   async get(sessionId: string): Promise<SessionRecord | undefined> {

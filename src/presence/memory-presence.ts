@@ -57,11 +57,6 @@ export class MemoryPresenceStore implements PresenceStore {
     this.announce(roomName, { type: 'LEAVE', userId: entry.userId, roles: entry.roles, sessionId, reason, at: Date.now(), seq });
   }
 
-  /** One instance: every session is local and leaves room by room. */
-  async reapInstance(): Promise<number> {
-    return 0;
-  }
-
   async snapshot(roomName: string): Promise<RoomSnapshot> {
     const room = this.byName.get(roomName);
     if (room === undefined) return { members: [], seq: 0 };

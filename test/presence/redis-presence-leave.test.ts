@@ -57,7 +57,7 @@ describe('RedisPresence: a leave that finds no entry', { timeout: 60000 }, () =>
     await store.join('/topic/room.b', entry('s2', 'bob'));
     await until(() => heard.includes('JOIN bob'), 'the JOIN');
     const reaper = presence();
-    await reaper.reapInstance('i1'); // the LEAVE, told once
+    await reaper.onInstanceLost('i1'); // the LEAVE, told once
     await until(() => heard.includes('LEAVE bob'), 'the reaper\'s LEAVE');
     await store.leave('/topic/room.b', entry('s2', 'bob'), 'disconnect');
     await store.repair(false);

@@ -147,7 +147,7 @@ contract(
       await whenReady(redis, 10000);
       connections.push(redis);
       const registry = new RedisRegistry({ redis, keys, instanceId, sessionTtlSeconds: 600 });
-      const liveness = new InstanceLiveness({ redis, keys, instanceId, heartbeatMs: 1000, registry, onSessionLost: () => undefined, onLivenessLost: async () => undefined, logger: silent });
+      const liveness = new InstanceLiveness({ redis, keys, instanceId, heartbeatMs: 1000, members: [registry], onLivenessLost: async () => undefined, logger: silent });
       await liveness.start();
       livenesses.push(liveness);
       return registry;
