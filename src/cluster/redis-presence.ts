@@ -54,6 +54,8 @@ export interface RedisPresenceOptions {
 export class RedisPresence implements PresenceStore, InstanceLossHandler {
   /** This instance's sessions in rooms, by room (set by whoever tracks them: the tracker). */
   localEntries: () => Map<string, SessionEntry[]> = () => new Map();
+  /** Whether this instance's session is in the room now (a repair runs beside joins and leaves). */
+  isLocalEntry: (sessionId: string, room: string) => boolean = () => true;
   private readonly options: RedisPresenceOptions;
   private readonly redis: RedisConnection;
   private readonly prefix: string;
@@ -70,6 +72,8 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
   private readonly localCounts = new Map<string, number>();
   /** `sessionId\nroom` of joins under way (counted in localCounts already). */
   private readonly joining = new Set<string>();
+  /** Leaves under way: a repair waits for them before it tells the leaves Redis forgot. */
+  private readonly leavesInFlight = new Set<Promise<void>>();
   /** `sessionId\nroom` whose leave failed → who left and why, told when repaired. */
   private readonly failedLeaves = new Map<string, { room: string; entry: SessionEntry; reason: LeaveReason }>();
 
@@ -90,7 +94,13 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
   }
 
   async leave(room: string, entry: SessionEntry, reason: LeaveReason): Promise<void> {
-    await this.leaveAs(room, entry, reason, false);
+    const leaving = this.leaveAs(room, entry, reason, false);
+    this.leavesInFlight.add(leaving);
+    try {
+      await leaving;
+    } finally {
+      this.leavesInFlight.delete(leaving);
+    }
   }
 
   /**
@@ -203,12 +213,20 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
       const stored = await this.redis.hgetall(this.roomKeys(room)[0]);
       for (const [sessionId, json] of Object.entries(stored)) {
         const entry = parseStoredEntry(json);
-        if (entry === undefined || entry.instanceId !== this.options.instanceId || live.has(sessionId)) continue;
+        // Live when the list was taken, or joined since (its own join step wrote the entry).
+        if (entry === undefined || entry.instanceId !== this.options.instanceId || live.has(sessionId) || this.isLocalEntry(sessionId, room)) continue;
         const reason = this.failedLeaves.get(`${sessionId}\n${room}`)?.reason ?? 'disconnect';
         await this.leaveAs(room, sessionEntryOf(sessionId, entry), reason, true);
       }
       for (const entry of live.values()) {
-        if (stored[entry.sessionId] === undefined) await this.joinAs(room, entry, !this.announced.has(`${entry.sessionId}\n${room}`));
+        if (stored[entry.sessionId] !== undefined) continue;
+        // A session that left since the list was taken is not put back (its leave step ran
+        // and found no entry: the LEAVE is told below); the check is made again just before
+        // the script goes out, and a leave after that is sent behind this join, on the same
+        // connection, so it finds the entry.
+        const key = `${entry.sessionId}\n${room}`;
+        if (!this.isLocalEntry(entry.sessionId, room)) continue;
+        await this.joinAs(room, entry, !this.announced.has(key), () => this.isLocalEntry(entry.sessionId, room));
       }
       if (live.size === 0) await this.redis.srem(this.instanceRoomsKey(), room);
     }
@@ -217,6 +235,7 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
     // the user is back in the room. (A session of the same user on an instance that has not
     // repaired yet is not seen here.) Otherwise the entry went with a LEAVE already told: by
     // this instance (the reply was lost) or by a reaper (this instance was taken for dead).
+    await Promise.allSettled([...this.leavesInFlight]); // a leave sent during the repair may have found no entry
     for (const [key, { room, entry, reason }] of [...this.failedLeaves]) {
       this.failedLeaves.delete(key);
       if (!isNewRedis) continue;
@@ -256,7 +275,11 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
     return this.redis.lrangeBuffer(log, 0, -1);
   }
 
-  private async joinAs(room: string, entry: SessionEntry, shouldAnnounce: boolean): Promise<void> {
+  /**
+   * `isStillLive` (a repair's join): checked once the rooms list is written, just before the
+   * script goes out, so that a leave sent meanwhile is not undone by this join.
+   */
+  private async joinAs(room: string, entry: SessionEntry, shouldAnnounce: boolean, isStillLive?: () => boolean): Promise<void> {
     // The reaper's list first: a crash after it leaves a room listed with no entry of this
     // instance, which the reaper skips; the other order could leave a member nobody removes.
     // The room is counted before the SADD, so a leave of another local session finishing
@@ -269,6 +292,10 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
     }
     try {
       await this.redis.sadd(this.instanceRoomsKey(), room);
+      if (isStillLive !== undefined && !isStillLive()) {
+        if (this.joining.delete(key)) await this.countLocal(room, -1);
+        return;
+      }
       const envelopes = await this.joinScript.runBuffer(this.roomKeys(room), [
         ...this.announcing(),
         entry.sessionId, entry.userId, encodeStoredEntry(entry, this.options.instanceId), encodeMember(entry), shouldAnnounce ? '1' : '0',

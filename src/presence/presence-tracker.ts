@@ -121,6 +121,11 @@ export class PresenceTracker implements Presence {
     return byRoom;
   }
 
+  /** Whether `sessionId` (of this instance) is in `room` now. */
+  isInRoom(sessionId: string, room: string): boolean {
+    return this.sessions.get(sessionId)?.rooms.has(room) === true;
+  }
+
   /** Resolves when every step begun so far is done (tests, shutdown). */
   async settle(): Promise<void> {
     while (this.chains.size > 0) await Promise.allSettled([...this.chains.values()]);
