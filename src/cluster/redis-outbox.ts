@@ -183,6 +183,7 @@ export interface RedisOutboxesOptions {
 
 /** The cluster layer's side of the session-event outboxes (backend hooks with Redis). */
 export class RedisOutboxes implements SharedOutboxes, InstanceLossHandler {
+  readonly isDurable = true;
   /** Set by the backend: take over `deadId`'s outbox (called by the reaper and by the scan). */
   onInstanceGone: ((deadId: string) => Promise<void>) | undefined;
   private readonly options: RedisOutboxesOptions;

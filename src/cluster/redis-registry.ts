@@ -149,7 +149,7 @@ export class RedisRegistry implements SessionRegistry, InstanceLossHandler {
   }
 
   /** Wait (at most `timeoutMs`) for unbinds under way: a stopping instance leaves Redis tidy. */
-  async settle(timeoutMs: number): Promise<void> {
+  async finishUnbinds(timeoutMs: number): Promise<void> {
     if (this.inFlight.size === 0) return;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);

@@ -17,7 +17,7 @@ export type StompErrorCode =
   | 'UNKNOWN_TRANSACTION'
   | 'DUPLICATE_TRANSACTION'
   | 'TRANSACTION_TOO_LARGE'
-  // Memory limits (MAX_PENDING_FRAME_BYTES, MAX_TOTAL_QUEUE_BYTES, MAX_QUEUES); SERVER_BUSY also
+  // Memory limits (MAX_PENDING_FRAME_BYTES, MAX_TOTAL_QUEUE_BYTES, MAX_QUEUES), and SERVER_BUSY also
   // when too much work of one kind is under way (password checks): try again shortly.
   | 'SERVER_BUSY'
   | 'QUEUE_FULL'
