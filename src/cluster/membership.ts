@@ -26,7 +26,7 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { NO_COUNTERS } from '../registry/instances';
+import { NO_COUNTERS, encodeInstanceReport, parseInstanceReport } from '../registry/instances';
 import type { InstanceReport, InstanceView } from '../registry/instances';
 import type { RedisKeys } from './keys';
 import { LuaScript } from './lua';
@@ -252,7 +252,7 @@ export class InstanceMembership {
     if (verdict !== 'reaped') {
       this.renewedAt = sentAt;
       this.isLeaseLost = false;
-      void this.options.redis.set(keys.instanceReport(instanceId), JSON.stringify(this.currentReport()), 'PX', this.ttlMs).catch(() => undefined);
+      void this.options.redis.set(keys.instanceReport(instanceId), encodeInstanceReport(this.currentReport()), 'PX', this.ttlMs).catch(() => undefined);
     }
     if (!this.isSingle && verdict !== 'reaped') await this.options.redis.sadd(keys.instances, instanceId);
     return verdict;
@@ -286,20 +286,9 @@ export class InstanceMembership {
     const views = await Promise.all(
       others.map(async (id): Promise<InstanceView> => {
         const [value, ttlLeftMs] = await Promise.all([redis.get(keys.instanceReport(id)), redis.pttl(keys.instance(id))]);
-        let report: Partial<InstanceReport> = {};
-        try {
-          report = value === null ? {} : (JSON.parse(value) as Partial<InstanceReport>);
-        } catch {
-          report = {};
-        }
         const isAlive = ttlLeftMs > 0;
         return {
-          instanceId: id,
-          startedAt: typeof report.startedAt === 'number' ? report.startedAt : 0,
-          reportedAt: typeof report.reportedAt === 'number' ? report.reportedAt : 0,
-          isDegraded: report.isDegraded === true,
-          degradedReason: typeof report.degradedReason === 'string' ? report.degradedReason : null,
-          counters: typeof report.counters === 'object' && report.counters !== null ? report.counters : NO_COUNTERS,
+          ...parseInstanceReport(id, value),
           isSelf: false,
           isAlive,
           heartbeatAgeMs: isAlive ? Math.max(0, this.ttlMs - ttlLeftMs) : this.ttlMs,
