@@ -29,7 +29,6 @@ import type { RedisKeys } from './keys';
 import { isCluster } from './redis-client';
 import type { RedisConnection } from './redis-client';
 
-
 export interface RelayStats {
   published: number;
   /** Publishes Redis did not take (outage). */
