@@ -176,6 +176,8 @@ export class RedisPresence implements PresenceStore {
   private readonly localCounts = new Map<string, number>();
   /** `sessionId\nroom` of joins under way (counted in localCounts already). */
   private readonly joining = new Set<string>();
+  /** A join or leave step failed (its reply timed out, or Redis was away) since the last repair. */
+  private hasFailedStep = false;
   /** Leaves under way: a repair waits for them before it tells the leaves Redis forgot. */
   private readonly leavesInFlight = new Set<Promise<void>>();
   /** `sessionId\nroom` whose leave failed → who left and why, told when repaired. */
@@ -229,6 +231,7 @@ export class RedisPresence implements PresenceStore {
       await this.publishFinished(room, envelopes);
       if (wasLocal) await this.countLocal(room, -1);
     } catch (err) {
+      this.hasFailedStep = true;
       if (wasStored || this.announced.has(key)) this.failedLeaves.set(key, { room, entry, reason });
       throw err;
     }
@@ -303,7 +306,22 @@ export class RedisPresence implements PresenceStore {
    * After Redis was away: make Redis match this instance's live sessions. Entries of other
    * instances are theirs to repair (or the reaper's, when they died).
    */
+  /** Whether a join or leave step failed since the last repair (Redis slow or away): repair() makes it good. */
+  get needsRepair(): boolean {
+    return this.hasFailedStep;
+  }
+
   async repair(isNewRedis = false): Promise<void> {
+    this.hasFailedStep = false;
+    try {
+      await this.repairNow(isNewRedis);
+    } catch (err) {
+      this.hasFailedStep = true;
+      throw err;
+    }
+  }
+
+  private async repairNow(isNewRedis: boolean): Promise<void> {
     const local = this.localEntries();
     const listed = await this.redis.smembers(this.instanceRoomsKey());
     const rooms = new Set([...listed, ...local.keys()]);
@@ -405,6 +423,7 @@ export class RedisPresence implements PresenceStore {
       this.announced.add(key);
       await this.publishFinished(room, envelopes);
     } catch (err) {
+      this.hasFailedStep = true;
       if (this.joining.delete(key)) await this.countLocal(room, -1).catch(() => undefined);
       throw err;
     }
