@@ -29,7 +29,7 @@ import { InstanceMembership } from './membership';
 import { connectRedis, isCluster, whenReady } from './redis-client';
 import type { RedisConnection } from './redis-client';
 import { PresenceSequencer } from './presence-sequencer';
-import { PresenceViews } from './presence-views';
+import { PresenceViews, isRepairEnvelope } from './presence-views';
 import { RedisPresence } from './redis-presence';
 import { RedisRegistry } from './redis-registry';
 import { RedisRelay } from './redis-relay';
@@ -181,6 +181,10 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
   const sequencer: PresenceSequencer = new PresenceSequencer({
     recentEvents: (destination) => presence.recentEvents(destination),
     deliver: (e) => {
+      if (isRepairEnvelope(e)) {
+        views.onRepair(e);
+        return;
+      }
       views.onDelivered(e);
       router.deliverRemote(new Message(e.messageId, e.destination, e.routeKey, e.headers, e.body));
     },

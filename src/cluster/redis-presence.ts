@@ -30,7 +30,7 @@ import { LuaScript } from './lua';
 import type { RedisKeys } from './keys';
 import { isCluster } from './redis-client';
 import type { RedisConnection } from './redis-client';
-import { presenceEventHeaders } from '../presence/presence';
+import { REPAIR_HEADER, presenceEventHeaders } from '../presence/presence';
 import type { LeaveReason, Member, PresenceEventBody, PresenceStore, RoomMatcher, RoomSnapshot, SessionEntry } from '../presence/presence';
 
 /** How long a room's counter outlives its last decision. */
@@ -102,15 +102,6 @@ if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) > 0 then return false end
 redis.call('HDEL', KEYS[2], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
 return announce(KEYS[4], 4, ARGV[3])
-`;
-
-/**
- * A LEAVE Redis forgot (it restarted empty while the leave could not be decided): told if the
- * user has no session in the room now. KEYS: users, seq. ARGV: userId, publish (1/0), pairs.
- */
-const FORGOTTEN_LEAVE_LUA = ANNOUNCE_LUA + `
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return false end
-return announce(KEYS[2], 3, ARGV[2])
 `;
 
 /**
@@ -191,7 +182,6 @@ export class RedisPresence implements PresenceStore {
     this.redis.defineCommand('stompdPresenceJoin', { numberOfKeys: 4, lua: JOIN_LUA });
     this.redis.defineCommand('stompdPresenceLeave', { numberOfKeys: 4, lua: LEAVE_LUA });
     this.redis.defineCommand('stompdPresenceSnapshot', { numberOfKeys: 2, lua: SNAPSHOT_LUA });
-    this.redis.defineCommand('stompdPresenceForgottenLeave', { numberOfKeys: 2, lua: FORGOTTEN_LEAVE_LUA });
     this.viewScript = new LuaScript(this.redis, 'presence-view', [2]);
   }
 
@@ -356,12 +346,33 @@ export class RedisPresence implements PresenceStore {
     for (const [key, { room, entry, reason }] of [...this.failedLeaves]) {
       this.failedLeaves.delete(key);
       if (!isNewRedis) continue;
-      const [, users, , seq] = this.roomKeys(room);
-      const envelopes = await this.script('stompdPresenceForgottenLeaveBuffer')(
-        users, seq, entry.userId, this.isSharded ? '0' : '1',
-        ...this.eventArgs(room, { type: 'LEAVE', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason, at: Date.now() }),
-      );
-      await this.publishFinished(room, envelopes);
+      const [, users] = this.roomKeys(room);
+      if ((await this.redis.hexists(users, entry.userId)) === 1) continue; // back in the room
+      await this.publishForgotten(room, { type: 'LEAVE', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason, at: Date.now() });
+    }
+  }
+
+  /**
+   * A LEAVE that Redis forgot (it restarted empty while the leave could not be decided). It is
+   * not a decision: watchers whose list was read from the new Redis never listed the user.
+   * Each instance whose watchers' list still has the user tells them (presence-views.ts);
+   * the event has no number and is marked `x-presence-repair`.
+   */
+  private async publishForgotten(room: string, body: Omit<PresenceEventBody, 'seq'>): Promise<void> {
+    const bytes = Buffer.from(JSON.stringify(body));
+    const companion = this.options.matcher.companionOf(room);
+    for (const destination of companion === undefined ? [room] : [room, companion]) {
+      const envelope = encodeEnvelope({
+        origin: `presence@${this.options.instanceId}`,
+        messageId: `${this.options.messageIdPrefix}-p${++this.messageSeq}`,
+        destination,
+        routeKey: destination,
+        headers: [...presenceEventHeaders(body.type), [REPAIR_HEADER, 'true']],
+        body: bytes,
+      });
+      const channel = this.options.keys.destinationChannel(destination);
+      if (this.isSharded) await this.redis.spublish(channel, envelope);
+      else await this.redis.publish(channel, envelope);
     }
   }
 
