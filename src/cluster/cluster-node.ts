@@ -22,7 +22,7 @@ import { InstanceMembership } from './membership';
 import { membershipReactions } from './membership-reactions';
 import { presenceRelay } from './presence-relay';
 import { PresenceSequencer } from './presence-sequencer';
-import { PresenceViews } from './presence-views';
+import { PresenceViews, isRepairEnvelope } from './presence-views';
 import { connectRedis, isCluster, whenReady } from './redis-client';
 import type { RedisConnection } from './redis-client';
 import { RedisHealth } from './redis-health';
@@ -71,6 +71,10 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<SharedSta
   const sequencer: PresenceSequencer = new PresenceSequencer({
     recentEvents: (destination) => presence.recentEvents(destination),
     deliver: (e) => {
+      if (isRepairEnvelope(e)) {
+        views.onRepair(e);
+        return;
+      }
       views.onDelivered(e);
       router.deliverRemote(new Message(e.messageId, e.destination, e.routeKey, e.headers, e.body));
     },
@@ -102,7 +106,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<SharedSta
     logger,
     onFenced: reactions.onFenced,
     onLeaseLost: reactions.onLeaseLost,
-    onLivenessLost: (_wasReaped, isNewRedis) => reactions.restore(isNewRedis),
+    onLivenessLost: async (_wasReaped, isNewRedis) => void (await reactions.restore(isNewRedis)),
     onCommand: (command) => {
       const control = parseControl(command);
       if (control === undefined) logger.warn('an invalid inbox command was dropped');
@@ -122,7 +126,8 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<SharedSta
     health
       .onReady(async () => {
         await membership.announce();
-        if (membership.isJoined) await reactions.restore(false);
+        // Healthy only once the registry agrees again (else degraded until the next reconnect).
+        if (membership.isJoined && !(await reactions.restore(false))) throw new Error('the registry could not be reconciled');
       })
       .catch((err: unknown) => logger.warn({ err }, 'could not restore the registry after a reconnect; retrying on the next one'));
   });
@@ -137,6 +142,10 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<SharedSta
   await membership.start().catch(() => undefined); // announce again on 'ready'
   const refreshTimer = setInterval(() => void registry.refresh().catch(() => undefined), Math.min((config.sessionTtlSeconds * 1000) / 3, 30_000));
   refreshTimer.unref();
+  // A join or leave step that failed while Redis stayed connected (a reply that timed out)
+  // is not followed by a reconnect's repair: the same repair runs a couple of heart-beats on.
+  const repairTimer = setInterval(() => reactions.repairPresenceIfNeeded(membership.isJoined && commands.status === 'ready'), config.instanceHeartbeatMs * 2);
+  repairTimer.unref();
   health.startPinging(config.instanceHeartbeatMs);
 
   return {
@@ -156,6 +165,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<SharedSta
     }),
     async stop() {
       health.stop();
+      clearInterval(repairTimer);
       clearInterval(refreshTimer);
       eventOutboxes.stop();
       await registry.finishUnbinds(STOP_WAIT_MS);

@@ -23,6 +23,7 @@ export interface ReactionDeps {
 }
 
 export function membershipReactions({ local, registry, queues, presence, views, logger }: ReactionDeps) {
+  let isRepairing = false;
   return {
     /**
      * This instance's generation was reaped: its sessions were (or are being) reported lost and
@@ -48,14 +49,34 @@ export function membershipReactions({ local, registry, queues, presence, views, 
      * gone): queues read again, the registry agrees with the live sessions (written again
      * through their policies when Redis lost its data), presence is repaired; after a data loss
      * the rooms are audited, since a dead instance's members went with the data, with no LEAVE
-     * and nobody to reap them.
+     * and nobody to reap them. Whether the registry agrees again (presence is repaired either way).
      */
-    async restore(isNewRedis: boolean): Promise<void> {
+    async restore(isNewRedis: boolean): Promise<boolean> {
       queues.resumeAsMember();
-      if (isNewRedis) await registry.rebuild();
-      else await registry.reconcile();
+      // Each step on its own: a registry that fails to reconcile must not keep presence stale.
+      const isRegistryRestored = await (isNewRedis ? registry.rebuild() : registry.reconcile()).then(
+        () => true,
+        (err: unknown) => {
+          logger.warn({ err }, 'could not reconcile the registry; tried again on the next refresh');
+          return false;
+        },
+      );
       await presence.repair(isNewRedis);
       if (isNewRedis) views.auditAll();
+      return isRegistryRestored;
+    },
+
+    /**
+     * A presence step that failed while Redis stayed connected (a reply that timed out) is
+     * repaired on a later tick (`mayWrite`: joined, and connected), one repair at a time.
+     */
+    repairPresenceIfNeeded(mayWrite: boolean): void {
+      if (isRepairing || !presence.needsRepair || !mayWrite) return;
+      isRepairing = true;
+      presence
+        .repair()
+        .catch((err: unknown) => logger.debug({ err }, 'presence repair failed; tried again'))
+        .finally(() => (isRepairing = false));
     },
   };
 }

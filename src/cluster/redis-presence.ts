@@ -33,7 +33,7 @@ import type { RedisKeys } from './keys';
 import { encodeMember, encodeStoredEntry, parseMember, parseStoredEntry, sessionEntryOf } from './presence-entries';
 import { isCluster } from './redis-client';
 import type { RedisConnection } from './redis-client';
-import { presenceEventHeaders } from '../presence/presence';
+import { REPAIR_HEADER, presenceEventHeaders } from '../presence/presence';
 import type { LeaveReason, PresenceEventBody, PresenceStore, RoomMatcher, RoomSnapshot, SessionEntry } from '../presence/presence';
 
 /** How long a room's counter outlives its last decision. */
@@ -63,7 +63,6 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
   private messageSeq = 0;
   private readonly joinScript: LuaScript;
   private readonly leaveScript: LuaScript;
-  private readonly forgottenLeaveScript: LuaScript;
   private readonly snapshotScript: LuaScript;
   private readonly viewScript: LuaScript;
   /** `sessionId\nroom` whose JOIN went through (was announced). */
@@ -72,6 +71,8 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
   private readonly localCounts = new Map<string, number>();
   /** `sessionId\nroom` of joins under way (counted in localCounts already). */
   private readonly joining = new Set<string>();
+  /** A join or leave step failed (its reply timed out, or Redis was away) since the last repair. */
+  private hasFailedStep = false;
   /** Leaves under way: a repair waits for them before it tells the leaves Redis forgot. */
   private readonly leavesInFlight = new Set<Promise<void>>();
   /** `sessionId\nroom` whose leave failed → who left and why, told when repaired. */
@@ -84,7 +85,6 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
     this.isSharded = isCluster(options.redis);
     this.joinScript = new LuaScript(this.redis, 'presence-join', [4]);
     this.leaveScript = new LuaScript(this.redis, 'presence-leave', [4]);
-    this.forgottenLeaveScript = new LuaScript(this.redis, 'presence-forgotten-leave', [2]);
     this.snapshotScript = new LuaScript(this.redis, 'presence-snapshot', [2]);
     this.viewScript = new LuaScript(this.redis, 'presence-view', [2]);
   }
@@ -125,6 +125,7 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
       await this.publishFinished(room, envelopes);
       if (wasLocal) await this.countLocal(room, -1);
     } catch (err) {
+      this.hasFailedStep = true;
       if (wasStored || this.announced.has(key)) this.failedLeaves.set(key, { room, entry, reason });
       throw err;
     }
@@ -200,11 +201,26 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
     return [...new Set(lists.flat())].sort();
   }
 
+  /** Whether a join or leave step failed since the last repair (Redis slow or away): repair() makes it good. */
+  get needsRepair(): boolean {
+    return this.hasFailedStep;
+  }
+
   /**
    * After Redis was away: make Redis match this instance's live sessions. Entries of other
    * instances are theirs to repair (or the reaper's, when they died).
    */
   async repair(isNewRedis = false): Promise<void> {
+    this.hasFailedStep = false;
+    try {
+      await this.repairNow(isNewRedis);
+    } catch (err) {
+      this.hasFailedStep = true;
+      throw err;
+    }
+  }
+
+  private async repairNow(isNewRedis: boolean): Promise<void> {
     const local = this.localEntries();
     const listed = await this.redis.smembers(this.instanceRoomsKey());
     const rooms = new Set([...listed, ...local.keys()]);
@@ -239,13 +255,33 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
     for (const [key, { room, entry, reason }] of [...this.failedLeaves]) {
       this.failedLeaves.delete(key);
       if (!isNewRedis) continue;
-      const [, users, , seq] = this.roomKeys(room);
-      const envelopes = await this.forgottenLeaveScript.runBuffer([users, seq], [
-        ...this.announcing(),
-        entry.userId,
-        ...this.eventArgs(room, { type: 'LEAVE', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason, at: Date.now() }),
-      ]);
-      await this.publishFinished(room, envelopes);
+      const [, users] = this.roomKeys(room);
+      if ((await this.redis.hexists(users, entry.userId)) === 1) continue; // back in the room
+      await this.publishForgotten(room, { type: 'LEAVE', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason, at: Date.now() });
+    }
+  }
+
+  /**
+   * A LEAVE that Redis forgot (it restarted empty while the leave could not be decided). It is
+   * not a decision: watchers whose list was read from the new Redis never listed the user.
+   * Each instance whose watchers' list still has the user tells them (presence-views.ts);
+   * the event has no number and is marked `x-presence-repair`.
+   */
+  private async publishForgotten(room: string, body: Omit<PresenceEventBody, 'seq'>): Promise<void> {
+    const bytes = Buffer.from(JSON.stringify(body));
+    const companion = this.options.matcher.companionOf(room);
+    for (const destination of companion === undefined ? [room] : [room, companion]) {
+      const envelope = encodeEnvelope({
+        origin: `presence@${this.options.instanceId}`,
+        messageId: `${this.options.messageIdPrefix}-p${++this.messageSeq}`,
+        destination,
+        routeKey: destination,
+        headers: [...presenceEventHeaders(body.type), [REPAIR_HEADER, 'true']],
+        body: bytes,
+      });
+      const channel = this.options.keys.destinationChannel(destination);
+      if (this.isSharded) await this.redis.spublish(channel, envelope);
+      else await this.redis.publish(channel, envelope);
     }
   }
 
@@ -305,6 +341,7 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
       this.announced.add(key);
       await this.publishFinished(room, envelopes);
     } catch (err) {
+      this.hasFailedStep = true;
       if (this.joining.delete(key)) await this.countLocal(room, -1).catch(() => undefined);
       throw err;
     }

@@ -1,8 +1,7 @@
 // The presence scripts of src/cluster/lua run on their own against a real redis-server:
 // exactly one JOIN per user however many of its sessions join, exactly one LEAVE when the
-// last goes, a leave without an entry told apart, a forgotten LEAVE told only if the user is
-// not back, numbers that start from the clock and never go back, the recent-events log
-// trimmed to its length, and the PUBLISH a single Redis makes.
+// last goes, a leave without an entry told apart, numbers that start from the clock and never
+// go back, the recent-events log trimmed to its length, and the PUBLISH a single Redis makes.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -77,17 +76,6 @@ describe('the presence scripts on a real Redis', { timeout: 60000 }, () => {
     assert.equal(left.length, 2);
     assert.equal(await redis.exists(keys[0], keys[1], keys[2]), 0, 'nothing of the user is left');
     assert.equal(await leave.runBuffer(keys, [...announcing(), 's2', 'u1', ...pairs(room)]), 0, 'no entry: told apart from "not the last"');
-  });
-
-  it('presence-forgotten-leave: told unless the user is back in the room', async () => {
-    const join = new LuaScript(redis, 'presence-join', [4]);
-    const forgotten = new LuaScript(redis, 'presence-forgotten-leave', [2]);
-    const room = '/topic/f';
-    const [, users, , seq] = keysOf(room);
-    const told = asText(await forgotten.runBuffer([users, seq], [...announcing(), 'u1', ...pairs(room)])) as string[];
-    assert.equal(told.length, 2);
-    await join.runBuffer(keysOf(room), [...announcing(), 's9', 'u1', '{}', '{}', '1', ...pairs(room)]);
-    assert.equal(await forgotten.runBuffer([users, seq], [...announcing(), 'u1', ...pairs(room)]), null);
   });
 
   it('presence-snapshot: the members with the last number; with no counter, the clock (where the next number starts)', async () => {

@@ -98,4 +98,28 @@ describe('RedisPresence: a leave that finds no entry', { timeout: 60000 }, () =>
     assert.equal(await redis.hlen(`ws:presence:{${room}}:sessions`), 0, 'no entry left behind');
     assert.deepEqual(heard.filter((e) => e.endsWith(' cat') || e.endsWith(' dan')), ['JOIN cat', 'JOIN dan', 'LEAVE cat', 'LEAVE dan']);
   });
+
+  it('a leave step that failed while Redis stayed connected marks the store for repair; the repair removes the entry and tells the LEAVE', async () => {
+    const store = presence();
+    const room = '/topic/room.d';
+    await store.join(room, entry('s5', 'eve'));
+    await until(() => heard.includes('JOIN eve'), 'the JOIN');
+    assert.equal(store.needsRepair, false);
+    const scripts = redis as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    const realLeave = scripts.stompdPresenceLeaveBuffer!;
+    scripts.stompdPresenceLeaveBuffer = () => Promise.reject(new Error('Command timed out'));
+    try {
+      await assert.rejects(store.leave(room, entry('s5', 'eve'), 'disconnect'));
+    } finally {
+      scripts.stompdPresenceLeaveBuffer = realLeave;
+    }
+    assert.equal(store.needsRepair, true, 'a failed step asks for a repair');
+    assert.equal(await redis.hlen(`ws:presence:{${room}}:sessions`), 1, 'the entry is still there');
+    store.localEntries = () => new Map(); // eve's session is gone
+    store.isLocalEntry = () => false;
+    await store.repair();
+    assert.equal(store.needsRepair, false);
+    await until(() => heard.includes('LEAVE eve'), 'the LEAVE told by the repair');
+    assert.equal(await redis.hlen(`ws:presence:{${room}}:sessions`), 0);
+  });
 });
