@@ -188,13 +188,16 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
   });
   const views = new PresenceViews({
     read: (room) => presence.view(room),
+    currentSeq: (room) => presence.currentSeq(room),
     deliverLocal: (message) => router.deliverRemote(message),
     isFilling: (routeKey) => sequencer.isFilling(routeKey),
+    catchUp: (routeKey) => sequencer.catchUp(routeKey),
     matcher: deps.presenceRooms,
     confirmMs: config.instanceHeartbeatMs * 4,
     messageIdPrefix: instanceId,
     logger,
   });
+  presence.watcherLists = (room, fromRedis) => views.snapshot(room, fromRedis);
   queues = new RedisQueues({ redis: commands, keys, instanceId, maxQueueMessages: deps.maxQueueMessages, maxQueues: deps.maxQueues, signals: relay, logger, isMember: () => membership.isJoined });
   const queueBackend = queues;
 

@@ -251,6 +251,14 @@ export class RedisPresence implements PresenceStore {
     return left;
   }
 
+  /** Where a new watcher's list comes from when not from Redis directly (presence-views.ts). */
+  watcherLists: ((room: string, fromRedis: () => Promise<RoomSnapshot>) => Promise<RoomSnapshot>) | undefined;
+
+  /** A new watcher's list: the one this instance's watchers share, when there is one. */
+  async watcherSnapshot(room: string): Promise<RoomSnapshot> {
+    return this.watcherLists === undefined ? this.snapshot(room) : this.watcherLists(room, () => this.snapshot(room));
+  }
+
   async snapshot(room: string): Promise<RoomSnapshot> {
     const [, , members, seq] = this.roomKeys(room);
     const reply = (await this.script('stompdPresenceSnapshot')(members, seq)) as string[];
@@ -263,13 +271,13 @@ export class RedisPresence implements PresenceStore {
    * The room's sessions with the decision number they were read at (0: no counter), for
    * presence-views.ts to compare with what this instance's watchers were told.
    */
-  async view(room: string): Promise<{ seq: number; sessions: Map<string, { userId: string; roles: readonly string[] }> }> {
+  async view(room: string): Promise<{ seq: number; sessions: Map<string, { userId: string; roles: readonly string[]; joinedAt: number }> }> {
     const [sessionsKey, , , seqKey] = this.roomKeys(room);
     const reply = (await this.viewScript.run([sessionsKey, seqKey], [])) as string[];
-    const sessions = new Map<string, { userId: string; roles: readonly string[] }>();
+    const sessions = new Map<string, { userId: string; roles: readonly string[]; joinedAt: number }>();
     for (let i = 1; i + 1 < reply.length; i += 2) {
       const entry = parseStoredEntry(reply[i + 1]!);
-      if (entry !== undefined) sessions.set(reply[i]!, { userId: entry.userId, roles: entry.roles });
+      if (entry !== undefined) sessions.set(reply[i]!, { userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt });
     }
     return { seq: Number(reply[0]), sessions };
   }

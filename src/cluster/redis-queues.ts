@@ -125,6 +125,8 @@ export class RedisQueues implements QueueBackend {
   private isStopping = false;
   /** Redis came back while this instance was not a member: what 'ready' does waits for resumeAsMember. */
   private isReadyDeferred = false;
+  /** Queues whose entries this instance may hold without knowing, and that have no local consumers now. */
+  private readonly toReclaim = new Set<string>();
 
   constructor(options: RedisQueuesOptions) {
     this.options = options;
@@ -143,6 +145,7 @@ export class RedisQueues implements QueueBackend {
     });
     options.redis.on('ready', () => this.onRedisReady());
     this.pollTimer = setInterval(() => {
+      this.reclaimLeftQueues();
       for (const queue of this.local.values()) this.pump(queue);
       this.outbox.flush();
     }, POLL_MS);
@@ -311,17 +314,45 @@ export class RedisQueues implements QueueBackend {
     queue.consumers.drain(queue.ready);
     if (!this.isUp || this.credit(queue) <= queue.ready.length) return;
     queue.isReading = true;
+    let hasFailed = false;
     this.outbox.track(
       this.read(queue)
-        .catch((err: unknown) => this.options.logger.debug({ err, queue: queue.name }, 'queue read failed; retried on the next poll'))
+        .catch((err: unknown) => {
+          hasFailed = true;
+          this.options.logger.debug({ err, queue: queue.name }, 'queue read failed; retried on the next poll');
+        })
         .finally(() => {
           queue.isReading = false;
           if (this.local.get(queue.name) !== queue && queue.ready.length > 0) {
             // The last consumer left while the read was under way.
             this.giveBack(queue.name, queue.ready.takeAll(), false);
           }
+          // A read that failed may have run in Redis all the same (a reply that timed out on a
+          // connection that stayed up): what it took is in this instance's pending entries,
+          // known to nobody. The next read first gives back what is held there untracked.
+          if (hasFailed) this.reclaimBeforeNextRead(queue.name);
         }),
     );
+  }
+
+  private reclaimBeforeNextRead(name: string): void {
+    const current = this.local.get(name);
+    if (current !== undefined) current.needsReclaim = true;
+    else this.toReclaim.add(name);
+  }
+
+  /** On the poll: reclaim for queues no longer consumed here (a read of theirs failed). */
+  private reclaimLeftQueues(): void {
+    if (!this.isUp) return;
+    for (const name of this.toReclaim) {
+      this.toReclaim.delete(name);
+      const queue = this.local.get(name);
+      if (queue !== undefined) {
+        queue.needsReclaim = true;
+        continue;
+      }
+      this.outbox.track(this.reclaimUntracked(name, undefined).catch(() => this.toReclaim.add(name)));
+    }
   }
 
   private async read(queue: LocalQueue): Promise<void> {
@@ -405,7 +436,10 @@ export class RedisQueues implements QueueBackend {
    * no read of the queue is under way.
    */
   private async reclaimUntracked(name: string, queue: LocalQueue | undefined): Promise<void> {
-    const pending = await this.store.pendingIds(name, this.options.instanceId).catch(() => []);
+    const pending = await this.store.pendingIds(name, this.options.instanceId).catch((err: unknown) => {
+      if (err instanceof Error && /NOGROUP|no such key/i.test(err.message)) return []; // the queue is gone: nothing held
+      throw err;
+    });
     if (pending.length === 0) return;
     const tracked = this.trackedEntries(name, queue);
     const lost = pending.filter((id) => !tracked.has(id));
@@ -454,7 +488,7 @@ export class RedisQueues implements QueueBackend {
     // Queues this instance no longer consumes: nothing of theirs is tracked here any more.
     this.outbox.track(
       this.store.consumedBy(instanceId).then(async (names) => {
-        for (const name of names) if (!this.local.has(name)) await this.reclaimUntracked(name, undefined);
+        for (const name of names) if (!this.local.has(name)) await this.reclaimUntracked(name, undefined).catch(() => this.toReclaim.add(name));
       }),
     );
     this.outbox.flush();

@@ -198,7 +198,7 @@ export class PresenceTracker implements Presence {
   private async writeSnapshot(room: string, subscription: Subscription): Promise<void> {
     let snapshot;
     try {
-      snapshot = await this.deps.store.snapshot(room);
+      snapshot = await (this.deps.store.watcherSnapshot?.(room) ?? this.deps.store.snapshot(room));
     } finally {
       // Even without a list (Redis away) the subscription must not stay held.
       const held = this.awaitingSnapshot.get(subscription);
