@@ -124,9 +124,11 @@ export class Router {
    * immediate in memory, a promise with Redis.
    */
   admit(messages: readonly Message[]): Admission {
-    let queued: Message[] | undefined;
-    for (const message of messages) if (this.kindOf(message.routeKey) === 'queue') (queued ??= []).push(message);
-    return queued === undefined ? undefined : this.queueBackend.admit(queued);
+    let queued = 0;
+    for (const message of messages) if (this.kindOf(message.routeKey) === 'queue') queued++;
+    if (queued === 0) return undefined;
+    // A SEND's one message is passed as it came: no array per publish on the hot path.
+    return this.queueBackend.admit(queued === messages.length ? messages : messages.filter((m) => this.kindOf(m.routeKey) === 'queue'));
   }
 
   /** Whether subscribing to `destination` may create its queue (MAX_QUEUES). */

@@ -1,6 +1,7 @@
 // The Lua scripts of the cluster layer are files (src/cluster/lua/*.lua), each opening with
-// its KEYS/ARGV contract, so they can be read, reviewed and tested on their own. This is
-// the one way they are loaded and called: defined once per connection as an ioredis
+// its KEYS/ARGV contract, so they can be read, reviewed and tested on their own; a format
+// several scripts share is one file in lua/include/, pulled in by `--!include <name>`. This
+// is the one way they are loaded and called: defined once per connection as an ioredis
 // command (EVALSHA with the EVAL fallback after a Redis restart), keys counted per call so
 // a script may take optional keys (a key that only exists on a single Redis).
 
