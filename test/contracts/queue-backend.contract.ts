@@ -12,7 +12,7 @@ import { Message, expiresAtMsOf } from '../../src/broker/message';
 import type { QueueBackend, QueueStat } from '../../src/broker/queue-backend';
 import { Subscription } from '../../src/broker/subscription';
 import type { AckMode, Subscriber } from '../../src/broker/subscription';
-import { until } from '../helpers/until';
+import { until as untilWithin } from '../helpers/until';
 
 export interface QueueLimitsUnderTest {
   maxQueueMessages: number;
@@ -64,6 +64,9 @@ class RecordingSubscriber implements Subscriber {
     return this.messages.map((m) => m.body.toString());
   }
 }
+
+/** Generous: a loaded CI machine answers slowly; a hang still fails. */
+const until = (condition: () => boolean | Promise<boolean>, what: string): Promise<void> => untilWithin(condition, what, 10_000);
 
 const DEFAULT_LIMITS: QueueLimitsUnderTest = { maxQueueMessages: 1000, maxQueues: 1000, maxTotalQueueBytes: 1 << 30 };
 /** Long enough for a backend that would deliver to have delivered (Redis polls every 500 ms). */
