@@ -50,7 +50,7 @@ export interface ClusterNodeDeps {
   presenceRooms: RoomMatcher;
   /** Close a session of this instance; false if it is not here. */
   kickLocal(sessionId: string, code: StompErrorCode, message: string, reason: DisconnectReason): boolean;
-  /** Queue limits: MAX_QUEUE_MESSAGES per queue (XADD MAXLEN), MAX_QUEUES in all. */
+  /** Queue limits: MAX_QUEUE_MESSAGES undelivered per queue (queue-publish.lua), MAX_QUEUES in all. */
   maxQueueMessages: number;
   maxQueues: number;
   /** Close every session of a user on this instance; returns how many. */
