@@ -30,6 +30,8 @@ export interface RoomRead {
   /** The room's decision number the sessions were read at; 0 when its counter is gone. */
   seq: number;
   sessions: Map<string, { userId: string; roles: readonly string[]; joinedAt: number }>;
+  /** userId → reason of a LEAVE Redis forgot (the correction tells it with that reason). */
+  forgotten?: Map<string, string>;
 }
 
 export interface PresenceViewsOptions {
@@ -293,7 +295,8 @@ export class PresenceViews {
     for (const userId of ghosts) {
       const member = told.get(userId)!;
       told.delete(userId);
-      this.tell(room, view, { type: 'LEAVE', userId, roles: member.roles, sessionId: member.sessionId, reason: 'instance-lost', at: Date.now(), seq: view.last });
+      const reason = (read.forgotten?.get(userId) ?? 'instance-lost') as PresenceEventBody['reason'];
+      this.tell(room, view, { type: 'LEAVE', userId, roles: member.roles, sessionId: member.sessionId, reason, at: Date.now(), seq: view.last });
     }
     for (const userId of missing) {
       const member = inRedis.get(userId)!;

@@ -345,15 +345,18 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
     });
   });
 
-  it('presence-view: the room\'s sessions with the decision number they were read at (0 without a counter)', async () => {
-    const view = new LuaScript(redis, 'presence-view', [2]);
+  it('presence-view: the room\'s sessions with the decision number they were read at (0 without a counter), and the LEAVEs Redis forgot', async () => {
+    const view = new LuaScript(redis, 'presence-view', [3]);
     const sessions = 't:presence:{/topic/room.v}:sessions';
     const seq = 't:presence:{/topic/room.v}:seq';
-    assert.deepEqual(await view.run([sessions, seq], []), ['0'], 'an empty room with no counter');
+    const forgotten = 't:presence:{/topic/room.v}:forgotten';
+    assert.deepEqual(await view.run([sessions, seq, forgotten], []), ['0', [], []], 'an empty room with no counter');
     await redis.hset(sessions, 's1', '{"userId":"u1"}', 's2', '{"userId":"u2"}');
     await redis.set(seq, '42');
-    const reply = (await view.run([sessions, seq], [])) as string[];
-    assert.equal(reply[0], '42');
-    assert.deepEqual(Object.fromEntries([[reply[1], reply[2]], [reply[3], reply[4]]]), { s1: '{"userId":"u1"}', s2: '{"userId":"u2"}' });
+    await redis.hset(forgotten, 'u3', 'socket-closed');
+    const [at, flat, reasons] = (await view.run([sessions, seq, forgotten], [])) as [string, string[], string[]];
+    assert.equal(at, '42');
+    assert.deepEqual(Object.fromEntries([[flat[0], flat[1]], [flat[2], flat[3]]]), { s1: '{"userId":"u1"}', s2: '{"userId":"u2"}' });
+    assert.deepEqual(reasons, ['u3', 'socket-closed']);
   });
 });
