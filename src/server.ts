@@ -30,7 +30,7 @@ import { SessionCounters } from './session/counters';
 import type { DestinationHandler } from './session/destination-handler';
 import { StompError } from './session/errors';
 import { LifecycleEvents } from './session/events';
-import { heldQueueMessages, instanceReporter } from './session/instance-report';
+import { instanceReporter } from './session/instance-report';
 import type { Interceptor } from './session/interceptor';
 import { Session } from './session/session';
 import { SessionTable } from './session/session-table';
@@ -294,7 +294,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       isStopping = true;
       // Counted before the sessions go: closing them hands their unacknowledged messages back.
       // With Redis they are not: the unacknowledged go back to the shared queues.
-      const held = router.hasSharedQueues ? { storedMessages: 0, unacknowledgedMessages: 0 } : heldQueueMessages(router, table.values());
+      const held = router.queues.heldOnlyHere();
       if (held.storedMessages + held.unacknowledgedMessages > 0) {
         // Their senders hold RECEIPTs for them: say what is lost.
         logger.warn(held, `shutdown discards ${held.storedMessages + held.unacknowledgedMessages} queue messages held in memory`);

@@ -67,7 +67,7 @@ export interface LocalPresence {
 export interface SharedStateDeps {
   instanceId: string;
   revocationTtlSeconds: number;
-  /** Queue limits: MAX_QUEUE_MESSAGES per queue, MAX_QUEUES in all. */
+  /** Queue limits: MAX_QUEUE_MESSAGES undelivered per queue, MAX_QUEUES in all. */
   maxQueueMessages: number;
   maxQueues: number;
   router: Router;

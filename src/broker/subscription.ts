@@ -141,21 +141,24 @@ export class Subscription {
     return header;
   }
 
-  /** Remove and return what an ACK or NACK of `ackId` settles: [] if unknown. */
-  settle(ackId: string): Delivery[] {
+  /**
+   * Remove and return the deliveries an ACK or NACK of `ackId` covers (client mode: it and
+   * every earlier one): [] if unknown.
+   */
+  takeCovered(ackId: string): Delivery[] {
     const target = this.pending.get(ackId);
     if (target === undefined) return [];
     if (this.ackMode === 'client-individual') {
       this.pending.delete(ackId);
       return [target];
     }
-    const settled: Delivery[] = [];
+    const covered: Delivery[] = [];
     for (const [id, delivery] of this.pending) {
-      settled.push(delivery);
+      covered.push(delivery);
       this.pending.delete(id);
       if (id === ackId) break;
     }
-    return settled;
+    return covered;
   }
 
   /** STOMP 1.1 acks name the message, not the delivery. */

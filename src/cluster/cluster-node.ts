@@ -106,7 +106,11 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<SharedSta
     logger,
     onFenced: reactions.onFenced,
     onLeaseLost: reactions.onLeaseLost,
-    onLivenessLost: async (_wasReaped, isNewRedis) => void (await reactions.restore(isNewRedis)),
+    // After a data loss the sessions must be registered again: membership retries until they
+    // are (a failed reconcile after an expired key is left to the next refresh).
+    onLivenessLost: (_wasReaped, isNewRedis) => reactions.restore(isNewRedis).catch((err: unknown) => {
+      if (isNewRedis) throw err;
+    }),
     onCommand: (command) => {
       const control = parseControl(command);
       if (control === undefined) logger.warn('an invalid inbox command was dropped');
@@ -127,7 +131,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<SharedSta
       .onReady(async () => {
         await membership.announce();
         // Healthy only once the registry agrees again (else degraded until the next reconnect).
-        if (membership.isJoined && !(await reactions.restore(false))) throw new Error('the registry could not be reconciled');
+        if (membership.isJoined) await reactions.restore(false);
       })
       .catch((err: unknown) => logger.warn({ err }, 'could not restore the registry after a reconnect; retrying on the next one'));
   });

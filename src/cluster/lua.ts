@@ -1,13 +1,9 @@
 // The Lua scripts of the cluster layer are files (src/cluster/lua/*.lua), each opening with
-// its KEYS/ARGV contract, so they can be read, reviewed and tested on their own. This is
-// the one way they are loaded and called: defined once per connection as an ioredis
+// its KEYS/ARGV contract, so they can be read, reviewed and tested on their own; a format
+// several scripts share is one file in lua/include/, pulled in by `--!include <name>`. This
+// is the one way they are loaded and called: defined once per connection as an ioredis
 // command (EVALSHA with the EVAL fallback after a Redis restart), keys counted per call so
 // a script may take optional keys (a key that only exists on a single Redis).
-//
-// Logic two scripts share lives once, in a library file (src/cluster/lua/lib/<name>.lua,
-// functions only, its header saying what it expects of the including script): a line
-// `--! include <name>` in a script is replaced by that file when the script is loaded (Redis
-// runs one chunk; there is no require).
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -22,28 +18,24 @@ function luaDirectory(): string {
 
 const sources = new Map<string, string>();
 
-const INCLUDE = /^--! include ([a-z0-9-]+)$/gm;
+/** A line `--!include <part>`: replaced by `src/cluster/lua/include/<part>.lua` (Redis has no require). */
+const INCLUDE_LINE = /^--!include ([a-z0-9-]+)$/gm;
 
-/** The source of `src/cluster/lua/<name>.lua` (read once), its includes in place. */
+/**
+ * The source of `src/cluster/lua/<name>.lua` (read once), its include lines replaced by the
+ * shared parts they name: a format several scripts read or write is written once.
+ */
 export function luaSource(name: string): string {
   let source = sources.get(name);
   if (source === undefined) {
-    source = fs.readFileSync(path.join(luaDirectory(), `${name}.lua`), 'utf8').replace(INCLUDE, (_, library: string) => {
-      if (name.startsWith('lib/')) throw new Error(`${name}.lua: a library does not include another (${library})`);
-      return luaSource(`lib/${library}`).trimEnd();
-    });
+    const directory = luaDirectory();
+    source = fs.readFileSync(path.join(directory, `${name}.lua`), 'utf8').replace(INCLUDE_LINE, (_line, part: string) => fs.readFileSync(path.join(directory, 'include', `${part}.lua`), 'utf8'));
     sources.set(name, source);
   }
   return source;
 }
 
 type Call = (...args: (string | number | Buffer)[]) => Promise<unknown>;
-interface Calls {
-  /** Replies as strings. */
-  text: Call;
-  /** Replies as Buffers (binary-safe bulk strings). */
-  bytes: Call;
-}
 
 /**
  * A script bound to one connection: `run(keys, args)`. It is defined as an ioredis command
@@ -52,7 +44,7 @@ interface Calls {
  * an auto-pipeline made before a late definition would not know the command.
  */
 export class LuaScript {
-  private readonly calls = new Map<number, Calls>();
+  private readonly calls = new Map<number, { text: Call; buffers: Call }>();
   private isDefining = true;
 
   constructor(
@@ -68,22 +60,23 @@ export class LuaScript {
     return this.callFor(keys.length).text(...keys, ...args);
   }
 
-  /** Like run, with bulk-string replies as Buffers (a script returning binary data). */
-  runBuffer(keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
-    return this.callFor(keys.length).bytes(...keys, ...args);
+  /** As run, with every string in the reply as a Buffer (for binary payloads). */
+  runForBuffers(keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
+    return this.callFor(keys.length).buffers(...keys, ...args);
   }
 
-  private callFor(numberOfKeys: number): Calls {
-    let calls = this.calls.get(numberOfKeys);
-    if (calls === undefined) {
+  private callFor(numberOfKeys: number): { text: Call; buffers: Call } {
+    let call = this.calls.get(numberOfKeys);
+    if (call === undefined) {
       if (this.calls.size > 0 && !this.isDefining) throw new Error(`script ${this.name} is not defined for ${numberOfKeys} keys`);
       const command = `stompd_${this.name.replace(/[^a-z0-9]/gi, '_')}_${numberOfKeys}`;
       const commands = this.redis as unknown as Record<string, Call | undefined>;
       if (commands[command] === undefined) this.redis.defineCommand(command, { numberOfKeys, lua: luaSource(this.name) });
-      // Looked up at each call, not bound once: a test may stand a failing command in for it.
-      calls = { text: (...args) => (commands[command] as Call).apply(this.redis, args), bytes: (...args) => (commands[`${command}Buffer`] as Call).apply(this.redis, args) };
-      this.calls.set(numberOfKeys, calls);
+      // ioredis defines `<command>Buffer` beside every command it defines. Looked up at each
+      // call, not bound once: a test may stand a failing command in for a script.
+      call = { text: (...args) => (commands[command] as Call).apply(this.redis, args), buffers: (...args) => (commands[`${command}Buffer`] as Call).apply(this.redis, args) };
+      this.calls.set(numberOfKeys, call);
     }
-    return calls;
+    return call;
   }
 }

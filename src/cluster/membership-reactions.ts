@@ -49,21 +49,20 @@ export function membershipReactions({ local, registry, queues, presence, views, 
      * gone): queues read again, the registry agrees with the live sessions (written again
      * through their policies when Redis lost its data), presence is repaired; after a data loss
      * the rooms are audited, since a dead instance's members went with the data, with no LEAVE
-     * and nobody to reap them. Whether the registry agrees again (presence is repaired either way).
+     * and nobody to reap them. Rejects when the registry could not be made to agree (presence is
+     * repaired either way): the caller tries again.
      */
-    async restore(isNewRedis: boolean): Promise<boolean> {
+    async restore(isNewRedis: boolean): Promise<void> {
       queues.resumeAsMember();
       // Each step on its own: a registry that fails to reconcile must not keep presence stale.
-      const isRegistryRestored = await (isNewRedis ? registry.rebuild() : registry.reconcile()).then(
-        () => true,
-        (err: unknown) => {
-          logger.warn({ err }, 'could not reconcile the registry; tried again on the next refresh');
-          return false;
-        },
-      );
+      let registryError: unknown;
+      await (isNewRedis ? registry.rebuild() : registry.reconcile()).catch((err: unknown) => {
+        registryError = err;
+        logger.warn({ err }, 'could not reconcile the registry; tried again on the next heart-beat or refresh');
+      });
       await presence.repair(isNewRedis);
       if (isNewRedis) views.auditAll();
-      return isRegistryRestored;
+      if (registryError !== undefined) throw registryError;
     },
 
     /**

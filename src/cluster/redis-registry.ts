@@ -1,7 +1,7 @@
 // The session registry in Redis, shared by every instance (see keys.ts for the layout).
 //
 // bind is decided atomically by one Lua script on the user's sorted set `user:{userId}`
-// (lib/registry-policy.lua): it drops the holders known to be dead (dead-holders.ts judges),
+// (include/registry-policy.lua): it drops the holders known to be dead (dead-holders.ts judges),
 // counts the rest against the limit, and either refuses, admits, or evicts the oldest
 // (replace). How a session is written around that decision depends on the kind of Redis: one
 // script on a single Redis, ordered steps per slot on a Cluster (registry-writes-*.ts, chosen

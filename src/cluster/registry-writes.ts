@@ -1,7 +1,7 @@
 // How the Redis registry writes and removes a session: one strategy per kind of Redis
 // (registry-writes-single.ts, registry-writes-cluster.ts), chosen once when the registry is
 // built, so the registry itself never asks which kind it talks to. Both decide the policy with
-// the same Lua library (lib/registry-policy.lua); they differ in how many slots one script
+// the same shared Lua part (include/registry-policy.lua); they differ in how many slots one script
 // may touch.
 
 import type { SessionRecord } from '../registry/registry';

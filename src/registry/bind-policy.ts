@@ -1,6 +1,6 @@
 // The single-session policy as one decision: given a user's sessions (oldest first) and a
 // newcomer, bind it, refuse it, or evict the oldest to make room. MemoryRegistry decides with
-// this function; the Redis registry decides with its Lua twin (src/cluster/lua/lib/
+// this function; the Redis registry decides with its Lua twin (src/cluster/lua/include/
 // registry-policy.lua), line for line the same rule, and test/contracts/registry.test.ts runs
 // both against the same cases.
 

@@ -47,18 +47,3 @@ export function instanceReporter(sources: ReportSources): () => InstanceReport {
     };
   };
 }
-
-/**
- * Queue messages only this process holds, which a shutdown loses: stored in the router's
- * queues, or delivered and not acknowledged yet. (With Redis the queues are shared: none.)
- */
-export function heldQueueMessages(router: { stats(): RouterStats }, sessions: Iterable<Session>): { storedMessages: number; unacknowledgedMessages: number } {
-  let unacknowledgedMessages = 0;
-  for (const session of sessions) {
-    for (const subscription of session.subscriptions.values()) {
-      // Only queue deliveries keep their message (a topic one owes just the ack).
-      for (const delivery of subscription.pending.values()) if (delivery.message !== undefined) unacknowledgedMessages++;
-    }
-  }
-  return { storedMessages: router.stats().queuedMessages, unacknowledgedMessages };
-}

@@ -39,20 +39,20 @@ describe('the presence scripts on a real Redis', { timeout: 60000 }, () => {
     const room = '/topic/j';
     const keys = keysOf(room);
     const before = Date.now() * 1000;
-    const first = asText(await join.runBuffer(keys, [...announcing(), 's1', 'u1', '{"entry":1}', '{"member":1}', '1', ...pairs(room)])) as string[];
+    const first = asText(await join.runForBuffers(keys, [...announcing(), 's1', 'u1', '{"entry":1}', '{"member":1}', '1', ...pairs(room)])) as string[];
     assert.equal(first.length, 2, 'the room and its companion');
     assert.match(first[0]!, /^env:\/topic\/j:\d+}$/);
     assert.match(first[1]!, /^env:\/topic\/j\.presence:\d+}$/);
     assert.equal(seqOf(first[0]!), seqOf(first[1]!), 'one decision, one number');
     assert.ok(seqOf(first[0]!) > before, 'a new counter starts from the clock in microseconds');
-    assert.equal(await join.runBuffer(keys, [...announcing(), 's2', 'u1', '{"entry":2}', '{"member":2}', '1', ...pairs(room)]), null, 'the user is in already');
-    assert.equal(await join.runBuffer(keys, [...announcing(), 's1', 'u1', '{"entry":1}', '{"member":1}', '1', ...pairs(room)]), null, 'the session is in already');
+    assert.equal(await join.runForBuffers(keys, [...announcing(), 's2', 'u1', '{"entry":2}', '{"member":2}', '1', ...pairs(room)]), null, 'the user is in already');
+    assert.equal(await join.runForBuffers(keys, [...announcing(), 's1', 'u1', '{"entry":1}', '{"member":1}', '1', ...pairs(room)]), null, 'the session is in already');
     assert.equal(await redis.hget(keys[1], 'u1'), '2');
     assert.deepEqual(await redis.hgetall(keys[0]), { s1: '{"entry":1}', s2: '{"entry":2}' });
     assert.deepEqual(await redis.hgetall(keys[2]), { u1: '{"member":1}' });
     assert.deepEqual(await redis.lrange(`t:presence:{${room}}:log:1`, 0, -1), [first[0]]);
     assert.deepEqual(await redis.lrange(`t:presence:{${room}}:log:2`, 0, -1), [first[1]]);
-    const second = asText(await join.runBuffer(keys, [...announcing(), 's3', 'u2', '{}', '{}', '1', ...pairs(room)])) as string[];
+    const second = asText(await join.runForBuffers(keys, [...announcing(), 's3', 'u2', '{}', '{}', '1', ...pairs(room)])) as string[];
     assert.equal(seqOf(second[0]!), seqOf(first[0]!) + 1);
     assert.ok((await redis.ttl(keys[3])) > 0, 'the counter expires when unused');
   });
@@ -60,7 +60,7 @@ describe('the presence scripts on a real Redis', { timeout: 60000 }, () => {
   it('presence-join: a silent join (a repair) stores the entry and tells nothing', async () => {
     const join = new LuaScript(redis, 'presence-join', [4]);
     const keys = keysOf('/topic/silent');
-    assert.equal(await join.runBuffer(keys, [...announcing(), 's1', 'u1', '{}', '{"m":1}', '0', ...pairs('/topic/silent')]), null);
+    assert.equal(await join.runForBuffers(keys, [...announcing(), 's1', 'u1', '{}', '{"m":1}', '0', ...pairs('/topic/silent')]), null);
     assert.equal(await redis.hexists(keys[0], 's1'), 1);
     assert.equal(await redis.exists(keys[3]), 0, 'no decision was numbered');
   });
@@ -70,12 +70,12 @@ describe('the presence scripts on a real Redis', { timeout: 60000 }, () => {
     const leave = new LuaScript(redis, 'presence-leave', [4]);
     const room = '/topic/l';
     const keys = keysOf(room);
-    for (const sid of ['s1', 's2']) await join.runBuffer(keys, [...announcing(), sid, 'u1', '{}', '{}', '1', ...pairs(room)]);
-    assert.equal(await leave.runBuffer(keys, [...announcing(), 's1', 'u1', ...pairs(room)]), null, 'another session of the user stays');
-    const left = asText(await leave.runBuffer(keys, [...announcing(), 's2', 'u1', ...pairs(room)])) as string[];
+    for (const sid of ['s1', 's2']) await join.runForBuffers(keys, [...announcing(), sid, 'u1', '{}', '{}', '1', ...pairs(room)]);
+    assert.equal(await leave.runForBuffers(keys, [...announcing(), 's1', 'u1', ...pairs(room)]), null, 'another session of the user stays');
+    const left = asText(await leave.runForBuffers(keys, [...announcing(), 's2', 'u1', ...pairs(room)])) as string[];
     assert.equal(left.length, 2);
     assert.equal(await redis.exists(keys[0], keys[1], keys[2]), 0, 'nothing of the user is left');
-    assert.equal(await leave.runBuffer(keys, [...announcing(), 's2', 'u1', ...pairs(room)]), 0, 'no entry: told apart from "not the last"');
+    assert.equal(await leave.runForBuffers(keys, [...announcing(), 's2', 'u1', ...pairs(room)]), 0, 'no entry: told apart from "not the last"');
   });
 
   it('presence-snapshot: the members with the last number; with no counter, the clock (where the next number starts)', async () => {
@@ -87,7 +87,7 @@ describe('the presence scripts on a real Redis', { timeout: 60000 }, () => {
     const empty = (await snapshot.run([members, seq], [])) as string[];
     assert.equal(empty.length, 1);
     assert.ok(Number(empty[0]) >= before);
-    const joined = asText(await join.runBuffer(keysOf(room), [...announcing(), 's1', 'u1', '{}', '{"userId":"u1"}', '1', ...pairs(room)])) as string[];
+    const joined = asText(await join.runForBuffers(keysOf(room), [...announcing(), 's1', 'u1', '{}', '{"userId":"u1"}', '1', ...pairs(room)])) as string[];
     const listed = (await snapshot.run([members, seq], [])) as string[];
     assert.deepEqual(listed, [String(seqOf(joined[0]!)), '{"userId":"u1"}']);
     assert.ok(seqOf(joined[0]!) > Number(empty[0]), 'the first decision is numbered above the empty list');
@@ -104,8 +104,8 @@ describe('the presence scripts on a real Redis', { timeout: 60000 }, () => {
     await subscriber.subscribe(`t:dest:${room}`);
     try {
       for (let i = 0; i < 5; i++) {
-        await join.runBuffer(keys, [...announcing(3, '1'), 's', 'u', '{}', '{}', '1', ...pairs(room)]);
-        await leave.runBuffer(keys, [...announcing(3, '1'), 's', 'u', ...pairs(room)]);
+        await join.runForBuffers(keys, [...announcing(3, '1'), 's', 'u', '{}', '{}', '1', ...pairs(room)]);
+        await leave.runForBuffers(keys, [...announcing(3, '1'), 's', 'u', ...pairs(room)]);
       }
       const log = await redis.lrange(`t:presence:{${room}}:log:1`, 0, -1);
       assert.equal(log.length, 3);

@@ -1,6 +1,6 @@
 // The single-session policy has two copies, one per kind of implementation: the TypeScript
 // decision MemoryRegistry uses (registry/bind-policy.ts) and the Lua library both Redis
-// scripts include (lua/lib/registry-policy.lua). Random users (holders with random connect
+// scripts include (lua/include/registry-policy.lua). Random users (holders with random connect
 // times, ties included), random newcomers and limits, in both modes: the two decide the same,
 // on a real Redis.
 

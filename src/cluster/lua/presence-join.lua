@@ -8,7 +8,7 @@
 -- ARGV[9] '1' to announce the JOIN, '0' to join silently (a repair of a JOIN told before)
 -- ARGV[10..] channel/envelope pairs (room, then companion), each envelope's body waiting for `seq}`
 -- Returns the finished envelopes when the user joined and was announced, else nil.
---! include presence-announce
+--!include presence-announce
 local announcing = { seqTtl = ARGV[1], logLength = tonumber(ARGV[2]), logTtl = ARGV[3], publish = ARGV[4] == '1' }
 if redis.call('HSETNX', KEYS[1], ARGV[5], ARGV[7]) == 0 then return false end
 if redis.call('HINCRBY', KEYS[2], ARGV[6], 1) > 1 then return false end

@@ -6,7 +6,7 @@
 -- ARGV[5] sessionId  ARGV[6] userId
 -- ARGV[7..] channel/envelope pairs (room, then companion), each envelope's body waiting for `seq}`
 -- Returns the finished envelopes when the user left, 0 when the session had no entry, else nil.
---! include presence-announce
+--!include presence-announce
 local announcing = { seqTtl = ARGV[1], logLength = tonumber(ARGV[2]), logTtl = ARGV[3], publish = ARGV[4] == '1' }
 if redis.call('HDEL', KEYS[1], ARGV[5]) == 0 then return 0 end
 if redis.call('HINCRBY', KEYS[2], ARGV[6], -1) > 0 then return false end

@@ -4,7 +4,7 @@
 -- empty) the list is numbered with the clock in microseconds, where the next decision's number
 -- will start: above anything decided before, so a watcher's list read now takes no older
 -- event (nor a correction of one, presence-views.ts) for a newer one.
---! include presence-announce
+--!include presence-announce
 local reply = redis.call('HVALS', KEYS[1])
 local seq = redis.call('GET', KEYS[2]) or string.format('%d', clockSeq())
 table.insert(reply, 1, seq)

@@ -1,5 +1,5 @@
 -- A single Redis: the whole registration of a session in one script, the policy decided on
--- the user's sorted set (lib/registry-policy.lua), and the registering instance's generation
+-- the user's sorted set (include/registry-policy.lua), and the registering instance's generation
 -- checked first (a fenced generation writes nothing).
 -- KEYS[1] user:{userId} (zset: sessionId scored by connectedAt)   KEYS[2] session:{sessionId} (hash)
 -- KEYS[3] sessions:all   KEYS[4] instance:{me}:sessions   KEYS[5] instance:{me}:users
@@ -14,7 +14,7 @@
 -- Returns {1, evicted...} bound; {0, holders...} refused (reject); {2} refused because this
 -- session is older than the holders (replace: a re-registration that lost); {-1} fenced.
 -- Every holder removed here is told through its instance's inbox (a list of JSON commands).
---! include registry-policy
+--!include registry-policy
 if ARGV[8] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[8] then return {-1} end
 local function tell(holder, commandPrefix)
   local instance = redis.call('HGET', ARGV[6] .. holder .. '}', 'instanceId')

@@ -1,5 +1,5 @@
--- Library of the presence scripts (included, never run alone): a room's decision numbers,
--- and telling a decision. The including script builds `announcing` from its ARGV:
+-- Shared by the presence scripts (`--!include presence-announce`, never run alone): a room's
+-- decision numbers, and telling a decision. The including script builds `announcing` from its ARGV:
 --   { seqTtl = seconds a counter outlives its last decision, logLength = events kept per
 --     destination, logTtl = seconds a log outlives its last event, publish = true to PUBLISH
 --     (a single Redis; on a Cluster the channel is in another slot: the caller SPUBLISHes) }

@@ -1,6 +1,6 @@
--- Library of the registry scripts (included, never run alone): the single-session policy,
--- decided on a user's sorted set (session ids scored by connectedAt, oldest first). The one
--- Lua copy of the decision; registry-bind.lua (a Cluster) and registry-register.lua (a single
+-- Shared by the registry scripts (`--!include registry-policy`, never run alone): the
+-- single-session policy, decided on a user's sorted set (session ids scored by connectedAt,
+-- oldest first). The one Lua copy of the decision; registry-bind.lua (a Cluster) and registry-register.lua (a single
 -- Redis) both use it. MemoryRegistry's copy is src/registry/bind-policy.ts.
 --
 -- bindPolicy(userKey, id, score, max, mode, dead):
