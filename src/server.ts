@@ -144,6 +144,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     maxQueues: config.maxQueues,
     logger,
     messageIdPrefix: randomBytes(4).toString('hex'),
+    ...(config.flowControl !== undefined ? { flow: config.flowControl } : {}),
+    relayBacklogBytes: config.relayBacklogBytes,
   });
   const pendingBudget = new SharedByteBudget(config.maxPendingFrameBytes);
   const open = new Map<string, Session>();
@@ -342,6 +344,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   const writeLimits = {
     writeLimitBytes: config.writeBufferLimitBytes,
     overflowLimitBytes: config.writeBufferLimitBytes * 2 + config.limits.maxFrameBytes,
+    behindBytes: config.flowBehindBytes,
   };
   const listeners: ListeningServer[] = [];
   const tlsListeners: ListeningServer[] = [];
@@ -458,6 +461,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           registry,
           admin,
           publisher: router,
+          ...(router.flow !== undefined ? { publisherFlow: router.flow.account() } : {}),
           presence,
           queues: router,
           // Without a credential, what reaches it is trusted: loopback Host names and pages only.
@@ -476,6 +480,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
             connections: () => open.values(),
             sessionCounters: counters,
             router,
+            ...(router.flow !== undefined ? { flow: () => router.flow!.stats } : {}),
             queues: router,
             cluster: () => cluster?.health(),
             ...(backend !== undefined ? { backend: () => backend.stats() } : {}),
@@ -555,6 +560,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       subscriptionNotes.stop();
       // The sessions' unbinds are on their way; leaving Redis removes what is left of this instance.
       if (cluster !== undefined && !(await settlesWithin(cluster.stop(), config.shutdownTimeoutMs))) logger.warn('leaving Redis took too long: gave up');
+      router.close();
       logger.info({ discardedQueueMessages: held.storedMessages + held.unacknowledgedMessages }, 'stompd stopped');
     },
   };

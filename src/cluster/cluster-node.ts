@@ -174,6 +174,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     deliver: (e) => sequencer.onEnvelope(e),
     onControl,
     onResubscribed: () => sequencer.resyncAll(),
+    onFlowReport: (origin, waiting, ttlMs) => router.flow?.reportFrom(origin, waiting, ttlMs),
   });
   const presence = new RedisPresence({ redis: commands, keys, instanceId, matcher: deps.presenceRooms, messageIdPrefix: instanceId, logger });
   // Declared after the relay that calls it (it only runs once messages arrive).
@@ -243,6 +244,8 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
       views.setInterest(routeKey, isInterested);
       return relay.setInterest(routeKey, isInterested);
     },
+    reportCongestion: (waiting) => relay.reportCongestion(waiting),
+    backpressure: () => relay.backpressure(),
   });
   router.attachQueueBackend(queueBackend);
   try {

@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Decoder, FrameError, encodeFrame, headerValue } from '../codec';
 import type { ByteBudget, DecoderLimits, Frame, Header, StompVersion } from '../codec';
+import type { FlowAccount } from '../broker/flow';
 import type { Router } from '../broker/router';
 import type { Subscriber, Subscription } from '../broker/subscription';
 import type { Message } from '../broker/message';
@@ -115,6 +116,10 @@ export class Session implements Subscriber, SessionView {
   private receiptWithheldFor: Frame | undefined;
   /** Made on the first drop: most sessions never drop, and an idle session should cost little. */
   private droppedLog: DroppedMessageLog | undefined;
+  /** This session as a publisher under flow control: made on its first topic or user publish. */
+  private publisherAccount: FlowAccount | undefined;
+  /** Owned by flow control: behind and taking nothing (its publishers no longer wait for it). */
+  isFlowStalled = false;
 
   constructor(connection: Connection, deps: SessionDeps) {
     this.connection = connection;
@@ -126,6 +131,7 @@ export class Session implements Subscriber, SessionView {
       onClose: (error) => this.onConnectionClosed(error),
       onDrain: () => this.onDrain(),
       onOverflow: () => this.onOverflow(),
+      onCaughtUp: () => this.deps.router.flow?.caughtUp(this),
       onBusy: () => this.fail(new FrameError('SERVER_BUSY', 'the server holds too many frames in progress; try again later')),
       onStalled: () => {
         const { frameTimeoutMs } = deps.settings;
@@ -171,6 +177,14 @@ export class Session implements Subscriber, SessionView {
     return this.state === 'connected' && this.connection.isWritable;
   }
 
+  get isBehind(): boolean {
+    return this.connection.isBehind;
+  }
+
+  get acceptedBytes(): number {
+    return this.connection.acceptedBytes;
+  }
+
   write(bytes: Buffer, isBinary?: boolean): void {
     this.connection.write(bytes, isBinary);
   }
@@ -187,6 +201,28 @@ export class Session implements Subscriber, SessionView {
     }
     (this.droppedLog ??= new DroppedMessageLog(() => this.log)).record(subscription.destination);
     return true;
+  }
+
+  // --- Publishing ---
+
+  /** The account flow control keeps of what this session publishes; undefined when flow control is off. */
+  get flowAccount(): FlowAccount | undefined {
+    return (this.publisherAccount ??= this.deps.router.flow?.account());
+  }
+
+  /**
+   * After a topic or user publish: a promise while this session must wait before its next
+   * frame (held by flow control, the relay to other instances is full, or this turn's
+   * fan-out work is done), else undefined. Its
+   * RECEIPT and its later frames wait with it (onFrame), and its socket is not read meanwhile.
+   */
+  paceAfterPublish(): Promise<void> | undefined {
+    const held = this.publisherAccount?.settle();
+    if (held !== undefined) return held;
+    const { router } = this.deps;
+    const relayFull = router.relayBackpressure();
+    if (relayFull !== undefined) return relayFull;
+    return router.turn.isSpent ? router.turn.nextTurn() : undefined;
   }
 
   // --- Frames out ---
@@ -310,6 +346,8 @@ export class Session implements Subscriber, SessionView {
       return;
     }
     this.connection.resumeReading();
+    // Silence while this side did not read is not the peer's: its heart-beat deadline starts again.
+    this.lastReadAt = Date.now();
     const framesBefore = this.framesIn;
     try {
       this.decoder.resume();
@@ -379,6 +417,7 @@ export class Session implements Subscriber, SessionView {
       const deadlineMs = expectEveryMs * this.deps.settings.heartbeatGrace;
       const tickMs = Math.max(10, Math.min(Math.floor(expectEveryMs / 2), 5000));
       this.checkTimer = setInterval(() => {
+        if (this.isWaiting) return; // not reading (held, or an asynchronous step): nothing to hear
         const silentMs = Date.now() - this.lastReadAt;
         if (silentMs > deadlineMs) {
           this.log.info({ silentMs, deadlineMs }, 'heart-beat timeout');
@@ -458,6 +497,8 @@ export class Session implements Subscriber, SessionView {
     clearInterval(this.checkTimer);
     clearTimeout(this.expiryTimer);
     this.droppedLog?.flush();
+    this.publisherAccount?.dispose();
+    this.deps.router.flow?.forget(this);
     if (this.isWaiting) {
       // Reading was paused for an asynchronous step: resume it so the transport can see the
       // peer's side of the close (a WebSocket close handshake). The decoder stays paused.
