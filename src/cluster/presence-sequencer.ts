@@ -143,6 +143,18 @@ export class PresenceSequencer {
     if (isLost) this.options.onLost?.(routeKey);
   }
 
+  /**
+   * Read `routeKey`'s log now for events this instance has not delivered (one published just
+   * before this instance's subscription to the channel held, with no later event to show
+   * the hole).
+   */
+  catchUp(routeKey: string): void {
+    const state = this.rooms.get(routeKey);
+    if (state === undefined || state.held !== undefined || state.last === undefined) return;
+    state.held = [];
+    void this.fill(routeKey, state);
+  }
+
   /** Whether events of `routeKey` are held while its log is read. */
   isFilling(routeKey: string): boolean {
     return this.rooms.get(routeKey)?.held !== undefined;

@@ -22,23 +22,27 @@
 import type { Logger } from 'pino';
 import { Message } from '../broker/message';
 import { REPAIR_HEADER, presenceEventHeaders } from '../presence/presence';
-import type { PresenceEventBody, RoomMatcher } from '../presence/presence';
+import type { Member, PresenceEventBody, RoomMatcher, RoomSnapshot } from '../presence/presence';
 import type { Envelope } from './envelope';
 import { presenceSeqOfEnvelope } from './presence-sequencer';
 
 export interface RoomRead {
   /** The room's decision number the sessions were read at; 0 when its counter is gone. */
   seq: number;
-  sessions: Map<string, { userId: string; roles: readonly string[] }>;
+  sessions: Map<string, { userId: string; roles: readonly string[]; joinedAt: number }>;
 }
 
 export interface PresenceViewsOptions {
   /** The room's sessions in Redis, with its decision number. */
   read(room: string): Promise<RoomRead>;
+  /** The room's decision number now (undefined: no counter). */
+  currentSeq(room: string): Promise<number | undefined>;
   /** Hand a message to this instance's subscribers of its destination. */
   deliverLocal(message: Message): void;
   /** Whether the sequencer is holding events of `routeKey` while it reads the log. */
   isFilling(routeKey: string): boolean;
+  /** Have the sequencer read `routeKey`'s log for events not delivered here. */
+  catchUp(routeKey: string): void;
   matcher: RoomMatcher;
   /** How long a difference must last before it is corrected (a liveness TTL and a heart-beat). */
   confirmMs: number;
@@ -50,6 +54,7 @@ export interface PresenceViewsOptions {
 interface ToldMember {
   sessionId: string;
   roles: readonly string[];
+  joinedAt: number;
 }
 
 interface RoomView {
@@ -66,6 +71,8 @@ interface RoomView {
   auditsLeft: number;
   timer: NodeJS.Timeout | undefined;
   isAuditing: boolean;
+  /** Watchers' snapshots waiting for the list to reach a decision number. */
+  waiters: { seq: number; resolve(snapshot: RoomSnapshot | undefined): void }[];
 }
 
 interface EventBody {
@@ -73,6 +80,7 @@ interface EventBody {
   userId: string;
   sessionId: string;
   roles: readonly string[];
+  at: number;
 }
 
 export interface PresenceViewStats {
@@ -85,13 +93,24 @@ export interface PresenceViewStats {
 const AUDIT_ROUNDS = 3;
 /** A bound on rounds per trigger, whatever happens. */
 const MAX_ROUNDS = 20;
+/** How long a watcher's snapshot waits for this instance's list to catch up with Redis before it is read from Redis. */
+const SNAPSHOT_WAIT_MS = 2000;
+/** How long it waits for pub/sub before the room's log is read. */
+const CATCH_UP_AFTER_MS = 150;
+/** A list made for a snapshot whose subscription never came is dropped after this. */
+const UNUSED_VIEW_MS = 10_000;
+
+/** Whether an envelope is a JOIN or LEAVE an instance tells as a correction (`x-presence-repair`), not a decision. */
+export function isRepairEnvelope(envelope: Envelope): boolean {
+  return envelope.headers.some(([name, value]) => name === REPAIR_HEADER && value === 'true');
+}
 
 function parseBody(body: Buffer): EventBody | undefined {
   try {
     const v = JSON.parse(body.toString()) as Record<string, unknown>;
     if ((v.type !== 'JOIN' && v.type !== 'LEAVE') || typeof v.userId !== 'string' || typeof v.sessionId !== 'string') return undefined;
     const roles = Array.isArray(v.roles) ? v.roles.filter((r): r is string => typeof r === 'string') : [];
-    return { type: v.type, userId: v.userId, sessionId: v.sessionId, roles };
+    return { type: v.type, userId: v.userId, sessionId: v.sessionId, roles, at: typeof v.at === 'number' ? v.at : Date.now() };
   } catch {
     return undefined;
   }
@@ -102,6 +121,8 @@ export class PresenceViews {
   private readonly options: PresenceViewsOptions;
   private readonly rooms = new Map<string, RoomView>();
   private messageSeq = 0;
+  /** Until when (performance.now()) a list read from Redis is audited: just after Redis lost its data. */
+  private auditUntil = -Infinity;
 
   constructor(options: PresenceViewsOptions) {
     this.options = options;
@@ -115,19 +136,46 @@ export class PresenceViews {
     if (!isInterested) {
       if (view === undefined) return;
       view.interest.delete(destination);
-      if (view.interest.size === 0) {
-        clearTimeout(view.timer);
-        this.rooms.delete(room);
-      }
+      if (view.interest.size === 0) this.drop(room, view);
       return;
     }
     if (view !== undefined) {
       view.interest.add(destination);
       return;
     }
-    view = { interest: new Set([destination]), told: undefined, early: [], last: 0, seen: undefined, auditsLeft: 0, timer: undefined, isAuditing: false };
-    this.rooms.set(room, view);
-    this.load(room, view);
+    this.create(room).interest.add(destination);
+  }
+
+  /**
+   * The member list a new watcher of `room` here gets: this instance's list, once it has
+   * caught up with the room's decisions in Redis (the watcher's own JOIN among them), so
+   * that every watcher here lists the same and a correction is right for all of them.
+   * Read from Redis instead when the list cannot catch up in time (the subscriber
+   * connection is down) or is not read yet.
+   */
+  async snapshot(room: string, fromRedis: () => Promise<RoomSnapshot>): Promise<RoomSnapshot> {
+    const view = this.rooms.get(room) ?? this.create(room);
+    if (view.interest.size === 0) {
+      setTimeout(() => {
+        if (this.rooms.get(room) === view && view.interest.size === 0) this.drop(room, view);
+      }, UNUSED_VIEW_MS).unref();
+    }
+    const target = (await this.options.currentSeq(room)) ?? 0;
+    if (view.told !== undefined && view.last >= target) return this.listOf(view);
+    const timers: NodeJS.Timeout[] = [];
+    const caughtUp = new Promise<RoomSnapshot | undefined>((resolve) => {
+      view.waiters.push({ seq: target, resolve });
+      // An event decided before this instance's subscription to the room's channel held
+      // (this watcher's own JOIN, for the room's first watcher here) never comes by pub/sub.
+      timers.push(setTimeout(() => this.options.catchUp(room), CATCH_UP_AFTER_MS));
+      timers.push(setTimeout(() => resolve(undefined), SNAPSHOT_WAIT_MS));
+    });
+    const listed = await caughtUp;
+    for (const timer of timers) clearTimeout(timer);
+    if (listed !== undefined) return listed;
+    this.options.logger.debug({ room }, 'presence: this instance\'s list did not catch up; the watcher\'s list is read from Redis');
+    this.audit(room); // the two lists may differ: compare this instance's with Redis
+    return fromRedis();
   }
 
   /** Every envelope the sequencer delivers here (JOIN and LEAVE are applied; the rest ignored). */
@@ -146,8 +194,33 @@ export class PresenceViews {
     this.apply(view, seq, body);
   }
 
-  /** Check every room with local subscribers (Redis lost its data). */
+  /**
+   * A JOIN or LEAVE that is not a decision (no number, `x-presence-repair`): a LEAVE that Redis
+   * forgot when it restarted empty, published by the instance that could not decide it. Told
+   * to the watchers here only if their list has the user (a list read from the new Redis
+   * never had it).
+   */
+  onRepair(envelope: Envelope): void {
+    const room = this.roomOf(envelope.routeKey);
+    const view = room === undefined ? undefined : this.rooms.get(room);
+    if (room === undefined || view?.told === undefined) return;
+    const body = parseBody(envelope.body);
+    if (body === undefined) return;
+    const reason = (JSON.parse(envelope.body.toString()) as { reason?: unknown }).reason;
+    if (body.type === 'LEAVE') {
+      const member = view.told.get(body.userId);
+      if (member === undefined) return; // not listed here (or told already, by the companion's copy)
+      view.told.delete(body.userId);
+      this.tell(room, view, { type: 'LEAVE', userId: body.userId, roles: member.roles, sessionId: body.sessionId, reason: typeof reason === 'string' ? (reason as PresenceEventBody['reason']) : 'instance-lost', at: body.at, seq: view.last });
+    } else if (!view.told.has(body.userId)) {
+      view.told.set(body.userId, { sessionId: body.sessionId, roles: body.roles, joinedAt: body.at });
+      this.tell(room, view, { type: 'JOIN', userId: body.userId, roles: body.roles, sessionId: body.sessionId, reason: null, at: body.at, seq: view.last });
+    }
+  }
+
+  /** Check every room with local subscribers (Redis lost its data), and lists read in the next while. */
   auditAll(): void {
+    this.auditUntil = performance.now() + 3 * this.options.confirmMs;
     for (const room of this.rooms.keys()) this.audit(room);
   }
 
@@ -204,8 +277,7 @@ export class PresenceViews {
       view.seen = undefined;
       return false;
     }
-    const inRedis = new Map<string, ToldMember>();
-    for (const [sessionId, entry] of read.sessions) inRedis.set(entry.userId, { sessionId, roles: entry.roles });
+    const inRedis = this.membersOf(read);
     const told = view.told;
     const ghosts = [...told.keys()].filter((u) => !inRedis.has(u)).sort();
     const missing = [...inRedis.keys()].filter((u) => !told.has(u)).sort();
@@ -249,12 +321,14 @@ export class PresenceViews {
     this.options.read(room).then(
       (read) => {
         if (this.rooms.get(room) !== view) return;
-        const told = new Map<string, ToldMember>();
-        for (const [sessionId, entry] of read.sessions) told.set(entry.userId, { sessionId, roles: entry.roles });
-        view.told = told;
+        view.told = this.membersOf(read);
         view.last = read.seq;
         for (const { seq, body } of view.early) if (seq > read.seq) this.apply(view, seq, body);
         view.early = [];
+        this.wakeWaiters(view);
+        // Read just after Redis lost its data: other instances may not have put their
+        // members back yet, so this list is checked like the others.
+        if (performance.now() < this.auditUntil) this.audit(room);
       },
       (err: unknown) => {
         // Redis away: no list yet; the next audit reads it (what was told meanwhile is unknown).
@@ -267,8 +341,49 @@ export class PresenceViews {
   private apply(view: RoomView, seq: number, body: EventBody): void {
     if (seq <= view.last && view.last !== 0) return; // the companion's copy of an event applied already
     view.last = seq;
-    if (body.type === 'JOIN') view.told!.set(body.userId, { sessionId: body.sessionId, roles: body.roles });
+    if (body.type === 'JOIN') view.told!.set(body.userId, { sessionId: body.sessionId, roles: body.roles, joinedAt: body.at });
     else view.told!.delete(body.userId);
+    this.wakeWaiters(view);
+  }
+
+  /** Snapshots waiting for this list to reach their number get it now (before the event that reached it is delivered). */
+  private wakeWaiters(view: RoomView): void {
+    if (view.waiters.length === 0 || view.told === undefined) return;
+    const ready = view.waiters.filter((w) => view.last >= w.seq);
+    if (ready.length === 0) return;
+    view.waiters = view.waiters.filter((w) => view.last < w.seq);
+    const listed = this.listOf(view);
+    for (const waiter of ready) waiter.resolve(listed);
+  }
+
+  private listOf(view: RoomView): RoomSnapshot {
+    const members: Member[] = [...view.told!].map(([userId, m]) => ({ userId, roles: m.roles, joinedAt: m.joinedAt }));
+    members.sort((a, b) => a.joinedAt - b.joinedAt || (a.userId < b.userId ? -1 : 1));
+    return { seq: view.last, members };
+  }
+
+  /** userId → its earliest session in the room. */
+  private membersOf(read: RoomRead): Map<string, ToldMember> {
+    const members = new Map<string, ToldMember>();
+    for (const [sessionId, entry] of read.sessions) {
+      const known = members.get(entry.userId);
+      if (known === undefined || entry.joinedAt < known.joinedAt) members.set(entry.userId, { sessionId, roles: entry.roles, joinedAt: entry.joinedAt });
+    }
+    return members;
+  }
+
+  private create(room: string): RoomView {
+    const view: RoomView = { interest: new Set(), told: undefined, early: [], last: 0, seen: undefined, auditsLeft: 0, timer: undefined, isAuditing: false, waiters: [] };
+    this.rooms.set(room, view);
+    this.load(room, view);
+    return view;
+  }
+
+  private drop(room: string, view: RoomView): void {
+    clearTimeout(view.timer);
+    this.rooms.delete(room);
+    for (const waiter of view.waiters) waiter.resolve(undefined);
+    view.waiters = [];
   }
 
   private roomOf(destination: string): string | undefined {

@@ -239,6 +239,7 @@ export class RedisQueues implements QueueBackend {
     this.reapScript = new LuaScript(redis, 'queue-reap', [4]);
     redis.on('ready', () => this.onRedisReady());
     this.pollTimer = setInterval(() => {
+      this.reclaimLeftQueues();
       for (const queue of this.local.values()) this.pump(queue);
       this.scheduleFlush();
     }, POLL_MS);
@@ -398,9 +399,13 @@ export class RedisQueues implements QueueBackend {
     this.drainReady(queue);
     if (!this.isUp || this.credit(queue) <= queue.ready.length) return;
     queue.isReading = true;
+    let hasFailed = false;
     this.track(
       this.read(queue)
-        .catch((err: unknown) => this.options.logger.debug({ err, queue: queue.name }, 'queue read failed; retried on the next poll'))
+        .catch((err: unknown) => {
+          hasFailed = true;
+          this.options.logger.debug({ err, queue: queue.name }, 'queue read failed; retried on the next poll');
+        })
         .finally(() => {
           queue.isReading = false;
           if (this.local.get(queue.name) !== queue && queue.ready.length > 0) {
@@ -408,8 +413,34 @@ export class RedisQueues implements QueueBackend {
             this.giveBack(queue.name, queue.ready, false);
             queue.ready = [];
           }
+          // A read that failed may have run in Redis all the same (a reply that timed out on a
+          // connection that stayed up): what it took is in this instance's pending entries,
+          // known to nobody. The next read first gives back what is held there untracked.
+          if (hasFailed) this.reclaimBeforeNextRead(queue.name);
         }),
     );
+  }
+
+  /** Queues whose entries this instance may hold without knowing, and that have no local consumers now. */
+  private readonly toReclaim = new Set<string>();
+
+  private reclaimBeforeNextRead(name: string): void {
+    const current = this.local.get(name);
+    if (current !== undefined) current.needsReclaim = true;
+    else this.toReclaim.add(name);
+  }
+
+  /** On the poll: reclaim for queues no longer consumed here (a read of theirs failed). */
+  private reclaimLeftQueues(): void {
+    if (!this.isUp) return;
+    for (const name of this.toReclaim) {
+      this.toReclaim.delete(name);
+      if (this.local.has(name)) {
+        this.local.get(name)!.needsReclaim = true;
+        continue;
+      }
+      this.track(this.reclaimUntracked(name, undefined).catch(() => this.toReclaim.add(name)));
+    }
   }
 
   private async read(queue: LocalQueue): Promise<void> {
@@ -559,7 +590,10 @@ export class RedisQueues implements QueueBackend {
    */
   private async reclaimUntracked(name: string, queue: LocalQueue | undefined): Promise<void> {
     const { keys, instanceId, logger } = this.options;
-    const pending = (await this.redis.xpending(keys.queue(name), QUEUE_GROUP, '-', '+', 100000, instanceId).catch(() => [])) as [string, ...unknown[]][];
+    const pending = (await this.redis.xpending(keys.queue(name), QUEUE_GROUP, '-', '+', 100000, instanceId).catch((err: unknown) => {
+      if (err instanceof Error && /NOGROUP|no such key/i.test(err.message)) return []; // the queue is gone: nothing held
+      throw err;
+    })) as [string, ...unknown[]][];
     if (pending.length === 0) return;
     const tracked = this.trackedEntries(name, queue);
     const lost = pending.map((p) => p[0]).filter((id) => !tracked.has(id));
@@ -668,7 +702,7 @@ export class RedisQueues implements QueueBackend {
     // Queues this instance no longer consumes: nothing of theirs is tracked here any more.
     this.track(
       this.redis.smembers(this.options.keys.instanceQueues(this.options.instanceId)).then(async (names) => {
-        for (const name of names) if (!this.local.has(name)) await this.reclaimUntracked(name, undefined);
+        for (const name of names) if (!this.local.has(name)) await this.reclaimUntracked(name, undefined).catch(() => this.toReclaim.add(name));
       }),
     );
     this.scheduleFlush();

@@ -84,6 +84,8 @@ export interface PresenceStore {
    */
   reapInstance(instanceId: string): Promise<number>;
   snapshot(room: string): Promise<RoomSnapshot>;
+  /** The list a new watcher here gets (defaults to snapshot()): with several instances, the one this instance's watchers share. */
+  watcherSnapshot?(room: string): Promise<RoomSnapshot>;
   /** Rooms that may have members (none is missed; an empty one may be listed), in name order. */
   rooms(): Promise<string[]>;
   /** Finish what is under way (at shutdown). */

@@ -327,6 +327,29 @@ describe('queue limits and outages with Redis (in-process brokers)', { timeout: 
     }
   });
 
+  it('an entry read for this instance whose reply timed out on a connection that stayed up is given back, with no reconnect', async () => {
+    const redis = await startRedis();
+    const a = await startBroker({ REDIS_URL: redis.url, INSTANCE_ID: 'to-a' });
+    try {
+      const producer = await client(a.tcpPort!, 'tp');
+      await sendAll(producer, '/queue/timedout', 1); // nobody consumes yet: it waits in the stream
+      const reconnectsBefore = (a.clusterHealth() as { reconnects?: number } | undefined)?.reconnects;
+      const c = await client(a.tcpPort!, 'tc');
+      // Redis answers nobody for longer than the command timeout (3 s): the read the SUBSCRIBE
+      // starts runs when the pause ends, and its reply comes to a command already given up.
+      redis.cli('client', 'pause', '3600', 'ALL');
+      c.sendFrame('SUBSCRIBE', { destination: '/queue/timedout', id: 'sub', ack: 'client-individual' });
+      const m = await c.expect('MESSAGE', 15000);
+      assert.equal(header(m, 'seq'), '0');
+      c.sendFrame('ACK', { id: header(m, 'ack')! });
+      await until(() => redis.cli('xlen', 'ws:queue:{/queue/timedout}').trim() === '0', 'acked');
+      assert.equal((a.clusterHealth() as { reconnects?: number } | undefined)?.reconnects, reconnectsBefore, 'no reconnect: the connection stayed up');
+    } finally {
+      await a.stop();
+      await redis.stop();
+    }
+  });
+
   it('MAX_QUEUES: a SEND creating one queue too many is refused with QUEUE_LIMIT, across instances', async () => {
     const redis = await startRedis();
     const a = await startBroker({ REDIS_URL: redis.url, MAX_QUEUES: '2', INSTANCE_ID: 'lim-a' });

@@ -1,0 +1,4 @@
+// Share 3 of 5 of the fault suite's schedules in `npm test` (test/faults/suite.ts).
+import { defineFaultSuite } from './suite';
+
+defineFaultSuite(2);
