@@ -177,8 +177,9 @@ export class Session implements Subscriber, SessionView {
     return this.state === 'connected' && this.connection.isWritable;
   }
 
+  /** A closed session holds nobody back (a stale entry in a publisher's window must not). */
   get isBehind(): boolean {
-    return this.connection.isBehind;
+    return this.state === 'connected' && this.connection.isBehind;
   }
 
   get acceptedBytes(): number {
