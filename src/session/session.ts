@@ -165,7 +165,8 @@ export class Session implements Subscriber, SessionView, ConnectionHandlers {
 
   /**
    * The session's logger: a child with its sessionId, and its userId once connected. Made
-   * per use, not kept: it costs an idle session more than all its other state together.
+   * per use, not kept: a session logs a few lifecycle lines, and a kept child cost each idle
+   * session ~0.5 KB (the two-level one before, ~1.2 KB).
    */
   get log(): Logger {
     const principal = this.principal;
