@@ -208,7 +208,10 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     logger,
     messageIdPrefix,
   });
-  if (cluster !== undefined) cluster.presence.localEntries = () => presence.localEntries();
+  if (cluster !== undefined) {
+    cluster.presence.localEntries = () => presence.localEntries();
+    cluster.presence.isLocalEntry = (sessionId, room) => presence.isInRoom(sessionId, room);
+  }
   // Built before listening: a bad key or rules file stops the start (ConfigError).
   const usersFile = config.authMode === 'users' ? new UsersFile(config.usersFile!) : undefined;
   // One verifier for STOMP logins and admin JWTs on the HTTP API.

@@ -29,7 +29,7 @@ import { InstanceMembership } from './membership';
 import { connectRedis, isCluster, whenReady } from './redis-client';
 import type { RedisConnection } from './redis-client';
 import { PresenceSequencer } from './presence-sequencer';
-import { PresenceViews } from './presence-views';
+import { PresenceViews, isRepairEnvelope } from './presence-views';
 import { RedisPresence } from './redis-presence';
 import { RedisRegistry } from './redis-registry';
 import { RedisRelay } from './redis-relay';
@@ -137,8 +137,9 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     },
     onLivenessLost: async (_wasReaped, isNewRedis) => {
       queues?.resumeAsMember();
-      if (isNewRedis) await registry.rebuild();
-      else await registry.reconcile();
+      // Each step on its own: a registry that fails to reconcile must not keep presence stale.
+      const registryDone = isNewRedis ? registry.rebuild() : registry.reconcile();
+      await registryDone.catch((err: unknown) => logger.warn({ err }, 'could not reconcile the registry; tried again on the next refresh'));
       await presence.repair(isNewRedis);
       // A dead instance's members went with the data, with no LEAVE and nobody to reap them.
       if (isNewRedis) views.auditAll();
@@ -180,6 +181,10 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
   const sequencer: PresenceSequencer = new PresenceSequencer({
     recentEvents: (destination) => presence.recentEvents(destination),
     deliver: (e) => {
+      if (isRepairEnvelope(e)) {
+        views.onRepair(e);
+        return;
+      }
       views.onDelivered(e);
       router.deliverRemote(new Message(e.messageId, e.destination, e.routeKey, e.headers, e.body));
     },
@@ -260,6 +265,18 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     registry.refresh().catch(() => undefined);
   }, refreshMs);
   refreshTimer.unref();
+  // A join or leave step that failed while Redis stayed connected (a reply that timed out)
+  // is not followed by a reconnect's repair: the same repair runs a couple of heart-beats on.
+  let isRepairing = false;
+  const repairTimer = setInterval(() => {
+    if (isRepairing || !presence.needsRepair || !membership.isJoined || commands.status !== 'ready') return;
+    isRepairing = true;
+    presence
+      .repair()
+      .catch((err: unknown) => logger.debug({ err }, 'presence repair failed; tried again'))
+      .finally(() => (isRepairing = false));
+  }, config.instanceHeartbeatMs * 2);
+  repairTimer.unref();
   const redisLatency: RedisLatency = { lastMs: 0, sumMs: 0, count: 0 };
   const pingTimer = setInterval(() => {
     if (commands.status !== 'ready') return;
@@ -318,6 +335,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     instances: () => membership.instances(),
     async stop() {
       isStopping = true;
+      clearInterval(repairTimer);
       clearInterval(refreshTimer);
       clearInterval(pingTimer);
       eventOutboxes.stop();

@@ -100,6 +100,11 @@ const CATCH_UP_AFTER_MS = 150;
 /** A list made for a snapshot whose subscription never came is dropped after this. */
 const UNUSED_VIEW_MS = 10_000;
 
+/** Whether an envelope is a JOIN or LEAVE an instance tells as a correction (`x-presence-repair`), not a decision. */
+export function isRepairEnvelope(envelope: Envelope): boolean {
+  return envelope.headers.some(([name, value]) => name === REPAIR_HEADER && value === 'true');
+}
+
 function parseBody(body: Buffer): EventBody | undefined {
   try {
     const v = JSON.parse(body.toString()) as Record<string, unknown>;
@@ -187,6 +192,30 @@ export class PresenceViews {
       return;
     }
     this.apply(view, seq, body);
+  }
+
+  /**
+   * A JOIN or LEAVE that is not a decision (no number, `x-presence-repair`): a LEAVE that Redis
+   * forgot when it restarted empty, published by the instance that could not decide it. Told
+   * to the watchers here only if their list has the user (a list read from the new Redis
+   * never had it).
+   */
+  onRepair(envelope: Envelope): void {
+    const room = this.roomOf(envelope.routeKey);
+    const view = room === undefined ? undefined : this.rooms.get(room);
+    if (room === undefined || view?.told === undefined) return;
+    const body = parseBody(envelope.body);
+    if (body === undefined) return;
+    const reason = (JSON.parse(envelope.body.toString()) as { reason?: unknown }).reason;
+    if (body.type === 'LEAVE') {
+      const member = view.told.get(body.userId);
+      if (member === undefined) return; // not listed here (or told already, by the companion's copy)
+      view.told.delete(body.userId);
+      this.tell(room, view, { type: 'LEAVE', userId: body.userId, roles: member.roles, sessionId: body.sessionId, reason: typeof reason === 'string' ? (reason as PresenceEventBody['reason']) : 'instance-lost', at: body.at, seq: view.last });
+    } else if (!view.told.has(body.userId)) {
+      view.told.set(body.userId, { sessionId: body.sessionId, roles: body.roles, joinedAt: body.at });
+      this.tell(room, view, { type: 'JOIN', userId: body.userId, roles: body.roles, sessionId: body.sessionId, reason: null, at: body.at, seq: view.last });
+    }
   }
 
   /** Check every room with local subscribers (Redis lost its data), and lists read in the next while. */

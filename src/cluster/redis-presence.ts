@@ -30,7 +30,7 @@ import { LuaScript } from './lua';
 import type { RedisKeys } from './keys';
 import { isCluster } from './redis-client';
 import type { RedisConnection } from './redis-client';
-import { presenceEventHeaders } from '../presence/presence';
+import { REPAIR_HEADER, presenceEventHeaders } from '../presence/presence';
 import type { LeaveReason, Member, PresenceEventBody, PresenceStore, RoomMatcher, RoomSnapshot, SessionEntry } from '../presence/presence';
 
 /** How long a room's counter outlives its last decision. */
@@ -105,15 +105,6 @@ return announce(KEYS[4], 4, ARGV[3])
 `;
 
 /**
- * A LEAVE Redis forgot (it restarted empty while the leave could not be decided): told if the
- * user has no session in the room now. KEYS: users, seq. ARGV: userId, publish (1/0), pairs.
- */
-const FORGOTTEN_LEAVE_LUA = ANNOUNCE_LUA + `
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return false end
-return announce(KEYS[2], 3, ARGV[2])
-`;
-
-/**
  * KEYS: members, seq. Returns {seq, member JSON...}. With no counter (no decision for a while,
  * or Redis restarted empty), the list is numbered with the clock in microseconds, where the
  * next decision's number will start: above anything decided before, so a watcher's list read
@@ -162,6 +153,8 @@ export interface RedisPresenceOptions {
 export class RedisPresence implements PresenceStore {
   /** This instance's sessions in rooms, by room (set by whoever tracks them: the tracker). */
   localEntries: () => Map<string, SessionEntry[]> = () => new Map();
+  /** Whether this instance's session is in the room now (a repair runs beside joins and leaves). */
+  isLocalEntry: (sessionId: string, room: string) => boolean = () => true;
   private readonly options: RedisPresenceOptions;
   private readonly redis: RedisConnection;
   private readonly prefix: string;
@@ -174,6 +167,10 @@ export class RedisPresence implements PresenceStore {
   private readonly localCounts = new Map<string, number>();
   /** `sessionId\nroom` of joins under way (counted in localCounts already). */
   private readonly joining = new Set<string>();
+  /** A join or leave step failed (its reply timed out, or Redis was away) since the last repair. */
+  private hasFailedStep = false;
+  /** Leaves under way: a repair waits for them before it tells the leaves Redis forgot. */
+  private readonly leavesInFlight = new Set<Promise<void>>();
   /** `sessionId\nroom` whose leave failed → who left and why, told when repaired. */
   private readonly failedLeaves = new Map<string, { room: string; entry: SessionEntry; reason: LeaveReason }>();
 
@@ -185,7 +182,6 @@ export class RedisPresence implements PresenceStore {
     this.redis.defineCommand('stompdPresenceJoin', { numberOfKeys: 4, lua: JOIN_LUA });
     this.redis.defineCommand('stompdPresenceLeave', { numberOfKeys: 4, lua: LEAVE_LUA });
     this.redis.defineCommand('stompdPresenceSnapshot', { numberOfKeys: 2, lua: SNAPSHOT_LUA });
-    this.redis.defineCommand('stompdPresenceForgottenLeave', { numberOfKeys: 2, lua: FORGOTTEN_LEAVE_LUA });
     this.viewScript = new LuaScript(this.redis, 'presence-view', [2]);
   }
 
@@ -194,7 +190,13 @@ export class RedisPresence implements PresenceStore {
   }
 
   async leave(room: string, entry: SessionEntry, reason: LeaveReason): Promise<void> {
-    await this.leaveAs(room, entry, reason, false);
+    const leaving = this.leaveAs(room, entry, reason, false);
+    this.leavesInFlight.add(leaving);
+    try {
+      await leaving;
+    } finally {
+      this.leavesInFlight.delete(leaving);
+    }
   }
 
   /**
@@ -219,6 +221,7 @@ export class RedisPresence implements PresenceStore {
       await this.publishFinished(room, envelopes);
       if (wasLocal) await this.countLocal(room, -1);
     } catch (err) {
+      this.hasFailedStep = true;
       if (wasStored || this.announced.has(key)) this.failedLeaves.set(key, { room, entry, reason });
       throw err;
     }
@@ -293,7 +296,22 @@ export class RedisPresence implements PresenceStore {
    * After Redis was away: make Redis match this instance's live sessions. Entries of other
    * instances are theirs to repair (or the reaper's, when they died).
    */
+  /** Whether a join or leave step failed since the last repair (Redis slow or away): repair() makes it good. */
+  get needsRepair(): boolean {
+    return this.hasFailedStep;
+  }
+
   async repair(isNewRedis = false): Promise<void> {
+    this.hasFailedStep = false;
+    try {
+      await this.repairNow(isNewRedis);
+    } catch (err) {
+      this.hasFailedStep = true;
+      throw err;
+    }
+  }
+
+  private async repairNow(isNewRedis: boolean): Promise<void> {
     const local = this.localEntries();
     const listed = await this.redis.smembers(this.instanceRoomsKey());
     const rooms = new Set([...listed, ...local.keys()]);
@@ -302,12 +320,20 @@ export class RedisPresence implements PresenceStore {
       const stored = await this.redis.hgetall(this.roomKeys(room)[0]);
       for (const [sessionId, json] of Object.entries(stored)) {
         const entry = JSON.parse(json) as StoredEntry;
-        if (entry.instanceId !== this.options.instanceId || live.has(sessionId)) continue;
+        // Live when the list was taken, or joined since (its own join step wrote the entry).
+        if (entry.instanceId !== this.options.instanceId || live.has(sessionId) || this.isLocalEntry(sessionId, room)) continue;
         const reason = this.failedLeaves.get(`${sessionId}\n${room}`)?.reason ?? 'disconnect';
         await this.leaveAs(room, { sessionId, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, reason, true);
       }
       for (const entry of live.values()) {
-        if (stored[entry.sessionId] === undefined) await this.joinAs(room, entry, !this.announced.has(`${entry.sessionId}\n${room}`));
+        if (stored[entry.sessionId] !== undefined) continue;
+        // A session that left since the list was taken is not put back (its leave step ran
+        // and found no entry: the LEAVE is told below); the check is made again just before
+        // the script goes out, and a leave after that is sent behind this join, on the same
+        // connection, so it finds the entry.
+        const key = `${entry.sessionId}\n${room}`;
+        if (!this.isLocalEntry(entry.sessionId, room)) continue;
+        await this.joinAs(room, entry, !this.announced.has(key), () => this.isLocalEntry(entry.sessionId, room));
       }
       if (live.size === 0) await this.redis.srem(this.instanceRoomsKey(), room);
     }
@@ -316,15 +342,37 @@ export class RedisPresence implements PresenceStore {
     // the user is back in the room. (A session of the same user on an instance that has not
     // repaired yet is not seen here.) Otherwise the entry went with a LEAVE already told: by
     // this instance (the reply was lost) or by a reaper (this instance was taken for dead).
+    await Promise.allSettled([...this.leavesInFlight]); // a leave sent during the repair may have found no entry
     for (const [key, { room, entry, reason }] of [...this.failedLeaves]) {
       this.failedLeaves.delete(key);
       if (!isNewRedis) continue;
-      const [, users, , seq] = this.roomKeys(room);
-      const envelopes = await this.script('stompdPresenceForgottenLeaveBuffer')(
-        users, seq, entry.userId, this.isSharded ? '0' : '1',
-        ...this.eventArgs(room, { type: 'LEAVE', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason, at: Date.now() }),
-      );
-      await this.publishFinished(room, envelopes);
+      const [, users] = this.roomKeys(room);
+      if ((await this.redis.hexists(users, entry.userId)) === 1) continue; // back in the room
+      await this.publishForgotten(room, { type: 'LEAVE', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason, at: Date.now() });
+    }
+  }
+
+  /**
+   * A LEAVE that Redis forgot (it restarted empty while the leave could not be decided). It is
+   * not a decision: watchers whose list was read from the new Redis never listed the user.
+   * Each instance whose watchers' list still has the user tells them (presence-views.ts);
+   * the event has no number and is marked `x-presence-repair`.
+   */
+  private async publishForgotten(room: string, body: Omit<PresenceEventBody, 'seq'>): Promise<void> {
+    const bytes = Buffer.from(JSON.stringify(body));
+    const companion = this.options.matcher.companionOf(room);
+    for (const destination of companion === undefined ? [room] : [room, companion]) {
+      const envelope = encodeEnvelope({
+        origin: `presence@${this.options.instanceId}`,
+        messageId: `${this.options.messageIdPrefix}-p${++this.messageSeq}`,
+        destination,
+        routeKey: destination,
+        headers: [...presenceEventHeaders(body.type), [REPAIR_HEADER, 'true']],
+        body: bytes,
+      });
+      const channel = this.options.keys.destinationChannel(destination);
+      if (this.isSharded) await this.redis.spublish(channel, envelope);
+      else await this.redis.publish(channel, envelope);
     }
   }
 
@@ -354,7 +402,11 @@ export class RedisPresence implements PresenceStore {
     return this.redis.lrangeBuffer(log, 0, -1);
   }
 
-  private async joinAs(room: string, entry: SessionEntry, shouldAnnounce: boolean): Promise<void> {
+  /**
+   * `isStillLive` (a repair's join): checked once the rooms list is written, just before the
+   * script goes out, so that a leave sent meanwhile is not undone by this join.
+   */
+  private async joinAs(room: string, entry: SessionEntry, shouldAnnounce: boolean, isStillLive?: () => boolean): Promise<void> {
     // The reaper's list first: a crash after it leaves a room listed with no entry of this
     // instance, which the reaper skips; the other order could leave a member nobody removes.
     // The room is counted before the SADD, so a leave of another local session finishing
@@ -367,6 +419,10 @@ export class RedisPresence implements PresenceStore {
     }
     try {
       await this.redis.sadd(this.instanceRoomsKey(), room);
+      if (isStillLive !== undefined && !isStillLive()) {
+        if (this.joining.delete(key)) await this.countLocal(room, -1);
+        return;
+      }
       const stored: StoredEntry = { userId: entry.userId, roles: [...entry.roles], instanceId: this.options.instanceId, joinedAt: entry.joinedAt };
       const member: Member = { userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt };
       const envelopes = await this.script('stompdPresenceJoinBuffer')(
@@ -378,6 +434,7 @@ export class RedisPresence implements PresenceStore {
       this.announced.add(key);
       await this.publishFinished(room, envelopes);
     } catch (err) {
+      this.hasFailedStep = true;
       if (this.joining.delete(key)) await this.countLocal(room, -1).catch(() => undefined);
       throw err;
     }

@@ -61,6 +61,10 @@ export class PresenceTracker implements Presence {
   private readonly chains = new Map<string, Promise<void>>();
   /** Snapshot subscriptions still waiting for their member list → the messages held meanwhile. */
   private readonly awaitingSnapshot = new Map<Subscription, Message[]>();
+  /** `sessionId\nroom` → its room subscription waiting for the member list. */
+  private readonly snapshotPending = new Map<string, Subscription>();
+  /** Per waiting room subscription: the same session's companion subscriptions made meanwhile, and what they hold. */
+  private readonly companionsHeld = new Map<Subscription, { subscription: Subscription; held: Message[] }[]>();
   private snapshotSeq = 0;
 
   constructor(deps: PresenceTrackerDeps) {
@@ -124,6 +128,11 @@ export class PresenceTracker implements Presence {
     return byRoom;
   }
 
+  /** Whether `sessionId` (of this instance) is in `room` now. */
+  isInRoom(sessionId: string, room: string): boolean {
+    return this.sessions.get(sessionId)?.rooms.has(room) === true;
+  }
+
   /** Resolves when every step begun so far is done (tests, shutdown). */
   async settle(): Promise<void> {
     while (this.chains.size > 0) await Promise.allSettled([...this.chains.values()]);
@@ -131,6 +140,13 @@ export class PresenceTracker implements Presence {
 
   private onSubscribe(e: SubscriptionEvent): void {
     const room = e.destination;
+    if (e.subscription !== undefined && this.isCompanion(room)) {
+      // The session's own list comes first: its companion holds what arrives until then.
+      const owner = this.deps.matcher.roomOfCompanion(room);
+      const waiting = owner === undefined ? undefined : this.snapshotPending.get(`${e.session.sessionId}\n${owner}`);
+      if (waiting !== undefined) this.holdCompanion(waiting, e.subscription);
+      return;
+    }
     if (!this.isRoom(room)) return;
     const sessionId = e.session.sessionId;
     let session = this.sessions.get(sessionId);
@@ -143,16 +159,27 @@ export class PresenceTracker implements Presence {
     else session.rooms.set(room, { count: 1, joinedAt: Date.now() });
     const subscription = e.subscription;
     const wantsSnapshot = subscription !== undefined && e.headers !== undefined && headerValue(e.headers, SNAPSHOT_HEADER) === 'true';
-    if (wantsSnapshot) this.holdUntilSnapshot(subscription);
+    if (wantsSnapshot) {
+      this.holdUntilSnapshot(subscription);
+      this.snapshotPending.set(`${sessionId}\n${room}`, subscription);
+    }
     if (joined === undefined) {
       const entry: SessionEntry = { sessionId, userId: session.userId, roles: session.roles, joinedAt: session.rooms.get(room)!.joinedAt };
       this.enqueue(session.userId, () => this.deps.store.join(room, entry));
     }
-    if (wantsSnapshot) this.enqueue(session.userId, () => this.writeSnapshot(room, subscription));
+    if (wantsSnapshot) this.enqueue(session.userId, () => this.writeSnapshot(room, subscription, sessionId));
   }
 
   private onUnsubscribe(e: SubscriptionEvent): void {
-    if (e.subscription !== undefined) this.awaitingSnapshot.delete(e.subscription);
+    if (e.subscription !== undefined) {
+      this.awaitingSnapshot.delete(e.subscription);
+      if (this.isCompanion(e.destination)) {
+        for (const list of this.companionsHeld.values()) {
+          const index = list.findIndex((c) => c.subscription === e.subscription);
+          if (index >= 0) list.splice(index, 1);
+        }
+      }
+    }
     if (e.isSessionEnding === true) return; // left with the disconnect's reason, next
     const room = e.destination;
     const session = this.sessions.get(e.session.sessionId);
@@ -195,7 +222,30 @@ export class PresenceTracker implements Presence {
     this.awaitingSnapshot.set(subscription, held);
   }
 
-  private async writeSnapshot(room: string, subscription: Subscription): Promise<void> {
+  private holdCompanion(roomSubscription: Subscription, companion: Subscription): void {
+    const held: Message[] = [];
+    companion.gate = (message) => {
+      held.push(message);
+      return false;
+    };
+    let list = this.companionsHeld.get(roomSubscription);
+    if (list === undefined) this.companionsHeld.set(roomSubscription, (list = []));
+    list.push({ subscription: companion, held });
+  }
+
+  /** The room subscription's list was written (or could not be read): its session's companions deliver what they held. */
+  private releaseCompanions(roomSubscription: Subscription, sessionId: string, room: string): void {
+    if (this.snapshotPending.get(`${sessionId}\n${room}`) === roomSubscription) this.snapshotPending.delete(`${sessionId}\n${room}`);
+    const companions = this.companionsHeld.get(roomSubscription);
+    if (companions === undefined) return;
+    this.companionsHeld.delete(roomSubscription);
+    for (const { subscription, held } of companions) {
+      subscription.gate = undefined;
+      for (const message of held) subscription.deliver(message);
+    }
+  }
+
+  private async writeSnapshot(room: string, subscription: Subscription, sessionId: string): Promise<void> {
     let snapshot;
     try {
       snapshot = await (this.deps.store.watcherSnapshot?.(room) ?? this.deps.store.snapshot(room));
@@ -217,6 +267,7 @@ export class PresenceTracker implements Presence {
         for (const message of held) if (!isListed(message)) subscription.deliver(message);
         if (snapshot !== undefined) subscription.gate = (message) => !isListed(message);
       }
+      this.releaseCompanions(subscription, sessionId, room);
     }
   }
 }

@@ -64,4 +64,62 @@ describe('RedisPresence: a leave that finds no entry', { timeout: 60000 }, () =>
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.deepEqual(heard.filter((e) => e === 'LEAVE bob'), ['LEAVE bob']);
   });
+
+  it('a session that leaves while the repair after an empty restart runs is not put back: no ghost, its LEAVE told once, no second JOIN', async () => {
+    const store = presence();
+    const room = '/topic/room.c';
+    await store.join(room, entry('s3', 'cat'));
+    await store.join(room, entry('s4', 'dan'));
+    await until(() => heard.includes('JOIN cat') && heard.includes('JOIN dan'), 'the JOINs');
+    await redis.flushall(); // Redis restarted empty
+    const inRoom = new Set(['s3', 's4']);
+    store.localEntries = () => new Map([[room, [entry('s3', 'cat'), entry('s4', 'dan')]]]); // the list the repair takes
+    store.isLocalEntry = (sessionId) => inRoom.has(sessionId);
+    // cat leaves just after the repair took its list; dan leaves while the repair writes its rooms list.
+    inRoom.delete('s3');
+    await store.leave(room, entry('s3', 'cat'), 'disconnect');
+    const realSadd = redis.sadd.bind(redis) as (...args: unknown[]) => Promise<number>;
+    let isDanGone = false;
+    (redis as unknown as { sadd: (...args: unknown[]) => Promise<number> }).sadd = (...args: unknown[]) => {
+      if (!isDanGone) {
+        isDanGone = true;
+        inRoom.delete('s4'); // the tracker's view changes at once; its leave step follows
+        void store.leave(room, entry('s4', 'dan'), 'unsubscribe');
+      }
+      return realSadd(...args);
+    };
+    try {
+      await store.repair(true);
+    } finally {
+      (redis as unknown as { sadd: unknown }).sadd = realSadd;
+    }
+    await until(() => heard.includes('LEAVE cat') && heard.includes('LEAVE dan'), 'both LEAVEs');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(await redis.hlen(`ws:presence:{${room}}:sessions`), 0, 'no entry left behind');
+    assert.deepEqual(heard.filter((e) => e.endsWith(' cat') || e.endsWith(' dan')), ['JOIN cat', 'JOIN dan', 'LEAVE cat', 'LEAVE dan']);
+  });
+
+  it('a leave step that failed while Redis stayed connected marks the store for repair; the repair removes the entry and tells the LEAVE', async () => {
+    const store = presence();
+    const room = '/topic/room.d';
+    await store.join(room, entry('s5', 'eve'));
+    await until(() => heard.includes('JOIN eve'), 'the JOIN');
+    assert.equal(store.needsRepair, false);
+    const scripts = redis as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    const realLeave = scripts.stompdPresenceLeaveBuffer!;
+    scripts.stompdPresenceLeaveBuffer = () => Promise.reject(new Error('Command timed out'));
+    try {
+      await assert.rejects(store.leave(room, entry('s5', 'eve'), 'disconnect'));
+    } finally {
+      scripts.stompdPresenceLeaveBuffer = realLeave;
+    }
+    assert.equal(store.needsRepair, true, 'a failed step asks for a repair');
+    assert.equal(await redis.hlen(`ws:presence:{${room}}:sessions`), 1, 'the entry is still there');
+    store.localEntries = () => new Map(); // eve's session is gone
+    store.isLocalEntry = () => false;
+    await store.repair();
+    assert.equal(store.needsRepair, false);
+    await until(() => heard.includes('LEAVE eve'), 'the LEAVE told by the repair');
+    assert.equal(await redis.hlen(`ws:presence:{${room}}:sessions`), 0);
+  });
 });
