@@ -67,6 +67,8 @@ interface Options {
   /** Take a CPU profile of stompd over each measured window, into this directory. */
   profileDir: string | undefined;
   stompdEnv: Record<string, string>;
+  /** The compiled main.js to run as stompd (another build, to compare before and after a change). */
+  mainPath: string;
   isPinning: boolean;
   isQuiet: boolean;
 }
@@ -88,12 +90,16 @@ One JSON line per run on stdout, then one summary line per row and transport.
   --window W                max rows: messages in flight towards the last subscriber (default 200)
   --window-large W          the same for bodies over 1 KiB (default 64)
   --batch B                 max rows: messages per write (default 50)
-  --idle S                  a run ends S seconds after its last delivery (default 5)
+  --idle S                  a run ends S seconds after its last delivery (default 15: a starved load
+                            generator on a busy machine can stall for seconds)
   --sample-every K          every K-th subscriber records latency (default 50)
   --profile DIR             a CPU profile of stompd over each measured window (through its
                             inspector), DIR/stompd-<row>-<transport>-<round>.cpuprofile;
                             such runs cost stompd a little more CPU: compare them with each other
-  --broker-env K=V          environment for stompd (repeatable)
+  --broker-env K=V          environment for stompd (repeatable); WRITE_BUFFER_LIMIT_BYTES is 64 MiB
+                            unless given here (nats-server's max_pending: both buffer alike for a
+                            subscriber that falls behind)
+  --main PATH               the compiled main.js to run as stompd (default this build's)
   --no-pin                  do not pin broker and load generator to separate cores
   --quiet                   no progress on stderr
   --help                    this text
@@ -110,6 +116,13 @@ const DESTINATION = '/topic/bench-anchor';
 const MAX_FRAMES_PER_WRITE = 50;
 const TICK_MS = 250;
 const LARGE_BODY_BYTES = 1024;
+/**
+ * What stompd may buffer for one subscriber before its slow-consumer policy applies: here
+ * nats-server's default max_pending (64 MB), so that a load generator that falls behind on a
+ * busy machine is buffered for by both brokers alike, not dropped for by one (stompd's default
+ * is 1 MiB) and buffered for by the other.
+ */
+const STOMPD_WRITE_BUFFER_LIMIT_BYTES = String(64 * 1024 * 1024);
 
 function parseOptions(argv: string[]): Options | undefined {
   const { values } = parseArgs({
@@ -131,6 +144,7 @@ function parseOptions(argv: string[]): Options | undefined {
       'sample-every': { type: 'string' },
       profile: { type: 'string' },
       'broker-env': { type: 'string', multiple: true },
+      main: { type: 'string' },
       'no-pin': { type: 'boolean' },
       quiet: { type: 'boolean' },
       help: { type: 'boolean' },
@@ -173,10 +187,11 @@ function parseOptions(argv: string[]): Options | undefined {
     window,
     windowLarge,
     batch,
-    idleSeconds: integer('idle', values.idle, 5),
+    idleSeconds: integer('idle', values.idle, 15),
     sampleEvery: integer('sample-every', values['sample-every'], 50),
     profileDir: values.profile,
     stompdEnv,
+    mainPath: path.resolve(values.main ?? path.join(__dirname, '../src/main.js')),
     isPinning: !values['no-pin'],
     isQuiet: values.quiet ?? false,
   };
@@ -209,8 +224,8 @@ interface Contender {
 
 async function startStompd(options: Options, pinCpu: number | undefined): Promise<Contender & { inspectorUrl: string | undefined }> {
   const broker: StompdProcess = await spawnStompd({
-    mainPath: path.resolve(__dirname, '../src/main.js'),
-    env: options.stompdEnv,
+    mainPath: options.mainPath,
+    env: { WRITE_BUFFER_LIMIT_BYTES: STOMPD_WRITE_BUFFER_LIMIT_BYTES, ...options.stompdEnv },
     nodeArgs: options.profileDir === undefined ? [] : ['--inspect=127.0.0.1:0'],
     cpu: pinCpu,
     readyTimeoutMs: READY_TIMEOUT_MS,
@@ -285,7 +300,8 @@ interface RunResult {
   window?: number;
   messages: number;
   delivered: number;
-  drops: number;
+  /** published × subscribers − delivered: dropped by the broker (see brokerLog), or not delivered when the run ended. */
+  missing: number;
   seconds: number;
   deliveriesPerSec: number;
   /** Broker CPU (user + system, all threads) over the measured window, per delivery. */
@@ -397,8 +413,16 @@ async function runOnce(options: Options, contender: Contender & { inspectorUrl?:
       };
       pump();
     }
+    let lastReportAt = startedAt;
+    let lastReported = 0;
     ticker = setInterval(() => {
       const now = performance.now();
+      if (now - lastReportAt >= 1000) {
+        const rate = Math.round(((totalReceived - lastReported) * 1000) / (now - lastReportAt));
+        progress(`${label}: published ${published}, delivered ${totalReceived}/${published * count} (${rate}/s)`);
+        lastReportAt = now;
+        lastReported = totalReceived;
+      }
       if (row.mode === 'max' && now - startedAt >= durationMs) stopPublishing();
       if (contender.hasExited) finish('broker-exited');
       else if (now - Math.max(startedAt, lastDeliveryAt) > options.idleSeconds * 1000) finish('idle');
@@ -431,7 +455,7 @@ async function runOnce(options: Options, contender: Contender & { inspectorUrl?:
       ...(row.mode === 'fixed' ? { ratePerSec } : { window }),
       messages: published,
       delivered: totalReceived,
-      drops: expected - totalReceived,
+      missing: expected - totalReceived,
       seconds: round3(seconds),
       deliveriesPerSec: Math.round(totalReceived / seconds),
       cpuPerDeliveryUs: brokerCpuSeconds === undefined || totalReceived === 0 ? null : round3((brokerCpuSeconds * 1e6) / totalReceived),
@@ -476,7 +500,7 @@ function summarize(results: readonly RunResult[], row: Row, transport: Transport
       cpuPerDeliveryUs: cpu.length > 0 ? range(cpu) : null,
       deliveriesPerSec: range(mine.map((r) => r.deliveriesPerSec)),
       p99Ms: range(mine.map((r) => r.latencyMs.p99)),
-      drops: mine.reduce((sum, r) => sum + r.drops, 0),
+      missing: mine.reduce((sum, r) => sum + r.missing, 0),
     };
   }
   const ratios: { round: number; cpuPerDelivery: number | null; deliveriesPerSec: number }[] = [];
@@ -544,9 +568,9 @@ async function main(): Promise<number> {
           try {
             const result = await runOnce(opts, current, row, transport, round, progress);
             results.push(result);
-            if (result.drops !== 0) {
+            if (result.missing !== 0) {
               isEverythingDelivered = false;
-              progress(`${name} ${row.label}: ${result.drops} deliveries missing; log tail:\n${current.logTail()}`);
+              progress(`${name} ${row.label}: ${result.missing} deliveries missing (ended by ${result.endedBy}); log tail:\n${current.logTail()}`);
             }
             process.stdout.write(`${JSON.stringify(result)}\n`);
             progress(`${name} ${row.label} ${transport} round ${round}: ${result.deliveriesPerSec} deliveries/s, ${result.cpuPerDeliveryUs} µs CPU/delivery (broker ${result.cpu.broker} of a core), p99 ${result.latencyMs.p99} ms`);
