@@ -538,7 +538,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       isStopping = true;
       // Counted before the sessions go: closing them hands their unacknowledged messages back.
       // With Redis they are not: the unacknowledged go back to the shared queues.
-      const held = router.hasSharedQueues ? { storedMessages: 0, unacknowledgedMessages: 0 } : heldQueueMessages(router, open.values());
+      const held = router.queues.heldOnlyHere();
       if (held.storedMessages + held.unacknowledgedMessages > 0) {
         // Their senders hold RECEIPTs for them: say what is lost.
         logger.warn(held, `shutdown discards ${held.storedMessages + held.unacknowledgedMessages} queue messages held in memory`);
@@ -561,18 +561,6 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       logger.info({ discardedQueueMessages: held.storedMessages + held.unacknowledgedMessages }, 'stompd stopped');
     },
   };
-}
-
-/** Queue messages only this process holds: stored in queues, or delivered and not acknowledged yet. */
-function heldQueueMessages(router: Router, sessions: Iterable<Session>): { storedMessages: number; unacknowledgedMessages: number } {
-  let unacknowledgedMessages = 0;
-  for (const session of sessions) {
-    for (const subscription of session.subscriptions.values()) {
-      // Only queue deliveries keep their message (a topic one owes just the ack).
-      for (const delivery of subscription.pending.values()) if (delivery.message !== undefined) unacknowledgedMessages++;
-    }
-  }
-  return { storedMessages: router.stats().queuedMessages, unacknowledgedMessages };
 }
 
 function settlesWithin(promise: Promise<unknown>, timeoutMs: number): Promise<boolean> {

@@ -143,10 +143,14 @@ export function appDestinations(deps: AppDestinationsDeps): DestinationHandler {
     return { routed, replies };
   };
 
-  /** Admit and publish in order; a queue refusal (or Redis away) is the first refusal met. */
-  const publishAll = async (messages: Message[]): Promise<PublishRefusal | undefined> => {
-    for (const message of messages) {
-      const refusal = (await router.admit([message])) ?? (await router.publish(message));
+  /**
+   * Admit and publish in order; a queue refusal (or Redis away) is the first refusal met.
+   * `firstAdmission`: the first message's admission, already asked for.
+   */
+  const publishAll = async (messages: Message[], firstAdmission?: Promise<PublishRefusal | undefined>): Promise<PublishRefusal | undefined> => {
+    for (let i = 0; i < messages.length; i++) {
+      const message = messages[i]!;
+      const refusal = (await (i === 0 && firstAdmission !== undefined ? firstAdmission : router.admit([message]))) ?? (await router.publish(message));
       if (refusal !== undefined) return refusal;
     }
     return undefined;
@@ -170,18 +174,16 @@ export function appDestinations(deps: AppDestinationsDeps): DestinationHandler {
       if (answer.error !== undefined && session.isOpen) reportError(session, frame, errorCode(answer.error.code, 'BACKEND_ERROR'), answer.error.message);
     };
     if (routed.length === 0) return finish(undefined);
-    // Topic and user messages are routed at once; only queues in Redis make this wait.
-    let i = 0;
-    for (; i < routed.length; i++) {
+    // Routed at once while the answers are immediate; queues in Redis make the rest wait.
+    for (let i = 0; i < routed.length; i++) {
       const message = routed[i]!;
-      if (router.kindOf(message.routeKey) === 'queue' && router.hasSharedQueues) break;
       const refusal = router.admit([message]);
-      if (refusal instanceof Promise) break;
+      if (refusal instanceof Promise) return publishAll(routed.slice(i), refusal).then(finish);
       if (refusal !== undefined) return finish(refusal);
-      void router.publish(message);
+      const stored = router.publish(message);
+      if (stored instanceof Promise) return stored.then((r) => r ?? publishAll(routed.slice(i + 1))).then(finish);
     }
-    if (i === routed.length) return finish(undefined);
-    return publishAll(routed.slice(i)).then(finish);
+    return finish(undefined);
   };
 
   return {

@@ -5,37 +5,22 @@
 // `/user/<userId>/...`); queues hand each message to one consumer. With a Relay (several
 // instances), topic and user messages also go to the other instances, and the relay is
 // told which route keys have local subscribers; local subscribers are always served
-// directly, never through the relay.
-//
-// Queue limits: each queue drops its oldest past MAX_QUEUE_MESSAGES / MAX_QUEUE_BYTES (its
-// own business); what all queues hold together (MAX_TOTAL_QUEUE_BYTES) and how many exist
-// (MAX_QUEUES) are checked before a publish (admit), and a refusal is the sender's ERROR:
-// dropping other queues' messages to make room would be worse. Both are counted in stats()
-// and logged at most every LIMIT_LOG_INTERVAL_MS.
+// directly, never through the relay. Queues live in a QueueBackend chosen once: memory by
+// default, Redis when the cluster node attaches it; the router hands it every queue
+// operation and never asks which one it is.
 
-import type { Logger } from 'pino';
 import type { Header } from '../codec';
 import { Destinations } from './destinations';
 import type { DestinationKind, DestinationPrefixes } from './destinations';
+import { MemoryQueues } from './memory-queues';
+import type { MemoryQueuesOptions } from './memory-queues';
 import { Message, USER_ID_HEADER, expiresAtMsOf, forwardableHeaders } from './message';
-import { Queue, messagesOf } from './queue';
-import type { QueueBackend, QueueRefusal, QueueStat } from './queue-backend';
+import type { Admission, QueueBackend, QueueRefusal, QueueStat } from './queue-backend';
 import type { Relay } from './relay';
-import type { QueueHooks } from './queue';
 import type { Delivery, Subscription } from './subscription';
 import { Topic } from './topic';
 
-export interface RouterOptions extends DestinationPrefixes {
-  /** Messages a queue keeps while nobody takes them; past it the oldest are dropped. */
-  maxQueueMessages: number;
-  /** Bytes a queue holds (stored and unacknowledged); past it the oldest stored are dropped. */
-  maxQueueBytes?: number;
-  /** Bytes all queues hold together; a publish past it is refused (QUEUE_FULL). */
-  maxTotalQueueBytes?: number;
-  /** Queues at once; a publish creating one more is refused (QUEUE_LIMIT). */
-  maxQueues?: number;
-  /** For the rate-limited drop and refusal lines. */
-  logger?: Logger;
+export interface RouterOptions extends DestinationPrefixes, MemoryQueuesOptions {
   /** Prefix of message ids, unique per broker instance. */
   messageIdPrefix: string;
 }
@@ -68,33 +53,17 @@ export interface KindCounts {
 /** Why a publish is refused: a stable code for the ERROR, and a sentence. */
 export type PublishRefusal = QueueRefusal;
 
-/** At most one line per this about drops and refusals, with the counts since the last one. */
-export const LIMIT_LOG_INTERVAL_MS = 10_000;
-
 export class Router {
   readonly destinations: Destinations;
   private readonly options: RouterOptions;
   /** Topics and user destinations, by route key. */
   private readonly topics = new Map<string, Topic>();
-  private readonly queues = new Map<string, Queue>();
+  /** Where queues live: in memory unless the cluster node attached Redis. */
+  private queueBackend: QueueBackend;
   private messageSeq = 0;
   private publishedCount = 0;
   private relay: Relay | undefined;
-  /** Where queues live when they are shared by several instances; undefined: here, in memory. */
-  private queueBackend: QueueBackend | undefined;
-  private droppedFromForgottenQueues = 0;
-  private droppedBytesFromForgottenQueues = 0;
-  private queuedBytes = 0;
-  private refusedQueueFull = 0;
-  private refusedQueueLimit = 0;
-  private readonly queueLimits: { maxMessages: number; maxBytes: number };
-  private readonly queueHooks: QueueHooks;
-  /** Counts not logged yet, and when the last line went out. */
-  private unlogged = { droppedMessages: 0, droppedBytes: 0, refusedQueueFull: 0, refusedQueueLimit: 0 };
-  private lastLimitLogAt = 0;
-  private limitLogTimer: NodeJS.Timeout | undefined;
   private droppedForSlowConsumers = 0;
-  private deliveredFromForgottenQueues = 0;
   /** Published here (SEND or server-side publish). Queue deliveries and drops are in stats(). */
   readonly published: KindCounts = { topic: 0, queue: 0, user: 0 };
   /** Topic and user deliveries, from local and remote publishes. */
@@ -105,17 +74,7 @@ export class Router {
   constructor(options: RouterOptions) {
     this.options = options;
     this.destinations = new Destinations(options);
-    this.queueLimits = { maxMessages: options.maxQueueMessages, maxBytes: options.maxQueueBytes ?? Number.MAX_SAFE_INTEGER };
-    this.queueHooks = {
-      heldBytesChanged: (deltaBytes) => {
-        this.queuedBytes += deltaBytes;
-      },
-      dropped: (_queue, messageCount, byteCount) => {
-        this.unlogged.droppedMessages += messageCount;
-        this.unlogged.droppedBytes += byteCount;
-        this.noteLimitEvent();
-      },
-    };
+    this.queueBackend = new MemoryQueues(options);
   }
 
   kindOf(destination: string): DestinationKind | undefined {
@@ -149,82 +108,51 @@ export class Router {
     for (const routeKey of this.topics.keys()) relay.setInterest(routeKey, true);
   }
 
-  /** Keep queues in `backend` (Redis) from now on; attached before any session exists. */
+  /** Keep queues in `backend` (Redis) instead of memory; attached before any session exists. */
   attachQueueBackend(backend: QueueBackend): void {
     this.queueBackend = backend;
   }
 
-  get hasSharedQueues(): boolean {
-    return this.queueBackend !== undefined;
+  /** The queues, for what reads them as a whole (stats, shutdown). */
+  get queues(): QueueBackend {
+    return this.queueBackend;
   }
 
   /**
    * Whether `messages` may be published now (all of them: a COMMIT is all or nothing).
-   * Only queues hold messages, so only queue messages can be refused. With a queue backend
-   * the answer comes from Redis (a promise); in memory it is immediate.
+   * Only queues hold messages, so only queue messages can be refused; the answer is
+   * immediate in memory, a promise with Redis.
    */
-  admit(messages: readonly Message[]): PublishRefusal | undefined | Promise<PublishRefusal | undefined> {
-    if (this.queueBackend !== undefined) {
-      const destinations = new Set<string>();
-      for (const message of messages) if (this.kindOf(message.routeKey) === 'queue') destinations.add(message.routeKey);
-      return destinations.size === 0 ? undefined : this.queueBackend.admit([...destinations]);
-    }
-    let bytes = 0;
-    let newQueues: Set<string> | undefined;
-    for (const message of messages) {
-      if (this.kindOf(message.routeKey) !== 'queue') continue;
-      bytes += message.byteSize;
-      if (!this.queues.has(message.routeKey)) (newQueues ??= new Set()).add(message.routeKey);
-    }
-    if (newQueues !== undefined) {
-      const refusal = this.admitNewQueues(newQueues.size);
-      if (refusal !== undefined) return refusal;
-    }
-    const maxTotalBytes = this.options.maxTotalQueueBytes ?? Number.MAX_SAFE_INTEGER;
-    if (bytes > 0 && this.queuedBytes + bytes > maxTotalBytes) {
-      this.refusedQueueFull++;
-      this.unlogged.refusedQueueFull++;
-      this.noteLimitEvent();
-      return { code: 'QUEUE_FULL', message: `the queues hold ${maxTotalBytes} bytes together, their limit: try again when consumers catch up` };
-    }
-    return undefined;
+  admit(messages: readonly Message[]): Admission {
+    let queued = 0;
+    for (const message of messages) if (this.kindOf(message.routeKey) === 'queue') queued++;
+    if (queued === 0) return undefined;
+    // A SEND's one message is passed as it came: no array per publish on the hot path.
+    return this.queueBackend.admit(queued === messages.length ? messages : messages.filter((m) => this.kindOf(m.routeKey) === 'queue'));
   }
 
   /** Whether subscribing to `destination` may create its queue (MAX_QUEUES). */
-  admitSubscription(destination: string): PublishRefusal | undefined | Promise<PublishRefusal | undefined> {
-    if (this.kindOf(destination) !== 'queue') return undefined;
-    if (this.queueBackend !== undefined) return this.queueBackend.admitSubscription(destination);
-    if (this.queues.has(destination)) return undefined;
-    return this.admitNewQueues(1);
-  }
-
-  private admitNewQueues(count: number): PublishRefusal | undefined {
-    const maxQueues = this.options.maxQueues ?? Number.MAX_SAFE_INTEGER;
-    if (this.queues.size + count <= maxQueues) return undefined;
-    this.refusedQueueLimit++;
-    this.unlogged.refusedQueueLimit++;
-    this.noteLimitEvent();
-    return { code: 'QUEUE_LIMIT', message: `the server holds ${maxQueues} queues, its limit: no new queue now` };
+  admitSubscription(destination: string): Admission {
+    return this.kindOf(destination) === 'queue' ? this.queueBackend.admitSubscription(destination) : undefined;
   }
 
   /**
-   * Publish an admitted message. A queue message with a queue backend resolves once it is
-   * stored (or refused: UNAVAILABLE when Redis is away); everything else is done at once.
+   * Publish an admitted message. A queue message in Redis resolves once it is stored (or
+   * refused: UNAVAILABLE when Redis is away); everything else is done at once.
    */
-  publish(message: Message): void | Promise<PublishRefusal | undefined> {
+  publish(message: Message): undefined | Promise<PublishRefusal | undefined> {
     this.publishedCount++;
     const kind = this.kindOf(message.routeKey);
     if (kind === 'queue') {
       this.published.queue++;
-      if (this.queueBackend !== undefined) return this.queueBackend.publish(message);
-      this.queueFor(message.routeKey).publish(message);
-      return;
+      return this.queueBackend.publish(message);
     }
     const counted = kind === 'user' ? 'user' : 'topic';
     this.published[counted]++;
     const topic = this.topics.get(message.routeKey);
     if (topic !== undefined) this.countFanOut(counted, topic.subscriberCount, topic.publish(message));
     this.relay?.publish(message);
+    return undefined;
   }
 
   /** A message another instance published: for this instance's subscribers only. */
@@ -248,8 +176,7 @@ export class Router {
   subscribe(subscription: Subscription): Promise<void> | undefined {
     const kind = this.kindOf(subscription.destination);
     if (kind === 'queue') {
-      if (this.queueBackend !== undefined) this.queueBackend.subscribe(subscription);
-      else this.queueFor(subscription.destination).addConsumer(subscription);
+      this.queueBackend.subscribe(subscription);
       return undefined;
     }
     if (kind === 'user') {
@@ -275,14 +202,8 @@ export class Router {
   /** Remove a subscription; its unacknowledged queue messages go to other consumers. */
   unsubscribe(subscription: Subscription): void {
     const key = subscription.routeKey;
-    if (this.queueBackend !== undefined && this.kindOf(key) === 'queue') {
+    if (subscription.keepsMessages) {
       this.queueBackend.unsubscribe(subscription);
-      return;
-    }
-    const queue = this.queues.get(key);
-    if (queue !== undefined) {
-      queue.removeConsumer(subscription);
-      if (queue.isIdle) this.forgetQueue(queue);
       return;
     }
     const topic = this.topics.get(key);
@@ -295,121 +216,49 @@ export class Router {
     }
   }
 
+  /** What an ACK of `ackId` covers is done with; a queue consumer has room for more. */
   ack(subscription: Subscription, ackId: string): Delivery[] {
-    const settled = subscription.settle(ackId);
-    if (this.queueBackend !== undefined && subscription.keepsMessages) {
-      if (settled.length > 0) this.queueBackend.acknowledged(subscription, messagesOf(settled));
-      return settled;
-    }
-    const queue = this.queues.get(subscription.routeKey);
-    if (queue !== undefined && settled.length > 0) {
-      queue.settled(messagesOf(settled));
-      queue.drain(); // room under the prefetch limit
-    }
-    return settled;
+    const covered = subscription.takeCovered(ackId);
+    if (covered.length > 0 && subscription.keepsMessages) this.queueBackend.acknowledged(subscription, covered);
+    return covered;
   }
 
   /** NACKed queue messages are redelivered, preferably to another consumer; topic ones are dropped. */
   nack(subscription: Subscription, ackId: string): Delivery[] {
-    const settled = subscription.settle(ackId);
-    if (this.queueBackend !== undefined && subscription.keepsMessages) {
-      if (settled.length > 0) this.queueBackend.nacked(subscription, messagesOf(settled));
-      return settled;
-    }
-    const queue = this.queues.get(subscription.routeKey);
-    if (queue !== undefined && settled.length > 0) {
-      queue.giveBack(messagesOf(settled), subscription);
-      queue.drain();
-    }
-    return settled;
+    const covered = subscription.takeCovered(ackId);
+    if (covered.length > 0 && subscription.keepsMessages) this.queueBackend.nacked(subscription, covered);
+    return covered;
   }
 
   /** A subscriber that was too slow can take messages again. */
   resumeSubscription(subscription: Subscription): void {
-    if (this.queueBackend !== undefined && subscription.keepsMessages) this.queueBackend.resume(subscription);
-    else this.queues.get(subscription.routeKey)?.drain();
+    if (subscription.keepsMessages) this.queueBackend.resume(subscription);
   }
 
   /** Every queue: depth, consumers, oldest message age (for GET /api/queues and /metrics). */
-  async queueStats(): Promise<QueueStat[]> {
-    if (this.queueBackend !== undefined) return this.queueBackend.queueStats();
-    const now = Date.now();
-    return [...this.queues.values()].map((queue) => ({
-      name: queue.destination,
-      depth: queue.depth,
-      unacked: queue.unackedCount,
-      consumers: queue.consumerCount,
-      oldestAgeMs: queue.oldestAtMs === undefined ? 0 : Math.max(0, now - queue.oldestAtMs),
-      dropped: queue.droppedCount,
-      expired: queue.expiredCount,
-    }));
+  queueStats(): Promise<QueueStat[]> {
+    return this.queueBackend.queueStats();
   }
 
+  /** Messages of `destination` waiting in this process for a consumer. */
   queueDepth(destination: string): number {
-    return this.queues.get(destination)?.depth ?? 0;
+    return this.queueBackend.depth(destination);
   }
 
   stats(): RouterStats {
-    let queuedMessages = 0;
-    let droppedFromQueues = this.droppedFromForgottenQueues;
-    let droppedBytesFromQueues = this.droppedBytesFromForgottenQueues;
-    let deliveredFromQueues = this.deliveredFromForgottenQueues;
-    for (const queue of this.queues.values()) {
-      queuedMessages += queue.depth;
-      droppedFromQueues += queue.droppedCount;
-      droppedBytesFromQueues += queue.droppedBytes;
-      deliveredFromQueues += queue.deliveredCount;
-    }
+    const queues = this.queueBackend.totals();
     return {
       topics: this.topics.size,
-      queues: this.queues.size,
+      queues: queues.queues,
       published: this.publishedCount,
-      queuedMessages,
-      queuedBytes: this.queuedBytes,
-      droppedFromQueues,
-      droppedBytesFromQueues,
-      refusedQueueFull: this.refusedQueueFull,
-      refusedQueueLimit: this.refusedQueueLimit,
+      queuedMessages: queues.queuedMessages,
+      queuedBytes: queues.queuedBytes,
+      droppedFromQueues: queues.droppedMessages,
+      droppedBytesFromQueues: queues.droppedBytes,
+      refusedQueueFull: queues.refusedQueueFull,
+      refusedQueueLimit: queues.refusedQueueLimit,
       droppedForSlowConsumers: this.droppedForSlowConsumers,
-      deliveredFromQueues,
+      deliveredFromQueues: queues.delivered,
     };
-  }
-
-  private forgetQueue(queue: Queue): void {
-    this.droppedFromForgottenQueues += queue.droppedCount;
-    this.droppedBytesFromForgottenQueues += queue.droppedBytes;
-    this.deliveredFromForgottenQueues += queue.deliveredCount;
-    this.queues.delete(queue.destination);
-  }
-
-  private queueFor(destination: string): Queue {
-    let queue = this.queues.get(destination);
-    if (queue === undefined) {
-      queue = new Queue(destination, this.queueLimits, this.queueHooks);
-      this.queues.set(destination, queue);
-    }
-    return queue;
-  }
-
-  /** A drop or refusal happened: log now, or once the interval since the last line is over. */
-  private noteLimitEvent(): void {
-    const logger = this.options.logger;
-    if (logger === undefined || this.limitLogTimer !== undefined) return;
-    const waitMs = this.lastLimitLogAt + LIMIT_LOG_INTERVAL_MS - Date.now();
-    if (waitMs <= 0) {
-      this.logLimitEvents(logger);
-      return;
-    }
-    this.limitLogTimer = setTimeout(() => {
-      this.limitLogTimer = undefined;
-      this.logLimitEvents(logger);
-    }, waitMs);
-    this.limitLogTimer.unref();
-  }
-
-  private logLimitEvents(logger: Logger): void {
-    this.lastLimitLogAt = Date.now();
-    logger.warn({ ...this.unlogged, queuedBytes: this.queuedBytes, queues: this.queues.size }, 'queue limits: messages dropped or publishes refused');
-    this.unlogged = { droppedMessages: 0, droppedBytes: 0, refusedQueueFull: 0, refusedQueueLimit: 0 };
   }
 }

@@ -150,8 +150,11 @@ export class Subscription {
     return header;
   }
 
-  /** Remove and return what an ACK or NACK of `ackId` settles: [] if unknown. */
-  settle(ackId: string): Delivery[] {
+  /**
+   * Remove and return the deliveries an ACK or NACK of `ackId` covers (client mode: it and
+   * every earlier one): [] if unknown.
+   */
+  takeCovered(ackId: string): Delivery[] {
     const owed = this.owed;
     const target = owed?.get(ackId);
     if (owed === undefined || target === undefined) return [];
@@ -159,13 +162,13 @@ export class Subscription {
       owed.delete(ackId);
       return [target];
     }
-    const settled: Delivery[] = [];
+    const covered: Delivery[] = [];
     for (const [id, delivery] of owed) {
-      settled.push(delivery);
+      covered.push(delivery);
       owed.delete(id);
       if (id === ackId) break;
     }
-    return settled;
+    return covered;
   }
 
   /** STOMP 1.1 acks name the message, not the delivery. */

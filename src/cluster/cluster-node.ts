@@ -50,7 +50,7 @@ export interface ClusterNodeDeps {
   presenceRooms: RoomMatcher;
   /** Close a session of this instance; false if it is not here. */
   kickLocal(sessionId: string, code: StompErrorCode, message: string, reason: DisconnectReason): boolean;
-  /** Queue limits: MAX_QUEUE_MESSAGES per queue (XADD MAXLEN), MAX_QUEUES in all. */
+  /** Queue limits: MAX_QUEUE_MESSAGES undelivered per queue (queue-publish.lua), MAX_QUEUES in all. */
   maxQueueMessages: number;
   maxQueues: number;
   /** Close every session of a user on this instance; returns how many. */
@@ -138,11 +138,16 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<ClusterNo
     onLivenessLost: async (_wasReaped, isNewRedis) => {
       queues?.resumeAsMember();
       // Each step on its own: a registry that fails to reconcile must not keep presence stale.
-      const registryDone = isNewRedis ? registry.rebuild() : registry.reconcile();
-      await registryDone.catch((err: unknown) => logger.warn({ err }, 'could not reconcile the registry; tried again on the next refresh'));
+      let registryError: unknown;
+      await (isNewRedis ? registry.rebuild() : registry.reconcile()).catch((err: unknown) => {
+        registryError = err;
+        logger.warn({ err }, 'could not reconcile the registry; tried again on the next heart-beat or refresh');
+      });
       await presence.repair(isNewRedis);
       // A dead instance's members went with the data, with no LEAVE and nobody to reap them.
       if (isNewRedis) views.auditAll();
+      // After a data loss the sessions must be registered again: membership retries until they are.
+      if (isNewRedis && registryError !== undefined) throw registryError;
     },
     onSessionLost: (record) => {
       logger.info({ sessionId: record.sessionId, userId: record.userId, deadInstance: record.instanceId }, 'session lost with its instance');

@@ -1,6 +1,7 @@
 // The Lua scripts of the cluster layer are files (src/cluster/lua/*.lua), each opening with
-// its KEYS/ARGV contract, so they can be read, reviewed and tested on their own. This is
-// the one way they are loaded and called: defined once per connection as an ioredis
+// its KEYS/ARGV contract, so they can be read, reviewed and tested on their own; a format
+// several scripts share is one file in lua/include/, pulled in by `--!include <name>`. This
+// is the one way they are loaded and called: defined once per connection as an ioredis
 // command (EVALSHA with the EVAL fallback after a Redis restart), keys counted per call so
 // a script may take optional keys (a key that only exists on a single Redis).
 
@@ -17,11 +18,18 @@ function luaDirectory(): string {
 
 const sources = new Map<string, string>();
 
-/** The source of `src/cluster/lua/<name>.lua` (read once). */
+/** A line `--!include <part>`: replaced by `src/cluster/lua/include/<part>.lua` (Redis has no require). */
+const INCLUDE_LINE = /^--!include ([a-z0-9-]+)$/gm;
+
+/**
+ * The source of `src/cluster/lua/<name>.lua` (read once), its include lines replaced by the
+ * shared parts they name: a format several scripts read or write is written once.
+ */
 export function luaSource(name: string): string {
   let source = sources.get(name);
   if (source === undefined) {
-    source = fs.readFileSync(path.join(luaDirectory(), `${name}.lua`), 'utf8');
+    const directory = luaDirectory();
+    source = fs.readFileSync(path.join(directory, `${name}.lua`), 'utf8').replace(INCLUDE_LINE, (_line, part: string) => fs.readFileSync(path.join(directory, 'include', `${part}.lua`), 'utf8'));
     sources.set(name, source);
   }
   return source;
@@ -36,7 +44,7 @@ type Call = (...args: (string | number | Buffer)[]) => Promise<unknown>;
  * an auto-pipeline made before a late definition would not know the command.
  */
 export class LuaScript {
-  private readonly calls = new Map<number, Call>();
+  private readonly calls = new Map<number, { text: Call; buffers: Call }>();
   private isDefining = true;
 
   constructor(
@@ -49,17 +57,23 @@ export class LuaScript {
   }
 
   run(keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
-    return this.callFor(keys.length)(...keys, ...args);
+    return this.callFor(keys.length).text(...keys, ...args);
   }
 
-  private callFor(numberOfKeys: number): Call {
+  /** As run, with every string in the reply as a Buffer (for binary payloads). */
+  runForBuffers(keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
+    return this.callFor(keys.length).buffers(...keys, ...args);
+  }
+
+  private callFor(numberOfKeys: number): { text: Call; buffers: Call } {
     let call = this.calls.get(numberOfKeys);
     if (call === undefined) {
       if (this.calls.size > 0 && !this.isDefining) throw new Error(`script ${this.name} is not defined for ${numberOfKeys} keys`);
       const command = `stompd_${this.name.replace(/[^a-z0-9]/gi, '_')}_${numberOfKeys}`;
       const commands = this.redis as unknown as Record<string, Call | undefined>;
       if (commands[command] === undefined) this.redis.defineCommand(command, { numberOfKeys, lua: luaSource(this.name) });
-      call = (commands[command] as Call).bind(this.redis);
+      // ioredis defines `<command>Buffer` beside every command it defines.
+      call = { text: (commands[command] as Call).bind(this.redis), buffers: (commands[`${command}Buffer`] as Call).bind(this.redis) };
       this.calls.set(numberOfKeys, call);
     }
     return call;

@@ -116,8 +116,10 @@ export class InstanceMembership {
   private isTicking = false;
   private generationValue = Date.now();
   private stateValue: MembershipState = 'joining';
-  /** Redis's incarnation as this instance last saw it. */
+  /** Redis's incarnation as this instance last saw it (and has registered its sessions in). */
   private incarnation: string | undefined;
+  /** A new incarnation seen, taken as known once the sessions are registered again. */
+  private nextIncarnation: string | undefined;
   /** When (performance.now()) the last refresh that went through was sent: the lease runs a TTL from then. */
   private renewedAt = performance.now();
   private isLeaseLost = false;
@@ -241,10 +243,14 @@ export class InstanceMembership {
     }
     this.stateValue = 'joined';
     this.hasJoined = true;
-    if (wasJoining) return;
+    if (wasJoining) {
+      if (isNewRedis) this.incarnation = this.nextIncarnation;
+      return;
+    }
     if (verdict !== 'ok' || isNewRedis) {
       this.options.logger.warn({ isNewRedis }, isNewRedis ? 'Redis lost its data: registering this instance\'s sessions again' : 'this instance\'s liveness key had expired without a reap: registering again');
       await this.options.onLivenessLost(false, isNewRedis);
+      if (isNewRedis) this.incarnation = this.nextIncarnation;
     }
   }
 
@@ -333,8 +339,16 @@ export class InstanceMembership {
       current = await redis.get(keys.incarnation);
     }
     const known = this.incarnation;
-    this.incarnation = current ?? undefined;
-    return known !== undefined && known !== current;
+    if (known === undefined) {
+      this.incarnation = current ?? undefined;
+      return false;
+    }
+    if (known === current) return false;
+    // Taken as known only once this instance's sessions are registered again (check()):
+    // until then isSameRedis() says no, so no registry check takes the sessions not yet
+    // written back for removed by someone else, and a failed rebuild is tried again.
+    this.nextIncarnation = current ?? undefined;
+    return true;
   }
 
   private fenceNow(): void {

@@ -30,6 +30,8 @@ export interface RoomRead {
   /** The room's decision number the sessions were read at; 0 when its counter is gone. */
   seq: number;
   sessions: Map<string, { userId: string; roles: readonly string[]; joinedAt: number }>;
+  /** userId → reason of a LEAVE Redis forgot (the correction tells it with that reason). */
+  forgotten?: Map<string, string>;
 }
 
 export interface PresenceViewsOptions {
@@ -97,8 +99,6 @@ const MAX_ROUNDS = 20;
 const SNAPSHOT_WAIT_MS = 2000;
 /** How long it waits for pub/sub before the room's log is read. */
 const CATCH_UP_AFTER_MS = 150;
-/** A list made for a snapshot whose subscription never came is dropped after this. */
-const UNUSED_VIEW_MS = 10_000;
 
 /** Whether an envelope is a JOIN or LEAVE an instance tells as a correction (`x-presence-repair`), not a decision. */
 export function isRepairEnvelope(envelope: Envelope): boolean {
@@ -154,13 +154,12 @@ export class PresenceViews {
    * connection is down) or is not read yet.
    */
   async snapshot(room: string, fromRedis: () => Promise<RoomSnapshot>): Promise<RoomSnapshot> {
-    const view = this.rooms.get(room) ?? this.create(room);
-    if (view.interest.size === 0) {
-      setTimeout(() => {
-        if (this.rooms.get(room) === view && view.interest.size === 0) this.drop(room, view);
-      }, UNUSED_VIEW_MS).unref();
-    }
+    // A list is kept only while the room has local subscribers (its events come only then):
+    // a watcher whose subscription is already gone gets what Redis lists.
+    const view = this.rooms.get(room);
+    if (view === undefined) return fromRedis();
     const target = (await this.options.currentSeq(room)) ?? 0;
+    if (this.rooms.get(room) !== view) return fromRedis(); // its last subscriber left meanwhile
     if (view.told !== undefined && view.last >= target) return this.listOf(view);
     const timers: NodeJS.Timeout[] = [];
     const caughtUp = new Promise<RoomSnapshot | undefined>((resolve) => {
@@ -296,7 +295,8 @@ export class PresenceViews {
     for (const userId of ghosts) {
       const member = told.get(userId)!;
       told.delete(userId);
-      this.tell(room, view, { type: 'LEAVE', userId, roles: member.roles, sessionId: member.sessionId, reason: 'instance-lost', at: Date.now(), seq: view.last });
+      const reason = (read.forgotten?.get(userId) ?? 'instance-lost') as PresenceEventBody['reason'];
+      this.tell(room, view, { type: 'LEAVE', userId, roles: member.roles, sessionId: member.sessionId, reason, at: Date.now(), seq: view.last });
     }
     for (const userId of missing) {
       const member = inRedis.get(userId)!;

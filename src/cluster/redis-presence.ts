@@ -182,7 +182,7 @@ export class RedisPresence implements PresenceStore {
     this.redis.defineCommand('stompdPresenceJoin', { numberOfKeys: 4, lua: JOIN_LUA });
     this.redis.defineCommand('stompdPresenceLeave', { numberOfKeys: 4, lua: LEAVE_LUA });
     this.redis.defineCommand('stompdPresenceSnapshot', { numberOfKeys: 2, lua: SNAPSHOT_LUA });
-    this.viewScript = new LuaScript(this.redis, 'presence-view', [2]);
+    this.viewScript = new LuaScript(this.redis, 'presence-view', [3]);
   }
 
   async join(room: string, entry: SessionEntry): Promise<void> {
@@ -274,15 +274,24 @@ export class RedisPresence implements PresenceStore {
    * The room's sessions with the decision number they were read at (0: no counter), for
    * presence-views.ts to compare with what this instance's watchers were told.
    */
-  async view(room: string): Promise<{ seq: number; sessions: Map<string, { userId: string; roles: readonly string[]; joinedAt: number }> }> {
+  async view(room: string): Promise<{ seq: number; sessions: Map<string, { userId: string; roles: readonly string[]; joinedAt: number }>; forgotten: Map<string, string> }> {
     const [sessionsKey, , , seqKey] = this.roomKeys(room);
-    const reply = (await this.viewScript.run([sessionsKey, seqKey], [])) as string[];
+    const reply = (await this.viewScript.run([sessionsKey, seqKey, this.forgottenKey(room)], [])) as [string, string[], string[]];
     const sessions = new Map<string, { userId: string; roles: readonly string[]; joinedAt: number }>();
-    for (let i = 1; i + 1 < reply.length; i += 2) {
-      const entry = parseStoredEntry(reply[i + 1]!);
-      if (entry !== undefined) sessions.set(reply[i]!, { userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt });
+    const flat = reply[1] ?? [];
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      const entry = parseStoredEntry(flat[i + 1]!);
+      if (entry !== undefined) sessions.set(flat[i]!, { userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt });
     }
-    return { seq: Number(reply[0]), sessions };
+    const forgotten = new Map<string, string>();
+    const reasons = reply[2] ?? [];
+    for (let i = 0; i + 1 < reasons.length; i += 2) forgotten.set(reasons[i]!, reasons[i + 1]!);
+    return { seq: Number(reply[0]), sessions, forgotten };
+  }
+
+  /** Hash userId → reason of the LEAVEs Redis forgot, for an instance that corrects its watchers later (60 s). */
+  private forgottenKey(room: string): string {
+    return `${this.prefix}presence:{${room}}:forgotten`;
   }
 
   /** Rooms any listed instance has had sessions in (a superset: some may be empty now). */
@@ -360,6 +369,9 @@ export class RedisPresence implements PresenceStore {
    */
   private async publishForgotten(room: string, body: Omit<PresenceEventBody, 'seq'>): Promise<void> {
     const bytes = Buffer.from(JSON.stringify(body));
+    // Kept for a while too: an instance whose subscriber connection is not back yet misses the
+    // message, and its audit then tells the LEAVE with this reason.
+    if (body.reason !== null) await this.redis.multi().hset(this.forgottenKey(room), body.userId, body.reason).expire(this.forgottenKey(room), 60).exec();
     const companion = this.options.matcher.companionOf(room);
     for (const destination of companion === undefined ? [room] : [room, companion]) {
       const envelope = encodeEnvelope({

@@ -2,12 +2,14 @@
 // included: a refresh after a reap, a reap racing a refresh, a late reap finishing after the
 // instance joined again, a registration by a fenced generation, a dead holder told through
 // its inbox, a replace that a re-registering older session loses, an ACK from a holder the
-// entry was taken from.
+// entry was taken from; for the queue scripts a stale giver, a trimmed pending entry, the
+// own give-backs left to others, and 10,000 entries (work per call stays bounded).
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import Redis from 'ioredis';
 import { LuaScript } from '../../src/cluster/lua';
+import { decodeRedeliverEntry, encodeRedeliverEntry } from '../../src/cluster/redeliver-entry';
 import { startRedis } from '../helpers/redis';
 import type { RedisServer } from '../helpers/redis';
 
@@ -192,15 +194,169 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
     assert.equal(await redis.xlen(stream), 0);
   });
 
-  it('presence-view: the room\'s sessions with the decision number they were read at (0 without a counter)', async () => {
-    const view = new LuaScript(redis, 'presence-view', [2]);
+  describe('queue scripts', () => {
+    const q = (suffix: string) => {
+      const stream = `t:queue:{/queue/${suffix}}`;
+      return { stream, redeliver: `${stream}:redeliver`, consumers: `${stream}:consumers`, counts: `${stream}:counts` };
+    };
+    /** How many times Redis ran `command` so far (scripts' calls included): work a call did, counted rather than timed. */
+    const calls = async (command: string): Promise<number> => {
+      const line = (await redis.info('commandstats')).split('\r\n').find((l) => l.startsWith(`cmdstat_${command}:`));
+      return line === undefined ? 0 : Number(/calls=(\d+)/.exec(line)![1]);
+    };
+    const take = (): LuaScript => new LuaScript(redis, 'queue-take', [3]);
+    /** Run queue-take for `me`; entries as [id, payload, wasDelivered]. */
+    const takeFor = async (k: ReturnType<typeof q>, me: string, count: number, nowMs: number, retakeOwnMs = 1000, scanLimit = 1000): Promise<[string, string, string][]> => {
+      const reply = (await take().run([k.redeliver, k.stream, k.consumers], ['g', me, count, nowMs, retakeOwnMs, scanLimit])) as [string, string[], string][];
+      return reply.map(([id, fields, wasDelivered]) => [id, fields[1]!, wasDelivered]);
+    };
+    /** `count` entries read (pending) by `holder`; their ids. */
+    const heldBy = async (k: ReturnType<typeof q>, holder: string, count: number): Promise<string[]> => {
+      await redis.xgroup('CREATE', k.stream, 'g', '0', 'MKSTREAM').catch(() => undefined);
+      const pipeline = redis.pipeline();
+      for (let i = 0; i < count; i++) pipeline.xadd(k.stream, '*', 'm', `p${i}`);
+      const ids = ((await pipeline.exec()) ?? []).map(([, id]) => id as string);
+      await redis.xreadgroup('GROUP', 'g', holder, 'COUNT', count, 'STREAMS', k.stream, '>');
+      return ids;
+    };
+    const entry = (entryId: string, giver: string, givenAtMs: number, wasDelivered = true): string => encodeRedeliverEntry({ entryId, giver, givenAtMs, wasDelivered });
+
+    it('queue-admit: a listed queue always, a new one while fewer than the limit exist', async () => {
+      const admit = new LuaScript(redis, 'queue-admit', [1]);
+      assert.equal(await admit.run(['t:queues:a'], ['/queue/1', 2]), 1);
+      assert.equal(await admit.run(['t:queues:a'], ['/queue/2', 2]), 1);
+      assert.equal(await admit.run(['t:queues:a'], ['/queue/3', 2]), 0, 'a third is one too many');
+      assert.equal(await admit.run(['t:queues:a'], ['/queue/1', 2]), 1, 'a listed one still is');
+      assert.deepEqual((await redis.smembers('t:queues:a')).sort(), ['/queue/1', '/queue/2']);
+    });
+
+    it('queue-publish: creates the stream and group once; past the bound drops the oldest undelivered (never a pending one), at most the per-call limit, counted', async () => {
+      const publish = new LuaScript(redis, 'queue-publish', [2]);
+      const k = q('pub');
+      assert.deepEqual(await publish.run([k.stream, k.counts], [3, 'm0', 'g', 100]), [0, 1], 'created');
+      await redis.xreadgroup('GROUP', 'g', 'c', 'COUNT', 1, 'STREAMS', k.stream, '>'); // m0 delivered, pending
+      for (let i = 1; i <= 3; i++) assert.deepEqual(await publish.run([k.stream, k.counts], [3, `m${i}`, 'g', 100]), [0, 0]);
+      assert.deepEqual(await publish.run([k.stream, k.counts], [3, 'm4', 'g', 100]), [1, 0], 'one undelivered too many');
+      const bodies = async (): Promise<string[]> => (await redis.xrange(k.stream, '-', '+')).map(([, fields]) => fields[1]!);
+      assert.deepEqual(await bodies(), ['m0', 'm2', 'm3', 'm4'], 'm1 dropped, the pending m0 kept');
+      // A bound lowered (a restart with a smaller MAX_QUEUE_MESSAGES): at most 2 dropped per call here.
+      assert.deepEqual(await publish.run([k.stream, k.counts], [0, 'm5', 'g', 2]), [2, 0]);
+      assert.deepEqual(await bodies(), ['m0', 'm4', 'm5']);
+      assert.deepEqual(await publish.run([k.stream, k.counts], [0, 'm6', 'g', 2]), [2, 0]);
+      assert.deepEqual(await bodies(), ['m0', 'm6']);
+      assert.equal(await redis.hget(k.counts, 'dropped'), '5');
+    });
+
+    it('queue-consumers: registering makes the group; the last consumer leaving forgets the queue only when nothing is left of it', async () => {
+      const consumers = new LuaScript(redis, 'queue-consumers', [4]);
+      const k = q('cons');
+      const keys = [k.stream, k.consumers, k.redeliver, k.counts];
+      assert.equal(await consumers.run(keys, ['g', 'i1', 2]), 0);
+      assert.equal(await redis.hget(k.consumers, 'i1'), '2');
+      assert.equal(((await redis.xinfo('GROUPS', k.stream)) as unknown[]).length, 1, 'the group exists');
+      await redis.xadd(k.stream, '*', 'm', 'x');
+      assert.equal(await consumers.run(keys, ['g', 'i1', 0]), 0, 'an entry is left: kept');
+      assert.equal(await redis.hexists(k.consumers, 'i1'), 0);
+      await redis.del(k.stream);
+      await consumers.run(keys, ['g', 'i1', 1]);
+      await redis.rpush(k.redeliver, 'e');
+      assert.equal(await consumers.run(keys, ['g', 'i1', 0]), 0, 'something to redeliver: kept');
+      await redis.del(k.redeliver);
+      await redis.hset(k.counts, 'dropped', '1');
+      await consumers.run(keys, ['g', 'i1', 1]);
+      assert.equal(await consumers.run(keys, ['g', 'i1', 0]), 1, 'nothing left: forgotten');
+      assert.equal(await redis.exists(...keys), 0);
+    });
+
+    it('queue-take: given-back entries first (claimed, with their delivered mark), then new ones', async () => {
+      const k = q('take');
+      const [given, alsoGiven] = await heldBy(k, 'giver', 2);
+      await redis.xadd(k.stream, '*', 'm', 'new');
+      await redis.rpush(k.redeliver, entry(given!, 'giver', 1, true), entry(alsoGiven!, 'giver', 1, false));
+      const taken = await takeFor(k, 'taker', 10, 2);
+      assert.deepEqual(taken.map(([, payload, wasDelivered]) => [payload, wasDelivered]), [['p0', '1'], ['p1', '0'], ['new', '0']]);
+      const pending = (await redis.xpending(k.stream, 'g', '-', '+', 10)) as [string, string][];
+      assert.ok(pending.every(([, owner]) => owner === 'taker'), 'all three are the taker\'s now');
+      assert.equal(await redis.llen(k.redeliver), 0);
+    });
+
+    it('queue-take: a stale giver (the entry was claimed by someone else since), a trimmed pending entry and a malformed entry are dropped, never delivered', async () => {
+      const k = q('stale');
+      const [stale, trimmed, good] = await heldBy(k, 'old', 3);
+      await redis.xclaim(k.stream, 'g', 'someone', 0, stale!); // taken over since it was listed
+      await redis.xdel(k.stream, trimmed!); // pending, but its stream entry is gone
+      await redis.rpush(k.redeliver, entry(stale!, 'old', 1), entry(trimmed!, 'old', 1), 'not an entry', entry(good!, 'old', 1));
+      const taken = await takeFor(k, 'taker', 10, 2);
+      assert.deepEqual(taken.map(([id]) => id), [good], 'only the entry its giver still held');
+      assert.equal(await redis.llen(k.redeliver), 0, 'the list is cleared of them');
+      const owners = Object.fromEntries(((await redis.xpending(k.stream, 'g', '-', '+', 10)) as [string, string][]).map(([id, owner]) => [id, owner]));
+      assert.equal(owners[stale!], 'someone', 'the stale entry stays with its holder');
+      assert.equal(owners[good!], 'taker');
+    });
+
+    it('queue-take: its own give-backs are left to the others for the retake time (kept in front, in order), taken at once when nobody else consumes', async () => {
+      const k = q('own');
+      const ids = await heldBy(k, 'me', 3);
+      await redis.rpush(k.redeliver, ...ids.map((id) => entry(id, 'me', 1000)));
+      await redis.hset(k.consumers, 'me', '1', 'other', '1');
+      assert.deepEqual(await takeFor(k, 'me', 10, 1500), [], 'within the retake time, another instance has consumers');
+      assert.deepEqual((await redis.lrange(k.redeliver, 0, -1)).map((e) => decodeRedeliverEntry(e)!.entryId), ids, 'left in place, in order');
+      assert.deepEqual((await takeFor(k, 'me', 10, 2000)).map(([id]) => id), ids, 'after it: taken back');
+      await redis.rpush(k.redeliver, ...ids.map((id) => entry(id, 'me', 5000)));
+      await redis.hset(k.consumers, 'other', '0');
+      assert.deepEqual((await takeFor(k, 'me', 10, 5001)).map(([id]) => id), ids, 'nobody else consumes: at once');
+    });
+
+    it('queue-take over 10,000 given-back entries: takes what it was asked for, leaves the rest in order, bounded work per call', async () => {
+      const k = q('many');
+      const ids = await heldBy(k, 'dead', 10_000);
+      const entries = ids.map((id) => entry(id, 'dead', 1));
+      for (let i = 0; i < entries.length; i += 1000) await redis.rpush(k.redeliver, ...entries.slice(i, i + 1000));
+      const lremBefore = await calls('lrem');
+      const taken = await takeFor(k, 'taker', 256, 2);
+      assert.deepEqual(taken.map(([id]) => id), ids.slice(0, 256));
+      assert.equal(await redis.llen(k.redeliver), 10_000 - 256);
+      assert.deepEqual(await redis.lrange(k.redeliver, 0, 0), [entries[256]], 'the next one is next');
+      assert.equal(await calls('lrem'), lremBefore, 'no LREM scans');
+      // 9,744 own give-backs in front of a new entry: at most the scan limit is looked at.
+      await redis.del(k.redeliver);
+      const own = ids.slice(256).map((id) => entry(id, 'me', 1000));
+      for (let i = 0; i < own.length; i += 1000) await redis.rpush(k.redeliver, ...own.slice(i, i + 1000));
+      await redis.hset(k.consumers, 'me', '1', 'other', '1');
+      await redis.xadd(k.stream, '*', 'm', 'fresh');
+      const [lpushBefore, xclaimBefore] = [await calls('lpush'), await calls('xclaim')];
+      const fresh = await takeFor(k, 'me', 5, 1001, 1000, 1000);
+      assert.deepEqual(fresh.map(([, payload]) => payload), ['fresh'], 'none of its own, the new entry');
+      assert.ok((await calls('lpush')) - lpushBefore <= 1000, 'no more than the scan limit put back');
+      assert.equal(await calls('xclaim'), xclaimBefore);
+      assert.deepEqual(await redis.lrange(k.redeliver, 0, -1), own, 'all kept, in order');
+    });
+
+    it('the redeliver entry format: TypeScript and Lua read each other\'s entries (an instance id with "|" too)', async () => {
+      const k = q('codec');
+      const [id] = await heldBy(k, 'odd|instance', 1);
+      await redis.rpush(k.redeliver, entry(id!, 'odd|instance', 7, false));
+      assert.deepEqual(await takeFor(k, 'taker', 1, 8), [[id, 'p0', '0']], 'Lua decoded the TypeScript entry');
+      const reap = new LuaScript(redis, 'queue-reap', [4]);
+      await reap.run([k.stream, k.redeliver, k.consumers, k.counts], ['g', 'taker', 1234, '-', 10]);
+      const listed = await redis.lrange(k.redeliver, 0, -1);
+      assert.deepEqual(listed.map(decodeRedeliverEntry), [{ entryId: id, giver: 'taker', givenAtMs: 1234, wasDelivered: true }], 'TypeScript decoded the Lua entry');
+      assert.equal(decodeRedeliverEntry('1-0|x|12'), undefined);
+    });
+  });
+
+  it('presence-view: the room\'s sessions with the decision number they were read at (0 without a counter), and the LEAVEs Redis forgot', async () => {
+    const view = new LuaScript(redis, 'presence-view', [3]);
     const sessions = 't:presence:{/topic/room.v}:sessions';
     const seq = 't:presence:{/topic/room.v}:seq';
-    assert.deepEqual(await view.run([sessions, seq], []), ['0'], 'an empty room with no counter');
+    const forgotten = 't:presence:{/topic/room.v}:forgotten';
+    assert.deepEqual(await view.run([sessions, seq, forgotten], []), ['0', [], []], 'an empty room with no counter');
     await redis.hset(sessions, 's1', '{"userId":"u1"}', 's2', '{"userId":"u2"}');
     await redis.set(seq, '42');
-    const reply = (await view.run([sessions, seq], [])) as string[];
-    assert.equal(reply[0], '42');
-    assert.deepEqual(Object.fromEntries([[reply[1], reply[2]], [reply[3], reply[4]]]), { s1: '{"userId":"u1"}', s2: '{"userId":"u2"}' });
+    await redis.hset(forgotten, 'u3', 'socket-closed');
+    const [at, flat, reasons] = (await view.run([sessions, seq, forgotten], [])) as [string, string[], string[]];
+    assert.equal(at, '42');
+    assert.deepEqual(Object.fromEntries([[flat[0], flat[1]], [flat[2], flat[3]]]), { s1: '{"userId":"u1"}', s2: '{"userId":"u2"}' });
+    assert.deepEqual(reasons, ['u3', 'socket-closed']);
   });
 });

@@ -110,4 +110,22 @@ describe('PresenceViews', () => {
     assert.equal(listed.seq, 11);
     assert.deepEqual(listed.members.map((m) => m.userId).sort(), ['ann', 'eve']);
   });
+
+  it('a room with no local subscriber keeps no list (its events do not come here): a late snapshot reads Redis, the next subscriber starts from Redis', async () => {
+    const { views, setRedis } = setUp(readOf(10, ['ann', 'bob']));
+    views.setInterest(ROOM, true);
+    await sleep(10);
+    views.setInterest(ROOM, false); // the last subscriber left; bob's LEAVE will not reach this instance
+    setRedis(readOf(11, ['ann']));
+    let fromRedis = 0;
+    const late = await views.snapshot(ROOM, async () => {
+      fromRedis++;
+      return { seq: 11, members: [{ userId: 'ann', roles: [], joinedAt: 1 }] };
+    });
+    assert.equal(fromRedis, 1, 'read from Redis');
+    assert.deepEqual(late.members.map((m) => m.userId), ['ann']);
+    views.setInterest(ROOM, true);
+    const listed = await views.snapshot(ROOM, async () => assert.fail('read from Redis'));
+    assert.deepEqual(listed.members.map((m) => m.userId), ['ann'], 'not the list kept before');
+  });
 });

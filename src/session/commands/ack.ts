@@ -3,7 +3,7 @@
 // 1.2: `id` is the MESSAGE's `ack` header. 1.1: `message-id` + `subscription`. 1.0:
 // `message-id` (+ optional `subscription`). In `client` mode an ACK or NACK covers every
 // earlier message of the subscription too. An ack for a delivery we no longer hold (already
-// settled, subscription gone) is ignored: it has nothing left to change.
+// acked or nacked, subscription gone) is ignored: it has nothing left to change.
 
 import { headerValue } from '../../codec';
 import type { Frame } from '../../codec';
@@ -41,7 +41,7 @@ function findTarget(session: Session, frame: Frame): Target | undefined {
   return undefined;
 }
 
-function settle(session: Session, frame: Frame, isNack: boolean): void | Promise<void> {
+function handleAckOrNack(session: Session, frame: Frame, isNack: boolean): void | Promise<void> {
   const target = findTarget(session, frame);
   const transaction = transactionOf(session, frame);
   const { router, interceptors } = session.deps;
@@ -60,9 +60,9 @@ function settle(session: Session, frame: Frame, isNack: boolean): void | Promise
 }
 
 export function handleAck(session: Session, frame: Frame): void | Promise<void> {
-  return settle(session, frame, false);
+  return handleAckOrNack(session, frame, false);
 }
 
 export function handleNack(session: Session, frame: Frame): void | Promise<void> {
-  return settle(session, frame, true);
+  return handleAckOrNack(session, frame, true);
 }
