@@ -1,57 +1,50 @@
 // The composition root: builds every part from Config, starts the listeners, and stops
-// everything in order. The only place that chooses implementations (memory today; Redis
-// registry and bus plug in here later).
+// everything in order. The only place that chooses implementations: memory in embedded
+// mode (shared-state.ts), Redis (src/cluster/, loaded only then) with REDIS_URL or
+// REDIS_CLUSTER_NODES; the backend hooks (src/backend/), the SockJS transport and the HTTP
+// sidecar are loaded only when configured. It builds and wires; what each part does is in
+// its own file.
 
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import pino from 'pino';
-import { SharedByteBudget, encodeFrame } from './codec';
 import type { Logger } from 'pino';
 import { accessControl, loadRules } from './auth/acl';
-import { loginAsUserId } from './auth/embedded';
-import { createJwtVerifier, jwtAuthenticator } from './auth/jwt';
-import { isLoopbackHostname, localOnlyGuard, originList } from './auth/host';
+import { chooseAuthentication } from './auth/authentication';
 import { handshakeChecker } from './auth/origin';
-import type { HandshakeRefusal, HandshakeRefusalKind } from './auth/origin';
+import { revocationCheck } from './auth/revocation';
 import { sessionPolicy } from './auth/session-policy';
-import { addressableUserId } from './auth/user-id';
-import { UsersFile, passwordAuthenticator } from './auth/users';
-import { MemoryRevocations, revocationCheck } from './auth/revocation';
-import { MemoryRegistry } from './registry/memory-registry';
-import type { SessionRegistry } from './registry/registry';
-import { Router } from './broker/router';
-import type { Config } from './config';
-import type { HttpApi } from './http/api';
-import type { Backend } from './backend/backend';
 import { tokenRefresh } from './auth/token-refresh';
-import type { DestinationHandler } from './session/destination-handler';
-import { closeSessions, createSessionAdmin } from './session/admin';
-import type { SessionAdmin } from './session/admin';
-import { SessionCounters } from './session/counters';
-import { SubscriptionNotes } from './session/subscription-notes';
-import { singleInstance } from './registry/instances';
-import type { InstanceReport } from './registry/instances';
-import { StompError } from './session/errors';
-import { LifecycleEvents } from './session/events';
-import type { Interceptor } from './session/interceptor';
-import { Session } from './session/session';
-import { MemoryPresenceStore } from './presence/memory-presence';
+import { addressableUserId } from './auth/user-id';
+import type { Backend } from './backend/backend';
+import { Router } from './broker/router';
+import { SharedByteBudget } from './codec';
+import type { Config } from './config';
 import { companionGuard } from './presence/companion-guard';
 import { RoomMatcher } from './presence/presence';
 import { PresenceTracker } from './presence/presence-tracker';
 import type { Presence } from './presence/presence-tracker';
-import type { SessionDeps } from './session/session';
-import { Admission } from './transport/admission';
-import type { Refusal } from './transport/admission';
-import type { Connection, TransportKind } from './transport/connection';
-import { listenTcp } from './transport/tcp';
-import type { ListeningServer, RejectReason } from './transport/tcp';
-import { loadTlsCredentials } from './transport/tls-credentials';
+import type { SessionRegistry } from './registry/registry';
+import { createSessionAdmin } from './session/admin';
+import type { SessionAdmin } from './session/admin';
+import { SessionCounters } from './session/counters';
+import type { DestinationHandler } from './session/destination-handler';
+import { StompError } from './session/errors';
+import { LifecycleEvents } from './session/events';
+import { instanceReporter } from './session/instance-report';
+import type { Interceptor } from './session/interceptor';
+import { Session } from './session/session';
+import { SessionTable } from './session/session-table';
+import { SubscriptionNotes } from './session/subscription-notes';
+import { embeddedState } from './shared-state';
+import type { SharedHealth, SharedState, SharedStateDeps } from './shared-state';
+import type { Connection } from './transport/connection';
+import { openListeners } from './transport/listeners';
+import type { Listeners } from './transport/listeners';
+import { loadTlsCredentials, logTlsCredentials } from './transport/tls-credentials';
 import type { TlsCredentials } from './transport/tls-credentials';
 import { TrustedProxies } from './transport/trusted-proxies';
-import { formatAddress, socketPeer } from './transport/client-address';
-import { forwardedClientAddress } from './transport/forwarded';
-import { listenWebSocket } from './transport/websocket';
+
+export { ListenError } from './transport/listeners';
 
 export interface ServerOptions {
   logger?: Logger;
@@ -84,7 +77,7 @@ export interface RunningServer {
   /** Rooms (PRESENCE_DESTINATIONS): who is in each, the same answer on every instance. */
   readonly presence: Presence;
   /** With Redis: whether it is unreachable now (and why); undefined in embedded mode. */
-  clusterHealth(): { isDegraded: boolean; reason: string | undefined } | undefined;
+  clusterHealth(): SharedHealth | undefined;
   /**
    * Re-read USERS_FILE (AUTH=users): later CONNECTs are checked against the new users,
    * sessions already open stay. A bad file keeps the current users and rejects (ConfigError).
@@ -104,35 +97,14 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-/** A listener could not be opened (port taken, no permission, HOST not here): names the variable to change. */
-export class ListenError extends Error {
-  readonly variable: string;
-
-  constructor(variable: string, address: string, error: NodeJS.ErrnoException) {
-    const why =
-      error.code === 'EADDRINUSE' ? 'address already in use'
-      : error.code === 'EACCES' ? 'permission denied'
-      : error.code === 'EADDRNOTAVAIL' ? 'not an address of this machine'
-      : error.code === 'ENOTFOUND' ? 'host name not found'
-      : error.message;
-    super(`cannot listen on ${address} (${variable}): ${why}`);
-    this.name = 'ListenError';
-    this.variable = variable;
-  }
-}
-
-function listenFailure(error: unknown, host: string, port: number, portVariable: string): unknown {
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === undefined) return error;
-  const variable = code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' ? 'HOST' : portVariable;
-  return new ListenError(variable, `${host}:${port}`, error as NodeJS.ErrnoException);
-}
-
 export async function startServer(config: Readonly<Config>, options: ServerOptions = {}): Promise<RunningServer> {
   const logger = options.logger ?? pino({ level: config.logLevel });
-  // Read before anything starts: a missing or bad file stops the start with one line (TlsFileError).
+  // Read before anything starts: a missing or bad file stops the start with one line (TlsFileError, ConfigError).
   const tlsCredentials = config.tls === undefined ? undefined : loadTlsCredentials(config.tls);
   if (tlsCredentials !== undefined) logTlsCredentials(logger, tlsCredentials, 'TLS certificate loaded');
+  const authentication = chooseAuthentication(config, logger);
+  const accessRules = loadRules(config.aclFile);
+
   const events = new LifecycleEvents();
   const router = new Router({
     topicPrefix: config.topicPrefix,
@@ -146,76 +118,33 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     messageIdPrefix: randomBytes(4).toString('hex'),
   });
   const pendingBudget = new SharedByteBudget(config.maxPendingFrameBytes);
-  const open = new Map<string, Session>();
+  const table = new SessionTable();
+  const counters = new SessionCounters();
   const presenceRooms = new RoomMatcher(config.presenceDestinations, config.presenceCompanionSuffix);
   const messageIdPrefix = randomBytes(4).toString('hex');
-  const counters = new SessionCounters();
-  const startedAt = Date.now();
-  // This instance's totals, as GET /api/instances lists them (with Redis, published with each
-  // liveness refresh, from the cluster layer's start on: so declared before it).
-  function instanceReport(): InstanceReport {
-    let sessions = 0;
-    for (const session of open.values()) if (session.state === 'connected') sessions++;
-    const stats = router.stats();
-    return {
-      instanceId: config.instanceId,
-      startedAt,
-      reportedAt: Date.now(),
-      isDegraded: false, // the cluster layer says when it is
-      degradedReason: null,
-      counters: {
-        connections: open.size,
-        sessions,
-        published: { ...router.published },
-        delivered: { topic: router.delivered.topic, queue: stats.deliveredFromQueues, user: router.delivered.user },
-        dropped: { topic: router.dropped.topic, queue: stats.droppedFromQueues, user: router.dropped.user },
-        errors: { ...counters.errorsSent },
-        bytesIn: counters.bytesIn,
-        heartbeatTimeouts: counters.heartbeatTimeouts,
-      },
-    };
-  }
-  // Several instances: loaded only when Redis is configured (embedded mode never loads ioredis).
-  const cluster =
-    config.redis === undefined
-      ? undefined
-      : await (await import('./cluster/cluster-node')).startClusterNode({
-          redis: config.redis,
-          instanceId: config.instanceId,
-          revocationTtlSeconds: config.revocationTtlSeconds,
-          maxQueueMessages: config.maxQueueMessages,
-          maxQueues: config.maxQueues,
-          router,
-          events,
-          logger,
-          presenceRooms,
-          kickLocal: (sessionId, code, message, reason) => {
-            const session = open.get(sessionId);
-            session?.kick(code, message, reason);
-            return session !== undefined;
-          },
-          kickLocalUser: (userId, code, message, reason) => closeSessions(open.values(), userId, code, message, reason),
-          closeAllLocal: (code, message, reason) => closeSessions(open.values(), undefined, code, message, reason),
-          report: () => instanceReport(),
-        });
-  const registry = options.registry ?? cluster?.registry ?? new MemoryRegistry();
-  const subscriptionNotes = new SubscriptionNotes(events, registry);
-  const revocations = cluster?.revocations ?? new MemoryRevocations(config.revocationTtlSeconds * 1000);
-  const presence = new PresenceTracker({
+  // Made once the shared state is (it needs its store), which may ask for it during its start:
+  // no local session is in a room before then.
+  let presence: PresenceTracker | undefined;
+  const sharedDeps: SharedStateDeps = {
+    instanceId: config.instanceId,
+    revocationTtlSeconds: config.revocationTtlSeconds,
+    maxQueueMessages: config.maxQueueMessages,
+    maxQueues: config.maxQueues,
+    router,
     events,
-    store: cluster?.presence ?? new MemoryPresenceStore((message) => router.publish(message), presenceRooms, messageIdPrefix),
-    matcher: presenceRooms,
     logger,
+    presenceRooms,
     messageIdPrefix,
-  });
-  if (cluster !== undefined) {
-    cluster.presence.localEntries = () => presence.localEntries();
-    cluster.presence.isLocalEntry = (sessionId, room) => presence.isInRoom(sessionId, room);
-  }
-  // Built before listening: a bad key or rules file stops the start (ConfigError).
-  const usersFile = config.authMode === 'users' ? new UsersFile(config.usersFile!) : undefined;
-  // One verifier for STOMP logins and admin JWTs on the HTTP API.
-  const jwtVerifier = config.authMode === 'jwt' ? createJwtVerifier(config.jwt) : undefined;
+    local: { kick: (...args) => table.kick(...args), kickUser: (...args) => table.kickUser(...args) },
+    localPresence: { entries: () => presence?.localEntries() ?? new Map(), isInRoom: (sessionId, room) => presence?.isInRoom(sessionId, room) ?? false },
+    report: instanceReporter({ instanceId: config.instanceId, sessions: () => table.values(), router, counters }),
+  };
+  // Several instances share state through Redis (embedded mode never loads ioredis).
+  const shared: SharedState = config.redis === undefined ? embeddedState(sharedDeps) : await (await import('./cluster/cluster-node')).startClusterNode({ ...sharedDeps, redis: config.redis });
+  const registry = options.registry ?? shared.registry;
+  const subscriptionNotes = new SubscriptionNotes(events, registry);
+  const tracker = new PresenceTracker({ events, store: shared.presenceStore, matcher: presenceRooms, logger, messageIdPrefix });
+  presence = tracker;
   // Application hooks: loaded only when BACKEND_URL is set (no undici otherwise).
   const backend: Backend | undefined =
     config.backend === undefined
@@ -226,64 +155,27 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
           events,
           logger,
           topicPrefix: config.topicPrefix,
-          sessionById: (sessionId) => open.get(sessionId),
-          ...(cluster !== undefined ? { sharedOutbox: cluster.eventOutboxes } : {}),
+          sessionById: (sessionId) => table.get(sessionId),
+          outboxes: await shared.eventOutboxes(),
         });
-  // A CONNECT hook authenticates by itself: the bare login header is then not a user id.
-  const isHookAuthenticated = config.backend?.hooks.has('connect') === true && config.authMode === 'none';
-  const authenticator =
-    jwtVerifier !== undefined ? jwtAuthenticator(jwtVerifier)
-    : usersFile !== undefined ? passwordAuthenticator(usersFile)
-    : isHookAuthenticated ? undefined
-    : loginAsUserId();
-  const warnIfUsersFileExposed = (): void => {
-    const exposedMode = usersFile?.exposedMode();
-    if (exposedMode !== undefined) {
-      logger.warn({ usersFile: usersFile!.path, mode: `0${exposedMode.toString(8)}` }, 'USERS_FILE is readable or writable by other users than its owner: chmod 600 it');
-    }
-  };
-  if (usersFile !== undefined) {
-    logger.info({ usersFile: usersFile.path, users: usersFile.size }, 'users mode: login and passcode checked against USERS_FILE');
-    warnIfUsersFileExposed();
-  }
-  if (config.authMode === 'none' && config.wsPort !== undefined && !isLoopbackHostname(config.host) && config.allowedHosts.length === 0) {
-    logger.warn({ host: config.host }, 'AUTH=none beyond loopback: WebSocket handshakes addressed to a name that is not loopback get 403 (DNS rebinding); list the names clients use in ALLOWED_HOSTS');
-  }
-  if (config.authMode === 'none' && !isHookAuthenticated) {
-    logger.warn(
-      config.redis === undefined
-        ? 'embedded mode: everything in memory, no Redis, no authentication (the CONNECT login is taken as the user id)'
-        : 'no authentication: the CONNECT login is taken as the user id (set JWT_SECRET, JWT_PUBLIC_KEY, JWT_JWKS_URL or USERS_FILE)',
-    );
-  }
+
   const interceptors: Interceptor[] = [
-    ...(authenticator !== undefined ? [authenticator] : []),
+    ...(authentication.link !== undefined ? [authentication.link] : []),
     ...(backend !== undefined ? [backend.connectLink] : []),
-    revocationCheck(revocations),
+    revocationCheck(shared.revocations),
     addressableUserId(router.destinations),
-    accessControl(loadRules(config.aclFile), router.destinations),
+    accessControl(accessRules, router.destinations),
     ...(backend !== undefined ? [backend.accessLink] : []),
     companionGuard(presenceRooms),
-    sessionPolicy(
-      registry,
-      { mode: config.singleSession, maxSessionsPerUser: config.maxSessionsPerUser },
-      {
-        kick: (sessionId, code, message) => {
-          const session = open.get(sessionId);
-          if (session !== undefined) session.kick(code, message);
-          else void cluster?.remote.kickSession(sessionId, code, message); // it lives on another instance
-        },
-      },
-      logger,
-      config.instanceId,
-    ),
+    sessionPolicy(registry, { mode: config.singleSession, maxSessionsPerUser: config.maxSessionsPerUser }, { kick: table.kickAnywhere(shared.remote) }, logger, config.instanceId),
     ...(options.extraInterceptors ?? []),
-    { name: 'session-table', onClose: (session) => open.delete(session.id) },
+    table.link,
   ];
-  const destinationHandlers: DestinationHandler[] = [];
-  if (jwtVerifier !== undefined) destinationHandlers.push(tokenRefresh(config.tokenRefreshDestination, jwtVerifier));
-  if (backend?.appHandler !== undefined) destinationHandlers.push(backend.appHandler);
-  const deps: SessionDeps = {
+  const destinationHandlers: DestinationHandler[] = [
+    ...(authentication.jwtVerifier !== undefined ? [tokenRefresh(config.tokenRefreshDestination, authentication.jwtVerifier)] : []),
+    ...(backend?.appHandler !== undefined ? [backend.appHandler] : []),
+  ];
+  const sessionDeps = {
     ...(destinationHandlers.length > 0 ? { destinationHandlers } : {}),
     router,
     counters,
@@ -309,227 +201,91 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
   };
   let isStopping = false;
   const accept = (connection: Connection): void => {
-    if (isStopping) {
-      connection.destroy();
-      return;
-    }
-    const session = new Session(connection, deps);
-    open.set(session.id, session);
+    if (isStopping) connection.destroy();
+    else table.add(new Session(connection, sessionDeps));
   };
-  // Over the caps, a TCP peer still hears why, in STOMP (a WebSocket one gets HTTP 503).
-  // Over the caps: one ERROR and a close, no session (nothing to log per connection: the
-  // admission's rate-limited line says it).
-  const refuse = (connection: Connection, refusal: Refusal): void => {
-    const text = `TOO_MANY_CONNECTIONS: ${refusal.message}`;
-    connection.write(encodeFrame({ command: 'ERROR', headers: [['message', text], ['content-type', 'text/plain']], body: Buffer.from(`${text}\n`) }, '1.0'));
-    connection.end();
-  };
-  const admission = new Admission(
-    { maxConnections: config.maxConnections, maxConnectionsPerAddress: config.maxConnectionsPerAddress },
-    refusalLog(logger),
-  );
-
+  const trustedProxies = new TrustedProxies(config.trustedProxies);
   const verifyHandshake = handshakeChecker({
     allowedOrigins: config.allowedOrigins,
     allowedHosts: config.allowedHosts,
-    isUnauthenticated: config.authMode === 'none' && !isHookAuthenticated,
+    isUnauthenticated: authentication.isUnauthenticated,
     isCookieCredential: config.authMode === 'jwt',
     // The CONNECT hook sees the handshake's cookies (a Spring session cookie): all of them are ambient credentials then.
     areCookiesCredentials: config.backend?.hooks.has('connect') === true && config.backend.forwardHeaders.includes('cookie'),
   });
-  const trustedProxies = new TrustedProxies(config.trustedProxies);
-  const onRejected = rejectionLog(logger);
-  // Room past the soft limit for what is not a MESSAGE (RECEIPTs) and for one MESSAGE of the
-  // largest frame: 6 MiB with the defaults, only ever reached by a client that stops reading
-  // (an idle connection holds none of it).
-  const writeLimits = {
-    writeLimitBytes: config.writeBufferLimitBytes,
-    overflowLimitBytes: config.writeBufferLimitBytes * 2 + config.limits.maxFrameBytes,
-  };
-  const listeners: ListeningServer[] = [];
-  const tlsListeners: ListeningServer[] = [];
-  let tcpPort: number | undefined;
-  let wsPort: number | undefined;
-  let stompTlsPort: number | undefined;
-  let wssPort: number | undefined;
-  // stompjs sends one frame per message, and a frame is held to maxFrameBytes anyway:
-  // the 64 KiB lets a frame just over the limit reach the decoder, which answers
-  // FRAME_TOO_LARGE, rather than the WebSocket closing with 1009.
-  const maxMessageBytes = config.limits.maxFrameBytes + 64 * 1024;
-  // Loaded only when wanted: without SOCKJS_PATH the process carries no sockjs. Served on
-  // the WebSocket listeners (WS_PORT, WSS_PORT) beside WS_PATH.
-  const sockjsMount =
-    config.sockjsPath === undefined
-      ? undefined
-      : (await import('./transport/sockjs')).sockJsMount(
-          { path: config.sockjsPath, limits: writeLimits, maxMessageBytes, pendingBudget, messageTimeoutMs: config.frameTimeoutMs, logger },
-          accept,
-        );
-  const wsOptions = {
-    host: config.host,
-    path: config.wsPath,
-    limits: writeLimits,
-    maxMessageBytes,
-    pendingBudget,
-    messageTimeoutMs: config.frameTimeoutMs,
-    handshakeTimeoutMs: config.handshakeTimeoutMs,
-    admission,
-    onRejected,
-    ...(trustedProxies.isEmpty ? {} : { forwarded: { trusted: trustedProxies, header: config.forwardedHeader } }),
-    // The refusal line names the client a trusted proxy reports, as the session would.
-    ...(verifyHandshake
-      ? { verifyHandshake: loggedHandshakeCheck(verifyHandshake, logger, (request) => formatAddress(forwardedClientAddress(socketPeer(request.socket), request.headers, config.forwardedHeader, trustedProxies))) }
-      : {}),
-    ...(sockjsMount ? { mount: sockjsMount } : {}),
-  };
+  let listeners: Listeners;
   try {
-    if (config.stompPort !== undefined) {
-      const stompPort = config.stompPort;
-      const tcp = await listenTcp(
-        {
-          host: config.host,
-          port: stompPort,
-          limits: writeLimits,
-          admission,
-          onRejected,
-          ...(config.proxyProtocol ? { proxyProtocol: { trusted: trustedProxies, timeoutMs: config.handshakeTimeoutMs } } : {}),
-        },
-        accept,
-        refuse,
-      ).catch((error: unknown) => {
-        throw listenFailure(error, config.host, stompPort, 'STOMP_PORT');
-      });
-      listeners.push(tcp);
-      tcpPort = tcp.port;
-    }
-    if (config.wsPort !== undefined) {
-      const ws = await listenWebSocket({ ...wsOptions, port: config.wsPort }, accept).catch((error: unknown) => {
-        throw listenFailure(error, config.host, config.wsPort!, 'WS_PORT');
-      });
-      listeners.push(ws);
-      wsPort = ws.port;
-    }
-    if (config.tls !== undefined && tlsCredentials !== undefined) {
-      const tlsOptions = { ...tlsCredentials.options, handshakeTimeout: config.handshakeTimeoutMs };
-      if (config.tls.stompTlsPort !== undefined) {
-        const port = config.tls.stompTlsPort;
-        const tcp = await listenTcp({ host: config.host, port, limits: writeLimits, admission, onRejected, tls: tlsOptions }, accept, refuse).catch((error: unknown) => {
-          throw listenFailure(error, config.host, port, 'STOMP_TLS_PORT');
-        });
-        listeners.push(tcp);
-        tlsListeners.push(tcp);
-        stompTlsPort = tcp.port;
-      }
-      if (config.tls.wssPort !== undefined) {
-        const port = config.tls.wssPort;
-        const wss = await listenWebSocket({ ...wsOptions, port, tls: tlsOptions }, accept).catch((error: unknown) => {
-          throw listenFailure(error, config.host, port, 'WSS_PORT');
-        });
-        listeners.push(wss);
-        tlsListeners.push(wss);
-        wssPort = wss.port;
-      }
-    }
+    listeners = await openListeners(config, { accept, tlsCredentials, verifyHandshake, trustedProxies, pendingBudget, logger });
   } catch (error) {
-    await Promise.all(listeners.map((l) => l.close()));
+    await settlesWithin(shared.stop(), config.shutdownTimeoutMs);
     throw error;
   }
-  logger.info(
-    { host: config.host, stompPort: tcpPort, wsPort, wsPath: config.wsPath, sockjsPath: config.sockjsPath, stompTlsPort, wssPort, ...(trustedProxies.isEmpty ? {} : { trustedProxies: config.trustedProxies, proxyProtocol: config.proxyProtocol }) },
-    'stompd listening',
-  );
 
   const admin = createSessionAdmin({
-    localSessions: () => open.values(),
-    localSession: (sessionId) => open.get(sessionId),
+    localSessions: () => table.values(),
+    localSession: (sessionId) => table.get(sessionId),
     registry,
-    revocations,
+    revocations: shared.revocations,
     instanceId: config.instanceId,
-    remote: cluster?.remote,
+    remote: shared.remote,
   });
-  let http: HttpApi | undefined;
-  if (config.http.port !== undefined) {
-    const { host, port } = config.http;
-    // Loaded only when wanted: with HTTP_PORT=off the process carries no Fastify or prom-client.
-    const [{ startHttpApi }, { adminAuthenticator, metricsAuthenticator }, { createMetrics }] = await Promise.all([import('./http/api'), import('./http/auth'), import('./http/metrics')]);
-    const authenticateAdmin = adminAuthenticator({ adminToken: config.http.adminToken, jwtVerifier, adminRoles: config.http.adminRoles, isOpen: config.http.isOpen, revocations });
-    try {
-      http = await startHttpApi(
-        // Fastify reads X-Forwarded-For only: with FORWARDED_HEADER=forwarded a client could set it past the proxy.
-        { host, port, ...(trustedProxies.isEmpty || config.forwardedHeader !== 'x-forwarded-for' ? {} : { isTrustedProxy: (address: string) => trustedProxies.has(address) }) },
-        {
-          registry,
-          admin,
-          publisher: router,
-          presence,
-          queues: router,
-          // Without a credential, what reaches it is trusted: loopback Host names and pages only.
-          ...(config.http.isOpen ? { foreignRequestRefusal: localOnlyGuard(config.allowedHosts, originList(config.allowedOrigins)) } : {}),
-          authenticate: authenticateAdmin,
-          ...(config.http.isMetricsGuarded ? { authenticateMetrics: metricsAuthenticator(config.http.metricsToken, config.http.isOpen ? undefined : authenticateAdmin) } : {}),
-          instances: cluster ?? singleInstance(instanceReport),
-          pages: { demo: config.http.isDemo ? { wsPort, wsPath: config.wsPath, isOpenLogin: config.authMode === 'none' } : undefined },
-          readiness: () => {
-            if (isStopping) return { isReady: false, reason: 'shutting down' };
-            const health = cluster?.health();
-            if (health?.isDegraded === true) return { isReady: false, reason: `Redis unreachable: ${health.reason ?? 'unknown'}` };
-            return { isReady: true };
-          },
-          metrics: createMetrics({
-            connections: () => open.values(),
-            sessionCounters: counters,
-            router,
-            queues: router,
-            cluster: () => cluster?.health(),
-            ...(backend !== undefined ? { backend: () => backend.stats() } : {}),
-            queueSeries: config.http.metricsQueueSeries,
-          }),
-          maxBodyBytes: config.limits.maxFrameBytes,
-          logger,
-        },
-      );
-    } catch (error) {
-      for (const listener of listeners) listener.destroyConnections();
-      await Promise.all(listeners.map((l) => l.close()));
-      if (cluster !== undefined) await settlesWithin(cluster.stop(), config.shutdownTimeoutMs);
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code === undefined) throw error;
-      const variable = code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND' ? (config.http.host === config.host ? 'HOST' : 'HTTP_HOST') : 'HTTP_PORT';
-      throw new ListenError(variable, `${host}:${port}`, error as NodeJS.ErrnoException);
-    }
-    if (config.http.isOpen) {
-      logger.warn({ host, httpPort: http.port }, 'HTTP API without authentication (neither ADMIN_TOKEN nor JWT auth is configured): listening on loopback only');
-    } else {
-      logger.info({ host, httpPort: http.port, adminToken: config.http.adminToken !== undefined, adminJwtRoles: jwtVerifier ? config.http.adminRoles : undefined }, 'HTTP API listening');
-    }
-  }
-  const httpApi = http;
+  // Loaded only when wanted: with HTTP_PORT=off the process carries no Fastify or prom-client.
+  const sidecar = config.http.port === undefined ? undefined : (await import('./http/sidecar')).startSidecar;
+  const http = await sidecar?.(config, {
+    registry,
+    admin,
+    revocations: shared.revocations,
+    jwtVerifier: authentication.jwtVerifier,
+    trustedProxies,
+    publisher: router,
+    presence: tracker,
+    queues: router,
+    instances: shared.instances,
+    readiness: () => {
+      if (isStopping) return { isReady: false, reason: 'shutting down' };
+      const health = shared.health();
+      if (health?.isDegraded === true) return { isReady: false, reason: `Redis unreachable: ${health.reason ?? 'unknown'}` };
+      return { isReady: true };
+    },
+    metrics: {
+      connections: () => table.values(),
+      sessionCounters: counters,
+      router,
+      queues: router,
+      cluster: () => shared.health(),
+      ...(backend !== undefined ? { backend: () => backend.stats() } : {}),
+      queueSeries: config.http.metricsQueueSeries,
+    },
+    wsPort: listeners.wsPort,
+    logger,
+  }).catch(async (error: unknown) => {
+    listeners.destroyConnections();
+    await listeners.close();
+    await settlesWithin(shared.stop(), config.shutdownTimeoutMs);
+    throw error;
+  });
 
   return {
     config,
-    tcpPort,
-    wsPort,
-    stompTlsPort,
-    wssPort,
-    httpPort: httpApi?.port,
+    tcpPort: listeners.tcpPort,
+    wsPort: listeners.wsPort,
+    stompTlsPort: listeners.stompTlsPort,
+    wssPort: listeners.wssPort,
+    httpPort: http?.port,
     events,
     router,
     registry,
     logger,
     pendingBudget,
-    sessions: () => open.values(),
-    presence,
+    sessions: () => table.values(),
+    presence: tracker,
     admin,
-    clusterHealth: () => (cluster === undefined ? undefined : cluster.health()),
-    reloadUsers: async () => {
-      const users = await usersFile?.reload();
-      warnIfUsersFileExposed();
-      return users;
-    },
+    clusterHealth: () => shared.health(),
+    reloadUsers: () => authentication.reloadUsers(),
     reloadTls: () => {
       if (config.tls === undefined) return undefined;
       const fresh = loadTlsCredentials(config.tls);
-      for (const listener of tlsListeners) listener.setSecureContext?.(fresh.options);
+      listeners.setTlsCredentials(fresh);
       logTlsCredentials(logger, fresh, 'TLS certificate reloaded');
       return fresh;
     },
@@ -543,26 +299,27 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
         // Their senders hold RECEIPTs for them: say what is lost.
         logger.warn(held, `shutdown discards ${held.storedMessages + held.unacknowledgedMessages} queue messages held in memory`);
       }
-      const closing = Promise.all(listeners.map((l) => l.close()));
-      for (const session of [...open.values()]) session.terminate('shutdown', new StompError('SERVER_SHUTDOWN', 'the server is shutting down'));
+      const closing = listeners.close();
+      for (const session of [...table.values()]) session.terminate('shutdown', new StompError('SERVER_SHUTDOWN', 'the server is shutting down'));
       if (!(await settlesWithin(closing, config.shutdownTimeoutMs))) {
-        logger.warn({ shutdownTimeoutMs: config.shutdownTimeoutMs, openConnections: admission.openCount }, 'shutdown timeout: destroying the connections still open');
-        for (const listener of listeners) listener.destroyConnections();
+        logger.warn({ shutdownTimeoutMs: config.shutdownTimeoutMs, openConnections: listeners.openCount }, 'shutdown timeout: destroying the connections still open');
+        listeners.destroyConnections();
         await closing;
       }
-      // Their LEAVEs are decided in Redis before the connection goes.
-      if (!(await settlesWithin(presence.settle(), config.shutdownTimeoutMs))) logger.warn('presence leaves took too long: gave up');
-      await httpApi?.close().catch((err: unknown) => logger.warn({ err }, 'closing the HTTP API failed'));
-      // The sessions' DISCONNECT events are given their chance (kept in Redis if they do not make it).
-      await backend?.stop(config.redis === undefined ? config.shutdownTimeoutMs : Math.min(1000, config.shutdownTimeoutMs));
+      // Their LEAVEs are decided (in Redis, before the connection goes).
+      if (!(await settlesWithin(tracker.settle(), config.shutdownTimeoutMs))) logger.warn('presence leaves took too long: gave up');
+      await http?.close().catch((err: unknown) => logger.warn({ err }, 'closing the HTTP API failed'));
+      // The sessions' DISCONNECT events are given their chance.
+      await backend?.stop(config.shutdownTimeoutMs);
       subscriptionNotes.stop();
       // The sessions' unbinds are on their way; leaving Redis removes what is left of this instance.
-      if (cluster !== undefined && !(await settlesWithin(cluster.stop(), config.shutdownTimeoutMs))) logger.warn('leaving Redis took too long: gave up');
+      if (!(await settlesWithin(shared.stop(), config.shutdownTimeoutMs))) logger.warn('leaving Redis took too long: gave up');
       logger.info({ discardedQueueMessages: held.storedMessages + held.unacknowledgedMessages }, 'stompd stopped');
     },
   };
 }
 
+/** Whether `promise` settled within `timeoutMs` (it goes on either way). */
 function settlesWithin(promise: Promise<unknown>, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), timeoutMs);
@@ -571,82 +328,4 @@ function settlesWithin(promise: Promise<unknown>, timeoutMs: number): Promise<bo
       resolve(true);
     });
   });
-}
-
-/**
- * Refusals are logged at info, at most one line a second per kind (a flood of them must not
- * flood the log): each line counts the refusals since the previous one.
- */
-function rateLimitedInfo(logger: Logger, message: string): (fields: Record<string, unknown>) => void {
-  let lastLineAt = 0;
-  let unlogged = 0;
-  return (fields) => {
-    const now = Date.now();
-    if (now - lastLineAt < 1000) {
-      unlogged++;
-      return;
-    }
-    logger.info({ ...fields, refusedSinceLastLine: unlogged }, message);
-    lastLineAt = now;
-    unlogged = 0;
-  };
-}
-
-function logTlsCredentials(logger: Logger, credentials: TlsCredentials, message: string): void {
-  const fields = { subject: credentials.subject, validTo: credentials.validTo.toISOString(), clientCertificates: credentials.options.requestCert === true };
-  if (credentials.isExpired) logger.warn(fields, `${message}: the certificate has EXPIRED, clients will refuse it`);
-  else logger.info(fields, message);
-}
-
-const REJECTION_MESSAGES: Record<RejectReason['code'], string> = {
-  TLS_ON_PLAIN_PORT: 'connection closed: a TLS handshake arrived on a plain port',
-  UNTRUSTED_PROXY_HEADER: 'connection closed: a PROXY protocol header from a peer not in TRUSTED_PROXIES',
-  BAD_PROXY_HEADER: 'connection closed: no valid PROXY protocol header from a trusted proxy',
-  TLS_HANDSHAKE_FAILED: 'connection closed: TLS handshake failed',
-};
-
-/** Connections closed before they became sessions (TLS on a plain port, PROXY headers): one line each kind, at most a second. */
-function rejectionLog(logger: Logger): (remoteAddress: string, reason: RejectReason) => void {
-  const logs = new Map<string, (fields: Record<string, unknown>) => void>();
-  return (remoteAddress, reason) => {
-    let log = logs.get(reason.code);
-    if (log === undefined) {
-      log = rateLimitedInfo(logger, REJECTION_MESSAGES[reason.code]);
-      logs.set(reason.code, log);
-    }
-    log({ code: reason.code, remoteAddress, detail: reason.detail });
-  };
-}
-
-function refusalLog(logger: Logger): (transport: TransportKind, remoteAddress: string, refusal: Refusal) => void {
-  const log = rateLimitedInfo(logger, 'connection refused: too many connections');
-  return (transport, remoteAddress, refusal) => log({ transport, remoteAddress, limit: refusal.limit, max: refusal.max });
-}
-
-const HANDSHAKE_REFUSAL_LINES: Record<HandshakeRefusalKind, string> = {
-  origin: 'connection refused: Origin not allowed',
-  host: 'connection refused: Host not allowed',
-  cookie: 'connection refused: cookie credential from a foreign Origin',
-};
-
-/** The handshake check, with its refusals logged (rate-limited per kind): HTTP 403 says nothing to the operator. */
-function loggedHandshakeCheck(
-  verify: (request: IncomingMessage) => HandshakeRefusal | undefined,
-  logger: Logger,
-  clientAddress: (request: IncomingMessage) => string,
-): (request: IncomingMessage) => string | undefined {
-  const logs = new Map<HandshakeRefusalKind, (fields: Record<string, unknown>) => void>();
-  return (request) => {
-    const refusal = verify(request);
-    if (refusal === undefined) return undefined;
-    let log = logs.get(refusal.kind);
-    if (log === undefined) logs.set(refusal.kind, (log = rateLimitedInfo(logger, HANDSHAKE_REFUSAL_LINES[refusal.kind])));
-    log({
-      transport: 'ws',
-      remoteAddress: clientAddress(request),
-      origin: String(request.headers.origin ?? '').slice(0, 200),
-      host: String(request.headers.host ?? '').slice(0, 200),
-    });
-    return refusal.message;
-  };
 }

@@ -13,7 +13,7 @@ import type { StompErrorCode } from '../session/errors';
 import type { ConnectContext, Interceptor, SessionView } from '../session/interceptor';
 import type { Logger } from 'pino';
 
-/** Closes a session wherever it lives (this instance today; others through the bus later). */
+/** Closes a session wherever it lives: on this instance, or on another through the cluster layer. */
 export interface SessionKicker {
   kick(sessionId: string, code: StompErrorCode, message: string): void;
 }

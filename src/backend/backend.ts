@@ -16,7 +16,6 @@ import { appDestinations } from './app-destinations';
 import { BackendSessions } from './backend-sessions';
 import { createBackendClient } from './client';
 import type { BackendCallStats } from './client';
-import { MemoryOutbox } from './event-outbox';
 import type { EventOutbox, SharedOutboxes } from './event-outbox';
 import { appendSessionEvents, deliverEvents } from './session-events';
 import type { EventDeliverer } from './session-events';
@@ -28,8 +27,8 @@ export interface BackendDeps {
   logger: Logger;
   topicPrefix: string;
   sessionById(sessionId: string): Session | undefined;
-  /** With Redis: an outbox in a Redis stream, and a way to take over dead instances' outboxes. */
-  sharedOutbox?: SharedOutboxes;
+  /** Where the session events wait (memory, or Redis streams), and how a dead instance's are taken over. */
+  outboxes: SharedOutboxes;
 }
 
 export interface BackendStats {
@@ -51,7 +50,7 @@ export interface Backend {
   stats(): BackendStats;
   /** A dead instance was reaped by this one: deliver its outbox (Redis only). */
   adoptInstance(deadId: string): Promise<void>;
-  /** Deliver pending events for up to `timeoutMs`, then close the pool. */
+  /** Deliver pending events for up to `timeoutMs` (a second at most when they are kept in Redis), then close the pool. */
   stop(timeoutMs: number): Promise<void>;
 }
 
@@ -94,15 +93,15 @@ export function startBackend(config: BackendConfig, deps: BackendDeps): Backend 
   /** Dead instances whose outbox this one is delivering. */
   const adopting = new Set<string>();
   if (hooks.has('events')) {
-    outbox = deps.sharedOutbox?.create(config.maxPendingEvents, config.events.has('disconnect')) ?? new MemoryOutbox(config.maxPendingEvents);
+    outbox = deps.outboxes.create(config.maxPendingEvents, config.events.has('disconnect'));
     appendSessionEvents(deps.events, config.events, sessions, outbox);
     deliverer = deliverEvents(outbox, caller, deps.logger);
   }
   async function adoptInstance(deadId: string): Promise<void> {
     // This instance's own old generation (it was fenced): its own deliverer keeps its outbox.
-    if (outbox === undefined || deps.sharedOutbox === undefined || adopting.has(deadId) || deadId === deps.instanceId) return;
+    if (outbox === undefined || adopting.has(deadId) || deadId === deps.instanceId) return;
     adopting.add(deadId);
-    const taken = await deps.sharedOutbox.adopt(deadId, config.maxPendingEvents).catch((err: unknown) => {
+    const taken = await deps.outboxes.adopt(deadId, config.maxPendingEvents).catch((err: unknown) => {
       adopting.delete(deadId);
       throw err;
     });
@@ -121,7 +120,7 @@ export function startBackend(config: BackendConfig, deps: BackendDeps): Backend 
     });
     adopted.add(adoptedDeliverer);
   }
-  if (deps.sharedOutbox !== undefined && outbox !== undefined) deps.sharedOutbox.onInstanceGone = adoptInstance;
+  if (outbox !== undefined) deps.outboxes.onInstanceGone = adoptInstance;
 
   const shownUrl = new URL(config.url);
   deps.logger.info({ url: `${shownUrl.origin}${shownUrl.pathname}`, hooks: [...hooks], appPrefixes: config.appPrefixes, signed: config.secret !== undefined }, 'backend hooks on');
@@ -139,7 +138,9 @@ export function startBackend(config: BackendConfig, deps: BackendDeps): Backend 
     }),
     adoptInstance,
     async stop(timeoutMs) {
-      await Promise.all([deliverer?.stop(timeoutMs), ...[...adopted].map((d) => d.stop(0))]);
+      // Events kept in Redis outlive this process (a survivor delivers them): a second is enough.
+      const deliveryMs = deps.outboxes.isDurable ? Math.min(1000, timeoutMs) : timeoutMs;
+      await Promise.all([deliverer?.stop(deliveryMs), ...[...adopted].map((d) => d.stop(0))]);
       await outbox?.stop();
       await caller.close();
     },

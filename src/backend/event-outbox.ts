@@ -14,8 +14,14 @@ export interface PendingBatch {
   token: unknown;
 }
 
-/** What the cluster layer provides for events that must outlive this instance. */
+/**
+ * Where this instance's outbox lives, and how a dead instance's is taken over: in memory
+ * (MemoryOutboxes: one instance, nothing outlives it) or in Redis streams (the cluster layer's,
+ * so that an instance's death loses none). Chosen once, by server.ts.
+ */
 export interface SharedOutboxes {
+  /** Whether the events outlive this process (in Redis): a shutdown need not wait long for their delivery. */
+  readonly isDurable: boolean;
   /**
    * This instance's outbox. `tracksSessions`: DISCONNECT events are delivered, so a session's
    * CONNECT is remembered until its DISCONNECT (for the instance-lost one, should the instance die).
@@ -68,6 +74,20 @@ export class AppendSignal {
         resolve();
       };
     });
+  }
+}
+
+/** One instance, events in memory: nothing to take over from another instance. */
+export class MemoryOutboxes implements SharedOutboxes {
+  readonly isDurable = false;
+  onInstanceGone: ((deadId: string) => Promise<void>) | undefined;
+
+  create(maxPending: number): EventOutbox {
+    return new MemoryOutbox(maxPending);
+  }
+
+  async adopt(): Promise<undefined> {
+    return undefined;
   }
 }
 

@@ -1,7 +1,9 @@
 // The Relay: how the router reaches subscribers on other instances. The router tells it
 // which route keys have local subscribers here (interest), and hands it every topic and
 // user-destination message published here; the relay hands messages from other instances
-// back through Router.deliverRemote. Embedded mode has no relay: nothing else to reach.
+// back through Router.deliverRemote. Implementations: RedisRelay (src/cluster/redis-relay.ts)
+// between processes, MemoryRelayHub (memory-relay.ts) between routers of one process; both
+// pass test/contracts/relay.test.ts. A single embedded broker has none: nothing else to reach.
 
 import type { Message } from './message';
 

@@ -8,6 +8,7 @@
 //   varint        header count, then per header: varint+bytes name, varint+bytes value
 //   rest          body
 
+import { isUtf8 } from 'node:buffer';
 import type { Header } from '../codec';
 
 export interface Envelope {
@@ -22,7 +23,13 @@ export interface Envelope {
 
 const FORMAT_VERSION = 1;
 
-export class EnvelopeError extends Error {}
+/** Bytes that are not an envelope this instance can read. */
+export class EnvelopeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'EnvelopeError';
+  }
+}
 
 function varintSize(n: number): number {
   let size = 1;
@@ -62,34 +69,46 @@ export function encodeEnvelope(envelope: Envelope): Buffer {
   return out;
 }
 
+/** Bytes a length may take: 5 varint bytes carry 35 bits, more than any Buffer holds. */
+const MAX_VARINT_BYTES = 5;
+const FIELD_NAMES = ['origin', 'message id', 'destination', 'route key'] as const;
+
+/**
+ * Another instance's bytes, checked like client input: an unknown format, a length past the
+ * end, an over-long varint, a header count the remaining bytes cannot hold, or a name or
+ * value that is not UTF-8 is an EnvelopeError naming what is wrong. Work is linear in the
+ * input (each header takes at least two bytes), whatever the counts claim.
+ */
 export function decodeEnvelope(bytes: Buffer): Envelope {
-  if (bytes.length === 0 || bytes[0] !== FORMAT_VERSION) throw new EnvelopeError(`unknown envelope format ${bytes[0]}`);
+  if (bytes.length === 0) throw new EnvelopeError('empty envelope');
+  if (bytes[0] !== FORMAT_VERSION) throw new EnvelopeError(`unknown envelope format ${bytes[0]} (this instance reads format ${FORMAT_VERSION})`);
   let offset = 1;
-  const varint = (): number => {
+  const varint = (what: string): number => {
     let n = 0;
     let scale = 1;
-    for (;;) {
-      if (offset >= bytes.length) throw new EnvelopeError('truncated envelope');
+    for (let i = 0; i < MAX_VARINT_BYTES; i++) {
+      if (offset >= bytes.length) throw new EnvelopeError(`truncated envelope: the length of the ${what} runs past the end`);
       const byte = bytes[offset++]!;
       n += (byte & 0x7f) * scale;
       if (byte < 0x80) return n;
       scale *= 0x80;
-      if (scale > 2 ** 35) throw new EnvelopeError('bad varint in envelope');
     }
+    throw new EnvelopeError(`bad envelope: the length of the ${what} takes more than ${MAX_VARINT_BYTES} bytes`);
   };
-  const text = (): string => {
-    const length = varint();
-    if (offset + length > bytes.length) throw new EnvelopeError('truncated envelope');
-    const value = bytes.toString('utf8', offset, offset + length);
-    offset += length;
+  const text = (what: string): string => {
+    const length = varint(what);
+    if (length > bytes.length - offset) throw new EnvelopeError(`truncated envelope: the ${what} (${length} bytes) runs past the end`);
+    const end = offset + length;
+    if (!isUtf8(bytes.subarray(offset, end))) throw new EnvelopeError(`bad envelope: the ${what} is not UTF-8`);
+    const value = bytes.toString('utf8', offset, end);
+    offset = end;
     return value;
   };
-  const origin = text();
-  const messageId = text();
-  const destination = text();
-  const routeKey = text();
-  const count = varint();
+  const [origin, messageId, destination, routeKey] = FIELD_NAMES.map((name) => text(name)) as [string, string, string, string];
+  const count = varint('header count');
+  // Each header takes two length bytes at least: a count the rest cannot hold is a lie.
+  if (count > (bytes.length - offset) / 2) throw new EnvelopeError(`bad envelope: ${count} headers cannot fit in the ${bytes.length - offset} bytes left`);
   const headers: Header[] = [];
-  for (let i = 0; i < count; i++) headers.push([text(), text()]);
+  for (let i = 0; i < count; i++) headers.push([text(`name of header ${i}`), text(`value of header ${i}`)]);
   return { origin, messageId, destination, routeKey, headers, body: bytes.subarray(offset) };
 }

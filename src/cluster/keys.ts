@@ -30,7 +30,7 @@ export class RedisKeys {
     return `${this.prefix}user:{`;
   }
 
-  /** Hash: revokedAt (epoch seconds): tokens issued before it are refused (logout everywhere). */
+  /** Hash: revokedAt (epoch ms): tokens issued before it are refused (logout everywhere). */
   auth(userId: string): string {
     return `${this.prefix}auth:{${userId}}`;
   }

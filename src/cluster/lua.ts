@@ -72,8 +72,9 @@ export class LuaScript {
       const command = `stompd_${this.name.replace(/[^a-z0-9]/gi, '_')}_${numberOfKeys}`;
       const commands = this.redis as unknown as Record<string, Call | undefined>;
       if (commands[command] === undefined) this.redis.defineCommand(command, { numberOfKeys, lua: luaSource(this.name) });
-      // ioredis defines `<command>Buffer` beside every command it defines.
-      call = { text: (commands[command] as Call).bind(this.redis), buffers: (commands[`${command}Buffer`] as Call).bind(this.redis) };
+      // ioredis defines `<command>Buffer` beside every command it defines. Looked up at each
+      // call, not bound once: a test may stand a failing command in for a script.
+      call = { text: (...args) => (commands[command] as Call).apply(this.redis, args), buffers: (...args) => (commands[`${command}Buffer`] as Call).apply(this.redis, args) };
       this.calls.set(numberOfKeys, call);
     }
     return call;

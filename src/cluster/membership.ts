@@ -26,29 +26,24 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import { NO_COUNTERS } from '../registry/instances';
+import { NO_COUNTERS, encodeInstanceReport, parseInstanceReport } from '../registry/instances';
 import type { InstanceReport, InstanceView } from '../registry/instances';
-import type { SessionRecord } from '../registry/registry';
 import type { RedisKeys } from './keys';
 import { LuaScript } from './lua';
 import { isCluster } from './redis-client';
 import type { RedisConnection } from './redis-client';
-import type { RedisRegistry } from './redis-registry';
+import type { InstanceLossHandler, LossReport } from './instance-loss';
 
 export interface MembershipOptions {
   redis: RedisConnection;
   keys: RedisKeys;
   instanceId: string;
   heartbeatMs: number;
-  registry: RedisRegistry;
-  /** A dead instance's session was removed by this instance (report it once: `instance-lost`). */
-  onSessionLost(record: SessionRecord): void;
   /**
-   * This instance is reaping `deadId` (after its sessions): give back what else it held
-   * (queue messages, presence bookkeeping). A rejection leaves the reap unfinished, so it is
-   * tried again once the claim expires.
+   * What this instance reaps a dead generation through, in order (the registry first: its
+   * sessions are reported lost before anything else they held is given back).
    */
-  onInstanceLost?(deadId: string): Promise<void>;
+  members: readonly InstanceLossHandler[];
   /** This instance's generation was reaped: close every local session now (synchronously). */
   onFenced?(): void;
   /**
@@ -263,7 +258,7 @@ export class InstanceMembership {
     if (verdict !== 'reaped') {
       this.renewedAt = sentAt;
       this.isLeaseLost = false;
-      void this.options.redis.set(keys.instanceReport(instanceId), JSON.stringify(this.currentReport()), 'PX', this.ttlMs).catch(() => undefined);
+      void this.options.redis.set(keys.instanceReport(instanceId), encodeInstanceReport(this.currentReport()), 'PX', this.ttlMs).catch(() => undefined);
     }
     if (!this.isSingle && verdict !== 'reaped') await this.options.redis.sadd(keys.instances, instanceId);
     return verdict;
@@ -297,20 +292,9 @@ export class InstanceMembership {
     const views = await Promise.all(
       others.map(async (id): Promise<InstanceView> => {
         const [value, ttlLeftMs] = await Promise.all([redis.get(keys.instanceReport(id)), redis.pttl(keys.instance(id))]);
-        let report: Partial<InstanceReport> = {};
-        try {
-          report = value === null ? {} : (JSON.parse(value) as Partial<InstanceReport>);
-        } catch {
-          report = {};
-        }
         const isAlive = ttlLeftMs > 0;
         return {
-          instanceId: id,
-          startedAt: typeof report.startedAt === 'number' ? report.startedAt : 0,
-          reportedAt: typeof report.reportedAt === 'number' ? report.reportedAt : 0,
-          isDegraded: report.isDegraded === true,
-          degradedReason: typeof report.degradedReason === 'string' ? report.degradedReason : null,
-          counters: typeof report.counters === 'object' && report.counters !== null ? report.counters : NO_COUNTERS,
+          ...parseInstanceReport(id, value),
           isSelf: false,
           isAlive,
           heartbeatAgeMs: isAlive ? Math.max(0, this.ttlMs - ttlLeftMs) : this.ttlMs,
@@ -489,9 +473,9 @@ export class InstanceMembership {
         continue;
       }
       try {
-        const sessions = await this.reap(other, String(generation));
-        reported += sessions;
-        this.options.logger.info({ deadInstance: other, generation: String(generation), sessions }, 'reaped a dead instance');
+        const report = await this.reap(other, String(generation));
+        reported += report.sessions ?? 0;
+        this.options.logger.info({ deadInstance: other, generation: String(generation), ...report }, 'reaped a dead instance');
       } catch (err) {
         if (!(err instanceof ReapAborted)) throw err;
         this.options.logger.warn({ deadInstance: other }, 'a reap stopped: its claim ran out while this instance stalled (another takes over)');
@@ -501,43 +485,27 @@ export class InstanceMembership {
   }
 
   /**
-   * The reap of `deadId`'s generation `generation`, under this instance's claim: sessions,
-   * then what else it held (queues, presence), then its sets and listing. Between the phases
-   * (and every 50 sessions) the claim is checked and extended: a reaper that stalled past it
-   * stops (ReapAborted) instead of acting on a generation that joined since.
+   * The reap of `deadId`'s generation `generation`, under this instance's claim: each member's
+   * onInstanceLost in turn (sessions, then what else it held), then its sets and listing.
+   * Between the members (and within a long one: ReapClaim.keep) the claim is checked and
+   * extended: a reaper that stalled past it stops (ReapAborted) instead of acting on a
+   * generation that joined since. Returns what the members reported, summed.
    */
-  private async reap(deadId: string, generation: string): Promise<number> {
-    await this.keepClaim(deadId);
-    const reported = await this.reapSessions(deadId);
-    await this.keepClaim(deadId);
-    await this.options.onInstanceLost?.(deadId);
+  private async reap(deadId: string, generation: string): Promise<LossReport> {
+    const claim = { keep: () => this.keepClaim(deadId) };
+    const report: Record<string, number> = {};
+    for (const member of this.options.members) {
+      await this.keepClaim(deadId);
+      for (const [what, count] of Object.entries((await member.onInstanceLost(deadId, generation, claim)) ?? {})) report[what] = (report[what] ?? 0) + count;
+    }
     await this.keepClaim(deadId);
     await this.finish(deadId, generation);
-    return reported;
+    return report;
   }
 
   private async keepClaim(deadId: string): Promise<void> {
     const kept = await this.keepClaimScript.run([this.options.keys.reaping(deadId)], [this.options.instanceId, REAP_CLAIM_MS]);
     if (kept !== 1) throw new ReapAborted();
-  }
-
-  /** Unregister each session the instance held; report the ones this call removed. */
-  private async reapSessions(deadId: string): Promise<number> {
-    const { redis, keys, registry, logger } = this.options;
-    const sessionIds = await redis.smembers(keys.instanceSessions(deadId));
-    let reported = 0;
-    for (const [i, sessionId] of sessionIds.entries()) {
-      if (i % 50 === 49) await this.keepClaim(deadId); // a long reap keeps its claim, a stalled one learns it lost it
-      const record = await registry.unregister(sessionId, deadId);
-      if (record === undefined) continue;
-      reported++;
-      try {
-        this.options.onSessionLost(record);
-      } catch (err) {
-        logger.error({ err, sessionId }, 'instance-lost handler failed');
-      }
-    }
-    return reported;
   }
 
   /** End a reap: the instance's sets go, and so does its listing unless it joined again meanwhile. */

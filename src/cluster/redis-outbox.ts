@@ -18,49 +18,14 @@ import type { SessionEvent } from '../backend/contract';
 import type { EventOutbox, PendingBatch, SharedOutboxes } from '../backend/event-outbox';
 import { AppendSignal } from '../backend/event-outbox';
 import type { Logger } from 'pino';
+import type { InstanceLossHandler } from './instance-loss';
 import type { RedisKeys } from './keys';
+import { LuaScript } from './lua';
 import type { RedisConnection } from './redis-client';
-
-/**
- * KEYS: stream, open. ARGV: max, then (type, or '' when sessions are not tracked; sessionId;
- * event JSON; open-info fragment) per event. Returns [trimmed, length].
- */
-const APPEND_LUA = `
-local max = tonumber(ARGV[1])
-for i = 2, #ARGV, 4 do
-  redis.call('XADD', KEYS[1], '*', 'e', ARGV[i + 2])
-  if ARGV[i] == 'CONNECT' then redis.call('HSET', KEYS[2], ARGV[i + 1], ARGV[i + 3])
-  elseif ARGV[i] == 'DISCONNECT' then redis.call('HDEL', KEYS[2], ARGV[i + 1]) end
-end
-local trimmed = 0
-if redis.call('XLEN', KEYS[1]) > max then trimmed = redis.call('XTRIM', KEYS[1], 'MAXLEN', max) end
-return { trimmed, redis.call('XLEN', KEYS[1]) }
-`;
-
-/**
- * KEYS: stream, open, claim. ARGV: now, claimer, claimMs, deadId. Takes a dead instance's
- * outbox over: -1 if another survivor holds it, else how many instance-lost events it appended.
- */
-const ADOPT_LUA = `
-local holder = redis.call('GET', KEYS[3])
-if holder and holder ~= ARGV[2] then return -1 end
-redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
-local open = redis.call('HGETALL', KEYS[2])
-for i = 1, #open, 2 do
-  local sid = cjson.encode(open[i])
-  local event = '{"id":' .. cjson.encode(ARGV[4] .. ':' .. open[i] .. ':instance-lost') .. ',"type":"DISCONNECT","sessionId":' .. sid ..
-    ',' .. open[i + 1] .. ',"reason":"instance-lost","at":' .. ARGV[1] .. ',"instanceId":' .. cjson.encode(ARGV[4]) .. '}'
-  redis.call('XADD', KEYS[1], '*', 'e', event)
-end
-redis.call('DEL', KEYS[2])
-return #open / 2
-`;
 
 const CLAIM_MS = 60_000;
 const FLUSH_BATCH = 200;
 const ORPHAN_SCAN_MS = 10_000;
-
-type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
 
 function streamKey(keys: RedisKeys, instanceId: string): string {
   return `${keys.prefix}backend:{${instanceId}}:events`;
@@ -79,6 +44,27 @@ function ownersKey(keys: RedisKeys): string {
 /** user, roles and attributes as a JSON fragment: the adopt script puts it in the event as it is. */
 function openInfo(event: SessionEvent): string {
   return `"userId":${JSON.stringify(event.userId)},"roles":${JSON.stringify(event.roles)},"attributes":${JSON.stringify(event.attributes)}`;
+}
+
+const EVENT_TYPES: readonly string[] = ['CONNECT', 'DISCONNECT', 'SUBSCRIBE', 'UNSUBSCRIBE'] satisfies SessionEvent['type'][];
+
+/** An event as an instance (or the adopt script) wrote it to a stream, checked like input; undefined when it is not one. */
+export function parseStoredEvent(json: string | undefined): SessionEvent | undefined {
+  if (json === undefined) return undefined;
+  let v: Record<string, unknown>;
+  try {
+    const value: unknown = JSON.parse(json);
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+    v = value as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  const isText = (x: unknown): x is string => typeof x === 'string';
+  if (!isText(v.id) || !isText(v.type) || !EVENT_TYPES.includes(v.type) || !isText(v.sessionId) || !isText(v.userId) || !isText(v.instanceId)) return undefined;
+  if (!Array.isArray(v.roles) || !v.roles.every(isText) || typeof v.at !== 'number' || !Number.isFinite(v.at)) return undefined;
+  if (typeof v.attributes !== 'object' || v.attributes === null || Array.isArray(v.attributes)) return undefined;
+  if ((v.destination !== undefined && !isText(v.destination)) || (v.reason !== undefined && !isText(v.reason))) return undefined;
+  return v as unknown as SessionEvent;
 }
 
 class RedisStreamOutbox implements EventOutbox {
@@ -100,8 +86,11 @@ class RedisStreamOutbox implements EventOutbox {
   /** Called on every read: an adopter keeps its claim while it delivers. */
   private readonly onRead: (() => Promise<unknown>) | undefined;
 
+  private readonly appendScript: LuaScript;
+
   constructor(redis: RedisConnection, stream: string, open: string, maxPending: number, logger: Logger, tracksSessions: boolean, onRead?: () => Promise<unknown>) {
     this.redis = redis;
+    this.appendScript = new LuaScript(redis, 'outbox-append', [2]);
     this.tracksSessions = tracksSessions;
     this.stream = stream;
     this.open = open;
@@ -132,7 +121,7 @@ class RedisStreamOutbox implements EventOutbox {
         const batch = this.local.slice(0, FLUSH_BATCH);
         const args: (string | number)[] = [this.maxPending];
         for (const event of batch) args.push(this.tracksSessions ? event.type : '', event.sessionId, JSON.stringify(event), this.tracksSessions && event.type === 'CONNECT' ? openInfo(event) : '');
-        const [trimmed, length] = (await this.script('stompdOutboxAppend')(this.stream, this.open, ...args)) as [number, number];
+        const [trimmed, length] = (await this.appendScript.run([this.stream, this.open], args)) as [number, number];
         // Events dropped locally while the batch was out shifted it: remove what was written.
         this.local.splice(0, Math.min(batch.length, this.local.length));
         this.droppedCount += trimmed;
@@ -156,12 +145,8 @@ class RedisStreamOutbox implements EventOutbox {
     const ids: string[] = [];
     for (const [id, fields] of entries) {
       ids.push(id);
-      const json = fields[fields.indexOf('e') + 1];
-      try {
-        events.push(JSON.parse(json ?? '') as SessionEvent);
-      } catch {
-        // Not ours to deliver: removed with the batch.
-      }
+      const event = parseStoredEvent(fields[fields.indexOf('e') + 1]);
+      if (event !== undefined) events.push(event); // else not ours to deliver: removed with the batch
     }
     if (entries.length < max) this.streamLength = entries.length;
     return { events, token: ids };
@@ -187,10 +172,6 @@ class RedisStreamOutbox implements EventOutbox {
     await this.flush();
     this.signal.notify();
   }
-
-  private script(name: string): ScriptFn {
-    return (this.redis as unknown as Record<string, ScriptFn>)[name]!.bind(this.redis);
-  }
 }
 
 export interface RedisOutboxesOptions {
@@ -201,19 +182,19 @@ export interface RedisOutboxesOptions {
 }
 
 /** The cluster layer's side of the session-event outboxes (backend hooks with Redis). */
-export class RedisOutboxes implements SharedOutboxes {
+export class RedisOutboxes implements SharedOutboxes, InstanceLossHandler {
+  readonly isDurable = true;
   /** Set by the backend: take over `deadId`'s outbox (called by the reaper and by the scan). */
   onInstanceGone: ((deadId: string) => Promise<void>) | undefined;
   private readonly options: RedisOutboxesOptions;
   private scanTimer: NodeJS.Timeout | undefined;
+  private readonly adoptScript: LuaScript;
 
   constructor(options: RedisOutboxesOptions) {
     this.options = options;
-    const redis = options.redis;
-    if (!('stompdOutboxAppend' in redis)) {
-      redis.defineCommand('stompdOutboxAppend', { numberOfKeys: 2, lua: APPEND_LUA });
-      redis.defineCommand('stompdOutboxAdopt', { numberOfKeys: 3, lua: ADOPT_LUA });
-    }
+    this.adoptScript = new LuaScript(options.redis, 'outbox-adopt', [3]);
+    // Defined now: an outbox made later must not define its script after an auto-pipeline began.
+    new LuaScript(options.redis, 'outbox-append', [2]);
   }
 
   create(maxPending: number, tracksSessions: boolean): EventOutbox {
@@ -226,7 +207,7 @@ export class RedisOutboxes implements SharedOutboxes {
   }
 
   /** The reaper took `deadId` over: its outbox goes with it. */
-  async instanceReaped(deadId: string): Promise<void> {
+  async onInstanceLost(deadId: string): Promise<void> {
     await this.onInstanceGone?.(deadId).catch((err: unknown) => this.options.logger.warn({ err, deadInstance: deadId }, 'could not take over the session events of a dead instance'));
   }
 
@@ -234,8 +215,7 @@ export class RedisOutboxes implements SharedOutboxes {
     const { redis, keys, instanceId, logger } = this.options;
     const stream = streamKey(keys, deadId);
     const claim = claimKey(keys, deadId);
-    const script = (redis as unknown as Record<string, ScriptFn>).stompdOutboxAdopt!.bind(redis);
-    const appended = (await script(stream, openKey(keys, deadId), claim, Date.now(), instanceId, CLAIM_MS, deadId)) as number;
+    const appended = (await this.adoptScript.run([stream, openKey(keys, deadId), claim], [Date.now(), instanceId, CLAIM_MS, deadId])) as number;
     if (appended < 0) return undefined;
     if (appended > 0) logger.info({ deadInstance: deadId, sessions: appended }, 'instance-lost disconnects appended to the dead instance\'s session events');
     const keepClaim = (): Promise<unknown> => redis.set(claim, instanceId, 'PX', CLAIM_MS);

@@ -1,13 +1,14 @@
 // Presence shared by every instance through Redis. One room's keys share a hash slot
-// (`presence:{<room>}:…`), so a Lua script decides JOIN and LEAVE atomically there:
+// (`presence:{<room>}:…`), so a Lua script (src/cluster/lua/presence-*.lua) decides JOIN and
+// LEAVE atomically there (the entries' JSON: presence-entries.ts):
 //
 //   presence:{room}:sessions  hash sessionId → {userId, roles, instanceId, joinedAt}
 //   presence:{room}:users     hash userId → sessions of the user in the room
 //   presence:{room}:members   hash userId → {userId, roles, joinedAt} (the member list)
 //   presence:{room}:seq       the room's last decision number (TTL 60 s, renewed by each decision)
 //   presence:{room}:log:1|2   the room's (1) and companion's (2) recent events (128, TTL 60 s)
-//   presence:session:{sid}:rooms     set: rooms the session is in (what a reaper leaves)
-//   presence:instance:{id}:rooms     set: rooms this instance has sessions in (repair after an outage)
+//   presence:instance:{id}:rooms     set: rooms the instance has sessions in (what a reaper
+//                                    leaves; this instance's repair after an outage)
 //
 // HSETNX / HDEL on the sessions hash make each session's join and leave count once, however
 // many instances try (two reapers racing), and the per-user count turns them into one JOIN
@@ -27,119 +28,19 @@
 import type { Logger } from 'pino';
 import { encodeEnvelope } from './envelope';
 import { LuaScript } from './lua';
+import type { InstanceLossHandler, LossReport } from './instance-loss';
 import type { RedisKeys } from './keys';
+import { encodeMember, encodeStoredEntry, parseMember, parseStoredEntry, sessionEntryOf } from './presence-entries';
 import { isCluster } from './redis-client';
 import type { RedisConnection } from './redis-client';
 import { REPAIR_HEADER, presenceEventHeaders } from '../presence/presence';
-import type { LeaveReason, Member, PresenceEventBody, PresenceStore, RoomMatcher, RoomSnapshot, SessionEntry } from '../presence/presence';
+import type { LeaveReason, PresenceEventBody, PresenceStore, RoomMatcher, RoomSnapshot, SessionEntry } from '../presence/presence';
 
 /** How long a room's counter outlives its last decision. */
 const SEQ_TTL_SECONDS = 60;
 /** A destination's recent-events log: how many events, for how long after the last. */
 export const LOG_LENGTH = 128;
 const LOG_TTL_SECONDS = 60;
-
-/**
- * A room's next decision number. A missing counter (a new room, or a Redis that restarted
- * empty) starts from the clock in microseconds, so numbers never go back below what a
- * snapshot taken before the restart listed (unless a room made more than a million
- * decisions a second on average).
- */
-const ANNOUNCE_LUA = `
-local function nextSeq(key)
-  if redis.call('EXISTS', key) == 0 then
-    local now = redis.call('TIME')
-    redis.call('SET', key, tonumber(now[1]) * 1000000 + tonumber(now[2]))
-  end
-  local seq = redis.call('INCR', key)
-  -- Room names are the clients' choice: a counter unused for a while goes (it restarts from
-  -- the clock, above any number it gave).
-  redis.call('EXPIRE', key, ${SEQ_TTL_SECONDS})
-  return seq
-end
--- The event under the room's next number: each envelope (ARGV from 'first' on, channel/envelope
--- pairs) finished with it, published when 'publish' is '1', and all returned.
--- Each finished envelope is also kept in the destination's recent-events log
--- (presence:{room}:log:1 for the room, :log:2 for its companion; same slot), so an instance
--- whose pub/sub missed it fills the gap (presence-sequencer.ts).
-local function announce(seqKey, first, publish)
-  local seq = string.format('%d', nextSeq(seqKey))
-  local logBase = string.sub(seqKey, 1, -4) .. 'log:'
-  local finished = {}
-  for i = first, #ARGV, 2 do
-    local envelope = ARGV[i + 1] .. seq .. '}'
-    if publish == '1' then redis.call('PUBLISH', ARGV[i], envelope) end
-    finished[#finished + 1] = envelope
-    local log = logBase .. #finished
-    redis.call('RPUSH', log, envelope)
-    redis.call('LTRIM', log, -${LOG_LENGTH}, -1)
-    redis.call('EXPIRE', log, ${LOG_TTL_SECONDS})
-  end
-  return finished
-end
-`;
-
-/**
- * KEYS: sessions, users, members, seq. ARGV: sessionId, userId, entry JSON, member JSON,
- * announce (1/0), publish (1/0), then channel/envelope pairs.
- * Returns the finished envelopes when the user joined (and was announced), else nil.
- */
-const JOIN_LUA = ANNOUNCE_LUA + `
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3]) == 0 then return false end
-if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) > 1 then return false end
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])
-if ARGV[5] ~= '1' then return false end
-return announce(KEYS[4], 7, ARGV[6])
-`;
-
-/**
- * KEYS: sessions, users, members, seq. ARGV: sessionId, userId, publish (1/0), channel/envelope pairs.
- * Returns the finished envelopes when the user left, 0 when the session had no entry, else nil.
- */
-const LEAVE_LUA = ANNOUNCE_LUA + `
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) > 0 then return false end
-redis.call('HDEL', KEYS[2], ARGV[2])
-redis.call('HDEL', KEYS[3], ARGV[2])
-return announce(KEYS[4], 4, ARGV[3])
-`;
-
-/**
- * KEYS: members, seq. Returns {seq, member JSON...}. With no counter (no decision for a while,
- * or Redis restarted empty), the list is numbered with the clock in microseconds, where the
- * next decision's number will start: above anything decided before, so a watcher's list read
- * now takes no older event (nor a correction of one, presence-views.ts) for a newer one.
- */
-const SNAPSHOT_LUA = `
-local reply = redis.call('HVALS', KEYS[1])
-local seq = redis.call('GET', KEYS[2])
-if not seq then
-  local now = redis.call('TIME')
-  seq = string.format('%d', tonumber(now[1]) * 1000000 + tonumber(now[2]))
-end
-table.insert(reply, 1, seq)
-return reply
-`;
-
-type ScriptFn = (...args: (string | number | Buffer)[]) => Promise<unknown>;
-
-interface StoredEntry {
-  userId: string;
-  roles: string[];
-  instanceId: string;
-  joinedAt: number;
-}
-
-/** A room entry as another instance wrote it, checked like input (undefined when malformed). */
-function parseStoredEntry(json: string): StoredEntry | undefined {
-  try {
-    const v = JSON.parse(json) as Record<string, unknown>;
-    if (typeof v.userId !== 'string' || typeof v.instanceId !== 'string' || typeof v.joinedAt !== 'number' || !Array.isArray(v.roles)) return undefined;
-    return { userId: v.userId, instanceId: v.instanceId, joinedAt: v.joinedAt, roles: v.roles.filter((r): r is string => typeof r === 'string') };
-  } catch {
-    return undefined;
-  }
-}
 
 export interface RedisPresenceOptions {
   redis: RedisConnection;
@@ -150,7 +51,7 @@ export interface RedisPresenceOptions {
   logger: Logger;
 }
 
-export class RedisPresence implements PresenceStore {
+export class RedisPresence implements PresenceStore, InstanceLossHandler {
   /** This instance's sessions in rooms, by room (set by whoever tracks them: the tracker). */
   localEntries: () => Map<string, SessionEntry[]> = () => new Map();
   /** Whether this instance's session is in the room now (a repair runs beside joins and leaves). */
@@ -160,6 +61,9 @@ export class RedisPresence implements PresenceStore {
   private readonly prefix: string;
   private readonly isSharded: boolean;
   private messageSeq = 0;
+  private readonly joinScript: LuaScript;
+  private readonly leaveScript: LuaScript;
+  private readonly snapshotScript: LuaScript;
   private readonly viewScript: LuaScript;
   /** `sessionId\nroom` whose JOIN went through (was announced). */
   private readonly announced = new Set<string>();
@@ -179,9 +83,9 @@ export class RedisPresence implements PresenceStore {
     this.redis = options.redis;
     this.prefix = options.keys.prefix;
     this.isSharded = isCluster(options.redis);
-    this.redis.defineCommand('stompdPresenceJoin', { numberOfKeys: 4, lua: JOIN_LUA });
-    this.redis.defineCommand('stompdPresenceLeave', { numberOfKeys: 4, lua: LEAVE_LUA });
-    this.redis.defineCommand('stompdPresenceSnapshot', { numberOfKeys: 2, lua: SNAPSHOT_LUA });
+    this.joinScript = new LuaScript(this.redis, 'presence-join', [4]);
+    this.leaveScript = new LuaScript(this.redis, 'presence-leave', [4]);
+    this.snapshotScript = new LuaScript(this.redis, 'presence-snapshot', [2]);
     this.viewScript = new LuaScript(this.redis, 'presence-view', [3]);
   }
 
@@ -207,11 +111,11 @@ export class RedisPresence implements PresenceStore {
   private async leaveAs(room: string, entry: SessionEntry, reason: LeaveReason, wasStored: boolean): Promise<void> {
     const key = `${entry.sessionId}\n${room}`;
     try {
-      const envelopes = await this.script('stompdPresenceLeaveBuffer')(
-        ...this.roomKeys(room),
-        entry.sessionId, entry.userId, this.isSharded ? '0' : '1',
+      const envelopes = await this.leaveScript.runForBuffers(this.roomKeys(room), [
+        ...this.announcing(),
+        entry.sessionId, entry.userId,
         ...this.eventArgs(room, { type: 'LEAVE', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason, at: Date.now() }),
-      );
+      ]);
       const wasLocal = this.announced.delete(key);
       this.failedLeaves.delete(key);
       // No entry though this instance told the JOIN: Redis lost it (it restarted empty and the
@@ -234,7 +138,12 @@ export class RedisPresence implements PresenceStore {
    * way). Each leave is exactly-once with any other (the script's HDEL), so racing reapers,
    * or the fenced instance's own leaves, tell each LEAVE once.
    */
-  async reapInstance(instanceId: string): Promise<number> {
+  async onInstanceLost(instanceId: string): Promise<LossReport> {
+    return { roomEntries: await this.leaveEverywhere(instanceId) };
+  }
+
+  /** Every entry `instanceId` still has in a room leaves, as `instance-lost` (a reap, or this instance stopping); how many this call removed. */
+  async leaveEverywhere(instanceId: string): Promise<number> {
     const roomsKey = this.instanceRoomsKeyOf(instanceId);
     let left = 0;
     for (const room of await this.redis.smembers(roomsKey)) {
@@ -245,7 +154,7 @@ export class RedisPresence implements PresenceStore {
         for (let i = 0; i + 1 < flat.length; i += 2) {
           const entry = parseStoredEntry(flat[i + 1]!);
           if (entry === undefined || entry.instanceId !== instanceId) continue;
-          await this.leaveAs(room, { sessionId: flat[i]!, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, 'instance-lost', true);
+          await this.leaveAs(room, sessionEntryOf(flat[i]!, entry), 'instance-lost', true);
           left++;
         }
       } while (cursor !== '0');
@@ -264,8 +173,8 @@ export class RedisPresence implements PresenceStore {
 
   async snapshot(room: string): Promise<RoomSnapshot> {
     const [, , members, seq] = this.roomKeys(room);
-    const reply = (await this.script('stompdPresenceSnapshot')(members, seq)) as string[];
-    const list = reply.slice(1).map((json) => JSON.parse(json) as Member);
+    const reply = (await this.snapshotScript.run([members, seq], [])) as string[];
+    const list = reply.slice(1).flatMap((json) => parseMember(json) ?? []);
     list.sort((a, b) => a.joinedAt - b.joinedAt || (a.userId < b.userId ? -1 : 1));
     return { seq: Number(reply[0]), members: list };
   }
@@ -301,15 +210,15 @@ export class RedisPresence implements PresenceStore {
     return [...new Set(lists.flat())].sort();
   }
 
-  /**
-   * After Redis was away: make Redis match this instance's live sessions. Entries of other
-   * instances are theirs to repair (or the reaper's, when they died).
-   */
   /** Whether a join or leave step failed since the last repair (Redis slow or away): repair() makes it good. */
   get needsRepair(): boolean {
     return this.hasFailedStep;
   }
 
+  /**
+   * After Redis was away: make Redis match this instance's live sessions. Entries of other
+   * instances are theirs to repair (or the reaper's, when they died).
+   */
   async repair(isNewRedis = false): Promise<void> {
     this.hasFailedStep = false;
     try {
@@ -328,11 +237,11 @@ export class RedisPresence implements PresenceStore {
       const live = new Map((local.get(room) ?? []).map((entry) => [entry.sessionId, entry]));
       const stored = await this.redis.hgetall(this.roomKeys(room)[0]);
       for (const [sessionId, json] of Object.entries(stored)) {
-        const entry = JSON.parse(json) as StoredEntry;
+        const entry = parseStoredEntry(json);
         // Live when the list was taken, or joined since (its own join step wrote the entry).
-        if (entry.instanceId !== this.options.instanceId || live.has(sessionId) || this.isLocalEntry(sessionId, room)) continue;
+        if (entry === undefined || entry.instanceId !== this.options.instanceId || live.has(sessionId) || this.isLocalEntry(sessionId, room)) continue;
         const reason = this.failedLeaves.get(`${sessionId}\n${room}`)?.reason ?? 'disconnect';
-        await this.leaveAs(room, { sessionId, userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, reason, true);
+        await this.leaveAs(room, sessionEntryOf(sessionId, entry), reason, true);
       }
       for (const entry of live.values()) {
         if (stored[entry.sessionId] !== undefined) continue;
@@ -435,13 +344,11 @@ export class RedisPresence implements PresenceStore {
         if (this.joining.delete(key)) await this.countLocal(room, -1);
         return;
       }
-      const stored: StoredEntry = { userId: entry.userId, roles: [...entry.roles], instanceId: this.options.instanceId, joinedAt: entry.joinedAt };
-      const member: Member = { userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt };
-      const envelopes = await this.script('stompdPresenceJoinBuffer')(
-        ...this.roomKeys(room),
-        entry.sessionId, entry.userId, JSON.stringify(stored), JSON.stringify(member), shouldAnnounce ? '1' : '0', this.isSharded ? '0' : '1',
+      const envelopes = await this.joinScript.runForBuffers(this.roomKeys(room), [
+        ...this.announcing(),
+        entry.sessionId, entry.userId, encodeStoredEntry(entry, this.options.instanceId), encodeMember(entry), shouldAnnounce ? '1' : '0',
         ...this.eventArgs(room, { type: 'JOIN', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason: null, at: Date.now() }),
-      );
+      ]);
       this.joining.delete(key);
       this.announced.add(key);
       await this.publishFinished(room, envelopes);
@@ -450,6 +357,11 @@ export class RedisPresence implements PresenceStore {
       if (this.joining.delete(key)) await this.countLocal(room, -1).catch(() => undefined);
       throw err;
     }
+  }
+
+  /** ARGV[1..4] of every script that announces (include/presence-announce.lua): the limits, and whether the script PUBLISHes. */
+  private announcing(): (string | number)[] {
+    return [SEQ_TTL_SECONDS, LOG_LENGTH, LOG_TTL_SECONDS, this.isSharded ? '0' : '1'];
   }
 
   /** Channel/envelope pairs for the room and its companion; each envelope's body waits for `seq}`. */
@@ -496,9 +408,5 @@ export class RedisPresence implements PresenceStore {
 
   private instanceRoomsKeyOf(instanceId: string): string {
     return `${this.prefix}presence:instance:{${instanceId}}:rooms`;
-  }
-
-  private script(name: string): ScriptFn {
-    return (this.redis as unknown as Record<string, ScriptFn>)[name]!.bind(this.redis);
   }
 }

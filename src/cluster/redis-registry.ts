@@ -1,127 +1,34 @@
 // The session registry in Redis, shared by every instance (see keys.ts for the layout).
 //
-// bind is decided atomically by one Lua script on the user's sorted set `user:{userId}`:
-// the script drops holders known to be dead, counts the rest against the limit, and either
-// refuses, admits, or evicts the oldest (replace). What the script needs to know of other
-// slots (is a holder's instance alive?) is read before it runs and passed in; that is safe
-// because an instance id is unique per start, so an instance found dead stays dead.
+// bind is decided atomically by one Lua script on the user's sorted set `user:{userId}`
+// (include/registry-policy.lua): it drops the holders known to be dead (dead-holders.ts judges),
+// counts the rest against the limit, and either refuses, admits, or evicts the oldest
+// (replace). How a session is written around that decision depends on the kind of Redis: one
+// script on a single Redis, ordered steps per slot on a Cluster (registry-writes-*.ts, chosen
+// once here). The record's hash is session-hash.ts.
 //
-// Order of writes, so that nothing is ever half-registered in a way that outlives a crash:
-//   1. `instance:{me}:sessions` gets the id (the reaper's list of what this instance holds),
-//   2. the session hash is written (with its TTL),
-//   3. the bind script adds the id to `user:{userId}` (the policy decision),
-//   4. `sessions:all` and `instance:{me}:users` are updated.
-// On a single Redis steps 1–4 are one Lua script (atomic as a whole). On a Cluster each
-// step is atomic in its own slot; a crash between steps leaves entries of this instance
-// only, which the reaper removes when the instance's liveness key expires. Unregistering
-// runs the steps in reverse; whoever deletes the session hash (DEL returns 1) owns the
-// disconnect, so racing reapers fire it once.
+// This instance's own sessions are kept here too (`local`): refreshed while they live,
+// registered again through their policy after Redis lost its data, and closed (onDisplaced)
+// when the registry no longer holds them: the registry is the truth, a session it dropped is
+// never written back.
 
 import { InvalidCursorError, RegistryUnavailableError, decodeCursor, encodeCursor, pageOnlineUsers } from '../registry/registry';
 import type { BindPolicy, BindResult, OnlineUsersPage, OnlineUsersQuery, RegistryStats, SessionPage, SessionRecord, SessionRegistry, SubscriptionNote } from '../registry/registry';
+import { encodeControl } from './control';
+import type { ControlMessage } from './control';
+import { DeadHolders } from './dead-holders';
+import type { HolderJudge } from './dead-holders';
+import type { InstanceLossHandler, LossReport, ReapClaim } from './instance-loss';
 import type { RedisKeys } from './keys';
-import { INBOX_TTL_SECONDS } from './membership';
 import { LuaScript } from './lua';
+import { INBOX_TTL_SECONDS } from './membership';
 import { isCluster } from './redis-client';
 import type { RedisConnection } from './redis-client';
-
-/**
- * A single Redis: unregister in one script. KEYS: session hash, sessions:all, instance
- * sessions, instance users. ARGV: sessionId, user prefix. Returns the hash's fields (flat),
- * or an empty list when the session was already gone.
- */
-const UNREGISTER_SINGLE_LUA = `
-local fields = redis.call('HGETALL', KEYS[1])
-redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('SREM', KEYS[3], ARGV[1])
-if #fields == 0 then return fields end
-local userId = redis.call('HGET', KEYS[1], 'userId')
-redis.call('ZREM', ARGV[2] .. userId .. '}', ARGV[1])
-redis.call('DEL', KEYS[1])
-if redis.call('HINCRBY', KEYS[4], userId, -1) <= 0 then redis.call('HDEL', KEYS[4], userId) end
-return fields
-`;
-
-/** Instance slot: forget one user's session there. KEYS: instance sessions, instance users. ARGV: sessionId, userId. */
-const FORGET_ON_INSTANCE_LUA = `
-if redis.call('SREM', KEYS[1], ARGV[1]) == 1 and ARGV[2] ~= '' then
-  if redis.call('HINCRBY', KEYS[2], ARGV[2], -1) <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
-end
-return 1
-`;
-
-/** KEYS[1] session hash. ARGV: ttlSeconds, now. Extends and stamps an existing record only. */
-// Only a session that still exists: an HSET on a key that is gone would create a bare one.
-const NOTE_SUBSCRIPTIONS_LUA = `
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'subscriptions', ARGV[1])
-  return 1
-end
-return 0
-`;
-
-const TOUCH_LUA = `
-if redis.call('EXPIRE', KEYS[1], ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], 'lastSeenAt', ARGV[2])
-  return 1
-end
-return 0
-`;
-
-
-type ScriptFn = (...args: (string | number)[]) => Promise<unknown>;
-
-function recordFields(record: SessionRecord): string[] {
-  return [
-    'userId', record.userId,
-    'roles', JSON.stringify(record.roles),
-    'instanceId', record.instanceId,
-    'transport', record.transport,
-    'remoteAddress', record.remoteAddress,
-    'connectedAt', String(record.connectedAt),
-    'lastSeenAt', String(record.lastSeenAt),
-    ...(record.subscriptions === undefined ? [] : ['subscriptions', JSON.stringify(record.subscriptions)]),
-  ];
-}
-
-function parseSubscriptions(json: string | undefined): SubscriptionNote[] | undefined {
-  if (json === undefined) return undefined;
-  try {
-    const parsed: unknown = JSON.parse(json);
-    return Array.isArray(parsed) ? (parsed as SubscriptionNote[]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-export function parseRecord(sessionId: string, hash: Record<string, string>): SessionRecord | undefined {
-  if (hash.userId === undefined) return undefined;
-  let roles: string[] = [];
-  try {
-    const parsed: unknown = JSON.parse(hash.roles ?? '[]');
-    if (Array.isArray(parsed)) roles = parsed.filter((r): r is string => typeof r === 'string');
-  } catch {
-    roles = [];
-  }
-  return {
-    sessionId,
-    userId: hash.userId,
-    roles,
-    instanceId: hash.instanceId ?? '',
-    transport: hash.transport ?? '',
-    remoteAddress: hash.remoteAddress ?? '',
-    connectedAt: Number(hash.connectedAt ?? 0),
-    lastSeenAt: Number(hash.lastSeenAt ?? 0),
-    ...(hash.subscriptions === undefined ? {} : { subscriptions: parseSubscriptions(hash.subscriptions) ?? [] }),
-  };
-}
-
-function pairsToObject(flat: unknown): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (!Array.isArray(flat)) return out;
-  for (let i = 0; i + 1 < flat.length; i += 2) out[String(flat[i])] = String(flat[i + 1]);
-  return out;
-}
+import { DEAD_HOLDER_TEXT, DISPLACED_TEXT, REPLACED_TEXT } from './registry-texts';
+import type { RegistrationReply, RegistryWrites, WriterFence } from './registry-writes';
+import { ClusterRegistryWrites } from './registry-writes-cluster';
+import { SingleRedisRegistryWrites } from './registry-writes-single';
+import { encodeSubscriptions, parseSessionHash } from './session-hash';
 
 export interface RedisRegistryOptions {
   redis: RedisConnection;
@@ -131,47 +38,34 @@ export interface RedisRegistryOptions {
 }
 
 /** What the registry needs of membership (membership.ts); absent in tests of the registry alone. */
-export interface RegistryMembership {
-  /** Whether this instance may write for itself now (joined, not fenced). */
-  readonly isJoined: boolean;
-  /** The liveness key and the generation it must hold for a write to be accepted. */
-  readonly fence: { key: string; generation: string };
-  /**
-   * Whether another instance may be taken for dead now: not just after this instance's Redis
-   * connection came back, before the others had a TTL to refresh their liveness keys.
-   */
-  readonly mayJudgeOthers: boolean;
+export interface RegistryMembership extends WriterFence, HolderJudge {
   /** Whether Redis is still the one this instance knew (false: it lost its data; membership rebuilds). */
   isSameRedis(): Promise<boolean>;
-  /** Declare dead those of `instanceIds` that have no connection to Redis any more; whether any was. */
-  forgetVanished(instanceIds: readonly string[]): Promise<boolean>;
 }
-
-/** ERROR texts for sessions the registry no longer holds. */
-export const DISPLACED_TEXT = 'this session is no longer registered (kicked, replaced, or taken for lost while its instance was out of touch); reconnect';
-export const DEAD_HOLDER_TEXT = 'the instance holding this session was out of touch and the user connected again elsewhere; reconnect';
-export const REPLACED_TEXT = 'replaced by a newer session of the same user';
 
 const UNLIMITED: BindPolicy = { maxPerUser: Infinity, mode: 'reject' };
 
-export class RedisRegistry implements SessionRegistry {
+export class RedisRegistry implements SessionRegistry, InstanceLossHandler {
   readonly keys: RedisKeys;
   readonly instanceId: string;
   private readonly redis: RedisConnection;
   private readonly ttlSeconds: number;
-  private readonly isCluster: boolean;
+  private readonly writes: RegistryWrites;
+  private readonly deadHolders: DeadHolders;
+  private readonly touchScript: LuaScript;
+  private readonly noteSubscriptionsScript: LuaScript;
   /** Sessions this instance registered and has not unregistered: refreshed, and re-registered after Redis lost its data. */
   private readonly local = new Map<string, SessionRecord>();
   /** The policy each local session was bound under: a re-registration goes through it again. */
   private readonly policies = new Map<string, BindPolicy>();
   /** Local sessions admitted while Redis was away (no limit to check), not yet written. */
   private readonly pending = new Set<string>();
-  private readonly bindScript: LuaScript;
-  private readonly registerScript: LuaScript;
   /** Set by the cluster node: fencing and "is Redis the same?" (membership.ts). */
   membership: RegistryMembership | undefined;
   /** Set by the cluster node: a local session the registry no longer holds must close (ERROR code). */
   onDisplaced: (sessionId: string, code: 'UNAVAILABLE' | 'SESSION_REPLACED', message: string) => void = () => undefined;
+  /** Set by the cluster node: a dead instance's session this instance removed (reported once: `instance-lost`). Must not throw. */
+  onSessionLost: (record: SessionRecord) => void = () => undefined;
   private readonly inFlight = new Set<Promise<void>>();
 
   constructor(options: RedisRegistryOptions) {
@@ -179,20 +73,18 @@ export class RedisRegistry implements SessionRegistry {
     this.keys = options.keys;
     this.instanceId = options.instanceId;
     this.ttlSeconds = options.sessionTtlSeconds;
-    this.isCluster = isCluster(options.redis);
-    this.bindScript = new LuaScript(this.redis, 'registry-bind', [1]);
-    this.registerScript = new LuaScript(this.redis, 'registry-register', [6]);
-    this.redis.defineCommand('stompdUnregister', { numberOfKeys: 4, lua: UNREGISTER_SINGLE_LUA });
-    this.redis.defineCommand('stompdForgetOnInstance', { numberOfKeys: 2, lua: FORGET_ON_INSTANCE_LUA });
-    this.redis.defineCommand('stompdTouch', { numberOfKeys: 1, lua: TOUCH_LUA });
-    this.redis.defineCommand('stompdNoteSubscriptions', { numberOfKeys: 1, lua: NOTE_SUBSCRIPTIONS_LUA });
+    const writesOptions = { redis: this.redis, keys: this.keys, sessionTtlSeconds: this.ttlSeconds, writer: () => this.membership };
+    this.writes = isCluster(this.redis) ? new ClusterRegistryWrites(writesOptions) : new SingleRedisRegistryWrites(writesOptions);
+    this.deadHolders = new DeadHolders(this.redis, this.keys, this.instanceId, () => this.membership);
+    this.touchScript = new LuaScript(this.redis, 'registry-touch', [1]);
+    this.noteSubscriptionsScript = new LuaScript(this.redis, 'registry-note-subscriptions', [1]);
   }
 
   /** Kept with the local record too, so a re-registration after Redis lost its data carries them. */
   async noteSubscriptions(sessionId: string, subscriptions: readonly SubscriptionNote[]): Promise<void> {
     const local = this.local.get(sessionId);
     if (local !== undefined) this.local.set(sessionId, { ...local, subscriptions });
-    await this.script('stompdNoteSubscriptions')(this.keys.session(sessionId), JSON.stringify(subscriptions));
+    await this.noteSubscriptionsScript.run([this.keys.session(sessionId)], [encodeSubscriptions(subscriptions)]);
   }
 
   /** Local sessions bound under a limit (a decision across instances): what a lost lease closes. */
@@ -212,19 +104,19 @@ export class RedisRegistry implements SessionRegistry {
    */
   async bind(record: SessionRecord, policy: BindPolicy): Promise<BindResult> {
     const max = Number.isFinite(policy.maxPerUser) ? policy.maxPerUser : -1;
-    const attempt = async (): Promise<[number, ...string[]]> => {
-      const reply = await this.write(record, max, policy.mode);
+    const attempt = async (): Promise<RegistrationReply> => {
+      const reply = await this.write(record, policy);
       // This instance's generation is not the live one (fenced, or not joined again yet): no
       // decision could be made here, which a client must hear as UNAVAILABLE, not as a refusal.
       if (reply[0] === -1) throw new Error('fenced: this instance is joining the cluster again');
       return reply;
     };
-    let reply: [number, ...string[]];
+    let reply: RegistrationReply;
     try {
       reply = await attempt();
       // Refused: a holder's instance may have died a moment ago (its liveness key has not
       // expired yet). If so, the user must not wait for the TTL: decide again without it.
-      if (reply[0] !== 1 && this.membership?.mayJudgeOthers !== false && (await this.forgetVanishedHolders(reply.slice(1) as string[]))) reply = await attempt();
+      if (reply[0] !== 1 && (await this.deadHolders.forgetVanished(reply.slice(1) as string[]))) reply = await attempt();
     } catch (error) {
       if (max >= 0) throw new RegistryUnavailableError(error);
       this.local.set(record.sessionId, record);
@@ -236,7 +128,7 @@ export class RedisRegistry implements SessionRegistry {
     if (verdict !== 1) return { isBound: false, holders: await this.recordsOf(ids) };
     this.local.set(record.sessionId, record);
     this.policies.set(record.sessionId, policy);
-    if (this.isCluster) for (const id of ids) await this.tell(id, 'SESSION_REPLACED', REPLACED_TEXT).catch(() => undefined);
+    await this.tellEvicted(ids);
     // An evicted session's record may already be gone (its owner closing it): the id is what a kick needs.
     const found = new Map((await this.recordsOf(ids)).map((r) => [r.sessionId, r]));
     return { isBound: true, evicted: ids.map((id) => found.get(id) ?? { ...record, sessionId: id, instanceId: '', roles: [] }) };
@@ -257,7 +149,7 @@ export class RedisRegistry implements SessionRegistry {
   }
 
   /** Wait (at most `timeoutMs`) for unbinds under way: a stopping instance leaves Redis tidy. */
-  async settle(timeoutMs: number): Promise<void> {
+  async finishUnbinds(timeoutMs: number): Promise<void> {
     if (this.inFlight.size === 0) return;
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
@@ -268,27 +160,29 @@ export class RedisRegistry implements SessionRegistry {
    * Remove a session from every index; returns its record if this call removed it (exactly
    * one caller gets it when several race), undefined if it was already gone.
    */
-  async unregister(sessionId: string, instanceId: string): Promise<SessionRecord | undefined> {
-    const { keys } = this;
-    if (!this.isCluster) {
-      const fields = await this.script('stompdUnregister')(
-        keys.session(sessionId), keys.allSessions, keys.instanceSessions(instanceId), keys.instanceUsers(instanceId),
-        sessionId, keys.userPrefix,
-      );
-      return parseRecord(sessionId, pairsToObject(fields));
+  unregister(sessionId: string, instanceId: string): Promise<SessionRecord | undefined> {
+    return this.writes.unregister(sessionId, instanceId);
+  }
+
+  /**
+   * A dead generation's sessions: each is unregistered, and the ones this call removed are
+   * reported lost (onSessionLost), once however many reapers race.
+   */
+  async onInstanceLost(deadId: string, _generation: string, claim: ReapClaim): Promise<LossReport> {
+    const sessionIds = await this.redis.smembers(this.keys.instanceSessions(deadId));
+    let sessions = 0;
+    for (const [i, sessionId] of sessionIds.entries()) {
+      if (i % 50 === 49) await claim.keep(); // a long reap keeps its claim, a stalled one learns it lost it
+      const record = await this.unregister(sessionId, deadId);
+      if (record === undefined) continue;
+      sessions++;
+      this.onSessionLost(record);
     }
-    const record = parseRecord(sessionId, await this.redis.hgetall(keys.session(sessionId)));
-    if (record !== undefined) await this.redis.zrem(keys.user(record.userId), sessionId);
-    const deleted = await this.redis.del(keys.session(sessionId));
-    await Promise.all([
-      this.redis.srem(keys.allSessions, sessionId),
-      this.script('stompdForgetOnInstance')(keys.instanceSessions(instanceId), keys.instanceUsers(instanceId), sessionId, deleted === 1 && record ? record.userId : ''),
-    ]);
-    return deleted === 1 ? record : undefined;
+    return { sessions };
   }
 
   async get(sessionId: string): Promise<SessionRecord | undefined> {
-    return parseRecord(sessionId, await this.redis.hgetall(this.keys.session(sessionId)));
+    return parseSessionHash(sessionId, await this.redis.hgetall(this.keys.session(sessionId)));
   }
 
   async sessionsOf(userId: string): Promise<SessionRecord[]> {
@@ -322,7 +216,7 @@ export class RedisRegistry implements SessionRegistry {
     const records = [...this.local.values()].filter((r) => !this.pending.has(r.sessionId));
     const pendingRecords = [...this.local.values()].filter((r) => this.pending.has(r.sessionId));
     if (records.length > 0) {
-      const touched = await Promise.all(records.map((r) => this.script('stompdTouch')(this.keys.session(r.sessionId), this.ttlSeconds, now)));
+      const touched = await Promise.all(records.map((r) => this.touchScript.run([this.keys.session(r.sessionId)], [this.ttlSeconds, now])));
       const scores = await Promise.all(records.map((r) => this.redis.zscore(this.keys.user(r.userId), r.sessionId)));
       const missing = records.filter((_, i) => touched[i] !== 1 || scores[i] === null);
       if (missing.length > 0 && (this.membership === undefined || (await this.membership.isSameRedis()))) {
@@ -431,8 +325,7 @@ export class RedisRegistry implements SessionRegistry {
     for (const record of records) {
       if (!this.local.has(record.sessionId)) continue;
       const policy = this.policies.get(record.sessionId) ?? UNLIMITED;
-      const max = Number.isFinite(policy.maxPerUser) ? policy.maxPerUser : -1;
-      const [verdict, ...ids] = await this.write(record, max, policy.mode);
+      const [verdict, ...ids] = await this.write(record, policy);
       if (verdict === -1) throw new Error('fenced: this instance\'s generation is not the live one');
       this.pending.delete(record.sessionId);
       if (verdict !== 1) {
@@ -440,7 +333,7 @@ export class RedisRegistry implements SessionRegistry {
         this.onDisplaced(record.sessionId, verdict === 2 ? 'SESSION_REPLACED' : 'UNAVAILABLE', verdict === 2 ? REPLACED_TEXT : DEAD_HOLDER_TEXT);
         continue;
       }
-      if (this.isCluster) for (const id of ids) await this.tell(id, 'SESSION_REPLACED', REPLACED_TEXT).catch(() => undefined);
+      await this.tellEvicted(ids);
       if (!this.local.has(record.sessionId)) await this.unregister(record.sessionId, record.instanceId);
     }
   }
@@ -467,9 +360,9 @@ export class RedisRegistry implements SessionRegistry {
   }
 
   /** Append a command to an instance's inbox (membership.ts pops it every heart-beat). */
-  async pushInbox(instanceId: string, command: object): Promise<void> {
+  async pushInbox(instanceId: string, command: ControlMessage): Promise<void> {
     const inbox = this.keys.instanceInbox(instanceId);
-    await this.redis.multi().rpush(inbox, JSON.stringify(command)).expire(inbox, INBOX_TTL_SECONDS).exec();
+    await this.redis.multi().rpush(inbox, encodeControl(command)).expire(inbox, INBOX_TTL_SECONDS).exec();
   }
 
   private forget(sessionId: string): void {
@@ -478,83 +371,26 @@ export class RedisRegistry implements SessionRegistry {
     this.pending.delete(sessionId);
   }
 
-  /** One registration attempt: {1, evicted…}, {0, holders…}, {2} (lost to a newer one), {-1} (fenced). */
-  private async write(record: SessionRecord, max: number, mode: string): Promise<[number, ...string[]]> {
-    if (this.isCluster) {
-      if (this.membership !== undefined && !this.membership.isJoined) return [-1];
-      const reply = (await this.bindOnCluster(record, max, mode)) as [number, ...string[]];
-      if (reply[0] !== 1) await this.undoClusterSteps(record);
-      return reply.map((v, i) => (i === 0 ? Number(v) : String(v))) as [number, ...string[]];
-    }
-    const reply = (await this.registerOnSingle(record, max, mode)) as unknown[];
-    return reply.map((v, i) => (i === 0 ? Number(v) : String(v))) as [number, ...string[]];
+  /** One registration attempt through `policy`, holders on dead instances dropped. */
+  private async write(record: SessionRecord, policy: BindPolicy): Promise<RegistrationReply> {
+    const max = Number.isFinite(policy.maxPerUser) ? policy.maxPerUser : -1;
+    const dead = max < 0 ? [] : await this.deadHolders.of(record.userId);
+    return this.writes.register({ record, max, mode: policy.mode, dead });
   }
 
-  private async registerOnSingle(record: SessionRecord, max: number, mode: string): Promise<unknown> {
-    const { keys } = this;
-    const fence = this.membership?.fence;
-    return this.registerScript.run(
-      [keys.user(record.userId), keys.session(record.sessionId), keys.allSessions, keys.instanceSessions(record.instanceId), keys.instanceUsers(record.instanceId), fence?.key ?? keys.instance(record.instanceId)],
-      [
-        record.sessionId, record.connectedAt, max, mode, this.ttlSeconds, keys.sessionPrefix, keys.instancePrefix, fence?.generation ?? '',
-        DEAD_HOLDER_TEXT, REPLACED_TEXT, INBOX_TTL_SECONDS, this.membership?.mayJudgeOthers === false ? '0' : '1',
-        ...recordFields(record),
-      ],
-    );
-  }
-
-  private async bindOnCluster(record: SessionRecord, max: number, mode: string): Promise<unknown> {
-    const { keys, redis } = this;
-    const sessionKey = keys.session(record.sessionId);
-    const isNew = (await redis.sadd(keys.instanceSessions(record.instanceId), record.sessionId)) === 1;
-    await redis.multi().hset(sessionKey, ...recordFields(record)).expire(sessionKey, this.ttlSeconds).exec();
-    const dead = max < 0 || this.membership?.mayJudgeOthers === false ? [] : await this.deadHolders(record.userId);
-    const reply = await this.bindScript.run([keys.user(record.userId)], [record.sessionId, record.connectedAt, max, mode, ...dead]);
-    if ((reply as unknown[])[0] === 1) {
-      await Promise.all([redis.sadd(keys.allSessions, record.sessionId), isNew ? redis.hincrby(keys.instanceUsers(record.instanceId), record.userId, 1) : Promise.resolve(0)]);
-    }
-    return reply;
-  }
-
-  /**
-   * Holders' instances that have vanished (membership.forgetVanished: no connection to Redis
-   * any more) are declared dead now, so holders there no longer count. Returns whether any was.
-   */
-  private async forgetVanishedHolders(holderIds: readonly string[]): Promise<boolean> {
-    if (holderIds.length === 0 || this.membership === undefined) return false;
-    const instanceIds = await Promise.all(holderIds.map((id) => this.redis.hget(this.keys.session(id), 'instanceId')));
-    const others = [...new Set(instanceIds.filter((i): i is string => i !== null && i !== this.instanceId))];
-    return others.length > 0 && (await this.membership.forgetVanished(others));
-  }
-
-  private async undoClusterSteps(record: SessionRecord): Promise<void> {
-    await this.redis.del(this.keys.session(record.sessionId));
-    await this.redis.srem(this.keys.instanceSessions(record.instanceId), record.sessionId);
-  }
-
-  /** The user's sessions whose record is gone or whose instance's liveness key expired. */
-  private async deadHolders(userId: string): Promise<string[]> {
-    const holders = await this.redis.zrange(this.keys.user(userId), 0, -1);
-    if (holders.length === 0) return [];
-    const instances = await Promise.all(holders.map((id) => this.redis.hget(this.keys.session(id), 'instanceId')));
-    const distinct = [...new Set(instances.filter((i): i is string => i !== null && i !== this.instanceId))];
-    const aliveFlags = await Promise.all(distinct.map((id) => this.redis.exists(this.keys.instance(id))));
-    const alive = new Set(distinct.filter((_, i) => aliveFlags[i] === 1));
-    alive.add(this.instanceId);
-    return holders.filter((_, i) => instances[i] === null || !alive.has(instances[i]!));
+  /** Holders a registration evicted, told to close unless the write told them itself. */
+  private async tellEvicted(sessionIds: readonly string[]): Promise<void> {
+    if (!this.writes.leavesEvictedUntold) return;
+    for (const id of sessionIds) await this.tell(id, 'SESSION_REPLACED', REPLACED_TEXT).catch(() => undefined);
   }
 
   private async recordsOf(sessionIds: readonly string[]): Promise<SessionRecord[]> {
     const hashes = await Promise.all(sessionIds.map((id) => this.redis.hgetall(this.keys.session(id))));
     const records: SessionRecord[] = [];
     sessionIds.forEach((id, i) => {
-      const record = parseRecord(id, hashes[i]!);
+      const record = parseSessionHash(id, hashes[i]!);
       if (record !== undefined) records.push(record);
     });
     return records;
-  }
-
-  private script(name: string): ScriptFn {
-    return (this.redis as unknown as Record<string, ScriptFn>)[name]!.bind(this.redis);
   }
 }

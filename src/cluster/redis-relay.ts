@@ -21,14 +21,13 @@ import type { Cluster } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Message } from '../broker/message';
 import type { Relay } from '../broker/relay';
-import { parseControl } from './control';
+import { decodeControl, encodeControl } from './control';
 import type { ControlMessage } from './control';
 import { decodeEnvelope, encodeEnvelope } from './envelope';
 import type { Envelope } from './envelope';
 import type { RedisKeys } from './keys';
 import { isCluster } from './redis-client';
 import type { RedisConnection } from './redis-client';
-
 
 export interface RelayStats {
   published: number;
@@ -135,7 +134,7 @@ export class RedisRelay implements Relay {
 
   /** Tell every other instance; resolves with how many instances heard it (0 when Redis is away). */
   async publishControl(control: ControlMessage): Promise<number> {
-    const bytes = Buffer.from(JSON.stringify({ ...control, origin: this.options.instanceId }));
+    const bytes = Buffer.from(encodeControl(control, this.options.instanceId));
     const { publisher, keys } = this.options;
     try {
       const heard = isCluster(publisher) ? await publisher.spublish(keys.controlChannel, bytes) : await publisher.publish(keys.controlChannel, bytes);
@@ -205,12 +204,7 @@ export class RedisRelay implements Relay {
   }
 
   private onControlBytes(bytes: Buffer): void {
-    let control: ReturnType<typeof parseControl>;
-    try {
-      control = parseControl(JSON.parse(bytes.toString()));
-    } catch {
-      control = undefined;
-    }
+    const control = decodeControl(bytes);
     if (control === undefined) {
       this.options.logger.warn('an invalid control message was dropped');
       return;

@@ -9,14 +9,8 @@
 import { MemoryRevocations } from '../auth/revocation';
 import type { RevocationStore } from '../auth/revocation';
 import type { RedisKeys } from './keys';
+import { LuaScript } from './lua';
 import type { RedisConnection } from './redis-client';
-
-const REVOKE_LUA = `
-local current = tonumber(redis.call('HGET', KEYS[1], 'revokedAt') or '0')
-if tonumber(ARGV[1]) > current then redis.call('HSET', KEYS[1], 'revokedAt', ARGV[1]) end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-return 1
-`;
 
 export class RedisRevocations implements RevocationStore {
   private readonly redis: RedisConnection;
@@ -24,13 +18,14 @@ export class RedisRevocations implements RevocationStore {
   private readonly ttlSeconds: number;
 
   private readonly known: MemoryRevocations;
+  private readonly revokeScript: LuaScript;
 
   constructor(redis: RedisConnection, keys: RedisKeys, ttlSeconds: number) {
     this.redis = redis;
     this.keys = keys;
     this.ttlSeconds = ttlSeconds;
     this.known = new MemoryRevocations(ttlSeconds * 1000);
-    redis.defineCommand('stompdRevoke', { numberOfKeys: 1, lua: REVOKE_LUA });
+    this.revokeScript = new LuaScript(redis, 'revocation-revoke', [1]);
   }
 
   /** A revocation another instance made (heard on the control channel). */
@@ -40,8 +35,7 @@ export class RedisRevocations implements RevocationStore {
 
   async revoke(userId: string, atMs: number): Promise<void> {
     this.remember(userId, atMs);
-    const revoke = (this.redis as unknown as Record<string, (...args: (string | number)[]) => Promise<unknown>>).stompdRevoke!.bind(this.redis);
-    await revoke(this.keys.auth(userId), atMs, this.ttlSeconds);
+    await this.revokeScript.run([this.keys.auth(userId)], [atMs, this.ttlSeconds]);
   }
 
   async revokedAt(userId: string): Promise<number | undefined> {
@@ -52,7 +46,8 @@ export class RedisRevocations implements RevocationStore {
     } catch {
       return known; // Redis unreachable: what this instance knows still applies
     }
-    if (stored === null) return known;
-    return Math.max(Number(stored), known ?? 0);
+    const storedMs = stored === null ? NaN : Number(stored);
+    if (!Number.isFinite(storedMs)) return known; // none, or not a number this code wrote
+    return Math.max(storedMs, known ?? 0);
   }
 }

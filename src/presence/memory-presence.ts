@@ -1,6 +1,11 @@
 // Presence for one instance (embedded mode): rooms in memory, decisions synchronous, events
 // published through the router the moment they are decided. A session's count of
 // subscriptions is the tracker's business; here a session is in a room or not.
+//
+// Numbers: a room that empties is forgotten (room names are the clients' choice), and one
+// made again numbers its decisions from the clock in microseconds (a monotonic one), above
+// any number this store gave: like the Redis store's counter, numbers never go back, so a
+// companion's watcher (not a member itself) never sees a decision numbered below one it saw.
 
 import type { Message } from '../broker/message';
 import { presenceEventMessage } from './presence';
@@ -19,6 +24,8 @@ export class MemoryPresenceStore implements PresenceStore {
   private readonly matcher: RoomMatcher;
   private readonly messageIdPrefix: string;
   private messageSeq = 0;
+  /** The highest decision number given, in any room. */
+  private highestSeq = 0;
 
   constructor(publish: (message: Message) => void, matcher: RoomMatcher, messageIdPrefix: string) {
     this.publish = publish;
@@ -29,7 +36,7 @@ export class MemoryPresenceStore implements PresenceStore {
   async join(roomName: string, entry: SessionEntry): Promise<void> {
     let room = this.byName.get(roomName);
     if (room === undefined) {
-      room = { seq: 0, sessions: new Map(), users: new Map() };
+      room = { seq: this.startingSeq(), sessions: new Map(), users: new Map() };
       this.byName.set(roomName, room);
     }
     if (room.sessions.has(entry.sessionId)) return;
@@ -40,7 +47,7 @@ export class MemoryPresenceStore implements PresenceStore {
       return;
     }
     room.users.set(entry.userId, { member: { userId: entry.userId, roles: entry.roles, joinedAt: entry.joinedAt }, sessionCount: 1 });
-    this.announce(roomName, { type: 'JOIN', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason: null, at: Date.now(), seq: ++room.seq });
+    this.announce(roomName, { type: 'JOIN', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason: null, at: Date.now(), seq: this.next(room) });
   }
 
   async leave(roomName: string, { sessionId }: SessionEntry, reason: LeaveReason): Promise<void> {
@@ -51,25 +58,31 @@ export class MemoryPresenceStore implements PresenceStore {
     const user = room.users.get(entry.userId)!;
     if (--user.sessionCount > 0) return;
     room.users.delete(entry.userId);
-    const seq = ++room.seq;
-    // An empty room is forgotten; its seq starts over, which no subscriber can tell (it has none).
+    const seq = this.next(room);
+    // An empty room is forgotten; made again, it numbers on from startingSeq().
     if (room.users.size === 0) this.byName.delete(roomName);
     this.announce(roomName, { type: 'LEAVE', userId: entry.userId, roles: entry.roles, sessionId, reason, at: Date.now(), seq });
   }
 
-  /** One instance: every session is local and leaves room by room. */
-  async reapInstance(): Promise<number> {
-    return 0;
-  }
-
   async snapshot(roomName: string): Promise<RoomSnapshot> {
     const room = this.byName.get(roomName);
-    if (room === undefined) return { members: [], seq: 0 };
+    // No room: numbered where its next decision would start (a later event is above it).
+    if (room === undefined) return { members: [], seq: this.startingSeq() };
     return { members: [...room.users.values()].map((u) => u.member), seq: room.seq };
   }
 
   async rooms(): Promise<string[]> {
     return [...this.byName.keys()].sort();
+  }
+
+  /** Where a room made now starts numbering: the clock in µs, never below a number given. */
+  private startingSeq(): number {
+    return Math.max(Math.floor((performance.timeOrigin + performance.now()) * 1000), this.highestSeq);
+  }
+
+  private next(room: Room): number {
+    this.highestSeq = Math.max(this.highestSeq, ++room.seq);
+    return room.seq;
   }
 
   private announce(room: string, body: PresenceEventBody): void {

@@ -72,15 +72,12 @@ export class PresenceTracker implements Presence {
     if (!deps.matcher.isEnabled) return;
     deps.events.on('subscribe', (e) => this.onSubscribe(e));
     deps.events.on('unsubscribe', (e) => this.onUnsubscribe(e));
-    deps.events.on('disconnect', (e) => {
-      // Reported by this instance's reaper for a session that lived on a dead one: the
-      // reaper leaves the dead instance's rooms itself (PresenceStore's reaping).
-      if (e.reason === 'instance-lost') return;
-      // A session of this instance, which was reaped (instance-fenced): its leaves are told as
-      // `instance-lost`, exactly once with the reaper's (the store decides), and it stops being
-      // local at once, so a repair cannot add it back.
-      this.onSessionEnd(e.session.sessionId, leaveReasonFor(e.reason));
-    });
+    // Only this instance's sessions are tracked: a dead instance's, reported lost by this
+    // instance's reaper (`instance-lost`), is not, and its rooms are left by the reaper itself
+    // (RedisPresence.onInstanceLost). A session of this instance closed because the instance
+    // was reaped (`instance-fenced`) leaves as `instance-lost`, exactly once with the reaper's
+    // (the store decides), and stops being local at once, so a repair cannot add it back.
+    deps.events.on('disconnect', (e) => this.onSessionEnd(e.session.sessionId, leaveReasonFor(e.reason)));
   }
 
   get isEnabled(): boolean {

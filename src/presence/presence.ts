@@ -71,18 +71,14 @@ export interface RoomSnapshot {
 /**
  * Decides JOIN and LEAVE for every instance sharing it, exactly once each, and makes the
  * events reach the room's subscribers (and the companion destination) on every instance.
+ * (With several instances, a dead one's members are made to leave by the reaper, through the
+ * Redis store's onInstanceLost: src/cluster/instance-loss.ts.)
  */
 export interface PresenceStore {
   /** `entry.sessionId` subscribed to `room` (idempotent: a session already in is no event). */
   join(room: string, entry: SessionEntry): Promise<void>;
   /** The session left `room` (idempotent: a session not in it is no event). */
   leave(room: string, entry: SessionEntry, reason: LeaveReason): Promise<void>;
-  /**
-   * An instance was reaped: its members leave every room, as `instance-lost`, exactly once
-   * however many reapers race; returns how many of its entries this call found. (Memory: one
-   * instance, nothing to reap.)
-   */
-  reapInstance(instanceId: string): Promise<number>;
   snapshot(room: string): Promise<RoomSnapshot>;
   /** The list a new watcher here gets (defaults to snapshot()): with several instances, the one this instance's watchers share. */
   watcherSnapshot?(room: string): Promise<RoomSnapshot>;

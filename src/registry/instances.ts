@@ -52,3 +52,57 @@ export function singleInstance(report: () => InstanceReport): InstanceDirectory 
 }
 
 export const NO_COUNTERS: InstanceCounters = { connections: 0, sessions: 0, published: {}, delivered: {}, dropped: {}, errors: {}, bytesIn: 0, heartbeatTimeouts: 0 };
+
+/** An instance's report as it is kept for the others to read (with Redis: `instance:{id}:report`). */
+export function encodeInstanceReport(report: InstanceReport): string {
+  return JSON.stringify(report);
+}
+
+/**
+ * Another instance's report read back, checked like input: a field missing or of the wrong
+ * shape reads as its empty value (no report at all: every field empty), never as something
+ * the dashboard cannot show.
+ */
+export function parseInstanceReport(instanceId: string, json: string | null): InstanceReport {
+  let v: Record<string, unknown> = {};
+  try {
+    const value: unknown = json === null ? {} : JSON.parse(json);
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) v = value as Record<string, unknown>;
+  } catch {
+    v = {};
+  }
+  return {
+    instanceId,
+    startedAt: finiteOr0(v.startedAt),
+    reportedAt: finiteOr0(v.reportedAt),
+    isDegraded: v.isDegraded === true,
+    degradedReason: typeof v.degradedReason === 'string' ? v.degradedReason : null,
+    counters: parseCounters(v.counters),
+  };
+}
+
+function finiteOr0(value: unknown): number {
+  return typeof value === 'number' && Number.isFinite(value) ? value : 0;
+}
+
+function countsOf(value: unknown): Record<string, number> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return {};
+  const counts: Record<string, number> = {};
+  for (const [key, count] of Object.entries(value)) if (typeof count === 'number' && Number.isFinite(count)) counts[key] = count;
+  return counts;
+}
+
+function parseCounters(value: unknown): InstanceCounters {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return NO_COUNTERS;
+  const c = value as Record<string, unknown>;
+  return {
+    connections: finiteOr0(c.connections),
+    sessions: finiteOr0(c.sessions),
+    published: countsOf(c.published),
+    delivered: countsOf(c.delivered),
+    dropped: countsOf(c.dropped),
+    errors: countsOf(c.errors),
+    bytesIn: finiteOr0(c.bytesIn),
+    heartbeatTimeouts: finiteOr0(c.heartbeatTimeouts),
+  };
+}

@@ -3,6 +3,7 @@
 // Sessions here do not expire: one lives as long as its connection (refreshSession answers
 // ttlSeconds null and only notes lastSeenAt).
 
+import { decideBind } from './bind-policy';
 import { InvalidCursorError, decodeCursor, encodeCursor, pageOnlineUsers } from './registry';
 import type { BindPolicy, BindResult, OnlineUsersPage, OnlineUsersQuery, RegistryStats, SessionPage, SessionRecord, SessionRegistry, SubscriptionNote } from './registry';
 
@@ -14,17 +15,15 @@ export class MemoryRegistry implements SessionRegistry {
   private readonly seqOf = new Map<string, number>();
   private lastSeq = 0;
 
+  /** Holders are in binding order and the newcomer binds last: it is always the newest. */
   bind(record: SessionRecord, policy: BindPolicy): Promise<BindResult> {
-    const held = this.recordsOf(record.userId);
-    if (held.length < policy.maxPerUser) {
-      this.add(record);
-      return Promise.resolve({ isBound: true, evicted: [] });
-    }
-    if (policy.mode === 'reject') return Promise.resolve({ isBound: false, holders: held });
-    const evicted = held.slice(0, held.length - policy.maxPerUser + 1);
-    for (const old of evicted) this.remove(old.sessionId);
+    this.remove(record.sessionId); // binding a bound session again counts it once
+    const decision = decideBind(this.recordsOf(record.userId), () => true, policy);
+    if (decision.verdict === 'refused') return Promise.resolve({ isBound: false, holders: decision.holders });
+    if (decision.verdict === 'lost') return Promise.resolve({ isBound: false, holders: [] });
+    for (const old of decision.evicted) this.remove(old.sessionId);
     this.add(record);
-    return Promise.resolve({ isBound: true, evicted });
+    return Promise.resolve({ isBound: true, evicted: decision.evicted });
   }
 
   unbind(sessionId: string): Promise<void> {

@@ -15,7 +15,7 @@ export interface KickOutcome {
   instancesReached: number;
 }
 
-/** The other instances, as the cluster layer reaches them. */
+/** The other instances, as the cluster layer reaches them (NO_OTHER_INSTANCES in one process). */
 export interface RemoteSessions {
   /** Resolves with how many instances heard it (this one included: it listens too), 0 when Redis is away. */
   kickSession(sessionId: string, code: StompErrorCode, message: string): Promise<number>;
@@ -35,8 +35,14 @@ export interface SessionAdminDeps {
   registry: SessionRegistry;
   revocations: RevocationStore;
   instanceId: string;
-  remote: RemoteSessions | undefined;
+  remote: RemoteSessions;
 }
+
+/** One process: no other instance to reach; only this one heard it. */
+export const NO_OTHER_INSTANCES: RemoteSessions = {
+  kickSession: async () => 1,
+  kickUser: async () => 1,
+};
 
 const KICK_MESSAGE = 'closed by an administrator';
 const LOGOUT_MESSAGE = 'logged out on every device';
@@ -60,7 +66,6 @@ export function createSessionAdmin(deps: SessionAdminDeps): SessionAdmin {
         local.kick('KICKED', KICK_MESSAGE);
         return { sessionsClosed: 1, instancesReached: 1 };
       }
-      if (deps.remote === undefined) return { sessionsClosed: 0, instancesReached: 1 };
       // Unknown to the registry (or the registry unreachable): ask every instance anyway.
       const record = await deps.registry.get(sessionId).catch(() => undefined);
       if (record === undefined) {
@@ -77,7 +82,6 @@ export function createSessionAdmin(deps: SessionAdminDeps): SessionAdmin {
       const revoked = deps.revocations.revoke(userId, revokedAtMs).catch(() => undefined);
       const closedHere = closeSessions(deps.localSessions(), userId, 'LOGGED_OUT', LOGOUT_MESSAGE, 'logged-out');
       await revoked;
-      if (deps.remote === undefined) return { sessionsClosed: closedHere, instancesReached: 1 };
       const elsewhere = (await deps.registry.sessionsOf(userId).catch(() => [])).filter((r) => r.instanceId !== deps.instanceId).length;
       const reached = await deps.remote.kickUser(userId, 'LOGGED_OUT', LOGOUT_MESSAGE, revokedAtMs);
       return { sessionsClosed: closedHere + (reached > 1 ? elsewhere : 0), instancesReached: Math.max(1, reached) };

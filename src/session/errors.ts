@@ -17,7 +17,8 @@ export type StompErrorCode =
   | 'UNKNOWN_TRANSACTION'
   | 'DUPLICATE_TRANSACTION'
   | 'TRANSACTION_TOO_LARGE'
-  // Memory limits (MAX_PENDING_FRAME_BYTES, MAX_TOTAL_QUEUE_BYTES, MAX_QUEUES):
+  // Memory limits (MAX_PENDING_FRAME_BYTES, MAX_TOTAL_QUEUE_BYTES, MAX_QUEUES), and SERVER_BUSY also
+  // when too much work of one kind is under way (password checks): try again shortly.
   | 'SERVER_BUSY'
   | 'QUEUE_FULL'
   | 'QUEUE_LIMIT'
@@ -42,9 +43,7 @@ export type StompErrorCode =
   /** The application's backend (BACKEND_URL) gave no usable answer. */
   | 'BACKEND_UNAVAILABLE'
   /** A fatal error the backend answered without a code of its own. */
-  | 'BACKEND_ERROR'
-  /** Too much work of one kind under way (password checks); try again shortly. */
-  | 'SERVER_BUSY';
+  | 'BACKEND_ERROR';
 
 export class StompError extends Error {
   readonly code: StompErrorCode;

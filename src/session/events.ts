@@ -36,7 +36,11 @@ export interface SessionInfo {
   isAnonymous: boolean;
   transport: TransportKind;
   remoteAddress: string;
-  version: StompVersion;
+  /**
+   * The negotiated STOMP version; undefined for a session of another instance that this one
+   * reports lost (`instance-lost`): the registry does not record versions.
+   */
+  version: StompVersion | undefined;
   connectedAt: number;
 }
 

@@ -6,6 +6,7 @@
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import tls from 'node:tls';
+import type { Logger } from 'pino';
 
 export interface TlsFiles {
   certFile: string;
@@ -81,4 +82,11 @@ export function loadTlsCredentials(files: TlsFiles): TlsCredentials {
 
 function firstLine(error: unknown): string {
   return (error instanceof Error ? error.message : String(error)).split('\n')[0]!;
+}
+
+/** One line for the operator: which certificate serves, until when; a warning when it has expired. */
+export function logTlsCredentials(logger: Logger, credentials: TlsCredentials, message: string): void {
+  const fields = { subject: credentials.subject, validTo: credentials.validTo.toISOString(), clientCertificates: credentials.options.requestCert === true };
+  if (credentials.isExpired) logger.warn(fields, `${message}: the certificate has EXPIRED, clients will refuse it`);
+  else logger.info(fields, message);
 }

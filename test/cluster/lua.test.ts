@@ -1,9 +1,9 @@
 // Each Lua file of src/cluster/lua run on its own against a real redis-server, edge cases
 // included: a refresh after a reap, a reap racing a refresh, a late reap finishing after the
-// instance joined again, a registration by a fenced generation, a dead holder told through
-// its inbox, a replace that a re-registering older session loses, an ACK from a holder the
-// entry was taken from; for the queue scripts a stale giver, a trimmed pending entry, the
-// own give-backs left to others, and 10,000 entries (work per call stays bounded).
+// instance joined again, an ACK from a holder the entry was taken from; for the queue
+// scripts a stale giver, a trimmed pending entry, the own give-backs left to others, and
+// 10,000 entries (work per call stays bounded). (The registry's scripts: lua-registry.test.ts;
+// presence's: lua-presence.test.ts; the outbox's and revocation's: lua-outbox.test.ts.)
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -97,55 +97,6 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
     assert.equal(await redis.get(live('m7')), '5');
     assert.equal(await forget.run([live('m7')], ['5']), 1);
     assert.equal(await redis.exists(live('m7')), 0);
-  });
-
-  describe('registry-register', () => {
-    const register = (): LuaScript => new LuaScript(redis, 'registry-register', [6]);
-    const args = (sessionId: string, connectedAt: number, max: number, mode: string, generation: string, instanceId: string, userId: string, judge = '1') => [
-      sessionId, connectedAt, max, mode, 600, 't:session:{', 't:instance:{', generation, 'dead holder', 'replaced', 3600, judge,
-      'userId', userId, 'instanceId', instanceId, 'connectedAt', String(connectedAt),
-    ];
-    const keysFor = (sessionId: string, userId: string, instanceId: string) => [
-      `t:user:{${userId}}`, `t:session:{${sessionId}}`, 't:sessions:all', `${live(instanceId)}:sessions`, `${live(instanceId)}:users`, live(instanceId),
-    ];
-
-    it('refuses a write by a generation that is not the live one, writing nothing', async () => {
-      await redis.set(live('r1'), '5', 'PX', 60000);
-      assert.deepEqual(await register().run(keysFor('s-f', 'uf', 'r1'), args('s-f', 1, 1, 'reject', '4', 'r1', 'uf')), [-1]);
-      assert.equal(await redis.exists('t:session:{s-f}'), 0);
-      assert.equal(await redis.exists('t:user:{uf}'), 0);
-      assert.deepEqual(await register().run(keysFor('s-f', 'uf', 'r1'), args('s-f', 1, 1, 'reject', '5', 'r1', 'uf')), [1]);
-    });
-
-    it('drops a holder whose instance is dead and tells it through that instance\'s inbox', async () => {
-      await redis.set(live('r2'), '1', 'PX', 60000);
-      await redis.hset('t:session:{s-old}', 'userId', 'ud', 'instanceId', 'gone');
-      await redis.zadd('t:user:{ud}', 1, 's-old');
-      assert.deepEqual(await register().run(keysFor('s-new', 'ud', 'r2'), args('s-new', 2, 1, 'reject', '1', 'r2', 'ud')), [1]);
-      assert.deepEqual(await redis.zrange('t:user:{ud}', 0, -1), ['s-new']);
-      const told = (await redis.lrange('t:instance:{gone}:inbox', 0, -1)).map((raw) => JSON.parse(raw) as Record<string, string>);
-      assert.deepEqual(told, [{ type: 'kick', sessionId: 's-old', code: 'UNAVAILABLE', message: 'dead holder' }]);
-      assert.ok((await redis.ttl('t:instance:{gone}:inbox')) > 0, 'the inbox expires if nobody reads it');
-    });
-
-    it('just after Redis came back (judge = 0), a holder whose liveness key is missing keeps its place', async () => {
-      await redis.set(live('r5'), '1', 'PX', 60000);
-      await redis.hset('t:session:{s-held}', 'userId', 'ug', 'instanceId', 'reconnecting');
-      await redis.zadd('t:user:{ug}', 1, 's-held');
-      assert.deepEqual(await register().run(keysFor('s-try', 'ug', 'r5'), args('s-try', 2, 1, 'reject', '1', 'r5', 'ug', '0')), [0, 's-held']);
-      assert.equal(await redis.exists('t:instance:{reconnecting}:inbox'), 0);
-    });
-
-    it('replace: a re-registering session older than the holder loses ({2}); a newer one evicts and tells the holder', async () => {
-      await redis.set(live('r3'), '1', 'PX', 60000);
-      await redis.set(live('r4'), '1', 'PX', 60000);
-      assert.deepEqual(await register().run(keysFor('s-b', 'ur', 'r4'), args('s-b', 200, 1, 'replace', '1', 'r4', 'ur')), [1]);
-      assert.deepEqual(await register().run(keysFor('s-a', 'ur', 'r3'), args('s-a', 100, 1, 'replace', '1', 'r3', 'ur')), [2]);
-      assert.deepEqual(await redis.zrange('t:user:{ur}', 0, -1), ['s-b']);
-      assert.deepEqual(await register().run(keysFor('s-c', 'ur', 'r3'), args('s-c', 300, 1, 'replace', '1', 'r3', 'ur')), [1, 's-b']);
-      const told = (await redis.lrange('t:instance:{r4}:inbox', 0, -1)).map((raw) => (JSON.parse(raw) as { code: string }).code);
-      assert.deepEqual(told, ['SESSION_REPLACED']);
-    });
   });
 
   it('queue-reap: gives back a dead consumer\'s 1,200 pending entries in bounded batches; forgets a queue left empty', async () => {

@@ -62,7 +62,8 @@ for (const mode of ['single', 'cluster'] as const) {
       const keys = new RedisKeys(config.prefix);
       const registry = new RedisRegistry({ redis, keys, instanceId: id, sessionTtlSeconds: config.sessionTtlSeconds });
       const lost: SessionRecord[] = [];
-      const liveness = new InstanceLiveness({ redis, keys, instanceId: id, heartbeatMs, registry, onSessionLost: (r) => lost.push(r), onLivenessLost: async () => undefined, logger: silent });
+      registry.onSessionLost = (r) => lost.push(r);
+      const liveness = new InstanceLiveness({ redis, keys, instanceId: id, heartbeatMs, members: [registry], onLivenessLost: async () => undefined, logger: silent });
       await liveness.announce();
       const made = { id, redis, registry, liveness, lost };
       instances.push(made);
@@ -211,8 +212,8 @@ for (const mode of ['single', 'cluster'] as const) {
       const sleeper = await instance(100);
       const woke: boolean[] = [];
       const liveness = new InstanceLiveness({
-        redis: sleeper.redis, keys: new RedisKeys('ws:'), instanceId: sleeper.id, heartbeatMs: 100, registry: sleeper.registry,
-        onSessionLost: () => undefined, onLivenessLost: async (wasReaped) => void woke.push(wasReaped), logger: silent,
+        redis: sleeper.redis, keys: new RedisKeys('ws:'), instanceId: sleeper.id, heartbeatMs: 100, members: [sleeper.registry],
+        onLivenessLost: async (wasReaped) => void woke.push(wasReaped), logger: silent,
       });
       await liveness.announce();
       await sleeper.registry.bind(record(`s-sleep-${seq}`, user(), sleeper.id), reject1);

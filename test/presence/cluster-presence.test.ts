@@ -224,7 +224,7 @@ describe('presence across two instances (one redis-server)', { timeout: 60000 },
         const connection = new Redis(redis.url);
         return { connection, store: new RedisPresence({ redis: connection, keys: new RedisKeys('ws:'), instanceId: id, matcher: new RoomMatcher(['/topic/room.*'], undefined), messageIdPrefix: id, logger: pino({ level: 'silent' }) }) };
       });
-      await Promise.all(reapers.map((r) => r.store.reapInstance('inst-c')));
+      await Promise.all(reapers.map((r) => r.store.onInstanceLost('inst-c')));
       for (const r of reapers) r.connection.disconnect();
       await until(() => eventsOf(watchA).some((e) => e.type === 'LEAVE' && e.userId === 'victim'), 'the LEAVE');
       await sleep(500);

@@ -57,7 +57,7 @@ describe('RedisPresence: a leave that finds no entry', { timeout: 60000 }, () =>
     await store.join('/topic/room.b', entry('s2', 'bob'));
     await until(() => heard.includes('JOIN bob'), 'the JOIN');
     const reaper = presence();
-    await reaper.reapInstance('i1'); // the LEAVE, told once
+    await reaper.onInstanceLost('i1'); // the LEAVE, told once
     await until(() => heard.includes('LEAVE bob'), 'the reaper\'s LEAVE');
     await store.leave('/topic/room.b', entry('s2', 'bob'), 'disconnect');
     await store.repair(false);
@@ -106,12 +106,13 @@ describe('RedisPresence: a leave that finds no entry', { timeout: 60000 }, () =>
     await until(() => heard.includes('JOIN eve'), 'the JOIN');
     assert.equal(store.needsRepair, false);
     const scripts = redis as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
-    const realLeave = scripts.stompdPresenceLeaveBuffer!;
-    scripts.stompdPresenceLeaveBuffer = () => Promise.reject(new Error('Command timed out'));
+    // presence-leave.lua, as LuaScript defines it (4 keys), with Buffer replies.
+    const realLeave = scripts.stompd_presence_leave_4Buffer!;
+    scripts.stompd_presence_leave_4Buffer = () => Promise.reject(new Error('Command timed out'));
     try {
       await assert.rejects(store.leave(room, entry('s5', 'eve'), 'disconnect'));
     } finally {
-      scripts.stompdPresenceLeaveBuffer = realLeave;
+      scripts.stompd_presence_leave_4Buffer = realLeave;
     }
     assert.equal(store.needsRepair, true, 'a failed step asks for a repair');
     assert.equal(await redis.hlen(`ws:presence:{${room}}:sessions`), 1, 'the entry is still there');

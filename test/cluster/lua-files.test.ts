@@ -1,0 +1,75 @@
+// The Lua scripts as files: each opens with its KEYS/ARGV contract and what it returns, each
+// shared part is included somewhere and every include resolves, every script compiles on a real
+// Redis, and every script is run by some test of its own (by name).
+
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import Redis from 'ioredis';
+import { luaSource } from '../../src/cluster/lua';
+import { startRedis } from '../helpers/redis';
+import type { RedisServer } from '../helpers/redis';
+
+const ROOT = path.resolve(__dirname, '../../..'); // from dist/test/cluster
+const LUA = path.join(ROOT, 'src', 'cluster', 'lua');
+const names = (dir: string): string[] => fs.readdirSync(dir).filter((f) => f.endsWith('.lua')).map((f) => f.slice(0, -4)).sort();
+const scripts = names(LUA);
+const includes = names(path.join(LUA, 'include'));
+
+function testSources(dir: string): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const full = path.join(dir, entry.name);
+    return entry.isDirectory() ? testSources(full) : entry.name.endsWith('.test.ts') ? [fs.readFileSync(full, 'utf8')] : [];
+  });
+}
+
+describe('the Lua scripts as files', { timeout: 60000 }, () => {
+  let server: RedisServer;
+  let redis: Redis;
+
+  before(async () => {
+    server = await startRedis();
+    redis = new Redis(server.url);
+  });
+
+  after(async () => {
+    redis?.disconnect();
+    await server?.stop();
+  });
+
+  it('each script opens with its contract: KEYS, ARGV (where it takes any) and what it returns', () => {
+    assert.ok(scripts.length >= 20, `found ${scripts.length}`);
+    for (const name of scripts) {
+      const source = fs.readFileSync(path.join(LUA, `${name}.lua`), 'utf8');
+      const lines = source.split('\n');
+      const end = lines.findIndex((line) => !line.startsWith('--'));
+      const header = lines.slice(0, end).join('\n');
+      assert.ok(header.length > 0, `${name}.lua opens with a comment`);
+      assert.match(header, /KEYS\[1\]/, `${name}.lua names its keys`);
+      if (/ARGV\[/.test(source.slice(header.length))) assert.match(header, /ARGV\[1\]/, `${name}.lua names its arguments`);
+      assert.match(header, /Returns/, `${name}.lua says what it returns`);
+    }
+  });
+
+  it('every shared part (lua/include/) is included by a script, and every include resolves', () => {
+    const used = new Set<string>();
+    for (const name of scripts) {
+      for (const match of fs.readFileSync(path.join(LUA, `${name}.lua`), 'utf8').matchAll(/^--!include (\S+)$/gm)) used.add(match[1]!);
+      assert.doesNotMatch(luaSource(name), /^--!\s*include/m, `${name}: an include left unresolved`);
+    }
+    assert.deepEqual([...used].sort(), includes);
+  });
+
+  it('every script compiles on a real Redis', async () => {
+    for (const name of scripts) {
+      const sha = await redis.script('LOAD', luaSource(name)).catch((err: Error) => assert.fail(`${name}.lua: ${err.message}`));
+      assert.match(String(sha), /^[0-9a-f]{40}$/);
+    }
+  });
+
+  it('every script is run by a test of its own', () => {
+    const tests = testSources(path.join(ROOT, 'test')).join('\n');
+    for (const name of scripts) assert.ok(tests.includes(`'${name}'`), `no test runs ${name}.lua`);
+  });
+});
