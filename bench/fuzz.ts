@@ -13,7 +13,7 @@ import WebSocket from 'ws';
 import { BrokerProcess } from '../test/helpers/broker-process';
 import { RawClient, header } from '../test/helpers/raw-client';
 import { Random } from '../test/helpers/seeded-random';
-import { heapAfterGc } from '../test/fuzz/inspector';
+import { heapAfterGc } from './inspector';
 import { chunked, loadCorpus, mutatedFrame } from '../test/fuzz/mutator';
 
 /** What a broker may keep after the run: its queues are capped at 256 KiB in all (below), plus noise. */

@@ -23,6 +23,10 @@ export interface Endpoint {
   wsPath: string;
   login: string | undefined;
   passcode: string | undefined;
+  /** CONNECT's heart-beat header (default "0,0"); the caller sends its own beats (write). */
+  heartbeat?: string;
+  /** The local address to connect from (127.0.0.x): more ephemeral ports for many connections. */
+  localAddress?: string;
 }
 
 /** Called once per chunk that held at least one frame. */
@@ -73,7 +77,7 @@ export class LoadClient {
   /** Open the transport and complete CONNECT → CONNECTED. */
   static async open(transport: Transport, endpoint: Endpoint, timeoutMs: number): Promise<LoadClient> {
     const client = await (transport === 'tcp' ? LoadClient.openTcp(endpoint, timeoutMs) : LoadClient.openWs(endpoint, timeoutMs));
-    const headers: [string, string][] = [['accept-version', '1.2'], ['host', '/'], ['heart-beat', '0,0']];
+    const headers: [string, string][] = [['accept-version', '1.2'], ['host', '/'], ['heart-beat', endpoint.heartbeat ?? '0,0']];
     if (endpoint.login !== undefined) headers.push(['login', endpoint.login]);
     if (endpoint.passcode !== undefined) headers.push(['passcode', endpoint.passcode]);
     try {
@@ -116,7 +120,7 @@ export class LoadClient {
 
   private static openTcp(endpoint: Endpoint, timeoutMs: number): Promise<LoadClient> {
     if (endpoint.tcpPort === undefined) return Promise.reject(new Error('no TCP port to connect to'));
-    const socket = net.connect({ host: endpoint.host, port: endpoint.tcpPort });
+    const socket = net.connect({ host: endpoint.host, port: endpoint.tcpPort, ...(endpoint.localAddress !== undefined ? { localAddress: endpoint.localAddress } : {}) });
     socket.setNoDelay(true);
     const client = new LoadClient(
       'tcp',
@@ -137,7 +141,11 @@ export class LoadClient {
     if (endpoint.wsPort === undefined) return Promise.reject(new Error('no WebSocket port to connect to'));
     const url = `ws://${endpoint.host}:${endpoint.wsPort}${endpoint.wsPath}`;
     // Our own bodies are ASCII: skipping UTF-8 validation keeps the load generator's cost down.
-    const ws = new WebSocket(url, ['v12.stomp'], { perMessageDeflate: false, skipUTF8Validation: true });
+    const ws = new WebSocket(url, ['v12.stomp'], {
+      perMessageDeflate: false,
+      skipUTF8Validation: true,
+      ...(endpoint.localAddress !== undefined ? { localAddress: endpoint.localAddress } : {}),
+    });
     const client = new LoadClient(
       'ws',
       // Frames are ASCII text; STOMP over WebSocket clients send text messages.

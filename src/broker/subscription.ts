@@ -53,6 +53,9 @@ export interface Delivery {
   readonly message: Message | undefined;
 }
 
+/** What an auto-mode subscription (most of them) owes: nothing, shared. */
+const NOTHING_OWED: ReadonlyMap<string, Delivery> = new Map();
+
 export class Subscription {
   readonly id: string;
   /** What the client subscribed to. */
@@ -64,8 +67,8 @@ export class Subscription {
   readonly ackMode: AckMode;
   readonly maxUnacked: number;
   readonly subscriber: Subscriber;
-  /** ackId → delivery, oldest first. Empty for auto mode. */
-  readonly pending = new Map<string, Delivery>();
+  /** ackId → delivery, oldest first; made on the first delivery that owes an ack (never in auto mode). */
+  private owed: Map<string, Delivery> | undefined;
   /** Messages this subscription missed because its subscriber read too slowly. */
   droppedCount = 0;
   /** Of those, the ones the client was not told of yet: the next MESSAGE says how many. */
@@ -91,6 +94,11 @@ export class Subscription {
     this.escapedId = escapeHeader(id, subscriber.version);
     this.head = Buffer.from(`MESSAGE\nsubscription:${this.escapedId}\n`);
     this.headKey = `${subscriber.version}:${id}`;
+  }
+
+  /** ackId → delivery, oldest first. Empty for auto mode. */
+  get pending(): ReadonlyMap<string, Delivery> {
+    return this.owed ?? NOTHING_OWED;
   }
 
   get needsAck(): boolean {
@@ -128,8 +136,9 @@ export class Subscription {
     subscriber.write(Buffer.from(`MESSAGE\nsubscription:${this.escapedId}\n${this.takeDroppedHeader()}ack:${ackId}\n`));
     subscriber.write(tail, message.isBinary);
     const delivery: Delivery = { ackId, messageId: message.id, message: this.keepsMessages ? message : undefined };
-    if (this.pending.size >= this.maxUnacked) this.pending.delete(this.pending.keys().next().value!);
-    this.pending.set(ackId, delivery);
+    const owed = (this.owed ??= new Map());
+    if (owed.size >= this.maxUnacked) owed.delete(owed.keys().next().value!);
+    owed.set(ackId, delivery);
     return delivery;
   }
 
@@ -146,16 +155,17 @@ export class Subscription {
    * every earlier one): [] if unknown.
    */
   takeCovered(ackId: string): Delivery[] {
-    const target = this.pending.get(ackId);
-    if (target === undefined) return [];
+    const owed = this.owed;
+    const target = owed?.get(ackId);
+    if (owed === undefined || target === undefined) return [];
     if (this.ackMode === 'client-individual') {
-      this.pending.delete(ackId);
+      owed.delete(ackId);
       return [target];
     }
     const covered: Delivery[] = [];
-    for (const [id, delivery] of this.pending) {
+    for (const [id, delivery] of owed) {
       covered.push(delivery);
-      this.pending.delete(id);
+      owed.delete(id);
       if (id === ackId) break;
     }
     return covered;
@@ -169,8 +179,10 @@ export class Subscription {
 
   /** Everything still unacknowledged, oldest first; the subscription owes nothing after. */
   takeAllPending(): Delivery[] {
-    const all = [...this.pending.values()];
-    this.pending.clear();
+    const owed = this.owed;
+    if (owed === undefined) return [];
+    const all = [...owed.values()];
+    owed.clear();
     return all;
   }
 }

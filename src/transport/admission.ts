@@ -80,34 +80,23 @@ export class Admission {
       this.byAddress.set(key, (this.byAddress.get(key) ?? 0) + 1);
     }
     this.total++;
-    let counted = key;
-    let isReleased = false;
-    const release = (): void => {
-      if (isReleased) return;
-      isReleased = true;
-      this.total--;
-      if (counted !== undefined) this.forget(counted);
-    };
-    return {
-      get address() {
-        return counted;
-      },
-      identify: (clientAddress: string): Refusal | undefined => {
-        if (isReleased) return undefined;
-        const clientKey = plainAddress(clientAddress);
-        if (counted !== undefined) this.forget(counted);
-        counted = undefined;
-        const refusal = this.perAddressRefusal(clientKey);
-        if (refusal !== undefined) {
-          release();
-          return this.refuse(transport, clientKey, refusal);
-        }
-        counted = clientKey;
-        this.byAddress.set(clientKey, (this.byAddress.get(clientKey) ?? 0) + 1);
-        return undefined;
-      },
-      release,
-    };
+    return new Ticket(this, transport, key);
+  }
+
+  // --- For tickets ---
+
+  /** A ticket's client was named: counted under `key` from now on, or refused over the per-address cap. */
+  countUnder(transport: TransportKind, key: string): Refusal | undefined {
+    const refusal = this.perAddressRefusal(key);
+    if (refusal !== undefined) return this.refuse(transport, key, refusal);
+    this.byAddress.set(key, (this.byAddress.get(key) ?? 0) + 1);
+    return undefined;
+  }
+
+  /** A ticket let go of its place (counted under `counted`, if under an address). */
+  releasePlace(counted: string | undefined): void {
+    this.total--;
+    if (counted !== undefined) this.forget(counted);
   }
 
   private perAddressRefusal(key: string): Refusal | undefined {
@@ -123,9 +112,48 @@ export class Admission {
     return refusal;
   }
 
-  private forget(key: string): void {
+  /** One socket fewer under `key`. */
+  forget(key: string): void {
     const left = (this.byAddress.get(key) ?? 1) - 1;
     if (left === 0) this.byAddress.delete(key);
     else this.byAddress.set(key, left);
+  }
+}
+
+/** A class, not a literal with closures: one per open socket, so it is kept small. */
+class Ticket implements AdmissionTicket {
+  private readonly admission: Admission;
+  private readonly transport: TransportKind;
+  private counted: string | undefined;
+  private isReleased = false;
+
+  constructor(admission: Admission, transport: TransportKind, counted: string | undefined) {
+    this.admission = admission;
+    this.transport = transport;
+    this.counted = counted;
+  }
+
+  get address(): string | undefined {
+    return this.counted;
+  }
+
+  identify(clientAddress: string): Refusal | undefined {
+    if (this.isReleased) return undefined;
+    const clientKey = plainAddress(clientAddress);
+    if (this.counted !== undefined) this.admission.forget(this.counted);
+    this.counted = undefined;
+    const refusal = this.admission.countUnder(this.transport, clientKey);
+    if (refusal !== undefined) {
+      this.release();
+      return refusal;
+    }
+    this.counted = clientKey;
+    return undefined;
+  }
+
+  release(): void {
+    if (this.isReleased) return;
+    this.isReleased = true;
+    this.admission.releasePlace(this.counted);
   }
 }

@@ -158,14 +158,17 @@ export function listenTcp(
   onConnection: (connection: Connection) => void,
   onRefused: (connection: Connection, refusal: Refusal) => void,
 ): Promise<ListeningServer> {
-  const sockets = new Set<net.Socket>();
+  /** Every open socket, and its place under the caps (none when it was refused). */
+  const sockets = new Map<net.Socket, AdmissionTicket | undefined>();
   const isTls = options.tls !== undefined;
+  /** One listener for every socket (`this` is the socket): no closure per socket. */
+  const onSocketClose = function (this: net.Socket): void {
+    sockets.get(this)?.release();
+    sockets.delete(this);
+  };
   const track = (socket: net.Socket, ticket: AdmissionTicket | undefined): void => {
-    sockets.add(socket);
-    socket.once('close', () => {
-      sockets.delete(socket);
-      ticket?.release();
-    });
+    sockets.set(socket, ticket);
+    socket.on('close', onSocketClose);
   };
   const isAcceptable = (socket: net.Socket) => (chunk: Buffer): boolean => {
     const reason = refusedFirstBytes(chunk);
@@ -233,7 +236,7 @@ export function listenTcp(
         port: address.port,
         close: () => new Promise<void>((done) => server.close(() => done())),
         destroyConnections: () => {
-          for (const socket of sockets) socket.destroy();
+          for (const socket of sockets.keys()) socket.destroy();
         },
         ...(server instanceof tls.Server ? { setSecureContext: (context: tls.SecureContextOptions) => (server as tls.Server).setSecureContext(context) } : {}),
       });

@@ -74,6 +74,14 @@ const WHOLE_BINARY = { binary: true, fin: true } as const;
 const FRAGMENT_TEXT = { binary: false, fin: false } as const;
 const FRAGMENT_BINARY = { binary: true, fin: false } as const;
 
+/** On the ws and its raw socket: the connection their events are for (shared listeners, no closures per connection). */
+const CONNECTION = Symbol('stompd.wsConnection');
+type Carrier = { [CONNECTION]?: WsConnection };
+
+function connectionOf(emitter: unknown): WsConnection | undefined {
+  return (emitter as Carrier)[CONNECTION];
+}
+
 export class WsConnection extends BatchingConnection {
   readonly transport = 'ws' as const;
   private readonly ws: WebSocket;
@@ -113,21 +121,47 @@ export class WsConnection extends BatchingConnection {
     this.messageTimeoutMs = messageTimeoutMs;
     this.socket = request.socket;
     request.socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
+    // The listeners are shared by every connection and find this one on their emitter.
+    (request.socket as Carrier)[CONNECTION] = this;
+    (ws as Carrier)[CONNECTION] = this;
     // Before ws parses a chunk: its messages then reset the count, so what is left counted is
     // at most what ws still holds (it may miss the start of a message begun in the same chunk).
-    request.socket.prependListener('data', (chunk: Buffer) => this.receiving(chunk.length));
+    request.socket.prependListener('data', WsConnection.beforeRead);
     // After ws parsed it (its events are synchronous): bytes still counted are a message in progress.
-    request.socket.on('data', () => {
-      if (this.inboundBytes > 0 && !this.isInMessage) this.messageBegun();
-    });
-    ws.on('message', (data: RawData) => {
-      this.releaseInbound(this.inboundBytes);
-      this.handlers?.onData(toBuffer(data));
-    });
-    ws.on('ping', (data: Buffer) => this.releaseInbound(CONTROL_FRAME_HEADER_BYTES + data.length));
-    ws.on('pong', (data: Buffer) => this.releaseInbound(CONTROL_FRAME_HEADER_BYTES + data.length));
-    ws.on('error', (error) => this.closed(error));
-    ws.on('close', () => this.closed(undefined));
+    request.socket.on('data', WsConnection.afterRead);
+    ws.on('message', WsConnection.onMessage);
+    ws.on('ping', WsConnection.onControlFrame);
+    ws.on('pong', WsConnection.onControlFrame);
+    ws.on('error', WsConnection.onError);
+    ws.on('close', WsConnection.onClose);
+  }
+
+  private static beforeRead(this: Socket, chunk: Buffer): void {
+    connectionOf(this)?.receiving(chunk.length);
+  }
+
+  private static afterRead(this: Socket): void {
+    const connection = connectionOf(this);
+    if (connection !== undefined && connection.inboundBytes > 0 && !connection.isInMessage) connection.messageBegun();
+  }
+
+  private static onMessage(this: WebSocket, data: RawData): void {
+    const connection = connectionOf(this);
+    if (connection === undefined) return;
+    connection.releaseInbound(connection.inboundBytes);
+    connection.handlers?.onData(toBuffer(data));
+  }
+
+  private static onControlFrame(this: WebSocket, data: Buffer): void {
+    connectionOf(this)?.releaseInbound(CONTROL_FRAME_HEADER_BYTES + data.length);
+  }
+
+  private static onError(this: WebSocket, error: Error): void {
+    connectionOf(this)?.closed(error);
+  }
+
+  private static onClose(this: WebSocket): void {
+    connectionOf(this)?.closed(undefined);
   }
 
   private receiving(byteCount: number): void {
@@ -300,6 +334,8 @@ function peerKey(socket: Socket): string {
 }
 
 interface RawSocketState {
+  /** The socket's peerKey when it was accepted. */
+  readonly key: string;
   /** Until the upgrade completes. */
   handshakeTimer: NodeJS.Timeout | undefined;
   ticket: AdmissionTicket | undefined;
@@ -329,6 +365,15 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
   const endHandshake = (state: RawSocketState): void => {
     clearTimeout(state.handshakeTimer);
     state.handshakeTimer = undefined;
+  };
+  /** One listener for every socket of this listener (`this` is the socket): no closure per socket. */
+  const onRawSocketClose = function (this: Socket): void {
+    const state = sockets.get(this);
+    if (state === undefined) return;
+    endHandshake(state);
+    state.ticket?.release();
+    sockets.delete(this);
+    if (byPeerKey.get(state.key) === this) byPeerKey.delete(state.key);
   };
 
   const isMounted = (request: IncomingMessage): boolean => options.mount !== undefined && options.mount.handlesUrl(request.url ?? '/');
@@ -382,15 +427,9 @@ export function listenWebSocket(options: WsServerOptions, onConnection: (connect
     const handshakeTimer = setTimeout(() => socket.destroy(), deadlineMs);
     handshakeTimer.unref();
     const key = peerKey(socket);
-    sockets.set(socket, { handshakeTimer, ticket: isRefusal(admitted) ? undefined : admitted, refusal });
+    sockets.set(socket, { key, handshakeTimer, ticket: isRefusal(admitted) ? undefined : admitted, refusal });
     byPeerKey.set(key, socket);
-    socket.once('close', () => {
-      const state = sockets.get(socket);
-      if (state !== undefined) endHandshake(state);
-      state?.ticket?.release();
-      sockets.delete(socket);
-      if (byPeerKey.get(key) === socket) byPeerKey.delete(key);
-    });
+    socket.on('close', onRawSocketClose);
   });
   // Bytes that are not HTTP: node answers 400 and closes; a TLS ClientHello on the plain port is said in the log.
   server.on('clientError', (error: Error & { code?: string; rawPacket?: Buffer }, socket: Socket) => {
