@@ -56,7 +56,7 @@ function subscriber(sessionId: string): Subscriber & { ackIds: string[] } {
     ackIds.push(id);
     return id;
   };
-  return { sessionId, userId: 'bench', version: '1.2', isWritable: true, write: () => undefined, nextAckId, onSlowConsumer: () => true, ackIds };
+  return { sessionId, userId: 'bench', version: '1.2', isWritable: true, isBehind: false, acceptedBytes: 0, isFlowStalled: false, write: () => undefined, nextAckId, onSlowConsumer: () => true, ackIds };
 }
 
 function cpuMs(work: () => void): number {

@@ -9,6 +9,7 @@ import type { HeartbeatSetting } from './session/heartbeat';
 import { parseHeartbeat } from './session/heartbeat';
 import type { HookName } from './backend/contract';
 import type { SlowConsumerPolicy } from './session/session';
+import type { FlowSettings } from './broker/flow';
 import type { ForwardedHeader } from './transport/forwarded';
 import { TrustedProxies } from './transport/trusted-proxies';
 
@@ -61,6 +62,12 @@ export interface Config {
   limits: DecoderLimits;
   writeBufferLimitBytes: number;
   slowConsumerPolicy: SlowConsumerPolicy;
+  /** Publisher flow control (FLOW_CONTROL=on); undefined: off. */
+  flowControl: FlowSettings | undefined;
+  /** Past this many unsent bytes a subscriber is behind (flow control's mark, below the write limit). */
+  flowBehindBytes: number;
+  /** Bytes of other instances' messages that may wait for their fan-out here; past it the oldest are dropped. */
+  relayBacklogBytes: number;
   topicPrefix: string;
   queuePrefix: string;
   maxQueueMessages: number;
@@ -238,6 +245,13 @@ function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
   };
 }
 
+/** A share strictly between 0 and 1, written as a decimal ("0.5"). */
+function share(value: string): number {
+  if (!/^(0?\.\d+|0|1)$/.test(value)) return Number.NaN;
+  const n = Number(value);
+  return n > 0 && n < 1 ? n : Number.NaN;
+}
+
 function isInvalid(parsed: unknown): boolean {
   return parsed === null || (typeof parsed === 'number' && Number.isNaN(parsed));
 }
@@ -284,6 +298,13 @@ const SETTINGS = {
   MAX_HEADER_LINE_BYTES: ['8192', integer(64), 'an integer >= 64 (bytes)'],
   WRITE_BUFFER_LIMIT_BYTES: ['1048576', integer(1024), 'an integer >= 1024 (bytes)'],
   SLOW_CONSUMER_POLICY: ['drop', (v: string) => (v === 'drop' || v === 'disconnect' ? v : null), '"drop" or "disconnect"'],
+  FLOW_CONTROL: ['on', (v: string) => (v === 'on' || v === 'off' ? v === 'on' : null), '"on" or "off"'],
+  FLOW_CONTROL_BEHIND_BYTES: ['', (v: string) => (v === '' ? 0 : integer(1024)(v)), 'an integer >= 1024 (bytes), at most WRITE_BUFFER_LIMIT_BYTES (default: 65536, or half of WRITE_BUFFER_LIMIT_BYTES if that is less)'],
+  FLOW_CONTROL_BEHIND_SHARE: ['0.5', share, 'a decimal between 0 and 1, e.g. 0.5'],
+  FLOW_CONTROL_WINDOW: ['32', integer(1, 1_000_000), 'an integer from 1 to 1000000 (deliveries)'],
+  FLOW_CONTROL_STALL_MS: ['2000', integer(10, 600_000), 'an integer from 10 to 600000 (ms)'],
+  FLOW_CONTROL_MAX_HOLD_MS: ['10000', integer(10, 3_600_000), 'an integer from 10 to 3600000 (ms)'],
+  RELAY_BACKLOG_BYTES: ['67108864', integer(65536), 'an integer >= 65536 (bytes)'],
   TOPIC_PREFIX: ['/topic/', (v: string) => (v.startsWith('/') && v.endsWith('/') && v.length > 2 ? v : null), 'a destination prefix starting and ending with "/"'],
   QUEUE_PREFIX: ['/queue/', (v: string) => (v.startsWith('/') && v.endsWith('/') && v.length > 2 ? v : null), 'a destination prefix starting and ending with "/"'],
   MAX_QUEUE_MESSAGES: ['10000', integer(1), 'a positive integer'],
@@ -370,6 +391,14 @@ export function loadConfig(env: Env): Readonly<Config> {
     parsed[name] = result;
   }
   const p = parsed as Parsed;
+  // Below the write limit: a publisher is held before its subscribers reach the slow-consumer policy.
+  const flowBehindBytes = p.FLOW_CONTROL_BEHIND_BYTES === 0 ? Math.min(65536, Math.floor(p.WRITE_BUFFER_LIMIT_BYTES / 2)) : p.FLOW_CONTROL_BEHIND_BYTES;
+  if (flowBehindBytes > p.WRITE_BUFFER_LIMIT_BYTES) {
+    throw new ConfigError('FLOW_CONTROL_BEHIND_BYTES', String(flowBehindBytes), `expected at most WRITE_BUFFER_LIMIT_BYTES (${p.WRITE_BUFFER_LIMIT_BYTES}): a subscriber must be behind before its messages are dropped`);
+  }
+  if (p.FLOW_CONTROL_MAX_HOLD_MS < p.FLOW_CONTROL_STALL_MS) {
+    throw new ConfigError('FLOW_CONTROL_MAX_HOLD_MS', String(p.FLOW_CONTROL_MAX_HOLD_MS), `expected at least FLOW_CONTROL_STALL_MS (${p.FLOW_CONTROL_STALL_MS})`);
+  }
   if (p.TOPIC_PREFIX.startsWith(p.QUEUE_PREFIX) || p.QUEUE_PREFIX.startsWith(p.TOPIC_PREFIX)) {
     throw new ConfigError('QUEUE_PREFIX', p.QUEUE_PREFIX, `expected a prefix that neither starts nor is started by TOPIC_PREFIX (${p.TOPIC_PREFIX})`);
   }
@@ -442,6 +471,11 @@ export function loadConfig(env: Env): Readonly<Config> {
     limits: { maxFrameBytes: p.MAX_FRAME_BYTES, maxHeaders: p.MAX_HEADERS, maxHeaderLineBytes: p.MAX_HEADER_LINE_BYTES },
     writeBufferLimitBytes: p.WRITE_BUFFER_LIMIT_BYTES,
     slowConsumerPolicy: p.SLOW_CONSUMER_POLICY,
+    flowControl: p.FLOW_CONTROL
+      ? { behindShare: p.FLOW_CONTROL_BEHIND_SHARE, windowDeliveries: p.FLOW_CONTROL_WINDOW, stallMs: p.FLOW_CONTROL_STALL_MS, maxHoldMs: p.FLOW_CONTROL_MAX_HOLD_MS }
+      : undefined,
+    flowBehindBytes,
+    relayBacklogBytes: p.RELAY_BACKLOG_BYTES,
     topicPrefix: p.TOPIC_PREFIX,
     queuePrefix: p.QUEUE_PREFIX,
     maxQueueMessages: p.MAX_QUEUE_MESSAGES,

@@ -116,6 +116,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     maxQueues: config.maxQueues,
     logger,
     messageIdPrefix: randomBytes(4).toString('hex'),
+    ...(config.flowControl !== undefined ? { flow: config.flowControl } : {}),
+    relayBacklogBytes: config.relayBacklogBytes,
   });
   const pendingBudget = new SharedByteBudget(config.maxPendingFrameBytes);
   const table = new SessionTable();
@@ -238,6 +240,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     jwtVerifier: authentication.jwtVerifier,
     trustedProxies,
     publisher: router,
+    ...(router.flow !== undefined ? { publisherFlow: router.flow.account() } : {}),
     presence: tracker,
     queues: router,
     instances: shared.instances,
@@ -251,6 +254,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       connections: () => table.values(),
       sessionCounters: counters,
       router,
+      ...(router.flow !== undefined ? { flow: () => router.flow!.stats } : {}),
       queues: router,
       cluster: () => shared.health(),
       ...(backend !== undefined ? { backend: () => backend.stats() } : {}),
@@ -314,6 +318,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
       subscriptionNotes.stop();
       // The sessions' unbinds are on their way; leaving Redis removes what is left of this instance.
       if (!(await settlesWithin(shared.stop(), config.shutdownTimeoutMs))) logger.warn('leaving Redis took too long: gave up');
+      router.close();
       logger.info({ discardedQueueMessages: held.storedMessages + held.unacknowledgedMessages }, 'stompd stopped');
     },
   };

@@ -16,4 +16,15 @@ export interface Relay {
    * (the subscription to the shared channel is in place): the SUBSCRIBE's RECEIPT waits for it.
    */
   setInterest(routeKey: string, isInterested: boolean): Promise<void> | void;
+  /**
+   * Messages from other instances wait here for these destinations (and this many subscribers
+   * each): tell the other instances, whose flow control then holds their publishers. An empty
+   * map: nothing waits any more. Must not block or throw.
+   */
+  reportCongestion?(waiting: ReadonlyMap<string, number>): void;
+  /**
+   * While the relay cannot take more (publishes to other instances wait for their answer): a
+   * promise that resolves once it can; else undefined. A publisher waits for it after a publish.
+   */
+  backpressure?(): Promise<void> | undefined;
 }

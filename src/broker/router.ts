@@ -8,9 +8,19 @@
 // directly, never through the relay. Queues live in a QueueBackend chosen once: memory by
 // default, Redis when the cluster node attaches it; the router hands it every queue
 // operation and never asks which one it is.
+//
+// Flow control (flow.ts): a publish may carry the publisher's account; the topic fan-out
+// tallies behind subscribers into it, and the caller asks it whether to hold the publisher.
+// Every topic fan-out spends from the turn budget (turn-budget.ts), and messages from other
+// instances are fanned out through RemoteFanOut (in slices, under flow control, bounded).
 
 import type { Header } from '../codec';
 import { Destinations } from './destinations';
+import { FlowControl } from './flow';
+import type { FlowAccount, FlowSettings } from './flow';
+import { RemoteFanOut } from './remote-fanout';
+import type { RemoteFanOutStats } from './remote-fanout';
+import { RELAY_PUBLISH_COST, TurnBudget } from './turn-budget';
 import type { DestinationKind, DestinationPrefixes } from './destinations';
 import { MemoryQueues } from './memory-queues';
 import type { MemoryQueuesOptions } from './memory-queues';
@@ -23,7 +33,14 @@ import { Topic } from './topic';
 export interface RouterOptions extends DestinationPrefixes, MemoryQueuesOptions {
   /** Prefix of message ids, unique per broker instance. */
   messageIdPrefix: string;
+  /** Publisher flow control; undefined: off (publishers are never held, slow subscribers get the policy). */
+  flow?: FlowSettings;
+  /** Bytes of other instances' messages that may wait for their fan-out here; past it the oldest are dropped. */
+  relayBacklogBytes?: number;
 }
+
+/** RELAY_BACKLOG default when the options name none. */
+const DEFAULT_RELAY_BACKLOG_BYTES = 64 * 1024 * 1024;
 
 export interface RouterStats {
   topics: number;
@@ -70,9 +87,24 @@ export class Router {
   readonly delivered: KindCounts = { topic: 0, queue: 0, user: 0 };
   /** Topic and user messages not written to a subscriber over its write limit. */
   readonly dropped: KindCounts = { topic: 0, queue: 0, user: 0 };
+  /** undefined when flow control is off. */
+  readonly flow: FlowControl | undefined;
+  /** Topic fan-out work per event-loop turn: publishers wait for the next turn past it. */
+  readonly turn = new TurnBudget();
+  private readonly remoteFanOut: RemoteFanOut;
 
   constructor(options: RouterOptions) {
     this.options = options;
+    this.flow = options.flow === undefined ? undefined : new FlowControl(options.flow);
+    this.remoteFanOut = new RemoteFanOut({
+      deliver: (message, account) => this.deliverRemoteNow(message, account),
+      drop: (message) => this.dropRemote(message),
+      subscriberCount: (routeKey) => this.topics.get(routeKey)?.subscriberCount ?? 0,
+      onCongestion: (waiting) => this.relay?.reportCongestion?.(waiting),
+      turn: this.turn,
+      account: this.flow?.account(),
+      backlogBytes: options.relayBacklogBytes ?? DEFAULT_RELAY_BACKLOG_BYTES,
+    });
     this.destinations = new Destinations(options);
     this.queueBackend = new MemoryQueues(options);
   }
@@ -140,7 +172,7 @@ export class Router {
    * Publish an admitted message. A queue message in Redis resolves once it is stored (or
    * refused: UNAVAILABLE when Redis is away); everything else is done at once.
    */
-  publish(message: Message): undefined | Promise<PublishRefusal | undefined> {
+  publish(message: Message, account?: FlowAccount): undefined | Promise<PublishRefusal | undefined> {
     this.publishedCount++;
     const kind = this.kindOf(message.routeKey);
     if (kind === 'queue') {
@@ -150,15 +182,45 @@ export class Router {
     const counted = kind === 'user' ? 'user' : 'topic';
     this.published[counted]++;
     const topic = this.topics.get(message.routeKey);
-    if (topic !== undefined) this.countFanOut(counted, topic.subscriberCount, topic.publish(message));
-    this.relay?.publish(message);
+    if (topic !== undefined) this.countFanOut(counted, topic.subscriberCount, topic.publish(message, account?.tally));
+    if (this.relay !== undefined) {
+      this.relay.publish(message);
+      this.turn.spend(RELAY_PUBLISH_COST);
+      account?.noteRemote(message.routeKey);
+    }
     return undefined;
   }
 
-  /** A message another instance published: for this instance's subscribers only. */
+  /**
+   * A message another instance published: for this instance's subscribers only. Delivered at
+   * once unless earlier ones still wait (their subscribers are behind, or this turn's
+   * fan-out work is done): then after them, in order.
+   */
   deliverRemote(message: Message): void {
+    this.remoteFanOut.push(message);
+  }
+
+  /** While the relay to other instances is congested: a promise to wait for before publishing more; else undefined. */
+  relayBackpressure(): Promise<void> | undefined {
+    return this.relay?.backpressure?.();
+  }
+
+  /** Other instances' messages waiting here for their fan-out. */
+  get remoteStats(): RemoteFanOutStats {
+    return this.remoteFanOut.stats;
+  }
+
+  private deliverRemoteNow(message: Message, account: FlowAccount | undefined): void {
     const topic = this.topics.get(message.routeKey);
-    if (topic !== undefined) this.countFanOut(this.kindOf(message.routeKey) === 'user' ? 'user' : 'topic', topic.subscriberCount, topic.publish(message));
+    if (topic !== undefined) this.countFanOut(this.kindOf(message.routeKey) === 'user' ? 'user' : 'topic', topic.subscriberCount, topic.publish(message, account?.tally));
+  }
+
+  /** The remote backlog is full: `message` is not delivered here, and each subscriber is told (x-dropped). */
+  private dropRemote(message: Message): void {
+    const topic = this.topics.get(message.routeKey);
+    if (topic === undefined) return;
+    const drops = topic.recordDroppedForAll();
+    this.dropped[this.kindOf(message.routeKey) === 'user' ? 'user' : 'topic'] += drops;
   }
 
   /** Once per message, never per delivery. `subscribers` is read before the fan-out (the count it ran over); `drops` is what it dropped. */
@@ -166,6 +228,13 @@ export class Router {
     this.delivered[kind] += subscribers - drops;
     this.dropped[kind] += drops;
     this.droppedForSlowConsumers += drops;
+    this.turn.spend(subscribers);
+  }
+
+  /** Stop flow control's and the remote fan-out's timers (the broker stops). */
+  close(): void {
+    this.flow?.close();
+    this.remoteFanOut.close();
   }
 
   /**

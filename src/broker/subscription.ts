@@ -10,6 +10,7 @@
 
 import { escapeHeader } from '../codec';
 import type { StompVersion } from '../codec';
+import type { FlowSubscriber } from './flow';
 import type { Message } from './message';
 
 export type AckMode = 'auto' | 'client' | 'client-individual';
@@ -17,8 +18,8 @@ export type AckMode = 'auto' | 'client' | 'client-individual';
 /** On a MESSAGE: how many messages of this subscription were dropped just before it (slow consumer). */
 export const DROPPED_HEADER = 'x-dropped';
 
-/** What the broker needs of a session. */
-export interface Subscriber {
+/** What the broker needs of a session (flow control reads how far behind it is). */
+export interface Subscriber extends FlowSubscriber {
   readonly sessionId: string;
   /** The user the session is bound to: user destinations resolve against it. */
   readonly userId: string;

@@ -3,7 +3,11 @@
 // Membership is a Set (O(1) subscribe and unsubscribe, even in rooms of 100k); a fan-out
 // iterates an array snapshot rebuilt after a change, which a subscribe or unsubscribe
 // during the loop (a slow consumer disconnected mid fan-out) cannot disturb.
+//
+// With a flow-control tally (the publisher's account), the fan-out also notes the deliveries
+// that went to behind subscribers; stalled ones are not counted at all.
 
+import type { FlowTally } from './flow';
 import type { Message } from './message';
 import type { Subscription } from './subscription';
 
@@ -35,19 +39,32 @@ export class Topic {
    * Fan out; a subscriber over its write limit is handed to its slow-consumer policy.
    * Returns how many subscriptions had the message dropped.
    */
-  publish(message: Message): number {
+  publish(message: Message, tally?: FlowTally): number {
     const subscriptions = (this.snapshot ??= [...this.members]);
     let dropped = 0;
+    let stalled = 0;
     for (let i = 0; i < subscriptions.length; i++) {
       const subscription = subscriptions[i]!;
-      if (subscription.subscriber.isWritable) {
+      const subscriber = subscription.subscriber;
+      if (subscriber.isWritable) {
         subscription.deliver(message);
-      } else if (subscription.subscriber.onSlowConsumer(subscription, message)) {
+      } else if (subscriber.onSlowConsumer(subscription, message)) {
         subscription.recordDropped();
         dropped++;
       }
+      if (tally !== undefined && subscriber.isBehind) {
+        if (subscriber.isFlowStalled) stalled++;
+        else tally.behind.push(subscriber);
+      }
     }
+    if (tally !== undefined) tally.deliveries += subscriptions.length - stalled;
     message.releaseFrames(); // the fan-out is over: the shared frames are in the sockets' queues
     return dropped;
+  }
+
+  /** A message is not delivered to anyone here (the remote backlog is full): each subscription is told on its next MESSAGE. */
+  recordDroppedForAll(): number {
+    for (const subscription of this.members) subscription.recordDropped();
+    return this.members.size;
   }
 }

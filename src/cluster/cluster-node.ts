@@ -63,6 +63,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<SharedSta
     deliver: (e) => sequencer.onEnvelope(e),
     onControl: actOnControl,
     onResubscribed: () => sequencer.resyncAll(),
+    onFlowReport: (origin, waiting, ttlMs) => router.flow?.reportFrom(origin, waiting, ttlMs),
   });
   const presence = new RedisPresence({ redis: commands, keys, instanceId, matcher: deps.presenceRooms, messageIdPrefix: instanceId, logger });
   presence.localEntries = () => deps.localPresence.entries();

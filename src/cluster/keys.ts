@@ -145,4 +145,9 @@ export class RedisKeys {
   get controlChannel(): string {
     return `${this.prefix}control`;
   }
+
+  /** Pub/sub channel every instance hears: which destinations' messages wait on an instance (flow control). */
+  get flowChannel(): string {
+    return `${this.prefix}flow`;
+  }
 }

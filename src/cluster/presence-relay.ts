@@ -1,7 +1,8 @@
 // The Relay the router is given with Redis: RedisRelay, plus presence's bookkeeping of the
 // rooms this instance hears. A room (or companion) that gains local subscribers is tracked
 // by the sequencer from the room's current number (so a hole is noticed even before the
-// first event arrives) and watched by the views; one that loses them is forgotten.
+// first event arrives) and watched by the views; one that loses them is forgotten. Flow
+// control's congestion reports and backpressure pass through to RedisRelay unchanged.
 
 import type { Relay } from '../broker/relay';
 import type { RoomMatcher } from '../presence/presence';
@@ -28,5 +29,7 @@ export function presenceRelay({ relay, rooms, currentSeq, sequencer, views }: Pr
       views.setInterest(routeKey, isInterested);
       return relay.setInterest(routeKey, isInterested);
     },
+    reportCongestion: (waiting) => relay.reportCongestion?.(waiting),
+    backpressure: () => relay.backpressure?.(),
   };
 }

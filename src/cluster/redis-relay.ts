@@ -16,11 +16,21 @@
 //   messages in order, so one publisher's messages arrive in the order they were sent.
 // - On a Redis Cluster the same is done with sharded pub/sub (SPUBLISH / SSUBSCRIBE): a
 //   channel lives on the shard that owns its slot instead of being broadcast to all nodes.
+// - Bounded: publishes sent and not yet answered by Redis are counted in bytes; past
+//   MAX_UNANSWERED_BYTES the relay is congested and publishers wait (backpressure()) until
+//   half of that is answered. The publishes share the connection with this instance's
+//   liveness refresh, which must not wait behind an unbounded pipeline (it would be taken
+//   for dead while flooding Redis).
+// - Flow control across instances: an instance whose fan-out of others' messages is
+//   congested says which destinations wait there, and for how many subscribers, on the flow
+//   channel every instance hears (reportCongestion); each report lasts FLOW_REPORT_TTL_MS
+//   unless renewed, so one lost, or from an instance that died, holds nobody for long.
 
 import type { Cluster } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Message } from '../broker/message';
 import type { Relay } from '../broker/relay';
+import { CONGESTION_RENEW_MS } from '../broker/remote-fanout';
 import { decodeControl, encodeControl } from './control';
 import type { ControlMessage } from './control';
 import { decodeEnvelope, encodeEnvelope } from './envelope';
@@ -52,8 +62,16 @@ export interface RedisRelayOptions {
   onControl(control: ControlMessage): void;
   /** After a reconnect, once every wanted channel is subscribed again (what was published meanwhile is lost). */
   onResubscribed?(): void;
+  /** Another instance's congestion report: destinations waiting there and their subscribers (empty: none), valid for ttlMs. */
+  onFlowReport?(origin: string, waiting: ReadonlyMap<string, number>, ttlMs: number): void;
   logger: Logger;
 }
+
+/** Bytes of publishes sent to Redis and not answered yet, past which publishers wait. */
+export const MAX_UNANSWERED_BYTES = 512 * 1024;
+
+/** A congestion report is believed this long unless renewed (the sender renews it every CONGESTION_RENEW_MS). */
+export const FLOW_REPORT_TTL_MS = 3 * CONGESTION_RENEW_MS;
 
 export class RedisRelay implements Relay {
   private readonly options: RedisRelayOptions;
@@ -68,6 +86,10 @@ export class RedisRelay implements Relay {
   };
   /** Channel and envelope of each publish of this event-loop turn (single Redis only). */
   private batch: [string, Buffer][] = [];
+  /** Bytes published and not answered yet (the current batch included). */
+  private unansweredBytes = 0;
+  /** While congested: resolves once half of MAX_UNANSWERED_BYTES is answered. */
+  private uncongested: { promise: Promise<void>; resolve: () => void } | undefined;
   private isFlushScheduled = false;
   private readonly flush = (): void => this.flushBatch();
 
@@ -84,8 +106,16 @@ export class RedisRelay implements Relay {
   }
 
   async start(): Promise<void> {
-    this.wanted.add(this.options.keys.controlChannel);
-    await this.subscribe([this.options.keys.controlChannel]);
+    const { controlChannel, flowChannel } = this.options.keys;
+    this.wanted.add(controlChannel);
+    this.wanted.add(flowChannel);
+    await this.subscribe([controlChannel, flowChannel]);
+  }
+
+  /** Tell every instance which destinations' messages wait here (flow control); an empty map: none. */
+  reportCongestion(waiting: ReadonlyMap<string, number>): void {
+    const report = { origin: this.options.instanceId, ttlMs: FLOW_REPORT_TTL_MS, waiting: [...waiting] };
+    this.send(this.options.keys.flowChannel, Buffer.from(JSON.stringify(report)));
   }
 
   publish(message: Message): void {
@@ -99,6 +129,25 @@ export class RedisRelay implements Relay {
     });
     this.counts.published++;
     this.send(this.options.keys.destinationChannel(message.routeKey), bytes);
+  }
+
+  /** While too many publishes wait for Redis's answer: a promise that resolves once they drained; else undefined. */
+  backpressure(): Promise<void> | undefined {
+    if (this.unansweredBytes < MAX_UNANSWERED_BYTES) return this.uncongested?.promise;
+    if (this.uncongested === undefined) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.uncongested = { promise, resolve };
+    }
+    return this.uncongested.promise;
+  }
+
+  private answered(byteCount: number): void {
+    this.unansweredBytes -= byteCount;
+    if (this.uncongested !== undefined && this.unansweredBytes <= MAX_UNANSWERED_BYTES / 2) {
+      this.uncongested.resolve();
+      this.uncongested = undefined;
+    }
   }
 
   setInterest(routeKey: string, isInterested: boolean): Promise<void> | void {
@@ -147,9 +196,13 @@ export class RedisRelay implements Relay {
 
   private send(channel: string, bytes: Buffer): void {
     const { publisher } = this.options;
+    this.unansweredBytes += bytes.length;
     if (isCluster(publisher)) {
       // Channels hash to different slots, so one pipeline cannot carry them: ioredis groups them by node.
-      publisher.spublish(channel, bytes).catch(this.countDropped);
+      publisher
+        .spublish(channel, bytes)
+        .catch(this.countDropped)
+        .finally(() => this.answered(bytes.length));
       return;
     }
     this.batch.push([channel, bytes]);
@@ -165,21 +218,32 @@ export class RedisRelay implements Relay {
     const batch = this.batch;
     this.batch = [];
     const pipeline = (this.options.publisher as Exclude<RedisConnection, Cluster>).pipeline();
-    for (const [channel, bytes] of batch) pipeline.publish(channel, bytes);
-    pipeline.exec().then(
-      (results) => {
-        for (const [error] of results ?? []) if (error !== null) this.counts.dropped++;
-      },
-      () => {
-        this.counts.dropped += batch.length;
-      },
-    );
+    let byteCount = 0;
+    for (const [channel, bytes] of batch) {
+      pipeline.publish(channel, bytes);
+      byteCount += bytes.length;
+    }
+    pipeline
+      .exec()
+      .then(
+        (results) => {
+          for (const [error] of results ?? []) if (error !== null) this.counts.dropped++;
+        },
+        () => {
+          this.counts.dropped += batch.length;
+        },
+      )
+      .finally(() => this.answered(byteCount));
   }
 
   private onMessage(channelBytes: Buffer, bytes: Buffer): void {
     const channel = channelBytes.toString();
     if (channel === this.options.keys.controlChannel) {
       this.onControlBytes(bytes);
+      return;
+    }
+    if (channel === this.options.keys.flowChannel) {
+      this.onFlowBytes(bytes);
       return;
     }
     const listener = this.listeners.get(channel);
@@ -201,6 +265,28 @@ export class RedisRelay implements Relay {
     }
     this.counts.received++;
     this.options.deliver(envelope);
+  }
+
+  private onFlowBytes(bytes: Buffer): void {
+    let report: unknown;
+    try {
+      report = JSON.parse(bytes.toString());
+    } catch {
+      report = undefined;
+    }
+    const { origin, ttlMs, waiting } = (report ?? {}) as { origin?: unknown; ttlMs?: unknown; waiting?: unknown };
+    const isValid =
+      typeof origin === 'string' &&
+      typeof ttlMs === 'number' &&
+      ttlMs > 0 &&
+      Array.isArray(waiting) &&
+      waiting.every((entry) => Array.isArray(entry) && typeof entry[0] === 'string' && typeof entry[1] === 'number' && entry[1] >= 0);
+    if (!isValid) {
+      this.options.logger.warn('an invalid flow report was dropped');
+      return;
+    }
+    if (origin === this.options.instanceId) return;
+    this.options.onFlowReport?.(origin, new Map(waiting as [string, number][]), Math.min(ttlMs, 60_000));
   }
 
   private onControlBytes(bytes: Buffer): void {

@@ -10,6 +10,7 @@ import type { FastifyBaseLogger, FastifyError, FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { DestinationKind, UserDestination } from '../broker/destinations';
+import type { FlowAccount } from '../broker/flow';
 import type { Message } from '../broker/message';
 import type { Header } from '../codec';
 import { InvalidCursorError, RegistryUnavailableError } from '../registry/registry';
@@ -46,13 +47,17 @@ export interface MessagePublisher {
   /** Whether the queues can take these messages now (MAX_QUEUES, MAX_TOTAL_QUEUE_BYTES; Redis reachable). */
   admit(messages: readonly Message[]): QueueRefusal | undefined | Promise<QueueRefusal | undefined>;
   /** A queue publish may settle later (Redis): a refusal then says why it was not stored. */
-  publish(message: Message): void | Promise<QueueRefusal | undefined>;
+  publish(message: Message, account?: FlowAccount): void | Promise<QueueRefusal | undefined>;
+  /** While the relay to other instances cannot take more: what to wait for before answering. */
+  relayBackpressure?(): Promise<void> | undefined;
 }
 
 export interface HttpApiDeps {
   registry: SessionRegistry;
   admin: SessionAdmin;
   publisher: MessagePublisher;
+  /** The HTTP API as one publisher under flow control (a publish answers once it may go on); undefined: off. */
+  publisherFlow?: FlowAccount;
   authenticate(authorization: string | undefined): Promise<AdminVerdict>;
   /** Set when /metrics needs a credential (METRICS_TOKEN or an admin's); undefined: /metrics is public. */
   authenticateMetrics?(authorization: string | undefined): Promise<AdminVerdict>;

@@ -4,6 +4,8 @@
 // One prom-client Registry per broker, so that several brokers in one process stay apart.
 
 import type { QueueStat } from '../broker/queue-backend';
+import type { FlowStats } from '../broker/flow';
+import type { RemoteFanOutStats } from '../broker/remote-fanout';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { KindCounts, RouterStats } from '../broker/router';
 import type { SessionCounters } from '../session/counters';
@@ -42,7 +44,9 @@ export interface MetricsSources {
   backend?: () => BackendMetricsView;
   connections(): Iterable<ConnectionView>;
   sessionCounters: SessionCounters;
-  router: { readonly published: KindCounts; readonly delivered: KindCounts; readonly dropped: KindCounts; stats(): RouterStats };
+  router: { readonly published: KindCounts; readonly delivered: KindCounts; readonly dropped: KindCounts; stats(): RouterStats; readonly remoteStats: RemoteFanOutStats };
+  /** undefined with FLOW_CONTROL=off: no flow-control metrics then. */
+  flow?: () => FlowStats;
   /** undefined in embedded mode: no Redis metrics then. */
   cluster(): ClusterMetricsView | undefined;
   /** Per-queue figures (from Redis with several instances), read at scrape time. */
@@ -151,6 +155,29 @@ export function createMetrics(sources: MetricsSources): Registry {
   mirrorLabelledCounter(registry, 'stompd_errors_sent_total', 'ERROR frames sent (refusals and closes), by code', 'code', () => counters.errorsSent);
   mirrorCounter(registry, 'stompd_slow_consumer_events_total', 'Messages not written to a session over its write limit, and sessions closed for it', () => counters.slowConsumerEvents);
 
+  if (sources.flow !== undefined) {
+    const flow = sources.flow;
+    new Gauge({
+      name: 'stompd_flow_held_publishers',
+      help: 'Publishers held back right now because most subscribers of their messages are behind (the fan-out of other instances\' messages counts as one)',
+      registers: [registry],
+      collect() {
+        this.set(flow().heldNow);
+      },
+    });
+    mirrorCounter(registry, 'stompd_flow_holds_total', 'Times a publisher was held back (flow control)', () => flow().holds);
+    mirrorCounter(registry, 'stompd_flow_held_seconds_total', 'Time publishers spent held back, over the holds that ended', () => flow().heldMs / 1000);
+    mirrorCounter(registry, 'stompd_flow_hold_timeouts_total', 'Holds that ended at FLOW_CONTROL_MAX_HOLD_MS rather than because subscribers drained', () => flow().releasedByTimeout);
+    new Gauge({
+      name: 'stompd_flow_stalled_subscribers',
+      help: 'Behind subscribers that took nothing for FLOW_CONTROL_STALL_MS: they hold no publisher back, the slow-consumer policy applies to them',
+      registers: [registry],
+      collect() {
+        this.set(flow().stalledNow);
+      },
+    });
+    mirrorCounter(registry, 'stompd_flow_stalls_total', 'Subscribers found stalled (flow control stopped waiting for them)', () => flow().stalls);
+  }
   if (sources.cluster() !== undefined) {
     const cluster = (): ClusterMetricsView => sources.cluster()!;
     new Gauge({
@@ -172,6 +199,23 @@ export function createMetrics(sources: MetricsSources): Registry {
     });
     mirrorCounter(registry, 'stompd_redis_ping_seconds_total', 'Sum of the PING round trips (divide by stompd_redis_pings_total for the mean)', () => cluster().redisLatency.sumMs / 1000);
     mirrorCounter(registry, 'stompd_redis_pings_total', 'PINGs answered', () => cluster().redisLatency.count);
+    new Gauge({
+      name: 'stompd_relay_backlog_bytes',
+      help: 'Other instances\' messages waiting here for their fan-out (their subscribers are behind, or this instance is busy), in bytes',
+      registers: [registry],
+      collect() {
+        this.set(router.remoteStats.waitingBytes);
+      },
+    });
+    new Gauge({
+      name: 'stompd_relay_backlog_messages',
+      help: 'Other instances\' messages waiting here for their fan-out',
+      registers: [registry],
+      collect() {
+        this.set(router.remoteStats.waitingMessages);
+      },
+    });
+    mirrorCounter(registry, 'stompd_relay_backlog_dropped_total', 'Other instances\' messages dropped here past RELAY_BACKLOG_BYTES (their subscribers are told with x-dropped)', () => router.remoteStats.dropped);
     mirrorLabelledCounter(registry, 'stompd_relay_messages_total', 'Topic and user messages between instances: published to Redis, received from it, dropped (Redis away)', 'direction', () => {
       const { relay } = cluster();
       return { published: relay.published, received: relay.received, dropped: relay.dropped };

@@ -25,6 +25,8 @@ export interface SidecarSources {
   jwtVerifier: JwtVerifier | undefined;
   trustedProxies: TrustedProxies;
   publisher: HttpApiDeps['publisher'];
+  /** The HTTP API's publishes as one publisher under flow control (absent: flow control is off). */
+  publisherFlow?: HttpApiDeps['publisherFlow'];
   presence: HttpApiDeps['presence'];
   queues: HttpApiDeps['queues'];
   instances: InstanceDirectory;
@@ -52,6 +54,7 @@ export async function startSidecar(config: Readonly<SidecarConfig>, sources: Sid
         registry: sources.registry,
         admin: sources.admin,
         publisher: sources.publisher,
+        ...(sources.publisherFlow !== undefined ? { publisherFlow: sources.publisherFlow } : {}),
         presence: sources.presence,
         queues: sources.queues,
         // Without a credential, what reaches it is trusted: loopback Host names and pages only.

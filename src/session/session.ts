@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Decoder, FrameError, encodeFrame, headerValue } from '../codec';
 import type { ByteBudget, DecoderLimits, Frame, Header, StompVersion } from '../codec';
+import type { FlowAccount } from '../broker/flow';
 import type { Router } from '../broker/router';
 import type { Subscriber, Subscription } from '../broker/subscription';
 import type { Message } from '../broker/message';
@@ -125,6 +126,10 @@ export class Session implements Subscriber, SessionView, ConnectionHandlers {
   private receiptWithheldFor: Frame | undefined;
   /** Made on the first drop: most sessions never drop, and an idle session should cost little. */
   private droppedLog: DroppedMessageLog | undefined;
+  /** This session as a publisher under flow control: made on its first topic or user publish. */
+  private publisherAccount: FlowAccount | undefined;
+  /** Owned by flow control: behind and taking nothing (its publishers no longer wait for it). */
+  isFlowStalled = false;
 
   constructor(connection: Connection, deps: SessionDeps) {
     this.connection = connection;
@@ -189,6 +194,14 @@ export class Session implements Subscriber, SessionView, ConnectionHandlers {
     return this.state === 'connected' && this.connection.isWritable;
   }
 
+  get isBehind(): boolean {
+    return this.connection.isBehind;
+  }
+
+  get acceptedBytes(): number {
+    return this.connection.acceptedBytes;
+  }
+
   write(bytes: Buffer, isBinary?: boolean): void {
     this.connection.write(bytes, isBinary);
   }
@@ -205,6 +218,28 @@ export class Session implements Subscriber, SessionView, ConnectionHandlers {
     }
     (this.droppedLog ??= new DroppedMessageLog(() => this.log)).record(subscription.destination);
     return true;
+  }
+
+  // --- Publishing ---
+
+  /** The account flow control keeps of what this session publishes; undefined when flow control is off. */
+  get flowAccount(): FlowAccount | undefined {
+    return (this.publisherAccount ??= this.deps.router.flow?.account());
+  }
+
+  /**
+   * After a topic or user publish: a promise while this session must wait before its next
+   * frame (held by flow control, the relay to other instances is full, or this turn's
+   * fan-out work is done), else undefined. Its
+   * RECEIPT and its later frames wait with it (onFrame), and its socket is not read meanwhile.
+   */
+  paceAfterPublish(): Promise<void> | undefined {
+    const held = this.publisherAccount?.settle();
+    if (held !== undefined) return held;
+    const { router } = this.deps;
+    const relayFull = router.relayBackpressure();
+    if (relayFull !== undefined) return relayFull;
+    return router.turn.isSpent ? router.turn.nextTurn() : undefined;
   }
 
   // --- Frames out ---
@@ -258,6 +293,11 @@ export class Session implements Subscriber, SessionView, ConnectionHandlers {
 
   onDrain(): void {
     for (const subscription of this.subscriptions.values()) this.deps.router.resumeSubscription(subscription);
+  }
+
+  /** Drained below flow control's mark: publishers held for this session may go on. */
+  onCaughtUp(): void {
+    this.deps.router.flow?.caughtUp(this);
   }
 
   onBusy(): void {
@@ -358,6 +398,8 @@ export class Session implements Subscriber, SessionView, ConnectionHandlers {
       return;
     }
     this.connection.resumeReading();
+    // Silence while this side did not read is not the peer's: its heart-beat deadline starts again.
+    this.lastReadAt = Date.now();
     const framesBefore = this.framesIn;
     try {
       this.decoder.resume();
@@ -425,7 +467,9 @@ export class Session implements Subscriber, SessionView, ConnectionHandlers {
     session.heartbeatTimer = undefined;
     if (session.state !== 'connected') return;
     const nowMs = Date.now();
-    if (session.readDeadlineMs > 0) {
+    // Not reading (a publisher held by flow control, or an asynchronous step): the peer's
+    // beats wait unread in the socket, so silence is not the peer's; setWaiting(false) restarts the deadline.
+    if (session.readDeadlineMs > 0 && !session.isWaiting) {
       const silentMs = nowMs - session.lastReadAt;
       if (silentMs > session.readDeadlineMs) {
         session.log.info({ silentMs, deadlineMs: session.readDeadlineMs }, 'heart-beat timeout');
@@ -515,6 +559,8 @@ export class Session implements Subscriber, SessionView, ConnectionHandlers {
     clearTimeout(this.heartbeatTimer);
     clearTimeout(this.expiryTimer);
     this.droppedLog?.flush();
+    this.publisherAccount?.dispose();
+    this.deps.router.flow?.forget(this);
     if (this.isWaiting) {
       // Reading was paused for an asynchronous step: resume it so the transport can see the
       // peer's side of the close (a WebSocket close handshake). The decoder stays paused.

@@ -11,12 +11,18 @@
 //   that one buffer is written to each of them.
 // - bufferedBytes counts queued bytes plus bytes handed to the socket and not yet written,
 //   so the core can stop feeding a slow reader (isWritable) and hear when it drains.
+// - Below the write limit sits the flow-control mark (behindBytes): past it the connection is
+//   behind (publishers may be held for it), until it drains to half of it (onCaughtUp).
+//   acceptedBytes only grows while the socket takes bytes: a behind connection whose
+//   acceptedBytes stands still is stalled, not slow.
 
 export type TransportKind = 'tcp' | 'ws';
 
 export interface WriteLimits {
   writeLimitBytes: number;
   overflowLimitBytes: number;
+  /** Past it the connection is behind (flow control); default: half of writeLimitBytes. */
+  behindBytes?: number;
 }
 
 export interface ConnectionHandlers {
@@ -27,6 +33,8 @@ export interface ConnectionHandlers {
   onDrain(): void;
   /** bufferedBytes passed the hard limit: the peer does not read even what is not a MESSAGE. */
   onOverflow(): void;
+  /** The connection was behind (past behindBytes) and drained to half of it. */
+  onCaughtUp?(): void;
   /** What the peer is sending could not be given memory (the shared pending budget is spent). */
   onBusy(): void;
   /**
@@ -56,6 +64,10 @@ export interface Connection {
   readonly bufferedBytes: number;
   /** False once bufferedBytes passed the limit, until it drains. */
   readonly isWritable: boolean;
+  /** True once bufferedBytes passed the flow-control mark, until it drained to half of it. */
+  readonly isBehind: boolean;
+  /** Bytes the socket has taken so far (a write completed): it stands still while the peer reads nothing. */
+  readonly acceptedBytes: number;
   /** Date.now() of the last flush towards the peer. */
   readonly lastWriteAt: number;
   /** Bytes handed to the socket so far (counted per flush, not per write: the metrics read it). */
@@ -172,8 +184,11 @@ export abstract class BatchingConnection implements Connection {
   private isQueueBinary = false;
   private inflightBytes = 0;
   private isAboveLimit = false;
+  private isBehindMark = false;
   private isEnding = false;
+  acceptedBytes = 0;
   private readonly writeLimitBytes: number;
+  private readonly behindBytes: number;
   private readonly overflowLimitBytes: number;
   private hasOverflowed = false;
 
@@ -185,6 +200,7 @@ export abstract class BatchingConnection implements Connection {
     this.peer = peer;
     this.writeLimitBytes = limits.writeLimitBytes;
     this.overflowLimitBytes = limits.overflowLimitBytes;
+    this.behindBytes = limits.behindBytes ?? Math.floor(limits.writeLimitBytes / 2);
   }
 
   get bufferedBytes(): number {
@@ -193,6 +209,10 @@ export abstract class BatchingConnection implements Connection {
 
   get isWritable(): boolean {
     return !this.isAboveLimit && !this.isClosed;
+  }
+
+  get isBehind(): boolean {
+    return this.isBehindMark;
   }
 
   setHandlers(handlers: ConnectionHandlers): void {
@@ -211,7 +231,14 @@ export abstract class BatchingConnection implements Connection {
         setImmediate(flushAll);
       }
     }
-    if (!this.isAboveLimit && this.bufferedBytes > this.writeLimitBytes) this.isAboveLimit = true;
+    // isAboveLimit implies isBehindMark (behindBytes <= writeLimitBytes, and it clears no later).
+    if (!this.isAboveLimit) {
+      const buffered = this.queuedBytes + this.inflightBytes;
+      if (buffered > this.behindBytes) {
+        this.isBehindMark = true;
+        if (buffered > this.writeLimitBytes) this.isAboveLimit = true;
+      }
+    }
   }
 
   /** Called by the scheduler: hand the queued bytes to the socket as one batch. */
@@ -275,9 +302,16 @@ export abstract class BatchingConnection implements Connection {
 
   private written(byteCount: number): void {
     this.inflightBytes -= byteCount;
-    if (this.isAboveLimit && this.bufferedBytes <= this.writeLimitBytes / 2) {
-      this.isAboveLimit = false;
-      if (!this.isClosed) this.handlers?.onDrain();
-    }
+    this.acceptedBytes += byteCount;
+    if (!this.isBehindMark) return;
+    const buffered = this.bufferedBytes;
+    const hasDrained = this.isAboveLimit && buffered <= this.writeLimitBytes / 2;
+    const hasCaughtUp = buffered <= this.behindBytes / 2;
+    // Both flags first: onDrain may write again (a queue hands out more), which sets them anew.
+    if (hasDrained) this.isAboveLimit = false;
+    if (hasCaughtUp) this.isBehindMark = false;
+    if (this.isClosed) return;
+    if (hasCaughtUp) this.handlers?.onCaughtUp?.();
+    if (hasDrained) this.handlers?.onDrain();
   }
 }

@@ -49,7 +49,7 @@ export function listenFailure(error: unknown, host: string, port: number, portVa
 
 export type ListenersConfig = Pick<
   Config,
-  | 'host' | 'stompPort' | 'wsPort' | 'wsPath' | 'sockjsPath' | 'tls' | 'limits' | 'writeBufferLimitBytes' | 'frameTimeoutMs' | 'handshakeTimeoutMs'
+  | 'host' | 'stompPort' | 'wsPort' | 'wsPath' | 'sockjsPath' | 'tls' | 'limits' | 'writeBufferLimitBytes' | 'flowBehindBytes' | 'frameTimeoutMs' | 'handshakeTimeoutMs'
   | 'maxConnections' | 'maxConnectionsPerAddress' | 'proxyProtocol' | 'trustedProxies' | 'forwardedHeader'
 >;
 
@@ -103,6 +103,7 @@ export async function openListeners(config: Readonly<ListenersConfig>, deps: Lis
   const writeLimits = {
     writeLimitBytes: config.writeBufferLimitBytes,
     overflowLimitBytes: config.writeBufferLimitBytes * 2 + config.limits.maxFrameBytes,
+    behindBytes: config.flowBehindBytes,
   };
   const all: ListeningServer[] = [];
   const secure: ListeningServer[] = [];

@@ -15,6 +15,9 @@ class CountingSubscriber implements Subscriber {
   readonly userId = 'u';
   readonly version = '1.2' as const;
   isWritable = true;
+  readonly isBehind = false;
+  readonly acceptedBytes = 0;
+  isFlowStalled = false;
   frames = 0;
   private ackSeq = 0;
   constructor(readonly sessionId: string) {}

@@ -40,6 +40,9 @@ class RecordingSubscriber implements Subscriber {
   readonly userId = 'contract';
   readonly version: StompVersion = '1.2';
   isWritable = true;
+  readonly isBehind = false;
+  readonly acceptedBytes = 0;
+  isFlowStalled = false;
   readonly messages: Frame[] = [];
   private ackSeq = 0;
   private readonly decoder = new Decoder((frame) => this.messages.push(frame), { acceptServerCommands: true });

@@ -5,6 +5,9 @@
 // `user-id` header is `api/` and the admin's id (the JWT's user, `admin-token`, or
 // `loopback`): a user id never contains "/" (refused at CONNECT), so no STOMP user can pass
 // for the API. Only the broker itself publishes on presence companion destinations.
+// Flow control: the API is one publisher. While it is held (most subscribers of what it
+// published are behind), a publish waits before it is routed, and a publish that finds them
+// behind answers once they drained: the answer means accepted, as a RECEIPT does.
 
 import type { FastifyInstance } from 'fastify';
 import { hasControlCharacters } from '../../broker/destinations';
@@ -103,8 +106,15 @@ export async function publishRoutes(app: FastifyInstance, deps: HttpApiDeps): Pr
         extra.push(['content-type', contentType]);
       }
       const message = deps.publisher.createMessage(destination, extra, body, apiSenderId(request.adminId));
+      const flow = kind === 'queue' ? undefined : deps.publisherFlow;
+      const heldBefore = flow?.whenReleased;
+      if (heldBefore !== undefined) await heldBefore;
       // As for a SEND: the queue limits first, then the store (with Redis, answered once it holds the message).
-      const refusal = (await deps.publisher.admit([message])) ?? (await deps.publisher.publish(message));
+      const refusal = (await deps.publisher.admit([message])) ?? (await deps.publisher.publish(message, flow));
+      const heldAfter = flow?.settle();
+      if (heldAfter !== undefined) await heldAfter;
+      const relayFull = kind === 'queue' ? undefined : deps.publisher.relayBackpressure?.();
+      if (relayFull !== undefined) await relayFull;
       if (refusal !== undefined) {
         request.log.info({ destination, code: refusal.code, by: request.adminId }, 'HTTP publish refused');
         return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: `${refusal.code}: ${refusal.message}` });

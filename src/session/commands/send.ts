@@ -61,6 +61,15 @@ function stored(session: Session, frame: Frame, published: void | Promise<Publis
   return undefined;
 }
 
+/**
+ * A publish done: a queue one may still be stored (stored()); a topic or user one may hold
+ * the session (flow control, or this turn's fan-out work is done): its RECEIPT waits then.
+ */
+function published(session: Session, frame: Frame, result: void | Promise<PublishRefusal | undefined>): void | Promise<void> {
+  if (result !== undefined) return stored(session, frame, result);
+  return session.paceAfterPublish();
+}
+
 /** The last handled SEND of each transaction still under way at COMMIT. */
 const handledInOrder = new WeakMap<Transaction, Promise<void>>();
 
@@ -89,12 +98,12 @@ export function handleSend(session: Session, frame: Frame): void | Promise<void>
     const message = router.createMessage(destination, frame.headers, body, session.userId);
     if (transaction === undefined) {
       const refusal = router.admit([message]);
-      if (refusal === undefined) return stored(session, frame, router.publish(message));
+      if (refusal === undefined) return published(session, frame, router.publish(message, session.flowAccount));
       // Queues in Redis: admitted, then stored, before the frame is done (and its RECEIPT sent).
       if (refusal instanceof Promise) return refusal.then((r) => (r === undefined ? stored(session, frame, router.publish(message)) : refuse(r)));
       refuse(refusal);
     }
     // Checked against the queue limits at COMMIT, with the rest of the transaction.
-    hold(session, transaction, () => refusedIfAny(router.publish(message)), message.byteSize, message);
+    hold(session, transaction, () => refusedIfAny(router.publish(message, session.flowAccount)), message.byteSize, message);
   });
 }

@@ -82,21 +82,26 @@ export function handleCommit(session: Session, frame: Frame): void | Promise<voi
     const notCommitted = (r: PublishRefusal): never => {
       throw new StompError(r.code, `${r.message} (transaction ${JSON.stringify(name)} not committed)`);
     };
-    if (refusal instanceof Promise) return refusal.then((r) => (r === undefined ? runSteps(transaction) : notCommitted(r)));
+    if (refusal instanceof Promise) return refusal.then((r) => (r === undefined ? runSteps(session, transaction) : notCommitted(r)));
     if (refusal !== undefined) notCommitted(refusal);
-    return runSteps(transaction);
+    return runSteps(session, transaction);
   });
 }
 
 /**
  * Run a committed transaction's steps in order. Queue SENDs stored in Redis are issued in
- * order on one connection and waited for together: the RECEIPT follows once all are stored.
+ * order on one connection and waited for together: the RECEIPT follows once all are stored,
+ * and once flow control lets the session go on (its SENDs count as one publisher's).
  */
-function runSteps(transaction: Transaction): void | Promise<void> {
+function runSteps(session: Session, transaction: Transaction): void | Promise<void> {
   let waits: Promise<void>[] | undefined;
   for (const step of transaction.steps) {
     const result = step();
     if (result !== undefined) (waits ??= []).push(result);
+  }
+  if (transaction.messages.length > 0) {
+    const paced = session.paceAfterPublish();
+    if (paced !== undefined) (waits ??= []).push(paced);
   }
   if (waits === undefined) return undefined;
   return Promise.all(waits).then(() => undefined);

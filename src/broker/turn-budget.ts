@@ -1,0 +1,54 @@
+// Bounded fan-out work per event-loop turn. Every topic and user-destination fan-out spends
+// its deliveries here; once a turn has spent DELIVERIES_PER_TURN, whoever publishes next (a
+// session reading SENDs, the remote fan-out of other instances' messages) waits for the
+// next turn, so that timers (liveness refresh, heart-beats) and I/O (Redis replies) run in
+// between however much a publisher or another instance sends. One fan-out is never cut:
+// the budget is checked between messages.
+
+/**
+ * About 5-10 ms of fan-out at ~0.2 µs a delivery: large enough that a turn's writes still go
+ * out in big batches, small enough that a refresh due now waits for at most this.
+ */
+export const DELIVERIES_PER_TURN = 32_768;
+
+/** What a message handed to the relay costs, in deliveries (encoding it and its Redis command: ~5 µs). */
+export const RELAY_PUBLISH_COST = 25;
+
+export class TurnBudget {
+  readonly limit: number;
+  private spent = 0;
+  private isResetScheduled = false;
+  private waiting: Promise<void> | undefined;
+  private readonly reset = (): void => {
+    this.spent = 0;
+    this.isResetScheduled = false;
+  };
+
+  constructor(limit = DELIVERIES_PER_TURN) {
+    this.limit = limit;
+  }
+
+  /** `deliveries` were made in this turn. */
+  spend(deliveries: number): void {
+    this.spent += deliveries;
+    if (!this.isResetScheduled) {
+      this.isResetScheduled = true;
+      setImmediate(this.reset);
+    }
+  }
+
+  /** Whether this turn has done its share: the next fan-out should wait for nextTurn(). */
+  get isSpent(): boolean {
+    return this.spent >= this.limit;
+  }
+
+  /** Resolves in a later turn, after the budget was renewed (one promise for every waiter of a turn). */
+  nextTurn(): Promise<void> {
+    return (this.waiting ??= new Promise<void>((resolve) => {
+      setImmediate(() => {
+        this.waiting = undefined;
+        resolve();
+      });
+    }));
+  }
+}
