@@ -30,7 +30,18 @@ export interface BrokerLogStats {
   /** Sessions the broker closed itself: kicked, ERROR sent, heart-beat timeout. */
   sessionsClosedByBroker: number;
   errorLines: number;
+  /** With Redis: this instance lost its liveness (no refresh for a TTL, taken for dead and reaped, key expired). */
+  livenessLost: number;
+  /** With Redis: other instances this one reaped as dead. */
+  reapedOthers: number;
 }
+
+/** Log lines that say an instance's liveness lapsed (src/cluster/membership.ts). */
+const LIVENESS_LOST_LINES = [
+  'no liveness refresh for a TTL',
+  'this instance was taken for dead and reaped',
+  'this instance\'s liveness key had expired without a reap',
+];
 
 export interface BrokerExit {
   code: number | null;
@@ -69,7 +80,7 @@ export function spawnStompd(options: SpawnStompdOptions): Promise<StompdProcess>
     tail.push(line);
     if (tail.length > TAIL_LINES) tail.shift();
   };
-  const logStats: BrokerLogStats = { slowConsumerSessions: 0, droppedMessagesLogged: 0, sessionsClosedByBroker: 0, errorLines: 0 };
+  const logStats: BrokerLogStats = { slowConsumerSessions: 0, droppedMessagesLogged: 0, sessionsClosedByBroker: 0, errorLines: 0, livenessLost: 0, reapedOthers: 0 };
   const droppingSessions = new Set<string>();
   let exit: BrokerExit | undefined;
   const exited = new Promise<BrokerExit>((resolve) => {
@@ -110,6 +121,8 @@ export function spawnStompd(options: SpawnStompdOptions): Promise<StompdProcess>
         logStats.droppedMessagesLogged += entry.droppedMessages;
       }
       if (entry.msg === 'session closed' && BROKER_CLOSE_REASONS.has(String(entry.reason))) logStats.sessionsClosedByBroker++;
+      if (typeof entry.msg === 'string' && LIVENESS_LOST_LINES.some((start) => (entry.msg as string).startsWith(start))) logStats.livenessLost++;
+      if (entry.msg === 'reaped a dead instance') logStats.reapedOthers++;
       if (entry.msg === 'stompd listening' && !isReady) {
         isReady = true;
         clearTimeout(timer);

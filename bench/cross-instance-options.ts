@@ -8,8 +8,11 @@ import { TIMESTAMP_DIGITS } from './payload';
 
 /** single: one stompd, no Redis. cross: publisher on A, every subscriber on B. split: half on A, half on B. */
 export type Scenario = 'single' | 'cross' | 'split';
-/** fixed: --rate messages per second; max: as fast as the window lets the publisher go. */
-export type Mode = 'fixed' | 'max';
+/**
+ * fixed: --rate messages per second; max: as fast as the window lets the publisher go;
+ * receipts: as fast as the broker's RECEIPTs let it go (flow control decides the rate).
+ */
+export type Mode = 'fixed' | 'max' | 'receipts';
 
 export const SCENARIOS: readonly Scenario[] = ['single', 'cross', 'split'];
 
@@ -25,9 +28,9 @@ export interface CrossInstanceOptions {
   /** How long the publisher publishes, per run. */
   durationSeconds: number;
   bodyBytes: number;
-  /** max mode: messages in flight towards the tracker subscriber. */
+  /** max mode: messages in flight towards the tracker subscriber; receipts mode: messages not yet confirmed. */
   window: number;
-  /** max mode: SEND frames per write. */
+  /** max and receipts modes: SEND frames per write. */
   batch: number;
   sampleEvery: number;
   connectBatch: number;
@@ -65,7 +68,10 @@ One publisher, N subscribers on one topic, across two stompd instances joined by
 redis-server (all spawned by the bench on loopback), next to a single stompd without Redis.
 Prints one JSON line per run, then one summary line (medians per scenario) on stdout.
 
-  --mode fixed|max          fixed: --rate messages/s (latency); max: as fast as the window allows (default ${DEFAULTS.mode})
+  --mode fixed|max|receipts fixed: --rate messages/s (latency); max: as fast as the window allows;
+                            receipts: as fast as the broker's RECEIPTs allow (each --batch ends
+                            with a SEND asking for one, at most --window messages unconfirmed):
+                            the broker's flow control sets the rate (default ${DEFAULTS.mode})
   --scenarios LIST          comma-separated from single, cross, split (default ${DEFAULTS.scenarios})
                               single: one stompd, no Redis; cross: publisher on A, subscribers on B;
                               split: publisher on A, half the subscribers on A, half on B
@@ -125,7 +131,7 @@ export function parseCrossInstanceOptions(argv: readonly string[]): Readonly<Cro
   if (values.help) return undefined;
 
   const mode = values.mode ?? DEFAULTS.mode;
-  if (mode !== 'fixed' && mode !== 'max') throw new OptionError(`--mode=${JSON.stringify(mode)}: expected fixed or max`);
+  if (mode !== 'fixed' && mode !== 'max' && mode !== 'receipts') throw new OptionError(`--mode=${JSON.stringify(mode)}: expected fixed, max or receipts`);
   const transport = values.transport ?? DEFAULTS.transport;
   if (transport !== 'tcp' && transport !== 'ws') throw new OptionError(`--transport=${JSON.stringify(transport)}: expected tcp or ws`);
 

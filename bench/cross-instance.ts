@@ -9,6 +9,9 @@
 // Modes:
 // - fixed:  --rate messages per second for --duration seconds: latency at a moderate load.
 // - max:    as fast as a window of messages in flight allows (like bench/fanout): throughput.
+// - receipts: as fast as the broker's RECEIPTs allow (receipt-publisher.ts): the broker's flow
+//           control sets the rate; what matters is that nothing is dropped and no instance is
+//           taken for dead (brokerLog.livenessLost, reapedOthers).
 //
 // Invariants:
 // - One redis-server per invocation, started by the bench on an ephemeral loopback port;
@@ -38,6 +41,7 @@ import { LoadClient } from './load-client';
 import type { DeliveryListener, Endpoint, Transport } from './load-client';
 import { hasRedisServer, startRedisServer } from './redis-process';
 import type { RedisProcess } from './redis-process';
+import { ReceiptPacedPublisher } from './receipt-publisher';
 import { SendBatcher } from './send-frames';
 
 const BROKER_CPU = 0;
@@ -328,7 +332,7 @@ async function runScenario(context: BenchContext, scenario: Scenario, roundIndex
     const tracker = subscribers[count - 1]!;
     const durationMs = options.durationSeconds * 1000;
     const startedAt = performance.now();
-    const stopPublishing = (): void => {
+    let stopPublishing = (): void => {
       if (!isPublishing) return;
       isPublishing = false;
       clearTimeout(pacer);
@@ -351,6 +355,23 @@ async function runScenario(context: BenchContext, scenario: Scenario, roundIndex
         else pacer = setTimeout(tick, 1);
       };
       tick();
+    } else if (options.mode === 'receipts') {
+      const batcher = new SendBatcher(options.destination, options.bodyBytes, options.batch);
+      const paced = new ReceiptPacedPublisher(sender, batcher, options.batch, Math.max(1, Math.ceil(options.window / options.batch)), Number.MAX_SAFE_INTEGER);
+      const onReceipt = sender.onReceipt!;
+      sender.onReceipt = (receiptId) => {
+        onReceipt(receiptId);
+        published = paced.published;
+        if (performance.now() - startedAt >= durationMs) stopPublishing();
+      };
+      const stop = stopPublishing;
+      stopPublishing = () => {
+        paced.stop();
+        published = paced.published;
+        stop();
+      };
+      paced.pump();
+      published = paced.published;
     } else {
       const batcher = new SendBatcher(options.destination, options.bodyBytes, options.batch);
       const windowTotal = options.window * count;
@@ -377,7 +398,7 @@ async function runScenario(context: BenchContext, scenario: Scenario, roundIndex
     let lastReported = 0;
     ticker = setInterval(() => {
       const now = performance.now();
-      if (options.mode === 'max' && now - startedAt >= durationMs) stopPublishing();
+      if (options.mode !== 'fixed' && now - startedAt >= durationMs) stopPublishing();
       if ([...instances.values()].some((i) => i.broker.exit !== undefined)) finish('broker-exited');
       else if (now > runDeadline) finish('timeout');
       else if (now - Math.max(startedAt, lastDeliveryAt) > options.idleSeconds * 1000) finish('idle');

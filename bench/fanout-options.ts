@@ -11,8 +11,15 @@ export interface ExternalTarget {
   wsPort: number | undefined;
 }
 
+/** window: at most --window messages not yet received (a healthy broker never needs to drop); max: paced by RECEIPTs only. */
+export type PublishMode = 'window' | 'max';
+
 export interface FanoutOptions {
   transports: Transport[];
+  mode: PublishMode;
+  /** Subscribers (the first ones) that read only about slowRate messages a second (TCP). */
+  slowSubscribers: number;
+  slowRate: number;
   subscribers: number;
   /** SEND frames published per transport run. */
   messages: number;
@@ -52,6 +59,9 @@ export class OptionError extends Error {
 
 const DEFAULTS = {
   transport: 'both',
+  mode: 'window',
+  slow: 0,
+  slowRate: 10,
   subscribers: 1000,
   messages: 10000,
   size: 80,
@@ -70,6 +80,16 @@ export const USAGE = `Usage: node dist/bench/fanout.js [options]
 One publisher, N subscribers on one topic; prints one JSON line per transport on stdout.
 
   --transport tcp|ws|both   transports to measure (default ${DEFAULTS.transport})
+  --mode window|max         window: at most --window messages in flight towards the tracker
+                            subscriber; max: as fast as the broker's RECEIPTs let the publisher
+                            go (each --batch ends with a SEND asking for one, at most --window
+                            messages unconfirmed): a broker without flow control drops then
+                            (default ${DEFAULTS.mode})
+  --slow K                  the first K subscribers read only --slow-rate messages/s (TCP only);
+                            at the end they read the rest, one more message is published, and
+                            each reports what it received and what it was told it missed
+                            (default ${DEFAULTS.slow})
+  --slow-rate R             messages per second a slow subscriber reads (default ${DEFAULTS.slowRate})
   --subscribers N           subscriber connections (default ${DEFAULTS.subscribers})
   --messages M              messages published per transport (default ${DEFAULTS.messages})
   --size BYTES              body size, >= ${TIMESTAMP_DIGITS} (default ${DEFAULTS.size})
@@ -131,6 +151,9 @@ export function parseFanoutOptions(argv: readonly string[]): Readonly<FanoutOpti
       allowPositionals: false,
       options: {
         transport: { type: 'string' },
+        mode: { type: 'string' },
+        slow: { type: 'string' },
+        'slow-rate': { type: 'string' },
         subscribers: { type: 'string' },
         messages: { type: 'string' },
         size: { type: 'string' },
@@ -193,13 +216,21 @@ export function parseFanoutOptions(argv: readonly string[]): Readonly<FanoutOpti
     throw new OptionError('--pin-external needs --broker-pid (and no --no-pin)');
   }
 
+  const mode = values.mode ?? DEFAULTS.mode;
+  if (mode !== 'window' && mode !== 'max') throw new OptionError(`--mode=${JSON.stringify(mode)}: expected window or max`);
   const subscribers = positiveInteger('subscribers', values.subscribers ?? String(DEFAULTS.subscribers));
+  const slowSubscribers = positiveInteger('slow', values.slow ?? String(DEFAULTS.slow), 0);
+  if (slowSubscribers >= subscribers) throw new OptionError(`--slow (${slowSubscribers}) must leave at least one subscriber reading at full speed (--subscribers ${subscribers})`);
+  if (slowSubscribers > 0 && transports.includes('ws')) throw new OptionError('--slow needs --transport tcp: slow subscribers read over TCP');
   const window = positiveInteger('window', values.window ?? String(DEFAULTS.window));
   const batch = positiveInteger('batch', values.batch ?? String(DEFAULTS.batch));
   if (batch > window) throw new OptionError(`--batch (${batch}) cannot be larger than --window (${window})`);
 
   return Object.freeze({
     transports,
+    mode,
+    slowSubscribers,
+    slowRate: positiveInteger('slow-rate', values['slow-rate'] ?? String(DEFAULTS.slowRate)),
     subscribers,
     messages: positiveInteger('messages', values.messages ?? String(DEFAULTS.messages)),
     bodyBytes: positiveInteger('size', values.size ?? String(DEFAULTS.size), TIMESTAMP_DIGITS),

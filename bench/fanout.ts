@@ -6,10 +6,15 @@
 // - The broker runs in another process (spawned stompd, or --target), on another core when
 //   there are two, so the numbers are the broker's and not the load generator's.
 // - Every subscriber's SUBSCRIBE is acknowledged by a RECEIPT before the first SEND.
-// - The publisher keeps at most --window messages in flight towards the tracker subscriber
-//   (the last to subscribe, so the last a broker that fans out in subscription order
-//   writes to), and at most window × N deliveries outstanding over all subscribers; so a
-//   healthy broker never needs to drop, and any shortfall is the broker's.
+// - Window mode: the publisher keeps at most --window messages in flight towards the tracker
+//   subscriber (the last to subscribe, so the last a broker that fans out in subscription
+//   order writes to), and at most window × N deliveries outstanding over all subscribers; so
+//   a healthy broker never needs to drop, and any shortfall is the broker's.
+// - Max mode: the publisher goes as fast as the broker's RECEIPTs let it (receipt-publisher.ts):
+//   what a broker does at saturation — drop, or slow the publisher — shows in drops and latency.
+// - Slow subscribers (--slow): the first K read ~--slow-rate messages a second; the others
+//   must still get everything. At the end the slow ones read the rest, one more message is
+//   published, and each must account for every message: received + told missed (x-dropped).
 // - Each run is bounded: --timeout for the run, --idle without a delivery, and a hard
 //   process timeout on top that kills the broker and exits.
 
@@ -20,14 +25,16 @@ import { spawnStompd } from './broker-process';
 import type { BrokerLogStats, StompdProcess } from './broker-process';
 import { canPin, ownCpuSeconds, pinProcess, pinThreadsUntilRestored, processCpuSeconds } from './cpu';
 import { OptionError, USAGE, parseFanoutOptions } from './fanout-options';
-import type { FanoutOptions } from './fanout-options';
+import type { FanoutOptions, PublishMode } from './fanout-options';
 import { LatencyRecorder } from './latency';
 import type { LatencySummaryMs } from './latency';
 import { LoadClient } from './load-client';
 import type { DeliveryListener, Endpoint, Transport } from './load-client';
 import { processMemory } from './memory';
 import type { ProcessMemory } from './memory';
+import { ReceiptPacedPublisher } from './receipt-publisher';
 import { SendBatcher } from './send-frames';
+import { SlowSubscriber } from './slow-subscriber';
 
 const BROKER_CPU = 0;
 const BENCH_CPU = 1;
@@ -37,19 +44,33 @@ const TICK_MS = 250;
 
 export type RunEnd = 'complete' | 'idle' | 'timeout' | 'broker-exited';
 
+export interface SlowSubscribersReport {
+  subscribers: number;
+  ratePerSec: number;
+  /** Per slow subscriber: MESSAGEs received, and the x-dropped it was told in total. */
+  received: number[];
+  toldDropped: number[];
+  /** Every slow subscriber's received + toldDropped = messages (the marker included). */
+  isEveryMessageAccountedFor: boolean;
+}
+
 export interface FanoutResult {
   broker: string;
   transport: Transport;
+  mode: PublishMode;
   subscribers: number;
   /** Messages published (fewer than asked only when the run ended early). */
   messages: number;
   bodyBytes: number;
   window: number;
   batch: number;
+  /** Over the subscribers reading at full speed (all but --slow). */
   delivered: number;
   expected: number;
   /** expected − delivered. */
   drops: number;
+  /** With --slow: what the slow subscribers received and were told they missed. */
+  slow?: SlowSubscribersReport;
   /** From the first SEND to the last delivery. */
   seconds: number;
   deliveriesPerSec: number;
@@ -58,6 +79,8 @@ export interface FanoutResult {
   connectSeconds: number;
   /** Fraction of one core used during the delivery phase; broker null when unknown. */
   cpu: { bench: number; broker: number | null };
+  /** Broker CPU time per delivery (µs), over the delivery phase; null when unknown. */
+  brokerCpuMicrosPerDelivery: number | null;
   /** The broker's resident set when the last delivery arrived, and its peak; null when unknown. */
   brokerMemory: ProcessMemory | null;
   endedBy: RunEnd;
@@ -77,22 +100,33 @@ interface RunContext {
   progress: (line: string) => void;
 }
 
-/** Open N subscribers, in batches, each subscribed and acknowledged. */
-async function openSubscribers(context: RunContext, onDelivered: DeliveryListener, latency: LatencyRecorder, deadline: number): Promise<LoadClient[]> {
+/** Open N subscribers, in batches, each subscribed and acknowledged: the first --slow ones slow, over TCP. */
+async function openSubscribers(
+  context: RunContext,
+  onDelivered: DeliveryListener,
+  latency: LatencyRecorder,
+  deadline: number,
+): Promise<{ fast: LoadClient[]; slow: SlowSubscriber[] }> {
   const { options, transport, endpoint } = context;
   const count = options.subscribers;
-  const clients: LoadClient[] = [];
-  const isSampled = (index: number): boolean => index % options.sampleEvery === 0 || index === count - 1;
+  const slowCount = options.slowSubscribers;
+  const fast: LoadClient[] = [];
+  const slow: SlowSubscriber[] = [];
+  const isSampled = (index: number): boolean => index >= slowCount && (index % options.sampleEvery === 0 || index === count - 1);
   try {
     for (let start = 0; start < count; start += options.connectBatch) {
-      if (performance.now() > deadline) throw new Error(`set-up not done within --timeout (${clients.length}/${count} subscribers)`);
+      if (performance.now() > deadline) throw new Error(`set-up not done within --timeout (${fast.length + slow.length}/${count} subscribers)`);
       const end = Math.min(count, start + options.connectBatch);
       const batch: Promise<void>[] = [];
       for (let index = start; index < end; index++) {
         batch.push(
           (async () => {
+            if (index < slowCount) {
+              slow[index] = await SlowSubscriber.open(endpoint, options.destination, options.slowRate, options.bodyBytes, HANDSHAKE_TIMEOUT_MS);
+              return;
+            }
             const client = await LoadClient.open(transport, endpoint, HANDSHAKE_TIMEOUT_MS);
-            clients[index] = client;
+            fast[index - slowCount] = client;
             await client.subscribe(options.destination, `bench-sub-${index}`, onDelivered, isSampled(index) ? latency : undefined, HANDSHAKE_TIMEOUT_MS);
           })(),
         );
@@ -103,57 +137,104 @@ async function openSubscribers(context: RunContext, onDelivered: DeliveryListene
       context.progress(`${transport}: ${end}/${count} subscribers ready`);
     }
   } catch (error) {
-    for (const client of clients) client?.close();
+    for (const client of fast) client?.close();
+    for (const client of slow) client?.close();
     throw error;
   }
-  return clients;
+  return { fast, slow };
 }
 
 function sampledCount(options: Readonly<FanoutOptions>): number {
   let sampled = 0;
-  for (let index = 0; index < options.subscribers; index++) if (index % options.sampleEvery === 0 || index === options.subscribers - 1) sampled++;
+  for (let index = options.slowSubscribers; index < options.subscribers; index++) if (index % options.sampleEvery === 0 || index === options.subscribers - 1) sampled++;
   return sampled;
 }
 
 async function runFanout(context: RunContext): Promise<FanoutResult> {
   const { options, transport, progress } = context;
   const subscriberCount = options.subscribers;
+  /** The subscribers that read at full speed: their deliveries are the run's figures. */
+  const fastCount = subscriberCount - options.slowSubscribers;
   const messageCount = options.messages;
   const setupStart = performance.now();
   const deadline = setupStart + options.timeoutSeconds * 1000;
-  const latency = new LatencyRecorder(sampledCount(options) * messageCount);
+  const latency = new LatencyRecorder(sampledCount(options) * (messageCount + 1));
 
   let published = 0;
   let totalReceived = 0;
   let lastDeliveryAt = 0;
+  /** When every fast subscriber had every message (before the slow ones' marker, if any). */
+  let mainDoneAt = 0;
   let pump = (): void => undefined;
+  let brokerCpuAtMainDone: number | undefined;
+  let onMainDone = (): void => undefined;
+  let checkDone = (): void => undefined;
   let finish: (end: RunEnd) => void = () => undefined;
   const ended = new Promise<RunEnd>((resolve) => (finish = resolve));
   const onDelivered: DeliveryListener = (_client, frameCount) => {
     totalReceived += frameCount;
     lastDeliveryAt = performance.now();
     if (published < messageCount) pump();
-    else if (totalReceived >= messageCount * subscriberCount) finish('complete');
+    else if (mainDoneAt === 0 && totalReceived >= messageCount * fastCount) onMainDone();
+    else checkDone();
   };
 
-  progress(`${transport}: opening ${subscriberCount} subscribers on ${context.brokerName}`);
-  const subscribers = await openSubscribers(context, onDelivered, latency, deadline);
+  progress(`${transport}: opening ${subscriberCount} subscribers on ${context.brokerName}${options.slowSubscribers > 0 ? ` (${options.slowSubscribers} slow)` : ''}`);
+  const { fast: subscribers, slow: slowSubscribers } = await openSubscribers(context, onDelivered, latency, deadline);
   let publisher: LoadClient | undefined;
   let ticker: NodeJS.Timeout | undefined;
   try {
     publisher = await LoadClient.open(transport, context.endpoint, HANDSHAKE_TIMEOUT_MS);
     const connectSeconds = (performance.now() - setupStart) / 1000;
-    const tracker = subscribers[subscriberCount - 1]!;
+    const tracker = subscribers[fastCount - 1]!;
     const batcher = new SendBatcher(options.destination, options.bodyBytes, options.batch);
-    const windowTotal = options.window * subscriberCount;
     const sender = publisher;
-    pump = () => {
-      while (published < messageCount) {
-        const count = Math.min(options.batch, messageCount - published);
-        if (published + count - tracker.received > options.window) return;
-        if ((published + count) * subscriberCount - totalReceived > windowTotal) return;
-        sender.write(batcher.build(count));
-        published += count;
+    let paced: ReceiptPacedPublisher | undefined;
+    if (options.mode === 'max') {
+      paced = new ReceiptPacedPublisher(sender, batcher, options.batch, Math.max(1, Math.ceil(options.window / options.batch)), messageCount);
+      const pacer = paced;
+      pump = () => {
+        pacer.pump();
+        published = pacer.published;
+      };
+      const onReceipt = sender.onReceipt!;
+      sender.onReceipt = (receiptId) => {
+        onReceipt(receiptId);
+        published = pacer.published;
+      };
+    } else {
+      const windowTotal = options.window * fastCount;
+      pump = () => {
+        while (published < messageCount) {
+          const count = Math.min(options.batch, messageCount - published);
+          if (published + count - tracker.received > options.window) return;
+          if ((published + count) * fastCount - totalReceived > windowTotal) return;
+          sender.write(batcher.build(count));
+          published += count;
+        }
+      };
+    }
+    // With slow subscribers: once the fast ones have everything, the slow ones read the rest,
+    // and one more message (the marker) makes the broker tell each what it missed last.
+    const markerTotal = messageCount + (options.slowSubscribers > 0 ? 1 : 0);
+    const isSlowAccounted = (): boolean => slowSubscribers.every((s) => s.isClosed || s.received + s.toldDropped >= markerTotal);
+    checkDone = () => {
+      if (mainDoneAt !== 0 && totalReceived >= markerTotal * fastCount && isSlowAccounted()) finish('complete');
+    };
+    onMainDone = () => {
+      mainDoneAt = lastDeliveryAt;
+      if (context.brokerPid !== undefined) brokerCpuAtMainDone = processCpuSeconds(context.brokerPid);
+      if (options.slowSubscribers === 0) {
+        finish('complete');
+        return;
+      }
+      for (const slow of slowSubscribers) slow.unthrottle();
+      if (paced !== undefined) {
+        paced.extend(1);
+        published = paced.published;
+      } else {
+        sender.write(batcher.build(1));
+        published++;
       }
     };
 
@@ -164,12 +245,14 @@ async function runFanout(context: RunContext): Promise<FanoutResult> {
     let lastReportedDeliveries = 0;
     ticker = setInterval(() => {
       const now = performance.now();
+      checkDone();
       if (context.spawned?.exit !== undefined) finish('broker-exited');
       else if (now > deadline) finish('timeout');
       else if (now - Math.max(startedAt, lastDeliveryAt) > options.idleSeconds * 1000) finish('idle');
       if (now - lastReportAt >= 1000) {
         const rate = Math.round(((totalReceived - lastReportedDeliveries) * 1000) / (now - lastReportAt));
-        progress(`${transport}: published ${published}/${messageCount}, delivered ${totalReceived}/${published * subscriberCount} (${rate}/s)`);
+        const slowPart = slowSubscribers.length === 0 ? '' : `; slow: ${slowSubscribers.map((x) => `${x.received}+${x.toldDropped}`).join(' ')}`;
+        progress(`${transport}: published ${published}/${messageCount}, delivered ${totalReceived}/${published * fastCount} (${rate}/s)${slowPart}`);
         lastReportAt = now;
         lastReportedDeliveries = totalReceived;
       }
@@ -180,16 +263,21 @@ async function runFanout(context: RunContext): Promise<FanoutResult> {
     const finishedAt = performance.now();
     const wallSeconds = (finishedAt - startedAt) / 1000;
     const benchCpu = (ownCpuSeconds() - benchCpuBefore) / wallSeconds;
-    const brokerCpuAfter = context.brokerPid === undefined ? undefined : processCpuSeconds(context.brokerPid);
     const brokerMemory = context.brokerPid === undefined ? undefined : processMemory(context.brokerPid);
-    const brokerCpu = brokerCpuBefore === undefined || brokerCpuAfter === undefined ? null : (brokerCpuAfter - brokerCpuBefore) / wallSeconds;
-
-    const deliverySeconds = totalReceived > 0 ? (lastDeliveryAt - startedAt) / 1000 : wallSeconds;
-    const expected = published * subscriberCount;
-    const lost = subscribers.filter((s) => s.isClosed);
+    // The figures are the main phase's: until every fast subscriber had every message (the
+    // slow ones' catching up and the marker are not counted).
+    const mainEnd = mainDoneAt !== 0 ? mainDoneAt : totalReceived > 0 ? lastDeliveryAt : finishedAt;
+    const deliverySeconds = (mainEnd - startedAt) / 1000;
+    const mainDelivered = mainDoneAt !== 0 ? messageCount * fastCount : totalReceived;
+    const brokerCpuEnd = brokerCpuAtMainDone ?? (context.brokerPid === undefined ? undefined : processCpuSeconds(context.brokerPid));
+    const brokerCpuSeconds = brokerCpuBefore === undefined || brokerCpuEnd === undefined ? undefined : brokerCpuEnd - brokerCpuBefore;
+    const brokerCpu = brokerCpuSeconds === undefined ? null : brokerCpuSeconds / (brokerCpuAtMainDone !== undefined ? deliverySeconds : wallSeconds);
+    const expected = published * fastCount;
+    const lost = [...subscribers.filter((x) => x.isClosed), ...slowSubscribers.filter((x) => x.isClosed)];
     const result: FanoutResult = {
       broker: context.brokerName,
       transport,
+      mode: options.mode,
       subscribers: subscriberCount,
       messages: published,
       bodyBytes: options.bodyBytes,
@@ -199,15 +287,25 @@ async function runFanout(context: RunContext): Promise<FanoutResult> {
       expected,
       drops: expected - totalReceived,
       seconds: round(deliverySeconds, 3),
-      deliveriesPerSec: Math.round(totalReceived / deliverySeconds),
-      messagesPerSec: Math.round(published / deliverySeconds),
+      deliveriesPerSec: Math.round(mainDelivered / deliverySeconds),
+      messagesPerSec: Math.round((mainDoneAt !== 0 ? messageCount : published) / deliverySeconds),
       latencyMs: latency.summaryMs(),
       connectSeconds: round(connectSeconds, 3),
       cpu: { bench: round(benchCpu, 2), broker: brokerCpu === null ? null : round(brokerCpu, 2) },
+      brokerCpuMicrosPerDelivery: brokerCpuSeconds === undefined || mainDelivered === 0 ? null : round((brokerCpuSeconds * 1e6) / mainDelivered, 3),
       brokerMemory: brokerMemory ?? null,
       endedBy,
       lostSubscribers: lost.length,
     };
+    if (slowSubscribers.length > 0) {
+      result.slow = {
+        subscribers: slowSubscribers.length,
+        ratePerSec: options.slowRate,
+        received: slowSubscribers.map((x) => x.received),
+        toldDropped: slowSubscribers.map((x) => x.toldDropped),
+        isEveryMessageAccountedFor: slowSubscribers.every((x) => x.received + x.toldDropped === markerTotal),
+      };
+    }
     if (lost.length > 0) result.lostReason = lost[0]!.closeReason ?? 'unknown';
     if (context.spawned !== undefined) result.brokerLog = { ...context.spawned.logStats };
     return result;
@@ -215,6 +313,7 @@ async function runFanout(context: RunContext): Promise<FanoutResult> {
     clearInterval(ticker);
     publisher?.close();
     for (const client of subscribers) client.close();
+    for (const client of slowSubscribers) client.close();
   }
 }
 

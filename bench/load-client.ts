@@ -55,6 +55,8 @@ export class LoadClient {
   isClosed = false;
   /** Why the connection ended, when it ended on its own (error, ERROR frame). */
   closeReason: string | undefined;
+  /** Frames mode (a publisher): every RECEIPT, with its receipt-id. */
+  onReceipt: ((receiptId: string) => void) | undefined;
 
   private isCounting = false;
   private onDelivered: DeliveryListener | undefined;
@@ -229,6 +231,7 @@ export class LoadClient {
       }
       return;
     }
+    if (frame.command === 'RECEIPT') this.onReceipt?.(frame.headers.get('receipt-id') ?? '');
     if (awaited === undefined || frame.command !== awaited.command) return;
     if (awaited.receiptId !== undefined && frame.headers.get('receipt-id') !== awaited.receiptId) return;
     this.awaited = undefined;

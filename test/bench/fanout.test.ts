@@ -68,7 +68,7 @@ test('fanout spawns stompd and reports every delivery over TCP and WebSocket', {
     assert.ok(memory.rssMiB > 0 && memory.peakRssMiB >= memory.rssMiB, `broker memory: ${JSON.stringify(memory)}`);
   }
   const brokerLog = tcp!.brokerLog as Record<string, number>;
-  assert.deepEqual(brokerLog, { slowConsumerSessions: 0, droppedMessagesLogged: 0, sessionsClosedByBroker: 0, errorLines: 0 });
+  assert.deepEqual(brokerLog, { slowConsumerSessions: 0, droppedMessagesLogged: 0, sessionsClosedByBroker: 0, errorLines: 0, livenessLost: 0, reapedOthers: 0 });
 });
 
 test('fanout measures a running broker given by --target', { timeout: TEST_TIMEOUT_MS }, async () => {
@@ -102,6 +102,39 @@ test('the trivial forwarder (bench/forwarder) serves as a --target yardstick', {
     });
     const [report] = reports(await runFanout(['--transport', 'tcp', '--subscribers', String(SUBSCRIBERS), '--messages', String(MESSAGES), '--target', `127.0.0.1:${port}`, '--label', 'forwarder']));
     assertComplete(report!, 'tcp', 'forwarder');
+  } finally {
+    forwarder.kill('SIGTERM');
+  }
+});
+
+test('fanout --mode max with slow subscribers: the fast ones get everything, each slow one accounts for every message', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const run = await runFanout(['--transport', 'tcp', '--mode', 'max', '--subscribers', String(SUBSCRIBERS), '--slow', '2', '--messages', String(MESSAGES)]);
+  const [report, ...rest] = reports(run);
+  assert.equal(rest.length, 0);
+  assert.equal(report!.mode, 'max');
+  assert.equal(report!.messages, MESSAGES + 1, 'the marker after the run');
+  assert.equal(report!.expected, (MESSAGES + 1) * (SUBSCRIBERS - 2), 'counted over the fast subscribers');
+  assert.equal(report!.delivered, report!.expected);
+  assert.equal(report!.drops, 0);
+  assert.equal(report!.endedBy, 'complete');
+  assert.equal(typeof report!.brokerCpuMicrosPerDelivery, 'number');
+  const slow = report!.slow as { subscribers: number; received: number[]; toldDropped: number[]; isEveryMessageAccountedFor: boolean };
+  assert.equal(slow.subscribers, 2);
+  assert.equal(slow.isEveryMessageAccountedFor, true);
+  slow.received.forEach((received, i) => assert.equal(received + slow.toldDropped[i]!, MESSAGES + 1, `slow subscriber ${i}`));
+});
+
+test('the forwarder holds RECEIPTs while a subscriber is behind, and serves --mode max over TCP and WebSocket', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const { spawn } = await import('node:child_process');
+  const forwarder = spawn(process.execPath, [path.resolve(__dirname, '../../bench/forwarder.js'), '0', '--ws-port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const ports = await new Promise<{ port: number; wsPort: number }>((resolve, reject) => {
+      forwarder.stdout!.once('data', (chunk: Buffer) => resolve(JSON.parse(chunk.toString()) as { port: number; wsPort: number }));
+      forwarder.once('exit', (code) => reject(new Error(`forwarder exited with ${code}`)));
+    });
+    const [tcp, ws] = reports(await runFanout(['--transport', 'both', '--mode', 'max', '--subscribers', String(SUBSCRIBERS), '--messages', String(MESSAGES), '--target', `127.0.0.1:${ports.port}:${ports.wsPort}`, '--label', 'forwarder']));
+    assertComplete(tcp!, 'tcp', 'forwarder');
+    assertComplete(ws!, 'ws', 'forwarder');
   } finally {
     forwarder.kill('SIGTERM');
   }
