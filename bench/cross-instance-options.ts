@@ -39,6 +39,8 @@ export interface CrossInstanceOptions {
   destination: string;
   brokerEnv: Record<string, string>;
   brokerNodeArgs: string[];
+  /** The stompd to spawn (another build's dist/src/main.js); undefined: this one's. */
+  mainPath: string | undefined;
   isPinning: boolean;
   isQuiet: boolean;
 }
@@ -89,6 +91,7 @@ Prints one JSON line per run, then one summary line (medians per scenario) on st
   --destination D           topic (default ${DEFAULTS.destination})
   --broker-env K=V          extra environment for every spawned stompd (repeatable)
   --broker-node-arg=ARG     extra node flag for every spawned stompd, e.g. --broker-node-arg=--cpu-prof (repeatable)
+  --main PATH               spawn this main.js (another build of stompd, for before/after) instead of this one's
   --no-pin                  do not pin: by default the brokers share CPU 0, redis-server and
                             the load generator CPU 1
   --quiet                   no progress on stderr
@@ -120,6 +123,7 @@ export function parseCrossInstanceOptions(argv: readonly string[]): Readonly<Cro
         destination: { type: 'string' },
         'broker-env': { type: 'string', multiple: true },
         'broker-node-arg': { type: 'string', multiple: true },
+        main: { type: 'string' },
         'no-pin': { type: 'boolean' },
         quiet: { type: 'boolean' },
         help: { type: 'boolean' },
@@ -178,6 +182,7 @@ export function parseCrossInstanceOptions(argv: readonly string[]): Readonly<Cro
     destination,
     brokerEnv,
     brokerNodeArgs: values['broker-node-arg'] ?? [],
+    mainPath: values.main,
     isPinning: !values['no-pin'],
     isQuiet: values.quiet ?? false,
   });

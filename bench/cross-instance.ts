@@ -169,7 +169,7 @@ async function spawnInstances(context: BenchContext, scenario: Scenario, roundIn
       const clusterEnv: Record<string, string> =
         name === 'single' ? {} : { REDIS_URL: context.redis.url, REDIS_PREFIX: runPrefix(roundIndex, scenario), INSTANCE_ID: `bench-${name.toLowerCase()}` };
       const broker = await spawnStompd({
-        mainPath: MAIN_PATH,
+        mainPath: options.mainPath !== undefined ? path.resolve(options.mainPath) : MAIN_PATH,
         env: { ...options.brokerEnv, ...clusterEnv },
         nodeArgs: options.brokerNodeArgs,
         cpu: context.isPinning ? BROKER_CPU : undefined,

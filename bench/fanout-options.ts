@@ -45,6 +45,8 @@ export interface FanoutOptions {
   label: string | undefined;
   brokerEnv: Record<string, string>;
   brokerNodeArgs: string[];
+  /** The stompd to spawn (another build's dist/src/main.js); undefined: this one's. */
+  mainPath: string | undefined;
   /** An external broker's pid, to report its CPU use. */
   brokerPid: number | undefined;
   /** Pin the external broker's threads to the broker core for the run, then restore them. */
@@ -107,6 +109,7 @@ One publisher, N subscribers on one topic; prints one JSON line per transport on
   --ws-path PATH            WebSocket path (default ${DEFAULTS.wsPath})
   --broker-env K=V          environment for the spawned stompd (repeatable)
   --broker-node-arg=ARG     node flag for the spawned stompd, e.g. --broker-node-arg=--cpu-prof (repeatable)
+  --main PATH               spawn this main.js (another build of stompd, for before/after) instead of this one's
   --broker-pid PID          an external broker's pid, to report its CPU use
   --pin-external            with --broker-pid: pin that broker's threads to CPU 0 during the run
                             (each thread's own affinity is put back afterwards)
@@ -171,6 +174,7 @@ export function parseFanoutOptions(argv: readonly string[]): Readonly<FanoutOpti
         'ws-path': { type: 'string' },
         'broker-env': { type: 'string', multiple: true },
         'broker-node-arg': { type: 'string', multiple: true },
+        main: { type: 'string' },
         'broker-pid': { type: 'string' },
         'pin-external': { type: 'boolean' },
         'no-pin': { type: 'boolean' },
@@ -248,6 +252,7 @@ export function parseFanoutOptions(argv: readonly string[]): Readonly<FanoutOpti
     label: values.label,
     brokerEnv,
     brokerNodeArgs: values['broker-node-arg'] ?? [],
+    mainPath: values.main,
     brokerPid: values['broker-pid'] === undefined ? undefined : positiveInteger('broker-pid', values['broker-pid']),
     isPinningExternal: values['pin-external'] ?? false,
     isPinning: !values['no-pin'],

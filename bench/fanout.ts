@@ -390,7 +390,7 @@ async function main(): Promise<number> {
     let brokerPid = opts.brokerPid;
     if (opts.target === undefined) {
       current = await spawnStompd({
-        mainPath: path.resolve(__dirname, '../src/main.js'),
+        mainPath: opts.mainPath !== undefined ? path.resolve(opts.mainPath) : path.resolve(__dirname, '../src/main.js'),
         env: opts.brokerEnv,
         nodeArgs: opts.brokerNodeArgs,
         cpu: isPinning ? BROKER_CPU : undefined,

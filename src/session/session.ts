@@ -194,8 +194,9 @@ export class Session implements Subscriber, SessionView, ConnectionHandlers {
     return this.state === 'connected' && this.connection.isWritable;
   }
 
+  /** A closed session holds nobody back (a stale entry in a publisher's window must not). */
   get isBehind(): boolean {
-    return this.connection.isBehind;
+    return this.state === 'connected' && this.connection.isBehind;
   }
 
   get acceptedBytes(): number {
