@@ -80,6 +80,35 @@ describe('configuration', () => {
     }
   });
 
+  it('publisher flow control: defaults, values, the cross-checks, and the variable named when bad', () => {
+    const defaults = loadConfig({});
+    assert.deepEqual(defaults.flowControl, { behindShare: 0.5, windowDeliveries: 32, stallMs: 2000, maxHoldMs: 10000 });
+    assert.equal(defaults.flowBehindBytes, 65536);
+    assert.equal(defaults.relayBacklogBytes, 64 * 1024 * 1024);
+    assert.equal(loadConfig({ WRITE_BUFFER_LIMIT_BYTES: '65536' }).flowBehindBytes, 32768, 'default: half a smaller write limit');
+    const set = loadConfig({ FLOW_CONTROL_BEHIND_BYTES: '131072', FLOW_CONTROL_BEHIND_SHARE: '0.75', FLOW_CONTROL_WINDOW: '100', FLOW_CONTROL_STALL_MS: '500', FLOW_CONTROL_MAX_HOLD_MS: '500', RELAY_BACKLOG_BYTES: '65536' });
+    assert.deepEqual(set.flowControl, { behindShare: 0.75, windowDeliveries: 100, stallMs: 500, maxHoldMs: 500 });
+    assert.deepEqual([set.flowBehindBytes, set.relayBacklogBytes], [131072, 65536]);
+    assert.equal(loadConfig({ FLOW_CONTROL: 'off' }).flowControl, undefined);
+    for (const [variable, value] of [
+      ['FLOW_CONTROL', 'maybe'],
+      ['FLOW_CONTROL_BEHIND_BYTES', '1000'],
+      ['FLOW_CONTROL_BEHIND_BYTES', '64k'],
+      ['FLOW_CONTROL_BEHIND_SHARE', '0'],
+      ['FLOW_CONTROL_BEHIND_SHARE', '1'],
+      ['FLOW_CONTROL_BEHIND_SHARE', '50%'],
+      ['FLOW_CONTROL_WINDOW', '0'],
+      ['FLOW_CONTROL_STALL_MS', '5'],
+      ['FLOW_CONTROL_MAX_HOLD_MS', 'forever'],
+      ['RELAY_BACKLOG_BYTES', '1024'],
+    ]) {
+      assert.throws(() => loadConfig({ [variable!]: value! }), (e: unknown) => e instanceof ConfigError && e.variable === variable, `${variable}=${value}`);
+    }
+    // The mark sits below the write limit: a held publisher stops before its subscribers are dropped for.
+    assert.throws(() => loadConfig({ WRITE_BUFFER_LIMIT_BYTES: '65536', FLOW_CONTROL_BEHIND_BYTES: '131072' }), (e: unknown) => e instanceof ConfigError && e.variable === 'FLOW_CONTROL_BEHIND_BYTES');
+    assert.throws(() => loadConfig({ FLOW_CONTROL_STALL_MS: '5000', FLOW_CONTROL_MAX_HOLD_MS: '1000' }), (e: unknown) => e instanceof ConfigError && e.variable === 'FLOW_CONTROL_MAX_HOLD_MS');
+  });
+
   it('names the variable of a bad value', () => {
     assert.throws(() => loadConfig({ WS_PORT: 'eighty' }), (e: unknown) => e instanceof ConfigError && e.variable === 'WS_PORT');
     assert.throws(() => loadConfig({ QUEUE_PREFIX: '/topic/x/' }), (e: unknown) => e instanceof ConfigError && e.variable === 'QUEUE_PREFIX');

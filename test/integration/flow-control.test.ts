@@ -139,6 +139,53 @@ describe('publisher flow control', { timeout: 120_000 }, () => {
     });
   }
 
+  it('a held publisher is not taken for silent: its heart-beat deadline does not run while its socket is not read', async () => {
+    // The publisher must beat every 200 ms; the broker closes it after 400 ms without a byte read.
+    const b = await startBroker({ HEARTBEAT: '200,200', WRITE_BUFFER_LIMIT_BYTES: '262144', ...NO_STALLS, ...ANY_ONE_BEHIND });
+    brokers.push(b);
+    const room = [];
+    for (let i = 0; i < 3; i++) room.push(await pausedSubscriber(b, '/topic/beats', `watcher${i}`));
+    const publisher = await RawClient.tcp(b.tcpPort!);
+    clients.push(publisher);
+    await publisher.connect({ login: 'publisher', 'heart-beat': '200,200' });
+    const beating = setInterval(() => publisher.send('\n'), 100);
+    const counters = [...b.sessions()].find((s) => s.userId === 'publisher')!.deps.counters;
+    try {
+      flood(publisher, '/topic/beats', FLOOD);
+      // Held for good once the room's socket buffers are full (before, a hold ends as the
+      // kernel takes more): the same hold across three of the broker's beats.
+      let holds = -1;
+      await until(async () => {
+        const { heldNow, holds: now } = b.router.flow!.stats;
+        if (heldNow === 1 && now === holds) return true;
+        holds = now;
+        const beats = publisher.heartbeatsReceived;
+        await publisher.waitUntil(() => publisher.heartbeatsReceived >= beats + 3, 5000, 'three heart-beats');
+        return false;
+      }, 'the publisher to be held for good', 60_000);
+      // The broker's own beats to the held publisher go on: ten of them span many read deadlines.
+      const beatsBefore = publisher.heartbeatsReceived;
+      await publisher.waitUntil(() => publisher.heartbeatsReceived >= beatsBefore + 10, 20_000, 'ten heart-beats from the broker while held');
+      assert.equal(b.router.flow!.stats.heldNow, 1, 'still held');
+      assert.equal(b.router.flow!.stats.holds, holds, 'by the same hold: its socket was not read all along');
+      assert.equal(publisher.isClosed, false, 'the held publisher is still connected');
+      assert.equal(counters.heartbeatTimeouts, 0, 'no heart-beat timeout');
+
+      for (const subscriber of room) subscriber.socket.resume();
+      await publisher.waitUntil(() => hasReceipt(publisher, 'done'), 60_000, 'the RECEIPT once the room drained');
+      for (const [i, subscriber] of room.entries()) {
+        await untilReceived(b, subscriber, FLOOD, `watcher${i}`);
+        assertInOrder(subscriber.messages, FLOOD, `watcher${i}`);
+      }
+      // Read again, its beats count again: it stays connected while it beats.
+      await publisher.waitUntil(() => publisher.heartbeatsReceived >= beatsBefore + 15, 20_000, 'more heart-beats once released');
+      assert.equal(publisher.isClosed, false);
+      assert.equal(counters.heartbeatTimeouts, 0);
+    } finally {
+      clearInterval(beating);
+    }
+  });
+
   it('a minority behind never holds the publisher: the slow one gets the drop policy, the others everything', async () => {
     const b = await startBroker({ HEARTBEAT: '0,0', WRITE_BUFFER_LIMIT_BYTES: '262144', SLOW_CONSUMER_POLICY: 'drop', ...NO_STALLS });
     brokers.push(b);

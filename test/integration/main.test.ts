@@ -194,6 +194,13 @@ describe('running stompd', { timeout: 30000 }, () => {
       ['CONNECT_TIMEOUT_MS', 'soon'],
       ['LOG_LEVEL', 'loud'],
       ['SLOW_CONSUMER_POLICY', 'ignore'],
+      ['FLOW_CONTROL', 'maybe'],
+      ['FLOW_CONTROL_BEHIND_SHARE', '1.5'],
+      ['FLOW_CONTROL_BEHIND_BYTES', '2000000'], // past WRITE_BUFFER_LIMIT_BYTES
+      ['FLOW_CONTROL_WINDOW', 'wide'],
+      ['FLOW_CONTROL_STALL_MS', '0'],
+      ['FLOW_CONTROL_MAX_HOLD_MS', '100'], // below FLOW_CONTROL_STALL_MS
+      ['RELAY_BACKLOG_BYTES', '-1'],
       ['AUTH', 'jwt'],
       ['JWT_SECRET', 'too-short'],
       ['SINGLE_SESSION', 'sometimes'],
