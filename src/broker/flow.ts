@@ -9,7 +9,9 @@
 //   window of at least FLOW_CONTROL_WINDOW deliveries each. After each publish, if more than
 //   FLOW_CONTROL_BEHIND_SHARE of those went to behind subscribers, the publisher is held.
 //   Subscribers of its messages on other instances count too, while their instance reports
-//   them behind (reportFrom), weighted by their number.
+//   them behind (reportFrom): each message to a destination reported behind counts as that
+//   many deliveries behind, and a hold keeps that weight per destination until the report
+//   for it is withdrawn or lapses.
 // - A hold registers with the subscribers that were behind (weighted by how many of the
 //   window's deliveries went to each) and ends when so many of them caught up that the share
 //   still behind is no longer above the threshold: credit comes back as they drain.
@@ -66,9 +68,9 @@ export interface FlowTally {
 class Window implements FlowTally {
   deliveries = 0;
   behind: FlowSubscriber[] = [];
-  /** Subscribers elsewhere counted as behind, and the route keys they came from. */
+  /** Deliveries to subscribers elsewhere reported behind, in all and by route key. */
   remoteBehind = 0;
-  remoteKeys: Set<string> | undefined;
+  remoteByKey: Map<string, number> | undefined;
 }
 
 /** One publisher held: what it waits for. */
@@ -79,16 +81,17 @@ export class FlowHold {
   /** Behind subscribers it waits for: their weight and what their socket had taken at the last look. */
   readonly members = new Map<FlowSubscriber, { weight: number; acceptedBytes: number }>();
   localBehind = 0;
-  readonly remoteKeys: Set<string> | undefined;
+  /** Deliveries of the windows to subscribers elsewhere reported behind, by route key: they count while still reported. */
+  readonly remoteByKey: ReadonlyMap<string, number> | undefined;
   readonly startedAt = performance.now();
   readonly promise: Promise<void>;
   resolve!: () => void;
   timer: NodeJS.Timeout | undefined;
 
-  constructor(account: FlowAccount, deliveries: number, remoteKeys: Set<string> | undefined) {
+  constructor(account: FlowAccount, deliveries: number, remoteByKey: ReadonlyMap<string, number> | undefined) {
     this.account = account;
     this.deliveries = deliveries;
-    this.remoteKeys = remoteKeys;
+    this.remoteByKey = remoteByKey;
     this.promise = new Promise((resolve) => (this.resolve = resolve));
   }
 }
@@ -159,7 +162,7 @@ export class FlowControl {
       this.reports.set(origin, { expiresAt: performance.now() + ttlMs, keys: [...behind.keys()] });
       this.armReportSweep(ttlMs);
     }
-    for (const hold of this.holds) if (hold.remoteKeys !== undefined) this.recheck(hold);
+    for (const hold of this.holds) if (hold.remoteByKey !== undefined) this.recheck(hold);
   }
 
   /** `subscriber` drained to half the mark (or went away): it holds nobody back, and counts again. */
@@ -207,12 +210,12 @@ export class FlowControl {
   /** Begin holding `account` for `window`'s behind deliveries; undefined if they drained already. */
   hold(account: FlowAccount, windows: readonly Window[]): FlowHold | undefined {
     let deliveries = 0;
-    let remoteKeys: Set<string> | undefined;
+    let remoteByKey: Map<string, number> | undefined;
     for (const window of windows) {
       deliveries += window.deliveries;
-      if (window.remoteKeys !== undefined) for (const key of window.remoteKeys) (remoteKeys ??= new Set()).add(key);
+      if (window.remoteByKey !== undefined) for (const [key, count] of window.remoteByKey) (remoteByKey ??= new Map()).set(key, (remoteByKey.get(key) ?? 0) + count);
     }
-    const hold = new FlowHold(account, deliveries, remoteKeys);
+    const hold = new FlowHold(account, deliveries, remoteByKey);
     for (const window of windows) {
       for (const subscriber of window.behind) {
         if (!subscriber.isBehind || subscriber.isFlowStalled) continue; // drained (or stalled) since
@@ -241,7 +244,7 @@ export class FlowControl {
 
   private isStillHeld(hold: FlowHold): boolean {
     let behind = hold.localBehind;
-    if (hold.remoteKeys !== undefined) for (const key of hold.remoteKeys) behind += this.remoteBehind(key);
+    if (hold.remoteByKey !== undefined) for (const [key, count] of hold.remoteByKey) if (this.remoteBehind(key) > 0) behind += count;
     return behind > this.settings.behindShare * hold.deliveries;
   }
 
@@ -335,10 +338,13 @@ function prune(window: Window, control: FlowControl): void {
     if (subscriber.isBehind && !subscriber.isFlowStalled) behind[kept++] = subscriber;
   }
   behind.length = kept;
-  if (window.remoteKeys !== undefined && [...window.remoteKeys].every((key) => control.remoteBehind(key) === 0)) {
-    window.remoteBehind = 0;
-    window.remoteKeys = undefined;
+  if (window.remoteByKey === undefined) return;
+  for (const [key, count] of window.remoteByKey) {
+    if (control.remoteBehind(key) > 0) continue;
+    window.remoteBehind -= count;
+    window.remoteByKey.delete(key);
   }
+  if (window.remoteByKey.size === 0) window.remoteByKey = undefined;
 }
 
 /** One publisher's recent deliveries, and its hold while it has one. */
@@ -374,7 +380,8 @@ export class FlowAccount {
     const window = this.current;
     window.deliveries += behind;
     window.remoteBehind += behind;
-    (window.remoteKeys ??= new Set()).add(routeKey);
+    const byKey = (window.remoteByKey ??= new Map());
+    byKey.set(routeKey, (byKey.get(routeKey) ?? 0) + behind);
   }
 
   /**

@@ -199,6 +199,24 @@ describe('flow control', () => {
     flow.close();
   });
 
+  it('a stream of messages to a destination reported behind elsewhere holds the publisher until the report is withdrawn', async () => {
+    const flow = new FlowControl(SETTINGS);
+    const account = flow.account();
+    flow.reportFrom('b', new Map([['/topic/far', 3]]), 3_600_000);
+    // No subscriber here: each message counts as 3 deliveries behind, a window is 4 deliveries.
+    let held: Promise<void> | undefined;
+    for (let i = 0; i < 10 && held === undefined; i++) {
+      account.noteRemote('/topic/far');
+      held = account.settle();
+    }
+    assert.ok(held !== undefined, 'every recent delivery went to subscribers reported behind: held');
+    flow.reportFrom('b', new Map([['/topic/far', 1]]), 3_600_000);
+    assert.equal(await hasSettled(held), false, 'still reported behind (fewer): still held');
+    flow.reportFrom('b', new Map(), 0);
+    assert.equal(await hasSettled(held), true, 'the report withdrawn: released');
+    flow.close();
+  });
+
   it('a disposed account (its publisher closed) lets its hold go', async () => {
     const flow = new FlowControl(SETTINGS);
     const account = flow.account();
