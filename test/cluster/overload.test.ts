@@ -1,14 +1,22 @@
-// An instance under load stays alive: a publisher on instance A floods a topic whose
-// subscribers are all on instance B (two stompd processes, one real redis-server), more than
-// B can fan out. B's liveness refresh and its clients' heart-beats must not be starved by the
-// fan-out: B is never taken for dead or reaped, none of its clients is disconnected, and,
-// flow control holding the publisher on A, no message is dropped. Outcomes only, no timings.
+// An instance under load stays alive (issue 25, point 2), two stompd processes on one real
+// redis-server:
+// - a publisher on instance A floods a topic whose subscribers are all on instance B, more
+//   than B can fan out: B's liveness refresh and its clients' heart-beats must not be starved
+//   by the fan-out, B is never reaped, none of its clients is disconnected, and, flow control
+//   holding the publisher on A, no message is dropped;
+// - a publisher on A sends as fast as it can to a topic with many subscribers on A itself, for
+//   many liveness refreshes at a short INSTANCE_HEARTBEAT_MS, with flow control on and off (the
+//   per-turn delivery budget alone): B keeps seeing A alive, A's clients get no ERROR and stay
+//   connected, and B's watcher of a room A's subscribers are in hears no LEAVE.
+// Outcomes only, no timings.
 
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import net from 'node:net';
-import { after, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { BrokerProcess } from '../helpers/broker-process';
 import type { LogLine } from '../helpers/broker-process';
+import type { Frame } from '../../src/codec';
 import { RawClient, clientsOfThisFile, header } from '../helpers/raw-client';
 import { startRedis } from '../helpers/redis';
 import type { RedisServer } from '../helpers/redis';
@@ -135,4 +143,192 @@ describe('an instance under load stays alive', { timeout: 180_000 }, () => {
     assert.deepEqual(linesAbout(a, (l) => l.msg === 'reaped a dead instance'), [], 'A reaped nobody');
     assert.deepEqual(linesAbout(b, (l) => l.msg === 'session closed' && l.reason !== 'client'), [], 'B closed no session');
   });
+});
+
+/**
+ * A's subscribers: every one in the flood topic and in a presence room that B's watcher hears.
+ * As many as bench/fanout's: with the per-turn budget off, A's liveness key expired again and
+ * again in this scenario (a turn held ~3,500 SENDs × 1,000 deliveries); with 200 it did not.
+ */
+const SATURATED_SUBSCRIBERS = 1000;
+/** Liveness TTL 1.5 s: a turn of delivery work that long gets A reaped. */
+const SHORT_INSTANCE_HEARTBEAT_MS = 500;
+/** A's liveness refreshes B must see while the flood runs. */
+const REFRESHES_UNDER_LOAD = 8;
+
+/** One of A's subscribers: in /topic/flood and /topic/room.1, beating, counting frames, noticing ERROR and close. */
+class RoomMember {
+  frames = 0;
+  isClosed = false;
+  sawError = false;
+  private readonly socket: net.Socket;
+  private readonly beat: NodeJS.Timeout;
+
+  private constructor(socket: net.Socket) {
+    this.socket = socket;
+    this.beat = setInterval(() => socket.write('\n'), HEARTBEAT_MS / 3);
+    socket.on('close', () => {
+      this.isClosed = true;
+      clearInterval(this.beat);
+    });
+    socket.on('error', () => undefined);
+  }
+
+  static async join(port: number, login: string): Promise<RoomMember> {
+    const socket = net.connect(port, '127.0.0.1');
+    await once(socket, 'connect');
+    const member = new RoomMember(socket);
+    let handshake = '';
+    let isSubscribed = false;
+    let tail = '';
+    socket.on('data', (chunk: Buffer) => {
+      if (!isSubscribed) {
+        handshake += chunk.toString('latin1');
+        isSubscribed = handshake.includes('receipt-id:joined');
+      }
+      // An ERROR frame's command may be split across chunks: look at the seam too.
+      if (chunk.includes('ERROR') || (tail + chunk.toString('latin1', 0, Math.min(chunk.length, 8))).includes('ERROR')) member.sawError = true;
+      tail = chunk.toString('latin1', Math.max(0, chunk.length - 8));
+      for (let at = chunk.indexOf(0); at !== -1; at = chunk.indexOf(0, at + 1)) member.frames++;
+    });
+    socket.write(
+      `CONNECT\naccept-version:1.2\nhost:/\nheart-beat:${HEARTBEAT_MS},${HEARTBEAT_MS}\nlogin:${login}\n\n\0` +
+        'SUBSCRIBE\nid:0\ndestination:/topic/flood\n\n\0' +
+        'SUBSCRIBE\nid:1\ndestination:/topic/room.1\nreceipt:joined\n\n\0',
+    );
+    await until(() => isSubscribed || member.isClosed, `${login}'s subscriptions`);
+    return member;
+  }
+
+  close(): void {
+    clearInterval(this.beat);
+    this.socket.destroy();
+  }
+}
+
+interface InstanceView {
+  instanceId: string;
+  isAlive: boolean;
+  reportedAt: number;
+}
+
+/** What B's GET /api/instances says of A: its entry, or undefined when A is not listed. */
+async function viewOf(b: BrokerProcess, instanceId: string): Promise<InstanceView | undefined> {
+  const response = await fetch(`http://127.0.0.1:${b.httpPort}/api/instances`, { signal: AbortSignal.timeout(10_000) });
+  const body = (await response.json()) as { instances: InstanceView[] };
+  return body.instances.find((i) => i.instanceId === instanceId);
+}
+
+/** One series of the broker's /metrics, named with its labels as the text format writes them (0 when absent). */
+async function metric(broker: BrokerProcess, series: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${broker.httpPort}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+describe('a saturated instance stays alive (its own publisher and subscribers)', { timeout: 240_000 }, () => {
+  let redis: RedisServer | undefined;
+  const brokers: BrokerProcess[] = [];
+  const members: RoomMember[] = [];
+  const sockets: net.Socket[] = [];
+
+  before(async () => {
+    redis = await startRedis();
+  });
+
+  after(async () => {
+    for (const m of members) m.close();
+    for (const s of sockets) s.destroy();
+    await Promise.all(brokers.map((b) => b.stop()));
+    await redis?.stop();
+  });
+
+  for (const flowControl of ['on', 'off'] as const) {
+    it(`FLOW_CONTROL=${flowControl}: a publisher flooding many subscribers on A for ${REFRESHES_UNDER_LOAD} liveness refreshes; A is never reaped, its clients stay`, async () => {
+      const prefix = `sat-${flowControl}:`;
+      const env = {
+        REDIS_URL: redis!.url,
+        REDIS_PREFIX: prefix,
+        INSTANCE_HEARTBEAT_MS: String(SHORT_INSTANCE_HEARTBEAT_MS),
+        HEARTBEAT: `${HEARTBEAT_MS},${HEARTBEAT_MS}`,
+        PRESENCE_DESTINATIONS: '/topic/room.*',
+        FLOW_CONTROL: flowControl,
+        MAX_CONNECTIONS_PER_ADDRESS: '0', // every client comes from 127.0.0.1
+        HTTP_PORT: '0',
+      };
+      const [a, b] = await Promise.all([BrokerProcess.start({ ...env, INSTANCE_ID: `sat-${flowControl}-a` }), BrokerProcess.start({ ...env, INSTANCE_ID: `sat-${flowControl}-b` })]);
+      brokers.push(a, b);
+      const watcher = await RawClient.tcp(b.tcpPort);
+      clients.push(watcher);
+      await watcher.connect({ login: 'watcher' });
+      watcher.sendFrame('SUBSCRIBE', { id: 'w', destination: '/topic/room.1', receipt: 'watching' });
+      await watcher.waitUntil(() => watcher.frames.some((f) => f.command === 'RECEIPT'), 5000, "the watcher's RECEIPT");
+      const ours: RoomMember[] = [];
+      for (let i = 0; i < SATURATED_SUBSCRIBERS; i += 50) {
+        ours.push(...(await Promise.all(Array.from({ length: Math.min(50, SATURATED_SUBSCRIBERS - i) }, (_, j) => RoomMember.join(a.tcpPort, `player${i + j}`)))));
+      }
+      members.push(...ours);
+      const presenceOf = (f: Frame): { type: string; reason: string | null } | undefined =>
+        header(f, 'x-presence') === undefined ? undefined : (JSON.parse(f.body.toString()) as { type: string; reason: string | null });
+      await watcher.waitUntil(() => watcher.frames.filter((f) => presenceOf(f)?.type === 'JOIN').length >= SATURATED_SUBSCRIBERS, 30_000, 'every JOIN at the watcher');
+      assert.ok(ours.every((m) => !m.isClosed && !m.sawError), 'every member in');
+
+      // The publisher writes as fast as A reads it: 100 SENDs of 100 B per write.
+      const publisher = net.connect(a.tcpPort, '127.0.0.1');
+      sockets.push(publisher);
+      await once(publisher, 'connect');
+      let publisherText = '';
+      publisher.on('data', (chunk: Buffer) => (publisherText += chunk.toString('latin1')));
+      publisher.on('error', () => undefined);
+      publisher.write('CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\nlogin:host\n\n\0');
+      await until(() => publisherText.includes('CONNECTED'), 'the publisher CONNECTED');
+      const sends = Buffer.from(`SEND\ndestination:/topic/flood\n\n${'q'.repeat(100)}\0`.repeat(100), 'latin1');
+      let isFlooding = true;
+      let written = 0;
+      const flooding = (async () => {
+        while (isFlooding && !publisher.destroyed) {
+          written += 100;
+          if (!publisher.write(sends)) {
+            await new Promise<void>((resolve) => {
+              const done = (): void => {
+                publisher.off('drain', done);
+                publisher.off('close', done);
+                resolve();
+              };
+              publisher.on('drain', done);
+              publisher.on('close', done);
+            });
+          }
+        }
+      })();
+
+      // B's view of A while it runs: listed and alive at every look, its report renewed again and again.
+      const refreshes = new Set<number>();
+      const lapses: string[] = [];
+      try {
+        await until(async () => {
+          const view = await viewOf(b, a.instanceId);
+          if (view === undefined || !view.isAlive) lapses.push(view === undefined ? 'not listed' : 'not alive');
+          else refreshes.add(view.reportedAt);
+          return refreshes.size > REFRESHES_UNDER_LOAD || lapses.length > 0;
+        }, `${REFRESHES_UNDER_LOAD} refreshes of A seen by B under load`, 120_000, 100);
+      } finally {
+        isFlooding = false;
+        await flooding;
+      }
+      assert.deepEqual(lapses, [], "B's view of A never lapsed");
+      const fannedOut = (await metric(a, 'stompd_messages_delivered_total{kind="topic"}')) + (await metric(a, 'stompd_messages_dropped_total{kind="topic"}'));
+      assert.ok(fannedOut > SATURATED_SUBSCRIBERS * 100, `A fanned the flood out (${fannedOut} deliveries and drops of ${written} SENDs written)`);
+
+      // A still serves the publisher: its RECEIPT comes after everything it sent.
+      publisher.write('SEND\ndestination:/topic/flood\nreceipt:last\n\nlast\0');
+      await until(() => publisherText.includes('receipt-id:last'), "the publisher's last RECEIPT", 120_000);
+      assert.equal(publisherText.includes('ERROR'), false, 'the publisher got no ERROR');
+      assert.deepEqual(ours.filter((m) => m.isClosed || m.sawError).length, 0, 'no client of A got an ERROR or was disconnected');
+      assert.deepEqual(watcher.frames.filter((f) => presenceOf(f)?.type === 'LEAVE').map((f) => presenceOf(f)!.reason), [], 'the watcher on B heard no LEAVE');
+      const lapseLines = linesAbout(a, (l) => typeof l.msg === 'string' && /no liveness refresh|taken for dead|liveness key had expired|heart-beat timeout/.test(l.msg));
+      assert.deepEqual(lapseLines.map((l) => l.msg), [], 'A never lost its liveness, nor a client to a heart-beat timeout');
+      assert.deepEqual(linesAbout(b, (l) => l.msg === 'reaped a dead instance'), [], 'B reaped nobody');
+    });
+  }
 });
