@@ -34,6 +34,7 @@ import { CONGESTION_RENEW_MS } from '../broker/remote-fanout';
 import { decodeControl, encodeControl } from './control';
 import type { ControlMessage } from './control';
 import { decodeEnvelope, encodeEnvelope } from './envelope';
+import { decodeFlowReport, encodeFlowReport } from './flow-report';
 import type { Envelope } from './envelope';
 import type { RedisKeys } from './keys';
 import { isCluster } from './redis-client';
@@ -114,8 +115,7 @@ export class RedisRelay implements Relay {
 
   /** Tell every instance which destinations' messages wait here (flow control); an empty map: none. */
   reportCongestion(waiting: ReadonlyMap<string, number>): void {
-    const report = { origin: this.options.instanceId, ttlMs: FLOW_REPORT_TTL_MS, waiting: [...waiting] };
-    this.send(this.options.keys.flowChannel, Buffer.from(JSON.stringify(report)));
+    this.send(this.options.keys.flowChannel, encodeFlowReport({ origin: this.options.instanceId, ttlMs: FLOW_REPORT_TTL_MS, waiting }));
   }
 
   publish(message: Message): void {
@@ -268,25 +268,13 @@ export class RedisRelay implements Relay {
   }
 
   private onFlowBytes(bytes: Buffer): void {
-    let report: unknown;
-    try {
-      report = JSON.parse(bytes.toString());
-    } catch {
-      report = undefined;
-    }
-    const { origin, ttlMs, waiting } = (report ?? {}) as { origin?: unknown; ttlMs?: unknown; waiting?: unknown };
-    const isValid =
-      typeof origin === 'string' &&
-      typeof ttlMs === 'number' &&
-      ttlMs > 0 &&
-      Array.isArray(waiting) &&
-      waiting.every((entry) => Array.isArray(entry) && typeof entry[0] === 'string' && typeof entry[1] === 'number' && entry[1] >= 0);
-    if (!isValid) {
+    const report = decodeFlowReport(bytes);
+    if (report === undefined) {
       this.options.logger.warn('an invalid flow report was dropped');
       return;
     }
-    if (origin === this.options.instanceId) return;
-    this.options.onFlowReport?.(origin, new Map(waiting as [string, number][]), Math.min(ttlMs, 60_000));
+    if (report.origin === this.options.instanceId) return;
+    this.options.onFlowReport?.(report.origin, report.waiting, report.ttlMs);
   }
 
   private onControlBytes(bytes: Buffer): void {
