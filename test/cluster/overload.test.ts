@@ -4,10 +4,11 @@
 //   than B can fan out: B's liveness refresh and its clients' heart-beats must not be starved
 //   by the fan-out, B is never reaped, none of its clients is disconnected, and, flow control
 //   holding the publisher on A, no message is dropped;
-// - a publisher on A sends as fast as it can to a topic with many subscribers on A itself, for
-//   many liveness refreshes at a short INSTANCE_HEARTBEAT_MS, with flow control on and off (the
-//   per-turn delivery budget alone): B keeps seeing A alive, A's clients get no ERROR and stay
-//   connected, and B's watcher of a room A's subscribers are in hears no LEAVE.
+// - a publisher on A sends as fast as A lets it to a topic with many subscribers on A itself,
+//   for many liveness refreshes at a short INSTANCE_HEARTBEAT_MS, with flow control on and off
+//   (then the per-turn delivery budget and the relay's bound alone): B keeps seeing A alive,
+//   A's clients get no ERROR and stay connected, and B's watcher of a room A's subscribers are
+//   in hears no LEAVE. Main before issue 25 fails both (B sees A not alive).
 // Outcomes only, no timings.
 
 import assert from 'node:assert/strict';
@@ -147,14 +148,23 @@ describe('an instance under load stays alive', { timeout: 180_000 }, () => {
 
 /**
  * A's subscribers: every one in the flood topic and in a presence room that B's watcher hears.
- * As many as bench/fanout's: with the per-turn budget off, A's liveness key expired again and
- * again in this scenario (a turn held ~3,500 SENDs × 1,000 deliveries); with 200 it did not.
+ * As many as bench/fanout's: a turn's work is then large enough to matter (with 200, even a
+ * build without the per-turn budget kept its liveness).
  */
 const SATURATED_SUBSCRIBERS = 1000;
-/** Liveness TTL 1.5 s: a turn of delivery work that long gets A reaped. */
-const SHORT_INSTANCE_HEARTBEAT_MS = 500;
+/**
+ * Liveness TTL 3 s (the default is 6 s): a turn of delivery work that long gets A reaped. At
+ * 500 ms (TTL 1.5 s) a loaded 2-core machine alone (load average 7-9) got A taken for dead.
+ */
+const SHORT_INSTANCE_HEARTBEAT_MS = 1000;
 /** A's liveness refreshes B must see while the flood runs. */
 const REFRESHES_UNDER_LOAD = 8;
+/**
+ * Batches of 100 SENDs the flooding publisher has unconfirmed at most: 20,000 messages, 20 M
+ * deliveries, seconds of work that a broker without a per-turn bound does in one turn; and
+ * what is left to deliver once the flood stops.
+ */
+const PUBLISHER_WINDOW = 200;
 
 /** One of A's subscribers: in /topic/flood and /topic/room.1, beating, counting frames, noticing ERROR and close. */
 class RoomMember {
@@ -273,22 +283,38 @@ describe('a saturated instance stays alive (its own publisher and subscribers)',
       await watcher.waitUntil(() => watcher.frames.filter((f) => presenceOf(f)?.type === 'JOIN').length >= SATURATED_SUBSCRIBERS, 30_000, 'every JOIN at the watcher');
       assert.ok(ours.every((m) => !m.isClosed && !m.sawError), 'every member in');
 
-      // The publisher writes as fast as A reads it: 100 SENDs of 100 B per write.
+      // The publisher goes as fast as A lets it: batches of 100 SENDs of 100 B, each ending with
+      // one that asks for a RECEIPT, at most PUBLISHER_WINDOW batches unconfirmed (as
+      // bench/fanout --mode max), so what is still in flight when it stops is bounded.
       const publisher = net.connect(a.tcpPort, '127.0.0.1');
       sockets.push(publisher);
       await once(publisher, 'connect');
       let publisherText = '';
-      publisher.on('data', (chunk: Buffer) => (publisherText += chunk.toString('latin1')));
+      /** Frames the publisher got: CONNECTED, then one RECEIPT per batch (no heart-beats). */
+      let framesToPublisher = 0;
+      let wakePublisher: (() => void) | undefined;
+      publisher.on('data', (chunk: Buffer) => {
+        publisherText += chunk.toString('latin1');
+        for (let at = chunk.indexOf(0); at !== -1; at = chunk.indexOf(0, at + 1)) framesToPublisher++;
+        wakePublisher?.();
+      });
+      publisher.on('close', () => wakePublisher?.());
       publisher.on('error', () => undefined);
       publisher.write('CONNECT\naccept-version:1.2\nhost:/\nheart-beat:0,0\nlogin:host\n\n\0');
       await until(() => publisherText.includes('CONNECTED'), 'the publisher CONNECTED');
-      const sends = Buffer.from(`SEND\ndestination:/topic/flood\n\n${'q'.repeat(100)}\0`.repeat(100), 'latin1');
+      const send = `SEND\ndestination:/topic/flood\n\n${'q'.repeat(100)}\0`;
+      const batch = Buffer.from(send.repeat(99) + send.replace('\n\n', '\nreceipt:batch\n\n'), 'latin1');
+      const confirmed = (): number => framesToPublisher - 1;
       let isFlooding = true;
-      let written = 0;
+      let batches = 0;
       const flooding = (async () => {
         while (isFlooding && !publisher.destroyed) {
-          written += 100;
-          if (!publisher.write(sends)) {
+          if (batches - confirmed() >= PUBLISHER_WINDOW) {
+            await new Promise<void>((resolve) => (wakePublisher = resolve));
+            continue;
+          }
+          batches++;
+          if (!publisher.write(batch)) {
             await new Promise<void>((resolve) => {
               const done = (): void => {
                 publisher.off('drain', done);
@@ -318,11 +344,10 @@ describe('a saturated instance stays alive (its own publisher and subscribers)',
       }
       assert.deepEqual(lapses, [], "B's view of A never lapsed");
       const fannedOut = (await metric(a, 'stompd_messages_delivered_total{kind="topic"}')) + (await metric(a, 'stompd_messages_dropped_total{kind="topic"}'));
-      assert.ok(fannedOut > SATURATED_SUBSCRIBERS * 100, `A fanned the flood out (${fannedOut} deliveries and drops of ${written} SENDs written)`);
+      assert.ok(fannedOut > SATURATED_SUBSCRIBERS * 100, `A fanned the flood out (${fannedOut} deliveries and drops of ${batches * 100} SENDs)`);
 
-      // A still serves the publisher: its RECEIPT comes after everything it sent.
-      publisher.write('SEND\ndestination:/topic/flood\nreceipt:last\n\nlast\0');
-      await until(() => publisherText.includes('receipt-id:last'), "the publisher's last RECEIPT", 120_000);
+      // A still serves the publisher: every batch it sent is confirmed.
+      await until(() => confirmed() >= batches, "the publisher's last RECEIPTs", 120_000);
       assert.equal(publisherText.includes('ERROR'), false, 'the publisher got no ERROR');
       assert.deepEqual(ours.filter((m) => m.isClosed || m.sawError).length, 0, 'no client of A got an ERROR or was disconnected');
       assert.deepEqual(watcher.frames.filter((f) => presenceOf(f)?.type === 'LEAVE').map((f) => presenceOf(f)!.reason), [], 'the watcher on B heard no LEAVE');
