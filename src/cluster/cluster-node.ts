@@ -149,7 +149,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<SharedSta
   refreshTimer.unref();
   // A join or leave step that failed while Redis stayed connected (a reply that timed out)
   // is not followed by a reconnect's repair: the same repair runs a couple of heart-beats on.
-  const repairTimer = setInterval(() => reactions.repairPresenceIfNeeded(membership.isJoined && commands.status === 'ready'), config.instanceHeartbeatMs * 2);
+  const repairTimer = setInterval(() => void reactions.repairPresenceIfNeeded(membership.isJoined && commands.status === 'ready', () => membership.isSameRedis()), config.instanceHeartbeatMs * 2);
   repairTimer.unref();
   health.startPinging(config.instanceHeartbeatMs);
 
