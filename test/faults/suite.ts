@@ -38,6 +38,8 @@ export const REGRESSION_SEEDS = [
   '911-67', // instance killed, Redis restarted empty before its reap: its members stayed listed
   '911-138', // lease lost again and again without a reap: queue messages left pending
   '3000-21', // Redis restarted empty, a watcher's list read mid-repair: corrections wrong for it
+  '941565-29', // two watchers of a new room at once: a list read before its first decision skipped a JOIN
+  '7200-42', // Redis restarted empty: the periodic repair dropped a LEAVE Redis forgot
 ];
 
 // A runner that gives up on this file (its timeout) sends SIGTERM, which skips 'exit' handlers:
