@@ -94,7 +94,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<SharedSta
     logger,
   });
   presence.watcherLists = (room, fromRedis) => views.snapshot(room, fromRedis);
-  const queues = new RedisQueues({ redis: commands, keys, instanceId, maxQueueMessages: deps.maxQueueMessages, maxQueues: deps.maxQueues, signals: relay, logger, isMember: () => membership.isJoined });
+  const queues = new RedisQueues({ redis: commands, keys, instanceId, maxQueueMessages: deps.maxQueueMessages, maxQueues: deps.maxQueues, signals: relay, logger, isMember: () => membership.isJoined, fence: () => membership.fence });
   // The queues' side of a reap: a dead instance's unacknowledged messages are given back.
   const queueLoss: InstanceLossHandler = { onInstanceLost: async (deadId) => ({ queueEntries: await queues.reapInstance(deadId) }) };
   const reactions = membershipReactions({ local, registry, queues, presence, views, logger });
@@ -150,7 +150,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<SharedSta
   refreshTimer.unref();
   // A join or leave step that failed while Redis stayed connected (a reply that timed out)
   // is not followed by a reconnect's repair: the same repair runs a couple of heart-beats on.
-  const repairTimer = setInterval(() => reactions.repairPresenceIfNeeded(membership.isJoined && commands.status === 'ready'), config.instanceHeartbeatMs * 2);
+  const repairTimer = setInterval(() => void reactions.repairPresenceIfNeeded(membership.isJoined && commands.status === 'ready', () => membership.isSameRedis()), config.instanceHeartbeatMs * 2);
   repairTimer.unref();
   health.startPinging(config.instanceHeartbeatMs);
 

@@ -69,11 +69,14 @@ export function membershipReactions({ local, registry, queues, presence, views, 
      * A presence step that failed while Redis stayed connected (a reply that timed out) is
      * repaired on a later tick (`mayWrite`: joined, and connected), one repair at a time.
      */
-    repairPresenceIfNeeded(mayWrite: boolean): void {
-      if (isRepairing || !presence.needsRepair || !mayWrite) return;
+    repairPresenceIfNeeded(mayWrite: boolean, isSameRedis: () => Promise<boolean>): Promise<void> | undefined {
+      if (isRepairing || !presence.needsRepair || !mayWrite) return undefined;
       isRepairing = true;
-      presence
-        .repair()
+      // Not while Redis may be a new one membership has not noticed yet: a repair that takes
+      // Redis for the old one drops the LEAVEs it forgot (taken for told by a reaper), and
+      // nobody would tell them. Membership's restore repairs it, knowing.
+      return isSameRedis()
+        .then((isSame) => (isSame ? presence.repair(false) : undefined))
         .catch((err: unknown) => logger.debug({ err }, 'presence repair failed; tried again'))
         .finally(() => (isRepairing = false));
     },

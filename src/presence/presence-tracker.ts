@@ -162,7 +162,11 @@ export class PresenceTracker implements Presence {
     }
     if (joined === undefined) {
       const entry: SessionEntry = { sessionId, userId: session.userId, roles: session.roles, joinedAt: session.rooms.get(room)!.joinedAt };
-      this.enqueue(session.userId, () => this.deps.store.join(room, entry));
+      // Decided once this instance hears the room's channel: its own JOIN is not published
+      // before the subscription to it holds (it would never come back here), and comes after
+      // the SUBSCRIBE's RECEIPT.
+      const ready = e.relayReady;
+      this.enqueue(session.userId, () => (ready === undefined ? this.deps.store.join(room, entry) : ready.catch(() => undefined).then(() => this.deps.store.join(room, entry))));
     }
     if (wantsSnapshot) this.enqueue(session.userId, () => this.writeSnapshot(room, subscription, sessionId));
   }

@@ -53,6 +53,8 @@ export interface SubscriptionEvent {
   subscription?: Subscription;
   /** subscribe: the SUBSCRIBE frame's headers. */
   headers?: readonly Header[];
+  /** subscribe, a topic with Redis: settles once this instance subscribed to the destination's channel (then the RECEIPT goes). */
+  relayReady?: Promise<void>;
   /** unsubscribe: the session is ending; a disconnect event with its reason follows at once. */
   isSessionEnding?: boolean;
 }

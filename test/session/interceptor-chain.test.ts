@@ -7,6 +7,7 @@ import type { RunningServer } from '../../src/server';
 import { StompError } from '../../src/session/errors';
 import type { Interceptor } from '../../src/session/interceptor';
 import { harness } from '../helpers/harness';
+import { until } from '../helpers/until';
 import { header } from '../helpers/raw-client';
 import type { RawClient } from '../helpers/raw-client';
 
@@ -62,13 +63,20 @@ describe('interceptor chain', { timeout: 10000 }, () => {
   });
 
   it('a session that closes while a link decides gains no subscription', async () => {
-    const b = await broker([{ name: 'slow', onSubscribe: () => sleep(40) }]);
+    // The link decides only once the session is closed: no timing to win or lose.
+    let entered!: () => void;
+    const isDeciding = new Promise<void>((resolve) => (entered = resolve));
+    let closed!: () => void;
+    const isClosed = new Promise<void>((resolve) => (closed = resolve));
+    const b = await broker([{ name: 'slow', onSubscribe: async () => { entered(); await isClosed; } }]);
     const c = await connected(b, 'leaver');
     const session = [...b.sessions()].find((s) => s.principal?.userId === 'leaver')!;
     c.sendFrame('SUBSCRIBE', { id: 'q', destination: '/queue/orphan' });
-    await sleep(10);
+    await isDeciding;
     c.destroy();
-    await sleep(100);
+    await until(() => session.state === 'closed', 'the session to close');
+    closed();
+    await sleep(50); // the link's answer is handled
     assert.equal(session.state, 'closed');
     assert.equal(session.subscriptions.size, 0);
     const pub = await connected(b, 'sender');

@@ -64,15 +64,18 @@ export function handleSubscribe(session: Session, frame: Frame): void | Promise<
     session.subscriptionBytes += heldBytes;
     const subscription = new Subscription(session, id, destination, ackMode as AckMode, unackedLimit);
     session.subscriptions.set(id, subscription);
-    events.emit('subscribe', { session: session.info(), subscriptionId: id, destination, ackMode, subscription, headers: frame.headers });
     if (router.kindOf(destination) === 'queue') {
+      events.emit('subscribe', { session: session.info(), subscriptionId: id, destination, ackMode, subscription, headers: frame.headers });
       session.sendReceiptFor(frame); // before any stored queue message the subscription releases
       router.subscribe(subscription);
       return undefined;
     }
     // A topic: the RECEIPT promises that a message published after it, on any instance,
     // arrives; with Redis that holds once this instance subscribed to the topic's channel.
+    // Listeners hear of the subscription with that moment (a presence JOIN is decided after
+    // it, so this instance hears its own JOIN, after the RECEIPT).
     const relayReady = router.subscribe(subscription);
+    events.emit('subscribe', { session: session.info(), subscriptionId: id, destination, ackMode, subscription, headers: frame.headers, relayReady });
     if (relayReady === undefined) {
       session.sendReceiptFor(frame);
       return undefined;
