@@ -25,6 +25,9 @@ class QuietSubscriber implements Subscriber {
   readonly userId = 'fence';
   readonly version = '1.2' as const;
   isWritable = true;
+  readonly isBehind = false;
+  readonly acceptedBytes = 0;
+  isFlowStalled = false;
   private ackSeq = 0;
   constructor(readonly sessionId: string) {}
   write(): void {}
