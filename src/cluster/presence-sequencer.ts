@@ -31,7 +31,13 @@ interface RoomState {
   last: number | undefined;
   /** Envelopes held while the log is read. */
   held: Envelope[] | undefined;
+  /** Log reads that failed in a row (Redis away): the next is tried after a back-off. */
+  failedReads?: number;
 }
+
+/** First wait before a log read that failed is tried again; doubled each time, up to the max. */
+const REREAD_FIRST_MS = 100;
+const REREAD_MAX_MS = 5000;
 
 export interface SequencerStats {
   /** Events delivered from the log that pub/sub had not brought (yet). */
@@ -112,6 +118,7 @@ export class PresenceSequencer {
   /** Read the log, deliver what is newer than `last` in order (held envelopes merged in), then let go. */
   private async fill(routeKey: string, state: RoomState): Promise<void> {
     let logged: Envelope[] = [];
+    let isRead = true;
     try {
       logged = (await this.options.recentEvents(routeKey)).flatMap((bytes) => {
         try {
@@ -121,7 +128,8 @@ export class PresenceSequencer {
         }
       });
     } catch (err) {
-      this.options.logger.debug({ err, routeKey }, 'presence log unreadable (Redis away?): delivering what arrived');
+      isRead = false;
+      this.options.logger.debug({ err, routeKey }, 'presence log unreadable (Redis away?): delivering what arrived, read again later');
     }
     const held = state.held ?? [];
     state.held = undefined;
@@ -141,6 +149,21 @@ export class PresenceSequencer {
       this.options.deliver(envelope);
     }
     if (isLost) this.options.onLost?.(routeKey);
+    // A read that failed (the command connection dropped just after the subscriber came back)
+    // is made again: a trailing event it would have found has no later one to show its hole.
+    if (isRead) state.failedReads = 0;
+    else this.readAgainLater(routeKey, state);
+  }
+
+  private readAgainLater(routeKey: string, state: RoomState): void {
+    const failed = (state.failedReads ?? 0) + 1;
+    state.failedReads = failed;
+    const timer = setTimeout(() => {
+      if (this.rooms.get(routeKey) !== state || state.held !== undefined || state.last === undefined) return;
+      state.held = [];
+      void this.fill(routeKey, state);
+    }, Math.min(REREAD_FIRST_MS * 2 ** (failed - 1), REREAD_MAX_MS));
+    timer.unref();
   }
 
   /**

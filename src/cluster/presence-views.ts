@@ -52,6 +52,9 @@ export interface PresenceViewsOptions {
   logger: Logger;
 }
 
+/** How long after a list that could not be read it is read again. */
+const RELOAD_AFTER_MS = 500;
+
 /** One told member: the session its JOIN named, for a LEAVE that corrects it. */
 interface ToldMember {
   sessionId: string;
@@ -332,9 +335,14 @@ export class PresenceViews {
         if (performance.now() < this.auditUntil) this.audit(room);
       },
       (err: unknown) => {
-        // Redis away: no list yet; the next audit reads it (what was told meanwhile is unknown).
-        this.options.logger.debug({ err, room }, 'presence view unreadable (Redis away?)');
+        // Redis away: no list yet; read again in a while (what was told meanwhile is unknown,
+        // and the events kept meanwhile would grow with no bound).
+        this.options.logger.debug({ err, room }, 'presence view unreadable (Redis away?): read again later');
         view.early = [];
+        const timer = setTimeout(() => {
+          if (this.rooms.get(room) === view && view.told === undefined) this.load(room, view);
+        }, RELOAD_AFTER_MS);
+        timer.unref();
       },
     );
   }

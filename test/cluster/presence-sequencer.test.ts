@@ -74,6 +74,27 @@ describe('PresenceSequencer', () => {
     assert.deepEqual(delivered, [5, 6]);
   });
 
+  it('after a reconnect whose log read failed (the command connection dropped meanwhile), reads again and delivers the trailing event', async () => {
+    const log = [event(5), event(6, 'LEAVE')];
+    const delivered: number[] = [];
+    let reads = 0;
+    const sequencer = new PresenceSequencer({
+      recentEvents: async () => {
+        if (++reads === 1) throw new Error("Stream isn't writeable");
+        return log.map((e) => encodeEnvelope(e));
+      },
+      deliver: (e) => delivered.push(presenceSeqOfEnvelope(e) ?? -1),
+      logger: pino({ level: 'silent' }),
+    });
+    sequencer.onEnvelope(event(5));
+    sequencer.resyncAll();
+    await settle();
+    assert.deepEqual(delivered, [5], 'the first read failed');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(reads, 2, 'read again after a back-off');
+    assert.deepEqual(delivered, [5, 6]);
+  });
+
   it('a room tracked from its current number fills a hole even before its first event here', async () => {
     const { sequencer, delivered } = harness([event(7), event(8, 'LEAVE')]);
     sequencer.track(ROOM, 6);

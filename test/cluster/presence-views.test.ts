@@ -151,4 +151,26 @@ describe('PresenceViews', () => {
     await until(() => delivered.length > 0, 'the correction');
     assert.deepEqual(delivered, [{ type: 'JOIN', userId: 'bob', reason: null, repair: true }]);
   });
+
+  it('a list that could not be read (Redis away) is read again, not left unread until an audit', async () => {
+    let reads = 0;
+    const views = new PresenceViews({
+      read: async () => {
+        if (++reads === 1) throw new Error('Connection is closed.');
+        return readOf(10, ['ann']);
+      },
+      currentSeq: async () => 10,
+      deliverLocal: () => undefined,
+      isFilling: () => false,
+      catchUp: () => undefined,
+      matcher: new RoomMatcher(['/topic/room.*'], undefined),
+      confirmMs: 50,
+      messageIdPrefix: 't',
+      logger: pino({ level: 'silent' }),
+    });
+    views.setInterest(ROOM, true);
+    await until(() => reads === 2, 'a second read');
+    const listed = await views.snapshot(ROOM, async () => assert.fail('read from Redis'));
+    assert.deepEqual(listed.members.map((m) => m.userId), ['ann']);
+  });
 });
