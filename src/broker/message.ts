@@ -30,7 +30,7 @@ function looseName(name: string): string {
   return folded.replace(/[^a-z0-9]/g, '');
 }
 
-const NON_ASCII = /[^\x00-\x7f]/;
+const NON_ASCII = /[\u0080-\uffff]/;
 
 const RESERVED_LOOSE_NAMES: ReadonlySet<string> = new Set(RESERVED_HEADERS.map(looseName));
 

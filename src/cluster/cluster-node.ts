@@ -104,8 +104,8 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<SharedSta
     heartbeatMs: config.instanceHeartbeatMs,
     members: [registry, queueLoss, presence, eventOutboxes],
     logger,
-    onFenced: reactions.onFenced,
-    onLeaseLost: reactions.onLeaseLost,
+    onFenced: () => reactions.onFenced(),
+    onLeaseLost: () => reactions.onLeaseLost(),
     // After a data loss the sessions must be registered again: membership retries until they
     // are (a failed reconcile after an expired key is left to the next refresh).
     onLivenessLost: (_wasReaped, isNewRedis) => reactions.restore(isNewRedis).catch((err: unknown) => {

@@ -12,7 +12,7 @@ export interface PresenceRelayDeps {
   relay: Relay;
   rooms: RoomMatcher;
   /** The room's last decision number (undefined: none). */
-  currentSeq(routeKey: string): Promise<number | undefined>;
+  currentSeq: (routeKey: string) => Promise<number | undefined>;
   sequencer: PresenceSequencer;
   views: PresenceViews;
 }

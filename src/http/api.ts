@@ -53,15 +53,15 @@ export interface HttpApiDeps {
   registry: SessionRegistry;
   admin: SessionAdmin;
   publisher: MessagePublisher;
-  authenticate(authorization: string | undefined): Promise<AdminVerdict>;
+  authenticate: (authorization: string | undefined) => Promise<AdminVerdict>;
   /** Set when /metrics needs a credential (METRICS_TOKEN or an admin's); undefined: /metrics is public. */
-  authenticateMetrics?(authorization: string | undefined): Promise<AdminVerdict>;
+  authenticateMetrics?: (authorization: string | undefined) => Promise<AdminVerdict>;
   /**
    * Set when the sidecar needs no credential (isOpen): why a request is refused (a Host that
    * is not loopback or ALLOWED_HOSTS, a page's Origin elsewhere), or undefined to answer it.
    * Applies to every route, present and future (the dashboard too).
    */
-  foreignRequestRefusal?(host: string | undefined, origin: string | undefined): { message: string } | undefined;
+  foreignRequestRefusal?: (host: string | undefined, origin: string | undefined) => { message: string } | undefined;
   readiness(): { isReady: boolean; reason?: string };
   metrics: Registry;
   presence: {

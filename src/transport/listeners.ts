@@ -55,7 +55,7 @@ export type ListenersConfig = Pick<
 
 export interface ListenersDeps {
   /** A connection that passed the caps: it becomes a session. */
-  accept(connection: Connection): void;
+  accept: (connection: Connection) => void;
   /** Loaded from TLS_CERT_FILE etc.; undefined without TLS. */
   tlsCredentials: TlsCredentials | undefined;
   /** The WebSocket handshake check (Origin, Host, cookies); undefined: none. */
