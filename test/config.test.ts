@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { CONFIG_DEFAULTS, ConfigError, loadConfig } from '../src/config';
 
@@ -106,7 +108,7 @@ describe('configuration', () => {
   });
 
   it('README documents every variable with its default', () => {
-    const readme = require('node:fs').readFileSync(require('node:path').resolve(__dirname, '../../README.md'), 'utf8') as string;
+    const readme = fs.readFileSync(path.resolve(__dirname, '../../README.md'), 'utf8');
     for (const [name, fallback] of Object.entries(CONFIG_DEFAULTS)) {
       const shown = fallback === '' ? '—' : `\`${fallback.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}\``;
       assert.match(readme, new RegExp(`\\| \`${name}\` \\| ${shown} \\|`), `${name} row with default ${fallback || '(none)'}`);

@@ -63,7 +63,10 @@ async function tokenEndpoint(): Promise<http.Server> {
       response.writeHead(404).end();
       return;
     }
-    mint(SECRET, { sub: 'alice' }, { exp: Math.floor(Date.now() / 1000) + 60 }).then((token) => response.end(token));
+    mint(SECRET, { sub: 'alice' }, { exp: Math.floor(Date.now() / 1000) + 60 }).then(
+      (token) => response.end(token),
+      (error: unknown) => response.writeHead(500).end(String(error)),
+    );
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return server;

@@ -81,7 +81,7 @@ test('cross-instance at a fixed rate: single, cross and split, every delivery ma
   assert.equal(single!.redis, undefined);
   for (const report of [cross!, split!]) {
     const redis = report.redis as Record<string, number>;
-    assert.equal(redis.publishes, report.messages, `${report.scenario}: one PUBLISH per message`);
+    assert.equal(redis.publishes, report.messages, `${String(report.scenario)}: one PUBLISH per message`);
     assert.ok(redis.readsProcessed! > 0);
   }
 

@@ -136,7 +136,7 @@ describe('docker-compose.yml and deploy/nginx.conf agree', () => {
   });
 
   it('the instances trust nginx\'s fixed address for client addresses, and keep the per-address cap on', () => {
-    const lbAddress = /^  lb:$[\s\S]*?ipv4_address: (\S+)$/m.exec(compose)?.[1];
+    const lbAddress = /^ {2}lb:$[\s\S]*?ipv4_address: (\S+)$/m.exec(compose)?.[1];
     assert.ok(lbAddress !== undefined, 'lb has a fixed ipv4_address');
     assert.match(compose, new RegExp(`^\\s+TRUSTED_PROXIES: ${lbAddress.replace(/\./g, '\\.')}$`, 'm'));
     assert.match(compose, /^\s+PROXY_PROTOCOL: "1"$/m);

@@ -187,7 +187,7 @@ export class FaultCluster {
       this.resume(slot.name);
       slot.proxy.setMode('up');
     }
-    await Promise.all([...this.slots.values()].map((slot) => slot.broker?.kill()));
+    await Promise.all([...this.slots.values()].map(async (slot) => slot.broker?.kill()));
     await Promise.all([...this.slots.values()].map((slot) => slot.proxy.close()));
     await this.redis.stop();
   }

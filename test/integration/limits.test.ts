@@ -137,7 +137,7 @@ describe('a closing session does not take back its own unacked queue messages', 
       const bySubscription = (id: string) => bodiesOf(messagesOf(a).filter((m) => header(m, 'subscription') === id));
       const heldByS1 = bySubscription('s1');
       const takenByS2 = bySubscription('s2');
-      assert.ok(heldByS1.length > 0 && takenByS2.length > 0, `both subscriptions got messages: ${heldByS1} / ${takenByS2}`);
+      assert.ok(heldByS1.length > 0 && takenByS2.length > 0, `both subscriptions got messages: ${heldByS1.join(',')} / ${takenByS2.join(',')}`);
       const unacked = secondAck === 'auto' ? heldByS1 : [...heldByS1, ...takenByS2];
 
       a.sendFrame('DISCONNECT', { receipt: 'bye' });

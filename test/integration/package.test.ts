@@ -132,8 +132,8 @@ describe('npm pack', { timeout: 180000 }, () => {
     const bin = path.join(app, 'node_modules', '.bin', 'stompd');
     const help = spawnSync(bin, ['--help'], { cwd: app, encoding: 'utf8', timeout: 30000 });
     assert.equal(help.status, 0, help.stderr);
-    assert.match(help.stdout, /^  USERS_FILE +default: \(none\)$/m);
-    assert.match(help.stdout, /^  STOMP_PORT +default: 61613$/m);
+    assert.match(help.stdout, /^ {2}USERS_FILE +default: \(none\)$/m);
+    assert.match(help.stdout, /^ {2}STOMP_PORT +default: 61613$/m);
   });
 
   it('the installed package serves the dashboard and the demo with its stompjs bundle', async () => {
