@@ -136,8 +136,10 @@ class Bystanders {
   }
 }
 
-async function fuzz(broker: BrokerProcess, corpus: Buffer[], random: Random, frames: number): Promise<Record<string, number>> {
-  const counts = { frames: 0, connections: 0, receipted: 0, closed: 0, timeout: 0 };
+type FuzzCounts = Record<'frames' | 'connections' | 'receipted' | 'closed' | 'timeout', number>;
+
+async function fuzz(broker: BrokerProcess, corpus: Buffer[], random: Random, frames: number): Promise<FuzzCounts> {
+  const counts: FuzzCounts = { frames: 0, connections: 0, receipted: 0, closed: 0, timeout: 0 };
   let connectionNo = 0;
   const lane = async (): Promise<void> => {
     while (counts.frames < frames) {

@@ -240,7 +240,7 @@ describe('SUBSCRIBE hook', () => {
     client.activate();
     await connected;
     const once = new Promise<IMessage>((resolve) => client.subscribe('/app/rooms', resolve));
-    assert.equal(JSON.parse((await once).body).for, 'bob');
+    assert.equal((JSON.parse((await once).body) as { for: string }).for, 'bob');
     await until(() => app.callsOf('subscribe').length === 2, 'the second call');
     await client.deactivate();
   });

@@ -50,7 +50,7 @@ function assertComplete(report: Record<string, unknown>, transport: string, brok
   assert.equal(report.lostSubscribers, 0);
   assert.equal(typeof report.seconds, 'number');
   assert.ok((report.deliveriesPerSec as number) > 0, 'deliveriesPerSec > 0');
-  const latency = report.latencyMs as Record<string, number>;
+  const latency = report.latencyMs as Record<'samples' | 'p50' | 'p99' | 'max', number>;
   assert.ok(latency.samples > 0, 'latency was sampled');
   assert.ok(latency.p50 >= 0 && latency.p50 <= latency.p99 && latency.p99 <= latency.max, `ordered percentiles: ${JSON.stringify(latency)}`);
   const cpu = report.cpu as Record<string, unknown>;
@@ -64,7 +64,7 @@ test('fanout spawns stompd and reports every delivery over TCP and WebSocket', {
   assertComplete(tcp!, 'tcp', 'stompd');
   assertComplete(ws!, 'ws', 'stompd');
   for (const report of [tcp!, ws!]) {
-    const memory = report.brokerMemory as Record<string, number>;
+    const memory = report.brokerMemory as Record<'rssMiB' | 'peakRssMiB', number>;
     assert.ok(memory.rssMiB > 0 && memory.peakRssMiB >= memory.rssMiB, `broker memory: ${JSON.stringify(memory)}`);
   }
   const brokerLog = tcp!.brokerLog as Record<string, number>;

@@ -27,7 +27,7 @@ function isWellFormed(e: Envelope): boolean {
   const isText = (v: unknown): boolean => typeof v === 'string';
   return (
     isText(e.origin) && isText(e.messageId) && isText(e.destination) && isText(e.routeKey) &&
-    Array.isArray(e.headers) && e.headers.every((h) => h.length === 2 && isText(h[0]) && isText(h[1])) &&
+    Array.isArray(e.headers) && e.headers.every((h: Header) => h.length === 2 && isText(h[0]) && isText(h[1])) &&
     Buffer.isBuffer(e.body)
   );
 }

@@ -15,6 +15,7 @@ import WebSocket from 'ws';
 import { CONFIG_DEFAULTS } from '../../src/config';
 import { parseHeartbeat } from '../../src/session/heartbeat';
 import { BrokerProcess } from '../helpers/broker-process';
+import type { UserSessions } from '../helpers/api-shapes';
 import { ApiClient } from '../helpers/http';
 import { RawClient, header } from '../helpers/raw-client';
 import { startRedis } from '../helpers/redis';
@@ -57,7 +58,7 @@ function connectStomp(port: number, login = 'guest'): Promise<Landed> {
       onConnect: (frame) => resolve({ client, server: frame.headers.server ?? '' }),
       onStompError: (frame) => reject(new Error(frame.headers.message)),
       onWebSocketError: () => reject(new Error(`websocket error on port ${port}`)),
-      onWebSocketClose: (event) => reject(new Error(`websocket closed on port ${port}: ${event.code}`)),
+      onWebSocketClose: (event: { code: number }) => reject(new Error(`websocket closed on port ${port}: ${event.code}`)),
     });
     clients.push(client);
     client.activate();
@@ -128,9 +129,9 @@ const BEHIND_NGINX = { TRUSTED_PROXIES: '127.0.0.1', PROXY_PROTOCOL: '1', MAX_CO
 
 /** The remoteAddress the session API of `instance` shows for `userId`'s one session. */
 async function addressInSessionApi(instance: BrokerProcess, userId: string): Promise<string> {
-  const body = await new ApiClient(instance.httpPort).ok(`/api/session/user/${userId}`);
+  const body = await new ApiClient(instance.httpPort).ok<UserSessions>(`/api/session/user/${userId}`);
   assert.equal(body.sessions.length, 1, JSON.stringify(body));
-  return body.sessions[0].remoteAddress as string;
+  return body.sessions[0]!.remoteAddress;
 }
 
 before(async () => {

@@ -118,7 +118,7 @@ describe('examples/support-chat behind stompd', { timeout: 90_000 }, () => {
     await sendWithReceipt(customer.client, '/app/ticket.open', { subject: 'refund' });
     const ticket = JSON.parse((await myTicket.next()).body) as { id: string; customer: string; subject: string };
     assert.deepEqual({ customer: ticket.customer, subject: ticket.subject }, { customer: 'carol', subject: 'refund' });
-    assert.equal(JSON.parse((await newTickets.next()).body).id, ticket.id, '@SendTo reached the agents');
+    assert.equal((JSON.parse((await newTickets.next()).body) as { id: string }).id, ticket.id, '@SendTo reached the agents');
 
     // Only the ticket's customer and agent may subscribe to it (SUBSCRIBE hook).
     const mallory = await connect(await login('mallory', 'CUSTOMER'));
@@ -198,7 +198,7 @@ describe('examples/support-chat behind stompd', { timeout: 90_000 }, () => {
       assert.equal((await connected).headers['user-name'], `dora-${transport}`);
       const myTicket = await subscription(dora, '/user/queue/ticket');
       await sendWithReceipt(dora, '/app/ticket.open', { subject: `over ${transport}` });
-      assert.equal(JSON.parse((await myTicket.next()).body).subject, `over ${transport}`);
+      assert.equal((JSON.parse((await myTicket.next()).body) as { subject: string }).subject, `over ${transport}`);
       await dora.deactivate();
       assert.deepEqual(refusedCalls, []);
     });

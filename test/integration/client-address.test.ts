@@ -13,6 +13,7 @@ import type { RunningServer } from '../../src/server';
 import { MAX_FAILURES } from '../../src/http/auth';
 import { capturedLog } from '../helpers/captured-log';
 import { harness } from '../helpers/harness';
+import type { UserSessions } from '../helpers/api-shapes';
 import { ApiClient } from '../helpers/http';
 import { RawClient, header } from '../helpers/raw-client';
 import { until } from '../helpers/until';
@@ -37,9 +38,9 @@ async function tcpFrom(b: RunningServer, localAddress: string, preface?: Buffer 
 }
 
 async function sessionAddress(api: ApiClient, userId: string): Promise<string> {
-  const body = await api.ok(`/api/session/user/${userId}`);
+  const body = await api.ok<UserSessions>(`/api/session/user/${userId}`);
   assert.equal(body.sessions.length, 1, JSON.stringify(body));
-  return body.sessions[0].remoteAddress as string;
+  return body.sessions[0]!.remoteAddress;
 }
 
 function proxyV2(source: [number, number, number, number], port: number): Buffer {

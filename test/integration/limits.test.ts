@@ -528,8 +528,9 @@ describe('held frames count their headers', { timeout: 30000 }, () => {
 
 describe('queue byte budgets and the number of queues', { timeout: 30000 }, () => {
   it('MAX_QUEUE_BYTES: a queue drops its oldest past its bytes, counted in stats() and one log line', async () => {
-    const lines: { msg: string; droppedMessages?: number }[] = [];
-    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    type LogLine = { msg: string; droppedMessages?: number };
+    const lines: LogLine[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line) as LogLine) });
     const b = await broker({ MAX_QUEUE_BYTES: '10000' }, { logger });
     const c = await connected(b);
     const bodies = Array.from({ length: 20 }, (_, i) => `${String(i).padStart(2, '0')}${'b'.repeat(998)}`);

@@ -247,7 +247,7 @@ describe('an HTTP sidecar without credential answers loopback Host names and pag
     for (const path of ['/api/session/stats', '/api/session/all', '/metrics', '/healthz', '/dashboard']) {
       const response = await request(port, path, { Host: `evil.example:${port}`, Origin: `http://evil.example:${port}` });
       assert.equal(response.status, 403, path);
-      assert.match(JSON.parse(response.body).message, /ALLOWED_HOSTS/);
+      assert.match((JSON.parse(response.body) as { message: string }).message, /ALLOWED_HOSTS/);
     }
   });
 

@@ -230,7 +230,7 @@ describe('SockJS with sockjs-client and @stomp/stompjs', { timeout: 60000 }, () 
     assert.equal((await get(sockjsUrl('/info'), { origin: 'http://evil.example' })).status, 403);
     const info = await get(sockjsUrl('/info'), { origin: 'http://app.example' });
     assert.equal(info.status, 200);
-    assert.equal(JSON.parse(info.body).websocket, true);
+    assert.equal((JSON.parse(info.body) as { websocket: boolean }).websocket, true);
     assert.equal((await get(sockjsUrl('/info'))).status, 200, 'no Origin: not a browser, not cross-site');
     assert.equal((await get(sockjsUrl('/000/abcdefgh/xhr_streaming'), { origin: 'http://evil.example' }, 'POST')).status, 403);
     for (const other of ['/000/abcdefgh/jsonp', '/000/abcdefgh/eventsource', '/000/abcdefgh/htmlfile', '/iframe.html', '/000/abcdefgh/nonsense', '/a/b']) {

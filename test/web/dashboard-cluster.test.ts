@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { BrokerProcess } from '../helpers/broker-process';
 import { launchBrowser, pageErrors, screenshotFor } from '../helpers/browser';
+import type { Instances } from '../helpers/api-shapes';
 import { ApiClient } from '../helpers/http';
 import { RawClient, clientsOfThisFile, header } from '../helpers/raw-client';
 import { startRedis } from '../helpers/redis';
@@ -80,8 +81,8 @@ describe('dashboard in chromium (Redis mode, two instances)', { timeout: 150_000
     }
     assert.match(await instanceRow('dash-a').innerText(), /answering/);
     // The same list from B's API.
-    const fromB = await new ApiClient(httpB, TOKEN).ok('/api/instances');
-    assert.deepEqual(fromB.instances.map((i: { instanceId: string }) => i.instanceId).sort(), ['dash-a', 'dash-b']);
+    const fromB = await new ApiClient(httpB, TOKEN).ok<Instances>('/api/instances');
+    assert.deepEqual(fromB.instances.map((i) => i.instanceId).sort(), ['dash-a', 'dash-b']);
   });
 
   it("shows B's session with its subscriptions and the room's members from both instances", async () => {
