@@ -131,7 +131,7 @@ export class PresenceTracker implements Presence {
   }
 
   /** Resolves when every step begun so far is done (tests, shutdown). */
-  async settle(): Promise<void> {
+  async whenIdle(): Promise<void> {
     while (this.chains.size > 0) await Promise.allSettled([...this.chains.values()]);
   }
 

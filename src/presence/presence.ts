@@ -84,8 +84,6 @@ export interface PresenceStore {
   watcherSnapshot?(room: string): Promise<RoomSnapshot>;
   /** Rooms that may have members (none is missed; an empty one may be listed), in name order. */
   rooms(): Promise<string[]>;
-  /** Finish what is under way (at shutdown). */
-  settle?(timeoutMs: number): Promise<void>;
 }
 
 /** A session's end as watchers are told (the lifecycle has finer reasons than presence). */

@@ -154,7 +154,7 @@ describe('queues across instances (processes on one redis-server)', { timeout: 1
     assert.ok(back.every((m) => header(m, 'redelivered') === 'true'));
   });
 
-  it('client mode: one ACK settles every earlier message; auto mode: removed when written', async () => {
+  it('client mode: one ACK covers every earlier message; auto mode: removed when written', async () => {
     const c = await client(b.tcpPort, 'cumulative');
     await subscribe(c, '/queue/cumulative', { ack: 'client' });
     const producer = await client(a.tcpPort, 'p6');

@@ -31,7 +31,7 @@ export interface SessionClient {
   /** CONNECTED came and neither ERROR nor close since. */
   readonly isOpen: boolean;
   /** Resolves when CONNECTED, ERROR or close came, whichever first. */
-  readonly settled: Promise<void>;
+  readonly answered: Promise<void>;
   subscribe(sub: string, destination: string, options: SubscribeOptions, onMessage?: (delivery: Delivery) => void): void;
   unsubscribe(sub: string): void;
   send(destination: string, id: string, withReceipt: boolean): void;
@@ -69,12 +69,12 @@ abstract class RecordingSession implements SessionClient {
   readonly id: string;
   readonly user: string;
   readonly instance: string;
-  readonly settled: Promise<void>;
+  readonly answered: Promise<void>;
   protected readonly recorder: HistoryRecorder;
   protected isClosing = false;
   private state: 'connecting' | 'open' | 'ended' = 'connecting';
   private hasClosed = false;
-  private settle!: () => void;
+  private markAnswered!: () => void;
   private receiptSeq = 0;
   private acksAwaitingReceipt = 0;
 
@@ -83,7 +83,7 @@ abstract class RecordingSession implements SessionClient {
     this.user = target.user;
     this.instance = target.instance;
     this.recorder = recorder;
-    this.settled = new Promise((resolve) => (this.settle = resolve));
+    this.answered = new Promise((resolve) => (this.markAnswered = resolve));
     recorder.record({ type: 'connect', session: this.id, user: this.user, instance: this.instance, transport });
   }
 
@@ -95,14 +95,14 @@ abstract class RecordingSession implements SessionClient {
     if (this.state !== 'connecting') return;
     this.state = 'open';
     this.recorder.record({ type: 'connected', session: this.id, serverSession });
-    this.settle();
+    this.markAnswered();
   }
 
   protected onError(message: string): void {
     if (this.state === 'ended') return;
     this.state = 'ended';
     this.recorder.record({ type: 'error', session: this.id, code: codeOf(message), message });
-    this.settle();
+    this.markAnswered();
   }
 
   protected onClosed(): void {
@@ -110,7 +110,7 @@ abstract class RecordingSession implements SessionClient {
     this.hasClosed = true;
     this.state = 'ended';
     this.recorder.record({ type: 'closed', session: this.id, byClient: this.isClosing });
-    this.settle();
+    this.markAnswered();
   }
 
   protected recordMessage(sub: string, destination: string, headers: Record<string, string | undefined>, body: string, ack: () => void): Delivery {

@@ -26,7 +26,7 @@ async function client(b: RunningServer, login: string): Promise<RawClient> {
 }
 
 /** Run `check` until it stops throwing (the other instance hears of things a moment later). */
-async function settles(check: () => Promise<void>, timeoutMs = 5000): Promise<void> {
+async function eventuallyPasses(check: () => Promise<void>, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
@@ -67,7 +67,7 @@ for (const mode of ['embedded', 'redis'] as const) {
       await subscribe(await client(first, 'ann'), '/topic/room.7');
       await subscribe(await client(last, 'ben'), '/topic/room.7');
       for (const api of apis) {
-        await settles(async () => {
+        await eventuallyPasses(async () => {
           const room = await api.ok<Presence>('/api/presence?destination=/topic/room.7');
           assert.equal(room.destination, '/topic/room.7');
           assert.deepEqual(room.members.map((m) => m.userId).sort(), ['ann', 'ben']);
@@ -90,7 +90,7 @@ for (const mode of ['embedded', 'redis'] as const) {
       await subscribe(agent, '/queue/tickets', { ack: 'client-individual', 'prefetch-count': '1' });
       await agent.expect('MESSAGE');
       for (const api of apis) {
-        await settles(async () => {
+        await eventuallyPasses(async () => {
           const { queues } = await api.ok<Queues>('/api/queues');
           const tickets = queues.find((q) => q.name === '/queue/tickets');
           assert.ok(tickets, JSON.stringify(queues));

@@ -115,7 +115,7 @@ describe('topic client-ack bound', { timeout: 15000 }, () => {
     const owed = [...session.subscriptions.get('ts')!.pending.values()];
     assert.ok(owed.every((d) => d.message === undefined), 'a topic owes acks, it keeps no messages');
 
-    // A cumulative ACK of the last one settles what is still owed.
+    // A cumulative ACK of the last one covers what is still owed.
     c.sendFrame('ACK', { id: header(messagesOf(c)[19]!, 'ack')!, receipt: 'acked' });
     await receipt(c, 'acked');
     assert.equal(session.subscriptions.get('ts')!.pending.size, 0);

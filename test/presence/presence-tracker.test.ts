@@ -34,9 +34,9 @@ describe('PresenceTracker and the reasons a session ends with', () => {
     const { events, told, tracker } = setUp();
     const local = info('s-local', 'ann');
     subscribe(events, local);
-    await tracker.settle();
+    await tracker.whenIdle();
     disconnect(events, { ...info('s-remote', 'ann'), version: undefined }, 'instance-lost');
-    await tracker.settle();
+    await tracker.whenIdle();
     assert.deepEqual(told.map((e) => `${e.type}:${e.userId}`), ['JOIN:ann']);
     assert.deepEqual((await tracker.members(ROOM)).map((m) => m.userId), ['ann'], 'the local session keeps ann in the room');
   });
@@ -45,10 +45,10 @@ describe('PresenceTracker and the reasons a session ends with', () => {
     const { events, told, tracker } = setUp();
     const fenced = info('s-fenced', 'bob');
     subscribe(events, fenced);
-    await tracker.settle();
+    await tracker.whenIdle();
     disconnect(events, fenced, 'instance-fenced');
     disconnect(events, fenced, 'instance-lost'); // the reap of this instance's old generation reports it as well
-    await tracker.settle();
+    await tracker.whenIdle();
     assert.deepEqual(told.map((e) => `${e.type}:${e.userId}:${e.reason}`), ['JOIN:bob:null', 'LEAVE:bob:instance-lost']);
     assert.deepEqual(await tracker.members(ROOM), []);
   });
