@@ -18,6 +18,8 @@ export default tseslint.config(
       '@typescript-eslint/require-await': 'off',
       // As tsc's noUnusedParameters: a leading underscore marks a parameter kept for its position; a rest sibling omits a property.
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', ignoreRestSiblings: true }],
+      // A let assigned once, after the closures that read it were made (parts that need each other), cannot be const.
+      'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
       // node:test's suite and hook functions return promises that the runner itself awaits.
       '@typescript-eslint/no-floating-promises': [
         'error',
