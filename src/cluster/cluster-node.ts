@@ -119,6 +119,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<SharedSta
     report: () => ({ ...deps.report(), isDegraded: health.isDegraded, degradedReason: health.degradedReason ?? null }),
   });
   registry.membership = membership;
+  presence.writer = () => membership;
   registry.onDisplaced = (sessionId, code, message) => {
     if (local.kick(sessionId, code, message, 'kicked')) logger.info({ sessionId, code }, 'closed a session the registry no longer holds');
   };

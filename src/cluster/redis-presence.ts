@@ -33,6 +33,7 @@ import type { RedisKeys } from './keys';
 import { encodeMember, encodeStoredEntry, parseMember, parseStoredEntry, sessionEntryOf } from './presence-entries';
 import { isCluster } from './redis-client';
 import type { RedisConnection } from './redis-client';
+import type { WriterFence } from './registry-writes';
 import { REPAIR_HEADER, presenceEventHeaders } from '../presence/presence';
 import type { LeaveReason, PresenceEventBody, PresenceStore, RoomMatcher, RoomSnapshot, SessionEntry } from '../presence/presence';
 
@@ -56,6 +57,8 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
   localEntries: () => Map<string, SessionEntry[]> = () => new Map();
   /** Whether this instance's session is in the room now (a repair runs beside joins and leaves). */
   isLocalEntry: (sessionId: string, room: string) => boolean = () => true;
+  /** This instance's standing (membership.ts), set by the cluster node: on a single Redis a join from a reaped generation writes nothing. */
+  writer: (() => WriterFence | undefined) | undefined;
   private readonly options: RedisPresenceOptions;
   private readonly redis: RedisConnection;
   private readonly prefix: string;
@@ -83,7 +86,7 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
     this.redis = options.redis;
     this.prefix = options.keys.prefix;
     this.isSharded = isCluster(options.redis);
-    this.joinScript = new LuaScript(this.redis, 'presence-join', [4]);
+    this.joinScript = new LuaScript(this.redis, 'presence-join', [this.isSharded ? 4 : 6]);
     this.leaveScript = new LuaScript(this.redis, 'presence-leave', [4]);
     this.snapshotScript = new LuaScript(this.redis, 'presence-snapshot', [2]);
     this.viewScript = new LuaScript(this.redis, 'presence-view', [3]);
@@ -339,16 +342,23 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
       this.localCounts.set(room, (this.localCounts.get(room) ?? 0) + 1);
     }
     try {
-      await this.redis.sadd(this.instanceRoomsKey(), room);
+      // On a Cluster the rooms list is in another slot: written first, apart. On a single
+      // Redis the script writes it, after checking the writer's generation (the fence).
+      if (this.isSharded) await this.redis.sadd(this.instanceRoomsKey(), room);
       if (isStillLive !== undefined && !isStillLive()) {
         if (this.joining.delete(key)) await this.countLocal(room, -1);
         return;
       }
-      const envelopes = await this.joinScript.runForBuffers(this.roomKeys(room), [
+      const fence = this.writer?.()?.fence;
+      const fenceKeys = this.isSharded ? [] : [this.instanceRoomsKey(), fence?.key ?? this.options.keys.instance(this.options.instanceId)];
+      const fenceArgs = this.isSharded ? [] : [fence?.generation ?? '', room];
+      const envelopes = await this.joinScript.runForBuffers([...this.roomKeys(room), ...fenceKeys], [
         ...this.announcing(),
         entry.sessionId, entry.userId, encodeStoredEntry(entry, this.options.instanceId), encodeMember(entry), shouldAnnounce ? '1' : '0',
+        ...fenceArgs,
         ...this.eventArgs(room, { type: 'JOIN', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason: null, at: Date.now() }),
       ]);
+      if (envelopes === -1) throw new Error("fenced: this instance's generation is not the live one (it joins again, and its sessions are repaired then)");
       this.joining.delete(key);
       this.announced.add(key);
       await this.publishFinished(room, envelopes);

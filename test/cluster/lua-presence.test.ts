@@ -65,6 +65,24 @@ describe('the presence scripts on a real Redis', { timeout: 60000 }, () => {
     assert.equal(await redis.exists(keys[3]), 0, 'no decision was numbered');
   });
 
+  it('presence-join with the fence (a single Redis): a generation that is not the live one writes nothing; the live one also lists the room for the reaper', async () => {
+    const join = new LuaScript(redis, 'presence-join', [6]);
+    const room = '/topic/fenced';
+    const fenceKeys = ['t:presence:instance:{i1}:rooms', 't:instance:{i1}'];
+    await redis.set('t:instance:{i1}', '7');
+    const stale = await join.runForBuffers([...keysOf(room), ...fenceKeys], [...announcing(), 's1', 'u1', '{}', '{}', '1', '6', room, ...pairs(room)]);
+    assert.equal(stale, -1, 'fenced');
+    assert.equal(await redis.exists(keysOf(room)[0], keysOf(room)[3], fenceKeys[0]!), 0, 'nothing written');
+    await redis.del('t:instance:{i1}');
+    assert.equal(await join.runForBuffers([...keysOf(room), ...fenceKeys], [...announcing(), 's1', 'u1', '{}', '{}', '1', '7', room, ...pairs(room)]), -1, 'no liveness key: fenced too');
+    await redis.set('t:instance:{i1}', '7');
+    const live = asText(await join.runForBuffers([...keysOf(room), ...fenceKeys], [...announcing(), 's1', 'u1', '{}', '{}', '1', '7', room, ...pairs(room)])) as string[];
+    assert.equal(live.length, 2, 'the pairs start after the fence arguments');
+    assert.match(live[0]!, /^env:\/topic\/fenced:\d+}$/);
+    assert.deepEqual(await redis.smembers(fenceKeys[0]!), [room]);
+    assert.equal(await join.runForBuffers([...keysOf(room), ...fenceKeys], [...announcing(), 's2', 'u2', '{}', '{}', '0', '', room, ...pairs(room)]), null, 'an empty generation: no fence (a store used without membership)');
+  });
+
   it('presence-leave: a LEAVE only when the user\'s last session goes; 0 for a session with no entry', async () => {
     const join = new LuaScript(redis, 'presence-join', [4]);
     const leave = new LuaScript(redis, 'presence-leave', [4]);

@@ -75,23 +75,23 @@ describe('RedisPresence: a leave that finds no entry', { timeout: 60000 }, () =>
     const inRoom = new Set(['s3', 's4']);
     store.localEntries = () => new Map([[room, [entry('s3', 'cat'), entry('s4', 'dan')]]]); // the list the repair takes
     store.isLocalEntry = (sessionId) => inRoom.has(sessionId);
-    // cat leaves just after the repair took its list; dan leaves while the repair writes its rooms list.
+    // cat leaves just after the repair took its list; dan leaves while the repair reads the room's entries.
     inRoom.delete('s3');
     await store.leave(room, entry('s3', 'cat'), 'disconnect');
-    const realSadd = redis.sadd.bind(redis) as (...args: unknown[]) => Promise<number>;
+    const realHgetall = redis.hgetall.bind(redis) as (...args: unknown[]) => Promise<Record<string, string>>;
     let isDanGone = false;
-    (redis as unknown as { sadd: (...args: unknown[]) => Promise<number> }).sadd = (...args: unknown[]) => {
+    (redis as unknown as { hgetall: (...args: unknown[]) => Promise<Record<string, string>> }).hgetall = (...args: unknown[]) => {
       if (!isDanGone) {
         isDanGone = true;
         inRoom.delete('s4'); // the tracker's view changes at once; its leave step follows
         void store.leave(room, entry('s4', 'dan'), 'unsubscribe');
       }
-      return realSadd(...args);
+      return realHgetall(...args);
     };
     try {
       await store.repair(true);
     } finally {
-      (redis as unknown as { sadd: unknown }).sadd = realSadd;
+      (redis as unknown as { hgetall: unknown }).hgetall = realHgetall;
     }
     await until(() => heard.includes('LEAVE cat') && heard.includes('LEAVE dan'), 'both LEAVEs');
     await new Promise((resolve) => setTimeout(resolve, 300));
