@@ -91,12 +91,14 @@ export interface HttpApi {
  */
 export async function startHttpApi(listen: { host: string; port: number; isTrustedProxy?: (address: string) => boolean }, deps: HttpApiDeps): Promise<HttpApi> {
   const isTrustedProxy = listen.isTrustedProxy;
+  // Whatever Fastify logs of a request on its own shows its path, never its query string
+  // (a token may travel there: `?access_token=…`). Typed as Fastify's logger, not pino's, so
+  // the app is the plain FastifyInstance the routes take.
+  const httpLogger: FastifyBaseLogger = deps.logger.child({ component: 'http' }, { serializers: { req: (request: { method?: string; url?: string }) => ({ method: request.method, url: pathOf(request.url) }) } });
   const app = Fastify({
     // Walked from the socket's peer leftwards through X-Forwarded-For while the hop is trusted.
     ...(isTrustedProxy !== undefined ? { trustProxy: (address: string) => isTrustedProxy(address) } : {}),
-    // Whatever Fastify logs of a request on its own shows its path, never its query string
-    // (a token may travel there: `?access_token=…`).
-    loggerInstance: deps.logger.child({ component: 'http' }, { serializers: { req: (request: { method?: string; url?: string }) => ({ method: request.method, url: pathOf(request.url) }) } }) as FastifyBaseLogger,
+    loggerInstance: httpLogger,
     // Per-request lines would flood the log at scrape rate; refusals and actions log their own.
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { maxParamLength: 1000 },
