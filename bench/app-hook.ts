@@ -58,7 +58,7 @@ function parseOptions(argv: readonly string[]): Options {
     } else if (numeric[arg] !== undefined) {
       const value = Number(argv[++i]);
       if (!Number.isInteger(value) || value < 1) throw new Error(`${arg} needs a positive integer`);
-      (options as unknown as Record<string, number>)[numeric[arg]!] = value;
+      (options as unknown as Record<string, number>)[numeric[arg]] = value;
     } else throw new Error(`unknown option ${arg}\n${USAGE}`);
   }
   if (options.bodyBytes < 12) throw new Error('--size must be at least 12');
@@ -95,7 +95,7 @@ function startBackend(): Promise<{ port: number; pid: number; stop(): void }> {
   const child = spawn(process.execPath, [path.join(__dirname, 'app-hook-backend.js'), TOPIC], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     child.once('error', reject);
-    child.stdout!.once('data', (chunk: Buffer) => {
+    child.stdout.once('data', (chunk: Buffer) => {
       const { port } = JSON.parse(chunk.toString()) as { port: number };
       resolve({ port, pid: child.pid!, stop: () => child.kill('SIGTERM') });
     });

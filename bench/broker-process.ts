@@ -92,8 +92,8 @@ export function spawnStompd(options: SpawnStompdOptions): Promise<StompdProcess>
     child.once('error', (error) => fail(error.message));
     child.once('exit', (code, signal) => fail(`exited (code ${code}, signal ${signal})`));
 
-    onLines(child.stderr!, remember);
-    onLines(child.stdout!, (line) => {
+    onLines(child.stderr, remember);
+    onLines(child.stdout, (line) => {
       let entry: Record<string, unknown>;
       try {
         entry = JSON.parse(line) as Record<string, unknown>;

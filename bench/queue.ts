@@ -224,13 +224,13 @@ async function startRedisServer(): Promise<{ port: number; child: ChildProcess }
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     let output = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       output += chunk.toString();
       if (output.includes('Ready to accept connections')) resolve();
     });
     child.once('exit', () => reject(new Error(`redis-server exited: ${output}`)));
   });
-  child.stdout!.resume();
+  child.stdout.resume();
   return { port, child };
 }
 

@@ -106,6 +106,6 @@ describe('layout', () => {
     assert.equal(command, 'npm test');
     const lines = ci.split('\n').map((l) => l.trim());
     assert.equal(lines.filter((l) => l === command).length, 1);
-    assert.ok(lines.indexOf(command!) > lines.findIndex((l) => l.startsWith('npm ci')));
+    assert.ok(lines.indexOf(command) > lines.findIndex((l) => l.startsWith('npm ci')));
   });
 });

@@ -132,7 +132,7 @@ export class PresenceViews {
   setInterest(destination: string, isInterested: boolean): void {
     const room = this.roomOf(destination);
     if (room === undefined) return;
-    let view = this.rooms.get(room);
+    const view = this.rooms.get(room);
     if (!isInterested) {
       if (view === undefined) return;
       view.interest.delete(destination);

@@ -244,7 +244,7 @@ export class RedisRegistry implements SessionRegistry, InstanceLossHandler {
         const state = JSON.parse(decodeCursor(cursor, 'r:')) as { c: unknown; r: unknown };
         if (typeof state.c !== 'string' || !Array.isArray(state.r) || !state.r.every((id) => typeof id === 'string')) throw new InvalidCursorError();
         scanCursor = state.c;
-        rest = state.r as string[];
+        rest = state.r;
       } catch {
         throw new InvalidCursorError();
       }

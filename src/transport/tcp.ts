@@ -235,7 +235,7 @@ export function listenTcp(
         destroyConnections: () => {
           for (const socket of sockets) socket.destroy();
         },
-        ...(server instanceof tls.Server ? { setSecureContext: (context: tls.SecureContextOptions) => (server as tls.Server).setSecureContext(context) } : {}),
+        ...(server instanceof tls.Server ? { setSecureContext: (context: tls.SecureContextOptions) => (server).setSecureContext(context) } : {}),
       });
     });
   });

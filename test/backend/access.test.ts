@@ -178,12 +178,12 @@ describe('CONNECT hook', () => {
     assert.throws(() => loadConfig({ BACKEND_SECRET: 'short' }), /BACKEND_SECRET="\(hidden\)"/);
     const config = loadConfig({ BACKEND_URL: 'http://127.0.0.1:3000/stomp/' });
     assert.equal(config.backend?.url, 'http://127.0.0.1:3000/stomp');
-    assert.deepEqual([...config.backend!.hooks], ['send']);
-    assert.deepEqual(config.backend!.appPrefixes, ['/app/']);
-    assert.equal(config.backend!.timeoutMs, 2000);
-    assert.equal(config.backend!.maxResponseBytes, 1048576);
-    assert.deepEqual(config.backend!.forwardHeaders, ['cookie', 'origin', 'authorization', 'user-agent']);
-    assert.deepEqual([...config.backend!.events], ['connect', 'disconnect', 'subscribe', 'unsubscribe']);
+    assert.deepEqual([...config.backend.hooks], ['send']);
+    assert.deepEqual(config.backend.appPrefixes, ['/app/']);
+    assert.equal(config.backend.timeoutMs, 2000);
+    assert.equal(config.backend.maxResponseBytes, 1048576);
+    assert.deepEqual(config.backend.forwardHeaders, ['cookie', 'origin', 'authorization', 'user-agent']);
+    assert.deepEqual([...config.backend.events], ['connect', 'disconnect', 'subscribe', 'unsubscribe']);
     assert.equal(loadConfig({}).backend, undefined);
     assert.equal(loadConfig({}).tokenRefreshDestination, '/stompd/token');
   });

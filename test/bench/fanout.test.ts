@@ -97,7 +97,7 @@ test('the trivial forwarder (bench/forwarder) serves as a --target yardstick', {
   const forwarder = spawn(process.execPath, [path.resolve(__dirname, '../../bench/forwarder.js'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const port = await new Promise<number>((resolve, reject) => {
-      forwarder.stdout!.once('data', (chunk: Buffer) => resolve((JSON.parse(chunk.toString()) as { port: number }).port));
+      forwarder.stdout.once('data', (chunk: Buffer) => resolve((JSON.parse(chunk.toString()) as { port: number }).port));
       forwarder.once('exit', (code) => reject(new Error(`forwarder exited with ${code}`)));
     });
     const [report] = reports(await runFanout(['--transport', 'tcp', '--subscribers', String(SUBSCRIBERS), '--messages', String(MESSAGES), '--target', `127.0.0.1:${port}`, '--label', 'forwarder']));

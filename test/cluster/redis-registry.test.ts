@@ -233,7 +233,7 @@ for (const mode of ['single', 'cluster'] as const) {
       const userId = user();
       assert.equal((await b.registry.bind(record(`s-blip-${seq}`, userId, b.id, 1), reject1)).isBound, true);
       type Node = { client(...args: string[]): Promise<unknown> };
-      const nodes: Node[] = 'nodes' in a.redis ? (a.redis as unknown as { nodes(role: string): Node[] }).nodes('master') : [a.redis as unknown as Node];
+      const nodes: Node[] = 'nodes' in a.redis ? (a.redis as unknown as { nodes(role: string): Node[] }).nodes('master') : [a.redis];
       let killed = 0;
       for (const node of nodes) {
         const list = String(await node.client('LIST'));

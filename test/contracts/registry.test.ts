@@ -139,7 +139,7 @@ function registryContract(name: string, make: () => Promise<Subject>): void {
       if (s.ttlOf) assert.ok((await s.ttlOf(id)) > 500, 'the expiry is extended');
       assert.equal(refreshed?.record.lastSeenAt, 5000);
       assert.equal((await s.a.get(id))?.lastSeenAt, 5000);
-      if (s.hasTtl) assert.ok(refreshed!.ttlSeconds! > 0);
+      if (s.hasTtl) assert.ok(refreshed.ttlSeconds! > 0);
       else assert.equal(refreshed?.ttlSeconds, null);
       const notes = [{ id: '1', destination: '/topic/a', ack: 'auto' }, { id: '2', destination: '/queue/b', ack: 'client' }];
       await s.a.noteSubscriptions(id, notes);

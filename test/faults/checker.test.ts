@@ -11,7 +11,7 @@ const BOUNDS = { convergeMs: 1000, replaceMs: 1000 };
 
 /** A history from [t, event] pairs. */
 function history(mode: 'reject' | 'replace', events: [number, WithoutTime<HistoryEvent>][]): History {
-  return { seed: 'hand', mode, bounds: BOUNDS, events: events.map(([t, e]) => ({ t, ...e }) as HistoryEvent) };
+  return { seed: 'hand', mode, bounds: BOUNDS, events: events.map(([t, e]) => ({ t, ...e })) };
 }
 
 function connected(t: number, session: string, user: string, instance = 'A', transport: 'tcp' | 'ws' = 'tcp'): [number, WithoutTime<HistoryEvent>][] {

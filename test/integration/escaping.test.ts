@@ -195,7 +195,7 @@ describe('ERROR escaping by state', { timeout: 10000 }, () => {
     assert.equal(error?.command, 'ERROR');
     assert.ok(c.text.includes('\nmessage:UNSUPPORTED_VERSION: '), c.text);
     assert.ok(!c.text.includes('\\c'), `nothing escaped: ${c.text}`);
-    assert.ok(error!.headerLines.includes('version:1.0,1.1,1.2'), error!.headerLines.join('|'));
+    assert.ok(error.headerLines.includes('version:1.0,1.1,1.2'), error.headerLines.join('|'));
   });
 
   it('a malformed token on a JWT broker: the ERROR before CONNECTED is unescaped (message:UNAUTHENTICATED: ...)', async () => {

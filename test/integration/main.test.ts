@@ -62,7 +62,7 @@ function start(env: Record<string, string> = {}): Promise<Started> {
   return new Promise((resolve, reject) => {
     let pending = '';
     const timer = setTimeout(() => reject(new Error('stompd did not report listening')), 8000);
-    child.stdout!.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       pending += chunk.toString();
       let eol: number;
       while ((eol = pending.indexOf('\n')) !== -1) {

@@ -49,7 +49,7 @@ describe('npm start', { timeout: 60000 }, () => {
       const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
         let pending = '';
         const timer = setTimeout(() => reject(new Error('npm start did not report listening')), 30000);
-        npm.stdout!.on('data', (chunk: Buffer) => {
+        npm.stdout.on('data', (chunk: Buffer) => {
           pending += chunk.toString();
           let eol: number;
           while ((eol = pending.indexOf('\n')) !== -1) {
