@@ -93,7 +93,7 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<SharedSta
     logger,
   });
   presence.watcherLists = (room, fromRedis) => views.snapshot(room, fromRedis);
-  const queues = new RedisQueues({ redis: commands, keys, instanceId, maxQueueMessages: deps.maxQueueMessages, maxQueues: deps.maxQueues, signals: relay, logger, isMember: () => membership.isJoined });
+  const queues = new RedisQueues({ redis: commands, keys, instanceId, maxQueueMessages: deps.maxQueueMessages, maxQueues: deps.maxQueues, signals: relay, logger, isMember: () => membership.isJoined, fence: () => membership.fence });
   // The queues' side of a reap: a dead instance's unacknowledged messages are given back.
   const queueLoss: InstanceLossHandler = { onInstanceLost: async (deadId) => ({ queueEntries: await queues.reapInstance(deadId) }) };
   const reactions = membershipReactions({ local, registry, queues, presence, views, logger });

@@ -190,7 +190,7 @@ export class PresenceViews {
       view.early.push({ seq, body });
       return;
     }
-    this.apply(view, seq, body);
+    this.apply(room!, view, seq, body);
   }
 
   /**
@@ -323,8 +323,9 @@ export class PresenceViews {
         if (this.rooms.get(room) !== view) return;
         view.told = this.membersOf(read);
         view.last = read.seq;
-        for (const { seq, body } of view.early) if (seq > read.seq) this.apply(view, seq, body);
+        const early = view.early;
         view.early = [];
+        for (const { seq, body } of early) if (seq > read.seq && this.rooms.get(room) === view && view.told !== undefined) this.apply(room, view, seq, body);
         this.wakeWaiters(view);
         // Read just after Redis lost its data: other instances may not have put their
         // members back yet, so this list is checked like the others.
@@ -338,8 +339,21 @@ export class PresenceViews {
     );
   }
 
-  private apply(view: RoomView, seq: number, body: EventBody): void {
+  private apply(room: string, view: RoomView, seq: number, body: EventBody): void {
     if (seq <= view.last && view.last !== 0) return; // the companion's copy of an event applied already
+    if (view.last === 0) {
+      // Read before the room's first decision (no counter then): events decided since may have
+      // been published before this instance's subscription to the room's channel held, and a
+      // first number tells nothing of what came before it. Read the list again (this event
+      // kept for after the read): no watcher is told a list that skips them.
+      view.told = undefined;
+      view.early = [{ seq, body }];
+      this.load(room, view);
+      return;
+    }
+    // A hole the sequencer did not fill (it could not, or it started after this list's read):
+    // what the watchers here were told may differ from Redis, checked by an audit.
+    if (seq !== view.last + 1) this.audit(room);
     view.last = seq;
     if (body.type === 'JOIN') view.told!.set(body.userId, { sessionId: body.sessionId, roles: body.roles, joinedAt: body.at });
     else view.told!.delete(body.userId);

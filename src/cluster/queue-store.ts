@@ -9,6 +9,7 @@ import type { RedisKeys } from './keys';
 import { LuaScript } from './lua';
 import { encodeRedeliverEntry } from './redeliver-entry';
 import type { RedeliverEntry } from './redeliver-entry';
+import { isCluster } from './redis-client';
 import type { RedisConnection } from './redis-client';
 
 export const QUEUE_GROUP = 'stompd';
@@ -30,9 +31,26 @@ export interface TakenEntry {
   wasDelivered: boolean;
 }
 
+/** The liveness key and the generation it must hold for this instance's writes (membership.ts). */
+export type QueueFence = () => { key: string; generation: string } | undefined;
+
+/** A write refused because this instance's generation is not the live one (it was reaped, or has not joined again yet). */
+export class FencedError extends Error {
+  constructor() {
+    super("fenced: this instance's generation is not the live one (it joins again first)");
+    this.name = 'FencedError';
+  }
+}
+
 export class RedisQueueStore {
   private readonly redis: RedisConnection;
   private readonly keys: RedisKeys;
+  /**
+   * On a single Redis the scripts that write for this instance (a consumer registration, a
+   * take) check its generation; a Cluster cannot (the liveness key is in another slot).
+   */
+  private readonly isFenced: boolean;
+  private readonly fence: QueueFence;
   private readonly admitScript: LuaScript;
   private readonly publishScript: LuaScript;
   private readonly consumersScript: LuaScript;
@@ -40,13 +58,15 @@ export class RedisQueueStore {
   private readonly ackScript: LuaScript;
   private readonly reapScript: LuaScript;
 
-  constructor(redis: RedisConnection, keys: RedisKeys) {
+  constructor(redis: RedisConnection, keys: RedisKeys, fence: QueueFence = () => undefined) {
     this.redis = redis;
     this.keys = keys;
+    this.isFenced = !isCluster(redis);
+    this.fence = fence;
     this.admitScript = new LuaScript(redis, 'queue-admit', [1]);
     this.publishScript = new LuaScript(redis, 'queue-publish', [2]);
-    this.consumersScript = new LuaScript(redis, 'queue-consumers', [4]);
-    this.takeScript = new LuaScript(redis, 'queue-take', [3]);
+    this.consumersScript = new LuaScript(redis, 'queue-consumers', [this.isFenced ? 6 : 4]);
+    this.takeScript = new LuaScript(redis, 'queue-take', [this.isFenced ? 4 : 3]);
     this.ackScript = new LuaScript(redis, 'queue-ack', [1]);
     this.reapScript = new LuaScript(redis, 'queue-reap', [4]);
   }
@@ -66,16 +86,37 @@ export class RedisQueueStore {
     return created === 1;
   }
 
-  /** `instanceId` has `count` consumers on `name`; true when 0 left the queue with nothing and it was forgotten. */
+  /**
+   * `instanceId` has `count` consumers on `name`; true when 0 left the queue with nothing and
+   * it was forgotten. On a single Redis a registration also lists the queue for the reaper
+   * (listConsumed is for a Cluster), and a fenced generation's is refused (rejects).
+   */
   async setConsumers(name: string, instanceId: string, count: number): Promise<boolean> {
     const keys = this.keys;
-    return (await this.consumersScript.run([keys.queue(name), keys.queueConsumers(name), keys.queueRedeliver(name), keys.queueCounts(name)], [QUEUE_GROUP, instanceId, count])) === 1;
+    const queueKeys = [keys.queue(name), keys.queueConsumers(name), keys.queueRedeliver(name), keys.queueCounts(name)];
+    const args: (string | number)[] = [QUEUE_GROUP, instanceId, count];
+    if (this.isFenced) {
+      const fence = this.fence();
+      queueKeys.push(keys.instanceQueues(instanceId), fence?.key ?? keys.instance(instanceId));
+      args.push(fence?.generation ?? '', name);
+    }
+    const reply = await this.consumersScript.run(queueKeys, args);
+    if (reply === -1) throw new FencedError();
+    return reply === 1;
   }
 
-  /** Up to `count` entries for `instanceId`: given back ones first, then new ones. */
+  /** Up to `count` entries for `instanceId`: given back ones first, then new ones. Rejects when fenced (nothing taken). */
   async take(name: string, instanceId: string, count: number, nowMs: number, retakeOwnMs: number): Promise<TakenEntry[]> {
     const keys = this.keys;
-    const reply = (await this.takeScript.runForBuffers([keys.queueRedeliver(name), keys.queue(name), keys.queueConsumers(name)], [QUEUE_GROUP, instanceId, count, nowMs, retakeOwnMs, TAKE_SCAN_LIMIT])) as [Buffer, Buffer[], Buffer][];
+    const queueKeys = [keys.queueRedeliver(name), keys.queue(name), keys.queueConsumers(name)];
+    const args: (string | number)[] = [QUEUE_GROUP, instanceId, count, nowMs, retakeOwnMs, TAKE_SCAN_LIMIT];
+    if (this.isFenced) {
+      const fence = this.fence();
+      queueKeys.push(fence?.key ?? keys.instance(instanceId));
+      args.push(fence?.generation ?? '');
+    }
+    const reply = (await this.takeScript.runForBuffers(queueKeys, args)) as [Buffer, Buffer[], Buffer][] | -1;
+    if (reply === -1) throw new FencedError();
     return reply.map(([id, fields, wasDelivered]) => ({ entryId: id.toString(), fields, wasDelivered: wasDelivered.toString() !== '0' }));
   }
 
@@ -135,7 +176,9 @@ export class RedisQueueStore {
     return this.redis.smembers(this.keys.instanceQueues(instanceId));
   }
 
+  /** List `name` as consumed by `instanceId`, for its reaper: on a Cluster (a single Redis lists it with the fenced registration). */
   async listConsumed(instanceId: string, name: string): Promise<void> {
+    if (this.isFenced) return;
     await this.redis.sadd(this.keys.instanceQueues(instanceId), name);
   }
 

@@ -336,6 +336,12 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
     // The room is counted before the SADD, so a leave of another local session finishing
     // meanwhile cannot take it off the list under this join.
     const key = `${entry.sessionId}\n${room}`;
+    // Not a member now (fenced, or joining again): nothing is written for this instance. On a
+    // single Redis the script checks the generation itself; a Cluster has only this check.
+    if (this.writer?.()?.isJoined === false) {
+      this.hasFailedStep = true;
+      throw new Error("fenced: this instance's generation is not the live one (it joins again, and its sessions are repaired then)");
+    }
     const isCounted = this.announced.has(key) || this.joining.has(key);
     if (!isCounted) {
       this.joining.add(key);

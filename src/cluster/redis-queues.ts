@@ -50,7 +50,7 @@ import type { Delivery, Subscription } from '../broker/subscription';
 import { decodeEnvelope, encodeEnvelope } from './envelope';
 import type { RedisKeys } from './keys';
 import { QueueOutbox } from './queue-outbox';
-import { RedisQueueStore } from './queue-store';
+import { FencedError, RedisQueueStore } from './queue-store';
 import type { TakenEntry } from './queue-store';
 import type { RedisConnection } from './redis-client';
 
@@ -101,6 +101,8 @@ export interface RedisQueuesOptions {
    * wait for it after a reconnect, until membership checked "was I reaped?". Default: always.
    */
   isMember?(): boolean;
+  /** The liveness key and generation this instance's registrations and takes must match (single Redis). */
+  fence?(): { key: string; generation: string } | undefined;
 }
 
 export interface RedisQueueCounts {
@@ -131,7 +133,7 @@ export class RedisQueues implements QueueBackend {
   constructor(options: RedisQueuesOptions) {
     this.options = options;
     this.redis = options.redis;
-    this.store = new RedisQueueStore(options.redis, options.keys);
+    this.store = new RedisQueueStore(options.redis, options.keys, () => options.fence?.());
     this.outbox = new QueueOutbox({
       store: this.store,
       instanceId: options.instanceId,
@@ -296,9 +298,12 @@ export class RedisQueues implements QueueBackend {
         await this.store.unlistQueue(name);
         await this.store.unlistConsumed(instanceId, name);
       })
-      .catch(() => {
+      .catch((err: unknown) => {
         if (queue !== undefined) queue.registeredCount = -1;
-        this.outbox.register(name); // told again when Redis is back
+        // Told again when Redis is back; refused as fenced, once the instance has joined again
+        // (its check runs every heart-beat): tried again every poll, not in a loop.
+        if (err instanceof FencedError) setTimeout(() => this.outbox.register(name), POLL_MS).unref();
+        else this.outbox.register(name);
       });
     this.outbox.track(done);
   }

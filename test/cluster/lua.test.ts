@@ -219,6 +219,31 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
       assert.equal(await redis.exists(...keys), 0);
     });
 
+    it('queue-consumers and queue-take with the fence (a single Redis): a generation that is not the live one registers nothing and takes nothing; the live one lists the queue for its reaper', async () => {
+      const consumers = new LuaScript(redis, 'queue-consumers', [6]);
+      const takeFenced = new LuaScript(redis, 'queue-take', [4]);
+      const k = q('fenced');
+      const name = '/queue/fenced';
+      const listed = 't:instance:{i9}:queues';
+      const keys = [k.stream, k.consumers, k.redeliver, k.counts, listed, live('i9')];
+      await redis.set(live('i9'), '5');
+      assert.equal(await consumers.run(keys, ['g', 'i9', 1, '4', name]), -1, 'a reaped generation is fenced');
+      assert.equal(await redis.exists(k.stream, k.consumers, listed), 0, 'nothing written');
+      assert.equal(await consumers.run(keys, ['g', 'i9', 1, '5', name]), 0);
+      assert.equal(await redis.hget(k.consumers, 'i9'), '1');
+      assert.deepEqual(await redis.smembers(listed), [name], 'listed for the reaper with the registration');
+      await redis.xadd(k.stream, '*', 'm', 'x');
+      const takeArgs = (generation: string): (string | number)[] => ['g', 'i9', 10, 1, 1000, 1000, generation];
+      await redis.del(live('i9')); // the liveness key expired: a survivor may be reaping
+      assert.equal(await takeFenced.run([k.redeliver, k.stream, k.consumers, live('i9')], takeArgs('5')), -1);
+      assert.deepEqual(await redis.xpending(k.stream, 'g'), [0, null, null, null], 'nothing pending on the fenced consumer');
+      await redis.set(live('i9'), '5');
+      const taken = (await takeFenced.run([k.redeliver, k.stream, k.consumers, live('i9')], takeArgs('5'))) as unknown[];
+      assert.equal(taken.length, 1, 'the live generation takes');
+      assert.equal(await consumers.run(keys, ['g', 'i9', 0, '4', name]), 0, 'unregistering is never fenced (it only removes)');
+      assert.equal(await redis.hexists(k.consumers, 'i9'), 0);
+    });
+
     it('queue-take: given-back entries first (claimed, with their delivered mark), then new ones', async () => {
       const k = q('take');
       const [given, alsoGiven] = await heldBy(k, 'giver', 2);

@@ -128,4 +128,27 @@ describe('PresenceViews', () => {
     const listed = await views.snapshot(ROOM, async () => assert.fail('read from Redis'));
     assert.deepEqual(listed.members.map((m) => m.userId), ['ann'], 'not the list kept before');
   });
+
+  it('a list read before the room\'s first decision is read again at its first event: a JOIN published before this instance subscribed to the channel is not skipped', async () => {
+    const { views, setRedis } = setUp(readOf(0, [])); // a new room: no counter, nobody in it
+    views.setInterest(ROOM, true);
+    await sleep(10);
+    // w1's JOIN (534) was published before the channel subscription held: it never comes here.
+    // w0's JOIN (535) comes; Redis lists both.
+    setRedis(readOf(535, ['w0', 'w1']));
+    views.onDelivered(envelope('JOIN', 'w0', 535));
+    const listed = await views.snapshot(ROOM, async () => assert.fail('read from Redis'));
+    assert.equal(listed.seq, 535);
+    assert.deepEqual(listed.members.map((m) => m.userId).sort(), ['w0', 'w1'], 'the list does not skip w1');
+  });
+
+  it('a hole the sequencer did not fill is audited and corrected for the watchers here', async () => {
+    const { views, delivered, setRedis } = setUp(readOf(10, ['ann']));
+    views.setInterest(ROOM, true);
+    await sleep(10);
+    setRedis(readOf(12, ['ann', 'bob', 'cat'])); // bob's JOIN (11) never came here
+    views.onDelivered(envelope('JOIN', 'cat', 12));
+    await until(() => delivered.length > 0, 'the correction');
+    assert.deepEqual(delivered, [{ type: 'JOIN', userId: 'bob', reason: null, repair: true }]);
+  });
 });

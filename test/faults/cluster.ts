@@ -26,6 +26,8 @@ interface Slot {
   broker: BrokerProcess | undefined;
   starts: number;
   isStopped: boolean;
+  /** What earlier processes of the slot wrote to stderr (a crash's stack), the last few kB. */
+  earlierStderr: string;
 }
 
 export class FaultCluster {
@@ -47,7 +49,7 @@ export class FaultCluster {
     const redis = await startRedis({ appendonly: true, args: ['--appendfsync', 'always'] });
     const cluster = new FaultCluster(redis, settings);
     try {
-      for (const name of settings.slots) cluster.slots.set(name, { name, proxy: await RedisProxy.start(redis.port), broker: undefined, starts: 0, isStopped: false });
+      for (const name of settings.slots) cluster.slots.set(name, { name, proxy: await RedisProxy.start(redis.port), broker: undefined, starts: 0, isStopped: false, earlierStderr: '' });
       await Promise.all(settings.slots.map((name) => cluster.startInstance(name)));
     } catch (error) {
       await cluster.stop();
@@ -78,6 +80,7 @@ export class FaultCluster {
   async startInstance(name: string): Promise<void> {
     const slot = this.slot(name);
     slot.starts++;
+    if (slot.broker !== undefined) slot.earlierStderr = `${slot.earlierStderr}${slot.broker.errorOutput}`.slice(-8000);
     slot.broker = await BrokerProcess.start({
       REDIS_URL: slot.proxy.url,
       INSTANCE_ID: `fault-${this.runId}-${name}-${slot.starts}`,
@@ -175,6 +178,12 @@ export class FaultCluster {
       this.resume(slot.name);
     }
     for (const slot of this.slots.values()) if (!this.isUp(slot.name)) await this.startInstance(slot.name);
+  }
+
+  /** What the slot's processes wrote to stderr (a crash's stack), for a failure report. */
+  stderr(name: string): string {
+    const slot = this.slot(name);
+    return `${slot.earlierStderr}${slot.broker?.errorOutput ?? ''}`;
   }
 
   /** Log lines of the slot's current process (for a failure report). */

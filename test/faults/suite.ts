@@ -79,6 +79,8 @@ async function runOne(cluster: FaultCluster, seed: string, historyDir: string): 
   const run = new ScheduleRun(cluster, seed, TIMING, BOUNDS, REAP_BOUND_MS);
   const logsFrom = Object.fromEntries(SLOTS.map((slot) => [slot, cluster.logs(slot).length]));
   const history = await run.run();
+  // A process that crashed says why on stderr (its last few kB): kept before a wedged slot is replaced.
+  const stderr = Object.fromEntries(SLOTS.map((slot) => [slot, cluster.stderr(slot).slice(-4000)]));
   // Each schedule starts from answering instances, so that a failure belongs to the schedule that caused it.
   for (const slot of run.wedged) await cluster.replace(slot);
   const violations = check(history);
@@ -89,7 +91,7 @@ async function runOne(cluster: FaultCluster, seed: string, historyDir: string): 
   // Redis, reaping and lost sessions), beside the history.
   const isTelling = (l: { msg?: string; level?: number }): boolean => (l.level ?? 0) >= 40 || /reap|lost|Redis|dead/i.test(l.msg ?? '');
   const logs = Object.fromEntries(SLOTS.map((slot) => [slot, cluster.logs(slot).slice(logsFrom[slot]).filter(isTelling)]));
-  fs.writeFileSync(file, JSON.stringify({ faults: run.faults, history, logs }, null, 1));
+  fs.writeFileSync(file, JSON.stringify({ faults: run.faults, history, logs, stderr }, null, 1));
   const faults = run.faults.map((f) => `${f.kind}${f.kind.startsWith('redis-') ? '' : ` ${f.slot}`} at ${Math.round(f.atMs)} ms for ${Math.round(f.durationMs)} ms`).join(', ');
   assert.fail(`${describeViolations(history, violations)}\n  faults (times from the first operation): ${faults}\n  history: ${file}\n  replay: npm run test:faults -- --seed ${seed}`);
 }

@@ -61,4 +61,13 @@ describe('RedisPresence: the join is fenced by the writer\'s generation', { time
     await assert.rejects(store.join('/topic/room.f', entry('s3', 'cid')), /fenced/);
     assert.equal(await redis.hexists(sessionsOf('/topic/room.f'), 's3'), 0);
   });
+
+  it('an instance that knows it is not a member (fenced, or joining again) writes nothing, on any kind of Redis', async () => {
+    const store = presence('i3');
+    store.writer = () => ({ isJoined: false, fence: { key: keys.instance('i3'), generation: '1' } });
+    await redis.set(keys.instance('i3'), '1'); // the key alone would let the script through
+    await assert.rejects(store.join('/topic/room.g', entry('s9', 'gus')), /fenced/);
+    assert.equal(await redis.exists(sessionsOf('/topic/room.g'), roomsOf('i3')), 0);
+    assert.equal(store.needsRepair, true);
+  });
 });

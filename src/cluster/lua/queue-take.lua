@@ -9,8 +9,12 @@
 -- KEYS[1] queue:{name}:redeliver  KEYS[2] queue:{name} (stream)  KEYS[3] :consumers
 -- ARGV[1] group  ARGV[2] this instance  ARGV[3] count  ARGV[4] now (ms)  ARGV[5] retake own after (ms)
 -- ARGV[6] most list entries looked at
--- Returns {entry id, fields, wasDelivered '0'/'1'} per entry.
+-- On a single Redis, the fence: KEYS[4] instance:{me} (liveness: must hold ARGV[7] unless
+-- ARGV[7] is empty). A take by a reaped generation would leave entries pending on a consumer
+-- whose reap is over: nobody would ever give them back.
+-- Returns {entry id, fields, wasDelivered '0'/'1'} per entry; -1 when fenced (nothing taken).
 --!include redeliver-entry
+if #KEYS >= 4 and ARGV[7] ~= '' and redis.call('GET', KEYS[4]) ~= ARGV[7] then return -1 end
 if redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('DEL', KEYS[1])
   return {}
