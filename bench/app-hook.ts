@@ -48,7 +48,16 @@ const USAGE = `node dist/bench/app-hook.js [options]
 
 function parseOptions(argv: readonly string[]): Options {
   const options: Options = { subscribers: 100, publishers: 64, messages: 20_000, window: 512, rate: 2000, seconds: 5, bodyBytes: 64, timeoutSeconds: 60, quiet: false };
-  const numeric: Record<string, keyof Options> = { '--subscribers': 'subscribers', '--publishers': 'publishers', '--messages': 'messages', '--window': 'window', '--rate': 'rate', '--seconds': 'seconds', '--size': 'bodyBytes', '--timeout': 'timeoutSeconds' };
+  const numeric: Record<string, keyof Options> = {
+    '--subscribers': 'subscribers',
+    '--publishers': 'publishers',
+    '--messages': 'messages',
+    '--window': 'window',
+    '--rate': 'rate',
+    '--seconds': 'seconds',
+    '--size': 'bodyBytes',
+    '--timeout': 'timeoutSeconds',
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--quiet') options.quiet = true;
@@ -230,13 +239,10 @@ function round(value: number): number {
 function withTimeout(promise: Promise<void>, seconds: number, what: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`timed out after ${seconds} s (${what})`)), seconds * 1000);
-    promise.then(
-      () => {
-        clearTimeout(timer);
-        resolve();
-      },
-      reject,
-    );
+    promise.then(() => {
+      clearTimeout(timer);
+      resolve();
+    }, reject);
   });
 }
 

@@ -21,7 +21,14 @@ const server = net.createServer((socket) => {
   const decoder = new Decoder((frame) => {
     const receipt = headerValue(frame.headers, 'receipt');
     if (frame.command === 'CONNECT' || frame.command === 'STOMP') {
-      reply({ command: 'CONNECTED', headers: [['version', '1.2'], ['heart-beat', '0,0']], body: Buffer.alloc(0) });
+      reply({
+        command: 'CONNECTED',
+        headers: [
+          ['version', '1.2'],
+          ['heart-beat', '0,0'],
+        ],
+        body: Buffer.alloc(0),
+      });
       decoder.version = '1.2';
     } else if (frame.command === 'SUBSCRIBE') {
       subscribers.add(socket);

@@ -102,7 +102,10 @@ class Bystanders {
   async start(broker: BrokerProcess): Promise<void> {
     const tcp = await RawClient.tcp(broker.tcpPort);
     const ws = await RawClient.ws(broker.wsPort);
-    for (const [c, login] of [[tcp, 'bystander-tcp'], [ws, 'bystander-ws']] as const) {
+    for (const [c, login] of [
+      [tcp, 'bystander-tcp'],
+      [ws, 'bystander-ws'],
+    ] as const) {
       await c.connect({ login });
       c.sendFrame('SUBSCRIBE', { destination: '/topic/bystanders', id: '1', receipt: 'sub' });
       await c.expect('RECEIPT');

@@ -68,14 +68,16 @@ async function main(): Promise<void> {
   const sessions = [...server.sessions()].length;
   child.kill('SIGKILL');
   const perConnection = (key: keyof Sample) => Math.round((after[key] - before[key]) / sessions);
-  console.log(JSON.stringify({
-    sessions,
-    heapUsedPerConnection: perConnection('heapUsed'),
-    rssPerConnection: perConnection('rss'),
-    externalPerConnection: perConnection('external'),
-    before,
-    after,
-  }));
+  console.log(
+    JSON.stringify({
+      sessions,
+      heapUsedPerConnection: perConnection('heapUsed'),
+      rssPerConnection: perConnection('rss'),
+      externalPerConnection: perConnection('external'),
+      before,
+      after,
+    }),
+  );
   await server.stop();
   process.exit(0);
 }

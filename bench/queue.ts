@@ -163,7 +163,13 @@ async function runOnce(mode: string, producersAt: Endpoint[], consumersAt: Endpo
         done();
       }
     };
-    c.send('SUBSCRIBE', [['destination', destination], ['id', `s${i}`], ['ack', 'client-individual'], ['prefetch-count', String(options.prefetch)], ['receipt', `sub${i}`]]);
+    c.send('SUBSCRIBE', [
+      ['destination', destination],
+      ['id', `s${i}`],
+      ['ack', 'client-individual'],
+      ['prefetch-count', String(options.prefetch)],
+      ['receipt', `sub${i}`],
+    ]);
     await c.receipt(`sub${i}`);
     consumers.push(c);
   }
@@ -178,7 +184,10 @@ async function runOnce(mode: string, producersAt: Endpoint[], consumersAt: Endpo
       for (let i = 0; i < share; i++) {
         while (sent - received >= options.window) await new Promise((resolve) => setImmediate(resolve));
         const seq = sent++;
-        const headers: Header[] = [['destination', destination], ['seq', String(seq)]];
+        const headers: Header[] = [
+          ['destination', destination],
+          ['seq', String(seq)],
+        ];
         if (i % 50 === 49 || i === share - 1) {
           headers.push(['receipt', `r${seq}`]);
           receipts.push(p.receipt(`r${seq}`));
@@ -237,8 +246,7 @@ async function startRedisServer(): Promise<{ port: number; child: ChildProcess }
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   const mainPath = options.main;
-  const spawnOne = (env: Record<string, string>): Promise<StompdProcess> =>
-    spawnStompd({ mainPath, env: { HEARTBEAT: '0,0', ...env }, nodeArgs: [], cpu: undefined, readyTimeoutMs: 15000 });
+  const spawnOne = (env: Record<string, string>): Promise<StompdProcess> => spawnStompd({ mainPath, env: { HEARTBEAT: '0,0', ...env }, nodeArgs: [], cpu: undefined, readyTimeoutMs: 15000 });
   const results: RunResult[] = [];
   for (const mode of options.modes) {
     for (let run = 0; run < options.runs; run++) {

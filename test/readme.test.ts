@@ -105,7 +105,7 @@ describe('README JavaScript blocks run as written', { timeout: 60000 }, () => {
         const code = block.code
           .replaceAll(':15674', `:${broker.wsPort}`)
           .replaceAll(':61613', `:${broker.tcpPort}`)
-          .replaceAll("port: 61613", `port: ${broker.tcpPort}`)
+          .replaceAll('port: 61613', `port: ${broker.tcpPort}`)
           .replaceAll(':3000', `:${tokens ? (tokens.address() as AddressInfo).port : 3000}`);
         fs.mkdirSync(BLOCK_DIR, { recursive: true });
         const file = path.join(BLOCK_DIR, `line-${block.line}.mjs`);

@@ -163,7 +163,10 @@ export class Message {
     const cache = this.isRedelivered ? this.redeliveredTails : this.tails;
     let tail = cache[version];
     if (tail === undefined) {
-      const headers: Header[] = [['destination', this.destination], ['message-id', this.id]];
+      const headers: Header[] = [
+        ['destination', this.destination],
+        ['message-id', this.id],
+      ];
       if (this.isRedelivered) headers.push(['redelivered', 'true']);
       for (const header of this.headers) if (isNameCarriedBy(header[0], version)) headers.push(header);
       tail = encodeFrameTail(headers, this.body, version);

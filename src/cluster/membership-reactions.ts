@@ -32,7 +32,7 @@ export function membershipReactions({ local, registry, queues, presence, views, 
      */
     onFenced(): void {
       const closed = local.kickUser(undefined, 'UNAVAILABLE', FENCED_TEXT, 'instance-fenced');
-      logger.warn({ closed }, 'closed the sessions of this instance\'s reaped generation');
+      logger.warn({ closed }, "closed the sessions of this instance's reaped generation");
     },
 
     /** No refresh for a liveness TTL: the sessions under a session limit (a decision across instances) are closed. */

@@ -243,7 +243,7 @@ export class InstanceMembership {
       return;
     }
     if (verdict !== 'ok' || isNewRedis) {
-      this.options.logger.warn({ isNewRedis }, isNewRedis ? 'Redis lost its data: registering this instance\'s sessions again' : 'this instance\'s liveness key had expired without a reap: registering again');
+      this.options.logger.warn({ isNewRedis }, isNewRedis ? "Redis lost its data: registering this instance's sessions again" : "this instance's liveness key had expired without a reap: registering again");
       await this.options.onLivenessLost(false, isNewRedis);
       if (isNewRedis) this.incarnation = this.nextIncarnation;
     }

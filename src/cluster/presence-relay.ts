@@ -23,7 +23,10 @@ export function presenceRelay({ relay, rooms, currentSeq, sequencer, views }: Pr
     setInterest: (routeKey, isInterested) => {
       if (!isInterested) sequencer.forget(routeKey);
       else if (rooms.isRoom(routeKey) || rooms.roomOfCompanion(routeKey) !== undefined) {
-        currentSeq(routeKey).then((seq) => sequencer.track(routeKey, seq), () => undefined);
+        currentSeq(routeKey).then(
+          (seq) => sequencer.track(routeKey, seq),
+          () => undefined,
+        );
       }
       views.setInterest(routeKey, isInterested);
       return relay.setInterest(routeKey, isInterested);

@@ -110,7 +110,7 @@ export async function startHttpApi(listen: { host: string; port: number; isTrust
     openapi: {
       // 3.1: `webhooks` describes the hook calls stompd makes to the application's backend.
       openapi: '3.1.0',
-      info: { title: 'stompd HTTP API', description: "Sessions, admin actions and server-side publish for a stompd broker; under webhooks, the hook contract (the calls stompd makes to BACKEND_URL)", version: '1' },
+      info: { title: 'stompd HTTP API', description: 'Sessions, admin actions and server-side publish for a stompd broker; under webhooks, the hook contract (the calls stompd makes to BACKEND_URL)', version: '1' },
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN, or a JWT holding one of ADMIN_ROLES' } } },
       webhooks: hookWebhooks,
     },

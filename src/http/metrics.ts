@@ -197,10 +197,10 @@ export function createMetrics(sources: MetricsSources): Registry {
       registers: [registry],
     });
     backend().calls.observeLatency = (hook, seconds) => latency.observe({ hook }, seconds);
-    mirrorLabelledCounter(registry, 'stompd_backend_errors_total', 'Non-fatal errors told to senders on /user/queue/errors, by code (BACKEND_UNAVAILABLE, the backend\'s own codes)', 'code', () => backend().errors);
+    mirrorLabelledCounter(registry, 'stompd_backend_errors_total', "Non-fatal errors told to senders on /user/queue/errors, by code (BACKEND_UNAVAILABLE, the backend's own codes)", 'code', () => backend().errors);
     new Gauge({
       name: 'stompd_backend_pending_events',
-      help: 'Session events waiting for the backend\'s /events (this instance\'s outbox)',
+      help: "Session events waiting for the backend's /events (this instance's outbox)",
       registers: [registry],
       collect() {
         this.set(backend().pendingEvents);

@@ -12,15 +12,7 @@ import { Message } from '../broker/message';
 import type { DisconnectReason } from '../session/events';
 
 /** Why a member left, as watchers are told. */
-export type LeaveReason =
-  | 'unsubscribe'
-  | 'disconnect'
-  | 'socket-closed'
-  | 'heartbeat-timeout'
-  | 'kicked'
-  | 'logged-out'
-  | 'token-expired'
-  | 'instance-lost';
+export type LeaveReason = 'unsubscribe' | 'disconnect' | 'socket-closed' | 'heartbeat-timeout' | 'kicked' | 'logged-out' | 'token-expired' | 'instance-lost';
 
 /** The header marking presence messages: `join`, `leave` or `snapshot`. */
 export const PRESENCE_HEADER = 'x-presence';

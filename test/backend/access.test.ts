@@ -81,7 +81,7 @@ describe('CONNECT hook', () => {
     const open = await h.broker({ BACKEND_URL: app.url, BACKEND_HOOKS: 'connect' });
     await assert.rejects(h.ws(open, { headers: { cookie: 'JSESSIONID=abc123', origin: 'http://evil.example' } }), /HTTP 403/, 'the cookie rule, without ALLOWED_ORIGINS too');
     const sameOrigin = await h.ws(open, { headers: { cookie: 'JSESSIONID=abc123', origin: `http://127.0.0.1:${open.wsPort}` } });
-    assert.equal(header(await sameOrigin.connect(), 'user-name'), 'alice', 'a page of the broker\'s own origin may');
+    assert.equal(header(await sameOrigin.connect(), 'user-name'), 'alice', "a page of the broker's own origin may");
     assert.equal(app.callsOf('connect').length, 1);
     app.calls.length = 0;
     const client = new Client({

@@ -122,10 +122,13 @@ export function queueBackendContract(factory: QueueBackendFactory): void {
     const statReaches = async (backend: QueueBackend, destination: string, expected: Partial<QueueStat>): Promise<QueueStat> => {
       const picked = (stat: QueueStat | undefined): Partial<QueueStat> => Object.fromEntries(Object.keys(expected).map((key) => [key, stat?.[key as keyof QueueStat]]));
       let last: QueueStat | undefined;
-      await until(async () => {
-        last = await statOf(backend, destination);
-        return JSON.stringify(picked(last)) === JSON.stringify(expected);
-      }, `${destination} to show ${JSON.stringify(expected)}`).catch(() => undefined);
+      await until(
+        async () => {
+          last = await statOf(backend, destination);
+          return JSON.stringify(picked(last)) === JSON.stringify(expected);
+        },
+        `${destination} to show ${JSON.stringify(expected)}`,
+      ).catch(() => undefined);
       assert.deepEqual(picked(last), expected);
       return last!;
     };
@@ -153,10 +156,20 @@ export function queueBackendContract(factory: QueueBackendFactory): void {
       await until(() => a.subscriber.messages.length + b.subscriber.messages.length === 10, 'ten messages');
       await quiet();
       const [onA, onB] = [a.subscriber.bodies.map(Number), b.subscriber.bodies.map(Number)];
-      assert.deepEqual([...onA, ...onB].sort((x, y) => x - y), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'each once');
+      assert.deepEqual(
+        [...onA, ...onB].sort((x, y) => x - y),
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        'each once',
+      );
       assert.ok(onA.length > 0 && onB.length > 0, `both consume (${onA.length} and ${onB.length})`);
-      assert.deepEqual(onA, [...onA].sort((x, y) => x - y));
-      assert.deepEqual(onB, [...onB].sort((x, y) => x - y));
+      assert.deepEqual(
+        onA,
+        [...onA].sort((x, y) => x - y),
+      );
+      assert.deepEqual(
+        onB,
+        [...onB].sort((x, y) => x - y),
+      );
     });
 
     it('prefetch: a consumer holds at most its unacknowledged limit; an ACK lets one more through', async () => {
@@ -234,7 +247,10 @@ export function queueBackendContract(factory: QueueBackendFactory): void {
       const c = await consume(backend, '/queue/auto', 'auto');
       for (let i = 0; i < 3; i++) await send(backend, message('/queue/auto', `a${i}`));
       await until(() => c.subscriber.messages.length === 3, 'three messages');
-      assert.ok(c.subscriber.messages.every((m) => headerValue(m.headers, 'ack') === undefined), 'no ack header');
+      assert.ok(
+        c.subscriber.messages.every((m) => headerValue(m.headers, 'ack') === undefined),
+        'no ack header',
+      );
       backend.unsubscribe(c.subscription);
       const next = await consume(backend, '/queue/auto');
       await quiet();
@@ -289,7 +305,7 @@ export function queueBackendContract(factory: QueueBackendFactory): void {
       const third = message('/queue/limit-3', 'y');
       assert.equal((await backend.admit([third]))?.code, 'QUEUE_LIMIT');
       assert.equal((await backend.admitSubscription('/queue/limit-3'))?.code, 'QUEUE_LIMIT');
-      assert.equal((await backend.admit([message('/queue/limit-1', 'z')])), undefined, 'an existing queue takes more');
+      assert.equal(await backend.admit([message('/queue/limit-1', 'z')]), undefined, 'an existing queue takes more');
       // /queue/limit-1 emptied and left: forgotten.
       const drainer = await consume(backend, '/queue/limit-1');
       await until(() => drainer.subscriber.messages.length === 1, 'x');

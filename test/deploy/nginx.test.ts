@@ -80,7 +80,10 @@ async function connectThroughNginxTo(server: string): Promise<Client> {
 /** Publish again and again until `received` resolves: the subscriber's instance may still be joining the Redis channel. */
 async function publishUntil<T>(publish: () => void, received: Promise<T>): Promise<T> {
   let isReceived = false;
-  void received.then(() => (isReceived = true), () => undefined);
+  void received.then(
+    () => (isReceived = true),
+    () => undefined,
+  );
   const deadline = Date.now() + DELIVERY_TIMEOUT_MS;
   while (!isReceived && Date.now() < deadline) {
     publish();
@@ -136,10 +139,7 @@ async function addressInSessionApi(instance: BrokerProcess, userId: string): Pro
 
 before(async () => {
   redis = await startRedis();
-  [a, b] = await Promise.all([
-    BrokerProcess.start({ ...BEHIND_NGINX, REDIS_URL: redis.url, SERVER_NAME: 'stompd-a' }),
-    BrokerProcess.start({ ...BEHIND_NGINX, REDIS_URL: redis.url, SERVER_NAME: 'stompd-b' }),
-  ]);
+  [a, b] = await Promise.all([BrokerProcess.start({ ...BEHIND_NGINX, REDIS_URL: redis.url, SERVER_NAME: 'stompd-a' }), BrokerProcess.start({ ...BEHIND_NGINX, REDIS_URL: redis.url, SERVER_NAME: 'stompd-b' })]);
   const upstreams = {
     'stompd-a': { wsPort: a.wsPort, tcpPort: a.tcpPort },
     'stompd-b': { wsPort: b.wsPort, tcpPort: b.tcpPort },
@@ -189,14 +189,11 @@ describe('deploy/nginx.conf in front of two instances sharing Redis', { timeout:
     assert.notEqual(header(await subscriber.connect(), 'server'), landedOn);
     subscriber.sendFrame('SUBSCRIBE', { id: 's1', destination: '/topic/deploy.tcp', receipt: 'r1' });
     await subscriber.expect('RECEIPT');
-    const message = await publishUntil(
-      () => publisher.sendFrame('SEND', { destination: '/topic/deploy.tcp' }, 'through the stream proxy'),
-      subscriber.expect('MESSAGE', DELIVERY_TIMEOUT_MS),
-    );
+    const message = await publishUntil(() => publisher.sendFrame('SEND', { destination: '/topic/deploy.tcp' }, 'through the stream proxy'), subscriber.expect('MESSAGE', DELIVERY_TIMEOUT_MS));
     assert.equal(message.body.toString(), 'through the stream proxy');
   });
 
-  it('the session API shows the client\'s address, not nginx\'s: X-Forwarded-For on WebSocket, PROXY protocol on TCP', async () => {
+  it("the session API shows the client's address, not nginx's: X-Forwarded-For on WebSocket, PROXY protocol on TCP", async () => {
     const ws = await connectStomp(nginx.wsPort, 'behind-nginx-ws');
     const wsInstance = ws.server === 'stompd-a' ? a : b;
     // X-Forwarded-For carries no port.
@@ -225,7 +222,7 @@ describe('deploy/nginx.conf in front of two instances sharing Redis', { timeout:
     }
   });
 
-  it('deploy/nginx-tls.conf: STOMP over TLS (stompit) and wss:// (stompjs) end at nginx, and the instances see the client\'s address', async () => {
+  it("deploy/nginx-tls.conf: STOMP over TLS (stompit) and wss:// (stompjs) end at nginx, and the instances see the client's address", async () => {
     const ca = [fs.readFileSync(certs.caCert)];
     const overTls = await new Promise<stompit.Client>((resolve, reject) => {
       // localAddress is a net option tls.connect takes too (its types leave it out).

@@ -35,7 +35,14 @@ function readmeCommands(readme: string, step: string): string[] {
   const at = readme.indexOf(marker);
   assert.notEqual(at, -1, `README has no ${marker}`);
   const block = /^```sh\n([\s\S]*?)^```$/m.exec(readme.slice(at + marker.length));
-  assert.ok(block !== null && readme.slice(at + marker.length).trimStart().startsWith('```sh'), `${marker} is not followed by a sh block`);
+  assert.ok(
+    block !== null &&
+      readme
+        .slice(at + marker.length)
+        .trimStart()
+        .startsWith('```sh'),
+    `${marker} is not followed by a sh block`,
+  );
   return block[1]!.split('\n').filter((line) => line.trim() !== '' && !line.trimStart().startsWith('#'));
 }
 
@@ -111,7 +118,10 @@ async function runBlock(commands: string[], rewriter: Rewriter): Promise<Running
       started.push(entry);
       // Up before the next line, as a reader waits for each terminal: the instances connect to
       // Redis at start, and nginx would mark an instance it cannot reach yet as failed.
-      await waitForPorts([entry], [...command.matchAll(PORT_CHOICE)].map((m) => Number(m[0])));
+      await waitForPorts(
+        [entry],
+        [...command.matchAll(PORT_CHOICE)].map((m) => Number(m[0])),
+      );
     } else {
       assert.equal(await entry.exited, 0, `${readmeCommand}\n${tail(entry)}`);
     }

@@ -53,11 +53,15 @@ async function subscription(client: Client, destination: string): Promise<{ next
   const waiting: ((message: IMessage) => void)[] = [];
   const receipt = `r-${Math.random()}`;
   const subscribed = new Promise<void>((resolve) => client.watchForReceipt(receipt, () => resolve()));
-  client.subscribe(destination, (message) => {
-    const taker = waiting.shift();
-    if (taker) taker(message);
-    else arrived.push(message);
-  }, { receipt });
+  client.subscribe(
+    destination,
+    (message) => {
+      const taker = waiting.shift();
+      if (taker) taker(message);
+      else arrived.push(message);
+    },
+    { receipt },
+  );
   await subscribed;
   return {
     next: () =>
@@ -179,7 +183,8 @@ describe('examples/support-chat behind stompd', { timeout: 90_000 }, () => {
       const sockjsClient = (cookie: string | undefined) =>
         new Client({
           // In Node, sockjs-client sends what transportOptions says; a browser sends its cookies itself.
-          webSocketFactory: () => new SockJS(`http://127.0.0.1:${broker.wsPort}/stomp`, null, { transports: [transport], transportOptions: { [transport]: cookie === undefined ? {} : { headers: { cookie } } } } as SockJS.Options),
+          webSocketFactory: () =>
+            new SockJS(`http://127.0.0.1:${broker.wsPort}/stomp`, null, { transports: [transport], transportOptions: { [transport]: cookie === undefined ? {} : { headers: { cookie } } } } as SockJS.Options),
           reconnectDelay: 0,
         });
       const anonymous = sockjsClient(undefined);

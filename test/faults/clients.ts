@@ -292,13 +292,10 @@ class StompitSession extends RecordingSession {
 
   constructor(target: ClientTarget, recorder: HistoryRecorder) {
     super(target, 'tcp', recorder);
-    this.client = stompit.connect(
-      { host: '127.0.0.1', port: target.port, timeout: 0, connectHeaders: { host: '/', login: target.user, 'accept-version': '1.2', 'heart-beat': '0,0' } },
-      (error) => {
-        if (error !== null && error !== undefined) this.onFailure(error);
-        else this.onConnected(String((this.client as unknown as { headers: Record<string, string> }).headers.session ?? '?'));
-      },
-    ) as StompitClient;
+    this.client = stompit.connect({ host: '127.0.0.1', port: target.port, timeout: 0, connectHeaders: { host: '/', login: target.user, 'accept-version': '1.2', 'heart-beat': '0,0' } }, (error) => {
+      if (error !== null && error !== undefined) this.onFailure(error);
+      else this.onConnected(String((this.client as unknown as { headers: Record<string, string> }).headers.session ?? '?'));
+    }) as StompitClient;
     patchErrorHandler(this.client);
     this.client.on('error', (error: Error) => this.onFailure(error));
     // stompit destroys its socket with the ERROR as the reason: the socket re-emits it.
@@ -328,7 +325,11 @@ class StompitSession extends RecordingSession {
         const messageHeaders = (message as unknown as { headers: Record<string, string> }).headers;
         const delivery = this.recordMessage(sub, destination, messageHeaders, body ?? '', () => {
           const id = messageHeaders['x-op']!;
-          this.client.ack(message, {}, receiptOnly(() => this.onAckReceipt(id)));
+          this.client.ack(
+            message,
+            {},
+            receiptOnly(() => this.onAckReceipt(id)),
+          );
         });
         onMessage?.(delivery);
       });

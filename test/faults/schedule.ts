@@ -45,11 +45,13 @@ export function faultsOf(seed: string, slots: readonly string[], reapBoundMs: nu
   for (let i = 0; i < count; i++) {
     const kind = random.pick(FAULT_KINDS);
     const isLong = random.chance(0.5);
-    const durationMs =
-      kind.endsWith('-kill') ? 0
-      : kind.startsWith('redis-') ? random.between(100, reapBoundMs)
-      : isLong ? random.between(1.5 * reapBoundMs, 3 * reapBoundMs)
-      : random.between(0.2 * reapBoundMs, 0.7 * reapBoundMs);
+    const durationMs = kind.endsWith('-kill')
+      ? 0
+      : kind.startsWith('redis-')
+        ? random.between(100, reapBoundMs)
+        : isLong
+          ? random.between(1.5 * reapBoundMs, 3 * reapBoundMs)
+          : random.between(0.2 * reapBoundMs, 0.7 * reapBoundMs);
     faults.push({ kind, slot: random.pick(slots), atMs: random.between(0.1 * timing.opsMs, 0.6 * timing.opsMs), durationMs });
   }
   // Drawn from streams of their own, so that the faults above stay what earlier seeds replayed.

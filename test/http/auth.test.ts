@@ -53,7 +53,12 @@ describe('HTTP API authentication with ADMIN_TOKEN', { timeout: 30000 }, () => {
 
   it('a percent-encoded path reaches the same route and needs the same credential', async () => {
     const anonymous = new ApiClient(broker.httpPort!);
-    for (const [method, route] of [['GET', '/%61pi/session/all'], ['GET', '/%61pi/openapi.json'], ['POST', '/%61pi/publish'], ['DELETE', '/%61pi/session/user/alice']] as const) {
+    for (const [method, route] of [
+      ['GET', '/%61pi/session/all'],
+      ['GET', '/%61pi/openapi.json'],
+      ['POST', '/%61pi/publish'],
+      ['DELETE', '/%61pi/session/user/alice'],
+    ] as const) {
       const response = await anonymous.request(method, route, method === 'POST' ? { destination: '/topic/x', body: 'x' } : undefined);
       assert.equal(response.status, 401, `${method} ${route}: ${response.text}`);
     }
@@ -137,11 +142,20 @@ describe('HTTP API authentication with JWTs (AUTH=jwt)', { timeout: 30000 }, () 
       assert.deepEqual(details.roles, ['AGENT', 'SUPPORT']);
       assert.equal(details.userRole, 'AGENT');
       const agents = await admin.ok<OnlineUsers>('/api/users/online?role=AGENT');
-      assert.deepEqual(agents.users.map((u) => u.userId), ['agent-1', 'agent-2']);
+      assert.deepEqual(
+        agents.users.map((u) => u.userId),
+        ['agent-1', 'agent-2'],
+      );
       const page = await admin.ok<OnlineUsers>('/api/users/online?role=AGENT&limit=1');
-      assert.deepEqual(page.users.map((u) => u.userId), ['agent-1']);
+      assert.deepEqual(
+        page.users.map((u) => u.userId),
+        ['agent-1'],
+      );
       const next = await admin.ok<OnlineUsers>(`/api/users/online?role=AGENT&limit=1&cursor=${page.nextCursor}`);
-      assert.deepEqual(next.users.map((u) => u.userId), ['agent-2']);
+      assert.deepEqual(
+        next.users.map((u) => u.userId),
+        ['agent-2'],
+      );
 
       const logout = await admin.delete('/api/session/user/agent-1');
       assert.deepEqual(logout.body, { userId: 'agent-1', sessionsClosed: 1, instancesReached: 1 });
@@ -172,7 +186,9 @@ describe('HTTP API without any admin credential configured', { timeout: 30000 },
       assert.ok(warning, `start logs the open API: ${lines.join('\n')}`);
       assert.equal(warning.host, '127.0.0.1');
       assert.equal((await new ApiClient(broker.httpPort!).get('/api/session/stats')).status, 200);
-      const external = Object.values(os.networkInterfaces()).flat().find((i) => i !== undefined && i.family === 'IPv4' && !i.internal);
+      const external = Object.values(os.networkInterfaces())
+        .flat()
+        .find((i) => i !== undefined && i.family === 'IPv4' && !i.internal);
       if (external !== undefined) {
         const reached = await new Promise<boolean>((resolve) => {
           const socket = net.connect(broker.httpPort!, external.address);
@@ -197,7 +213,10 @@ describe('HTTP settings', { timeout: 30000 }, () => {
     assert.deepEqual(loadConfig({}).http.adminRoles, ['ADMIN']);
     assert.equal(loadConfig({ HOST: '127.0.0.2' }).http.host, '127.0.0.2');
     assert.equal(loadConfig({ HTTP_HOST: '0.0.0.0', ADMIN_TOKEN: TOKEN }).http.host, '0.0.0.0');
-    assert.throws(() => loadConfig({ HTTP_PORT: '70000' }), (e: unknown) => e instanceof ConfigError && e.variable === 'HTTP_PORT');
+    assert.throws(
+      () => loadConfig({ HTTP_PORT: '70000' }),
+      (e: unknown) => e instanceof ConfigError && e.variable === 'HTTP_PORT',
+    );
     assert.throws(
       () => loadConfig({ ADMIN_TOKEN: 'short-secret' }),
       (e: unknown) => e instanceof ConfigError && e.variable === 'ADMIN_TOKEN' && !e.message.includes('short-secret'),

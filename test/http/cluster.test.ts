@@ -51,7 +51,12 @@ describe('HTTP API on two instances sharing one Redis', { timeout: 90000 }, () =
   }
 
   async function untilRelayed(routeKey: string): Promise<void> {
-    await eventually(async () => Number(redis.cli('pubsub', 'numsub', `ws:dest:${routeKey}`).trim().split('\n')[1]), (n) => n >= 1, 5000, `${routeKey} subscribed in Redis`);
+    await eventually(
+      async () => Number(redis.cli('pubsub', 'numsub', `ws:dest:${routeKey}`).trim().split('\n')[1]),
+      (n) => n >= 1,
+      5000,
+      `${routeKey} subscribed in Redis`,
+    );
   }
 
   before(async () => {
@@ -90,19 +95,35 @@ describe('HTTP API on two instances sharing one Redis', { timeout: 90000 }, () =
       perInstance: { 'http-a': { sessions: 1, users: 1 }, 'http-b': { sessions: 2, users: 2 } },
     });
     const online = await same<OnlineUsers>('/api/users/online');
-    assert.deepEqual(online.users.map((u) => [u.userId, u.sessionCount]), [['alice', 2], ['bob', 1]]);
+    assert.deepEqual(
+      online.users.map((u) => [u.userId, u.sessionCount]),
+      [
+        ['alice', 2],
+        ['bob', 1],
+      ],
+    );
 
     // DISCONNECT on B, a destroyed socket on A: gone from both.
     bob.client.sendFrame('DISCONNECT', { receipt: 'bye' });
     await bob.client.expect('RECEIPT');
     aliceA.client.destroy();
     for (const api of [apiA, apiB]) {
-      await eventually(() => allSessionIds(api), (list) => list.length === 1 && list[0] === aliceB.sessionId, 5000, 'only alice on B left');
+      await eventually(
+        () => allSessionIds(api),
+        (list) => list.length === 1 && list[0] === aliceB.sessionId,
+        5000,
+        'only alice on B left',
+      );
       assert.equal((await api.get(`/api/session/${bob.sessionId}`)).status, 404);
     }
     await same<SessionStats>('/api/session/stats', ['timestamp']);
     aliceB.client.destroy();
-    await eventually(() => apiA.ok<SessionStats>('/api/session/stats'), (s) => s.totalActiveSessions === 0, 5000, 'no sessions left');
+    await eventually(
+      () => apiA.ok<SessionStats>('/api/session/stats'),
+      (s) => s.totalActiveSessions === 0,
+      5000,
+      'no sessions left',
+    );
   });
 
   it('refresh on one instance extends the Redis TTL of a session held by the other', async () => {
@@ -126,7 +147,13 @@ describe('HTTP API on two instances sharing one Redis', { timeout: 90000 }, () =
     await victim.client.waitClosed();
     await neighbour.client.expectSilence(100);
     assert.equal(neighbour.client.isClosed, false);
-    for (const api of [apiA, apiB]) await eventually(() => api.get(`/api/session/${victim.sessionId}`), (r) => r.status === 404, 5000, 'the kicked session gone');
+    for (const api of [apiA, apiB])
+      await eventually(
+        () => api.get(`/api/session/${victim.sessionId}`),
+        (r) => r.status === 404,
+        5000,
+        'the kicked session gone',
+      );
   });
 
   it('DELETE of a user on B closes its sessions on both instances (ERROR LOGGED_OUT)', async () => {
@@ -141,7 +168,12 @@ describe('HTTP API on two instances sharing one Redis', { timeout: 90000 }, () =
       await c.client.waitClosed();
     }
     assert.equal(other.client.isClosed, false);
-    await eventually(() => apiA.ok<UserOnline>('/api/session/user/everywhere/online'), (r) => r.isOnline === false, 5000, 'logged out everywhere');
+    await eventually(
+      () => apiA.ok<UserOnline>('/api/session/user/everywhere/online'),
+      (r) => r.isOnline === false,
+      5000,
+      'logged out everywhere',
+    );
   });
 
   it('a publish on A reaches topic subscribers on both instances and a /user/… subscriber on B', async () => {
@@ -173,7 +205,12 @@ describe('HTTP API on two instances sharing one Redis', { timeout: 90000 }, () =
   });
 
   it('/metrics on each instance is Prometheus text with the Redis metrics; /readyz is 503 with the reason while Redis is away', async () => {
-    await eventually(async () => parsePrometheus((await apiA.get('/metrics')).text), (m) => (m.get('stompd_redis_pings_total') ?? 0) >= 1, 5000, 'a PING measured');
+    await eventually(
+      async () => parsePrometheus((await apiA.get('/metrics')).text),
+      (m) => (m.get('stompd_redis_pings_total') ?? 0) >= 1,
+      5000,
+      'a PING measured',
+    );
     const metrics = parsePrometheus((await apiB.get('/metrics')).text);
     assert.equal(metrics.get('stompd_redis_degraded'), 0);
     assert.ok(metrics.get('stompd_redis_command_latency_seconds')! > 0);
@@ -184,7 +221,12 @@ describe('HTTP API on two instances sharing one Redis', { timeout: 90000 }, () =
     await redis.kill();
     try {
       for (const api of [apiA, apiB]) {
-        const down = await eventually(() => api.get<Readiness>('/readyz'), (r) => r.status === 503, 5000, 'readyz 503');
+        const down = await eventually(
+          () => api.get<Readiness>('/readyz'),
+          (r) => r.status === 503,
+          5000,
+          'readyz 503',
+        );
         assert.equal(down.body.status, 'not-ready');
         assert.match(down.body.reason ?? '', /Redis/);
         assert.equal((await api.get('/healthz')).status, 200, 'alive all the same');
@@ -196,7 +238,13 @@ describe('HTTP API on two instances sharing one Redis', { timeout: 90000 }, () =
     } finally {
       await redis.restart(); // the brokers' clients would otherwise retry forever after the test
     }
-    for (const api of [apiA, apiB]) await eventually(() => api.get('/readyz'), (r) => r.status === 200, 10000, 'ready again');
+    for (const api of [apiA, apiB])
+      await eventually(
+        () => api.get('/readyz'),
+        (r) => r.status === 200,
+        10000,
+        'ready again',
+      );
     assert.ok(parsePrometheus((await apiA.get('/metrics')).text).get('stompd_redis_reconnects_total')! >= 1);
   });
 });

@@ -118,7 +118,10 @@ describe('POST /api/publish honours the queue limits like a SEND', { timeout: 30
       assert.equal(refused.status, 503);
       assert.match(refused.body.message, /^QUEUE_LIMIT: /);
       const { queues } = await api.ok<Queues>('/api/queues');
-      assert.deepEqual(queues.map((q) => q.name), ['/queue/first']);
+      assert.deepEqual(
+        queues.map((q) => q.name),
+        ['/queue/first'],
+      );
       for (const name of ['x-presence', 'X-Dropped', 'redelivered', 'content-type']) {
         const forged = await api.request<ApiError>('POST', '/api/publish', { destination: '/topic/room.1', body: '{}', headers: { [name]: 'join' } });
         assert.equal(forged.status, 400, `${name}: ${forged.text}`);

@@ -67,7 +67,12 @@ describe('HTTP API, embedded mode', { timeout: 60000 }, () => {
 
     client.sendFrame('DISCONNECT', { receipt: 'bye' });
     await client.expect('RECEIPT');
-    await eventually(() => api.get(`/api/session/${sessionId}`), (r) => r.status === 404, 5000, 'the session to go');
+    await eventually(
+      () => api.get(`/api/session/${sessionId}`),
+      (r) => r.status === 404,
+      5000,
+      'the session to go',
+    );
     const gone = await api.get<ApiError>(`/api/session/${sessionId}`);
     assert.equal(gone.body.message, `no session ${sessionId}`);
     assert.deepEqual(await api.ok<UserOnline>('/api/session/user/alice/online'), { userId: 'alice', isOnline: false, sessionCount: 0 });
@@ -78,9 +83,19 @@ describe('HTTP API, embedded mode', { timeout: 60000 }, () => {
     const destroyed = await connect('dropper');
     const silent = await connect('sleeper', 'tcp', '100,0'); // promises a beat every 100 ms, then never sends one
     destroyed.client.destroy();
-    await eventually(() => api.get(`/api/session/${destroyed.sessionId}`), (r) => r.status === 404, 3000, 'the destroyed socket to leave');
+    await eventually(
+      () => api.get(`/api/session/${destroyed.sessionId}`),
+      (r) => r.status === 404,
+      3000,
+      'the destroyed socket to leave',
+    );
     const startedAt = Date.now();
-    await eventually(() => api.get(`/api/session/${silent.sessionId}`), (r) => r.status === 404, 3000, 'the silent peer to leave');
+    await eventually(
+      () => api.get(`/api/session/${silent.sessionId}`),
+      (r) => r.status === 404,
+      3000,
+      'the silent peer to leave',
+    );
     assert.ok(Date.now() - startedAt < 3000);
     await silent.client.waitClosed();
     const metrics = parsePrometheus((await api.get('/metrics')).text);
@@ -112,7 +127,11 @@ describe('HTTP API, embedded mode', { timeout: 60000 }, () => {
     assert.ok(stats.onlineUsers >= 3);
     assert.ok(Math.abs(stats.timestamp - Date.now()) < 10_000);
     const users = await api.ok<OnlineUsers>('/api/users/online?limit=1000');
-    for (const login of ['p1', 'p2', 'p3']) assert.ok(users.users.some((u) => u.userId === login), login);
+    for (const login of ['p1', 'p2', 'p3'])
+      assert.ok(
+        users.users.some((u) => u.userId === login),
+        login,
+      );
   });
 
   it('refresh answers with the session and ttlSeconds null (sessions in memory do not expire); 404 when unknown', async () => {
@@ -153,7 +172,12 @@ describe('HTTP API, embedded mode', { timeout: 60000 }, () => {
     }
     await other.client.expectSilence(100);
     assert.equal(other.client.isClosed, false);
-    await eventually(() => api.ok<UserOnline>('/api/session/user/leaver/online'), (b) => b.isOnline === false, 3000, 'leaver offline');
+    await eventually(
+      () => api.ok<UserOnline>('/api/session/user/leaver/online'),
+      (b) => b.isOnline === false,
+      3000,
+      'leaver offline',
+    );
   });
 
   it('publish reaches topic, queue and /user/<id>/… subscribers, with base64 bodies; the answer names the message', async () => {

@@ -95,7 +95,12 @@ describe('dashboard API, embedded', { timeout: 60_000 }, () => {
     const frames = [await ann.next(), await ann.next(), await ann.next()].map((f) => f.command).sort();
     assert.deepEqual(frames, ['MESSAGE', 'RECEIPT', 'RECEIPT']);
     const annId = [...broker.sessions()].find((s) => s.userId === 'ann')!.id;
-    const page = await eventually(() => api.ok<SessionsPage>('/api/sessions?userId=ann'), (p) => p.sessions[0]?.subscriptions.length === 2, 5000, "ann's subscriptions noted");
+    const page = await eventually(
+      () => api.ok<SessionsPage>('/api/sessions?userId=ann'),
+      (p) => p.sessions[0]?.subscriptions.length === 2,
+      5000,
+      "ann's subscriptions noted",
+    );
     assert.equal(page.totalCount, 1);
     assert.deepEqual(page.sessions[0]!.subscriptions, [
       { id: 'a1', destination: '/topic/room.1', ack: 'auto' },
@@ -106,7 +111,12 @@ describe('dashboard API, embedded', { timeout: 60_000 }, () => {
 
     ann.sendFrame('UNSUBSCRIBE', { id: 'a2', receipt: 'r3' });
     await ann.expect('RECEIPT');
-    await eventually(() => api.ok<SessionDetails>(`/api/session/${annId}`), (s) => s.subscriptions.length === 1, 5000, 'the unsubscription noted');
+    await eventually(
+      () => api.ok<SessionDetails>(`/api/session/${annId}`),
+      (s) => s.subscriptions.length === 1,
+      5000,
+      'the unsubscription noted',
+    );
 
     const all = await api.ok<SessionsPage>('/api/sessions?limit=1');
     assert.equal(all.sessions.length, 1);
@@ -118,9 +128,17 @@ describe('dashboard API, embedded', { timeout: 60_000 }, () => {
   });
 
   it('/api/rooms: rooms with members, none when empty', async () => {
-    const rooms = await eventually(() => api.ok<Rooms>('/api/rooms'), (r) => r.rooms.length === 1, 5000, 'the room listed');
+    const rooms = await eventually(
+      () => api.ok<Rooms>('/api/rooms'),
+      (r) => r.rooms.length === 1,
+      5000,
+      'the room listed',
+    );
     assert.equal(rooms.rooms[0]!.destination, '/topic/room.1');
-    assert.deepEqual(rooms.rooms[0]!.members.map((m) => m.userId), ['ann']);
+    assert.deepEqual(
+      rooms.rooms[0]!.members.map((m) => m.userId),
+      ['ann'],
+    );
   });
 
   it('/api/feed: an overview every second, as the routes give it', async () => {
@@ -204,15 +222,37 @@ describe('dashboard API, two instances on one Redis', { timeout: 60_000 }, () =>
       5000,
       "B's totals seen from A",
     );
-    assert.deepEqual(listed.instances.map((i) => [i.instanceId, i.isSelf, i.isAlive]), [['ov-a', true, true], ['ov-b', false, true]]);
+    assert.deepEqual(
+      listed.instances.map((i) => [i.instanceId, i.isSelf, i.isAlive]),
+      [
+        ['ov-a', true, true],
+        ['ov-b', false, true],
+      ],
+    );
     const fromB = await new ApiClient(b.httpPort!, TOKEN).ok<Instances>('/api/instances');
-    assert.deepEqual(fromB.instances.map((i) => i.instanceId), ['ov-b', 'ov-a']);
+    assert.deepEqual(
+      fromB.instances.map((i) => i.instanceId),
+      ['ov-b', 'ov-a'],
+    );
 
     // B's session's subscriptions, read on A; its room too.
-    const sessions = await eventually(() => apiA.ok<SessionsPage>('/api/sessions?userId=bo'), (p) => p.sessions[0]?.subscriptions.length === 1, 5000, "bo's subscription noted in Redis");
+    const sessions = await eventually(
+      () => apiA.ok<SessionsPage>('/api/sessions?userId=bo'),
+      (p) => p.sessions[0]?.subscriptions.length === 1,
+      5000,
+      "bo's subscription noted in Redis",
+    );
     assert.equal(sessions.sessions[0]!.instanceId, 'ov-b');
     assert.equal(sessions.sessions[0]!.subscriptions[0]!.destination, '/topic/room.9');
-    const rooms = await eventually(() => apiA.ok<Rooms>('/api/rooms'), (r) => r.rooms.length === 1, 5000, 'the room listed on A');
-    assert.deepEqual(rooms.rooms[0]!.members.map((m) => m.userId), ['bo']);
+    const rooms = await eventually(
+      () => apiA.ok<Rooms>('/api/rooms'),
+      (r) => r.rooms.length === 1,
+      5000,
+      'the room listed on A',
+    );
+    assert.deepEqual(
+      rooms.rooms[0]!.members.map((m) => m.userId),
+      ['bo'],
+    );
   });
 });

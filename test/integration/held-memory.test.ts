@@ -39,7 +39,6 @@ async function waitFor(condition: () => boolean, what: string, timeoutMs = 5000)
   }
 }
 
-
 /** The broker still serves: a SEND with a receipt round trip. */
 async function stillServes(c: RawClient, id: string): Promise<void> {
   c.sendFrame('SEND', { destination: '/topic/alive', receipt: id }, 'ping');

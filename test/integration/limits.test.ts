@@ -113,7 +113,10 @@ describe('topic client-ack bound', { timeout: 15000 }, () => {
     assert.ok(pending <= 5, `${pending} owed acks`);
     assert.equal(pending, 5);
     const owed = [...session.subscriptions.get('ts')!.pending.values()];
-    assert.ok(owed.every((d) => d.message === undefined), 'a topic owes acks, it keeps no messages');
+    assert.ok(
+      owed.every((d) => d.message === undefined),
+      'a topic owes acks, it keeps no messages',
+    );
 
     // A cumulative ACK of the last one covers what is still owed.
     c.sendFrame('ACK', { id: header(messagesOf(c)[19]!, 'ack')!, receipt: 'acked' });
@@ -145,7 +148,11 @@ describe('a closing session does not take back its own unacked queue messages', 
       const receiptAt = a.frames.findIndex((f) => f.command === 'RECEIPT' && header(f, 'receipt-id') === 'bye');
       assert.ok(receiptAt !== -1, 'the DISCONNECT receipt came');
       const afterReceipt = a.frames.slice(receiptAt + 1);
-      assert.deepEqual(afterReceipt.map((f) => `${f.command} ${f.body.toString()}`), [], 'nothing after the RECEIPT');
+      assert.deepEqual(
+        afterReceipt.map((f) => `${f.command} ${f.body.toString()}`),
+        [],
+        'nothing after the RECEIPT',
+      );
       assert.equal(messagesOf(a).length, 4);
 
       assert.equal(b.router.queueDepth(destination), unacked.length, 'the unacked messages wait in the queue');
@@ -281,7 +288,11 @@ describe('outbound overflow', { timeout: 15000 }, () => {
     assert.ok(event !== undefined, `no disconnect after ${sent} SENDs in ${Date.now() - startedAt} ms`);
     assert.equal(event.reason, 'kicked');
     assert.equal(event.errorCode, 'SLOW_CONSUMER');
-    assert.equal([...b.sessions()].some((s) => s.principal?.userId === 'deaf'), false, 'the session is gone');
+    assert.equal(
+      [...b.sessions()].some((s) => s.principal?.userId === 'deaf'),
+      false,
+      'the session is gone',
+    );
   });
 
   it('control: a client that reads its RECEIPTs, sending the same way, is not closed', async () => {
@@ -345,7 +356,10 @@ async function stillServes(c: RawClient, id: string): Promise<void> {
 
 describe('body sizes as RabbitMQ users expect (default MAX_FRAME_BYTES: 4 MiB)', { timeout: 30000 }, () => {
   for (const transport of ['tcp', 'ws'] as const) {
-    for (const [label, bytes] of [['1 MiB', 1024 * 1024], ['3.9 MiB', Math.floor(3.9 * 1024 * 1024)]] as const) {
+    for (const [label, bytes] of [
+      ['1 MiB', 1024 * 1024],
+      ['3.9 MiB', Math.floor(3.9 * 1024 * 1024)],
+    ] as const) {
       it(`a ${label} body goes through over ${transport} with default settings`, async () => {
         const b = await broker();
         const consumer = await client(b, transport, 'consumer');
@@ -436,7 +450,10 @@ describe('frames in progress: bounded per connection and across connections', { 
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     await waitFor(() => received.some((m) => m.startsWith('ERROR')), 'an ERROR');
-    assert.match(received.find((m) => m.startsWith('ERROR'))!, /message:SERVER_BUSY\\c /);
+    assert.match(
+      received.find((m) => m.startsWith('ERROR'))!,
+      /message:SERVER_BUSY\\c /,
+    );
     await waitFor(() => ws.readyState === WebSocket.CLOSED, 'the close');
     assert.equal(b.pendingBudget.usedBytes, 0);
     await stillServes(other, 'alive');

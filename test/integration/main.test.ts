@@ -95,7 +95,10 @@ describe('running stompd', { timeout: 30000 }, () => {
     try {
       const listening = started.lines.find((l) => l.msg === 'stompd listening')!;
       assert.equal(listening.host, '127.0.0.1');
-      assert.ok(started.lines.some((l) => l.level === 40 && String(l.msg).startsWith('embedded mode')), 'a warning about embedded mode');
+      assert.ok(
+        started.lines.some((l) => l.level === 40 && String(l.msg).startsWith('embedded mode')),
+        'a warning about embedded mode',
+      );
 
       const client = await RawClient.tcp(started.stompPort);
       const connected = await client.connect({ login: 'maria' });

@@ -79,7 +79,10 @@ describe('npm start', { timeout: 60000 }, () => {
         client.destroy();
       }
       assert.equal(await npmExit, 0, 'npm exits 0 when the broker does');
-      assert.ok(lines.some((l) => l.msg === 'shutting down' && l.signal === 'SIGTERM'), 'the broker got SIGTERM');
+      assert.ok(
+        lines.some((l) => l.msg === 'shutting down' && l.signal === 'SIGTERM'),
+        'the broker got SIGTERM',
+      );
       assert.ok(lines.some((l) => l.msg === 'stompd stopped'));
       const deadline = Date.now() + 5000;
       while (isRunning(brokerPid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));

@@ -202,7 +202,7 @@ describe('embedded mode (AUTH=none) answers loopback Host names and pages only',
     }
   });
 
-  it('TCP has no Host and is unaffected; a browser\'s HTTP request to the STOMP port never becomes a session', async () => {
+  it("TCP has no Host and is unaffected; a browser's HTTP request to the STOMP port never becomes a session", async () => {
     const client = await pool.tcp(broker.tcpPort);
     await accepted(client, { login: 'tcp-user' }, 'tcp-user');
     // What a page's fetch('http://127.0.0.1:61613', { method: 'POST', body: 'CONNECT…' }) sends.

@@ -84,7 +84,7 @@ describe('the API publisher cannot be impersonated', { timeout: 20_000 }, () => 
   });
 });
 
-describe('presence companion destinations are the broker\'s', { timeout: 20_000 }, () => {
+describe("presence companion destinations are the broker's", { timeout: 20_000 }, () => {
   it('a client SEND there is refused with FORBIDDEN; the room itself takes chat', async () => {
     const watcher = await subscribed('dave', '/topic/room.1.presence');
     const member = await subscribed('erin', '/topic/room.1');

@@ -141,10 +141,16 @@ describe('dashboard in chromium (Redis mode, two instances)', { timeout: 150_000
   it('an instance killed is shown gone, then reaped off the list', async () => {
     await b.kill();
     // The row may go between count() and innerText() (reaped meanwhile): a short read, '' when gone.
-    const rowText = async (): Promise<string> => instanceRow('dash-b').innerText({ timeout: 500 }).catch(() => '');
+    const rowText = async (): Promise<string> =>
+      instanceRow('dash-b')
+        .innerText({ timeout: 500 })
+        .catch(() => '');
     await until(async () => (await instanceRow('dash-b').count()) === 0 || /gone|late/.test(await rowText()), 'B shown late, gone or reaped', SEEN_MS, 100);
     await until(async () => (await instanceRow('dash-b').count()) === 0, 'B reaped off the list', SEEN_MS, 200);
     await instanceRow('dash-a').waitFor();
-    assert.deepEqual(errors.filter((e) => !/401/.test(e)), []);
+    assert.deepEqual(
+      errors.filter((e) => !/401/.test(e)),
+      [],
+    );
   });
 });
