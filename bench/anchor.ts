@@ -573,7 +573,9 @@ async function main(): Promise<number> {
               progress(`${name} ${row.label}: ${result.missing} deliveries missing (ended by ${result.endedBy}); log tail:\n${current.logTail()}`);
             }
             process.stdout.write(`${JSON.stringify(result)}\n`);
-            progress(`${name} ${row.label} ${transport} round ${round}: ${result.deliveriesPerSec} deliveries/s, ${result.cpuPerDeliveryUs} µs CPU/delivery (broker ${result.cpu.broker} of a core), p99 ${result.latencyMs.p99} ms`);
+            progress(
+              `${name} ${row.label} ${transport} round ${round}: ${result.deliveriesPerSec} deliveries/s, ${result.cpuPerDeliveryUs} µs CPU/delivery (broker ${result.cpu.broker} of a core), p99 ${result.latencyMs.p99} ms`,
+            );
           } finally {
             await current.stop();
             current = undefined;

@@ -48,7 +48,16 @@ const USAGE = `node dist/bench/app-hook.js [options]
 
 function parseOptions(argv: readonly string[]): Options {
   const options: Options = { subscribers: 100, publishers: 64, messages: 20_000, window: 512, rate: 2000, seconds: 5, bodyBytes: 64, timeoutSeconds: 60, quiet: false };
-  const numeric: Record<string, keyof Options> = { '--subscribers': 'subscribers', '--publishers': 'publishers', '--messages': 'messages', '--window': 'window', '--rate': 'rate', '--seconds': 'seconds', '--size': 'bodyBytes', '--timeout': 'timeoutSeconds' };
+  const numeric: Record<string, keyof Options> = {
+    '--subscribers': 'subscribers',
+    '--publishers': 'publishers',
+    '--messages': 'messages',
+    '--window': 'window',
+    '--rate': 'rate',
+    '--seconds': 'seconds',
+    '--size': 'bodyBytes',
+    '--timeout': 'timeoutSeconds',
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--quiet') options.quiet = true;
@@ -58,7 +67,7 @@ function parseOptions(argv: readonly string[]): Options {
     } else if (numeric[arg] !== undefined) {
       const value = Number(argv[++i]);
       if (!Number.isInteger(value) || value < 1) throw new Error(`${arg} needs a positive integer`);
-      (options as unknown as Record<string, number>)[numeric[arg]!] = value;
+      (options as unknown as Record<string, number>)[numeric[arg]] = value;
     } else throw new Error(`unknown option ${arg}\n${USAGE}`);
   }
   if (options.bodyBytes < 12) throw new Error('--size must be at least 12');
@@ -95,7 +104,7 @@ function startBackend(): Promise<{ port: number; pid: number; stop(): void }> {
   const child = spawn(process.execPath, [path.join(__dirname, 'app-hook-backend.js'), TOPIC], { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     child.once('error', reject);
-    child.stdout!.once('data', (chunk: Buffer) => {
+    child.stdout.once('data', (chunk: Buffer) => {
       const { port } = JSON.parse(chunk.toString()) as { port: number };
       resolve({ port, pid: child.pid!, stop: () => child.kill('SIGTERM') });
     });
@@ -230,13 +239,10 @@ function round(value: number): number {
 function withTimeout(promise: Promise<void>, seconds: number, what: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`timed out after ${seconds} s (${what})`)), seconds * 1000);
-    promise.then(
-      () => {
-        clearTimeout(timer);
-        resolve();
-      },
-      reject,
-    );
+    promise.then(() => {
+      clearTimeout(timer);
+      resolve();
+    }, reject);
   });
 }
 

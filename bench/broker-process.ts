@@ -37,11 +37,7 @@ export interface BrokerLogStats {
 }
 
 /** Log lines that say an instance's liveness lapsed (src/cluster/membership.ts). */
-const LIVENESS_LOST_LINES = [
-  'no liveness refresh for a TTL',
-  'this instance was taken for dead and reaped',
-  'this instance\'s liveness key had expired without a reap',
-];
+const LIVENESS_LOST_LINES = ['no liveness refresh for a TTL', 'this instance was taken for dead and reaped', "this instance's liveness key had expired without a reap"];
 
 export interface BrokerExit {
   code: number | null;
@@ -103,8 +99,8 @@ export function spawnStompd(options: SpawnStompdOptions): Promise<StompdProcess>
     child.once('error', (error) => fail(error.message));
     child.once('exit', (code, signal) => fail(`exited (code ${code}, signal ${signal})`));
 
-    onLines(child.stderr!, remember);
-    onLines(child.stdout!, (line) => {
+    onLines(child.stderr, remember);
+    onLines(child.stdout, (line) => {
       let entry: Record<string, unknown>;
       try {
         entry = JSON.parse(line) as Record<string, unknown>;

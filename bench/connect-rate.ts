@@ -74,7 +74,13 @@ function perSession(before: Map<string, number>, after: Map<string, number>, ses
 async function round(options: Options, mode: 'embedded' | 'redis', redisUrl: string, index: number, admin: Redis): Promise<RoundResult> {
   const env: Record<string, string> = { HEARTBEAT: '0,0', MAX_CONNECTIONS_PER_ADDRESS: '0', SINGLE_SESSION: options.singleSession };
   if (mode === 'redis') Object.assign(env, { REDIS_URL: redisUrl, REDIS_PREFIX: `cr${index}:`, INSTANCE_ID: `connect-rate-${index}` });
-  const broker = await spawnStompd({ mainPath: path.join(__dirname, '..', 'src', 'main.js'), env, nodeArgs: options.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', path.join(options.cpuProfDir, mode)], cpu: undefined, readyTimeoutMs: 20_000 });
+  const broker = await spawnStompd({
+    mainPath: path.join(__dirname, '..', 'src', 'main.js'),
+    env,
+    nodeArgs: options.cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', path.join(options.cpuProfDir, mode)],
+    cpu: undefined,
+    readyTimeoutMs: 20_000,
+  });
   const endpoint: Endpoint = { host: '127.0.0.1', tcpPort: broker.tcpPort, wsPort: broker.wsPort, wsPath: '/ws', login: undefined, passcode: undefined };
   const clients: LoadClient[] = [];
   let failed = 0;

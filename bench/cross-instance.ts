@@ -166,8 +166,7 @@ async function spawnInstances(context: BenchContext, scenario: Scenario, roundIn
   const instances = new Map<InstanceName, Instance>();
   const spawned = await Promise.allSettled(
     names.map(async (name) => {
-      const clusterEnv: Record<string, string> =
-        name === 'single' ? {} : { REDIS_URL: context.redis.url, REDIS_PREFIX: runPrefix(roundIndex, scenario), INSTANCE_ID: `bench-${name.toLowerCase()}` };
+      const clusterEnv: Record<string, string> = name === 'single' ? {} : { REDIS_URL: context.redis.url, REDIS_PREFIX: runPrefix(roundIndex, scenario), INSTANCE_ID: `bench-${name.toLowerCase()}` };
       const broker = await spawnStompd({
         mainPath: options.mainPath !== undefined ? path.resolve(options.mainPath) : MAIN_PATH,
         env: { ...options.brokerEnv, ...clusterEnv },
@@ -239,13 +238,7 @@ function redisDelta(before: RedisCounters, after: RedisCounters): RedisRunStats 
   return { publishes, readsProcessed: reads, publishesPerRead: reads === null || reads === 0 ? null : round(publishes / reads, 2), writesProcessed: writes };
 }
 
-async function openSubscribers(
-  context: BenchContext,
-  scenario: Scenario,
-  instances: Map<InstanceName, Instance>,
-  onDelivered: DeliveryListener,
-  recorders: Map<InstanceName, LatencyRecorder>,
-): Promise<LoadClient[]> {
+async function openSubscribers(context: BenchContext, scenario: Scenario, instances: Map<InstanceName, Instance>, onDelivered: DeliveryListener, recorders: Map<InstanceName, LatencyRecorder>): Promise<LoadClient[]> {
   const { options } = context;
   const count = options.subscribers;
   const clients: LoadClient[] = [];
@@ -325,7 +318,11 @@ async function runScenario(context: BenchContext, scenario: Scenario, roundIndex
     publisher = await LoadClient.open(options.transport, instances.get(publisherHome)!.endpoint, HANDSHAKE_TIMEOUT_MS);
     const prefix = runPrefix(roundIndex, scenario);
     if (scenario !== 'single') await waitForInterest(context, prefix, Object.keys(placement).length);
-    progress(`${label}: ${count} subscribers ready (${Object.entries(placement).map(([name, n]) => `${n} on ${name}`).join(', ')}), publisher on ${publisherHome}`);
+    progress(
+      `${label}: ${count} subscribers ready (${Object.entries(placement)
+        .map(([name, n]) => `${n} on ${name}`)
+        .join(', ')}), publisher on ${publisherHome}`,
+    );
 
     const redisBefore = scenario === 'single' ? undefined : await redisCounters(context.admin);
     const sender = publisher;

@@ -101,12 +101,7 @@ interface RunContext {
 }
 
 /** Open N subscribers, in batches, each subscribed and acknowledged: the first --slow ones slow, over TCP. */
-async function openSubscribers(
-  context: RunContext,
-  onDelivered: DeliveryListener,
-  latency: LatencyRecorder,
-  deadline: number,
-): Promise<{ fast: LoadClient[]; slow: SlowSubscriber[] }> {
+async function openSubscribers(context: RunContext, onDelivered: DeliveryListener, latency: LatencyRecorder, deadline: number): Promise<{ fast: LoadClient[]; slow: SlowSubscriber[] }> {
   const { options, transport, endpoint } = context;
   const count = options.subscribers;
   const slowCount = options.slowSubscribers;

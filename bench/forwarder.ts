@@ -63,7 +63,16 @@ function connection(self: Publisher, subscriber: Subscriber): (chunk: Buffer) =>
   const decoder = new Decoder((frame) => {
     const receipt = headerValue(frame.headers, 'receipt');
     if (frame.command === 'CONNECT' || frame.command === 'STOMP') {
-      send(replyBytes({ command: 'CONNECTED', headers: [['version', '1.2'], ['heart-beat', '0,0']], body: Buffer.alloc(0) }));
+      send(
+        replyBytes({
+          command: 'CONNECTED',
+          headers: [
+            ['version', '1.2'],
+            ['heart-beat', '0,0'],
+          ],
+          body: Buffer.alloc(0),
+        }),
+      );
       decoder.version = '1.2';
     } else if (frame.command === 'SUBSCRIBE') {
       subscribers.add(subscriber);

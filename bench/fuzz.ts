@@ -2,7 +2,7 @@
 // live stompd process over TCP and WebSocket, many connections at once. Holds when: the
 // broker never exits; two bystander clients (one per transport) keep receiving a message
 // published every 200 ms, each within 2 s; and the broker's heap after a full GC comes back,
-// within HEAP_SETTLE_MS, to HEAP_SLACK_BYTES of what it was after a warm-up. Frames are
+// within HEAP_RECOVERY_MS, to HEAP_SLACK_BYTES of what it was after a warm-up. Frames are
 // counted as sent: a connection's frames after its first invalid one are not read (the
 // broker answers ERROR and closes), which is why connections carry 1–12 frames each. Prints one JSON line of figures; exit 1 on
 // a failure. Default 10^6 frames; CI (test/fuzz/fuzz.test.ts) runs 10^5. It lives in bench/, not
@@ -19,7 +19,7 @@ import { chunked, loadCorpus, mutatedFrame } from '../test/fuzz/mutator';
 /** What a broker may keep after the run: its queues are capped at 256 KiB in all (below), plus noise. */
 const HEAP_SLACK_BYTES = 8 * 1024 * 1024;
 /** How long the heap may take to come back once the last fuzz connection is gone. */
-const HEAP_SETTLE_MS = 20_000;
+const HEAP_RECOVERY_MS = 20_000;
 const CONCURRENCY = 12;
 const WARMUP_FRAMES = 2000;
 /** A connection's frames are in when its final DISCONNECT's RECEIPT came, or after this. */
@@ -102,7 +102,10 @@ class Bystanders {
   async start(broker: BrokerProcess): Promise<void> {
     const tcp = await RawClient.tcp(broker.tcpPort);
     const ws = await RawClient.ws(broker.wsPort);
-    for (const [c, login] of [[tcp, 'bystander-tcp'], [ws, 'bystander-ws']] as const) {
+    for (const [c, login] of [
+      [tcp, 'bystander-tcp'],
+      [ws, 'bystander-ws'],
+    ] as const) {
       await c.connect({ login });
       c.sendFrame('SUBSCRIBE', { destination: '/topic/bystanders', id: '1', receipt: 'sub' });
       await c.expect('RECEIPT');
@@ -136,8 +139,10 @@ class Bystanders {
   }
 }
 
-async function fuzz(broker: BrokerProcess, corpus: Buffer[], random: Random, frames: number): Promise<Record<string, number>> {
-  const counts = { frames: 0, connections: 0, receipted: 0, closed: 0, timeout: 0 };
+type FuzzCounts = Record<'frames' | 'connections' | 'receipted' | 'closed' | 'timeout', number>;
+
+async function fuzz(broker: BrokerProcess, corpus: Buffer[], random: Random, frames: number): Promise<FuzzCounts> {
+  const counts: FuzzCounts = { frames: 0, connections: 0, receipted: 0, closed: 0, timeout: 0 };
   let connectionNo = 0;
   const lane = async (): Promise<void> => {
     while (counts.frames < frames) {
@@ -187,13 +192,13 @@ async function main(): Promise<void> {
     failures.push(...bystanders.failures);
     // Closed connections are let go over a few seconds (their timers run out): poll, bounded.
     let finalHeap = Number.NaN;
-    const heapDeadline = Date.now() + HEAP_SETTLE_MS;
+    const heapDeadline = Date.now() + HEAP_RECOVERY_MS;
     while (isAlive) {
       finalHeap = await heapAfterGc(inspectorUrl);
       if (finalHeap <= baselineHeap + HEAP_SLACK_BYTES || Date.now() > heapDeadline) break;
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
-    if (isAlive && finalHeap > baselineHeap + HEAP_SLACK_BYTES) failures.push(`heap after GC ${finalHeap} B, ${HEAP_SETTLE_MS} ms after the run; baseline ${baselineHeap} B: more than ${HEAP_SLACK_BYTES} B kept`);
+    if (isAlive && finalHeap > baselineHeap + HEAP_SLACK_BYTES) failures.push(`heap after GC ${finalHeap} B, ${HEAP_RECOVERY_MS} ms after the run; baseline ${baselineHeap} B: more than ${HEAP_SLACK_BYTES} B kept`);
     process.stdout.write(`${JSON.stringify({ seed: options.seed, ...counts, elapsedMs, framesPerSecond: Math.round((counts.frames / elapsedMs) * 1000), baselineHeap, finalHeap, failures })}\n`);
   } finally {
     bystanders.stop();

@@ -79,7 +79,11 @@ export class LoadClient {
   /** Open the transport and complete CONNECT → CONNECTED. */
   static async open(transport: Transport, endpoint: Endpoint, timeoutMs: number): Promise<LoadClient> {
     const client = await (transport === 'tcp' ? LoadClient.openTcp(endpoint, timeoutMs) : LoadClient.openWs(endpoint, timeoutMs));
-    const headers: [string, string][] = [['accept-version', '1.2'], ['host', '/'], ['heart-beat', endpoint.heartbeat ?? '0,0']];
+    const headers: [string, string][] = [
+      ['accept-version', '1.2'],
+      ['host', '/'],
+      ['heart-beat', endpoint.heartbeat ?? '0,0'],
+    ];
     if (endpoint.login !== undefined) headers.push(['login', endpoint.login]);
     if (endpoint.passcode !== undefined) headers.push(['passcode', endpoint.passcode]);
     try {
@@ -103,7 +107,12 @@ export class LoadClient {
   async subscribe(destination: string, receiptId: string, onDelivered: DeliveryListener, latency: LatencyRecorder | undefined, timeoutMs: number): Promise<void> {
     this.onDelivered = onDelivered;
     this.latency = latency;
-    const headers: [string, string][] = [['id', '0'], ['destination', destination], ['ack', 'auto'], ['receipt', receiptId]];
+    const headers: [string, string][] = [
+      ['id', '0'],
+      ['destination', destination],
+      ['ack', 'auto'],
+      ['receipt', receiptId],
+    ];
     await this.request('SUBSCRIBE', headers, { command: 'RECEIPT', receiptId }, timeoutMs);
   }
 

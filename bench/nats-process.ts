@@ -53,7 +53,7 @@ export function startNatsServer(cpu: number | undefined, readyTimeoutMs: number)
       resolve();
     }),
   );
-  child.stdout!.resume();
+  child.stdout.resume();
   return new Promise((resolve, reject) => {
     let tcpPort: number | undefined;
     let wsPort: number | undefined;
@@ -70,8 +70,8 @@ export function startNatsServer(cpu: number | undefined, readyTimeoutMs: number)
     child.once('error', (error) => fail(error.message));
     child.once('exit', (code) => fail(`exited with code ${code}`));
     let partial = '';
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (text: string) => {
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (text: string) => {
       const lines = (partial + text).split('\n');
       partial = lines.pop()!;
       for (const line of lines) {

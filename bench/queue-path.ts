@@ -42,7 +42,9 @@ function parseOptions(argv: string[]): Options {
 }
 
 const options = parseOptions(process.argv.slice(2));
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- the build to measure is chosen at run time (--dist, to compare two builds)
 const { Router } = require(path.join(options.dist, 'src/broker/router.js')) as { Router: typeof RouterClass };
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- from the same run-time build (--dist)
 const { Subscription } = require(path.join(options.dist, 'src/broker/subscription.js')) as { Subscription: typeof SubscriptionClass };
 
 const ROUTER_OPTIONS = { maxQueueMessages: 1e9, messageIdPrefix: 'bench', topicPrefix: '/topic/', queuePrefix: '/queue/', userPrefix: '/user/' };
@@ -72,7 +74,7 @@ const cases: Record<string, () => number> = {
     for (let i = 0; i < options.depth; i++) void router.publish(router.createMessage('/queue/deep', [], BODY, 'bench'));
     const session = subscriber('deep');
     const subscription = new Subscription(session, '1', '/queue/deep', 'client-individual', 1);
-    router.subscribe(subscription);
+    void router.subscribe(subscription); // a queue: nothing to wait for
     return cpuMs(() => {
       for (let i = 0; i < options.depth; i++) router.ack(subscription, session.ackIds[i]!);
     });
@@ -82,7 +84,7 @@ const cases: Record<string, () => number> = {
     const consumers = [0, 1, 2, 3].map((i) => {
       const session = subscriber(`flow-${i}`);
       const subscription = new Subscription(session, '1', '/queue/flow', 'client-individual', 100);
-      router.subscribe(subscription);
+      void router.subscribe(subscription); // a queue: nothing to wait for
       return { session, subscription, acked: 0 };
     });
     return cpuMs(() => {
@@ -96,7 +98,7 @@ const cases: Record<string, () => number> = {
   },
   topic() {
     const router = new Router(ROUTER_OPTIONS);
-    for (let i = 0; i < 10; i++) router.subscribe(new Subscription(subscriber(`topic-${i}`), '1', '/topic/bench', 'auto'));
+    for (let i = 0; i < 10; i++) void router.subscribe(new Subscription(subscriber(`topic-${i}`), '1', '/topic/bench', 'auto'));
     return cpuMs(() => {
       for (let i = 0; i < options.messages; i++) {
         const message = router.createMessage('/topic/bench', [], BODY, 'bench');

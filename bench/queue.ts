@@ -163,7 +163,13 @@ async function runOnce(mode: string, producersAt: Endpoint[], consumersAt: Endpo
         done();
       }
     };
-    c.send('SUBSCRIBE', [['destination', destination], ['id', `s${i}`], ['ack', 'client-individual'], ['prefetch-count', String(options.prefetch)], ['receipt', `sub${i}`]]);
+    c.send('SUBSCRIBE', [
+      ['destination', destination],
+      ['id', `s${i}`],
+      ['ack', 'client-individual'],
+      ['prefetch-count', String(options.prefetch)],
+      ['receipt', `sub${i}`],
+    ]);
     await c.receipt(`sub${i}`);
     consumers.push(c);
   }
@@ -178,7 +184,10 @@ async function runOnce(mode: string, producersAt: Endpoint[], consumersAt: Endpo
       for (let i = 0; i < share; i++) {
         while (sent - received >= options.window) await new Promise((resolve) => setImmediate(resolve));
         const seq = sent++;
-        const headers: Header[] = [['destination', destination], ['seq', String(seq)]];
+        const headers: Header[] = [
+          ['destination', destination],
+          ['seq', String(seq)],
+        ];
         if (i % 50 === 49 || i === share - 1) {
           headers.push(['receipt', `r${seq}`]);
           receipts.push(p.receipt(`r${seq}`));
@@ -224,21 +233,20 @@ async function startRedisServer(): Promise<{ port: number; child: ChildProcess }
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     let output = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
+    child.stdout.on('data', (chunk: Buffer) => {
       output += chunk.toString();
       if (output.includes('Ready to accept connections')) resolve();
     });
     child.once('exit', () => reject(new Error(`redis-server exited: ${output}`)));
   });
-  child.stdout!.resume();
+  child.stdout.resume();
   return { port, child };
 }
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   const mainPath = options.main;
-  const spawnOne = (env: Record<string, string>): Promise<StompdProcess> =>
-    spawnStompd({ mainPath, env: { HEARTBEAT: '0,0', ...env }, nodeArgs: [], cpu: undefined, readyTimeoutMs: 15000 });
+  const spawnOne = (env: Record<string, string>): Promise<StompdProcess> => spawnStompd({ mainPath, env: { HEARTBEAT: '0,0', ...env }, nodeArgs: [], cpu: undefined, readyTimeoutMs: 15000 });
   const results: RunResult[] = [];
   for (const mode of options.modes) {
     for (let run = 0; run < options.runs; run++) {

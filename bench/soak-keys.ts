@@ -6,7 +6,7 @@
 // shape.
 //
 //   node dist/bench/soak-keys.js [--rooms 100000] [--rooms-per-session 20] [--parallel 16]
-//                                [--restart-every-ms 10000] [--settle-ms 75000]
+//                                [--restart-every-ms 10000] [--ttl-wait-ms 75000]
 
 import net from 'node:net';
 import path from 'node:path';
@@ -20,11 +20,11 @@ interface Options {
   roomsPerSession: number;
   parallel: number;
   restartEveryMs: number;
-  settleMs: number;
+  ttlWaitMs: number;
 }
 
 function parseOptions(argv: string[]): Options {
-  const options: Options = { rooms: 100_000, roomsPerSession: 20, parallel: 16, restartEveryMs: 10_000, settleMs: 75_000 };
+  const options: Options = { rooms: 100_000, roomsPerSession: 20, parallel: 16, restartEveryMs: 10_000, ttlWaitMs: 75_000 };
   for (let i = 0; i < argv.length; i += 2) {
     const name = argv[i]!.replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()) as keyof Options;
     const value = Number(argv[i + 1]);
@@ -134,9 +134,9 @@ async function main(): Promise<void> {
   const atEnd = { keys: await redis.dbsize(), memory: await usedMemory(redis) };
   console.log(`workload: ${options.rooms} rooms, ${sessions} sessions (${failures} cut by a kill -9), ${restarts} instance restarts in ${(ranMs / 1000).toFixed(1)} s`);
   console.log(`at the end of the workload: ${atEnd.keys} keys (peak ${peakKeys}), ${(atEnd.memory / 1e6).toFixed(2)} MB`);
-  await new Promise((resolve) => setTimeout(resolve, options.settleMs));
-  const settled = { keys: await redis.dbsize(), memory: await usedMemory(redis) };
-  console.log(`after ${options.settleMs / 1000} s: ${settled.keys} keys, ${(settled.memory / 1e6).toFixed(2)} MB (baseline ${baseline.keys} keys, ${(baseline.memory / 1e6).toFixed(2)} MB)`);
+  await new Promise((resolve) => setTimeout(resolve, options.ttlWaitMs));
+  const afterTtls = { keys: await redis.dbsize(), memory: await usedMemory(redis) };
+  console.log(`after ${options.ttlWaitMs / 1000} s: ${afterTtls.keys} keys, ${(afterTtls.memory / 1e6).toFixed(2)} MB (baseline ${baseline.keys} keys, ${(baseline.memory / 1e6).toFixed(2)} MB)`);
   for (const [shape, count] of [...(await keyShapes(redis))].sort((a, b) => b[1] - a[1])) console.log(`  ${count}\t${shape}`);
   await Promise.all(instances.map((i) => i.stop()));
   redis.disconnect();

@@ -212,10 +212,12 @@ export class ConfigError extends Error {
  * there and start errors end up in terminals, CI logs and support tickets.
  */
 export function redactUrls(value: string): string {
-  return value.replace(/([a-z][a-z0-9+.-]*:\/\/)([^\s/?#@]*)@/gi, (_all, scheme: string, userInfo: string) => {
-    const colon = userInfo.indexOf(':');
-    return `${scheme}${colon === -1 ? '***' : `${userInfo.slice(0, colon)}:***`}@`;
-  }).replace(/(:\/\/[^\s?#]*)\?[^\s#]*/g, '$1?***');
+  return value
+    .replace(/([a-z][a-z0-9+.-]*:\/\/)([^\s/?#@]*)@/gi, (_all, scheme: string, userInfo: string) => {
+      const colon = userInfo.indexOf(':');
+      return `${scheme}${colon === -1 ? '***' : `${userInfo.slice(0, colon)}:***`}@`;
+    })
+    .replace(/(:\/\/[^\s?#]*)\?[^\s#]*/g, '$1?***');
 }
 
 /** Whether `value` parses as a URL with one of `schemes` (a `new URL` failure names nothing). */
@@ -260,7 +262,11 @@ const optional = (v: string): string => v;
 
 /** Never echoed in an error line. */
 const SECRET_VARIABLES = new Set(['JWT_SECRET', 'ADMIN_TOKEN', 'METRICS_TOKEN', 'BACKEND_SECRET']);
-const list = (v: string): string[] => v.split(',').map((item) => item.trim()).filter((item) => item !== '');
+const list = (v: string): string[] =>
+  v
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
 /** Only the type comes from the contract: without BACKEND_URL nothing of src/backend/ is loaded. */
 const HOOK_NAMES: readonly HookName[] = ['send', 'connect', 'subscribe', 'events', 'refresh'];
 const EVENT_NAMES: readonly SessionEventName[] = ['connect', 'disconnect', 'subscribe', 'unsubscribe'];
@@ -349,13 +355,21 @@ const SETTINGS = {
   HTTP_HOST: ['', optional, 'a host name or address for the HTTP API (default: HOST)'],
   ADMIN_TOKEN: ['', (v: string) => (v === '' || (Buffer.byteLength(v) >= 16 && /^[\x21-\x7e]+$/.test(v)) ? v : null), 'at least 16 printable characters without spaces'],
   METRICS_TOKEN: ['', (v: string) => (v === '' || (Buffer.byteLength(v) >= 16 && /^[\x21-\x7e]+$/.test(v)) ? v : null), 'at least 16 printable characters without spaces'],
-  METRICS_AUTH: ['auto', (v: string) => (v === 'auto' || v === 'public' || v === 'credential' ? v : null), '"public", "credential" (METRICS_TOKEN or an admin credential) or "auto" (credential when METRICS_TOKEN is set)'],
+  METRICS_AUTH: [
+    'auto',
+    (v: string) => (v === 'auto' || v === 'public' || v === 'credential' ? v : null),
+    '"public", "credential" (METRICS_TOKEN or an admin credential) or "auto" (credential when METRICS_TOKEN is set)',
+  ],
   METRICS_QUEUE_SERIES: ['20', integer(0, 10_000), 'an integer from 0 to 10000 (0: totals only)'],
   ADMIN_ROLES: ['ADMIN', (v: string) => (list(v).length > 0 ? list(v) : null), 'role names, comma-separated'],
   DEMO: ['0', (v: string) => (v === '0' || v === '1' ? v === '1' : null), '"0" or "1" (1: the chat demo at /demo on the HTTP port)'],
   BACKEND_URL: ['', (v: string) => (v === '' || /^https?:\/\/[^\s?#]+$/.test(v) ? v.replace(/\/+$/, '') : null), 'an http(s) URL without query, e.g. http://127.0.0.1:3000/stomp'],
   BACKEND_HOOKS: ['', listOf(HOOK_NAMES), `hook names, comma-separated: ${HOOK_NAMES.join(', ')} (default: send)`],
-  APP_PREFIXES: ['/app/', (v: string) => (list(v).length > 0 && list(v).every((d) => d.startsWith('/') && d.endsWith('/') && d.length > 2) ? list(v) : null), 'destination prefixes starting and ending with "/", comma-separated'],
+  APP_PREFIXES: [
+    '/app/',
+    (v: string) => (list(v).length > 0 && list(v).every((d) => d.startsWith('/') && d.endsWith('/') && d.length > 2) ? list(v) : null),
+    'destination prefixes starting and ending with "/", comma-separated',
+  ],
   BACKEND_TIMEOUT_MS: ['2000', integer(1, 600_000), 'an integer from 1 to 600000 (ms)'],
   BACKEND_SECRET: ['', (v: string) => (v === '' || Buffer.byteLength(v) >= 16 ? v : null), 'at least 16 bytes'],
   BACKEND_MAX_RESPONSE_BYTES: ['1048576', integer(1024), 'an integer >= 1024 (bytes)'],
@@ -372,9 +386,7 @@ const SETTINGS = {
 type Settings = typeof SETTINGS;
 type Parsed = { [K in keyof Settings]: Exclude<ReturnType<Settings[K][1]>, null> };
 
-export const CONFIG_DEFAULTS: Readonly<Record<keyof Settings, string>> = Object.freeze(
-  Object.fromEntries(Object.entries(SETTINGS).map(([name, [fallback]]) => [name, fallback])) as Record<keyof Settings, string>,
-);
+export const CONFIG_DEFAULTS: Readonly<Record<keyof Settings, string>> = Object.freeze(Object.fromEntries(Object.entries(SETTINGS).map(([name, [fallback]]) => [name, fallback])) as Record<keyof Settings, string>);
 
 /** Every variable with its default and what a valid value looks like: what `stompd --help` prints. */
 export const SETTING_DESCRIPTIONS: readonly { variable: string; fallback: string; expected: string }[] = Object.freeze(
@@ -437,13 +449,12 @@ export function loadConfig(env: Env): Readonly<Config> {
     throw new ConfigError(missing, '', `expected a path: ${set} is set, and TLS needs both a certificate and its key`);
   }
   if (p.TLS_CA_FILE !== '' && p.TLS_CERT_FILE === '') throw new ConfigError('TLS_CERT_FILE', '', 'expected a path: TLS_CA_FILE (client certificates) needs the TLS listeners, which need TLS_CERT_FILE and TLS_KEY_FILE');
-  const tls: TlsConfig | undefined =
-    p.TLS_CERT_FILE === '' ? undefined : { certFile: p.TLS_CERT_FILE, keyFile: p.TLS_KEY_FILE, caFile: p.TLS_CA_FILE || undefined, stompTlsPort: p.STOMP_TLS_PORT, wssPort: p.WSS_PORT };
+  const tls: TlsConfig | undefined = p.TLS_CERT_FILE === '' ? undefined : { certFile: p.TLS_CERT_FILE, keyFile: p.TLS_KEY_FILE, caFile: p.TLS_CA_FILE || undefined, stompTlsPort: p.STOMP_TLS_PORT, wssPort: p.WSS_PORT };
   if (p.STOMP_PORT === undefined && p.WS_PORT === undefined && (tls === undefined || (tls.stompTlsPort === undefined && tls.wssPort === undefined))) {
     throw new ConfigError('STOMP_PORT', 'off', 'expected a port: STOMP_PORT and WS_PORT cannot both be off without a TLS listener (TLS_CERT_FILE with STOMP_TLS_PORT or WSS_PORT)');
   }
   if (p.PROXY_PROTOCOL && p.TRUSTED_PROXIES.length === 0) {
-    throw new ConfigError('TRUSTED_PROXIES', '', 'expected the proxies\' addresses: PROXY_PROTOCOL=1 believes PROXY headers from TRUSTED_PROXIES only');
+    throw new ConfigError('TRUSTED_PROXIES', '', "expected the proxies' addresses: PROXY_PROTOCOL=1 believes PROXY headers from TRUSTED_PROXIES only");
   }
   if (p.SOCKJS_PATH !== '') {
     if (p.WS_PORT === undefined && tls?.wssPort === undefined) {
@@ -471,9 +482,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     limits: { maxFrameBytes: p.MAX_FRAME_BYTES, maxHeaders: p.MAX_HEADERS, maxHeaderLineBytes: p.MAX_HEADER_LINE_BYTES },
     writeBufferLimitBytes: p.WRITE_BUFFER_LIMIT_BYTES,
     slowConsumerPolicy: p.SLOW_CONSUMER_POLICY,
-    flowControl: p.FLOW_CONTROL
-      ? { behindShare: p.FLOW_CONTROL_BEHIND_SHARE, windowDeliveries: p.FLOW_CONTROL_WINDOW, stallMs: p.FLOW_CONTROL_STALL_MS, maxHoldMs: p.FLOW_CONTROL_MAX_HOLD_MS }
-      : undefined,
+    flowControl: p.FLOW_CONTROL ? { behindShare: p.FLOW_CONTROL_BEHIND_SHARE, windowDeliveries: p.FLOW_CONTROL_WINDOW, stallMs: p.FLOW_CONTROL_STALL_MS, maxHoldMs: p.FLOW_CONTROL_MAX_HOLD_MS } : undefined,
     flowBehindBytes,
     relayBacklogBytes: p.RELAY_BACKLOG_BYTES,
     topicPrefix: p.TOPIC_PREFIX,
@@ -502,7 +511,7 @@ export function loadConfig(env: Env): Readonly<Config> {
       roleClaims: p.JWT_ROLE_CLAIM,
       requireExp: p.JWT_REQUIRE_EXP,
     },
-    singleSession: p.SINGLE_SESSION as SingleSessionMode,
+    singleSession: p.SINGLE_SESSION,
     maxSessionsPerUser: p.MAX_SESSIONS_PER_USER,
     userPrefix: p.USER_PREFIX,
     aclFile: p.ACL_FILE || undefined,
@@ -527,7 +536,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     http: { ...httpConfig(p, authMode === 'jwt'), isDemo: p.DEMO },
     trustedProxies: p.TRUSTED_PROXIES,
     proxyProtocol: p.PROXY_PROTOCOL,
-    forwardedHeader: p.FORWARDED_HEADER as ForwardedHeader,
+    forwardedHeader: p.FORWARDED_HEADER,
     tls,
     backend,
     tokenRefreshDestination: p.TOKEN_REFRESH_DESTINATION,
@@ -544,7 +553,12 @@ function backendConfig(p: Parsed): BackendConfig | undefined {
     throw new ConfigError('BACKEND_SUBSCRIBE_PATTERNS', p.BACKEND_SUBSCRIBE_PATTERNS.join(','), 'expected "subscribe" in BACKEND_HOOKS too: the patterns name what the subscribe hook decides');
   }
   for (const prefix of p.APP_PREFIXES) {
-    for (const [variable, other] of [['TOPIC_PREFIX', p.TOPIC_PREFIX], ['QUEUE_PREFIX', p.QUEUE_PREFIX], ['USER_PREFIX', p.USER_PREFIX], ['TOKEN_REFRESH_DESTINATION', p.TOKEN_REFRESH_DESTINATION]] as const) {
+    for (const [variable, other] of [
+      ['TOPIC_PREFIX', p.TOPIC_PREFIX],
+      ['QUEUE_PREFIX', p.QUEUE_PREFIX],
+      ['USER_PREFIX', p.USER_PREFIX],
+      ['TOKEN_REFRESH_DESTINATION', p.TOKEN_REFRESH_DESTINATION],
+    ] as const) {
       if (prefix.startsWith(other) || other.startsWith(prefix)) throw new ConfigError('APP_PREFIXES', p.APP_PREFIXES.join(','), `expected prefixes apart from ${variable} (${other})`);
     }
   }
@@ -605,7 +619,11 @@ function hostPort(node: string): { host: string; port: number } {
 
 /** Host name and pid say where; the random part keeps a restarted process (same pid in a container) apart. */
 function defaultInstanceId(): string {
-  const host = os.hostname().replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 60) || 'host';
+  const host =
+    os
+      .hostname()
+      .replace(/[^A-Za-z0-9._-]/g, '-')
+      .slice(0, 60) || 'host';
   return `${host}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 

@@ -71,7 +71,10 @@ async function hashPasswordCommand(args: string[]): Promise<void> {
     const arg = args[i]!;
     if ((arg === '--login' || arg === '--roles') && i + 1 >= args.length) throw new Error(`hash-password: ${arg} needs a value (see stompd --help)`);
     if (arg === '--login') login = args[++i];
-    else if (arg === '--roles') roles = args[++i]!.split(',').map((r) => r.trim()).filter((r) => r !== '');
+    else if (arg === '--roles')
+      roles = args[++i]!.split(',')
+        .map((r) => r.trim())
+        .filter((r) => r !== '');
     else if (arg.startsWith('--')) throw new Error(`hash-password: unknown option ${arg} (see stompd --help)`);
     else if (password === undefined) password = arg;
     else throw new Error('hash-password: one password at most (see stompd --help)');

@@ -311,7 +311,7 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
         await closing;
       }
       // Their LEAVEs are decided (in Redis, before the connection goes).
-      if (!(await settlesWithin(tracker.settle(), config.shutdownTimeoutMs))) logger.warn('presence leaves took too long: gave up');
+      if (!(await settlesWithin(tracker.whenIdle(), config.shutdownTimeoutMs))) logger.warn('presence leaves took too long: gave up');
       await http?.close().catch((err: unknown) => logger.warn({ err }, 'closing the HTTP API failed'));
       // The sessions' DISCONNECT events are given their chance.
       await backend?.stop(config.shutdownTimeoutMs);

@@ -80,7 +80,7 @@ export interface SharedStateDeps {
   local: LocalSessions;
   localPresence: LocalPresence;
   /** This instance's totals (with Redis, published with each liveness refresh). */
-  report(): InstanceReport;
+  report: () => InstanceReport;
 }
 
 /** One process: everything in memory, nobody else to reach. */
@@ -89,7 +89,8 @@ export function embeddedState(deps: SharedStateDeps): SharedState {
   return {
     registry: new MemoryRegistry(),
     revocations: new MemoryRevocations(deps.revocationTtlSeconds * 1000),
-    presenceStore: new MemoryPresenceStore((message) => router.publish(message), deps.presenceRooms, deps.messageIdPrefix),
+    // Rooms are topics (config refuses other patterns): a topic publish is done at once, nothing to wait for.
+    presenceStore: new MemoryPresenceStore((message) => void router.publish(message), deps.presenceRooms, deps.messageIdPrefix),
     remote: NO_OTHER_INSTANCES,
     eventOutboxes: async () => new (await import('./backend/event-outbox')).MemoryOutboxes(),
     instances: singleInstance(deps.report),

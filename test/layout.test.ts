@@ -31,7 +31,7 @@ describe('layout', () => {
     assert.equal(tsconfig.compilerOptions.strict, true);
   });
 
-  it('depends at run time on the design card\'s packages only; STOMP clients are dev-only', () => {
+  it("depends at run time on the design card's packages only; STOMP clients are dev-only", () => {
     const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
     const allowed = new Set(['ws', 'ioredis', 'fastify', 'jose', 'pino', 'prom-client', '@fastify/swagger', 'sockjs', 'undici']);
     for (const name of Object.keys(pkg.dependencies)) assert.ok(allowed.has(name), `unexpected runtime dependency ${name}`);
@@ -86,7 +86,7 @@ describe('layout', () => {
     }
   });
 
-  it('README\'s Errors section lists every ERROR code the broker can send', () => {
+  it("README's Errors section lists every ERROR code the broker can send", () => {
     const readme = read('README.md');
     const errors = readme.slice(readme.indexOf('## Errors'), readme.indexOf('## Configuration'));
     const codes = new Set<string>();
@@ -106,6 +106,6 @@ describe('layout', () => {
     assert.equal(command, 'npm test');
     const lines = ci.split('\n').map((l) => l.trim());
     assert.equal(lines.filter((l) => l === command).length, 1);
-    assert.ok(lines.indexOf(command!) > lines.findIndex((l) => l.startsWith('npm ci')));
+    assert.ok(lines.indexOf(command) > lines.findIndex((l) => l.startsWith('npm ci')));
   });
 });

@@ -63,7 +63,10 @@ async function tokenEndpoint(): Promise<http.Server> {
       response.writeHead(404).end();
       return;
     }
-    mint(SECRET, { sub: 'alice' }, { exp: Math.floor(Date.now() / 1000) + 60 }).then((token) => response.end(token));
+    mint(SECRET, { sub: 'alice' }, { exp: Math.floor(Date.now() / 1000) + 60 }).then(
+      (token) => response.end(token),
+      (error: unknown) => response.writeHead(500).end(String(error)),
+    );
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return server;
@@ -102,7 +105,7 @@ describe('README JavaScript blocks run as written', { timeout: 60000 }, () => {
         const code = block.code
           .replaceAll(':15674', `:${broker.wsPort}`)
           .replaceAll(':61613', `:${broker.tcpPort}`)
-          .replaceAll("port: 61613", `port: ${broker.tcpPort}`)
+          .replaceAll('port: 61613', `port: ${broker.tcpPort}`)
           .replaceAll(':3000', `:${tokens ? (tokens.address() as AddressInfo).port : 3000}`);
         fs.mkdirSync(BLOCK_DIR, { recursive: true });
         const file = path.join(BLOCK_DIR, `line-${block.line}.mjs`);

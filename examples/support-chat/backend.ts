@@ -103,6 +103,9 @@ export interface SupportChat {
   seenEvents: Set<string>;
 }
 
+/** A text field of a client's JSON: anything but a string counts as empty (no "[object Object]" subjects). */
+const textOf = (value: unknown): string => (typeof value === 'string' ? value : '');
+
 const json = (text: string | undefined): Record<string, unknown> => {
   try {
     const value: unknown = JSON.parse(text ?? '');
@@ -209,7 +212,7 @@ export function buildSupportChat(options: SupportChatOptions = {}): SupportChat 
     switch (call.lookup) {
       case '/ticket.open': {
         if (role !== 'CUSTOMER') return { error: { code: 'NOT_A_CUSTOMER', message: 'only customers open tickets' } };
-        const ticket: Ticket = { id: String(nextTicket++), customer: call.userId, subject: String(payload.subject ?? ''), agent: undefined, isCustomerOnline: true };
+        const ticket: Ticket = { id: String(nextTicket++), customer: call.userId, subject: textOf(payload.subject), agent: undefined, isCustomerOnline: true };
         tickets.set(ticket.id, ticket);
         const summary = JSON.stringify(ticket);
         return {
@@ -232,7 +235,7 @@ export function buildSupportChat(options: SupportChatOptions = {}): SupportChat 
         const ticket = tickets.get(String(payload.ticketId));
         // @MessageExceptionHandler: the sender hears it on /user/queue/errors, the connection stays.
         if (!isParticipant(ticket, call.userId)) return { error: { code: 'NOT_IN_TICKET', message: `you are not in ticket ${String(payload.ticketId)}` } };
-        const text = String(payload.text ?? '').slice(0, 2000);
+        const text = textOf(payload.text).slice(0, 2000);
         return { publish: [{ destination: `/topic/ticket.${ticket!.id}`, body: JSON.stringify({ from: call.userId, text }), headers: { 'x-ticket': ticket!.id } }] };
       }
       default:
@@ -269,7 +272,8 @@ export function buildSupportChat(options: SupportChatOptions = {}): SupportChat 
     // An events answer carries no messages: the app publishes through POST /api/publish, as
     // any server-side code does (SimpMessagingTemplate outside a controller).
     // A failed publish fails the call: stompd delivers these events again (ids already seen are skipped).
-    await Promise.all(notices.map((notice) => options.publish?.(notice)));
+    const { publish } = options;
+    if (publish !== undefined) await Promise.all(notices.map((notice) => publish(notice)));
     return reply.code(204).send();
   });
 

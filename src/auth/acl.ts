@@ -38,7 +38,7 @@ const ALLOW_ALL: AccessRules = { isAllowed: () => true };
 /** Turn a destination pattern into a regex whose groups are its {userId} places. */
 export function compilePattern(pattern: string): RegExp {
   let source = '';
-  for (let i = 0; i < pattern.length; ) {
+  for (let i = 0; i < pattern.length;) {
     if (pattern.startsWith('{userId}', i)) {
       source += '([^/]+)';
       i += '{userId}'.length;
@@ -77,7 +77,7 @@ export function parseRules(text: string, source: string): AccessRules {
   if (typeof raw !== 'object' || raw === null || !Array.isArray((raw as { rules?: unknown }).rules)) return fail('expected an object with a "rules" array');
   const file = raw as { default?: unknown; rules: unknown[] };
   if (file.default !== undefined && file.default !== 'allow' && file.default !== 'deny') return fail('expected "default" to be "allow" or "deny"');
-  const fallback: Effect = (file.default as Effect | undefined) ?? 'deny';
+  const fallback: Effect = file.default ?? 'deny';
   const rules = file.rules.map((entry, index): CompiledRule => {
     const rule = entry as { effect?: unknown; actions?: unknown; roles?: unknown; destinations?: unknown };
     const where = `rule ${index + 1}`;
@@ -88,7 +88,7 @@ export function parseRules(text: string, source: string): AccessRules {
     if (!Array.isArray(rule.destinations) || rule.destinations.length === 0 || !rule.destinations.every((d) => typeof d === 'string' && d.startsWith('/'))) {
       return fail(`expected ${where} "destinations" to be a non-empty array of patterns starting with "/"`);
     }
-    const roles = rule.roles as string[] | undefined;
+    const roles = rule.roles;
     return {
       effect: rule.effect,
       actions: new Set(actions as AclAction[]),

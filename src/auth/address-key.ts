@@ -26,7 +26,7 @@ function bareAddress(address: string): string {
 function expandIpv6(ip: string): string[] {
   const withoutZone = ip.split('%')[0]!.toLowerCase();
   const [head, tail] = withoutZone.includes('::') ? withoutZone.split('::') : [withoutZone, undefined];
-  const headParts = head === '' ? [] : head!.split(':');
+  const headParts = head === '' ? [] : head.split(':');
   const tailParts = tail === undefined || tail === '' ? [] : tail.split(':');
   const zeros = Array.from({ length: Math.max(0, 8 - headParts.length - tailParts.length) }, () => '0');
   return [...headParts, ...(tail === undefined ? [] : zeros), ...tailParts].map((part) => part.replace(/^0+(?=.)/, ''));

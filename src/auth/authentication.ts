@@ -35,11 +35,7 @@ export function chooseAuthentication(config: Readonly<AuthenticationConfig>, log
   const jwtVerifier = config.authMode === 'jwt' ? createJwtVerifier(config.jwt) : undefined;
   // A CONNECT hook authenticates by itself: the bare login header is then not a user id.
   const isHookAuthenticated = config.backend?.hooks.has('connect') === true && config.authMode === 'none';
-  const link =
-    jwtVerifier !== undefined ? jwtAuthenticator(jwtVerifier)
-    : usersFile !== undefined ? passwordAuthenticator(usersFile)
-    : isHookAuthenticated ? undefined
-    : loginAsUserId();
+  const link = jwtVerifier !== undefined ? jwtAuthenticator(jwtVerifier) : usersFile !== undefined ? passwordAuthenticator(usersFile) : isHookAuthenticated ? undefined : loginAsUserId();
   const warnIfUsersFileExposed = (): void => {
     const exposedMode = usersFile?.exposedMode();
     if (exposedMode !== undefined) {

@@ -10,10 +10,7 @@ export function loginAsUserId(): Interceptor {
     name: 'login-as-user-id',
     onConnect(ctx: ConnectContext): void {
       const login = headerValue(ctx.frame.headers, 'login');
-      ctx.principal =
-        login !== undefined && login !== ''
-          ? { userId: login, roles: [], isAnonymous: false }
-          : { userId: `anonymous-${ctx.session.id}`, roles: [], isAnonymous: true };
+      ctx.principal = login !== undefined && login !== '' ? { userId: login, roles: [], isAnonymous: false } : { userId: `anonymous-${ctx.session.id}`, roles: [], isAnonymous: true };
     },
   };
 }

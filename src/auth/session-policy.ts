@@ -48,17 +48,17 @@ export function sessionPolicy(registry: SessionRegistry, options: SessionPolicyO
       let result: BindResult;
       try {
         result = await registry.bind(
-        {
-          sessionId: session.id,
-          userId: principal.userId,
-          roles: principal.roles,
-          instanceId,
-          transport: session.transport,
-          remoteAddress: session.peer.remoteAddress,
-          connectedAt: now,
-          lastSeenAt: now,
-        },
-        principal.isAnonymous ? unlimited : policy,
+          {
+            sessionId: session.id,
+            userId: principal.userId,
+            roles: principal.roles,
+            instanceId,
+            transport: session.transport,
+            remoteAddress: session.peer.remoteAddress,
+            connectedAt: now,
+            lastSeenAt: now,
+          },
+          principal.isAnonymous ? unlimited : policy,
         );
       } catch (error) {
         if (!(error instanceof RegistryUnavailableError)) throw error;

@@ -27,7 +27,14 @@ export function tokenRefresh(destination: string, verifier: JwtVerifier): Destin
       if (principal.userId !== session.userId) throw new StompError('UNAUTHENTICATED', 'the new token is for another user');
       session.renewLogin(principal);
       for (const subscription of [...session.subscriptions.values()]) {
-        const check: Frame = { command: 'SUBSCRIBE', headers: [['destination', subscription.destination], ['id', subscription.id]], body: Buffer.alloc(0) };
+        const check: Frame = {
+          command: 'SUBSCRIBE',
+          headers: [
+            ['destination', subscription.destination],
+            ['id', subscription.id],
+          ],
+          body: Buffer.alloc(0),
+        };
         try {
           await runChain(session.deps.interceptors, 'onSubscribe', { session, frame: check, destination: subscription.destination });
         } catch (error) {

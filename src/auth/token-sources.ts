@@ -47,7 +47,10 @@ function cookieValue(header: string | string[] | undefined, name: string): strin
     for (const pair of line.split(';')) {
       const eq = pair.indexOf('=');
       if (eq !== -1 && pair.slice(0, eq).trim() === name) {
-        const raw = pair.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1');
+        const raw = pair
+          .slice(eq + 1)
+          .trim()
+          .replace(/^"(.*)"$/, '$1');
         try {
           return decodeURIComponent(raw);
         } catch {

@@ -113,7 +113,7 @@ export function parseUsers(text: string, source: string): UserTable {
     byLogin.set(entry.login, { login: entry.login, password, roles: Object.freeze([...roles]) });
     return undefined;
   });
-  const first = byLogin.values().next().value as UserEntry | undefined;
+  const first = byLogin.values().next().value;
   const params = first?.password ?? DEFAULT_SCRYPT_PARAMS;
   const dummy: PasswordHash = { N: params.N, r: params.r, p: params.p, salt: randomBytes(SALT_BYTES), hash: randomBytes(first?.password.hash.length ?? HASH_BYTES) };
   return { byLogin, dummy };

@@ -116,42 +116,42 @@ export function accessHooks(deps: AccessHooksDeps): { connect: Interceptor; acce
   };
 
   const admit = async (ctx: ConnectContext): Promise<void> => {
-      const base = sessions.callBase(ctx.session);
-      const call: ConnectCall = {
-        ...base,
-        userId: ctx.principal?.userId ?? '',
-        roles: [...(ctx.principal?.roles ?? [])],
-        connectHeaders: connectHeadersOf(ctx),
-        http: forwarded(ctx.session, deps.forwardHeaders),
-      };
-      let answer;
-      try {
-        const raw = await caller.call('connect', call);
-        if (raw === undefined) throw new StompError('UNAUTHENTICATED', 'the application admitted nobody');
-        answer = parseConnectAnswer(raw);
-      } catch (error) {
-        unavailable(error);
-      }
-      if (answer.error !== undefined) throw new StompError(errorCode(answer.error.code, 'UNAUTHENTICATED'), answer.error.message || 'refused by the application');
-      const earlier = ctx.principal;
-      const userId = answer.userId ?? earlier?.userId;
-      if (userId === undefined || userId === '') throw new StompError('UNAUTHENTICATED', 'the application answered no userId');
-      if (earlier !== undefined && !earlier.isAnonymous && earlier.tokenIssuedAtMs !== undefined && userId !== earlier.userId) {
-        throw new StompError('UNAUTHENTICATED', 'the application named another user than the token');
-      }
-      const expiresAtMs = Math.min(answer.expiresAt ?? Infinity, earlier?.expiresAtMs ?? Infinity);
-      const principal: Principal = {
-        userId,
-        roles: answer.roles ?? earlier?.roles ?? [],
-        isAnonymous: false,
-        ...(Number.isFinite(expiresAtMs) ? { expiresAtMs } : {}),
-        ...(earlier?.tokenIssuedAtMs !== undefined ? { tokenIssuedAtMs: earlier.tokenIssuedAtMs } : {}),
-      };
-      ctx.principal = principal;
-      const state = sessions.of(ctx.session);
-      state.attributes = answer.attributes ?? {};
-      state.permissions = compilePermissions(answer.permissions);
-      if (deps.isRefreshHookOn && answer.expiresAt !== undefined) scheduleRefresh(ctx.session.id, answer.expiresAt);
+    const base = sessions.callBase(ctx.session);
+    const call: ConnectCall = {
+      ...base,
+      userId: ctx.principal?.userId ?? '',
+      roles: [...(ctx.principal?.roles ?? [])],
+      connectHeaders: connectHeadersOf(ctx),
+      http: forwarded(ctx.session, deps.forwardHeaders),
+    };
+    let answer;
+    try {
+      const raw = await caller.call('connect', call);
+      if (raw === undefined) throw new StompError('UNAUTHENTICATED', 'the application admitted nobody');
+      answer = parseConnectAnswer(raw);
+    } catch (error) {
+      unavailable(error);
+    }
+    if (answer.error !== undefined) throw new StompError(errorCode(answer.error.code, 'UNAUTHENTICATED'), answer.error.message || 'refused by the application');
+    const earlier = ctx.principal;
+    const userId = answer.userId ?? earlier?.userId;
+    if (userId === undefined || userId === '') throw new StompError('UNAUTHENTICATED', 'the application answered no userId');
+    if (earlier !== undefined && !earlier.isAnonymous && earlier.tokenIssuedAtMs !== undefined && userId !== earlier.userId) {
+      throw new StompError('UNAUTHENTICATED', 'the application named another user than the token');
+    }
+    const expiresAtMs = Math.min(answer.expiresAt ?? Infinity, earlier?.expiresAtMs ?? Infinity);
+    const principal: Principal = {
+      userId,
+      roles: answer.roles ?? earlier?.roles ?? [],
+      isAnonymous: false,
+      ...(Number.isFinite(expiresAtMs) ? { expiresAtMs } : {}),
+      ...(earlier?.tokenIssuedAtMs !== undefined ? { tokenIssuedAtMs: earlier.tokenIssuedAtMs } : {}),
+    };
+    ctx.principal = principal;
+    const state = sessions.of(ctx.session);
+    state.attributes = answer.attributes ?? {};
+    state.permissions = compilePermissions(answer.permissions);
+    if (deps.isRefreshHookOn && answer.expiresAt !== undefined) scheduleRefresh(ctx.session.id, answer.expiresAt);
   };
 
   const connect: Interceptor = {

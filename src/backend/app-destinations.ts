@@ -92,7 +92,11 @@ export function appDestinations(deps: AppDestinationsDeps): DestinationHandler {
 
   const reportError = (session: Session, frame: Frame, code: string, text: string): void => {
     deps.errorCounts[code] = (deps.errorCounts[code] ?? 0) + 1;
-    const headers: Header[] = [['x-error-code', code], ['message', text], ['content-type', 'text/plain']];
+    const headers: Header[] = [
+      ['x-error-code', code],
+      ['message', text],
+      ['content-type', 'text/plain'],
+    ];
     const receipt = headerValue(frame.headers, 'receipt');
     if (receipt !== undefined) headers.push(['receipt-id', receipt]);
     toSession(session, ERRORS_DESTINATION, headers, Buffer.from(text));

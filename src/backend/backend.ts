@@ -26,7 +26,7 @@ export interface BackendDeps {
   events: LifecycleEvents;
   logger: Logger;
   topicPrefix: string;
-  sessionById(sessionId: string): Session | undefined;
+  sessionById: (sessionId: string) => Session | undefined;
   /** Where the session events wait (memory, or Redis streams), and how a dead instance's are taken over. */
   outboxes: SharedOutboxes;
 }
@@ -75,15 +75,16 @@ export function startBackend(config: BackendConfig, deps: BackendDeps): Backend 
   let appHandler: DestinationHandler | undefined;
   if (hooks.has('send') || hooks.has('subscribe')) {
     const handler = appDestinations({ caller, sessions, router: deps.router, appPrefixes: config.appPrefixes, topicPrefix: deps.topicPrefix, logger: deps.logger, errorCounts: errors });
+    // Calls through `handler`, not its functions taken off it: they stay its methods.
     appHandler = {
       name: handler.name,
-      handles: handler.handles,
+      handles: (destination) => handler.handles(destination),
       send: hooks.has('send')
-        ? handler.send
+        ? (session, frame, destination) => handler.send(session, frame, destination)
         : (_session, _frame, destination) => {
             throw new StompError('UNKNOWN_DESTINATION', `SEND to ${JSON.stringify(destination)}: the send hook is off (BACKEND_HOOKS)`);
           },
-      ...(hooks.has('subscribe') ? { subscribe: handler.subscribe! } : {}),
+      ...(hooks.has('subscribe') ? { subscribe: (session, frame, destination, subscriptionId) => handler.subscribe!(session, frame, destination, subscriptionId) } : {}),
     };
   }
 

@@ -85,7 +85,8 @@ export function createBackendClient(options: BackendClientOptions): HookCaller {
   };
   const release = (): void => {
     const next = waiting.shift();
-    if (next !== undefined) next(); // the slot passes on: inFlight unchanged
+    if (next !== undefined)
+      next(); // the slot passes on: inFlight unchanged
     else inFlight--;
   };
 

@@ -241,7 +241,7 @@ export function parseSendAnswer(value: unknown): SendAnswer {
 function stringList(value: unknown, where: string): string[] | undefined {
   if (value === undefined || value === null) return undefined;
   if (!Array.isArray(value) || !value.every((v) => typeof v === 'string')) throw new ContractError(`${where} must be an array of strings`);
-  return value as string[];
+  return value;
 }
 
 function timestamp(value: unknown, where: string): number | undefined {

@@ -26,6 +26,7 @@ export interface UserDestination {
  * destination needs them, and each is a way to make a name look different to a pattern,
  * a log line or a person than it is.
  */
+// eslint-disable-next-line no-control-regex -- control characters are what this looks for
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 
 export function hasControlCharacters(destination: string): boolean {

@@ -156,7 +156,7 @@ export class FlowControl {
     if (behind.size > 0) {
       for (const [key, count] of behind) {
         let byInstance = this.remote.get(key);
-        if (byInstance === undefined) this.remote.set(key, (byInstance = new Map()));
+        if (byInstance === undefined) this.remote.set(key, (byInstance = new Map<string, number>()));
         byInstance.set(origin, count);
       }
       this.reports.set(origin, { expiresAt: performance.now() + ttlMs, keys: [...behind.keys()] });
@@ -263,24 +263,27 @@ export class FlowControl {
     const leftMs = hold.startedAt + maxHoldMs - performance.now();
     // Decided now, not when it fires: a timer may fire a fraction of a millisecond early.
     const isAtBound = leftMs <= stallMs;
-    hold.timer = setTimeout(() => {
-      hold.timer = undefined;
-      if (!this.holds.has(hold)) return;
-      if (isAtBound) {
-        this.counts.releasedByTimeout++;
-        const members = [...hold.members.keys()];
-        this.end(hold);
-        for (const subscriber of members) this.markStalled(subscriber);
-        return;
-      }
-      const stalledNow: FlowSubscriber[] = [];
-      for (const [subscriber, member] of hold.members) {
-        if (subscriber.acceptedBytes === member.acceptedBytes) stalledNow.push(subscriber);
-        else member.acceptedBytes = subscriber.acceptedBytes;
-      }
-      for (const subscriber of stalledNow) this.markStalled(subscriber);
-      if (this.holds.has(hold)) this.armStallCheck(hold);
-    }, Math.max(1, Math.min(stallMs, leftMs)));
+    hold.timer = setTimeout(
+      () => {
+        hold.timer = undefined;
+        if (!this.holds.has(hold)) return;
+        if (isAtBound) {
+          this.counts.releasedByTimeout++;
+          const members = [...hold.members.keys()];
+          this.end(hold);
+          for (const subscriber of members) this.markStalled(subscriber);
+          return;
+        }
+        const stalledNow: FlowSubscriber[] = [];
+        for (const [subscriber, member] of hold.members) {
+          if (subscriber.acceptedBytes === member.acceptedBytes) stalledNow.push(subscriber);
+          else member.acceptedBytes = subscriber.acceptedBytes;
+        }
+        for (const subscriber of stalledNow) this.markStalled(subscriber);
+        if (this.holds.has(hold)) this.armStallCheck(hold);
+      },
+      Math.max(1, Math.min(stallMs, leftMs)),
+    );
     hold.timer.unref();
   }
 
@@ -304,16 +307,19 @@ export class FlowControl {
     if (this.reportSweep !== undefined && this.reportSweepAt <= at) return;
     clearTimeout(this.reportSweep);
     this.reportSweepAt = at;
-    this.reportSweep = setTimeout(() => {
-      this.reportSweep = undefined;
-      const now = performance.now();
-      let nextMs: number | undefined;
-      for (const [origin, report] of [...this.reports]) {
-        if (report.expiresAt <= now) this.reportFrom(origin, new Map(), 0);
-        else nextMs = Math.min(nextMs ?? Infinity, report.expiresAt - now);
-      }
-      if (nextMs !== undefined) this.armReportSweep(nextMs);
-    }, Math.max(1, ttlMs));
+    this.reportSweep = setTimeout(
+      () => {
+        this.reportSweep = undefined;
+        const now = performance.now();
+        let nextMs: number | undefined;
+        for (const [origin, report] of [...this.reports]) {
+          if (report.expiresAt <= now) this.reportFrom(origin, new Map(), 0);
+          else nextMs = Math.min(nextMs ?? Infinity, report.expiresAt - now);
+        }
+        if (nextMs !== undefined) this.armReportSweep(nextMs);
+      },
+      Math.max(1, ttlMs),
+    );
     this.reportSweep.unref();
   }
 

@@ -30,7 +30,7 @@ function looseName(name: string): string {
   return folded.replace(/[^a-z0-9]/g, '');
 }
 
-const NON_ASCII = /[^\x00-\x7f]/;
+const NON_ASCII = /[\u0080-\uffff]/;
 
 const RESERVED_LOOSE_NAMES: ReadonlySet<string> = new Set(RESERVED_HEADERS.map(looseName));
 
@@ -163,7 +163,10 @@ export class Message {
     const cache = this.isRedelivered ? this.redeliveredTails : this.tails;
     let tail = cache[version];
     if (tail === undefined) {
-      const headers: Header[] = [['destination', this.destination], ['message-id', this.id]];
+      const headers: Header[] = [
+        ['destination', this.destination],
+        ['message-id', this.id],
+      ];
       if (this.isRedelivered) headers.push(['redelivered', 'true']);
       for (const header of this.headers) if (isNameCarriedBy(header[0], version)) headers.push(header);
       tail = encodeFrameTail(headers, this.body, version);

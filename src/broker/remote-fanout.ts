@@ -25,7 +25,7 @@ export interface RemoteFanOutOptions {
    * The destinations waiting here and their subscriber counts while congested; an empty map
    * once it is not. Called when that changes, and again every renewMs while congested.
    */
-  onCongestion?(waiting: ReadonlyMap<string, number>): void;
+  onCongestion?: (waiting: ReadonlyMap<string, number>) => void;
   turn: TurnBudget;
   /** undefined: flow control is off (messages are delivered as fast as the turns allow). */
   account: FlowAccount | undefined;
@@ -156,8 +156,7 @@ export class RemoteFanOut {
 
   /** Tell the other instances when this backlog becomes congested, which keys wait (debounced), and when it is clear. */
   private updateCongestion(): void {
-    const onCongestion = this.options.onCongestion;
-    if (onCongestion === undefined) return;
+    if (this.options.onCongestion === undefined) return;
     const isCongested = this.isWaitingForHold || this.waitingBytes > (this.isCongestedNow ? this.congestedBytes / 2 : this.congestedBytes);
     if (isCongested === this.isCongestedNow) {
       if (isCongested && this.hasNewKeys && this.reportTimer === undefined) this.armReport(CONGESTION_REPORT_MIN_MS);
@@ -170,7 +169,7 @@ export class RemoteFanOut {
       this.report();
     } else {
       this.hasNewKeys = false;
-      onCongestion(new Map());
+      this.options.onCongestion(new Map());
     }
   }
 

@@ -137,7 +137,8 @@ export class Router {
   /** Reach other instances through `relay`; it learns of every route key that has local subscribers now. */
   attachRelay(relay: Relay): void {
     this.relay = relay;
-    for (const routeKey of this.topics.keys()) relay.setInterest(routeKey, true);
+    // Attached before any SUBSCRIBE's RECEIPT could wait on these (the relay's promise never rejects).
+    for (const routeKey of this.topics.keys()) void relay.setInterest(routeKey, true);
   }
 
   /** Keep queues in `backend` (Redis) instead of memory; attached before any session exists. */
@@ -281,7 +282,7 @@ export class Router {
     subscription.takeAllPending();
     if (topic.subscriberCount === 0) {
       this.topics.delete(key);
-      this.relay?.setInterest(key, false);
+      void this.relay?.setInterest(key, false); // only a gain of interest is waited for
     }
   }
 

@@ -138,7 +138,7 @@ export class Subscription {
     subscriber.write(tail, message.isBinary);
     const delivery: Delivery = { ackId, messageId: message.id, message: this.keepsMessages ? message : undefined };
     const owed = (this.owed ??= new Map());
-    if (owed.size >= this.maxUnacked) owed.delete(owed.keys().next().value!);
+    if (owed.size >= this.maxUnacked) owed.delete(owed.keys().next().value);
     owed.set(ackId, delivery);
     return delivery;
   }

@@ -94,7 +94,17 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<SharedSta
     logger,
   });
   presence.watcherLists = (room, fromRedis) => views.snapshot(room, fromRedis);
-  const queues = new RedisQueues({ redis: commands, keys, instanceId, maxQueueMessages: deps.maxQueueMessages, maxQueues: deps.maxQueues, signals: relay, logger, isMember: () => membership.isJoined, fence: () => membership.fence });
+  const queues = new RedisQueues({
+    redis: commands,
+    keys,
+    instanceId,
+    maxQueueMessages: deps.maxQueueMessages,
+    maxQueues: deps.maxQueues,
+    signals: relay,
+    logger,
+    isMember: () => membership.isJoined,
+    fence: () => membership.fence,
+  });
   // The queues' side of a reap: a dead instance's unacknowledged messages are given back.
   const queueLoss: InstanceLossHandler = { onInstanceLost: async (deadId) => ({ queueEntries: await queues.reapInstance(deadId) }) };
   const reactions = membershipReactions({ local, registry, queues, presence, views, logger });
@@ -105,13 +115,14 @@ export async function startClusterNode(deps: ClusterNodeDeps): Promise<SharedSta
     heartbeatMs: config.instanceHeartbeatMs,
     members: [registry, queueLoss, presence, eventOutboxes],
     logger,
-    onFenced: reactions.onFenced,
-    onLeaseLost: reactions.onLeaseLost,
+    onFenced: () => reactions.onFenced(),
+    onLeaseLost: () => reactions.onLeaseLost(),
     // After a data loss the sessions must be registered again: membership retries until they
     // are (a failed reconcile after an expired key is left to the next refresh).
-    onLivenessLost: (_wasReaped, isNewRedis) => reactions.restore(isNewRedis).catch((err: unknown) => {
-      if (isNewRedis) throw err;
-    }),
+    onLivenessLost: (_wasReaped, isNewRedis) =>
+      reactions.restore(isNewRedis).catch((err: unknown) => {
+        if (isNewRedis) throw err;
+      }),
     onCommand: (command) => {
       const control = parseControl(command);
       if (control === undefined) logger.warn('an invalid inbox command was dropped');

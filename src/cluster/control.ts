@@ -13,9 +13,7 @@ import type { StompErrorCode } from '../session/errors';
 const CONTROL_CODES = ['KICKED', 'LOGGED_OUT', 'SESSION_REPLACED', 'UNAVAILABLE'] as const satisfies readonly StompErrorCode[];
 export type ControlCode = (typeof CONTROL_CODES)[number];
 
-export type ControlMessage =
-  | { type: 'kick'; sessionId: string; code: ControlCode; message: string }
-  | { type: 'kick-user'; userId: string; code: ControlCode; message: string; revokedAt?: number };
+export type ControlMessage = { type: 'kick'; sessionId: string; code: ControlCode; message: string } | { type: 'kick-user'; userId: string; code: ControlCode; message: string; revokedAt?: number };
 
 const MAX_ID_LENGTH = 1024;
 const MAX_MESSAGE_LENGTH = 512;

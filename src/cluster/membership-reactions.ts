@@ -32,7 +32,7 @@ export function membershipReactions({ local, registry, queues, presence, views, 
      */
     onFenced(): void {
       const closed = local.kickUser(undefined, 'UNAVAILABLE', FENCED_TEXT, 'instance-fenced');
-      logger.warn({ closed }, 'closed the sessions of this instance\'s reaped generation');
+      logger.warn({ closed }, "closed the sessions of this instance's reaped generation");
     },
 
     /** No refresh for a liveness TTL: the sessions under a session limit (a decision across instances) are closed. */
@@ -55,14 +55,13 @@ export function membershipReactions({ local, registry, queues, presence, views, 
     async restore(isNewRedis: boolean): Promise<void> {
       queues.resumeAsMember();
       // Each step on its own: a registry that fails to reconcile must not keep presence stale.
-      let registryError: unknown;
-      await (isNewRedis ? registry.rebuild() : registry.reconcile()).catch((err: unknown) => {
-        registryError = err;
+      const registryStep = isNewRedis ? registry.rebuild() : registry.reconcile();
+      await registryStep.catch((err: unknown) => {
         logger.warn({ err }, 'could not reconcile the registry; tried again on the next heart-beat or refresh');
       });
       await presence.repair(isNewRedis);
       if (isNewRedis) views.auditAll();
-      if (registryError !== undefined) throw registryError;
+      await registryStep; // the registry's failure, if any, once the other steps ran
     },
 
     /**

@@ -243,7 +243,7 @@ export class InstanceMembership {
       return;
     }
     if (verdict !== 'ok' || isNewRedis) {
-      this.options.logger.warn({ isNewRedis }, isNewRedis ? 'Redis lost its data: registering this instance\'s sessions again' : 'this instance\'s liveness key had expired without a reap: registering again');
+      this.options.logger.warn({ isNewRedis }, isNewRedis ? "Redis lost its data: registering this instance's sessions again" : "this instance's liveness key had expired without a reap: registering again");
       await this.options.onLivenessLost(false, isNewRedis);
       if (isNewRedis) this.incarnation = this.nextIncarnation;
     }
@@ -353,10 +353,10 @@ export class InstanceMembership {
     const { redis, keys, instanceId, logger } = this.options;
     const claimed = await redis.set(keys.reaping(instanceId), instanceId, 'PX', REAP_CLAIM_MS, 'NX');
     if (claimed !== 'OK') return;
-    const reapedGeneration = await this.markScript.run([keys.instance(instanceId), keys.reaped(instanceId), keys.instanceGeneration(instanceId)], [REAPED_MARKER_SECONDS]);
+    const reapedGeneration = (await this.markScript.run([keys.instance(instanceId), keys.reaped(instanceId), keys.instanceGeneration(instanceId)], [REAPED_MARKER_SECONDS])) as string | null; // the generation marked, or nothing to reap
     if (reapedGeneration !== null) {
       try {
-        await this.reap(instanceId, String(reapedGeneration));
+        await this.reap(instanceId, reapedGeneration);
       } catch (err) {
         if (err instanceof ReapAborted) return; // taken over meanwhile: wait for that reap
         throw err;
@@ -467,15 +467,15 @@ export class InstanceMembership {
       if ((await redis.exists(keys.instance(other))) === 1) continue;
       const claimed = await redis.set(keys.reaping(other), instanceId, 'PX', REAP_CLAIM_MS, 'NX');
       if (claimed !== 'OK') continue;
-      const generation = await this.markScript.run([keys.instance(other), keys.reaped(other), keys.instanceGeneration(other)], [REAPED_MARKER_SECONDS]);
+      const generation = (await this.markScript.run([keys.instance(other), keys.reaped(other), keys.instanceGeneration(other)], [REAPED_MARKER_SECONDS])) as string | null;
       if (generation === null) {
         await redis.del(keys.reaping(other)); // it refreshed in time: alive
         continue;
       }
       try {
-        const report = await this.reap(other, String(generation));
+        const report = await this.reap(other, generation);
         reported += report.sessions ?? 0;
-        this.options.logger.info({ deadInstance: other, generation: String(generation), ...report }, 'reaped a dead instance');
+        this.options.logger.info({ deadInstance: other, generation, ...report }, 'reaped a dead instance');
       } catch (err) {
         if (!(err instanceof ReapAborted)) throw err;
         this.options.logger.warn({ deadInstance: other }, 'a reap stopped: its claim ran out while this instance stalled (another takes over)');

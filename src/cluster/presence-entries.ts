@@ -58,5 +58,5 @@ function parseObject(json: string): Record<string, unknown> | undefined {
 function memberFields(v: Record<string, unknown>): { userId: string; roles: string[]; joinedAt: number } | undefined {
   if (typeof v.userId !== 'string' || v.userId === '' || typeof v.joinedAt !== 'number' || !Number.isFinite(v.joinedAt)) return undefined;
   if (!Array.isArray(v.roles) || !v.roles.every((r) => typeof r === 'string')) return undefined;
-  return { userId: v.userId, roles: v.roles as string[], joinedAt: v.joinedAt };
+  return { userId: v.userId, roles: v.roles, joinedAt: v.joinedAt };
 }

@@ -13,7 +13,7 @@ export interface PresenceRelayDeps {
   relay: Relay;
   rooms: RoomMatcher;
   /** The room's last decision number (undefined: none). */
-  currentSeq(routeKey: string): Promise<number | undefined>;
+  currentSeq: (routeKey: string) => Promise<number | undefined>;
   sequencer: PresenceSequencer;
   views: PresenceViews;
 }
@@ -24,7 +24,10 @@ export function presenceRelay({ relay, rooms, currentSeq, sequencer, views }: Pr
     setInterest: (routeKey, isInterested) => {
       if (!isInterested) sequencer.forget(routeKey);
       else if (rooms.isRoom(routeKey) || rooms.roomOfCompanion(routeKey) !== undefined) {
-        currentSeq(routeKey).then((seq) => sequencer.track(routeKey, seq), () => undefined);
+        currentSeq(routeKey).then(
+          (seq) => sequencer.track(routeKey, seq),
+          () => undefined,
+        );
       }
       views.setInterest(routeKey, isInterested);
       return relay.setInterest(routeKey, isInterested);

@@ -158,11 +158,14 @@ export class PresenceSequencer {
   private readAgainLater(routeKey: string, state: RoomState): void {
     const failed = (state.failedReads ?? 0) + 1;
     state.failedReads = failed;
-    const timer = setTimeout(() => {
-      if (this.rooms.get(routeKey) !== state || state.held !== undefined || state.last === undefined) return;
-      state.held = [];
-      void this.fill(routeKey, state);
-    }, Math.min(REREAD_FIRST_MS * 2 ** (failed - 1), REREAD_MAX_MS));
+    const timer = setTimeout(
+      () => {
+        if (this.rooms.get(routeKey) !== state || state.held !== undefined || state.last === undefined) return;
+        state.held = [];
+        void this.fill(routeKey, state);
+      },
+      Math.min(REREAD_FIRST_MS * 2 ** (failed - 1), REREAD_MAX_MS),
+    );
     timer.unref();
   }
 

@@ -135,7 +135,7 @@ export class PresenceViews {
   setInterest(destination: string, isInterested: boolean): void {
     const room = this.roomOf(destination);
     if (room === undefined) return;
-    let view = this.rooms.get(room);
+    const view = this.rooms.get(room);
     if (!isInterested) {
       if (view === undefined) return;
       view.interest.delete(destination);
@@ -175,7 +175,7 @@ export class PresenceViews {
     const listed = await caughtUp;
     for (const timer of timers) clearTimeout(timer);
     if (listed !== undefined) return listed;
-    this.options.logger.debug({ room }, 'presence: this instance\'s list did not catch up; the watcher\'s list is read from Redis');
+    this.options.logger.debug({ room }, "presence: this instance's list did not catch up; the watcher's list is read from Redis");
     this.audit(room); // the two lists may differ: compare this instance's with Redis
     return fromRedis();
   }
@@ -213,7 +213,15 @@ export class PresenceViews {
       const member = view.told.get(body.userId);
       if (member === undefined) return; // not listed here (or told already, by the companion's copy)
       view.told.delete(body.userId);
-      this.tell(room, view, { type: 'LEAVE', userId: body.userId, roles: member.roles, sessionId: body.sessionId, reason: typeof reason === 'string' ? (reason as PresenceEventBody['reason']) : 'instance-lost', at: body.at, seq: view.last });
+      this.tell(room, view, {
+        type: 'LEAVE',
+        userId: body.userId,
+        roles: member.roles,
+        sessionId: body.sessionId,
+        reason: typeof reason === 'string' ? (reason as PresenceEventBody['reason']) : 'instance-lost',
+        at: body.at,
+        seq: view.last,
+      });
     } else if (!view.told.has(body.userId)) {
       view.told.set(body.userId, { sessionId: body.sessionId, roles: body.roles, joinedAt: body.at });
       this.tell(room, view, { type: 'JOIN', userId: body.userId, roles: body.roles, sessionId: body.sessionId, reason: null, at: body.at, seq: view.last });
@@ -413,4 +421,3 @@ export class PresenceViews {
     return this.options.matcher.roomOfCompanion(destination);
   }
 }
-

@@ -16,9 +16,9 @@ export interface QueueOutboxOptions {
   /** Tell Redis the queue's consumer count (the dispatcher knows it). */
   sendRegistration(name: string): void;
   /** Signal the queue's wake channel: other instances read it now. */
-  signal(name: string): void;
+  signal: (name: string) => void;
   /** Entries of the queue were given back: this instance may take them too. */
-  onGivenBack(name: string): void;
+  onGivenBack: (name: string) => void;
 }
 
 /** A give-back waiting to be sent: the giver and the time are stamped when it is queued. */

@@ -154,7 +154,11 @@ export class RedisQueueStore {
    */
   async reapBatch(name: string, deadId: string, nowMs: number, start: string, batch: number): Promise<{ given: number; next: string; isForgotten: boolean }> {
     const keys = this.keys;
-    const [given, next, forgotten] = (await this.reapScript.run([keys.queue(name), keys.queueRedeliver(name), keys.queueConsumers(name), keys.queueCounts(name)], [QUEUE_GROUP, deadId, nowMs, start, batch])) as [number, string, number];
+    const [given, next, forgotten] = (await this.reapScript.run([keys.queue(name), keys.queueRedeliver(name), keys.queueConsumers(name), keys.queueCounts(name)], [QUEUE_GROUP, deadId, nowMs, start, batch])) as [
+      number,
+      string,
+      number,
+    ];
     return { given, next, isForgotten: forgotten === 1 };
   }
 
@@ -195,7 +199,10 @@ export class RedisQueueStore {
     const stream = this.keys.queue(name);
     const [length, pending, consumers, oldest, counts] = await Promise.all([
       this.redis.xlen(stream),
-      (this.redis.xpending(stream, QUEUE_GROUP) as Promise<[number, ...unknown[]]>).then((r) => Number(r[0]), () => 0),
+      (this.redis.xpending(stream, QUEUE_GROUP) as Promise<[number, ...unknown[]]>).then(
+        (r) => Number(r[0]),
+        () => 0,
+      ),
       this.redis.hvals(this.keys.queueConsumers(name)),
       this.redis.xrange(stream, '-', '+', 'COUNT', 1),
       this.redis.hmget(this.keys.queueCounts(name), 'dropped', 'expired'),

@@ -1,7 +1,7 @@
 // Redis as this instance sees it: degraded or not (and why), how often the connection was
 // made again, and the command latency (a PING every instance heart-beat). Degraded while
 // either connection (commands, pub/sub) is down: local delivery goes on, CONNECTs that need a
-// decision across instances are refused with UNAVAILABLE, /ready answers 503.
+// decision across instances are refused with UNAVAILABLE, /readyz answers 503.
 
 import type { Logger } from 'pino';
 import type { RedisConnection } from './redis-client';

@@ -217,7 +217,7 @@ export class RedisOutboxes implements SharedOutboxes, InstanceLossHandler {
     const claim = claimKey(keys, deadId);
     const appended = (await this.adoptScript.run([stream, openKey(keys, deadId), claim], [Date.now(), instanceId, CLAIM_MS, deadId])) as number;
     if (appended < 0) return undefined;
-    if (appended > 0) logger.info({ deadInstance: deadId, sessions: appended }, 'instance-lost disconnects appended to the dead instance\'s session events');
+    if (appended > 0) logger.info({ deadInstance: deadId, sessions: appended }, "instance-lost disconnects appended to the dead instance's session events");
     const keepClaim = (): Promise<unknown> => redis.set(claim, instanceId, 'PX', CLAIM_MS);
     const outbox = new RedisStreamOutbox(redis, stream, openKey(keys, deadId), maxPending, logger, false, keepClaim);
     return {

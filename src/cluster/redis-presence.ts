@@ -116,7 +116,8 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
     try {
       const envelopes = await this.leaveScript.runForBuffers(this.roomKeys(room), [
         ...this.announcing(),
-        entry.sessionId, entry.userId,
+        entry.sessionId,
+        entry.userId,
         ...this.eventArgs(room, { type: 'LEAVE', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason, at: Date.now() }),
       ]);
       const wasLocal = this.announced.delete(key);
@@ -358,12 +359,19 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
       const fence = this.writer?.()?.fence;
       const fenceKeys = this.isSharded ? [] : [this.instanceRoomsKey(), fence?.key ?? this.options.keys.instance(this.options.instanceId)];
       const fenceArgs = this.isSharded ? [] : [fence?.generation ?? '', room];
-      const envelopes = await this.joinScript.runForBuffers([...this.roomKeys(room), ...fenceKeys], [
-        ...this.announcing(),
-        entry.sessionId, entry.userId, encodeStoredEntry(entry, this.options.instanceId), encodeMember(entry), shouldAnnounce ? '1' : '0',
-        ...fenceArgs,
-        ...this.eventArgs(room, { type: 'JOIN', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason: null, at: Date.now() }),
-      ]);
+      const envelopes = await this.joinScript.runForBuffers(
+        [...this.roomKeys(room), ...fenceKeys],
+        [
+          ...this.announcing(),
+          entry.sessionId,
+          entry.userId,
+          encodeStoredEntry(entry, this.options.instanceId),
+          encodeMember(entry),
+          shouldAnnounce ? '1' : '0',
+          ...fenceArgs,
+          ...this.eventArgs(room, { type: 'JOIN', userId: entry.userId, roles: entry.roles, sessionId: entry.sessionId, reason: null, at: Date.now() }),
+        ],
+      );
       if (envelopes === -1) throw new Error("fenced: this instance's generation is not the live one (it joins again, and its sessions are repaired then)");
       this.joining.delete(key);
       this.announced.add(key);

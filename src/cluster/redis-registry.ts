@@ -244,7 +244,7 @@ export class RedisRegistry implements SessionRegistry, InstanceLossHandler {
         const state = JSON.parse(decodeCursor(cursor, 'r:')) as { c: unknown; r: unknown };
         if (typeof state.c !== 'string' || !Array.isArray(state.r) || !state.r.every((id) => typeof id === 'string')) throw new InvalidCursorError();
         scanCursor = state.c;
-        rest = state.r as string[];
+        rest = state.r;
       } catch {
         throw new InvalidCursorError();
       }
@@ -326,7 +326,7 @@ export class RedisRegistry implements SessionRegistry, InstanceLossHandler {
       if (!this.local.has(record.sessionId)) continue;
       const policy = this.policies.get(record.sessionId) ?? UNLIMITED;
       const [verdict, ...ids] = await this.write(record, policy);
-      if (verdict === -1) throw new Error('fenced: this instance\'s generation is not the live one');
+      if (verdict === -1) throw new Error("fenced: this instance's generation is not the live one");
       this.pending.delete(record.sessionId);
       if (verdict !== 1) {
         this.forget(record.sessionId);

@@ -33,7 +33,11 @@ export class ClusterRegistryWrites implements RegistryWrites {
     if (writer !== undefined && !writer.isJoined) return [-1];
     const sessionKey = keys.session(record.sessionId);
     const isNew = (await redis.sadd(keys.instanceSessions(record.instanceId), record.sessionId)) === 1;
-    await redis.multi().hset(sessionKey, ...sessionHashFields(record)).expire(sessionKey, sessionTtlSeconds).exec();
+    await redis
+      .multi()
+      .hset(sessionKey, ...sessionHashFields(record))
+      .expire(sessionKey, sessionTtlSeconds)
+      .exec();
     const reply = registrationReply(await this.bindScript.run([keys.user(record.userId)], [record.sessionId, record.connectedAt, max, mode, ...dead]));
     if (reply[0] === 1) {
       await Promise.all([redis.sadd(keys.allSessions, record.sessionId), isNew ? redis.hincrby(keys.instanceUsers(record.instanceId), record.userId, 1) : Promise.resolve(0)]);

@@ -34,9 +34,19 @@ export class SingleRedisRegistryWrites implements RegistryWrites {
     const reply = await this.registerScript.run(
       [keys.user(record.userId), keys.session(record.sessionId), keys.allSessions, keys.instanceSessions(record.instanceId), keys.instanceUsers(record.instanceId), fence?.key ?? keys.instance(record.instanceId)],
       [
-        record.sessionId, record.connectedAt, max, mode, sessionTtlSeconds, keys.sessionPrefix, keys.instancePrefix, fence?.generation ?? '',
-        DEAD_HOLDER_KICK, REPLACED_KICK, INBOX_TTL_SECONDS,
-        dead.length, ...dead,
+        record.sessionId,
+        record.connectedAt,
+        max,
+        mode,
+        sessionTtlSeconds,
+        keys.sessionPrefix,
+        keys.instancePrefix,
+        fence?.generation ?? '',
+        DEAD_HOLDER_KICK,
+        REPLACED_KICK,
+        INBOX_TTL_SECONDS,
+        dead.length,
+        ...dead,
         ...sessionHashFields(record),
       ],
     );
@@ -45,10 +55,7 @@ export class SingleRedisRegistryWrites implements RegistryWrites {
 
   async unregister(sessionId: string, instanceId: string): Promise<SessionRecord | undefined> {
     const { keys } = this.options;
-    const fields = await this.unregisterScript.run(
-      [keys.session(sessionId), keys.allSessions, keys.instanceSessions(instanceId), keys.instanceUsers(instanceId)],
-      [sessionId, keys.userPrefix],
-    );
+    const fields = await this.unregisterScript.run([keys.session(sessionId), keys.allSessions, keys.instanceSessions(instanceId), keys.instanceUsers(instanceId)], [sessionId, keys.userPrefix]);
     return parseSessionHash(sessionId, hashOfPairs(fields));
   }
 }

@@ -9,13 +9,20 @@ import type { SessionRecord, SubscriptionNote } from '../registry/registry';
 /** The hash's field/value pairs, flat (HSET's argument order). */
 export function sessionHashFields(record: SessionRecord): string[] {
   return [
-    'userId', record.userId,
-    'roles', JSON.stringify(record.roles),
-    'instanceId', record.instanceId,
-    'transport', record.transport,
-    'remoteAddress', record.remoteAddress,
-    'connectedAt', String(record.connectedAt),
-    'lastSeenAt', String(record.lastSeenAt),
+    'userId',
+    record.userId,
+    'roles',
+    JSON.stringify(record.roles),
+    'instanceId',
+    record.instanceId,
+    'transport',
+    record.transport,
+    'remoteAddress',
+    record.remoteAddress,
+    'connectedAt',
+    String(record.connectedAt),
+    'lastSeenAt',
+    String(record.lastSeenAt),
     ...(record.subscriptions === undefined ? [] : ['subscriptions', encodeSubscriptions(record.subscriptions)]),
   ];
 }
@@ -68,8 +75,5 @@ function isStringArray(value: unknown): value is string[] {
 }
 
 function isSubscriptionList(value: unknown): value is SubscriptionNote[] {
-  return (
-    Array.isArray(value) &&
-    value.every((item) => typeof item === 'object' && item !== null && ['id', 'destination', 'ack'].every((field) => typeof (item as Record<string, unknown>)[field] === 'string'))
-  );
+  return Array.isArray(value) && value.every((item) => typeof item === 'object' && item !== null && ['id', 'destination', 'ack'].every((field) => typeof (item as Record<string, unknown>)[field] === 'string'));
 }

@@ -72,7 +72,7 @@ const HEADER_OVERHEAD_BYTES = 64;
 
 /** What a string takes on the heap: a byte per character, two if any is above U+00FF. */
 function stringHeapBytes(text: string): number {
-  return /[^\u0000-\u00ff]/.test(text) ? 2 * text.length : text.length;
+  return /[\u0100-\uffff]/.test(text) ? 2 * text.length : text.length;
 }
 
 /** First capacity of an accumulation buffer; it doubles from there. */

@@ -12,10 +12,7 @@ export interface Frame {
   body: Buffer;
 }
 
-export const CLIENT_COMMANDS = new Set([
-  'CONNECT', 'STOMP', 'SEND', 'SUBSCRIBE', 'UNSUBSCRIBE', 'ACK', 'NACK',
-  'BEGIN', 'COMMIT', 'ABORT', 'DISCONNECT',
-]);
+export const CLIENT_COMMANDS = new Set(['CONNECT', 'STOMP', 'SEND', 'SUBSCRIBE', 'UNSUBSCRIBE', 'ACK', 'NACK', 'BEGIN', 'COMMIT', 'ABORT', 'DISCONNECT']);
 
 export const SERVER_COMMANDS = new Set(['CONNECTED', 'MESSAGE', 'RECEIPT', 'ERROR']);
 

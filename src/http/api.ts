@@ -58,15 +58,15 @@ export interface HttpApiDeps {
   publisher: MessagePublisher;
   /** The HTTP API as one publisher under flow control (a publish answers once it may go on); undefined: off. */
   publisherFlow?: FlowAccount;
-  authenticate(authorization: string | undefined): Promise<AdminVerdict>;
+  authenticate: (authorization: string | undefined) => Promise<AdminVerdict>;
   /** Set when /metrics needs a credential (METRICS_TOKEN or an admin's); undefined: /metrics is public. */
-  authenticateMetrics?(authorization: string | undefined): Promise<AdminVerdict>;
+  authenticateMetrics?: (authorization: string | undefined) => Promise<AdminVerdict>;
   /**
    * Set when the sidecar needs no credential (isOpen): why a request is refused (a Host that
    * is not loopback or ALLOWED_HOSTS, a page's Origin elsewhere), or undefined to answer it.
    * Applies to every route, present and future (the dashboard too).
    */
-  foreignRequestRefusal?(host: string | undefined, origin: string | undefined): { message: string } | undefined;
+  foreignRequestRefusal?: (host: string | undefined, origin: string | undefined) => { message: string } | undefined;
   readiness(): { isReady: boolean; reason?: string };
   metrics: Registry;
   presence: {
@@ -96,12 +96,14 @@ export interface HttpApi {
  */
 export async function startHttpApi(listen: { host: string; port: number; isTrustedProxy?: (address: string) => boolean }, deps: HttpApiDeps): Promise<HttpApi> {
   const isTrustedProxy = listen.isTrustedProxy;
+  // Whatever Fastify logs of a request on its own shows its path, never its query string
+  // (a token may travel there: `?access_token=…`). Typed as Fastify's logger, not pino's, so
+  // the app is the plain FastifyInstance the routes take.
+  const httpLogger: FastifyBaseLogger = deps.logger.child({ component: 'http' }, { serializers: { req: (request: { method?: string; url?: string }) => ({ method: request.method, url: pathOf(request.url) }) } });
   const app = Fastify({
     // Walked from the socket's peer leftwards through X-Forwarded-For while the hop is trusted.
     ...(isTrustedProxy !== undefined ? { trustProxy: (address: string) => isTrustedProxy(address) } : {}),
-    // Whatever Fastify logs of a request on its own shows its path, never its query string
-    // (a token may travel there: `?access_token=…`).
-    loggerInstance: deps.logger.child({ component: 'http' }, { serializers: { req: (request: { method?: string; url?: string }) => ({ method: request.method, url: pathOf(request.url) }) } }) as FastifyBaseLogger,
+    loggerInstance: httpLogger,
     // Per-request lines would flood the log at scrape rate; refusals and actions log their own.
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: { maxParamLength: 1000 },
@@ -113,7 +115,7 @@ export async function startHttpApi(listen: { host: string; port: number; isTrust
     openapi: {
       // 3.1: `webhooks` describes the hook calls stompd makes to the application's backend.
       openapi: '3.1.0',
-      info: { title: 'stompd HTTP API', description: "Sessions, admin actions and server-side publish for a stompd broker; under webhooks, the hook contract (the calls stompd makes to BACKEND_URL)", version: '1' },
+      info: { title: 'stompd HTTP API', description: 'Sessions, admin actions and server-side publish for a stompd broker; under webhooks, the hook contract (the calls stompd makes to BACKEND_URL)', version: '1' },
       components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN, or a JWT holding one of ADMIN_ROLES' } } },
       webhooks: hookWebhooks,
     },

@@ -10,9 +10,7 @@ import type { JwtVerifier } from '../auth/jwt';
 import { isRevoked } from '../auth/revocation';
 import type { RevocationStore } from '../auth/revocation';
 
-export type AdminVerdict =
-  | { isAdmin: true; /** Who acted: the JWT's user, or "admin-token". */ adminId: string }
-  | { isAdmin: false; statusCode: 401 | 403; message: string };
+export type AdminVerdict = { isAdmin: true; /** Who acted: the JWT's user, or "admin-token". */ adminId: string } | { isAdmin: false; statusCode: 401 | 403; message: string };
 
 export interface AdminAuthOptions {
   adminToken: string | undefined;

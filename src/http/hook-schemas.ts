@@ -44,7 +44,7 @@ export const sendCallSchema = {
   properties: {
     ...callBase,
     destination: { type: 'string', description: 'As the client sent it: /app/chat.send' },
-    lookup: { type: 'string', description: "The app prefix removed: /chat.send (the @MessageMapping path)" },
+    lookup: { type: 'string', description: 'The app prefix removed: /chat.send (the @MessageMapping path)' },
     headers: { ...stringMap, description: "The SEND's user headers only" },
     ...body,
     receipt: { type: 'string', description: 'The client asked for a RECEIPT: it follows this call’s 2xx and the routing of its messages' },
@@ -67,7 +67,11 @@ export const sendAnswerSchema = {
     error: {
       type: 'object',
       required: ['message'],
-      properties: { message: { type: 'string' }, code: { type: 'string' }, fatal: { type: 'boolean', description: 'true: ERROR frame and close; false (default): a MESSAGE on the sender’s /user/queue/errors with headers x-error-code and message (@MessageExceptionHandler)' } },
+      properties: {
+        message: { type: 'string' },
+        code: { type: 'string' },
+        fatal: { type: 'boolean', description: 'true: ERROR frame and close; false (default): a MESSAGE on the sender’s /user/queue/errors with headers x-error-code and message (@MessageExceptionHandler)' },
+      },
     },
   },
 } as const;
@@ -114,7 +118,8 @@ export const subscribeCallSchema = {
 
 export const subscribeAnswerSchema = {
   type: 'object',
-  description: 'BACKEND_SUBSCRIBE_PATTERNS: allow, or error (ERROR FORBIDDEN, or code); cached per session and destination. App destinations (@SubscribeMapping): the body arrives as one MESSAGE on that subscription, and none is kept.',
+  description:
+    'BACKEND_SUBSCRIBE_PATTERNS: allow, or error (ERROR FORBIDDEN, or code); cached per session and destination. App destinations (@SubscribeMapping): the body arrives as one MESSAGE on that subscription, and none is kept.',
   properties: { allow: { type: 'boolean' }, ...body, headers: stringMap, error: refusal },
 } as const;
 

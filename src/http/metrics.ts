@@ -159,7 +159,7 @@ export function createMetrics(sources: MetricsSources): Registry {
     const flow = sources.flow;
     new Gauge({
       name: 'stompd_flow_held_publishers',
-      help: 'Publishers held back right now because most subscribers of their messages are behind (the fan-out of other instances\' messages counts as one)',
+      help: "Publishers held back right now because most subscribers of their messages are behind (the fan-out of other instances' messages counts as one)",
       registers: [registry],
       collect() {
         this.set(flow().heldNow);
@@ -201,7 +201,7 @@ export function createMetrics(sources: MetricsSources): Registry {
     mirrorCounter(registry, 'stompd_redis_pings_total', 'PINGs answered', () => cluster().redisLatency.count);
     new Gauge({
       name: 'stompd_relay_backlog_bytes',
-      help: 'Other instances\' messages waiting here for their fan-out (their subscribers are behind, or this instance is busy), in bytes',
+      help: "Other instances' messages waiting here for their fan-out (their subscribers are behind, or this instance is busy), in bytes",
       registers: [registry],
       collect() {
         this.set(router.remoteStats.waitingBytes);
@@ -209,13 +209,13 @@ export function createMetrics(sources: MetricsSources): Registry {
     });
     new Gauge({
       name: 'stompd_relay_backlog_messages',
-      help: 'Other instances\' messages waiting here for their fan-out',
+      help: "Other instances' messages waiting here for their fan-out",
       registers: [registry],
       collect() {
         this.set(router.remoteStats.waitingMessages);
       },
     });
-    mirrorCounter(registry, 'stompd_relay_backlog_dropped_total', 'Other instances\' messages dropped here past RELAY_BACKLOG_BYTES (their subscribers are told with x-dropped)', () => router.remoteStats.dropped);
+    mirrorCounter(registry, 'stompd_relay_backlog_dropped_total', "Other instances' messages dropped here past RELAY_BACKLOG_BYTES (their subscribers are told with x-dropped)", () => router.remoteStats.dropped);
     mirrorLabelledCounter(registry, 'stompd_relay_messages_total', 'Topic and user messages between instances: published to Redis, received from it, dropped (Redis away)', 'direction', () => {
       const { relay } = cluster();
       return { published: relay.published, received: relay.received, dropped: relay.dropped };
@@ -241,10 +241,10 @@ export function createMetrics(sources: MetricsSources): Registry {
       registers: [registry],
     });
     backend().calls.observeLatency = (hook, seconds) => latency.observe({ hook }, seconds);
-    mirrorLabelledCounter(registry, 'stompd_backend_errors_total', 'Non-fatal errors told to senders on /user/queue/errors, by code (BACKEND_UNAVAILABLE, the backend\'s own codes)', 'code', () => backend().errors);
+    mirrorLabelledCounter(registry, 'stompd_backend_errors_total', "Non-fatal errors told to senders on /user/queue/errors, by code (BACKEND_UNAVAILABLE, the backend's own codes)", 'code', () => backend().errors);
     new Gauge({
       name: 'stompd_backend_pending_events',
-      help: 'Session events waiting for the backend\'s /events (this instance\'s outbox)',
+      help: "Session events waiting for the backend's /events (this instance's outbox)",
       registers: [registry],
       collect() {
         this.set(backend().pendingEvents);

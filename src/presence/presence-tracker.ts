@@ -131,7 +131,7 @@ export class PresenceTracker implements Presence {
   }
 
   /** Resolves when every step begun so far is done (tests, shutdown). */
-  async settle(): Promise<void> {
+  async whenIdle(): Promise<void> {
     while (this.chains.size > 0) await Promise.allSettled([...this.chains.values()]);
   }
 
@@ -205,9 +205,7 @@ export class PresenceTracker implements Presence {
 
   private enqueue(userId: string, step: () => Promise<void>): void {
     const previous = this.chains.get(userId) ?? Promise.resolve();
-    const next = previous
-      .then(step)
-      .catch((err: unknown) => this.deps.logger.warn({ err, userId }, 'presence step failed (Redis away?): repaired when it is back'));
+    const next = previous.then(step).catch((err: unknown) => this.deps.logger.warn({ err, userId }, 'presence step failed (Redis away?): repaired when it is back'));
     this.chains.set(userId, next);
     void next.then(() => {
       if (this.chains.get(userId) === next) this.chains.delete(userId);

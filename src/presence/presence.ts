@@ -12,15 +12,7 @@ import { Message } from '../broker/message';
 import type { DisconnectReason } from '../session/events';
 
 /** Why a member left, as watchers are told. */
-export type LeaveReason =
-  | 'unsubscribe'
-  | 'disconnect'
-  | 'socket-closed'
-  | 'heartbeat-timeout'
-  | 'kicked'
-  | 'logged-out'
-  | 'token-expired'
-  | 'instance-lost';
+export type LeaveReason = 'unsubscribe' | 'disconnect' | 'socket-closed' | 'heartbeat-timeout' | 'kicked' | 'logged-out' | 'token-expired' | 'instance-lost';
 
 /** The header marking presence messages: `join`, `leave` or `snapshot`. */
 export const PRESENCE_HEADER = 'x-presence';
@@ -84,8 +76,6 @@ export interface PresenceStore {
   watcherSnapshot?(room: string): Promise<RoomSnapshot>;
   /** Rooms that may have members (none is missed; an empty one may be listed), in name order. */
   rooms(): Promise<string[]>;
-  /** Finish what is under way (at shutdown). */
-  settle?(timeoutMs: number): Promise<void>;
 }
 
 /** A session's end as watchers are told (the lifecycle has finer reasons than presence). */

@@ -41,8 +41,7 @@ export interface BindPolicy {
 }
 
 export type BindResult =
-  | { isBound: true; /** Sessions evicted to make room (mode replace), oldest first. */ evicted: SessionRecord[] }
-  | { isBound: false; /** The user's sessions that hold the places. */ holders: SessionRecord[] };
+  { isBound: true; /** Sessions evicted to make room (mode replace), oldest first. */ evicted: SessionRecord[] } | { isBound: false; /** The user's sessions that hold the places. */ holders: SessionRecord[] };
 
 export interface SessionRegistry {
   /** Atomically check the user's sessions against the policy and, if it allows, bind this one. */
@@ -112,11 +111,7 @@ export interface RegistryStats {
  * the cursor is the last user id returned, so users coming and going between pages never
  * shift the others. Both registries use it.
  */
-export async function pageOnlineUsers(
-  userIds: readonly string[],
-  sessionsOf: (userId: string) => Promise<SessionRecord[]>,
-  query: OnlineUsersQuery,
-): Promise<OnlineUsersPage> {
+export async function pageOnlineUsers(userIds: readonly string[], sessionsOf: (userId: string) => Promise<SessionRecord[]>, query: OnlineUsersQuery): Promise<OnlineUsersPage> {
   const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, 'u:');
   const sorted = [...userIds].sort().filter((id) => after === undefined || id > after);
   const users: OnlineUser[] = [];

@@ -74,8 +74,8 @@ export function runChain<C extends { session: SessionView }>(links: readonly Int
     const fn = links[i]![hook] as Hook<C> | undefined;
     if (fn === undefined) continue;
     const result = fn.call(links[i], ctx);
-    if (result !== undefined && typeof (result as Promise<void>).then === 'function') {
-      return (result as Promise<void>).then(() => runChain(links, hook, ctx, i + 1));
+    if (result !== undefined && typeof result.then === 'function') {
+      return result.then(() => runChain(links, hook, ctx, i + 1));
     }
   }
   return undefined;

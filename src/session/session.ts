@@ -570,7 +570,10 @@ export class Session implements Subscriber, SessionView, ConnectionHandlers {
     }
 
     if (error !== undefined) {
-      const headers: Header[] = [['message', `${error.code}: ${error.message}`], ['content-type', 'text/plain']];
+      const headers: Header[] = [
+        ['message', `${error.code}: ${error.message}`],
+        ['content-type', 'text/plain'],
+      ];
       const receipt = frame && headerValue(frame.headers, 'receipt');
       if (receipt !== undefined) headers.push(['receipt-id', receipt]);
       if (error instanceof StompError) headers.push(...error.headers);

@@ -20,7 +20,7 @@ export class SubscriptionNotes {
     this.registry = registry;
     events.on('subscribe', ({ session, subscriptionId, destination, ackMode }) => {
       let notes = this.bySession.get(session.sessionId);
-      if (notes === undefined) this.bySession.set(session.sessionId, (notes = new Map()));
+      if (notes === undefined) this.bySession.set(session.sessionId, (notes = new Map<string, SubscriptionNote>()));
       notes.set(subscriptionId, { id: subscriptionId, destination, ack: ackMode });
       this.mark(session.sessionId);
     });

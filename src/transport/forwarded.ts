@@ -25,12 +25,7 @@ const MAX_HOPS = 32;
  * The client's address for a request whose socket peer is `peer`: the peer itself unless
  * it is a trusted proxy, else what the proxies' header says (see the file header).
  */
-export function forwardedClientAddress(
-  peer: ClientAddress,
-  headers: Readonly<Record<string, string | string[] | undefined>>,
-  header: ForwardedHeader,
-  trusted: TrustedProxies,
-): ClientAddress {
+export function forwardedClientAddress(peer: ClientAddress, headers: Readonly<Record<string, string | string[] | undefined>>, header: ForwardedHeader, trusted: TrustedProxies): ClientAddress {
   if (!trusted.has(peer.address)) return peer;
   const raw = headers[header];
   const value = Array.isArray(raw) ? raw.join(',') : raw;
@@ -51,7 +46,11 @@ function forwardedFor(value: string): string[] {
   return splitOutsideQuotes(value, ',').map((element) => {
     for (const pair of splitOutsideQuotes(element, ';')) {
       const eq = pair.indexOf('=');
-      if (eq !== -1 && pair.slice(0, eq).trim().toLowerCase() === 'for') return pair.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1');
+      if (eq !== -1 && pair.slice(0, eq).trim().toLowerCase() === 'for')
+        return pair
+          .slice(eq + 1)
+          .trim()
+          .replace(/^"(.*)"$/, '$1');
     }
     return '';
   });

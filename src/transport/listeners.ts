@@ -28,11 +28,15 @@ export class ListenError extends Error {
 
   constructor(variable: string, address: string, error: NodeJS.ErrnoException) {
     const why =
-      error.code === 'EADDRINUSE' ? 'address already in use'
-      : error.code === 'EACCES' ? 'permission denied'
-      : error.code === 'EADDRNOTAVAIL' ? 'not an address of this machine'
-      : error.code === 'ENOTFOUND' ? 'host name not found'
-      : error.message;
+      error.code === 'EADDRINUSE'
+        ? 'address already in use'
+        : error.code === 'EACCES'
+          ? 'permission denied'
+          : error.code === 'EADDRNOTAVAIL'
+            ? 'not an address of this machine'
+            : error.code === 'ENOTFOUND'
+              ? 'host name not found'
+              : error.message;
     super(`cannot listen on ${address} (${variable}): ${why}`);
     this.name = 'ListenError';
     this.variable = variable;
@@ -49,13 +53,27 @@ export function listenFailure(error: unknown, host: string, port: number, portVa
 
 export type ListenersConfig = Pick<
   Config,
-  | 'host' | 'stompPort' | 'wsPort' | 'wsPath' | 'sockjsPath' | 'tls' | 'limits' | 'writeBufferLimitBytes' | 'flowBehindBytes' | 'frameTimeoutMs' | 'handshakeTimeoutMs'
-  | 'maxConnections' | 'maxConnectionsPerAddress' | 'proxyProtocol' | 'trustedProxies' | 'forwardedHeader'
+  | 'host'
+  | 'stompPort'
+  | 'wsPort'
+  | 'wsPath'
+  | 'sockjsPath'
+  | 'tls'
+  | 'limits'
+  | 'writeBufferLimitBytes'
+  | 'flowBehindBytes'
+  | 'frameTimeoutMs'
+  | 'handshakeTimeoutMs'
+  | 'maxConnections'
+  | 'maxConnectionsPerAddress'
+  | 'proxyProtocol'
+  | 'trustedProxies'
+  | 'forwardedHeader'
 >;
 
 export interface ListenersDeps {
   /** A connection that passed the caps: it becomes a session. */
-  accept(connection: Connection): void;
+  accept: (connection: Connection) => void;
   /** Loaded from TLS_CERT_FILE etc.; undefined without TLS. */
   tlsCredentials: TlsCredentials | undefined;
   /** The WebSocket handshake check (Origin, Host, cookies); undefined: none. */
@@ -89,7 +107,19 @@ export interface Listeners {
  */
 function refuse(connection: Connection, refusal: Refusal): void {
   const text = `TOO_MANY_CONNECTIONS: ${refusal.message}`;
-  connection.write(encodeFrame({ command: 'ERROR', headers: [['message', text], ['content-type', 'text/plain']], body: Buffer.from(`${text}\n`) }, '1.0'));
+  connection.write(
+    encodeFrame(
+      {
+        command: 'ERROR',
+        headers: [
+          ['message', text],
+          ['content-type', 'text/plain'],
+        ],
+        body: Buffer.from(`${text}\n`),
+      },
+      '1.0',
+    ),
+  );
   connection.end();
 }
 
@@ -164,7 +194,13 @@ export async function openListeners(config: Readonly<ListenersConfig>, deps: Lis
   }
   logger.info(
     {
-      host: config.host, stompPort: ports.tcpPort, wsPort: ports.wsPort, wsPath: config.wsPath, sockjsPath: config.sockjsPath, stompTlsPort: ports.stompTlsPort, wssPort: ports.wssPort,
+      host: config.host,
+      stompPort: ports.tcpPort,
+      wsPort: ports.wsPort,
+      wsPath: config.wsPath,
+      sockjsPath: config.sockjsPath,
+      stompTlsPort: ports.stompTlsPort,
+      wssPort: ports.wssPort,
       ...(trustedProxies.isEmpty ? {} : { trustedProxies: config.trustedProxies, proxyProtocol: config.proxyProtocol }),
     },
     'stompd listening',

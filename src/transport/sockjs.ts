@@ -173,7 +173,17 @@ export class SockJsConnection extends BatchingConnection {
 
   private refuseBinary(): void {
     const text = 'BINARY_NOT_SUPPORTED: SockJS carries text only; a message body that is not UTF-8 cannot be delivered over it (use the WebSocket endpoint)';
-    const error = encodeFrame({ command: 'ERROR', headers: [['message', text], ['content-type', 'text/plain']], body: Buffer.from(`${text}\n`) }, '1.2');
+    const error = encodeFrame(
+      {
+        command: 'ERROR',
+        headers: [
+          ['message', text],
+          ['content-type', 'text/plain'],
+        ],
+        body: Buffer.from(`${text}\n`),
+      },
+      '1.2',
+    );
     this.conn.write(error.toString('utf8'));
     this.logger.info({ remoteAddress: this.peer.remoteAddress }, 'SockJS session closed: a message body was not UTF-8');
     this.destroySocket();

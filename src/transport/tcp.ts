@@ -116,10 +116,7 @@ export interface ListeningServer {
 
 /** Why the listener closed a connection before it became a session (logged by the caller). */
 export type RejectReason =
-  | { code: 'TLS_ON_PLAIN_PORT'; detail: string }
-  | { code: 'UNTRUSTED_PROXY_HEADER'; detail: string }
-  | { code: 'BAD_PROXY_HEADER'; detail: string }
-  | { code: 'TLS_HANDSHAKE_FAILED'; detail: string };
+  { code: 'TLS_ON_PLAIN_PORT'; detail: string } | { code: 'UNTRUSTED_PROXY_HEADER'; detail: string } | { code: 'BAD_PROXY_HEADER'; detail: string } | { code: 'TLS_HANDSHAKE_FAILED'; detail: string };
 
 export interface TcpServerOptions {
   host: string;
@@ -153,11 +150,7 @@ function refusedFirstBytes(chunk: Buffer): RejectReason | undefined {
 }
 
 /** `onRefused`: a connection over the caps, to be answered with a STOMP ERROR and closed. */
-export function listenTcp(
-  options: TcpServerOptions,
-  onConnection: (connection: Connection) => void,
-  onRefused: (connection: Connection, refusal: Refusal) => void,
-): Promise<ListeningServer> {
+export function listenTcp(options: TcpServerOptions, onConnection: (connection: Connection) => void, onRefused: (connection: Connection, refusal: Refusal) => void): Promise<ListeningServer> {
   /** Every open socket, and its place under the caps (none when it was refused). */
   const sockets = new Map<net.Socket, AdmissionTicket | undefined>();
   const isTls = options.tls !== undefined;
@@ -170,11 +163,13 @@ export function listenTcp(
     sockets.set(socket, ticket);
     socket.on('close', onSocketClose);
   };
-  const isAcceptable = (socket: net.Socket) => (chunk: Buffer): boolean => {
-    const reason = refusedFirstBytes(chunk);
-    if (reason !== undefined) options.onRejected(formatAddress(socketPeer(socket)), reason);
-    return reason === undefined;
-  };
+  const isAcceptable =
+    (socket: net.Socket) =>
+    (chunk: Buffer): boolean => {
+      const reason = refusedFirstBytes(chunk);
+      if (reason !== undefined) options.onRejected(formatAddress(socketPeer(socket)), reason);
+      return reason === undefined;
+    };
   const start = (socket: net.Socket, client: ClientAddress | undefined, refusal: Refusal | undefined): void => {
     const connection = new TcpConnection(socket, options.limits, client, isTls ? undefined : isAcceptable(socket));
     if (refusal === undefined) onConnection(connection);
@@ -238,7 +233,7 @@ export function listenTcp(
         destroyConnections: () => {
           for (const socket of sockets.keys()) socket.destroy();
         },
-        ...(server instanceof tls.Server ? { setSecureContext: (context: tls.SecureContextOptions) => (server as tls.Server).setSecureContext(context) } : {}),
+        ...(server instanceof tls.Server ? { setSecureContext: (context: tls.SecureContextOptions) => server.setSecureContext(context) } : {}),
       });
     });
   });

@@ -515,8 +515,6 @@ function verifyWith(verify: (request: IncomingMessage) => string | undefined, re
 }
 
 function refuseHandshake(socket: Socket, status: number, body: string): void {
-  socket.end(
-    `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-  );
+  socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
   socket.once('finish', () => socket.destroy());
 }

@@ -90,6 +90,9 @@ describe('token expiry during a session', { timeout: 15000, concurrency: true },
     assert.notEqual(minted[0], minted[1]);
     assert.ok(Date.now() - startedAt < 4000);
     const stompjsDisconnects = disconnects.filter((e) => e.session.userId === 'stompjs-user');
-    assert.deepEqual(stompjsDisconnects.map((e) => e.reason), ['token-expired']);
+    assert.deepEqual(
+      stompjsDisconnects.map((e) => e.reason),
+      ['token-expired'],
+    );
   });
 });

@@ -221,13 +221,7 @@ describe('JWT_REQUIRE_EXP', { timeout: 15000 }, () => {
 });
 
 describe('JWT_PUBLIC_KEY (PEM)', { timeout: 15000 }, () => {
-  const cases: { alg: string; options?: { crv?: string } }[] = [
-    { alg: 'RS256' },
-    { alg: 'PS256' },
-    { alg: 'ES256' },
-    { alg: 'ES384' },
-    { alg: 'EdDSA', options: { crv: 'Ed25519' } },
-  ];
+  const cases: { alg: string; options?: { crv?: string } }[] = [{ alg: 'RS256' }, { alg: 'PS256' }, { alg: 'ES256' }, { alg: 'ES384' }, { alg: 'EdDSA', options: { crv: 'Ed25519' } }];
 
   for (const { alg, options } of cases) {
     describe(alg, () => {

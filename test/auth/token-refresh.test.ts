@@ -23,13 +23,16 @@ after(async () => {
 });
 
 const aclFile = path.join(dir, 'acl.json');
-fs.writeFileSync(aclFile, JSON.stringify({
-  default: 'deny',
-  rules: [
-    { effect: 'allow', roles: ['AGENT'], destinations: ['/topic/agents.**'] },
-    { effect: 'allow', destinations: ['/topic/public.**', '/user/{userId}/**'] },
-  ],
-}));
+fs.writeFileSync(
+  aclFile,
+  JSON.stringify({
+    default: 'deny',
+    rules: [
+      { effect: 'allow', roles: ['AGENT'], destinations: ['/topic/agents.**'] },
+      { effect: 'allow', destinations: ['/topic/public.**', '/user/{userId}/**'] },
+    ],
+  }),
+);
 
 interface Connected {
   client: Client;
@@ -69,7 +72,7 @@ function refreshToken(client: Client, token: string, receipt: string): Promise<v
 }
 
 describe('in-band token refresh', { timeout: 30_000 }, () => {
-  it('CONNECTED says x-token-expires; a fresh token for the same user keeps the session past the first one\'s exp', async () => {
+  it("CONNECTED says x-token-expires; a fresh token for the same user keeps the session past the first one's exp", async () => {
     const b = await h.broker({ JWT_SECRET: SECRET, JWT_CLOCK_TOLERANCE_S: '0', ACL_FILE: aclFile });
     const firstExp = nowS() + 2;
     const { client, connected, closed } = await connect(b, await mint(SECRET, { sub: 'alice', roles: ['AGENT'] }, { exp: firstExp }));

@@ -15,12 +15,7 @@ let forged: string;
 
 before(async () => {
   b = await startBroker({ HEARTBEAT: '0,0', JWT_SECRET: SECRET });
-  [alice, bob, carol, forged] = await Promise.all([
-    mint(SECRET, { sub: 'alice' }),
-    mint(SECRET, { sub: 'bob' }),
-    mint(SECRET, { sub: 'carol' }),
-    mint(OTHER_SECRET, { sub: 'mallory' }),
-  ]);
+  [alice, bob, carol, forged] = await Promise.all([mint(SECRET, { sub: 'alice' }), mint(SECRET, { sub: 'bob' }), mint(SECRET, { sub: 'carol' }), mint(OTHER_SECRET, { sub: 'mallory' })]);
 });
 
 after(async () => {

@@ -82,30 +82,41 @@ describe('the user-id header', { timeout: 15000 }, () => {
     const subscriber = await connectedAs('sub-carol');
     const sender = await connectedAs('sender-dave');
     await subscribed(subscriber, '/topic/forge', '1');
-    sender.sendFrame('SEND', [
-      ['destination', '/topic/forge'],
-      ['user-id', 'forged'],
-      ['x-app', 'quiz'],
-      ['user-id', 'forged-again'],
-    ], 'trust me');
+    sender.sendFrame(
+      'SEND',
+      [
+        ['destination', '/topic/forge'],
+        ['user-id', 'forged'],
+        ['x-app', 'quiz'],
+        ['user-id', 'forged-again'],
+      ],
+      'trust me',
+    );
     const message = await subscriber.expect('MESSAGE');
     assert.deepEqual(userIdHeaders(message), ['sender-dave']);
     assert.equal(header(message, 'x-app'), 'quiz', 'other headers are forwarded');
     assert.ok(!JSON.stringify(message.headers).includes('forged'));
   });
 
-  it('on the wire: exactly one user-id line, the broker\'s, even when the SEND repeats a forged one', async () => {
+  it("on the wire: exactly one user-id line, the broker's, even when the SEND repeats a forged one", async () => {
     const subscriber = await rawSubscriber('wire-ivan', '/topic/wire');
     try {
       const sender = await connectedAs('sender-judy');
-      sender.sendFrame('SEND', [
-        ['destination', '/topic/wire'],
-        ['user-id', 'forged'],
-        ['x-app', 'quiz'],
-        ['user-id', 'forged-again'],
-      ], 'trust me');
+      sender.sendFrame(
+        'SEND',
+        [
+          ['destination', '/topic/wire'],
+          ['user-id', 'forged'],
+          ['x-app', 'quiz'],
+          ['user-id', 'forged-again'],
+        ],
+        'trust me',
+      );
       const head = await subscriber.messageHead();
-      assert.deepEqual(head.filter((line) => line.toLowerCase().startsWith('user-id:')), ['user-id:sender-judy']);
+      assert.deepEqual(
+        head.filter((line) => line.toLowerCase().startsWith('user-id:')),
+        ['user-id:sender-judy'],
+      );
       assert.ok(head.includes('x-app:quiz'), JSON.stringify(head));
     } finally {
       subscriber.close();

@@ -83,7 +83,7 @@ describe('AUTH=users with @stomp/stompjs', { timeout: 20000 }, () => {
 });
 
 describe('AUTH=users over TCP', { timeout: 20000 }, () => {
-  it('the entry\'s roles become the session\'s; an entry without roles has none', async () => {
+  it("the entry's roles become the session's; an entry without roles has none", async () => {
     const connects = recordConnects(broker);
     const alice = sessionOf(connects, await accepted(await pool.tcp(broker.tcpPort), { login: 'alice', passcode: 'correct horse' }, 'alice'));
     assert.deepEqual(alice.roles, ['AGENT']);
@@ -92,7 +92,7 @@ describe('AUTH=users over TCP', { timeout: 20000 }, () => {
     assert.deepEqual(carol.roles, []);
   });
 
-  it('a wrong passcode, another user\'s passcode, an unknown login: the same refusal', async () => {
+  it("a wrong passcode, another user's passcode, an unknown login: the same refusal", async () => {
     const messages: string[] = [];
     const attempts: Record<string, string>[] = [
       { login: 'alice', passcode: 'wrong' },
@@ -114,13 +114,13 @@ describe('AUTH=users over TCP', { timeout: 20000 }, () => {
     await refused(await pool.tcp(broker.tcpPort), { login: '', passcode: 'correct horse' }, 'UNAUTHENTICATED');
   });
 
-  it('an unknown login costs what a known one does: one asynchronous scrypt with the file\'s parameters', async () => {
+  it("an unknown login costs what a known one does: one asynchronous scrypt with the file's parameters", async () => {
     const scrypt = mock.method(crypto, 'scrypt');
     try {
       await refused(await pool.tcp(broker.tcpPort), { login: 'alice', passcode: 'wrong' }, 'UNAUTHENTICATED');
       await refused(await pool.tcp(broker.tcpPort), { login: 'nobody', passcode: 'wrong' }, 'UNAUTHENTICATED');
       assert.equal(scrypt.mock.callCount(), 2, 'one derivation per CONNECT, known login or not');
-      const [known, unknown] = scrypt.mock.calls.map((call) => ({ keyBytes: call.arguments[2], options: call.arguments[3] as crypto.ScryptOptions }));
+      const [known, unknown] = scrypt.mock.calls.map((call) => ({ keyBytes: call.arguments[2], options: call.arguments[3] }));
       assert.equal(unknown!.keyBytes, known!.keyBytes);
       assert.deepEqual({ N: unknown!.options.N, r: unknown!.options.r, p: unknown!.options.p }, { N: known!.options.N, r: known!.options.r, p: known!.options.p });
       assert.deepEqual({ N: known!.options.N, r: known!.options.r, p: known!.options.p }, TEST_PARAMS);
@@ -219,7 +219,10 @@ describe('the users file and its hashes', () => {
   });
 
   it('AUTH=users needs USERS_FILE; USERS_FILE alone chooses users mode; a missing file stops the start', async () => {
-    assert.throws(() => loadConfig({ AUTH: 'users' }), (e: unknown) => e instanceof ConfigError && e.variable === 'AUTH' && e.message.includes('USERS_FILE'));
+    assert.throws(
+      () => loadConfig({ AUTH: 'users' }),
+      (e: unknown) => e instanceof ConfigError && e.variable === 'AUTH' && e.message.includes('USERS_FILE'),
+    );
     assert.equal(loadConfig({ USERS_FILE: usersPath }).authMode, 'users');
     assert.equal(loadConfig({ USERS_FILE: usersPath, HOST: '0.0.0.0' }).authMode, 'users', 'no ALLOW_INSECURE_AUTH needed');
     await assert.rejects(h.broker({ AUTH: 'users', USERS_FILE: path.join(dir, 'missing.json') }), (e: unknown) => e instanceof ConfigError && e.variable === 'USERS_FILE');

@@ -81,7 +81,7 @@ describe('CONNECT hook', () => {
     const open = await h.broker({ BACKEND_URL: app.url, BACKEND_HOOKS: 'connect' });
     await assert.rejects(h.ws(open, { headers: { cookie: 'JSESSIONID=abc123', origin: 'http://evil.example' } }), /HTTP 403/, 'the cookie rule, without ALLOWED_ORIGINS too');
     const sameOrigin = await h.ws(open, { headers: { cookie: 'JSESSIONID=abc123', origin: `http://127.0.0.1:${open.wsPort}` } });
-    assert.equal(header(await sameOrigin.connect(), 'user-name'), 'alice', 'a page of the broker\'s own origin may');
+    assert.equal(header(await sameOrigin.connect(), 'user-name'), 'alice', "a page of the broker's own origin may");
     assert.equal(app.callsOf('connect').length, 1);
     app.calls.length = 0;
     const client = new Client({
@@ -178,12 +178,12 @@ describe('CONNECT hook', () => {
     assert.throws(() => loadConfig({ BACKEND_SECRET: 'short' }), /BACKEND_SECRET="\(hidden\)"/);
     const config = loadConfig({ BACKEND_URL: 'http://127.0.0.1:3000/stomp/' });
     assert.equal(config.backend?.url, 'http://127.0.0.1:3000/stomp');
-    assert.deepEqual([...config.backend!.hooks], ['send']);
-    assert.deepEqual(config.backend!.appPrefixes, ['/app/']);
-    assert.equal(config.backend!.timeoutMs, 2000);
-    assert.equal(config.backend!.maxResponseBytes, 1048576);
-    assert.deepEqual(config.backend!.forwardHeaders, ['cookie', 'origin', 'authorization', 'user-agent']);
-    assert.deepEqual([...config.backend!.events], ['connect', 'disconnect', 'subscribe', 'unsubscribe']);
+    assert.deepEqual([...config.backend.hooks], ['send']);
+    assert.deepEqual(config.backend.appPrefixes, ['/app/']);
+    assert.equal(config.backend.timeoutMs, 2000);
+    assert.equal(config.backend.maxResponseBytes, 1048576);
+    assert.deepEqual(config.backend.forwardHeaders, ['cookie', 'origin', 'authorization', 'user-agent']);
+    assert.deepEqual([...config.backend.events], ['connect', 'disconnect', 'subscribe', 'unsubscribe']);
     assert.equal(loadConfig({}).backend, undefined);
     assert.equal(loadConfig({}).tokenRefreshDestination, '/stompd/token');
   });
@@ -240,7 +240,7 @@ describe('SUBSCRIBE hook', () => {
     client.activate();
     await connected;
     const once = new Promise<IMessage>((resolve) => client.subscribe('/app/rooms', resolve));
-    assert.equal(JSON.parse((await once).body).for, 'bob');
+    assert.equal((JSON.parse((await once).body) as { for: string }).for, 'bob');
     await until(() => app.callsOf('subscribe').length === 2, 'the second call');
     await client.deactivate();
   });

@@ -87,8 +87,11 @@ describe('backend hooks across instances', { timeout: 120_000 }, () => {
     await subscribe(dave, '/topic/room.9');
     dave.sendFrame('DISCONNECT', { receipt: 'bye' });
     await dave.expect('RECEIPT');
-    await until(() => accepted.some((e) => e.userId === 'dave' && e.type === 'DISCONNECT'), 'dave\'s disconnect', 10000);
-    assert.deepEqual(accepted.filter((e) => e.userId === 'dave').map((e) => e.type), ['CONNECT', 'SUBSCRIBE', 'DISCONNECT']);
+    await until(() => accepted.some((e) => e.userId === 'dave' && e.type === 'DISCONNECT'), "dave's disconnect", 10000);
+    assert.deepEqual(
+      accepted.filter((e) => e.userId === 'dave').map((e) => e.type),
+      ['CONNECT', 'SUBSCRIBE', 'DISCONNECT'],
+    );
     assert.equal(redis.cli('xlen', `ws:backend:{${a.config.instanceId}}:events`).trim(), '0', 'delivered entries leave the stream');
   });
 });
@@ -114,8 +117,15 @@ describe('session events left by a graceful stop', { timeout: 120_000 }, () => {
       const stream = `ws:backend:{${leaving.config.instanceId}}:events`;
       assert.equal(redis.cli('xlen', stream).trim(), '3', 'CONNECT, SUBSCRIBE and DISCONNECT kept in Redis');
       isDown = false;
-      await until(() => accepted.some((e) => e.userId === 'ivy' && e.type === 'DISCONNECT'), 'ivy\'s events, from the other instance', 30_000);
-      assert.deepEqual(accepted.filter((e) => e.userId === 'ivy').map((e) => [e.type, e.reason]), [['CONNECT', undefined], ['SUBSCRIBE', undefined], ['DISCONNECT', 'instance-lost']]);
+      await until(() => accepted.some((e) => e.userId === 'ivy' && e.type === 'DISCONNECT'), "ivy's events, from the other instance", 30_000);
+      assert.deepEqual(
+        accepted.filter((e) => e.userId === 'ivy').map((e) => [e.type, e.reason]),
+        [
+          ['CONNECT', undefined],
+          ['SUBSCRIBE', undefined],
+          ['DISCONNECT', 'instance-lost'],
+        ],
+      );
       await until(() => redis.cli('exists', stream).trim() === '0', 'the stream to go', 5000);
     } finally {
       await staying.stop();
@@ -145,12 +155,11 @@ describe('session events while Redis is away', { timeout: 120_000 }, () => {
       await new Promise((resolve) => setTimeout(resolve, 500));
       assert.equal(accepted.filter((e) => e.userId === 'jo').length, 0, 'nothing delivered while Redis is away');
       await redis.restart();
-      await until(() => accepted.some((e) => e.userId === 'jo' && e.type === 'DISCONNECT'), 'jo\'s events after Redis came back', 20_000);
-      assert.deepEqual(accepted.filter((e) => e.userId === 'jo').map((e) => [e.type, e.destination]), [
-        ['CONNECT', undefined],
-        ...[0, 1, 2, 3, 4].map((i) => ['SUBSCRIBE', `/topic/t.${i}`]),
-        ['DISCONNECT', undefined],
-      ]);
+      await until(() => accepted.some((e) => e.userId === 'jo' && e.type === 'DISCONNECT'), "jo's events after Redis came back", 20_000);
+      assert.deepEqual(
+        accepted.filter((e) => e.userId === 'jo').map((e) => [e.type, e.destination]),
+        [['CONNECT', undefined], ...[0, 1, 2, 3, 4].map((i) => ['SUBSCRIBE', `/topic/t.${i}`]), ['DISCONNECT', undefined]],
+      );
     } finally {
       await b.stop();
       await app.close();
@@ -160,7 +169,7 @@ describe('session events while Redis is away', { timeout: 120_000 }, () => {
 });
 
 describe('session events after kill -9', { timeout: 120_000 }, () => {
-  it('a survivor delivers the dead instance\'s undelivered events, then instance-lost once per session, in order', async () => {
+  it("a survivor delivers the dead instance's undelivered events, then instance-lost once per session, in order", async () => {
     const redis = await startRedis();
     const app = await startTestBackend();
     let isDown = true;
@@ -177,7 +186,7 @@ describe('session events after kill -9', { timeout: 120_000 }, () => {
       const users = ['gil', 'hal'];
       for (const user of users) await subscribe(await client(doomed.tcpPort, user), `/topic/room.${user}`);
       const stream = `ws:backend:{${doomed.instanceId}}:events`;
-      await until(() => redis.cli('xlen', stream).trim() === '4', 'the events in the dead instance\'s stream', 5000);
+      await until(() => redis.cli('xlen', stream).trim() === '4', "the events in the dead instance's stream", 5000);
       await doomed.kill();
       isDown = false;
       const lost = (e: Event): boolean => e.type === 'DISCONNECT' && e.reason === 'instance-lost';
@@ -185,14 +194,22 @@ describe('session events after kill -9', { timeout: 120_000 }, () => {
       await new Promise((resolve) => setTimeout(resolve, 3000)); // further reaper rounds and scans
       for (const user of users) {
         const events = accepted.filter((e) => e.userId === user);
-        assert.deepEqual(events.map((e) => [e.type, e.reason]), [['CONNECT', undefined], ['SUBSCRIBE', undefined], ['DISCONNECT', 'instance-lost']], user);
+        assert.deepEqual(
+          events.map((e) => [e.type, e.reason]),
+          [
+            ['CONNECT', undefined],
+            ['SUBSCRIBE', undefined],
+            ['DISCONNECT', 'instance-lost'],
+          ],
+          user,
+        );
         const disconnect = events.at(-1)!;
         assert.equal(disconnect.instanceId, doomed.instanceId);
         assert.deepEqual(disconnect.attributes, { room: 'r1' });
         assert.equal(disconnect.sessionId, events[0]!.sessionId);
       }
       assert.equal(accepted.filter(lost).length, 2, 'once each');
-      assert.equal(redis.cli('exists', stream).trim(), '0', 'the dead instance\'s outbox is gone once delivered');
+      assert.equal(redis.cli('exists', stream).trim(), '0', "the dead instance's outbox is gone once delivered");
     } finally {
       await Promise.all([survivor1.stop(), survivor2.stop()]);
       await app.close();

@@ -26,7 +26,10 @@ type Event = SessionEvent;
 
 /** Every event delivered with a 2xx, in delivery order (a failed call's events are not counted). */
 function delivered(app: TestBackend, accepted: Set<unknown>): Event[] {
-  return app.callsOf('events').filter((c) => accepted.has(c.body)).flatMap((c) => c.body.events as Event[]);
+  return app
+    .callsOf('events')
+    .filter((c) => accepted.has(c.body))
+    .flatMap((c) => c.body.events as Event[]);
 }
 
 /** Answer /events with `status` while `isDown()`, else 200; remember which calls were accepted. */
@@ -47,7 +50,7 @@ function stompitConnect(port: number, login: string): Promise<stompit.Client> {
 }
 
 describe('session events', () => {
-  it('CONNECT, SUBSCRIBE, UNSUBSCRIBE, DISCONNECT with the documented fields, in order, with presence\'s reasons', async () => {
+  it("CONNECT, SUBSCRIBE, UNSUBSCRIBE, DISCONNECT with the documented fields, in order, with presence's reasons", async () => {
     const app = await backend();
     const accepted = eventsEndpoint(app, () => false);
     app.on('connect', (body: Record<string, unknown>) => ({ userId: String((body.connectHeaders as Record<string, string>).login), roles: ['AGENT'], attributes: { desk: 7 } }));
@@ -65,18 +68,24 @@ describe('session events', () => {
     await until(() => delivered(app, accepted).length === 7, '7 events', 10000);
     const events = delivered(app, accepted);
     const alice = events.filter((e) => e.userId === 'alice');
-    assert.deepEqual(alice.map((e) => [e.type, e.destination, e.reason]), [
-      ['CONNECT', undefined, undefined],
-      ['SUBSCRIBE', '/topic/room.1', undefined],
-      ['UNSUBSCRIBE', '/topic/room.1', undefined],
-      ['DISCONNECT', undefined, 'disconnect'],
-    ]);
+    assert.deepEqual(
+      alice.map((e) => [e.type, e.destination, e.reason]),
+      [
+        ['CONNECT', undefined, undefined],
+        ['SUBSCRIBE', '/topic/room.1', undefined],
+        ['UNSUBSCRIBE', '/topic/room.1', undefined],
+        ['DISCONNECT', undefined, 'disconnect'],
+      ],
+    );
     const bob = events.filter((e) => e.userId === 'bob');
-    assert.deepEqual(bob.map((e) => [e.type, e.destination, e.reason]), [
-      ['CONNECT', undefined, undefined],
-      ['SUBSCRIBE', '/topic/room.2', undefined],
-      ['DISCONNECT', undefined, 'socket-closed'],
-    ]);
+    assert.deepEqual(
+      bob.map((e) => [e.type, e.destination, e.reason]),
+      [
+        ['CONNECT', undefined, undefined],
+        ['SUBSCRIBE', '/topic/room.2', undefined],
+        ['DISCONNECT', undefined, 'socket-closed'],
+      ],
+    );
     const first = alice[0]!;
     assert.deepEqual(Object.keys(first).sort(), ['at', 'attributes', 'id', 'instanceId', 'roles', 'sessionId', 'type', 'userId']);
     assert.deepEqual(first.roles, ['AGENT']);
@@ -96,7 +105,10 @@ describe('session events', () => {
     c.sendFrame('DISCONNECT', { receipt: 'bye' });
     await c.expect('RECEIPT');
     await until(() => delivered(app, accepted).length === 1, 'the disconnect');
-    assert.deepEqual(delivered(app, accepted).map((e) => [e.type, e.reason]), [['DISCONNECT', 'disconnect']]);
+    assert.deepEqual(
+      delivered(app, accepted).map((e) => [e.type, e.reason]),
+      [['DISCONNECT', 'disconnect']],
+    );
   });
 
   it('delivered in order, at most 100 a call, after the backend was down for a while', async () => {
@@ -119,13 +131,24 @@ describe('session events', () => {
     await until(() => delivered(app, accepted).length >= 162, 'every event', 15000);
     const events = delivered(app, accepted);
     assert.equal(events.length, 162, 'each delivered once after the 2xx');
-    assert.deepEqual(events.slice(1, 5).map((e) => [e.type, e.destination]), [['SUBSCRIBE', '/topic/t.0'], ['UNSUBSCRIBE', '/topic/t.0'], ['SUBSCRIBE', '/topic/t.1'], ['UNSUBSCRIBE', '/topic/t.1']]);
+    assert.deepEqual(
+      events.slice(1, 5).map((e) => [e.type, e.destination]),
+      [
+        ['SUBSCRIBE', '/topic/t.0'],
+        ['UNSUBSCRIBE', '/topic/t.0'],
+        ['SUBSCRIBE', '/topic/t.1'],
+        ['UNSUBSCRIBE', '/topic/t.1'],
+      ],
+    );
     assert.equal(events[0]!.type, 'CONNECT');
     assert.equal(events.at(-1)!.type, 'DISCONNECT');
     for (const call of app.callsOf('events')) assert.ok((call.body.events as unknown[]).length <= 100);
     // A failed call is sent again with the same events and ids.
     const firstFailed = app.callsOf('events')[0]!.body.events as Event[];
-    assert.deepEqual(firstFailed.map((e) => e.id), events.slice(0, firstFailed.length).map((e) => e.id));
+    assert.deepEqual(
+      firstFailed.map((e) => e.id),
+      events.slice(0, firstFailed.length).map((e) => e.id),
+    );
   });
 
   it('bounded: past BACKEND_MAX_PENDING_EVENTS the oldest are dropped and counted', async () => {

@@ -152,7 +152,13 @@ describe('SEND to an app destination', () => {
     ['HTTP 500', (app: TestBackend) => app.on('send', (_b: unknown, reply: { code(n: number): { send(t: string): unknown } }) => reply.code(500).send('boom'))],
     ['invalid JSON', (app: TestBackend) => app.on('send', (_b: unknown, reply: { type(t: string): { send(t: string): unknown } }) => reply.type('application/json').send('{"publish": ['))],
     ['an answer over BACKEND_MAX_RESPONSE_BYTES', (app: TestBackend) => app.on('send', { body: 'x'.repeat(5000) })],
-    ['an answer over BACKEND_MAX_RESPONSE_BYTES without a content-length (chunked)', (app: TestBackend) => app.on('send', (_b: unknown, reply: { type(t: string): { send(t: unknown): unknown } }) => reply.type('application/json').send(Readable.from([Buffer.from('{"body":"'), Buffer.alloc(4000, 'x'), Buffer.from('"}')])))],
+    [
+      'an answer over BACKEND_MAX_RESPONSE_BYTES without a content-length (chunked)',
+      (app: TestBackend) =>
+        app.on('send', (_b: unknown, reply: { type(t: string): { send(t: unknown): unknown } }) =>
+          reply.type('application/json').send(Readable.from([Buffer.from('{"body":"'), Buffer.alloc(4000, 'x'), Buffer.from('"}')])),
+        ),
+    ],
     ['an answer breaking the contract', (app: TestBackend) => app.on('send', { publish: [{ destination: '/nowhere/x', body: 'x' }] })],
   ] as const) {
     it(`${what}: BACKEND_UNAVAILABLE to the sender, no RECEIPT, the connection stays, counted`, async () => {
@@ -194,7 +200,10 @@ describe('SEND to an app destination', () => {
     assert.equal(app.callsOf('send').length, 0, 'held until COMMIT');
     alice.sendFrame('COMMIT', { transaction: 't', receipt: 'c' });
     assert.equal(header(await alice.expect('RECEIPT'), 'receipt-id'), 'c');
-    assert.deepEqual(app.callsOf('send').map((c) => (c.body.headers as Record<string, string>)['x-n']), ['0', '1', '2', '3', '4']);
+    assert.deepEqual(
+      app.callsOf('send').map((c) => (c.body.headers as Record<string, string>)['x-n']),
+      ['0', '1', '2', '3', '4'],
+    );
     assert.equal(overlaps, 0);
   });
 
@@ -209,7 +218,7 @@ describe('SEND to an app destination', () => {
     assert.equal(header(await alice.expect('RECEIPT'), 'receipt-id'), 'r2');
   });
 
-  it('one session\'s SENDs reach the backend in order, one at a time, under load from many sessions', async () => {
+  it("one session's SENDs reach the backend in order, one at a time, under load from many sessions", async () => {
     const app = await backend();
     const inFlight = new Map<string, number>();
     let overlaps = 0;
@@ -237,7 +246,11 @@ describe('SEND to an app destination', () => {
       bySession.set(String(call.body.sessionId), list);
     }
     assert.equal(bySession.size, senders.length);
-    for (const list of bySession.values()) assert.deepEqual(list, Array.from({ length: perSession }, (_, i) => i));
+    for (const list of bySession.values())
+      assert.deepEqual(
+        list,
+        Array.from({ length: perSession }, (_, i) => i),
+      );
   });
 
   it('without BACKEND_URL, /app/ is unknown and neither undici nor src/backend/ is loaded', async () => {
@@ -256,6 +269,9 @@ describe('SEND to an app destination', () => {
     assert.equal(result.status, 0, result.stderr);
     assert.deepEqual(JSON.parse(result.stdout), []);
     const withBackend = spawnSync(process.execPath, ['-e', script.replace("{ HEARTBEAT: '0,0' }", "{ HEARTBEAT: '0,0', BACKEND_URL: 'http://127.0.0.1:9/stomp' }")], { encoding: 'utf8', timeout: 15000 });
-    assert.ok((JSON.parse(withBackend.stdout) as string[]).some((f) => f.includes('/node_modules/undici/')), 'the check can fail: with BACKEND_URL undici is loaded');
+    assert.ok(
+      (JSON.parse(withBackend.stdout) as string[]).some((f) => f.includes('/node_modules/undici/')),
+      'the check can fail: with BACKEND_URL undici is loaded',
+    );
   });
 });

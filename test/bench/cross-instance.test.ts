@@ -62,7 +62,11 @@ function assertComplete(report: Report, scenario: string, placement: Record<stri
   const cpu = report.cpu as Record<string, unknown>;
   assert.equal(typeof cpu.bench, 'number');
   for (const name of Object.keys(report.brokerLog as object)) {
-    assert.deepEqual((report.brokerLog as Record<string, unknown>)[name], { slowConsumerSessions: 0, droppedMessagesLogged: 0, sessionsClosedByBroker: 0, errorLines: 0, livenessLost: 0, reapedOthers: 0 }, `stompd ${name} log`);
+    assert.deepEqual(
+      (report.brokerLog as Record<string, unknown>)[name],
+      { slowConsumerSessions: 0, droppedMessagesLogged: 0, sessionsClosedByBroker: 0, errorLines: 0, livenessLost: 0, reapedOthers: 0 },
+      `stompd ${name} log`,
+    );
   }
   assert.equal(typeof report.layout, 'string');
 }
@@ -81,7 +85,7 @@ test('cross-instance at a fixed rate: single, cross and split, every delivery ma
   assert.equal(single!.redis, undefined);
   for (const report of [cross!, split!]) {
     const redis = report.redis as Record<string, number>;
-    assert.equal(redis.publishes, report.messages, `${report.scenario}: one PUBLISH per message`);
+    assert.equal(redis.publishes, report.messages, `${String(report.scenario)}: one PUBLISH per message`);
     assert.ok(redis.readsProcessed! > 0);
   }
 
@@ -108,7 +112,7 @@ test('cross-instance at full speed across the Redis hop, repeated and summarised
   assert.equal(medians.cross!.p50OverSingleMs, undefined, 'no single run to compare with');
 });
 
-test('cross-instance paced by RECEIPTs (the broker\'s flow control sets the rate): nothing dropped, no instance taken for dead', { timeout: TEST_TIMEOUT_MS }, async () => {
+test("cross-instance paced by RECEIPTs (the broker's flow control sets the rate): nothing dropped, no instance taken for dead", { timeout: TEST_TIMEOUT_MS }, async () => {
   const [cross, summary, ...rest] = reports(await runBench(['--mode', 'receipts', '--scenarios', 'cross', '--window', '20', '--batch', '5']));
   assert.equal(rest.length, 0);
   assert.equal(cross!.mode, 'receipts');

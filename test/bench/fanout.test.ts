@@ -50,7 +50,7 @@ function assertComplete(report: Record<string, unknown>, transport: string, brok
   assert.equal(report.lostSubscribers, 0);
   assert.equal(typeof report.seconds, 'number');
   assert.ok((report.deliveriesPerSec as number) > 0, 'deliveriesPerSec > 0');
-  const latency = report.latencyMs as Record<string, number>;
+  const latency = report.latencyMs as Record<'samples' | 'p50' | 'p99' | 'max', number>;
   assert.ok(latency.samples > 0, 'latency was sampled');
   assert.ok(latency.p50 >= 0 && latency.p50 <= latency.p99 && latency.p99 <= latency.max, `ordered percentiles: ${JSON.stringify(latency)}`);
   const cpu = report.cpu as Record<string, unknown>;
@@ -64,7 +64,7 @@ test('fanout spawns stompd and reports every delivery over TCP and WebSocket', {
   assertComplete(tcp!, 'tcp', 'stompd');
   assertComplete(ws!, 'ws', 'stompd');
   for (const report of [tcp!, ws!]) {
-    const memory = report.brokerMemory as Record<string, number>;
+    const memory = report.brokerMemory as Record<'rssMiB' | 'peakRssMiB', number>;
     assert.ok(memory.rssMiB > 0 && memory.peakRssMiB >= memory.rssMiB, `broker memory: ${JSON.stringify(memory)}`);
   }
   const brokerLog = tcp!.brokerLog as Record<string, number>;
@@ -97,7 +97,7 @@ test('the trivial forwarder (bench/forwarder) serves as a --target yardstick', {
   const forwarder = spawn(process.execPath, [path.resolve(__dirname, '../../bench/forwarder.js'), '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const port = await new Promise<number>((resolve, reject) => {
-      forwarder.stdout!.once('data', (chunk: Buffer) => resolve((JSON.parse(chunk.toString()) as { port: number }).port));
+      forwarder.stdout.once('data', (chunk: Buffer) => resolve((JSON.parse(chunk.toString()) as { port: number }).port));
       forwarder.once('exit', (code) => reject(new Error(`forwarder exited with ${code}`)));
     });
     const [report] = reports(await runFanout(['--transport', 'tcp', '--subscribers', String(SUBSCRIBERS), '--messages', String(MESSAGES), '--target', `127.0.0.1:${port}`, '--label', 'forwarder']));
@@ -129,10 +129,12 @@ test('the forwarder holds RECEIPTs while a subscriber is behind, and serves --mo
   const forwarder = spawn(process.execPath, [path.resolve(__dirname, '../../bench/forwarder.js'), '0', '--ws-port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
   try {
     const ports = await new Promise<{ port: number; wsPort: number }>((resolve, reject) => {
-      forwarder.stdout!.once('data', (chunk: Buffer) => resolve(JSON.parse(chunk.toString()) as { port: number; wsPort: number }));
+      forwarder.stdout.once('data', (chunk: Buffer) => resolve(JSON.parse(chunk.toString()) as { port: number; wsPort: number }));
       forwarder.once('exit', (code) => reject(new Error(`forwarder exited with ${code}`)));
     });
-    const [tcp, ws] = reports(await runFanout(['--transport', 'both', '--mode', 'max', '--subscribers', String(SUBSCRIBERS), '--messages', String(MESSAGES), '--target', `127.0.0.1:${ports.port}:${ports.wsPort}`, '--label', 'forwarder']));
+    const [tcp, ws] = reports(
+      await runFanout(['--transport', 'both', '--mode', 'max', '--subscribers', String(SUBSCRIBERS), '--messages', String(MESSAGES), '--target', `127.0.0.1:${ports.port}:${ports.wsPort}`, '--label', 'forwarder']),
+    );
     assertComplete(tcp!, 'tcp', 'forwarder');
     assertComplete(ws!, 'ws', 'forwarder');
   } finally {

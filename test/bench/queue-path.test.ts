@@ -15,8 +15,14 @@ test('bench/queue-path: deep, flow and topic report the CPU ms of each run and t
       else resolve(out);
     });
   });
-  const lines = stdout.trim().split('\n').map((line) => JSON.parse(line) as { case: string; runs: number; cpuMs: number[]; medianCpuMs: number });
-  assert.deepEqual(lines.map((l) => l.case), ['deep', 'flow', 'topic']);
+  const lines = stdout
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as { case: string; runs: number; cpuMs: number[]; medianCpuMs: number });
+  assert.deepEqual(
+    lines.map((l) => l.case),
+    ['deep', 'flow', 'topic'],
+  );
   for (const line of lines) {
     assert.equal(line.cpuMs.length, 2);
     assert.ok(line.cpuMs.every((ms) => ms >= 0));

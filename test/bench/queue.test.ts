@@ -16,14 +16,23 @@ test('bench/queue: embedded and redis modes deliver every message once and repor
       else resolve(out);
     });
   });
-  const lines = stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+  const lines = stdout
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
   const runs = lines.filter((l) => l.run !== undefined);
-  assert.deepEqual(runs.map((r) => r.mode), ['embedded', 'redis']);
+  assert.deepEqual(
+    runs.map((r) => r.mode),
+    ['embedded', 'redis'],
+  );
   for (const run of runs) {
     assert.equal(run.messages, 400);
     assert.equal(run.duplicates, 0);
     assert.ok((run.messagesPerSec as number) > 0);
     assert.ok((run.latencyMs as { p99: number }).p99 > 0);
   }
-  assert.deepEqual(lines.filter((l) => l.median !== undefined).map((l) => l.median), ['embedded', 'redis']);
+  assert.deepEqual(
+    lines.filter((l) => l.median !== undefined).map((l) => l.median),
+    ['embedded', 'redis'],
+  );
 });

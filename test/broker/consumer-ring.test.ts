@@ -52,7 +52,10 @@ describe('ConsumerRing', () => {
     const { ring } = ringWithLog();
     const [a, b, c] = [consumer('a'), consumer('b', 1), consumer('c')];
     for (const s of [a, b, c]) ring.add(s);
-    assert.ok([a, b, c].every((s) => s.keepsMessages), 'queue subscriptions keep their messages');
+    assert.ok(
+      [a, b, c].every((s) => s.keepsMessages),
+      'queue subscriptions keep their messages',
+    );
     for (let i = 0; i < 5; i++) assert.ok(ring.offer(message(`m${i}`)));
     assert.deepEqual([heldIds(a), heldIds(b), heldIds(c)], [['m0', 'm3'], ['m1'], ['m2', 'm4']], 'b is full after one');
     assert.ok(ring.offer(message('m5'), a));
@@ -82,7 +85,11 @@ describe('ConsumerRing', () => {
     ring.add(giver);
     ring.add(other);
     const given = [message('g0'), message('g1'), message('g2')];
-    assert.deepEqual(ring.giveBack(given, giver, false).map((m) => m.id), ['g1', 'g2'], 'the other takes one, the giver none');
+    assert.deepEqual(
+      ring.giveBack(given, giver, false).map((m) => m.id),
+      ['g1', 'g2'],
+      'the other takes one, the giver none',
+    );
     assert.deepEqual(heldIds(other), ['g0']);
     assert.ok(given.every((m) => m.isRedelivered));
     assert.deepEqual(ring.giveBack([message('g3')], giver, true), [], 'the giver is the last resort');
@@ -111,6 +118,9 @@ describe('ConsumerRing', () => {
     assert.equal(ring.drain(backlog), 3);
     assert.deepEqual(heldIds(c), ['b0', 'b1']);
     assert.deepEqual(expired, ['gone']);
-    assert.deepEqual([...backlog].map((m) => m.id), ['b2']);
+    assert.deepEqual(
+      [...backlog].map((m) => m.id),
+      ['b2'],
+    );
   });
 });

@@ -86,7 +86,7 @@ describe('flow control', () => {
     assert.equal(flow.stats.holds, 0);
   });
 
-  it('judges the publisher\'s recent deliveries, not one destination: one slow user among many is a minority', () => {
+  it("judges the publisher's recent deliveries, not one destination: one slow user among many is a minority", () => {
     const flow = new FlowControl({ ...SETTINGS, windowDeliveries: 8 });
     const account = flow.account();
     const users = subscribers(8);
@@ -157,7 +157,10 @@ describe('flow control', () => {
       clearInterval(keepAlive);
     }
     assert.deepEqual([flow.stats.releasedByTimeout, flow.stats.releasedByDrain], [1, 0]);
-    assert.ok(room.every((s) => s.isFlowStalled), 'still behind at the bound: stalled');
+    assert.ok(
+      room.every((s) => s.isFlowStalled),
+      'still behind at the bound: stalled',
+    );
     assert.equal(flow.stats.stalledNow, 3);
   });
 
@@ -174,7 +177,7 @@ describe('flow control', () => {
     assert.ok(account.settle() !== undefined, 'a full window, all of it behind: held');
   });
 
-  it('other instances\' subscribers count while their instance reports them behind, and their report lapses', async () => {
+  it("other instances' subscribers count while their instance reports them behind, and their report lapses", async () => {
     const flow = new FlowControl(SETTINGS);
     const account = flow.account();
     const local = subscribers(2);
@@ -195,7 +198,7 @@ describe('flow control', () => {
 
     // A report that is not renewed lapses.
     flow.reportFrom('c', new Map([['/topic/other', 5]]), 20);
-    await until(() => flow.remoteBehind('/topic/other') === 0, 'c\'s report to lapse');
+    await until(() => flow.remoteBehind('/topic/other') === 0, "c's report to lapse");
     flow.close();
   });
 

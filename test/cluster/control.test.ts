@@ -21,7 +21,7 @@ describe('control messages', () => {
     }
   });
 
-  it('a kick prefix finished with a JSON session id (as Lua\'s cjson writes it) is the kick', () => {
+  it("a kick prefix finished with a JSON session id (as Lua's cjson writes it) is the kick", () => {
     const prefix = kickCommandPrefix('SESSION_REPLACED', 'replaced by a newer session of the same user');
     for (const sessionId of ['abc', 'a/b', 'quote"d', 'é€😀']) {
       // cjson escapes '/' as '\/': still the same string to JSON.parse.
@@ -41,7 +41,10 @@ describe('control messages', () => {
     assert.ok(parseControl(kick));
     assert.ok(parseControl(kickUser));
     const refused: unknown[] = [
-      null, 42, 'kick', [],
+      null,
+      42,
+      'kick',
+      [],
       { ...kick, type: 'explode' },
       { ...kick, code: 'INTERNAL_ERROR' },
       { ...kick, message: '' },

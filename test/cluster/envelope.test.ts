@@ -15,7 +15,10 @@ const NUM_RUNS = 500;
 /** Characters that would break a text format (separators, NUL, escapes), mixed with any code point. */
 const oddChar = fc.oneof(fc.constantFrom('\0', '\n', '\r', ':', '\\', '{', '}', '|', 'é', '€', '😀', '\u0085', '\u2028'), fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }));
 const text = fc.string({ unit: oddChar, maxLength: 40 });
-const body = fc.oneof(fc.constant(Buffer.alloc(0)), fc.uint8Array({ maxLength: 300 }).map((bytes) => Buffer.from(bytes)));
+const body = fc.oneof(
+  fc.constant(Buffer.alloc(0)),
+  fc.uint8Array({ maxLength: 300 }).map((bytes) => Buffer.from(bytes)),
+);
 const headers = fc.array(fc.tuple(text, text), { maxLength: 12 }).map((list) => list.map(([name, value]): Header => [name, value]));
 const envelope: fc.Arbitrary<Envelope> = fc.record({ origin: text, messageId: text, destination: text, routeKey: text, headers, body });
 
@@ -26,8 +29,12 @@ function comparable(e: Envelope): unknown {
 function isWellFormed(e: Envelope): boolean {
   const isText = (v: unknown): boolean => typeof v === 'string';
   return (
-    isText(e.origin) && isText(e.messageId) && isText(e.destination) && isText(e.routeKey) &&
-    Array.isArray(e.headers) && e.headers.every((h) => h.length === 2 && isText(h[0]) && isText(h[1])) &&
+    isText(e.origin) &&
+    isText(e.messageId) &&
+    isText(e.destination) &&
+    isText(e.routeKey) &&
+    Array.isArray(e.headers) &&
+    e.headers.every((h: Header) => h.length === 2 && isText(h[0]) && isText(h[1])) &&
     Buffer.isBuffer(e.body)
   );
 }
@@ -77,7 +84,11 @@ describe('envelope', () => {
       [Buffer.from([1, 0, 0, 0, 0, 1, 1, 0x61]), /truncated envelope: the length of the value of header 0/],
     ];
     for (const [bytes, message] of refusals) {
-      assert.throws(() => decodeEnvelope(bytes), (error: unknown) => error instanceof EnvelopeError && message.test(error.message), message.source);
+      assert.throws(
+        () => decodeEnvelope(bytes),
+        (error: unknown) => error instanceof EnvelopeError && message.test(error.message),
+        message.source,
+      );
     }
   });
 

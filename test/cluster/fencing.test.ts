@@ -131,7 +131,7 @@ describe('membership under faults (processes on one redis-server)', { timeout: 1
     const next = await client(a.tcpPort, 'newcomer');
     await subscribe(next, '/topic/room.1', 'n');
     const join = await presenceEvent(watcher);
-    assert.deepEqual([join.type, join.userId], ['JOIN', 'newcomer'], 'the next event is the newcomer\'s JOIN (no JOIN or LEAVE of the fenced session before it)');
+    assert.deepEqual([join.type, join.userId], ['JOIN', 'newcomer'], "the next event is the newcomer's JOIN (no JOIN or LEAVE of the fenced session before it)");
   });
 
   it('reject: a session whose place was taken while its instance was paused is closed when the instance resumes', async () => {
@@ -165,7 +165,7 @@ describe('membership under faults (processes on one redis-server)', { timeout: 1
     );
   });
 
-  it('presence events missed while the watcher\'s pub/sub connection was down arrive after it reconnects: in order, once each', async () => {
+  it("presence events missed while the watcher's pub/sub connection was down arrive after it reconnects: in order, once each", async () => {
     const env = { PRESENCE_DESTINATIONS: '/topic/room.*', REDIS_PREFIX: 'f5:' };
     const [a, b] = await Promise.all([broker(env), broker(env)]);
     const watcher = await client(a.tcpPort, 'watcher');

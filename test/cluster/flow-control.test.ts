@@ -104,7 +104,10 @@ function hasReceipt(client: RawClient, id: string): boolean {
 function assertInOrder(messages: readonly Frame[], count: number, who: string): void {
   assert.equal(messages.length, count, `${who}: every message`);
   messages.forEach((m, i) => assert.equal(m.body.toString().replace(/x+$/, ''), String(i), `${who}: message ${i} in order`));
-  assert.ok(messages.every((m) => header(m, 'x-dropped') === undefined), `${who}: nothing dropped`);
+  assert.ok(
+    messages.every((m) => header(m, 'x-dropped') === undefined),
+    `${who}: nothing dropped`,
+  );
 }
 
 async function untilReceived(subscriber: Subscriber, count: number, who: string, dropped: () => number): Promise<void> {

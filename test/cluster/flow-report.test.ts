@@ -7,7 +7,10 @@ import { MAX_FLOW_REPORT_TTL_MS, decodeFlowReport, encodeFlowReport } from '../.
 
 describe('flow report', () => {
   it('round-trips, the empty report ("nothing waits") included', () => {
-    const waiting = new Map([['/topic/quiz', 1000], ['/user/alice/queue/news', 2]]);
+    const waiting = new Map([
+      ['/topic/quiz', 1000],
+      ['/user/alice/queue/news', 2],
+    ]);
     assert.deepEqual(decodeFlowReport(encodeFlowReport({ origin: 'b-1', ttlMs: 1500, waiting })), { origin: 'b-1', ttlMs: 1500, waiting });
     assert.deepEqual(decodeFlowReport(encodeFlowReport({ origin: 'b-1', ttlMs: 1500, waiting: new Map() })), { origin: 'b-1', ttlMs: 1500, waiting: new Map() });
   });

@@ -13,7 +13,12 @@ import type { RedisServer } from '../helpers/redis';
 
 const ROOT = path.resolve(__dirname, '../../..'); // from dist/test/cluster
 const LUA = path.join(ROOT, 'src', 'cluster', 'lua');
-const names = (dir: string): string[] => fs.readdirSync(dir).filter((f) => f.endsWith('.lua')).map((f) => f.slice(0, -4)).sort();
+const names = (dir: string): string[] =>
+  fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.lua'))
+    .map((f) => f.slice(0, -4))
+    .sort();
 const scripts = names(LUA);
 const includes = names(path.join(LUA, 'include'));
 

@@ -26,8 +26,7 @@ describe('the outbox and revocation scripts on a real Redis', { timeout: 60000 }
     await server?.stop();
   });
 
-  const event = (type: string, sessionId: string, n: number): string =>
-    JSON.stringify({ id: `e${n}`, type, sessionId, userId: 'u', roles: [], attributes: {}, at: n, instanceId: 'i1' });
+  const event = (type: string, sessionId: string, n: number): string => JSON.stringify({ id: `e${n}`, type, sessionId, userId: 'u', roles: [], attributes: {}, at: n, instanceId: 'i1' });
 
   it('outbox-append: appends in order, tracks open sessions, trims past its bound and says how many', async () => {
     const append = new LuaScript(redis, 'outbox-append', [2]);
@@ -37,7 +36,11 @@ describe('the outbox and revocation scripts on a real Redis', { timeout: 60000 }
     assert.deepEqual(await append.run(keys, [3, 'CONNECT', 's2', event('CONNECT', 's2', 3), '"userId":"v"', 'DISCONNECT', 's1', event('DISCONNECT', 's1', 4), '']), [1, 3]);
     assert.deepEqual(await redis.hkeys(keys[1]!), ['s2']);
     const kept = (await redis.xrange(keys[0]!, '-', '+')).map(([, fields]) => JSON.parse(fields[1]!) as { id: string });
-    assert.deepEqual(kept.map((e) => e.id), ['e2', 'e3', 'e4'], 'the oldest went');
+    assert.deepEqual(
+      kept.map((e) => e.id),
+      ['e2', 'e3', 'e4'],
+      'the oldest went',
+    );
     assert.deepEqual(await append.run(keys, [10, '', 's3', event('CONNECT', 's3', 5), '']), [0, 4]);
     assert.deepEqual(await redis.hkeys(keys[1]!), ['s2'], 'untracked: the open index is left alone');
   });
@@ -59,7 +62,15 @@ describe('the outbox and revocation scripts on a real Redis', { timeout: 60000 }
 
   it('a stored event that is not one reads as undefined', () => {
     assert.ok(parseStoredEvent(event('CONNECT', 's', 1)));
-    for (const bad of [undefined, 'nope', '[]', '{}', event('EXPLODE', 's', 1), JSON.stringify({ ...JSON.parse(event('CONNECT', 's', 1)), roles: [1] }), JSON.stringify({ ...JSON.parse(event('CONNECT', 's', 1)), at: 'now' })]) {
+    for (const bad of [
+      undefined,
+      'nope',
+      '[]',
+      '{}',
+      event('EXPLODE', 's', 1),
+      JSON.stringify({ ...JSON.parse(event('CONNECT', 's', 1)), roles: [1] }),
+      JSON.stringify({ ...JSON.parse(event('CONNECT', 's', 1)), at: 'now' }),
+    ]) {
       assert.equal(parseStoredEvent(bad), undefined, String(bad));
     }
   });

@@ -34,7 +34,7 @@ describe('the presence scripts on a real Redis', { timeout: 60000 }, () => {
   const asText = (reply: unknown): unknown => (Array.isArray(reply) ? reply.map((b) => String(b)) : reply);
   const seqOf = (envelope: string): number => Number(/:(\d+)}$/.exec(envelope)![1]);
 
-  it('presence-join: one JOIN per user, each envelope finished with the room\'s next number and logged', async () => {
+  it("presence-join: one JOIN per user, each envelope finished with the room's next number and logged", async () => {
     const join = new LuaScript(redis, 'presence-join', [4]);
     const room = '/topic/j';
     const keys = keysOf(room);
@@ -80,10 +80,14 @@ describe('the presence scripts on a real Redis', { timeout: 60000 }, () => {
     assert.equal(live.length, 2, 'the pairs start after the fence arguments');
     assert.match(live[0]!, /^env:\/topic\/fenced:\d+}$/);
     assert.deepEqual(await redis.smembers(fenceKeys[0]!), [room]);
-    assert.equal(await join.runForBuffers([...keysOf(room), ...fenceKeys], [...announcing(), 's2', 'u2', '{}', '{}', '0', '', room, ...pairs(room)]), null, 'an empty generation: no fence (a store used without membership)');
+    assert.equal(
+      await join.runForBuffers([...keysOf(room), ...fenceKeys], [...announcing(), 's2', 'u2', '{}', '{}', '0', '', room, ...pairs(room)]),
+      null,
+      'an empty generation: no fence (a store used without membership)',
+    );
   });
 
-  it('presence-leave: a LEAVE only when the user\'s last session goes; 0 for a session with no entry', async () => {
+  it("presence-leave: a LEAVE only when the user's last session goes; 0 for a session with no entry", async () => {
     const join = new LuaScript(redis, 'presence-join', [4]);
     const leave = new LuaScript(redis, 'presence-leave', [4]);
     const room = '/topic/l';
@@ -131,7 +135,11 @@ describe('the presence scripts on a real Redis', { timeout: 60000 }, () => {
       while (heard.length < 10 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
       assert.equal(heard.length, 10);
       assert.deepEqual(log, heard.slice(-3), 'the log is the last events, in decision order');
-      assert.deepEqual(heard.map(seqOf), [...heard.map(seqOf)].sort((a, b) => a - b), 'numbers in decision order');
+      assert.deepEqual(
+        heard.map(seqOf),
+        [...heard.map(seqOf)].sort((a, b) => a - b),
+        'numbers in decision order',
+      );
     } finally {
       subscriber.disconnect();
     }

@@ -13,7 +13,7 @@ import { LuaScript } from '../../src/cluster/lua';
 import { startRedis } from '../helpers/redis';
 import type { RedisServer } from '../helpers/redis';
 
-describe('the registry\'s scripts on a real Redis', { timeout: 60000 }, () => {
+describe("the registry's scripts on a real Redis", { timeout: 60000 }, () => {
   let server: RedisServer;
   let redis: Redis;
 
@@ -32,13 +32,33 @@ describe('the registry\'s scripts on a real Redis', { timeout: 60000 }, () => {
   describe('registry-register', () => {
     const register = (): LuaScript => new LuaScript(redis, 'registry-register', [6]);
     const args = (sessionId: string, connectedAt: number, max: number, mode: string, generation: string, instanceId: string, userId: string, dead: string[] = []) => [
-      sessionId, connectedAt, max, mode, 600, 't:session:{', 't:instance:{', generation,
-      kickCommandPrefix('UNAVAILABLE', 'dead holder'), kickCommandPrefix('SESSION_REPLACED', 'replaced'), 3600,
-      dead.length, ...dead,
-      'userId', userId, 'instanceId', instanceId, 'connectedAt', String(connectedAt),
+      sessionId,
+      connectedAt,
+      max,
+      mode,
+      600,
+      't:session:{',
+      't:instance:{',
+      generation,
+      kickCommandPrefix('UNAVAILABLE', 'dead holder'),
+      kickCommandPrefix('SESSION_REPLACED', 'replaced'),
+      3600,
+      dead.length,
+      ...dead,
+      'userId',
+      userId,
+      'instanceId',
+      instanceId,
+      'connectedAt',
+      String(connectedAt),
     ];
     const keysFor = (sessionId: string, userId: string, instanceId: string) => [
-      `t:user:{${userId}}`, `t:session:{${sessionId}}`, 't:sessions:all', `${live(instanceId)}:sessions`, `${live(instanceId)}:users`, live(instanceId),
+      `t:user:{${userId}}`,
+      `t:session:{${sessionId}}`,
+      't:sessions:all',
+      `${live(instanceId)}:sessions`,
+      `${live(instanceId)}:users`,
+      live(instanceId),
     ];
 
     it('refuses a write by a generation that is not the live one, writing nothing', async () => {
@@ -54,7 +74,7 @@ describe('the registry\'s scripts on a real Redis', { timeout: 60000 }, () => {
       assert.equal(await redis.hget(`${live('r1')}:users`, 'uf'), '1');
     });
 
-    it('drops a holder named dead and tells it through that instance\'s inbox', async () => {
+    it("drops a holder named dead and tells it through that instance's inbox", async () => {
       await redis.set(live('r2'), '1', 'PX', 60000);
       await redis.hset('t:session:{s-old}', 'userId', 'ud', 'instanceId', 'gone');
       await redis.zadd('t:user:{ud}', 1, 's-old');
@@ -101,7 +121,12 @@ describe('the registry\'s scripts on a real Redis', { timeout: 60000 }, () => {
 
     it('replace evicts the oldest down to the limit; an older newcomer loses; dead holders do not count', async () => {
       const user = 't:user:{b2}';
-      for (const [id, at] of [['s1', 10], ['s2', 20], ['s3', 30]] as const) await bind().run([user], [id, at, -1, 'replace']);
+      for (const [id, at] of [
+        ['s1', 10],
+        ['s2', 20],
+        ['s3', 30],
+      ] as const)
+        await bind().run([user], [id, at, -1, 'replace']);
       assert.deepEqual(await bind().run([user], ['s4', 40, 2, 'replace']), [1, 's1', 's2']);
       assert.deepEqual(await redis.zrange(user, 0, -1), ['s3', 's4']);
       assert.deepEqual(await bind().run([user], ['s0', 5, 2, 'replace']), [2], 'older than both: lost');

@@ -13,7 +13,7 @@ import { decodeRedeliverEntry, encodeRedeliverEntry } from '../../src/cluster/re
 import { startRedis } from '../helpers/redis';
 import type { RedisServer } from '../helpers/redis';
 
-describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 }, () => {
+describe("the cluster layer's Lua scripts on a real Redis", { timeout: 60000 }, () => {
   let server: RedisServer;
   let redis: Redis;
 
@@ -73,7 +73,7 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
     await redis.set(`${live('m3')}:reaper`, 'other');
     assert.equal(await finish.run(keys, ['11', 'm3']), 0);
     assert.equal(await redis.sismember('t:instances', 'm3'), 1);
-    assert.deepEqual(await redis.smembers(`${live('m3')}:sessions`), ['s-of-12'], 'the new generation\'s sessions stay');
+    assert.deepEqual(await redis.smembers(`${live('m3')}:sessions`), ['s-of-12'], "the new generation's sessions stay");
     assert.equal(await redis.exists(`${live('m3')}:reaper`), 0, 'the claim is released');
     assert.equal(await finish.run(keys, ['12', 'm3']), 1);
     assert.equal(await redis.sismember('t:instances', 'm3'), 0);
@@ -81,7 +81,7 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
     assert.equal(await redis.exists(`${live('m3')}:sessions`), 0);
   });
 
-  it('membership-claim-keep: extends the caller\'s claim, reports a claim taken over', async () => {
+  it("membership-claim-keep: extends the caller's claim, reports a claim taken over", async () => {
     const keep = new LuaScript(redis, 'membership-claim-keep', [1]);
     await redis.set(`${live('m6')}:reaper`, 'me', 'PX', 1000);
     assert.equal(await keep.run([`${live('m6')}:reaper`], ['me', 60000]), 1);
@@ -99,7 +99,7 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
     assert.equal(await redis.exists(live('m7')), 0);
   });
 
-  it('queue-reap: gives back a dead consumer\'s 1,200 pending entries in bounded batches; forgets a queue left empty', async () => {
+  it("queue-reap: gives back a dead consumer's 1,200 pending entries in bounded batches; forgets a queue left empty", async () => {
     const reap = new LuaScript(redis, 'queue-reap', [4]);
     const q = (suffix: string): string[] => [`t:queue:{/queue/${suffix}}`, `t:queue:{/queue/${suffix}}:redeliver`, `t:queue:{/queue/${suffix}}:consumers`, `t:queue:{/queue/${suffix}}:counts`];
     const keys = q('big');
@@ -119,7 +119,10 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
     assert.deepEqual(batches, [500, 500, 200]);
     const given = await redis.lrange(keys[1]!, 0, -1);
     assert.equal(new Set(given.map((e) => e.split('|')[0])).size, 1200, 'each entry once');
-    assert.ok(given.every((e) => e.endsWith('|dead|1|1')), 'marked delivered');
+    assert.ok(
+      given.every((e) => e.endsWith('|dead|1|1')),
+      'marked delivered',
+    );
     assert.equal(await redis.hexists(keys[2]!, 'dead'), 0);
     const empty = q('empty');
     await redis.xgroup('CREATE', empty[0]!, 'g', '0', 'MKSTREAM');
@@ -140,7 +143,10 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
     assert.equal(await ack.run([stream], ['g', 'old', first, second]), 1);
     assert.equal(await redis.xlen(stream), 1, 'the entry taken over stays');
     const pending = (await redis.xpending(stream, 'g', '-', '+', 10)) as [string, string][];
-    assert.deepEqual(pending.map(([id, consumer]) => [id, consumer]), [[second, 'new']]);
+    assert.deepEqual(
+      pending.map(([id, consumer]) => [id, consumer]),
+      [[second, 'new']],
+    );
     assert.equal(await ack.run([stream], ['g', 'new', second]), 1);
     assert.equal(await redis.xlen(stream), 0);
   });
@@ -250,9 +256,19 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
       await redis.xadd(k.stream, '*', 'm', 'new');
       await redis.rpush(k.redeliver, entry(given!, 'giver', 1, true), entry(alsoGiven!, 'giver', 1, false));
       const taken = await takeFor(k, 'taker', 10, 2);
-      assert.deepEqual(taken.map(([, payload, wasDelivered]) => [payload, wasDelivered]), [['p0', '1'], ['p1', '0'], ['new', '0']]);
+      assert.deepEqual(
+        taken.map(([, payload, wasDelivered]) => [payload, wasDelivered]),
+        [
+          ['p0', '1'],
+          ['p1', '0'],
+          ['new', '0'],
+        ],
+      );
       const pending = (await redis.xpending(k.stream, 'g', '-', '+', 10)) as [string, string][];
-      assert.ok(pending.every(([, owner]) => owner === 'taker'), 'all three are the taker\'s now');
+      assert.ok(
+        pending.every(([, owner]) => owner === 'taker'),
+        "all three are the taker's now",
+      );
       assert.equal(await redis.llen(k.redeliver), 0);
     });
 
@@ -263,7 +279,11 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
       await redis.xdel(k.stream, trimmed!); // pending, but its stream entry is gone
       await redis.rpush(k.redeliver, entry(stale!, 'old', 1), entry(trimmed!, 'old', 1), 'not an entry', entry(good!, 'old', 1));
       const taken = await takeFor(k, 'taker', 10, 2);
-      assert.deepEqual(taken.map(([id]) => id), [good], 'only the entry its giver still held');
+      assert.deepEqual(
+        taken.map(([id]) => id),
+        [good],
+        'only the entry its giver still held',
+      );
       assert.equal(await redis.llen(k.redeliver), 0, 'the list is cleared of them');
       const owners = Object.fromEntries(((await redis.xpending(k.stream, 'g', '-', '+', 10)) as [string, string][]).map(([id, owner]) => [id, owner]));
       assert.equal(owners[stale!], 'someone', 'the stale entry stays with its holder');
@@ -276,11 +296,23 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
       await redis.rpush(k.redeliver, ...ids.map((id) => entry(id, 'me', 1000)));
       await redis.hset(k.consumers, 'me', '1', 'other', '1');
       assert.deepEqual(await takeFor(k, 'me', 10, 1500), [], 'within the retake time, another instance has consumers');
-      assert.deepEqual((await redis.lrange(k.redeliver, 0, -1)).map((e) => decodeRedeliverEntry(e)!.entryId), ids, 'left in place, in order');
-      assert.deepEqual((await takeFor(k, 'me', 10, 2000)).map(([id]) => id), ids, 'after it: taken back');
+      assert.deepEqual(
+        (await redis.lrange(k.redeliver, 0, -1)).map((e) => decodeRedeliverEntry(e)!.entryId),
+        ids,
+        'left in place, in order',
+      );
+      assert.deepEqual(
+        (await takeFor(k, 'me', 10, 2000)).map(([id]) => id),
+        ids,
+        'after it: taken back',
+      );
       await redis.rpush(k.redeliver, ...ids.map((id) => entry(id, 'me', 5000)));
       await redis.hset(k.consumers, 'other', '0');
-      assert.deepEqual((await takeFor(k, 'me', 10, 5001)).map(([id]) => id), ids, 'nobody else consumes: at once');
+      assert.deepEqual(
+        (await takeFor(k, 'me', 10, 5001)).map(([id]) => id),
+        ids,
+        'nobody else consumes: at once',
+      );
     });
 
     it('queue-take over 10,000 given-back entries: takes what it was asked for, leaves the rest in order, bounded work per call', async () => {
@@ -290,7 +322,10 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
       for (let i = 0; i < entries.length; i += 1000) await redis.rpush(k.redeliver, ...entries.slice(i, i + 1000));
       const lremBefore = await calls('lrem');
       const taken = await takeFor(k, 'taker', 256, 2);
-      assert.deepEqual(taken.map(([id]) => id), ids.slice(0, 256));
+      assert.deepEqual(
+        taken.map(([id]) => id),
+        ids.slice(0, 256),
+      );
       assert.equal(await redis.llen(k.redeliver), 10_000 - 256);
       assert.deepEqual(await redis.lrange(k.redeliver, 0, 0), [entries[256]], 'the next one is next');
       assert.equal(await calls('lrem'), lremBefore, 'no LREM scans');
@@ -302,7 +337,11 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
       await redis.xadd(k.stream, '*', 'm', 'fresh');
       const [lpushBefore, xclaimBefore] = [await calls('lpush'), await calls('xclaim')];
       const fresh = await takeFor(k, 'me', 5, 1001, 1000, 1000);
-      assert.deepEqual(fresh.map(([, payload]) => payload), ['fresh'], 'none of its own, the new entry');
+      assert.deepEqual(
+        fresh.map(([, payload]) => payload),
+        ['fresh'],
+        'none of its own, the new entry',
+      );
       assert.ok((await calls('lpush')) - lpushBefore <= 1000, 'no more than the scan limit put back');
       assert.equal(await calls('xclaim'), xclaimBefore);
       assert.deepEqual(await redis.lrange(k.redeliver, 0, -1), own, 'all kept, in order');
@@ -321,7 +360,7 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
     });
   });
 
-  it('presence-view: the room\'s sessions with the decision number they were read at (0 without a counter), and the LEAVEs Redis forgot', async () => {
+  it("presence-view: the room's sessions with the decision number they were read at (0 without a counter), and the LEAVEs Redis forgot", async () => {
     const view = new LuaScript(redis, 'presence-view', [3]);
     const sessions = 't:presence:{/topic/room.v}:sessions';
     const seq = 't:presence:{/topic/room.v}:seq';
@@ -332,7 +371,13 @@ describe('the cluster layer\'s Lua scripts on a real Redis', { timeout: 60000 },
     await redis.hset(forgotten, 'u3', 'socket-closed');
     const [at, flat, reasons] = (await view.run([sessions, seq, forgotten], [])) as [string, string[], string[]];
     assert.equal(at, '42');
-    assert.deepEqual(Object.fromEntries([[flat[0], flat[1]], [flat[2], flat[3]]]), { s1: '{"userId":"u1"}', s2: '{"userId":"u2"}' });
+    assert.deepEqual(
+      Object.fromEntries([
+        [flat[0], flat[1]],
+        [flat[2], flat[3]],
+      ]),
+      { s1: '{"userId":"u1"}', s2: '{"userId":"u2"}' },
+    );
     assert.deepEqual(reasons, ['u3', 'socket-closed']);
   });
 });

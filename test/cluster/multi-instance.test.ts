@@ -40,7 +40,6 @@ async function untilRelayed(redis: RedisServer, routeKey: string, instances: num
   }
 }
 
-
 describe('several instances, one broker (processes on one redis-server)', { timeout: 120000 }, () => {
   let redis: RedisServer;
   let a: BrokerProcess;
@@ -56,7 +55,7 @@ describe('several instances, one broker (processes on one redis-server)', { time
     await redis?.stop();
   });
 
-  it('a topic message reaches subscribers on both instances exactly once, in each publisher\'s order', async () => {
+  it("a topic message reaches subscribers on both instances exactly once, in each publisher's order", async () => {
     const onA = await client(a.tcpPort, { login: 'sub-a' });
     const onB = await client(b.tcpPort, { login: 'sub-b' });
     await subscribe(onA, '/topic/scores');
@@ -76,8 +75,8 @@ describe('several instances, one broker (processes on one redis-server)', { time
         seen[header(message, 'from') as 'A' | 'B'].push(Number(header(message, 'seq')));
       }
       const inOrder = Array.from({ length: count }, (_, i) => i);
-      assert.deepEqual(seen.A, inOrder, 'A\'s messages once each, in order');
-      assert.deepEqual(seen.B, inOrder, 'B\'s messages once each, in order');
+      assert.deepEqual(seen.A, inOrder, "A's messages once each, in order");
+      assert.deepEqual(seen.B, inOrder, "B's messages once each, in order");
       await subscriber.expectSilence(300); // nothing twice
     }
   });
@@ -92,7 +91,16 @@ describe('several instances, one broker (processes on one redis-server)', { time
     }
     await untilRelayed(redis, '/topic/binary', 1);
     const sender = await client(a.tcpPort, { login: 'binary-sender' });
-    sender.sendFrame('SEND', [['destination', '/topic/binary'], ['x-plain', 'value:with\\backslash'], ['key:one', 'v'], ['content-type', 'application/octet-stream']], body);
+    sender.sendFrame(
+      'SEND',
+      [
+        ['destination', '/topic/binary'],
+        ['x-plain', 'value:with\\backslash'],
+        ['key:one', 'v'],
+        ['content-type', 'application/octet-stream'],
+      ],
+      body,
+    );
     for (const [receiver, version] of receivers) {
       const message = await receiver.expect('MESSAGE');
       assert.deepEqual(message.body, body, `${version} body`);
@@ -103,7 +111,7 @@ describe('several instances, one broker (processes on one redis-server)', { time
     }
   });
 
-  it('an instance listens on a destination\'s channel only while it has subscribers there', async () => {
+  it("an instance listens on a destination's channel only while it has subscribers there", async () => {
     const c = await client(b.tcpPort, { login: 'transient' });
     await subscribe(c, '/topic/transient');
     await untilRelayed(redis, '/topic/transient', 1);
@@ -154,7 +162,7 @@ describe('several instances, one broker (processes on one redis-server)', { time
     const key2 = await sessionKeyOf(two);
     assert.equal(redis.cli('exists', key2).trim(), '1');
     two.destroy(); // the tab closed: no DISCONNECT
-    await until(() => redis.cli('exists', key2).trim() === '0', 'the destroyed session\'s key to go');
+    await until(() => redis.cli('exists', key2).trim() === '0', "the destroyed session's key to go");
     assert.equal(redis.cli('exists', 'ws:user:{registry-user}').trim(), '0');
   });
 });

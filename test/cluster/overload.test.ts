@@ -136,13 +136,23 @@ describe('an instance under load stays alive', { timeout: 180_000 }, () => {
     await until(() => subscribers.every((s) => s.received >= MESSAGES || s.isClosed), 'every subscriber to have every message', 120_000);
 
     assert.deepEqual(subscribers.filter((s) => s.isClosed || s.sawError).length, 0, 'no client of B was disconnected');
-    assert.ok(subscribers.every((s) => s.received === MESSAGES), `nothing dropped: ${[...new Set(subscribers.map((s) => s.received))].join(', ')} of ${MESSAGES}`);
-    const lapses = (broker: BrokerProcess): LogLine[] =>
-      linesAbout(broker, (l) => typeof l.msg === 'string' && /no liveness refresh|taken for dead|liveness key had expired/.test(l.msg));
+    assert.ok(
+      subscribers.every((s) => s.received === MESSAGES),
+      `nothing dropped: ${[...new Set(subscribers.map((s) => s.received))].join(', ')} of ${MESSAGES}`,
+    );
+    const lapses = (broker: BrokerProcess): LogLine[] => linesAbout(broker, (l) => typeof l.msg === 'string' && /no liveness refresh|taken for dead|liveness key had expired/.test(l.msg));
     assert.deepEqual(lapses(b), [], 'B never lost its liveness');
     assert.deepEqual(lapses(a), [], 'nor did A');
-    assert.deepEqual(linesAbout(a, (l) => l.msg === 'reaped a dead instance'), [], 'A reaped nobody');
-    assert.deepEqual(linesAbout(b, (l) => l.msg === 'session closed' && l.reason !== 'client'), [], 'B closed no session');
+    assert.deepEqual(
+      linesAbout(a, (l) => l.msg === 'reaped a dead instance'),
+      [],
+      'A reaped nobody',
+    );
+    assert.deepEqual(
+      linesAbout(b, (l) => l.msg === 'session closed' && l.reason !== 'client'),
+      [],
+      'B closed no session',
+    );
   });
 });
 
@@ -281,7 +291,10 @@ describe('a saturated instance stays alive (its own publisher and subscribers)',
       const presenceOf = (f: Frame): { type: string; reason: string | null } | undefined =>
         header(f, 'x-presence') === undefined ? undefined : (JSON.parse(f.body.toString()) as { type: string; reason: string | null });
       await watcher.waitUntil(() => watcher.frames.filter((f) => presenceOf(f)?.type === 'JOIN').length >= SATURATED_SUBSCRIBERS, 30_000, 'every JOIN at the watcher');
-      assert.ok(ours.every((m) => !m.isClosed && !m.sawError), 'every member in');
+      assert.ok(
+        ours.every((m) => !m.isClosed && !m.sawError),
+        'every member in',
+      );
 
       // The publisher goes as fast as A lets it: batches of 100 SENDs of 100 B, each ending with
       // one that asks for a RECEIPT, at most PUBLISHER_WINDOW batches unconfirmed (as
@@ -332,12 +345,17 @@ describe('a saturated instance stays alive (its own publisher and subscribers)',
       const refreshes = new Set<number>();
       const lapses: string[] = [];
       try {
-        await until(async () => {
-          const view = await viewOf(b, a.instanceId);
-          if (view === undefined || !view.isAlive) lapses.push(view === undefined ? 'not listed' : 'not alive');
-          else refreshes.add(view.reportedAt);
-          return refreshes.size > REFRESHES_UNDER_LOAD || lapses.length > 0;
-        }, `${REFRESHES_UNDER_LOAD} refreshes of A seen by B under load`, 120_000, 100);
+        await until(
+          async () => {
+            const view = await viewOf(b, a.instanceId);
+            if (view === undefined || !view.isAlive) lapses.push(view === undefined ? 'not listed' : 'not alive');
+            else refreshes.add(view.reportedAt);
+            return refreshes.size > REFRESHES_UNDER_LOAD || lapses.length > 0;
+          },
+          `${REFRESHES_UNDER_LOAD} refreshes of A seen by B under load`,
+          120_000,
+          100,
+        );
       } finally {
         isFlooding = false;
         await flooding;
@@ -350,10 +368,22 @@ describe('a saturated instance stays alive (its own publisher and subscribers)',
       await until(() => confirmed() >= batches, "the publisher's last RECEIPTs", 120_000);
       assert.equal(publisherText.includes('ERROR'), false, 'the publisher got no ERROR');
       assert.deepEqual(ours.filter((m) => m.isClosed || m.sawError).length, 0, 'no client of A got an ERROR or was disconnected');
-      assert.deepEqual(watcher.frames.filter((f) => presenceOf(f)?.type === 'LEAVE').map((f) => presenceOf(f)!.reason), [], 'the watcher on B heard no LEAVE');
+      assert.deepEqual(
+        watcher.frames.filter((f) => presenceOf(f)?.type === 'LEAVE').map((f) => presenceOf(f)!.reason),
+        [],
+        'the watcher on B heard no LEAVE',
+      );
       const lapseLines = linesAbout(a, (l) => typeof l.msg === 'string' && /no liveness refresh|taken for dead|liveness key had expired|heart-beat timeout/.test(l.msg));
-      assert.deepEqual(lapseLines.map((l) => l.msg), [], 'A never lost its liveness, nor a client to a heart-beat timeout');
-      assert.deepEqual(linesAbout(b, (l) => l.msg === 'reaped a dead instance'), [], 'B reaped nobody');
+      assert.deepEqual(
+        lapseLines.map((l) => l.msg),
+        [],
+        'A never lost its liveness, nor a client to a heart-beat timeout',
+      );
+      assert.deepEqual(
+        linesAbout(b, (l) => l.msg === 'reaped a dead instance'),
+        [],
+        'B reaped nobody',
+      );
     });
   }
 });

@@ -31,7 +31,7 @@ function harness(log: Envelope[]) {
   return { sequencer, delivered, reads: () => reads };
 }
 
-const settle = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 10));
+const aMoment = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 10));
 
 describe('PresenceSequencer', () => {
   it('passes events in order and other messages untouched; drops a repeat', () => {
@@ -50,7 +50,7 @@ describe('PresenceSequencer', () => {
     sequencer.onEnvelope(event(10));
     sequencer.onEnvelope(event(13)); // 11 and 12 were lost
     sequencer.onEnvelope(event(14)); // arrives while the log is read
-    await settle();
+    await aMoment();
     assert.deepEqual(delivered, [10, 11, 12, 13, 14]);
     assert.equal(sequencer.stats.filled, 2);
     sequencer.onEnvelope(event(12)); // a late copy
@@ -62,7 +62,7 @@ describe('PresenceSequencer', () => {
     sequencer.onEnvelope(event(1));
     sequencer.onEnvelope(event(3));
     sequencer.onEnvelope(event(2));
-    await settle();
+    await aMoment();
     assert.deepEqual(delivered, [1, 2, 3]);
   });
 
@@ -70,7 +70,7 @@ describe('PresenceSequencer', () => {
     const { sequencer, delivered } = harness([event(5), event(6, 'LEAVE')]);
     sequencer.onEnvelope(event(5));
     sequencer.resyncAll();
-    await settle();
+    await aMoment();
     assert.deepEqual(delivered, [5, 6]);
   });
 
@@ -88,7 +88,7 @@ describe('PresenceSequencer', () => {
     });
     sequencer.onEnvelope(event(5));
     sequencer.resyncAll();
-    await settle();
+    await aMoment();
     assert.deepEqual(delivered, [5], 'the first read failed');
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(reads, 2, 'read again after a back-off');
@@ -99,7 +99,7 @@ describe('PresenceSequencer', () => {
     const { sequencer, delivered } = harness([event(7), event(8, 'LEAVE')]);
     sequencer.track(ROOM, 6);
     sequencer.resyncAll(); // the subscriber came back: 7 and 8 were lost
-    await settle();
+    await aMoment();
     assert.deepEqual(delivered, [7, 8]);
   });
 
@@ -107,7 +107,7 @@ describe('PresenceSequencer', () => {
     const { sequencer, delivered } = harness([]);
     sequencer.onEnvelope(event(5));
     sequencer.onEnvelope(event(900));
-    await settle();
+    await aMoment();
     assert.deepEqual(delivered, [5, 900]);
     sequencer.forget(ROOM);
     sequencer.onEnvelope(event(3));

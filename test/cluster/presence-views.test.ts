@@ -98,7 +98,7 @@ describe('PresenceViews', () => {
     assert.equal(delivered.length, 0);
   });
 
-  it('a new watcher\'s list waits for this instance to reach the room\'s number in Redis (its own JOIN included)', async () => {
+  it("a new watcher's list waits for this instance to reach the room's number in Redis (its own JOIN included)", async () => {
     const { views, setRedis } = setUp(readOf(10, ['ann']));
     views.setInterest(ROOM, true);
     await sleep(10);
@@ -123,13 +123,20 @@ describe('PresenceViews', () => {
       return { seq: 11, members: [{ userId: 'ann', roles: [], joinedAt: 1 }] };
     });
     assert.equal(fromRedis, 1, 'read from Redis');
-    assert.deepEqual(late.members.map((m) => m.userId), ['ann']);
+    assert.deepEqual(
+      late.members.map((m) => m.userId),
+      ['ann'],
+    );
     views.setInterest(ROOM, true);
     const listed = await views.snapshot(ROOM, async () => assert.fail('read from Redis'));
-    assert.deepEqual(listed.members.map((m) => m.userId), ['ann'], 'not the list kept before');
+    assert.deepEqual(
+      listed.members.map((m) => m.userId),
+      ['ann'],
+      'not the list kept before',
+    );
   });
 
-  it('a list read before the room\'s first decision is read again at its first event: a JOIN published before this instance subscribed to the channel is not skipped', async () => {
+  it("a list read before the room's first decision is read again at its first event: a JOIN published before this instance subscribed to the channel is not skipped", async () => {
     const { views, setRedis } = setUp(readOf(0, [])); // a new room: no counter, nobody in it
     views.setInterest(ROOM, true);
     await sleep(10);
@@ -171,6 +178,9 @@ describe('PresenceViews', () => {
     views.setInterest(ROOM, true);
     await until(() => reads === 2, 'a second read');
     const listed = await views.snapshot(ROOM, async () => assert.fail('read from Redis'));
-    assert.deepEqual(listed.members.map((m) => m.userId), ['ann']);
+    assert.deepEqual(
+      listed.members.map((m) => m.userId),
+      ['ann'],
+    );
   });
 });

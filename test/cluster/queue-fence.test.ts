@@ -63,7 +63,13 @@ describe('RedisQueues: takes and registrations are fenced by the generation', { 
     connections.push(connection);
     await whenReady(connection, 10_000);
     const queues = new RedisQueues({
-      redis: connection, keys, instanceId, maxQueueMessages: 1000, maxQueues: 100, signals: noSignals, logger: pino({ level: 'silent' }),
+      redis: connection,
+      keys,
+      instanceId,
+      maxQueueMessages: 1000,
+      maxQueues: 100,
+      signals: noSignals,
+      logger: pino({ level: 'silent' }),
       fence: () => ({ key: keys.instance(instanceId), generation: generation() }),
     });
     all.push(queues);

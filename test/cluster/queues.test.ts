@@ -23,7 +23,6 @@ async function subscribe(c: RawClient, destination: string, headers: Record<stri
   await c.expect('RECEIPT');
 }
 
-
 /** Send `count` messages with a receipt on the last; seq headers from `from`. */
 async function sendAll(c: RawClient, destination: string, count: number, from = 0, extra: Record<string, string> = {}): Promise<void> {
   for (let i = from; i < from + count; i++) {
@@ -96,10 +95,21 @@ describe('queues across instances (processes on one redis-server)', { timeout: 1
     const seqA = messagesOf(onA).map((m) => Number(header(m, 'seq')));
     const seqB = messagesOf(onB).map((m) => Number(header(m, 'seq')));
     assert.equal(seqA.length + seqB.length, count, 'no duplicates');
-    assert.deepEqual([...seqA, ...seqB].sort((x, y) => x - y), Array.from({ length: count }, (_, i) => i));
+    assert.deepEqual(
+      [...seqA, ...seqB].sort((x, y) => x - y),
+      Array.from({ length: count }, (_, i) => i),
+    );
     assert.ok(seqA.length > 0 && seqB.length > 0, `both instances consume (A ${seqA.length}, B ${seqB.length})`);
-    assert.deepEqual(seqA, [...seqA].sort((x, y) => x - y), 'A in order');
-    assert.deepEqual(seqB, [...seqB].sort((x, y) => x - y), 'B in order');
+    assert.deepEqual(
+      seqA,
+      [...seqA].sort((x, y) => x - y),
+      'A in order',
+    );
+    assert.deepEqual(
+      seqB,
+      [...seqB].sort((x, y) => x - y),
+      'B in order',
+    );
     assert.ok(messagesOf(onA).every((m) => header(m, 'redelivered') === undefined));
     ackers.forEach(clearInterval);
   });
@@ -146,15 +156,22 @@ describe('queues across instances (processes on one redis-server)', { timeout: 1
     const staying = await client(b.tcpPort, 'staying');
     await subscribe(staying, '/queue/leave', { ack: 'client-individual' });
     const early = [await staying.expect('MESSAGE', 5000), await staying.expect('MESSAGE', 5000)];
-    assert.deepEqual(early.map((m) => header(m, 'seq')), ['3', '4'], 'the two the leaver could not hold');
+    assert.deepEqual(
+      early.map((m) => header(m, 'seq')),
+      ['3', '4'],
+      'the two the leaver could not hold',
+    );
     leaving.destroy(); // socket lost, nothing acked
     const back: Frame[] = [];
     for (let i = 0; i < 3; i++) back.push(await staying.expect('MESSAGE', 5000));
-    assert.deepEqual(back.map((m) => header(m, 'seq')), ['0', '1', '2']);
+    assert.deepEqual(
+      back.map((m) => header(m, 'seq')),
+      ['0', '1', '2'],
+    );
     assert.ok(back.every((m) => header(m, 'redelivered') === 'true'));
   });
 
-  it('client mode: one ACK settles every earlier message; auto mode: removed when written', async () => {
+  it('client mode: one ACK covers every earlier message; auto mode: removed when written', async () => {
     const c = await client(b.tcpPort, 'cumulative');
     await subscribe(c, '/queue/cumulative', { ack: 'client' });
     const producer = await client(a.tcpPort, 'p6');
@@ -226,7 +243,7 @@ describe('an instance killed with SIGKILL while holding unacknowledged queue mes
     const producer = await client(survivor.tcpPort, 'crash-producer');
     const count = 30;
     await sendAll(producer, '/queue/crash', count);
-    await victim.waitUntil(() => messagesOf(victim).length === 10, 3000, 'the victim\'s prefetch');
+    await victim.waitUntil(() => messagesOf(victim).length === 10, 3000, "the victim's prefetch");
     // Acknowledge 4 of them: those must never come back; 4 more take their place.
     for (const m of messagesOf(victim).slice(0, 4)) victim.sendFrame('ACK', { id: header(m, 'ack')! });
     await victim.waitUntil(() => messagesOf(victim).length === 14, 3000, 'four more after the acks');
@@ -240,13 +257,17 @@ describe('an instance killed with SIGKILL while holding unacknowledged queue mes
 
     const killedAt = Date.now();
     await doomed.kill();
-    await until(() => messagesOf(rescuer).length === count - 4, 'the dead instance\'s unacked on the survivor', 12000);
+    await until(() => messagesOf(rescuer).length === count - 4, "the dead instance's unacked on the survivor", 12000);
     const elapsedMs = Date.now() - killedAt;
     assert.ok(elapsedMs < 10000, `redelivered after ${elapsedMs} ms`);
 
     const received = messagesOf(rescuer);
     const seqs = received.map((m) => Number(header(m, 'seq')));
-    assert.deepEqual([...seqs].sort((x, y) => x - y), Array.from({ length: count - 4 }, (_, i) => i + 4), 'the 26 not acked, once each');
+    assert.deepEqual(
+      [...seqs].sort((x, y) => x - y),
+      Array.from({ length: count - 4 }, (_, i) => i + 4),
+      'the 26 not acked, once each',
+    );
     const heldSeqs = new Set(held.map((m) => Number(header(m, 'seq'))));
     assert.equal(heldSeqs.size, 10);
     for (const m of received) {
@@ -258,13 +279,13 @@ describe('an instance killed with SIGKILL while holding unacknowledged queue mes
     await rescuer.expectSilence(1500); // nothing delivered twice
   });
 
-  it('a graceful stop (SIGTERM) gives its consumers\' unacknowledged messages back at once, for the survivor', async () => {
+  it("a graceful stop (SIGTERM) gives its consumers' unacknowledged messages back at once, for the survivor", async () => {
     const leaving = await BrokerProcess.start({ REDIS_URL: redis.url, HEARTBEAT: '0,0', INSTANCE_HEARTBEAT_MS: '1000' });
     const holder = await client(leaving.tcpPort, 'holder');
     await subscribe(holder, '/queue/term', { ack: 'client-individual' });
     const producer = await client(survivor.tcpPort, 'term-producer');
     await sendAll(producer, '/queue/term', 5);
-    await holder.waitUntil(() => messagesOf(holder).length === 5, 3000, 'the holder\'s messages');
+    await holder.waitUntil(() => messagesOf(holder).length === 5, 3000, "the holder's messages");
     const taker = await client(survivor.tcpPort, 'taker');
     await subscribe(taker, '/queue/term', { ack: 'client-individual' });
     await taker.expectSilence(200);
@@ -272,7 +293,10 @@ describe('an instance killed with SIGKILL while holding unacknowledged queue mes
     assert.equal(await leaving.stop(), 0);
     await until(() => messagesOf(taker).length === 5, 'the unacknowledged on the survivor', 5000);
     assert.ok(Date.now() - stoppedAt < 3000, 'without waiting for a reaper');
-    assert.deepEqual(messagesOf(taker).map((m) => header(m, 'redelivered')), ['true', 'true', 'true', 'true', 'true']);
+    assert.deepEqual(
+      messagesOf(taker).map((m) => header(m, 'redelivered')),
+      ['true', 'true', 'true', 'true', 'true'],
+    );
   });
 });
 
@@ -552,7 +576,10 @@ describe('10,000 messages through 4 consumers on 2 instances, consumers restarti
       const notOnce = acks.flatMap((n, seq) => (n === 1 ? [] : [`${seq}:${n}`]));
       assert.deepEqual(notOnce, [], 'each acknowledged exactly once');
       await until(() => redis.cli('xlen', 'ws:queue:{/queue/churn}').trim() === '0', 'the stream empty');
-      assert.ok(deliveries.some((n) => n > 1), 'some were redelivered (restarts and NACKs happened while messages were held)');
+      assert.ok(
+        deliveries.some((n) => n > 1),
+        'some were redelivered (restarts and NACKs happened while messages were held)',
+      );
     } finally {
       await Promise.all([a.stop(), b.stop()]);
       await redis.stop();
@@ -585,7 +612,9 @@ describe('MAX_QUEUE_MESSAGES with Redis bounds what waits, never what a consumer
       await subscribe(taker, '/queue/bounded', { ack: 'auto' });
       await taker.waitUntil(() => messagesOf(taker).length >= 10, 10000, 'ten messages');
       await taker.expectSilence(300);
-      const seqs = messagesOf(taker).map((m) => Number(header(m, 'seq'))).sort((x, y) => x - y);
+      const seqs = messagesOf(taker)
+        .map((m) => Number(header(m, 'seq')))
+        .sort((x, y) => x - y);
       assert.deepEqual(seqs, [0, 1, 2, 3, 4, 7, 8, 9, 10, 11]);
       for (const m of messagesOf(taker)) if (Number(header(m, 'seq')) < 5) assert.equal(header(m, 'redelivered'), 'true');
       const { dropped } = (await a.router.queueStats()).find((q) => q.name === '/queue/bounded') ?? { dropped: -1 };
@@ -620,7 +649,11 @@ describe('expiry with Redis also holds for redeliveries', { timeout: 60000 }, ()
       holder.sendFrame('NACK', { id: header(messagesOf(holder)[0]!, 'ack')!, receipt: 'nacked' });
       await holder.waitUntil(() => holder.frames.some((f) => f.command === 'RECEIPT' && header(f, 'receipt-id') === 'nacked'), 5000, 'the NACK receipt');
       await new Promise((resolve) => setTimeout(resolve, 1200)); // a give-back would have been taken by now
-      assert.equal(holders.reduce((n, c) => n + messagesOf(c).length, 0), 1, 'delivered once, never again');
+      assert.equal(
+        holders.reduce((n, c) => n + messagesOf(c).length, 0),
+        1,
+        'delivered once, never again',
+      );
       await until(async () => ((await a.router.queueStats()).find((q) => q.name === '/queue/fleeting')?.expired ?? 0) === 1, 'counted as expired');
     } finally {
       await a.stop();

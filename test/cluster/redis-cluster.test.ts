@@ -34,8 +34,7 @@ describe('several instances on a Redis Cluster', { timeout: 120000 }, () => {
     sub.sendFrame('SUBSCRIBE', { destination: '/topic/cluster.news', id: 's', receipt: 'r' });
     await sub.expect('RECEIPT');
     // The channel is a shard channel: it shows in PUBSUB SHARDNUMSUB on the node owning its slot.
-    const shardSubscribers = (): number =>
-      cluster.servers.map((s) => Number(s.cli('pubsub', 'shardnumsub', 'ws:dest:/topic/cluster.news').trim().split('\n')[1])).reduce((x, y) => x + y, 0);
+    const shardSubscribers = (): number => cluster.servers.map((s) => Number(s.cli('pubsub', 'shardnumsub', 'ws:dest:/topic/cluster.news').trim().split('\n')[1])).reduce((x, y) => x + y, 0);
     const deadline = Date.now() + 5000;
     while (shardSubscribers() < 1) {
       if (Date.now() > deadline) throw new Error('no shard subscriber');
@@ -77,7 +76,11 @@ describe('several instances on a Redis Cluster', { timeout: 120000 }, () => {
       }
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    assert.deepEqual([...acked].sort((x, y) => x - y), Array.from({ length: 60 }, (_, i) => i), 'each once');
+    assert.deepEqual(
+      [...acked].sort((x, y) => x - y),
+      Array.from({ length: 60 }, (_, i) => i),
+      'each once',
+    );
     const all = [...onA.frames, ...onB.frames].filter((f) => f.command === 'MESSAGE');
     assert.equal(all.filter((f) => header(f, 'redelivered') === 'true').length, 1, 'the NACKed one, marked');
     assert.ok(onA.frames.some((f) => f.command === 'MESSAGE') && onB.frames.some((f) => f.command === 'MESSAGE'), 'both instances consumed');

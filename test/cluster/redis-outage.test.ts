@@ -17,7 +17,6 @@ const until = (condition: () => boolean | Promise<boolean>, what: string, timeou
 
 const client = (port: number, login: string): Promise<RawClient> => connectedAs(clients, port, login);
 
-
 describe('Redis killed and restarted empty, mid-traffic', { timeout: 120000 }, () => {
   it('local delivery goes on, CONNECTs follow the policy, and relay and registry come back', async () => {
     const redis = await startRedis();

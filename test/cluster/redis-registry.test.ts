@@ -103,7 +103,7 @@ for (const mode of ['single', 'cluster'] as const) {
       assert.ok(!(await a.registry.onlineUsers()).includes(userId));
     });
 
-    it('refresh extends the TTL of this instance\'s sessions and moves lastSeenAt', async () => {
+    it("refresh extends the TTL of this instance's sessions and moves lastSeenAt", async () => {
       const a = await instance();
       const sessionId = `s-fresh-${seq}`;
       await a.registry.bind(record(sessionId, user(), a.id, 1), { maxPerUser: Infinity, mode: 'reject' });
@@ -189,7 +189,10 @@ for (const mode of ['single', 'cluster'] as const) {
       await dying.liveness.stop(false); // like kill -9: nothing is cleaned up
       await new Promise((resolve) => setTimeout(resolve, 400)); // past the 300 ms TTL
       await survivor.liveness.reapDead();
-      assert.deepEqual(survivor.lost.filter((r) => r.instanceId === dying.id).map((r) => r.userId), [userId]);
+      assert.deepEqual(
+        survivor.lost.filter((r) => r.instanceId === dying.id).map((r) => r.userId),
+        [userId],
+      );
     });
 
     it('a session closed while re-registration runs is not left registered', async () => {
@@ -212,8 +215,13 @@ for (const mode of ['single', 'cluster'] as const) {
       const sleeper = await instance(100);
       const woke: boolean[] = [];
       const liveness = new InstanceLiveness({
-        redis: sleeper.redis, keys: new RedisKeys('ws:'), instanceId: sleeper.id, heartbeatMs: 100, members: [sleeper.registry],
-        onLivenessLost: async (wasReaped) => void woke.push(wasReaped), logger: silent,
+        redis: sleeper.redis,
+        keys: new RedisKeys('ws:'),
+        instanceId: sleeper.id,
+        heartbeatMs: 100,
+        members: [sleeper.registry],
+        onLivenessLost: async (wasReaped) => void woke.push(wasReaped),
+        logger: silent,
       });
       await liveness.announce();
       await sleeper.registry.bind(record(`s-sleep-${seq}`, user(), sleeper.id), reject1);
@@ -233,7 +241,7 @@ for (const mode of ['single', 'cluster'] as const) {
       const userId = user();
       assert.equal((await b.registry.bind(record(`s-blip-${seq}`, userId, b.id, 1), reject1)).isBound, true);
       type Node = { client(...args: string[]): Promise<unknown> };
-      const nodes: Node[] = 'nodes' in a.redis ? (a.redis as unknown as { nodes(role: string): Node[] }).nodes('master') : [a.redis as unknown as Node];
+      const nodes: Node[] = 'nodes' in a.redis ? (a.redis as unknown as { nodes(role: string): Node[] }).nodes('master') : [a.redis];
       let killed = 0;
       for (const node of nodes) {
         const list = String(await node.client('LIST'));
@@ -243,14 +251,14 @@ for (const mode of ['single', 'cluster'] as const) {
           killed++;
         }
       }
-      assert.ok(killed > 0, 'B\'s connections were found and killed');
+      assert.ok(killed > 0, "B's connections were found and killed");
       // ioredis reconnects B within ~100 ms.
       const result = await a.registry.bind(record(`s-blip2-${seq}`, userId, a.id, 2), reject1);
       assert.equal(result.isBound, false, 'B is alive: its session keeps the place');
       assert.equal(await a.redis.exists(`ws:instance:{${b.id}}`), 1);
     });
 
-    it('re-registration after Redis lost its data restores this instance\'s sessions', async () => {
+    it("re-registration after Redis lost its data restores this instance's sessions", async () => {
       const a = await instance();
       const userId = user();
       await a.registry.bind(record('s-keep', userId, a.id), reject1);

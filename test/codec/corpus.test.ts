@@ -13,13 +13,8 @@ import type { ComparableFrame, Outcome } from '../helpers/decode';
 
 const FRAMES_DIR = path.join(path.resolve(__dirname, '../../..'), 'frames');
 
-const ERROR_CODES: readonly FrameErrorCode[] = [
-  'FRAME_TOO_LARGE', 'TOO_MANY_HEADERS', 'HEADER_LINE_TOO_LONG', 'BAD_ESCAPE',
-  'MALFORMED_HEADER', 'UNKNOWN_COMMAND', 'BAD_CONTENT_LENGTH', 'MISSING_NUL',
-];
-const EXPECTATION_KEYS = new Set([
-  'description', 'version', 'limits', 'acceptServerCommands', 'frames', 'heartbeats', 'error', 'framesBeforeError',
-]);
+const ERROR_CODES: readonly FrameErrorCode[] = ['FRAME_TOO_LARGE', 'TOO_MANY_HEADERS', 'HEADER_LINE_TOO_LONG', 'BAD_ESCAPE', 'MALFORMED_HEADER', 'UNKNOWN_COMMAND', 'BAD_CONTENT_LENGTH', 'MISSING_NUL'];
+const EXPECTATION_KEYS = new Set(['description', 'version', 'limits', 'acceptServerCommands', 'frames', 'heartbeats', 'error', 'framesBeforeError']);
 const LIMIT_KEYS = new Set(['maxFrameBytes', 'maxHeaders', 'maxHeaderLineBytes']);
 
 interface ExpectedFrame {
@@ -115,8 +110,14 @@ function checkExpectationShape(name: string, expectation: Expectation): void {
 
 function loadCorpus(): { name: string; bytes: Buffer; expectation: Expectation }[] {
   const files = fs.readdirSync(FRAMES_DIR);
-  const stompNames = files.filter((f) => f.endsWith('.stomp')).map((f) => f.slice(0, -'.stomp'.length)).sort();
-  const jsonNames = files.filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length)).sort();
+  const stompNames = files
+    .filter((f) => f.endsWith('.stomp'))
+    .map((f) => f.slice(0, -'.stomp'.length))
+    .sort();
+  const jsonNames = files
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => f.slice(0, -'.json'.length))
+    .sort();
   assert.deepEqual(jsonNames, stompNames, 'every .stomp has a .json and every .json a .stomp');
   return stompNames.map((name) => ({
     name,

@@ -101,7 +101,10 @@ test('resume() surfaces a FrameError in input buffered while paused', () => {
   decoder.pause();
   decoder.push(Buffer.from(send('ok') + 'send\n\n\0'));
   assert.deepEqual(events, []);
-  assert.throws(() => decoder.resume(), (err: unknown) => err instanceof FrameError && err.code === 'UNKNOWN_COMMAND');
+  assert.throws(
+    () => decoder.resume(),
+    (err: unknown) => err instanceof FrameError && err.code === 'UNKNOWN_COMMAND',
+  );
   assert.deepEqual(events, ['SEND:ok']);
   assert.equal(decoder.isFailed, true);
 });
@@ -124,11 +127,13 @@ test('decoder.version set in onFrame applies to the next frame of the same chunk
     values.push(frame.headers.find(([name]) => name === 'k')![1]);
     decoder.version = '1.2';
   });
-  decoder.push(Buffer.from(
-    'CONNECT\naccept-version:1.0\nhost:h\n\n\0' +
-    'SEND\ndestination:/q\nk:a\\cb\n\n\0' + // read as 1.0: literal
-    'SEND\ndestination:/q\nk:a\\cb\n\n\0', // read as 1.2: unescaped
-  ));
+  decoder.push(
+    Buffer.from(
+      'CONNECT\naccept-version:1.0\nhost:h\n\n\0' +
+        'SEND\ndestination:/q\nk:a\\cb\n\n\0' + // read as 1.0: literal
+        'SEND\ndestination:/q\nk:a\\cb\n\n\0', // read as 1.2: unescaped
+    ),
+  );
   assert.deepEqual(values, ['a\\cb', 'a:b']);
 });
 
@@ -146,7 +151,10 @@ test('switching to 1.1 in onFrame makes \\r in the next frame of the same chunk 
 test('a failed decoder ignores further input and stays failed', () => {
   const { decoder, events } = recordingDecoder();
   assert.equal(decoder.isFailed, false);
-  assert.throws(() => decoder.push(Buffer.from('SEND\nno colon here\n\n\0')), (err: unknown) => err instanceof FrameError && err.code === 'MALFORMED_HEADER');
+  assert.throws(
+    () => decoder.push(Buffer.from('SEND\nno colon here\n\n\0')),
+    (err: unknown) => err instanceof FrameError && err.code === 'MALFORMED_HEADER',
+  );
   assert.equal(decoder.isFailed, true);
   const bufferedAtFailure = decoder.bufferedBytes;
   decoder.push(Buffer.from('\n' + send('after')));
@@ -207,8 +215,14 @@ test('every frame gets its own headers array and body', () => {
   decoder.push(Buffer.from(send('one', 'x:1\n') + send('two', 'y:2\n')));
   assert.equal(frames.length, 2);
   assert.notEqual(frames[0]!.headers, frames[1]!.headers);
-  assert.deepEqual(frames[0]!.headers, [['destination', '/queue/a'], ['x', '1']]);
-  assert.deepEqual(frames[1]!.headers, [['destination', '/queue/a'], ['y', '2']]);
+  assert.deepEqual(frames[0]!.headers, [
+    ['destination', '/queue/a'],
+    ['x', '1'],
+  ]);
+  assert.deepEqual(frames[1]!.headers, [
+    ['destination', '/queue/a'],
+    ['y', '2'],
+  ]);
   assert.equal(frames[0]!.body.toString(), 'one');
 });
 
@@ -244,7 +258,10 @@ test('empty pushes change nothing', () => {
 
 test('server commands are refused by default and accepted with acceptServerCommands', () => {
   const message = Buffer.from('MESSAGE\ndestination:/q\nmessage-id:1\nsubscription:0\n\nm\0');
-  assert.throws(() => new Decoder(() => {}).push(message), (err: unknown) => err instanceof FrameError && err.code === 'UNKNOWN_COMMAND');
+  assert.throws(
+    () => new Decoder(() => {}).push(message),
+    (err: unknown) => err instanceof FrameError && err.code === 'UNKNOWN_COMMAND',
+  );
   const { decoder, events } = recordingDecoder({ acceptServerCommands: true });
   decoder.push(message);
   assert.deepEqual(events, ['MESSAGE:m']);
@@ -257,7 +274,10 @@ test('DEFAULT_LIMITS are frozen and partial overrides keep the other defaults', 
   const { decoder, events } = recordingDecoder({ limits: { maxHeaders: 2 } });
   decoder.push(Buffer.from(send('ok', `x:${'v'.repeat(8000)}\n`)));
   assert.deepEqual(events, ['SEND:ok']);
-  assert.throws(() => decoder.push(Buffer.from(send('no', 'x:1\ny:2\n'))), (err: unknown) => err instanceof FrameError && err.code === 'TOO_MANY_HEADERS');
+  assert.throws(
+    () => decoder.push(Buffer.from(send('no', 'x:1\ny:2\n'))),
+    (err: unknown) => err instanceof FrameError && err.code === 'TOO_MANY_HEADERS',
+  );
 });
 
 // --- Memory held for a frame in progress (issue 13) ---
@@ -323,9 +343,12 @@ test('parsed headers of a frame spanning pushes are reserved: SERVER_BUSY past t
   const budget = new SharedByteBudget(64 * 1024);
   const hog = new Decoder(() => {}, { budget });
   hog.push(Buffer.from('SEND\ndestination:/q\n'));
-  assert.throws(() => {
-    for (let i = 0; i < 20; i++) hog.push(Buffer.from(line(i)));
-  }, (err: unknown) => err instanceof FrameError && err.code === 'SERVER_BUSY');
+  assert.throws(
+    () => {
+      for (let i = 0; i < 20; i++) hog.push(Buffer.from(line(i)));
+    },
+    (err: unknown) => err instanceof FrameError && err.code === 'SERVER_BUSY',
+  );
   assert.equal(budget.usedBytes, 0, 'the failed decoder gave its headers back');
 
   const { decoder, frames } = recordingDecoder({ budget });
@@ -338,7 +361,7 @@ test('parsed headers of a frame spanning pushes are reserved: SERVER_BUSY past t
   decoder.push(Buffer.from('\0'));
   assert.equal(frames.length, 1);
   assert.equal(frames[0]!.headers.length, 11);
-  assert.equal(budget.usedBytes, 0, 'emitted: the headers are the frame\'s');
+  assert.equal(budget.usedBytes, 0, "emitted: the headers are the frame's");
 
   decoder.push(Buffer.from(`SEND\n${line(1)}`));
   assert.ok(budget.usedBytes > 4000);
@@ -379,9 +402,12 @@ test('a spent budget fails the decoder with SERVER_BUSY, releases what it held, 
   const budget = new SharedByteBudget(32 * 1024);
   const hog = new Decoder(() => {}, { budget });
   const { bytes } = bigFrame(64 * 1024, true);
-  assert.throws(() => {
-    for (let i = 0; i < bytes.length; i += 1000) hog.push(bytes.subarray(i, i + 1000));
-  }, (err: unknown) => err instanceof FrameError && err.code === 'SERVER_BUSY');
+  assert.throws(
+    () => {
+      for (let i = 0; i < bytes.length; i += 1000) hog.push(bytes.subarray(i, i + 1000));
+    },
+    (err: unknown) => err instanceof FrameError && err.code === 'SERVER_BUSY',
+  );
   assert.equal(hog.isFailed, true);
   assert.equal(budget.usedBytes, 0, 'the refused decoder gave its bytes back');
   assert.equal(budget.refusedCount, 1);

@@ -13,10 +13,7 @@ const NUM_RUNS = 300;
 const ALL_COMMANDS = [...CLIENT_COMMANDS, ...SERVER_COMMANDS];
 const ESCAPED_COMMANDS = ALL_COMMANDS.filter((command) => !isUnescapedCommand(command));
 const RAW_COMMANDS = ALL_COMMANDS.filter((command) => isUnescapedCommand(command));
-const ERROR_CODES = new Set<FrameErrorCode>([
-  'FRAME_TOO_LARGE', 'TOO_MANY_HEADERS', 'HEADER_LINE_TOO_LONG', 'BAD_ESCAPE',
-  'MALFORMED_HEADER', 'UNKNOWN_COMMAND', 'BAD_CONTENT_LENGTH', 'MISSING_NUL',
-]);
+const ERROR_CODES = new Set<FrameErrorCode>(['FRAME_TOO_LARGE', 'TOO_MANY_HEADERS', 'HEADER_LINE_TOO_LONG', 'BAD_ESCAPE', 'MALFORMED_HEADER', 'UNKNOWN_COMMAND', 'BAD_CONTENT_LENGTH', 'MISSING_NUL']);
 
 // ---------------------------------------------------------------- arbitraries
 
@@ -51,9 +48,10 @@ function headers(nameForbidden: string, valueForbidden: string): fc.Arbitrary<He
  */
 function encodableFrame(version: StompVersion): fc.Arbitrary<Frame> {
   const escapedForbidden = version === '1.2' ? '' : version === '1.1' ? '\r' : null;
-  const escaped = escapedForbidden === null
-    ? fc.record({ command: fc.constantFrom(...ESCAPED_COMMANDS), headers: headers(':\r\n', '\r\n'), body })
-    : fc.record({ command: fc.constantFrom(...ESCAPED_COMMANDS), headers: headers(escapedForbidden, escapedForbidden), body });
+  const escaped =
+    escapedForbidden === null
+      ? fc.record({ command: fc.constantFrom(...ESCAPED_COMMANDS), headers: headers(':\r\n', '\r\n'), body })
+      : fc.record({ command: fc.constantFrom(...ESCAPED_COMMANDS), headers: headers(escapedForbidden, escapedForbidden), body });
   const raw = fc.record({ command: fc.constantFrom(...RAW_COMMANDS), headers: headers(':\r\n', '\r\n'), body });
   return fc.oneof({ arbitrary: escaped, weight: 4 }, { arbitrary: raw, weight: 1 });
 }
@@ -107,36 +105,36 @@ const cutPositions = fc.array(fc.nat(), { maxLength: 12 });
 
 test('encodeFrame → Decoder round-trips any encodable frame, in every version', () => {
   fc.assert(
-    fc.property(version.chain((v) => fc.tuple(fc.constant(v), encodableFrame(v))), ([v, frame]) => {
-      const outcome = decode([encodeFrame(frame, v)], { version: v });
-      assert.equal(outcome.error, undefined);
-      assert.deepEqual(outcome.frames, [expectedAfterRoundTrip(frame)]);
-      assert.equal(outcome.heartbeats, 0);
-    }),
+    fc.property(
+      version.chain((v) => fc.tuple(fc.constant(v), encodableFrame(v))),
+      ([v, frame]) => {
+        const outcome = decode([encodeFrame(frame, v)], { version: v });
+        assert.equal(outcome.error, undefined);
+        assert.deepEqual(outcome.frames, [expectedAfterRoundTrip(frame)]);
+        assert.equal(outcome.heartbeats, 0);
+      },
+    ),
     { numRuns: NUM_RUNS },
   );
 });
 
 test('encodeFrame writes content-length exactly when the body is not empty', () => {
   fc.assert(
-    fc.property(version.chain((v) => fc.tuple(fc.constant(v), encodableFrame(v))), ([v, frame]) => {
-      const outcome = decode([encodeFrame(frame, v)], { version: v });
-      const lengths = outcome.frames[0]!.headers.filter(([name]) => name === 'content-length');
-      assert.deepEqual(lengths, frame.body.length > 0 ? [['content-length', String(frame.body.length)]] : []);
-    }),
+    fc.property(
+      version.chain((v) => fc.tuple(fc.constant(v), encodableFrame(v))),
+      ([v, frame]) => {
+        const outcome = decode([encodeFrame(frame, v)], { version: v });
+        const lengths = outcome.frames[0]!.headers.filter(([name]) => name === 'content-length');
+        assert.deepEqual(lengths, frame.body.length > 0 ? [['content-length', String(frame.body.length)]] : []);
+      },
+    ),
     { numRuns: NUM_RUNS },
   );
 });
 
 // ---------------------------------------------------------------- (b) any split, same result
 
-const stream = version.chain((v) =>
-  fc.tuple(
-    fc.constant(v),
-    fc.array(fc.tuple(heartbeatRun, encodableFrame(v)), { minLength: 1, maxLength: 5 }),
-    heartbeatRun,
-  ),
-);
+const stream = version.chain((v) => fc.tuple(fc.constant(v), fc.array(fc.tuple(heartbeatRun, encodableFrame(v)), { minLength: 1, maxLength: 5 }), heartbeatRun));
 
 test('a stream of frames and heart-beats decodes the same however it is split', () => {
   fc.assert(
@@ -153,7 +151,10 @@ test('a stream of frames and heart-beats decodes the same however it is split', 
 
       const whole = decode([bytes], { version: v });
       assert.equal(whole.error, undefined);
-      assert.deepEqual(whole.frames, items.map(([, frame]) => expectedAfterRoundTrip(frame)));
+      assert.deepEqual(
+        whole.frames,
+        items.map(([, frame]) => expectedAfterRoundTrip(frame)),
+      );
       assert.equal(whole.heartbeats, heartbeats);
 
       const pieces = decode(split(bytes, cuts), { version: v });
@@ -178,10 +179,7 @@ const fuzzCommand = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom('send', 'SEND ', 'GET / HTTP/1.1') },
   { weight: 1, arbitrary: fuzzWord },
 );
-const fuzzHeaderLine = fc.oneof(
-  { weight: 6, arbitrary: fc.tuple(fuzzWord, fuzzWord).map(([name, value]) => `${name}:${value}`) },
-  { weight: 1, arbitrary: fuzzWord },
-);
+const fuzzHeaderLine = fc.oneof({ weight: 6, arbitrary: fc.tuple(fuzzWord, fuzzWord).map(([name, value]) => `${name}:${value}`) }, { weight: 1, arbitrary: fuzzWord });
 const fuzzBody = fc.oneof(
   fc.string({ unit: fuzzChar, maxLength: 40 }).map((s) => Buffer.from(s)),
   fc.uint8Array({ maxLength: 40 }).map((bytes) => Buffer.from(bytes)),
@@ -194,7 +192,12 @@ const fuzzContentLength = fc.oneof(
 );
 const fuzzFrame = fc
   .tuple(
-    fuzzCommand, fuzzEol, fc.array(fc.tuple(fuzzHeaderLine, fuzzEol), { maxLength: 5 }), fuzzContentLength, fuzzEol, fuzzBody,
+    fuzzCommand,
+    fuzzEol,
+    fc.array(fc.tuple(fuzzHeaderLine, fuzzEol), { maxLength: 5 }),
+    fuzzContentLength,
+    fuzzEol,
+    fuzzBody,
     fc.oneof({ weight: 6, arbitrary: fc.constant('\0') }, { weight: 1, arbitrary: fc.constantFrom('', '\n') }),
   )
   .map(([command, commandEol, lines, contentLength, blankLine, body, end]) => {
@@ -203,20 +206,12 @@ const fuzzFrame = fc
     else if (contentLength !== 'absent') head += `content-length:${contentLength.garbage}\n`;
     return Buffer.concat([Buffer.from(head + blankLine), body, Buffer.from(end)]);
   });
-const almostStomp = fc
-  .tuple(
-    fc.array(fc.tuple(fc.constantFrom('', '\n', '\r\n', '\n\n'), fuzzFrame), { maxLength: 4 }),
-    fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 })), { maxLength: 2 }),
-  )
-  .map(([items, flips]) => {
-    const bytes = Buffer.concat(items.flatMap(([beats, frame]) => [Buffer.from(beats), frame]));
-    for (const [position, value] of flips) if (bytes.length > 0) bytes[position % bytes.length] = value;
-    return bytes;
-  });
-const fuzzBytes = fc.oneof(
-  { weight: 4, arbitrary: almostStomp },
-  { weight: 1, arbitrary: fc.uint8Array({ maxLength: 200 }).map((bytes) => Buffer.from(bytes)) },
-);
+const almostStomp = fc.tuple(fc.array(fc.tuple(fc.constantFrom('', '\n', '\r\n', '\n\n'), fuzzFrame), { maxLength: 4 }), fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 })), { maxLength: 2 })).map(([items, flips]) => {
+  const bytes = Buffer.concat(items.flatMap(([beats, frame]) => [Buffer.from(beats), frame]));
+  for (const [position, value] of flips) if (bytes.length > 0) bytes[position % bytes.length] = value;
+  return bytes;
+});
+const fuzzBytes = fc.oneof({ weight: 4, arbitrary: almostStomp }, { weight: 1, arbitrary: fc.uint8Array({ maxLength: 200 }).map((bytes) => Buffer.from(bytes)) });
 
 const fuzzSetup = fc.record({ version, acceptServerCommands: fc.boolean() });
 

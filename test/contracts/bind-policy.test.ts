@@ -43,10 +43,7 @@ describe('the bind policy: the TypeScript and the Lua copy decide the same', { t
           // The user's sorted set orders by connect time, then by id.
           const ordered = [...holders].sort((x, y) => x.at - y.at || (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
           const decision = decideBind(ordered, (h) => h.at < newcomerAt, { maxPerUser: max, mode });
-          const expected =
-            decision.verdict === 'bound' ? ['1', ...decision.evicted.map((h) => h.id)]
-            : decision.verdict === 'refused' ? ['0', ...decision.holders.map((h) => h.id)]
-            : ['2'];
+          const expected = decision.verdict === 'bound' ? ['1', ...decision.evicted.map((h) => h.id)] : decision.verdict === 'refused' ? ['0', ...decision.holders.map((h) => h.id)] : ['2'];
           assert.deepEqual(reply, expected);
         },
       ),

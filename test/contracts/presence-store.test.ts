@@ -56,7 +56,7 @@ function presenceContract(name: string, make: () => Promise<Subject>): void {
     };
     const heard = (destination: string, count: number): Promise<void> => until(() => s.told(destination).length >= count, `${count} events on ${destination}`, 10000);
 
-    it('one JOIN for a user\'s first session, none for its second or a repeat; one LEAVE, with its reason, when its last goes; the companion is told the same', async () => {
+    it("one JOIN for a user's first session, none for its second or a repeat; one LEAVE, with its reason, when its last goes; the companion is told the same", async () => {
       const r = await room();
       const [ann, bob] = [fresh('ann'), fresh('bob')];
       await s.a.join(r, entry('s1', ann, 1000, ['AGENT', 'ADMIN']));
@@ -77,7 +77,7 @@ function presenceContract(name: string, make: () => Promise<Subject>): void {
       assert.deepEqual(s.told(r + SUFFIX), events);
     });
 
-    it('the member list: one entry per user with its first session\'s joinedAt, numbered with the last decision it includes', async () => {
+    it("the member list: one entry per user with its first session's joinedAt, numbered with the last decision it includes", async () => {
       const r = await room();
       const [ann, bob] = [fresh('ann'), fresh('bob')];
       await s.a.join(r, entry('s1', ann, 1000));
@@ -85,17 +85,25 @@ function presenceContract(name: string, make: () => Promise<Subject>): void {
       await s.b.join(r, entry('s3', bob, 2000, ['CUSTOMER']));
       await heard(r, 2);
       const snapshot = await s.b.snapshot(r);
-      assert.deepEqual(snapshot.members.map((m) => ({ ...m, roles: [...m.roles] })).sort((x, y) => x.joinedAt - y.joinedAt), [
-        { userId: ann, roles: ['AGENT'], joinedAt: 1000 },
-        { userId: bob, roles: ['CUSTOMER'], joinedAt: 2000 },
-      ]);
+      assert.deepEqual(
+        snapshot.members.map((m) => ({ ...m, roles: [...m.roles] })).sort((x, y) => x.joinedAt - y.joinedAt),
+        [
+          { userId: ann, roles: ['AGENT'], joinedAt: 1000 },
+          { userId: bob, roles: ['CUSTOMER'], joinedAt: 2000 },
+        ],
+      );
       assert.equal(snapshot.seq, s.told(r)[1]!.seq);
-      for (const [id, user] of [['s1', ann], ['s2', ann], ['s3', bob]] as const) await s.a.leave(r, entry(id, user), 'disconnect');
+      for (const [id, user] of [
+        ['s1', ann],
+        ['s2', ann],
+        ['s3', bob],
+      ] as const)
+        await s.a.leave(r, entry(id, user), 'disconnect');
       await heard(r, 4);
       assert.deepEqual((await s.a.snapshot(r)).members, []);
     });
 
-    it('numbers only grow, also after the room empties and fills again; an empty room\'s list is numbered below its next decision', async () => {
+    it("numbers only grow, also after the room empties and fills again; an empty room's list is numbered below its next decision", async () => {
       const r = await room();
       const listed = (await s.a.snapshot(r)).seq;
       for (let round = 0; round < 3; round++) {
@@ -109,7 +117,7 @@ function presenceContract(name: string, make: () => Promise<Subject>): void {
       for (let i = 1; i < numbers.length; i++) assert.ok(numbers[i]! > numbers[i - 1]!, `numbers ${numbers.join(',')} grow`);
     });
 
-    it('one user\'s sessions on two instances, ten joining at once: one JOIN; one LEAVE when the last goes', async () => {
+    it("one user's sessions on two instances, ten joining at once: one JOIN; one LEAVE when the last goes", async () => {
       const r = await room();
       const user = fresh('u');
       await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? s.a : s.b).join(r, entry(`s${i}`, user))));

@@ -112,7 +112,7 @@ export function queueBackendContract(factory: QueueBackendFactory): void {
     };
 
     /** ACK (or NACK) the `index`th MESSAGE the subscriber got, as the router does. */
-    const settleMessage = (backend: QueueBackend, { subscriber, subscription }: { subscriber: RecordingSubscriber; subscription: Subscription }, index: number, isNack = false): void => {
+    const answerDelivery = (backend: QueueBackend, { subscriber, subscription }: { subscriber: RecordingSubscriber; subscription: Subscription }, index: number, isNack = false): void => {
       const covered = subscription.takeCovered(headerValue(subscriber.messages[index]!.headers, 'ack')!);
       assert.ok(covered.length > 0, 'the delivery was owed an ACK');
       if (isNack) backend.nacked(subscription, covered);
@@ -125,10 +125,13 @@ export function queueBackendContract(factory: QueueBackendFactory): void {
     const statReaches = async (backend: QueueBackend, destination: string, expected: Partial<QueueStat>): Promise<QueueStat> => {
       const picked = (stat: QueueStat | undefined): Partial<QueueStat> => Object.fromEntries(Object.keys(expected).map((key) => [key, stat?.[key as keyof QueueStat]]));
       let last: QueueStat | undefined;
-      await until(async () => {
-        last = await statOf(backend, destination);
-        return JSON.stringify(picked(last)) === JSON.stringify(expected);
-      }, `${destination} to show ${JSON.stringify(expected)}`).catch(() => undefined);
+      await until(
+        async () => {
+          last = await statOf(backend, destination);
+          return JSON.stringify(picked(last)) === JSON.stringify(expected);
+        },
+        `${destination} to show ${JSON.stringify(expected)}`,
+      ).catch(() => undefined);
       assert.deepEqual(picked(last), expected);
       return last!;
     };
@@ -156,10 +159,20 @@ export function queueBackendContract(factory: QueueBackendFactory): void {
       await until(() => a.subscriber.messages.length + b.subscriber.messages.length === 10, 'ten messages');
       await quiet();
       const [onA, onB] = [a.subscriber.bodies.map(Number), b.subscriber.bodies.map(Number)];
-      assert.deepEqual([...onA, ...onB].sort((x, y) => x - y), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'each once');
+      assert.deepEqual(
+        [...onA, ...onB].sort((x, y) => x - y),
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        'each once',
+      );
       assert.ok(onA.length > 0 && onB.length > 0, `both consume (${onA.length} and ${onB.length})`);
-      assert.deepEqual(onA, [...onA].sort((x, y) => x - y));
-      assert.deepEqual(onB, [...onB].sort((x, y) => x - y));
+      assert.deepEqual(
+        onA,
+        [...onA].sort((x, y) => x - y),
+      );
+      assert.deepEqual(
+        onB,
+        [...onB].sort((x, y) => x - y),
+      );
     });
 
     it('prefetch: a consumer holds at most its unacknowledged limit; an ACK lets one more through', async () => {
@@ -169,7 +182,7 @@ export function queueBackendContract(factory: QueueBackendFactory): void {
       await until(() => c.subscriber.messages.length === 2, 'two messages');
       await quiet();
       assert.deepEqual(c.subscriber.bodies, ['p0', 'p1'], 'no more than two');
-      settleMessage(backend, c, 0);
+      answerDelivery(backend, c, 0);
       await until(() => c.subscriber.messages.length === 3, 'one more after the ACK');
       await quiet();
       assert.deepEqual(c.subscriber.bodies, ['p0', 'p1', 'p2'], 'exactly one more');
@@ -181,7 +194,7 @@ export function queueBackendContract(factory: QueueBackendFactory): void {
       const c = await consume(backend, '/queue/cumulative', 'client');
       for (let i = 0; i < 3; i++) await send(backend, message('/queue/cumulative', `c${i}`));
       await until(() => c.subscriber.messages.length === 3, 'three messages');
-      settleMessage(backend, c, 1); // covers c0 and c1
+      answerDelivery(backend, c, 1); // covers c0 and c1
       await statReaches(backend, '/queue/cumulative', { depth: 0, unacked: 1 });
       backend.unsubscribe(c.subscription);
       const next = await consume(backend, '/queue/cumulative');
@@ -198,7 +211,7 @@ export function queueBackendContract(factory: QueueBackendFactory): void {
       await send(backend, message('/queue/nack', 'once'));
       await until(() => a.subscriber.messages.length + b.subscriber.messages.length === 1, 'one delivery');
       const [holder, other] = a.subscriber.messages.length === 1 ? [a, b] : [b, a];
-      settleMessage(backend, holder, 0, true);
+      answerDelivery(backend, holder, 0, true);
       await until(() => other.subscriber.messages.length === 1, 'the other consumer to get it');
       assert.equal(headerValue(other.subscriber.messages[0]!.headers, 'redelivered'), 'true');
       assert.equal(headerValue(other.subscriber.messages[0]!.headers, 'message-id'), headerValue(holder.subscriber.messages[0]!.headers, 'message-id'));
@@ -211,7 +224,7 @@ export function queueBackendContract(factory: QueueBackendFactory): void {
       const c = await consume(backend, '/queue/alone');
       await send(backend, message('/queue/alone', 'again'));
       await until(() => c.subscriber.messages.length === 1, 'the message');
-      settleMessage(backend, c, 0, true);
+      answerDelivery(backend, c, 0, true);
       await until(() => c.subscriber.messages.length === 2, 'the message again');
       assert.deepEqual(c.subscriber.bodies, ['again', 'again']);
       assert.equal(headerValue(c.subscriber.messages[1]!.headers, 'redelivered'), 'true');
@@ -222,7 +235,7 @@ export function queueBackendContract(factory: QueueBackendFactory): void {
       const leaving = await consume(backend, '/queue/heir');
       for (let i = 0; i < 4; i++) await send(backend, message('/queue/heir', `h${i}`));
       await until(() => leaving.subscriber.messages.length === 4, 'four messages');
-      settleMessage(backend, leaving, 0);
+      answerDelivery(backend, leaving, 0);
       const heir = await consume(backend, '/queue/heir');
       await quiet();
       assert.equal(heir.subscriber.messages.length, 0, 'nothing while they are held');
@@ -237,7 +250,10 @@ export function queueBackendContract(factory: QueueBackendFactory): void {
       const c = await consume(backend, '/queue/auto', 'auto');
       for (let i = 0; i < 3; i++) await send(backend, message('/queue/auto', `a${i}`));
       await until(() => c.subscriber.messages.length === 3, 'three messages');
-      assert.ok(c.subscriber.messages.every((m) => headerValue(m.headers, 'ack') === undefined), 'no ack header');
+      assert.ok(
+        c.subscriber.messages.every((m) => headerValue(m.headers, 'ack') === undefined),
+        'no ack header',
+      );
       backend.unsubscribe(c.subscription);
       const next = await consume(backend, '/queue/auto');
       await quiet();
@@ -279,7 +295,7 @@ export function queueBackendContract(factory: QueueBackendFactory): void {
       for (let i = 1; i <= 5; i++) await send(backend, message('/queue/bounded', `b${i}`));
       await statReaches(backend, '/queue/bounded', { depth: 3, unacked: 1, dropped: 2 });
       for (let i = 0; i < 3; i++) {
-        settleMessage(backend, c, i);
+        answerDelivery(backend, c, i);
         await until(() => c.subscriber.messages.length === i + 2, `message ${i + 2}`);
       }
       assert.deepEqual(c.subscriber.bodies, ['b0', 'b3', 'b4', 'b5']);
@@ -292,11 +308,11 @@ export function queueBackendContract(factory: QueueBackendFactory): void {
       const third = message('/queue/limit-3', 'y');
       assert.equal((await backend.admit([third]))?.code, 'QUEUE_LIMIT');
       assert.equal((await backend.admitSubscription('/queue/limit-3'))?.code, 'QUEUE_LIMIT');
-      assert.equal((await backend.admit([message('/queue/limit-1', 'z')])), undefined, 'an existing queue takes more');
+      assert.equal(await backend.admit([message('/queue/limit-1', 'z')]), undefined, 'an existing queue takes more');
       // /queue/limit-1 emptied and left: forgotten.
       const drainer = await consume(backend, '/queue/limit-1');
       await until(() => drainer.subscriber.messages.length === 1, 'x');
-      settleMessage(backend, drainer, 0);
+      answerDelivery(backend, drainer, 0);
       backend.unsubscribe(drainer.subscription);
       await until(async () => (await backend.admit([third])) === undefined, 'room for a third queue');
       assert.equal(await backend.publish(third), undefined);

@@ -73,5 +73,12 @@ describe('on a 3-master Redis Cluster', () => {
   after(async () => {
     await cluster?.stop();
   });
-  queueBackendContract(redisFactory('Redis Cluster', () => redisConfig(undefined, cluster.servers.map((s) => ({ host: '127.0.0.1', port: s.port })))));
+  queueBackendContract(
+    redisFactory('Redis Cluster', () =>
+      redisConfig(
+        undefined,
+        cluster.servers.map((s) => ({ host: '127.0.0.1', port: s.port })),
+      ),
+    ),
+  );
 });

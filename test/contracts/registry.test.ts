@@ -53,7 +53,7 @@ function registryContract(name: string, make: () => Promise<Subject>): void {
     });
     after(() => s?.close());
 
-    it('binds and reads back the record; a user\'s sessions come oldest first', async () => {
+    it("binds and reads back the record; a user's sessions come oldest first", async () => {
       const user = fresh('u');
       const [first, second] = [fresh('s'), fresh('s')];
       assert.deepEqual(await s.a.bind(record(first, user, s.idA, 1000, { roles: ['AGENT', 'ADMIN'], transport: 'tcp' }), unlimited), { isBound: true, evicted: [] });
@@ -139,9 +139,12 @@ function registryContract(name: string, make: () => Promise<Subject>): void {
       if (s.ttlOf) assert.ok((await s.ttlOf(id)) > 500, 'the expiry is extended');
       assert.equal(refreshed?.record.lastSeenAt, 5000);
       assert.equal((await s.a.get(id))?.lastSeenAt, 5000);
-      if (s.hasTtl) assert.ok(refreshed!.ttlSeconds! > 0);
+      if (s.hasTtl) assert.ok(refreshed.ttlSeconds! > 0);
       else assert.equal(refreshed?.ttlSeconds, null);
-      const notes = [{ id: '1', destination: '/topic/a', ack: 'auto' }, { id: '2', destination: '/queue/b', ack: 'client' }];
+      const notes = [
+        { id: '1', destination: '/topic/a', ack: 'auto' },
+        { id: '2', destination: '/queue/b', ack: 'client' },
+      ];
       await s.a.noteSubscriptions(id, notes);
       assert.deepEqual((await s.b.get(id))?.subscriptions, notes);
       await s.a.unbind(id);
@@ -197,7 +200,15 @@ function registryContract(name: string, make: () => Promise<Subject>): void {
 
     it('pages online users in id order with their roles and session counts, optionally of one role', async () => {
       const all = await s.b.onlineUsersPage({ cursor: undefined, limit: 10, role: undefined });
-      assert.deepEqual(all.users.map((u) => [u.userId, u.sessionCount]), [[users.alice, 2], [users.bob, 1], [users.carol, 1], [users.dave, 1]]);
+      assert.deepEqual(
+        all.users.map((u) => [u.userId, u.sessionCount]),
+        [
+          [users.alice, 2],
+          [users.bob, 1],
+          [users.carol, 1],
+          [users.dave, 1],
+        ],
+      );
       assert.deepEqual([...all.users[2]!.roles].sort(), ['ADMIN', 'AGENT']);
       const agents: string[] = [];
       let cursor: string | undefined;
@@ -260,7 +271,10 @@ for (const kind of REDIS_KINDS) {
     const [a, idA] = await instance();
     const [b, idB] = await instance();
     return {
-      a, b, idA, idB,
+      a,
+      b,
+      idA,
+      idB,
       hasTtl: true,
       ttlOf: (id) => connections[0]!.ttl(keys.session(id)),
       shortenTtl: async (id) => void (await connections[0]!.expire(keys.session(id), 5)),

@@ -64,15 +64,28 @@ function relayContract(name: string, make: () => Promise<Subject>): void {
       await a.relay.setInterest(topic, true);
       await b.relay.setInterest(topic, true);
       await c.relay.setInterest(other, true);
-      const headers: Header[] = [['content-type', 'application/octet-stream'], ['x-odd: name', 'line\nbreak\\and:colon'], ['é€😀', ''], ['', 'empty name'], ['x-dup', '1'], ['x-dup', '2']];
+      const headers: Header[] = [
+        ['content-type', 'application/octet-stream'],
+        ['x-odd: name', 'line\nbreak\\and:colon'],
+        ['é€😀', ''],
+        ['', 'empty name'],
+        ['x-dup', '1'],
+        ['x-dup', '2'],
+      ];
       const body = Buffer.from([0, 1, 2, 0xff, 0xfe, 0, 10, 13, 0]);
       const id = fresh('m');
       a.relay.publish(new Message(id, topic, topic, headers, body));
       const marker = fresh('m');
       a.relay.publish(new Message(marker, other, other, [], Buffer.alloc(0)));
       await until(() => idsOf(b, topic).length === 1 && idsOf(c, other).length === 1, 'the message at b and the marker at c');
-      assert.deepEqual(b.received.find((m) => m.id === id), received(id, topic, topic, headers, body));
-      assert.deepEqual(c.received.find((m) => m.id === marker), received(marker, other, other, [], Buffer.alloc(0)));
+      assert.deepEqual(
+        b.received.find((m) => m.id === id),
+        received(id, topic, topic, headers, body),
+      );
+      assert.deepEqual(
+        c.received.find((m) => m.id === marker),
+        received(marker, other, other, [], Buffer.alloc(0)),
+      );
       assert.deepEqual(idsOf(a, topic), [], 'not its own');
       assert.deepEqual(idsOf(c, topic), [], 'not an uninterested instance');
     });
@@ -84,10 +97,13 @@ function relayContract(name: string, make: () => Promise<Subject>): void {
       const id = fresh('m');
       a.relay.publish(new Message(id, '/user/queue/inbox', routeKey, [['k', 'v']], Buffer.from('hi')));
       await until(() => idsOf(b, routeKey).length === 1, 'the user message');
-      assert.deepEqual(b.received.find((m) => m.id === id), received(id, '/user/queue/inbox', routeKey, [['k', 'v']], Buffer.from('hi')));
+      assert.deepEqual(
+        b.received.find((m) => m.id === id),
+        received(id, '/user/queue/inbox', routeKey, [['k', 'v']], Buffer.from('hi')),
+      );
     });
 
-    it('one instance\'s messages arrive in the order it published them', async () => {
+    it("one instance's messages arrive in the order it published them", async () => {
       const [a, b, c] = s.instances;
       const topic = `/topic/${fresh('order')}`;
       await b.relay.setInterest(topic, true);
@@ -142,7 +158,11 @@ for (const kind of REDIS_KINDS) {
       await Promise.all([whenReady(publisher, 10000), whenReady(subscriber, 10000)]);
       const made: Instance = { relay: undefined as unknown as Relay, received: [] };
       const relay = new RedisRelay({
-        publisher, subscriber, keys, instanceId, logger: pino({ level: 'silent' }),
+        publisher,
+        subscriber,
+        keys,
+        instanceId,
+        logger: pino({ level: 'silent' }),
         deliver: (e) => made.received.push(received(e.messageId, e.destination, e.routeKey, e.headers, e.body)),
         onControl: () => undefined,
       });

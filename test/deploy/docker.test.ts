@@ -56,16 +56,13 @@ function probe(env: Record<string, string>): { status: number | null; stderr: st
   return { status: result.status, stderr: result.stderr };
 }
 
-
 describe('Dockerfile and .dockerignore', () => {
   const steps = instructions(read('Dockerfile'));
   const runtime = steps.slice(steps.map((s) => s.keyword).lastIndexOf('FROM'));
 
   it('copies from the context only files that exist and .dockerignore lets through', () => {
     const dockerignore = read('.dockerignore');
-    const sources = steps
-      .filter((s) => s.keyword === 'COPY' && !s.args.startsWith('--from'))
-      .flatMap((s) => s.args.split(/\s+/).slice(0, -1));
+    const sources = steps.filter((s) => s.keyword === 'COPY' && !s.args.startsWith('--from')).flatMap((s) => s.args.split(/\s+/).slice(0, -1));
     assert.ok(sources.includes('src') && sources.includes('package-lock.json'), sources.join(' '));
     for (const source of sources) {
       assert.ok(fs.existsSync(path.join(ROOT, source)), `${source} does not exist`);
@@ -81,12 +78,18 @@ describe('Dockerfile and .dockerignore', () => {
     assert.deepEqual(JSON.parse(cmd!.args), ['node', pkg.bin.stompd]);
     const user = runtime.find((s) => s.keyword === 'USER');
     assert.ok(user && !/^(root|0)(:|$)/.test(user.args), `USER ${user?.args}`);
-    assert.ok(runtime.some((s) => s.keyword === 'RUN' && /npm ci\b.*--omit=dev/.test(s.args)), 'the runtime stage installs with --omit=dev');
+    assert.ok(
+      runtime.some((s) => s.keyword === 'RUN' && /npm ci\b.*--omit=dev/.test(s.args)),
+      'the runtime stage installs with --omit=dev',
+    );
     const exposed = runtime.filter((s) => s.keyword === 'EXPOSE').flatMap((s) => s.args.split(/\s+/));
     assert.deepEqual(exposed.sort(), [CONFIG_DEFAULTS.STOMP_PORT, CONFIG_DEFAULTS.WS_PORT].sort());
     const healthcheck = runtime.find((s) => s.keyword === 'HEALTHCHECK');
     assert.match(healthcheck!.args, /CMD \["node", "deploy\/healthcheck\.js"\]$/);
-    assert.ok(runtime.some((s) => s.keyword === 'COPY' && s.args.startsWith('deploy/healthcheck.js ')), 'the runtime stage copies the health probe');
+    assert.ok(
+      runtime.some((s) => s.keyword === 'COPY' && s.args.startsWith('deploy/healthcheck.js ')),
+      'the runtime stage copies the health probe',
+    );
   });
 });
 
@@ -135,12 +138,12 @@ describe('docker-compose.yml and deploy/nginx.conf agree', () => {
     assert.doesNotMatch(compose, /^\s+INSTANCE_ID:/m);
   });
 
-  it('the instances trust nginx\'s fixed address for client addresses, and keep the per-address cap on', () => {
-    const lbAddress = /^  lb:$[\s\S]*?ipv4_address: (\S+)$/m.exec(compose)?.[1];
+  it("the instances trust nginx's fixed address for client addresses, and keep the per-address cap on", () => {
+    const lbAddress = /^ {2}lb:$[\s\S]*?ipv4_address: (\S+)$/m.exec(compose)?.[1];
     assert.ok(lbAddress !== undefined, 'lb has a fixed ipv4_address');
     assert.match(compose, new RegExp(`^\\s+TRUSTED_PROXIES: ${lbAddress.replace(/\./g, '\\.')}$`, 'm'));
     assert.match(compose, /^\s+PROXY_PROTOCOL: "1"$/m);
-    assert.doesNotMatch(compose, /^\s+MAX_CONNECTIONS_PER_ADDRESS: "0"$/m, "the cap stays on");
+    assert.doesNotMatch(compose, /^\s+MAX_CONNECTIONS_PER_ADDRESS: "0"$/m, 'the cap stays on');
     assert.match(nginx, /^\s+proxy_protocol on;$/m);
     assert.match(nginx, /^\s+proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;$/m);
   });

@@ -78,14 +78,7 @@ export function replaceLines(conf: string, replacements: [from: string, to: stri
   return lines.join('\n');
 }
 
-export function localConf(
-  conf: string,
-  ports: { ws: number; tcp: number },
-  upstreams: Record<'stompd-a' | 'stompd-b', Upstream>,
-  dir: string,
-  build: ReturnType<typeof buildInfo>,
-  tls?: NginxTls,
-): string {
+export function localConf(conf: string, ports: { ws: number; tcp: number }, upstreams: Record<'stompd-a' | 'stompd-b', Upstream>, dir: string, build: ReturnType<typeof buildInfo>, tls?: NginxTls): string {
   if (tls !== undefined) {
     // Both the http and the stream server carry them: every such line.
     conf = conf.replace(/^(\s*)ssl_certificate (\S+);$/gm, `$1ssl_certificate ${tls.cert};`).replace(/^(\s*)ssl_certificate_key (\S+);$/gm, `$1ssl_certificate_key ${tls.key};`);
@@ -105,7 +98,6 @@ export function localConf(
   if (build.streamModule !== undefined) local = `load_module ${build.streamModule};\n${local}`;
   return local;
 }
-
 
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {

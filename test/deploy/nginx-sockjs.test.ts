@@ -75,10 +75,16 @@ describe('deploy/nginx.conf: SockJS sessions stay on their instance', { timeout:
       const inboxes = sessions.map(({ client }, i) => {
         const subscribed = new Promise<void>((resolve) => client.watchForReceipt(`sub-${i}`, () => resolve()));
         let isDelivered = false;
-        const message = new Promise<IMessage>((resolve) => client.subscribe('/user/queue/ping', (m) => {
-          isDelivered = true;
-          resolve(m);
-        }, { receipt: `sub-${i}` }));
+        const message = new Promise<IMessage>((resolve) =>
+          client.subscribe(
+            '/user/queue/ping',
+            (m) => {
+              isDelivered = true;
+              resolve(m);
+            },
+            { receipt: `sub-${i}` },
+          ),
+        );
         return { subscribed, message, isDelivered: () => isDelivered };
       });
       await withTimeout(Promise.all(inboxes.map((inbox) => inbox.subscribed)), 'subscriptions');
@@ -94,7 +100,10 @@ describe('deploy/nginx.conf: SockJS sessions stay on their instance', { timeout:
           return (await withTimeout(inbox.message, `message to ${i}`)).body;
         }),
       );
-      assert.deepEqual(received, Array.from({ length: SESSIONS }, (_, i) => `to ${i}`));
+      assert.deepEqual(
+        received,
+        Array.from({ length: SESSIONS }, (_, i) => `to ${i}`),
+      );
       await Promise.all(sessions.map(({ client }) => client.deactivate()));
     });
   }

@@ -15,6 +15,7 @@ import WebSocket from 'ws';
 import { CONFIG_DEFAULTS } from '../../src/config';
 import { parseHeartbeat } from '../../src/session/heartbeat';
 import { BrokerProcess } from '../helpers/broker-process';
+import type { UserSessions } from '../helpers/api-shapes';
 import { ApiClient } from '../helpers/http';
 import { RawClient, header } from '../helpers/raw-client';
 import { startRedis } from '../helpers/redis';
@@ -57,7 +58,7 @@ function connectStomp(port: number, login = 'guest'): Promise<Landed> {
       onConnect: (frame) => resolve({ client, server: frame.headers.server ?? '' }),
       onStompError: (frame) => reject(new Error(frame.headers.message)),
       onWebSocketError: () => reject(new Error(`websocket error on port ${port}`)),
-      onWebSocketClose: (event) => reject(new Error(`websocket closed on port ${port}: ${event.code}`)),
+      onWebSocketClose: (event: { code: number }) => reject(new Error(`websocket closed on port ${port}: ${event.code}`)),
     });
     clients.push(client);
     client.activate();
@@ -79,7 +80,10 @@ async function connectThroughNginxTo(server: string): Promise<Client> {
 /** Publish again and again until `received` resolves: the subscriber's instance may still be joining the Redis channel. */
 async function publishUntil<T>(publish: () => void, received: Promise<T>): Promise<T> {
   let isReceived = false;
-  void received.then(() => (isReceived = true), () => undefined);
+  void received.then(
+    () => (isReceived = true),
+    () => undefined,
+  );
   const deadline = Date.now() + DELIVERY_TIMEOUT_MS;
   while (!isReceived && Date.now() < deadline) {
     publish();
@@ -128,17 +132,14 @@ const BEHIND_NGINX = { TRUSTED_PROXIES: '127.0.0.1', PROXY_PROTOCOL: '1', MAX_CO
 
 /** The remoteAddress the session API of `instance` shows for `userId`'s one session. */
 async function addressInSessionApi(instance: BrokerProcess, userId: string): Promise<string> {
-  const body = await new ApiClient(instance.httpPort).ok(`/api/session/user/${userId}`);
+  const body = await new ApiClient(instance.httpPort).ok<UserSessions>(`/api/session/user/${userId}`);
   assert.equal(body.sessions.length, 1, JSON.stringify(body));
-  return body.sessions[0].remoteAddress as string;
+  return body.sessions[0]!.remoteAddress;
 }
 
 before(async () => {
   redis = await startRedis();
-  [a, b] = await Promise.all([
-    BrokerProcess.start({ ...BEHIND_NGINX, REDIS_URL: redis.url, SERVER_NAME: 'stompd-a' }),
-    BrokerProcess.start({ ...BEHIND_NGINX, REDIS_URL: redis.url, SERVER_NAME: 'stompd-b' }),
-  ]);
+  [a, b] = await Promise.all([BrokerProcess.start({ ...BEHIND_NGINX, REDIS_URL: redis.url, SERVER_NAME: 'stompd-a' }), BrokerProcess.start({ ...BEHIND_NGINX, REDIS_URL: redis.url, SERVER_NAME: 'stompd-b' })]);
   const upstreams = {
     'stompd-a': { wsPort: a.wsPort, tcpPort: a.tcpPort },
     'stompd-b': { wsPort: b.wsPort, tcpPort: b.tcpPort },
@@ -188,14 +189,11 @@ describe('deploy/nginx.conf in front of two instances sharing Redis', { timeout:
     assert.notEqual(header(await subscriber.connect(), 'server'), landedOn);
     subscriber.sendFrame('SUBSCRIBE', { id: 's1', destination: '/topic/deploy.tcp', receipt: 'r1' });
     await subscriber.expect('RECEIPT');
-    const message = await publishUntil(
-      () => publisher.sendFrame('SEND', { destination: '/topic/deploy.tcp' }, 'through the stream proxy'),
-      subscriber.expect('MESSAGE', DELIVERY_TIMEOUT_MS),
-    );
+    const message = await publishUntil(() => publisher.sendFrame('SEND', { destination: '/topic/deploy.tcp' }, 'through the stream proxy'), subscriber.expect('MESSAGE', DELIVERY_TIMEOUT_MS));
     assert.equal(message.body.toString(), 'through the stream proxy');
   });
 
-  it('the session API shows the client\'s address, not nginx\'s: X-Forwarded-For on WebSocket, PROXY protocol on TCP', async () => {
+  it("the session API shows the client's address, not nginx's: X-Forwarded-For on WebSocket, PROXY protocol on TCP", async () => {
     const ws = await connectStomp(nginx.wsPort, 'behind-nginx-ws');
     const wsInstance = ws.server === 'stompd-a' ? a : b;
     // X-Forwarded-For carries no port.
@@ -224,7 +222,7 @@ describe('deploy/nginx.conf in front of two instances sharing Redis', { timeout:
     }
   });
 
-  it('deploy/nginx-tls.conf: STOMP over TLS (stompit) and wss:// (stompjs) end at nginx, and the instances see the client\'s address', async () => {
+  it("deploy/nginx-tls.conf: STOMP over TLS (stompit) and wss:// (stompjs) end at nginx, and the instances see the client's address", async () => {
     const ca = [fs.readFileSync(certs.caCert)];
     const overTls = await new Promise<stompit.Client>((resolve, reject) => {
       // localAddress is a net option tls.connect takes too (its types leave it out).

@@ -17,6 +17,7 @@ import { Client } from '@stomp/stompjs';
 import type { IMessage } from '@stomp/stompjs';
 import WebSocket from 'ws';
 import { freePort } from '../helpers/free-port';
+import type { SessionStats, UserSessions } from '../helpers/api-shapes';
 import { ApiClient } from '../helpers/http';
 import { RawClient, header } from '../helpers/raw-client';
 import { until } from '../helpers/until';
@@ -34,7 +35,14 @@ function readmeCommands(readme: string, step: string): string[] {
   const at = readme.indexOf(marker);
   assert.notEqual(at, -1, `README has no ${marker}`);
   const block = /^```sh\n([\s\S]*?)^```$/m.exec(readme.slice(at + marker.length));
-  assert.ok(block !== null && readme.slice(at + marker.length).trimStart().startsWith('```sh'), `${marker} is not followed by a sh block`);
+  assert.ok(
+    block !== null &&
+      readme
+        .slice(at + marker.length)
+        .trimStart()
+        .startsWith('```sh'),
+    `${marker} is not followed by a sh block`,
+  );
   return block[1]!.split('\n').filter((line) => line.trim() !== '' && !line.trimStart().startsWith('#'));
 }
 
@@ -110,7 +118,10 @@ async function runBlock(commands: string[], rewriter: Rewriter): Promise<Running
       started.push(entry);
       // Up before the next line, as a reader waits for each terminal: the instances connect to
       // Redis at start, and nginx would mark an instance it cannot reach yet as failed.
-      await waitForPorts([entry], [...command.matchAll(PORT_CHOICE)].map((m) => Number(m[0])));
+      await waitForPorts(
+        [entry],
+        [...command.matchAll(PORT_CHOICE)].map((m) => Number(m[0])),
+      );
     } else {
       assert.equal(await entry.exited, 0, `${readmeCommand}\n${tail(entry)}`);
     }
@@ -219,7 +230,7 @@ describe("README's scale-out commands, run as written", { timeout: 240_000 }, ()
     assert.deepEqual([subscriber.server, publisher.server], ['stompd-a', 'stompd-b']);
     await crosses(subscriber.client, publisher.client, '/topic/scale-out');
     // The session API of either instance lists both instances' sessions.
-    const stats = await new ApiClient(rewriter.port(8081)).ok('/api/session/stats');
+    const stats = await new ApiClient(rewriter.port(8081)).ok<SessionStats>('/api/session/stats');
     assert.equal(stats.totalActiveSessions, 2, JSON.stringify(stats));
     assert.equal(Object.keys(stats.perInstance).length, 2, JSON.stringify(stats));
     await subscriber.client.deactivate();
@@ -242,9 +253,9 @@ describe("README's scale-out commands, run as written", { timeout: 240_000 }, ()
     const tcp = await connectTcp(rewriter.port(61613), 'tcp-through-nginx');
     await crosses(wsClient!, tcp.client, '/topic/scale-out.nginx');
     const api = new ApiClient(rewriter.port(8082));
-    const tcpSession = await api.ok('/api/session/user/tcp-through-nginx');
-    assert.match(tcpSession.sessions[0].remoteAddress, /^127\.0\.0\.2:\d+$/);
-    const wsSession = await api.ok('/api/session/user/ws-0');
-    assert.equal(wsSession.sessions[0].remoteAddress, CLIENT_ADDRESS);
+    const tcpSession = await api.ok<UserSessions>('/api/session/user/tcp-through-nginx');
+    assert.match(tcpSession.sessions[0]!.remoteAddress, /^127\.0\.0\.2:\d+$/);
+    const wsSession = await api.ok<UserSessions>('/api/session/user/ws-0');
+    assert.equal(wsSession.sessions[0]!.remoteAddress, CLIENT_ADDRESS);
   });
 });

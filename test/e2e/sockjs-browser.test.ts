@@ -76,7 +76,16 @@ describe('SockJS in Chromium', { timeout: 120000 }, () => {
             new Promise<PageResult>((resolve, reject) => {
               const globals = globalThis as unknown as {
                 SockJS: new (url: string, reserved: null, options: { transports: string[] }) => { transport?: string; _transport?: { transportName?: string } };
-                StompJs: { Client: new (config: Record<string, unknown>) => { activate(): void; deactivate(): Promise<void>; subscribe(d: string, cb: (m: { body: string }) => void, h?: Record<string, string>): void; publish(p: Record<string, unknown>): void; watchForReceipt(id: string, cb: () => void): void; webSocket?: { transport?: string } } };
+                StompJs: {
+                  Client: new (config: Record<string, unknown>) => {
+                    activate(): void;
+                    deactivate(): Promise<void>;
+                    subscribe(d: string, cb: (m: { body: string }) => void, h?: Record<string, string>): void;
+                    publish(p: Record<string, unknown>): void;
+                    watchForReceipt(id: string, cb: () => void): void;
+                    webSocket?: { transport?: string };
+                  };
+                };
               };
               let socket: { transport?: string } | undefined;
               let userName: string | undefined;
@@ -86,10 +95,14 @@ describe('SockJS in Chromium', { timeout: 120000 }, () => {
                 onConnect: (frame: { headers: Record<string, string> }) => {
                   userName = frame.headers['user-name'];
                   client.watchForReceipt('subscribed', () => client.publish({ destination: `/user/${userName}/queue/notify`, body: `hello ${forced}` }));
-                  client.subscribe('/user/queue/notify', (message) => {
-                    resolve({ userName, body: message.body, transport: socket?.transport ?? '?' });
-                    void client.deactivate();
-                  }, { receipt: 'subscribed' });
+                  client.subscribe(
+                    '/user/queue/notify',
+                    (message) => {
+                      resolve({ userName, body: message.body, transport: socket?.transport ?? '?' });
+                      void client.deactivate();
+                    },
+                    { receipt: 'subscribed' },
+                  );
                 },
                 onStompError: (frame: { headers: Record<string, string> }) => reject(new Error(frame.headers['message'])),
               });

@@ -28,10 +28,14 @@ function stompClient(config: StompConfig = {}): Promise<Client> {
 
 function nextMessage(client: Client, destination: string, headers: Record<string, string> = {}): Promise<IMessage> {
   return new Promise((resolve) => {
-    const subscription = client.subscribe(destination, (message) => {
-      subscription.unsubscribe();
-      resolve(message);
-    }, headers);
+    const subscription = client.subscribe(
+      destination,
+      (message) => {
+        subscription.unsubscribe();
+        resolve(message);
+      },
+      headers,
+    );
   });
 }
 
@@ -73,16 +77,24 @@ describe('@stomp/stompjs', { timeout: 10000 }, () => {
     const consumer = await stompClient();
     const seen: IMessage[] = [];
     let onSeen = (): void => undefined;
-    consumer.subscribe('/queue/js-work', (m) => {
-      seen.push(m);
-      onSeen();
-    }, { ack: 'client-individual' });
-    const count = (n: number) => new Promise<void>((resolve) => {
-      onSeen = () => seen.length >= n && resolve();
-      onSeen();
-    });
+    consumer.subscribe(
+      '/queue/js-work',
+      (m) => {
+        seen.push(m);
+        onSeen();
+      },
+      { ack: 'client-individual' },
+    );
+    const count = (n: number) =>
+      new Promise<void>((resolve) => {
+        onSeen = () => seen.length >= n && resolve();
+        onSeen();
+      });
     await count(3);
-    assert.deepEqual(seen.map((m) => m.body), ['a', 'b', 'c']);
+    assert.deepEqual(
+      seen.map((m) => m.body),
+      ['a', 'b', 'c'],
+    );
     seen[0]!.ack();
     seen[2]!.ack();
     seen[1]!.nack();
@@ -126,7 +138,10 @@ describe('@stomp/stompjs', { timeout: 10000 }, () => {
     const deadline = Date.now() + 5000;
     while (received.length < expected && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10));
     assert.equal(received.length, expected);
-    assert.deepEqual(received.slice(0, bodies.length * 2).map((m) => m.body), [...bodies, ...bodies]);
+    assert.deepEqual(
+      received.slice(0, bodies.length * 2).map((m) => m.body),
+      [...bodies, ...bodies],
+    );
     assert.deepEqual(Buffer.from(received[expected - 1]!.binaryBody), Buffer.from(binary));
   });
 

@@ -53,11 +53,15 @@ async function subscription(client: Client, destination: string): Promise<{ next
   const waiting: ((message: IMessage) => void)[] = [];
   const receipt = `r-${Math.random()}`;
   const subscribed = new Promise<void>((resolve) => client.watchForReceipt(receipt, () => resolve()));
-  client.subscribe(destination, (message) => {
-    const taker = waiting.shift();
-    if (taker) taker(message);
-    else arrived.push(message);
-  }, { receipt });
+  client.subscribe(
+    destination,
+    (message) => {
+      const taker = waiting.shift();
+      if (taker) taker(message);
+      else arrived.push(message);
+    },
+    { receipt },
+  );
   await subscribed;
   return {
     next: () =>
@@ -118,7 +122,7 @@ describe('examples/support-chat behind stompd', { timeout: 90_000 }, () => {
     await sendWithReceipt(customer.client, '/app/ticket.open', { subject: 'refund' });
     const ticket = JSON.parse((await myTicket.next()).body) as { id: string; customer: string; subject: string };
     assert.deepEqual({ customer: ticket.customer, subject: ticket.subject }, { customer: 'carol', subject: 'refund' });
-    assert.equal(JSON.parse((await newTickets.next()).body).id, ticket.id, '@SendTo reached the agents');
+    assert.equal((JSON.parse((await newTickets.next()).body) as { id: string }).id, ticket.id, '@SendTo reached the agents');
 
     // Only the ticket's customer and agent may subscribe to it (SUBSCRIBE hook).
     const mallory = await connect(await login('mallory', 'CUSTOMER'));
@@ -179,7 +183,8 @@ describe('examples/support-chat behind stompd', { timeout: 90_000 }, () => {
       const sockjsClient = (cookie: string | undefined) =>
         new Client({
           // In Node, sockjs-client sends what transportOptions says; a browser sends its cookies itself.
-          webSocketFactory: () => new SockJS(`http://127.0.0.1:${broker.wsPort}/stomp`, null, { transports: [transport], transportOptions: { [transport]: cookie === undefined ? {} : { headers: { cookie } } } } as SockJS.Options),
+          webSocketFactory: () =>
+            new SockJS(`http://127.0.0.1:${broker.wsPort}/stomp`, null, { transports: [transport], transportOptions: { [transport]: cookie === undefined ? {} : { headers: { cookie } } } } as SockJS.Options),
           reconnectDelay: 0,
         });
       const anonymous = sockjsClient(undefined);
@@ -198,7 +203,7 @@ describe('examples/support-chat behind stompd', { timeout: 90_000 }, () => {
       assert.equal((await connected).headers['user-name'], `dora-${transport}`);
       const myTicket = await subscription(dora, '/user/queue/ticket');
       await sendWithReceipt(dora, '/app/ticket.open', { subject: `over ${transport}` });
-      assert.equal(JSON.parse((await myTicket.next()).body).subject, `over ${transport}`);
+      assert.equal((JSON.parse((await myTicket.next()).body) as { subject: string }).subject, `over ${transport}`);
       await dora.deactivate();
       assert.deepEqual(refusedCalls, []);
     });

@@ -11,7 +11,7 @@ const BOUNDS = { convergeMs: 1000, replaceMs: 1000 };
 
 /** A history from [t, event] pairs. */
 function history(mode: 'reject' | 'replace', events: [number, WithoutTime<HistoryEvent>][]): History {
-  return { seed: 'hand', mode, bounds: BOUNDS, events: events.map(([t, e]) => ({ t, ...e }) as HistoryEvent) };
+  return { seed: 'hand', mode, bounds: BOUNDS, events: events.map(([t, e]) => ({ t, ...e })) };
 }
 
 function connected(t: number, session: string, user: string, instance = 'A', transport: 'tcp' | 'ws' = 'tcp'): [number, WithoutTime<HistoryEvent>][] {
@@ -50,7 +50,7 @@ describe('fault checker', () => {
       assert.deepEqual(check(h), []);
     });
 
-    it('does not count the time the older one\'s instance was stopped', () => {
+    it("does not count the time the older one's instance was stopped", () => {
       const h = history('reject', [
         ...connected(0, 'a', 'alice', 'A'),
         [50, { type: 'fault', fault: 'stall', phase: 'start', instance: 'A' }],
@@ -98,14 +98,26 @@ describe('fault checker', () => {
     });
 
     it('fails on a CONNECT answered neither by CONNECTED nor by ERROR', () => {
-      const h = history('reject', [[0, { type: 'connect', session: 'a', user: 'alice', instance: 'A', transport: 'ws' }], [5000, { type: 'end' }], [5001, { type: 'closed', session: 'a', byClient: true }]]);
+      const h = history('reject', [
+        [0, { type: 'connect', session: 'a', user: 'alice', instance: 'A', transport: 'ws' }],
+        [5000, { type: 'end' }],
+        [5001, { type: 'closed', session: 'a', byClient: true }],
+      ]);
       assert.deepEqual(properties(h), ['silence']);
-      const answered = history('reject', [[0, { type: 'connect', session: 'a', user: 'alice', instance: 'A', transport: 'ws' }], [900, { type: 'error', session: 'a', code: 'UNAVAILABLE', message: 'UNAVAILABLE: x' }], [5000, { type: 'end' }]]);
+      const answered = history('reject', [
+        [0, { type: 'connect', session: 'a', user: 'alice', instance: 'A', transport: 'ws' }],
+        [900, { type: 'error', session: 'a', code: 'UNAVAILABLE', message: 'UNAVAILABLE: x' }],
+        [5000, { type: 'end' }],
+      ]);
       assert.deepEqual(check(answered), []);
     });
 
     it('fails when an instance answers no CONNECT after the end (probe)', () => {
-      const h = history('reject', [[5000, { type: 'end' }], [5100, { type: 'probe', instance: 'A', isAnswered: false }], [5100, { type: 'probe', instance: 'B', isAnswered: true }]]);
+      const h = history('reject', [
+        [5000, { type: 'end' }],
+        [5100, { type: 'probe', instance: 'A', isAnswered: false }],
+        [5100, { type: 'probe', instance: 'B', isAnswered: true }],
+      ]);
       const violations = check(h);
       assert.equal(violations.length, 1);
       assert.match(violations[0]!.message, /instance A answers no CONNECT/);
@@ -279,7 +291,7 @@ describe('fault checker', () => {
   });
 
   describe('after-error and subscribe-receipt', () => {
-    it('fails on a MESSAGE after the session\'s ERROR', () => {
+    it("fails on a MESSAGE after the session's ERROR", () => {
       const h = history('replace', [
         ...connected(0, 'a', 'alice'),
         [2, { type: 'subscribe', session: 'a', sub: 't', destination: '/topic/t', ack: 'auto', snapshot: false }],
@@ -303,9 +315,20 @@ describe('fault checker', () => {
       assert.deepEqual(properties(history('reject', [...events, [5000, { type: 'end' }]])), ['subscribe-receipt']);
       assert.deepEqual(check(history('reject', [...events, [40, { type: 'message', session: 's', sub: 't', destination: '/topic/t', id: 'x1', redelivered: false }], [5000, { type: 'end' }]])), []);
       // During a cut, pub/sub between instances is at most once: not judged.
-      const cut: [number, WithoutTime<HistoryEvent>][] = [[25, { type: 'fault', fault: 'cut', phase: 'start', instance: 'A' }], [100, { type: 'fault', fault: 'cut', phase: 'end', instance: 'A' }]];
+      const cut: [number, WithoutTime<HistoryEvent>][] = [
+        [25, { type: 'fault', fault: 'cut', phase: 'start', instance: 'A' }],
+        [100, { type: 'fault', fault: 'cut', phase: 'end', instance: 'A' }],
+      ];
       const end: [number, WithoutTime<HistoryEvent>] = [5000, { type: 'end' }];
-      assert.deepEqual(check(history('reject', [...events, ...cut, end].sort((x, y) => x[0] - y[0]))), []);
+      assert.deepEqual(
+        check(
+          history(
+            'reject',
+            [...events, ...cut, end].sort((x, y) => x[0] - y[0]),
+          ),
+        ),
+        [],
+      );
     });
   });
 });

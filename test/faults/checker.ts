@@ -25,15 +25,7 @@
 
 import type { History, HistoryEvent, PresenceObservation } from './history';
 
-export type Property =
-  | 'single-session'
-  | 'replace'
-  | 'silence'
-  | 'presence'
-  | 'queue-lost'
-  | 'duplicate'
-  | 'after-error'
-  | 'subscribe-receipt';
+export type Property = 'single-session' | 'replace' | 'silence' | 'presence' | 'queue-lost' | 'duplicate' | 'after-error' | 'subscribe-receipt';
 
 export interface Violation {
   property: Property;
@@ -77,16 +69,7 @@ const INFINITY = Number.POSITIVE_INFINITY;
 
 export function check(history: History): Violation[] {
   const model = new Model(history);
-  return [
-    ...model.singleSession(),
-    ...model.replace(),
-    ...model.silence(),
-    ...model.presence(),
-    ...model.queueLost(),
-    ...model.duplicates(),
-    ...model.afterError(),
-    ...model.subscribeReceipt(),
-  ].sort((a, b) => a.t - b.t);
+  return [...model.singleSession(), ...model.replace(), ...model.silence(), ...model.presence(), ...model.queueLost(), ...model.duplicates(), ...model.afterError(), ...model.subscribeReceipt()].sort((a, b) => a.t - b.t);
 }
 
 /** One line per violation, with what replays it. */
@@ -118,8 +101,16 @@ class Model {
       switch (e.type) {
         case 'connect':
           this.sessions.set(e.session, {
-            id: e.session, user: e.user, instance: e.instance, transport: e.transport, connectAt: e.t,
-            connectedAt: undefined, serverSession: undefined, error: undefined, closed: undefined, subs: new Map(),
+            id: e.session,
+            user: e.user,
+            instance: e.instance,
+            transport: e.transport,
+            connectAt: e.t,
+            connectedAt: undefined,
+            serverSession: undefined,
+            error: undefined,
+            closed: undefined,
+            subs: new Map(),
           });
           break;
         case 'connected': {
@@ -230,7 +221,10 @@ class Model {
     const to = Math.min(interval.to, this.endAt);
     if (to === INFINITY) return INFINITY;
     if (to <= interval.from) return 0;
-    const stopped = instances.flatMap((i) => this.stops.get(i) ?? []).map((s) => ({ from: Math.max(s.from, interval.from), to: Math.min(s.to, to) })).filter((s) => s.to > s.from);
+    const stopped = instances
+      .flatMap((i) => this.stops.get(i) ?? [])
+      .map((s) => ({ from: Math.max(s.from, interval.from), to: Math.min(s.to, to) }))
+      .filter((s) => s.to > s.from);
     return to - interval.from - unionLength(stopped);
   }
 
@@ -314,7 +308,8 @@ class Model {
     }
     // Once everything is healed, every instance answers a CONNECT again.
     for (const probe of this.probes) {
-      if (!probe.isAnswered) out.push({ property: 'silence', t: probe.t, message: `instance ${probe.instance} answers no CONNECT any more (a fresh one after the end got neither CONNECTED nor ERROR within ${this.bounds.convergeMs} ms)` });
+      if (!probe.isAnswered)
+        out.push({ property: 'silence', t: probe.t, message: `instance ${probe.instance} answers no CONNECT any more (a fresh one after the end got neither CONNECTED nor ERROR within ${this.bounds.convergeMs} ms)` });
     }
     // A session the cluster reported gone (LEAVE about it) must learn it: an ERROR, soon.
     const byServerSession = new Map([...this.sessions.values()].filter((s) => s.serverSession !== undefined).map((s) => [s.serverSession!, s]));
@@ -434,7 +429,11 @@ class Model {
         if ((ackedAt.get(`${previous.session}/${id}`) ?? INFINITY) <= m.t || !this.isOpenAt(holder, m.t)) return;
         const ms = this.runningMs({ from: m.t, to: holder.error?.t ?? this.endOf(holder) }, holder.instance);
         if (ms > this.bounds.convergeMs) {
-          out.push({ property: 'duplicate', t: m.t, message: `queue message ${id} handed to ${m.session} while ${describe(holder)} still held it unacknowledged and stayed open with no ERROR (${ms === INFINITY ? 'to the end' : `${Math.round(ms)} ms`})` });
+          out.push({
+            property: 'duplicate',
+            t: m.t,
+            message: `queue message ${id} handed to ${m.session} while ${describe(holder)} still held it unacknowledged and stayed open with no ERROR (${ms === INFINITY ? 'to the end' : `${Math.round(ms)} ms`})`,
+          });
         }
       });
     }
@@ -465,7 +464,11 @@ class Model {
         if (deadline > this.endAt || this.endOf(s) <= deadline || (sub.unsubscribeAt !== undefined && sub.unsubscribeAt <= deadline)) continue;
         if (this.isDisturbed(sub.subscribeAt, deadline)) continue;
         if (sub.messages.some((m) => m.id === id)) continue;
-        out.push({ property: 'subscribe-receipt', t: deadline, message: `topic message ${id} sent by ${send.session} at ${send.t} ms, after ${describe(s)}'s SUBSCRIBE RECEIPT (${sub.subscribedAt} ms), no fault near: never delivered` });
+        out.push({
+          property: 'subscribe-receipt',
+          t: deadline,
+          message: `topic message ${id} sent by ${send.session} at ${send.t} ms, after ${describe(s)}'s SUBSCRIBE RECEIPT (${sub.subscribedAt} ms), no fault near: never delivered`,
+        });
       }
     }
     return out;
@@ -520,4 +523,3 @@ function setDiff(listed: Set<string>, live: Set<string>): string | undefined {
 function fmt(users: Set<string>): string {
   return `[${[...users].sort().join(',')}]`;
 }
-

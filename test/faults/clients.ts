@@ -31,7 +31,7 @@ export interface SessionClient {
   /** CONNECTED came and neither ERROR nor close since. */
   readonly isOpen: boolean;
   /** Resolves when CONNECTED, ERROR or close came, whichever first. */
-  readonly settled: Promise<void>;
+  readonly answered: Promise<void>;
   subscribe(sub: string, destination: string, options: SubscribeOptions, onMessage?: (delivery: Delivery) => void): void;
   unsubscribe(sub: string): void;
   send(destination: string, id: string, withReceipt: boolean): void;
@@ -69,12 +69,12 @@ abstract class RecordingSession implements SessionClient {
   readonly id: string;
   readonly user: string;
   readonly instance: string;
-  readonly settled: Promise<void>;
+  readonly answered: Promise<void>;
   protected readonly recorder: HistoryRecorder;
   protected isClosing = false;
   private state: 'connecting' | 'open' | 'ended' = 'connecting';
   private hasClosed = false;
-  private settle!: () => void;
+  private markAnswered!: () => void;
   private receiptSeq = 0;
   private acksAwaitingReceipt = 0;
 
@@ -83,7 +83,7 @@ abstract class RecordingSession implements SessionClient {
     this.user = target.user;
     this.instance = target.instance;
     this.recorder = recorder;
-    this.settled = new Promise((resolve) => (this.settle = resolve));
+    this.answered = new Promise((resolve) => (this.markAnswered = resolve));
     recorder.record({ type: 'connect', session: this.id, user: this.user, instance: this.instance, transport });
   }
 
@@ -95,14 +95,14 @@ abstract class RecordingSession implements SessionClient {
     if (this.state !== 'connecting') return;
     this.state = 'open';
     this.recorder.record({ type: 'connected', session: this.id, serverSession });
-    this.settle();
+    this.markAnswered();
   }
 
   protected onError(message: string): void {
     if (this.state === 'ended') return;
     this.state = 'ended';
     this.recorder.record({ type: 'error', session: this.id, code: codeOf(message), message });
-    this.settle();
+    this.markAnswered();
   }
 
   protected onClosed(): void {
@@ -110,7 +110,7 @@ abstract class RecordingSession implements SessionClient {
     this.hasClosed = true;
     this.state = 'ended';
     this.recorder.record({ type: 'closed', session: this.id, byClient: this.isClosing });
-    this.settle();
+    this.markAnswered();
   }
 
   protected recordMessage(sub: string, destination: string, headers: Record<string, string | undefined>, body: string, ack: () => void): Delivery {
@@ -292,13 +292,10 @@ class StompitSession extends RecordingSession {
 
   constructor(target: ClientTarget, recorder: HistoryRecorder) {
     super(target, 'tcp', recorder);
-    this.client = stompit.connect(
-      { host: '127.0.0.1', port: target.port, timeout: 0, connectHeaders: { host: '/', login: target.user, 'accept-version': '1.2', 'heart-beat': '0,0' } },
-      (error) => {
-        if (error !== null && error !== undefined) this.onFailure(error);
-        else this.onConnected(String((this.client as unknown as { headers: Record<string, string> }).headers.session ?? '?'));
-      },
-    ) as StompitClient;
+    this.client = stompit.connect({ host: '127.0.0.1', port: target.port, timeout: 0, connectHeaders: { host: '/', login: target.user, 'accept-version': '1.2', 'heart-beat': '0,0' } }, (error) => {
+      if (error !== null && error !== undefined) this.onFailure(error);
+      else this.onConnected(String((this.client as unknown as { headers: Record<string, string> }).headers.session ?? '?'));
+    }) as StompitClient;
     patchErrorHandler(this.client);
     this.client.on('error', (error: Error) => this.onFailure(error));
     // stompit destroys its socket with the ERROR as the reason: the socket re-emits it.
@@ -328,7 +325,11 @@ class StompitSession extends RecordingSession {
         const messageHeaders = (message as unknown as { headers: Record<string, string> }).headers;
         const delivery = this.recordMessage(sub, destination, messageHeaders, body ?? '', () => {
           const id = messageHeaders['x-op']!;
-          this.client.ack(message, {}, receiptOnly(() => this.onAckReceipt(id)));
+          this.client.ack(
+            message,
+            {},
+            receiptOnly(() => this.onAckReceipt(id)),
+          );
         });
         onMessage?.(delivery);
       });

@@ -142,7 +142,12 @@ export class FaultCluster {
       return 0; // Redis is down (another fault restarts it): the connections are gone anyway
     }
     for (const line of list.split('\n')) {
-      const fields = new Map(line.trim().split(' ').map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+      const fields = new Map(
+        line
+          .trim()
+          .split(' ')
+          .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+      );
       const port = Number((fields.get('addr') ?? '').split(':').pop());
       const subscriptions = Number(fields.get('sub') ?? 0) + Number(fields.get('psub') ?? 0) + Number(fields.get('ssub') ?? 0);
       const isSubscriber = subscriptions > 0 || (fields.get('name') ?? '').endsWith(':sub');
@@ -196,7 +201,7 @@ export class FaultCluster {
       this.resume(slot.name);
       slot.proxy.setMode('up');
     }
-    await Promise.all([...this.slots.values()].map((slot) => slot.broker?.kill()));
+    await Promise.all([...this.slots.values()].map(async (slot) => slot.broker?.kill()));
     await Promise.all([...this.slots.values()].map((slot) => slot.proxy.close()));
     await this.redis.stop();
   }

@@ -89,6 +89,6 @@ export class HistoryRecorder {
   }
 
   record(event: WithoutTime<HistoryEvent>): void {
-    this.events.push({ t: this.now(), ...event } as HistoryEvent);
+    this.events.push({ t: this.now(), ...event });
   }
 }

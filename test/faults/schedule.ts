@@ -17,7 +17,7 @@ export interface ScheduleTiming {
   /** Between two operations: uniformly up to this. */
   opGapMs: number;
   /** After the faults are healed and the workload is quiet, before the judged end. */
-  settleMs: number;
+  quietMs: number;
   /** After the end: how long the drain may take to consume every receipted queue message. */
   drainMs: number;
 }
@@ -45,11 +45,13 @@ export function faultsOf(seed: string, slots: readonly string[], reapBoundMs: nu
   for (let i = 0; i < count; i++) {
     const kind = random.pick(FAULT_KINDS);
     const isLong = random.chance(0.5);
-    const durationMs =
-      kind.endsWith('-kill') ? 0
-      : kind.startsWith('redis-') ? random.between(100, reapBoundMs)
-      : isLong ? random.between(1.5 * reapBoundMs, 3 * reapBoundMs)
-      : random.between(0.2 * reapBoundMs, 0.7 * reapBoundMs);
+    const durationMs = kind.endsWith('-kill')
+      ? 0
+      : kind.startsWith('redis-')
+        ? random.between(100, reapBoundMs)
+        : isLong
+          ? random.between(1.5 * reapBoundMs, 3 * reapBoundMs)
+          : random.between(0.2 * reapBoundMs, 0.7 * reapBoundMs);
     faults.push({ kind, slot: random.pick(slots), atMs: random.between(0.1 * timing.opsMs, 0.6 * timing.opsMs), durationMs });
   }
   // Drawn from streams of their own, so that the faults above stay what earlier seeds replayed.
@@ -128,7 +130,7 @@ export class ScheduleRun {
       for (const watcher of this.watchers) this.openWatcher(watcher);
       for (const consumer of this.consumers) this.openConsumer(consumer);
       this.openRole(this.producer);
-      await Promise.race([Promise.all(this.all.map((c) => c.settled)), sleep(2000)]);
+      await Promise.race([Promise.all(this.all.map((c) => c.answered)), sleep(2000)]);
       const faults = this.faults.map((f) => this.inject(f));
       const opsEnd = this.recorder.now() + this.timing.opsMs;
       while (this.recorder.now() < opsEnd) {
@@ -138,14 +140,14 @@ export class ScheduleRun {
       await Promise.all(faults);
       await this.cluster.healAll();
       this.recorder.record({ type: 'quiet' });
-      await sleep(this.timing.settleMs);
+      await sleep(this.timing.quietMs);
       this.recorder.record({ type: 'end' });
       await this.audit();
       await this.drain();
       await this.probe();
     } finally {
       for (const client of this.all) client.close(true);
-      await Promise.race([Promise.all(this.all.map((c) => c.settled)), sleep(500)]);
+      await Promise.race([Promise.all(this.all.map((c) => c.answered)), sleep(500)]);
     }
     return { seed: this.seed, mode: this.cluster.settings.mode, bounds: this.bounds, events: this.recorder.events };
   }
@@ -169,7 +171,7 @@ export class ScheduleRun {
     const client = this.open(role.user, onSlot);
     role.client = client;
     if (client === undefined || then === undefined) return;
-    void client.settled.then(() => {
+    void client.answered.then(() => {
       if (client.isOpen) then(client);
     });
   }
@@ -317,7 +319,7 @@ export class ScheduleRun {
       this.cluster.settings.slots.map(async (slot) => {
         const client = this.open(`${this.tag}-probe-${slot}`, slot);
         if (client === undefined) return;
-        const isAnswered = await Promise.race([client.settled.then(() => true), sleep(this.bounds.convergeMs).then(() => false)]);
+        const isAnswered = await Promise.race([client.answered.then(() => true), sleep(this.bounds.convergeMs).then(() => false)]);
         this.recorder.record({ type: 'probe', instance: slot, isAnswered });
         if (!isAnswered) this.wedged.push(slot);
       }),

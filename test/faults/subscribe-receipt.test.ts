@@ -37,7 +37,10 @@ describe('SUBSCRIBE RECEIPT across instances', { timeout: 180_000 }, () => {
       publisher.sendFrame('SEND', { destination, n: String(i) }, 'after the receipt');
       const isDelivered = await subscriber
         .waitUntil(() => subscriber.frames.some((f) => f.command === 'MESSAGE' && header(f, 'n') === String(i)), 2000)
-        .then(() => true, () => false);
+        .then(
+          () => true,
+          () => false,
+        );
       if (!isDelivered) lost.push(i);
       subscriber.sendFrame('UNSUBSCRIBE', { id: `s${i}` });
       if (subscriber.frames.length > 200) subscriber.frames.splice(0, subscriber.frames.length - 10);

@@ -27,7 +27,7 @@ const INSTANCE_HEARTBEAT_MS = 200;
 const REAP_BOUND_MS = 4 * INSTANCE_HEARTBEAT_MS;
 /** The reaping bound plus a Redis reconnect back-off (≤ 1 s) and slack for a loaded machine. */
 const BOUNDS: HistoryBounds = { convergeMs: 3000, replaceMs: 3000 };
-const TIMING: ScheduleTiming = { opsMs: 2000, opGapMs: 120, settleMs: BOUNDS.convergeMs + 300, drainMs: BOUNDS.convergeMs + 1500 };
+const TIMING: ScheduleTiming = { opsMs: 2000, opGapMs: 120, quietMs: BOUNDS.convergeMs + 300, drainMs: BOUNDS.convergeMs + 1500 };
 const SLOTS = ['A', 'B', 'C'];
 
 /**

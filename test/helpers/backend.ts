@@ -13,8 +13,10 @@ export interface RecordedCall {
   headers: Record<string, string | string[] | undefined>;
 }
 
-/** What a hook answers: JSON (200), a status with a text, or a handler. */
-export type HookAnswer = unknown | ((body: Record<string, unknown>, reply: FastifyReply) => unknown);
+/** A hook answered by code: it gets the call's JSON and the reply, and returns what to send. */
+export type HookHandler = (body: Record<string, unknown>, reply: FastifyReply) => unknown;
+/** What a hook answers: JSON (200), or a HookHandler (any function is taken for one). */
+export type HookAnswer = unknown;
 
 export interface TestBackend {
   readonly url: string;
@@ -44,7 +46,7 @@ export async function startTestBackend(path = '/stomp', port = 0): Promise<TestB
     const parsed = request.body as { raw: string; json: Record<string, unknown> };
     calls.push({ hook, body: parsed.json, raw: parsed.raw, headers: request.headers });
     const answer = answers.get(hook);
-    if (typeof answer === 'function') return (answer as (body: Record<string, unknown>, reply: FastifyReply) => unknown)(parsed.json, reply);
+    if (typeof answer === 'function') return (answer as HookHandler)(parsed.json, reply);
     if (answer === undefined) return reply.code(204).send();
     return answer;
   });

@@ -60,10 +60,12 @@ export class BrokerProcess {
     });
     const broker = new BrokerProcess(child, instanceId);
     running.add(broker);
-    const listening = await broker.waitForLog((line) => line.msg === 'stompd listening', START_TIMEOUT_MS).catch((error: unknown) => {
-      child.kill('SIGKILL');
-      throw new Error(`${(error as Error).message}; stderr: ${broker.stderr}`);
-    });
+    const listening = await broker
+      .waitForLog((line) => line.msg === 'stompd listening', START_TIMEOUT_MS)
+      .catch((error: unknown) => {
+        child.kill('SIGKILL');
+        throw new Error(`${(error as Error).message}; stderr: ${broker.stderr}`);
+      });
     broker.tcpPort = listening.stompPort as number;
     broker.wsPort = listening.wsPort as number;
     broker.stompTlsPort = (listening.stompTlsPort as number | undefined) ?? 0;

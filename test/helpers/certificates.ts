@@ -78,7 +78,25 @@ export function makeCertificates(): Certificates {
     ].join('\n'),
   );
   openssl(dir, ['ca', '-batch', '-notext', '-config', 'ca.cnf', '-cert', 'ca.pem', '-keyfile', 'ca.key', '-in', 'expired.csr', '-out', 'expired.pem', '-startdate', '20200101000000Z', '-enddate', '20200102000000Z']);
-  openssl(dir, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', 'untrusted.key', '-out', 'untrusted.pem', '-subj', '/CN=stompd-untrusted', '-days', '2', '-addext', SERVER_NAMES]);
+  openssl(dir, [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    'untrusted.key',
+    '-out',
+    'untrusted.pem',
+    '-subj',
+    '/CN=stompd-untrusted',
+    '-days',
+    '2',
+    '-addext',
+    SERVER_NAMES,
+  ]);
   const file = (name: string): string => path.join(dir, name);
   return {
     dir,

@@ -3,10 +3,11 @@
 
 import assert from 'node:assert/strict';
 
-export interface ApiResponse {
+/** `body` is the parsed JSON (undefined when the text is not JSON), of the shape the caller names (api-shapes.ts). */
+export interface ApiResponse<T = unknown> {
   status: number;
   headers: Headers;
-  body: any;
+  body: T;
   text: string;
 }
 
@@ -19,7 +20,7 @@ export class ApiClient {
     this.authorization = token === undefined ? undefined : `Bearer ${token}`;
   }
 
-  async request(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse> {
+  async request<T = unknown>(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse<T>> {
     const response = await fetch(this.base + path, {
       method,
       headers: {
@@ -37,24 +38,24 @@ export class ApiClient {
     } catch {
       parsed = undefined;
     }
-    return { status: response.status, headers: response.headers, body: parsed, text };
+    return { status: response.status, headers: response.headers, body: parsed as T, text };
   }
 
-  get(path: string, headers?: Record<string, string>): Promise<ApiResponse> {
-    return this.request('GET', path, undefined, headers);
+  get<T = unknown>(path: string, headers?: Record<string, string>): Promise<ApiResponse<T>> {
+    return this.request<T>('GET', path, undefined, headers);
   }
 
-  post(path: string, body?: unknown): Promise<ApiResponse> {
-    return this.request('POST', path, body);
+  post<T = unknown>(path: string, body?: unknown): Promise<ApiResponse<T>> {
+    return this.request<T>('POST', path, body);
   }
 
-  delete(path: string): Promise<ApiResponse> {
-    return this.request('DELETE', path);
+  delete<T = unknown>(path: string): Promise<ApiResponse<T>> {
+    return this.request<T>('DELETE', path);
   }
 
-  /** GET that must answer 200; returns the JSON body. */
-  async ok(path: string): Promise<any> {
-    const response = await this.get(path);
+  /** GET that must answer 200; returns the JSON body, of the shape the caller names. */
+  async ok<T>(path: string): Promise<T> {
+    const response = await this.get<T>(path);
     assert.equal(response.status, 200, `${path}: ${response.text}`);
     return response.body;
   }

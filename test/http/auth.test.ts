@@ -15,6 +15,7 @@ import { ConfigError, loadConfig } from '../../src/config';
 import { ListenError } from '../../src/server';
 import type { RunningServer } from '../../src/server';
 import { startBroker } from '../helpers/broker';
+import type { ApiError, OnlineUsers, SessionDetails } from '../helpers/api-shapes';
 import { ApiClient } from '../helpers/http';
 import { SECRET, bearer, mint, nowS } from '../helpers/jwt';
 import { RawClient, header } from '../helpers/raw-client';
@@ -35,7 +36,7 @@ describe('HTTP API authentication with ADMIN_TOKEN', { timeout: 30000 }, () => {
       // Every wrong form on one route, none on the others: 20 failures would trip the limiter.
       for (const authorization of route === routes[0] ? presented : ['']) {
         const api = new ApiClient(broker.httpPort!);
-        const response = await api.get(route, authorization === '' ? {} : { authorization });
+        const response = await api.get<ApiError>(route, authorization === '' ? {} : { authorization });
         assert.equal(response.status, 401, `${route} with ${JSON.stringify(authorization)}`);
         assert.equal(response.headers.get('www-authenticate'), 'Bearer');
         assert.equal(typeof response.body.message, 'string');
@@ -52,7 +53,12 @@ describe('HTTP API authentication with ADMIN_TOKEN', { timeout: 30000 }, () => {
 
   it('a percent-encoded path reaches the same route and needs the same credential', async () => {
     const anonymous = new ApiClient(broker.httpPort!);
-    for (const [method, route] of [['GET', '/%61pi/session/all'], ['GET', '/%61pi/openapi.json'], ['POST', '/%61pi/publish'], ['DELETE', '/%61pi/session/user/alice']] as const) {
+    for (const [method, route] of [
+      ['GET', '/%61pi/session/all'],
+      ['GET', '/%61pi/openapi.json'],
+      ['POST', '/%61pi/publish'],
+      ['DELETE', '/%61pi/session/user/alice'],
+    ] as const) {
       const response = await anonymous.request(method, route, method === 'POST' ? { destination: '/topic/x', body: 'x' } : undefined);
       assert.equal(response.status, 401, `${method} ${route}: ${response.text}`);
     }
@@ -96,7 +102,7 @@ describe('HTTP API authentication with JWTs (AUTH=jwt)', { timeout: 30000 }, () 
   it('a JWT with an admin role passes, one without gets 403, an invalid or expired one 401', async () => {
     assert.equal((await as(await mint(SECRET, { sub: 'root', role: 'ADMIN' })).get('/api/session/stats')).status, 200);
     assert.equal((await as(await mint(SECRET, { sub: 'ops', roles: ['USER', 'OPS'] })).get('/api/session/stats')).status, 200);
-    const forbidden = await as(await mint(SECRET, { sub: 'mallory', role: 'AGENT' })).get('/api/session/stats');
+    const forbidden = await as(await mint(SECRET, { sub: 'mallory', role: 'AGENT' })).get<ApiError>('/api/session/stats');
     assert.equal(forbidden.status, 403);
     assert.match(forbidden.body.message, /mallory.*ADMIN, OPS/);
     const expired = await as(await mint(SECRET, { sub: 'root', role: 'ADMIN' }, { exp: nowS() - 3600 })).get('/api/session/stats');
@@ -112,7 +118,7 @@ describe('HTTP API authentication with JWTs (AUTH=jwt)', { timeout: 30000 }, () 
     assert.equal((await as(oldToken).get('/api/session/stats')).status, 200);
     const other = as(await mint(SECRET, { sub: 'root', role: 'ADMIN' }));
     assert.equal((await other.request('DELETE', '/api/session/user/boss')).status, 200);
-    const refused = await as(oldToken).get('/api/session/stats');
+    const refused = await as(oldToken).get<ApiError>('/api/session/stats');
     assert.equal(refused.status, 401);
     assert.match(refused.body.message, /revoked/);
     await new Promise((resolve) => setTimeout(resolve, 1100)); // iat has one-second resolution
@@ -132,15 +138,24 @@ describe('HTTP API authentication with JWTs (AUTH=jwt)', { timeout: 30000 }, () 
       const agentSession = await connect(agentToken);
       await connect(await mint(SECRET, { sub: 'agent-2', role: 'AGENT' }));
       await connect(await mint(SECRET, { sub: 'customer-1', role: 'CUSTOMER' }));
-      const details = await admin.ok(`/api/session/${agentSession}`);
+      const details = await admin.ok<SessionDetails>(`/api/session/${agentSession}`);
       assert.deepEqual(details.roles, ['AGENT', 'SUPPORT']);
       assert.equal(details.userRole, 'AGENT');
-      const agents = await admin.ok('/api/users/online?role=AGENT');
-      assert.deepEqual(agents.users.map((u: { userId: string }) => u.userId), ['agent-1', 'agent-2']);
-      const page = await admin.ok('/api/users/online?role=AGENT&limit=1');
-      assert.deepEqual(page.users.map((u: { userId: string }) => u.userId), ['agent-1']);
-      const next = await admin.ok(`/api/users/online?role=AGENT&limit=1&cursor=${page.nextCursor}`);
-      assert.deepEqual(next.users.map((u: { userId: string }) => u.userId), ['agent-2']);
+      const agents = await admin.ok<OnlineUsers>('/api/users/online?role=AGENT');
+      assert.deepEqual(
+        agents.users.map((u) => u.userId),
+        ['agent-1', 'agent-2'],
+      );
+      const page = await admin.ok<OnlineUsers>('/api/users/online?role=AGENT&limit=1');
+      assert.deepEqual(
+        page.users.map((u) => u.userId),
+        ['agent-1'],
+      );
+      const next = await admin.ok<OnlineUsers>(`/api/users/online?role=AGENT&limit=1&cursor=${page.nextCursor}`);
+      assert.deepEqual(
+        next.users.map((u) => u.userId),
+        ['agent-2'],
+      );
 
       const logout = await admin.delete('/api/session/user/agent-1');
       assert.deepEqual(logout.body, { userId: 'agent-1', sessionsClosed: 1, instancesReached: 1 });
@@ -171,7 +186,9 @@ describe('HTTP API without any admin credential configured', { timeout: 30000 },
       assert.ok(warning, `start logs the open API: ${lines.join('\n')}`);
       assert.equal(warning.host, '127.0.0.1');
       assert.equal((await new ApiClient(broker.httpPort!).get('/api/session/stats')).status, 200);
-      const external = Object.values(os.networkInterfaces()).flat().find((i) => i !== undefined && i.family === 'IPv4' && !i.internal);
+      const external = Object.values(os.networkInterfaces())
+        .flat()
+        .find((i) => i !== undefined && i.family === 'IPv4' && !i.internal);
       if (external !== undefined) {
         const reached = await new Promise<boolean>((resolve) => {
           const socket = net.connect(broker.httpPort!, external.address);
@@ -196,7 +213,10 @@ describe('HTTP settings', { timeout: 30000 }, () => {
     assert.deepEqual(loadConfig({}).http.adminRoles, ['ADMIN']);
     assert.equal(loadConfig({ HOST: '127.0.0.2' }).http.host, '127.0.0.2');
     assert.equal(loadConfig({ HTTP_HOST: '0.0.0.0', ADMIN_TOKEN: TOKEN }).http.host, '0.0.0.0');
-    assert.throws(() => loadConfig({ HTTP_PORT: '70000' }), (e: unknown) => e instanceof ConfigError && e.variable === 'HTTP_PORT');
+    assert.throws(
+      () => loadConfig({ HTTP_PORT: '70000' }),
+      (e: unknown) => e instanceof ConfigError && e.variable === 'HTTP_PORT',
+    );
     assert.throws(
       () => loadConfig({ ADMIN_TOKEN: 'short-secret' }),
       (e: unknown) => e instanceof ConfigError && e.variable === 'ADMIN_TOKEN' && !e.message.includes('short-secret'),

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RunningServer } from '../../src/server';
 import { startBroker } from '../helpers/broker';
+import type { ApiError, OnlineUsers, Published, Readiness, SessionDetails, SessionIdsPage, SessionStats, UserOnline, UserSessions } from '../helpers/api-shapes';
 import { ApiClient, eventually, parsePrometheus } from '../helpers/http';
 import { RawClient, header } from '../helpers/raw-client';
 import { startRedis } from '../helpers/redis';
@@ -33,7 +34,7 @@ describe('HTTP API on two instances sharing one Redis', { timeout: 90000 }, () =
     const ids: string[] = [];
     let cursor: string | null = null;
     do {
-      const page: { sessions: string[]; nextCursor: string | null } = await api.ok(`/api/session/all?limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+      const page: SessionIdsPage = await api.ok(`/api/session/all?limit=2${cursor ? `&cursor=${cursor}` : ''}`);
       assert.ok(page.sessions.length <= 2);
       ids.push(...page.sessions);
       cursor = page.nextCursor;
@@ -42,18 +43,20 @@ describe('HTTP API on two instances sharing one Redis', { timeout: 90000 }, () =
   }
 
   /** The same GET on both instances must give the same JSON. */
-  async function same(path: string, omit: string[] = []): Promise<any> {
-    const [fromA, fromB] = await Promise.all([apiA.ok(path), apiB.ok(path)]);
-    for (const key of omit) {
-      delete fromA[key];
-      delete fromB[key];
-    }
-    assert.deepEqual(fromA, fromB, `${path} answers alike on both instances`);
-    return fromA;
+  async function same<T extends object>(path: string, omit: string[] = []): Promise<T> {
+    const [fromA, fromB] = await Promise.all([apiA.ok<T>(path), apiB.ok<T>(path)]);
+    const kept = (body: T): T => Object.fromEntries(Object.entries(body).filter(([key]) => !omit.includes(key))) as T;
+    assert.deepEqual(kept(fromA), kept(fromB), `${path} answers alike on both instances`);
+    return kept(fromA);
   }
 
   async function untilRelayed(routeKey: string): Promise<void> {
-    await eventually(async () => Number(redis.cli('pubsub', 'numsub', `ws:dest:${routeKey}`).trim().split('\n')[1]), (n) => n >= 1, 5000, `${routeKey} subscribed in Redis`);
+    await eventually(
+      async () => Number(redis.cli('pubsub', 'numsub', `ws:dest:${routeKey}`).trim().split('\n')[1]),
+      (n) => n >= 1,
+      5000,
+      `${routeKey} subscribed in Redis`,
+    );
   }
 
   before(async () => {
@@ -77,34 +80,50 @@ describe('HTTP API on two instances sharing one Redis', { timeout: 90000 }, () =
     const ids = await allSessionIds(apiA);
     assert.deepEqual(ids, [aliceA.sessionId, aliceB.sessionId, bob.sessionId].sort());
     assert.deepEqual(await allSessionIds(apiB), ids);
-    for (const { sessionId } of [aliceA, aliceB, bob]) await same(`/api/session/${sessionId}`);
-    assert.equal((await apiB.ok(`/api/session/${aliceA.sessionId}`)).instanceId, 'http-a');
-    assert.equal((await apiA.ok(`/api/session/${aliceB.sessionId}`)).transport, 'ws');
-    const alice = await same('/api/session/user/alice');
+    for (const { sessionId } of [aliceA, aliceB, bob]) await same<SessionDetails>(`/api/session/${sessionId}`);
+    assert.equal((await apiB.ok<SessionDetails>(`/api/session/${aliceA.sessionId}`)).instanceId, 'http-a');
+    assert.equal((await apiA.ok<SessionDetails>(`/api/session/${aliceB.sessionId}`)).transport, 'ws');
+    const alice = await same<UserSessions>('/api/session/user/alice');
     assert.equal(alice.sessionCount, 2);
-    assert.deepEqual(alice.sessions.map((s: { instanceId: string }) => s.instanceId).sort(), ['http-a', 'http-b']);
-    assert.deepEqual(await same('/api/session/user/bob/online'), { userId: 'bob', isOnline: true, sessionCount: 1 });
-    const stats = await same('/api/session/stats', ['timestamp']);
+    assert.deepEqual(alice.sessions.map((s) => s.instanceId).sort(), ['http-a', 'http-b']);
+    assert.deepEqual(await same<UserOnline>('/api/session/user/bob/online'), { userId: 'bob', isOnline: true, sessionCount: 1 });
+    const stats = await same<SessionStats>('/api/session/stats', ['timestamp']);
     assert.deepEqual(stats, {
       totalActiveSessions: 3,
       onlineUsers: 2,
       byTransport: { tcp: 2, ws: 1 },
       perInstance: { 'http-a': { sessions: 1, users: 1 }, 'http-b': { sessions: 2, users: 2 } },
     });
-    const online = await same('/api/users/online');
-    assert.deepEqual(online.users.map((u: { userId: string; sessionCount: number }) => [u.userId, u.sessionCount]), [['alice', 2], ['bob', 1]]);
+    const online = await same<OnlineUsers>('/api/users/online');
+    assert.deepEqual(
+      online.users.map((u) => [u.userId, u.sessionCount]),
+      [
+        ['alice', 2],
+        ['bob', 1],
+      ],
+    );
 
     // DISCONNECT on B, a destroyed socket on A: gone from both.
     bob.client.sendFrame('DISCONNECT', { receipt: 'bye' });
     await bob.client.expect('RECEIPT');
     aliceA.client.destroy();
     for (const api of [apiA, apiB]) {
-      await eventually(() => allSessionIds(api), (list) => list.length === 1 && list[0] === aliceB.sessionId, 5000, 'only alice on B left');
+      await eventually(
+        () => allSessionIds(api),
+        (list) => list.length === 1 && list[0] === aliceB.sessionId,
+        5000,
+        'only alice on B left',
+      );
       assert.equal((await api.get(`/api/session/${bob.sessionId}`)).status, 404);
     }
-    await same('/api/session/stats', ['timestamp']);
+    await same<SessionStats>('/api/session/stats', ['timestamp']);
     aliceB.client.destroy();
-    await eventually(() => apiA.ok('/api/session/stats'), (s) => s.totalActiveSessions === 0, 5000, 'no sessions left');
+    await eventually(
+      () => apiA.ok<SessionStats>('/api/session/stats'),
+      (s) => s.totalActiveSessions === 0,
+      5000,
+      'no sessions left',
+    );
   });
 
   it('refresh on one instance extends the Redis TTL of a session held by the other', async () => {
@@ -128,7 +147,13 @@ describe('HTTP API on two instances sharing one Redis', { timeout: 90000 }, () =
     await victim.client.waitClosed();
     await neighbour.client.expectSilence(100);
     assert.equal(neighbour.client.isClosed, false);
-    for (const api of [apiA, apiB]) await eventually(() => api.get(`/api/session/${victim.sessionId}`), (r) => r.status === 404, 5000, 'the kicked session gone');
+    for (const api of [apiA, apiB])
+      await eventually(
+        () => api.get(`/api/session/${victim.sessionId}`),
+        (r) => r.status === 404,
+        5000,
+        'the kicked session gone',
+      );
   });
 
   it('DELETE of a user on B closes its sessions on both instances (ERROR LOGGED_OUT)', async () => {
@@ -143,7 +168,12 @@ describe('HTTP API on two instances sharing one Redis', { timeout: 90000 }, () =
       await c.client.waitClosed();
     }
     assert.equal(other.client.isClosed, false);
-    await eventually(() => apiA.ok('/api/session/user/everywhere/online'), (r) => r.isOnline === false, 5000, 'logged out everywhere');
+    await eventually(
+      () => apiA.ok<UserOnline>('/api/session/user/everywhere/online'),
+      (r) => r.isOnline === false,
+      5000,
+      'logged out everywhere',
+    );
   });
 
   it('a publish on A reaches topic subscribers on both instances and a /user/… subscriber on B', async () => {
@@ -158,7 +188,7 @@ describe('HTTP API on two instances sharing one Redis', { timeout: 90000 }, () =
     await untilRelayed('/topic/broadcast');
     await untilRelayed('/user/reader-b/queue/inbox');
 
-    const topic = await apiA.post('/api/publish', { destination: '/topic/broadcast', body: 'to everyone' });
+    const topic = await apiA.post<Published>('/api/publish', { destination: '/topic/broadcast', body: 'to everyone' });
     assert.equal(topic.status, 200, topic.text);
     for (const c of [onA, onB]) {
       const message = await c.client.expect('MESSAGE');
@@ -175,7 +205,12 @@ describe('HTTP API on two instances sharing one Redis', { timeout: 90000 }, () =
   });
 
   it('/metrics on each instance is Prometheus text with the Redis metrics; /readyz is 503 with the reason while Redis is away', async () => {
-    await eventually(async () => parsePrometheus((await apiA.get('/metrics')).text), (m) => (m.get('stompd_redis_pings_total') ?? 0) >= 1, 5000, 'a PING measured');
+    await eventually(
+      async () => parsePrometheus((await apiA.get('/metrics')).text),
+      (m) => (m.get('stompd_redis_pings_total') ?? 0) >= 1,
+      5000,
+      'a PING measured',
+    );
     const metrics = parsePrometheus((await apiB.get('/metrics')).text);
     assert.equal(metrics.get('stompd_redis_degraded'), 0);
     assert.ok(metrics.get('stompd_redis_command_latency_seconds')! > 0);
@@ -186,19 +221,30 @@ describe('HTTP API on two instances sharing one Redis', { timeout: 90000 }, () =
     await redis.kill();
     try {
       for (const api of [apiA, apiB]) {
-        const down = await eventually(() => api.get('/readyz'), (r) => r.status === 503, 5000, 'readyz 503');
+        const down = await eventually(
+          () => api.get<Readiness>('/readyz'),
+          (r) => r.status === 503,
+          5000,
+          'readyz 503',
+        );
         assert.equal(down.body.status, 'not-ready');
-        assert.match(down.body.reason, /Redis/);
+        assert.match(down.body.reason ?? '', /Redis/);
         assert.equal((await api.get('/healthz')).status, 200, 'alive all the same');
         assert.equal(parsePrometheus((await api.get('/metrics')).text).get('stompd_redis_degraded'), 1);
-        const unavailable = await api.get('/api/session/stats');
+        const unavailable = await api.get<ApiError>('/api/session/stats');
         assert.equal(unavailable.status, 503, unavailable.text);
         assert.match(unavailable.body.message, /unreachable/);
       }
     } finally {
       await redis.restart(); // the brokers' clients would otherwise retry forever after the test
     }
-    for (const api of [apiA, apiB]) await eventually(() => api.get('/readyz'), (r) => r.status === 200, 10000, 'ready again');
+    for (const api of [apiA, apiB])
+      await eventually(
+        () => api.get('/readyz'),
+        (r) => r.status === 200,
+        10000,
+        'ready again',
+      );
     assert.ok(parsePrometheus((await apiA.get('/metrics')).text).get('stompd_redis_reconnects_total')! >= 1);
   });
 });

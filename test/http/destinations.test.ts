@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { RunningServer } from '../../src/server';
 import { startBroker } from '../helpers/broker';
+import type { ApiError, Presence, Queues } from '../helpers/api-shapes';
 import { ApiClient, parsePrometheus } from '../helpers/http';
 import { RawClient } from '../helpers/raw-client';
 import { startRedis } from '../helpers/redis';
@@ -25,7 +26,7 @@ async function client(b: RunningServer, login: string): Promise<RawClient> {
 }
 
 /** Run `check` until it stops throwing (the other instance hears of things a moment later). */
-async function settles(check: () => Promise<void>, timeoutMs = 5000): Promise<void> {
+async function eventuallyPasses(check: () => Promise<void>, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
@@ -66,16 +67,16 @@ for (const mode of ['embedded', 'redis'] as const) {
       await subscribe(await client(first, 'ann'), '/topic/room.7');
       await subscribe(await client(last, 'ben'), '/topic/room.7');
       for (const api of apis) {
-        await settles(async () => {
-          const room = await api.ok('/api/presence?destination=/topic/room.7');
+        await eventuallyPasses(async () => {
+          const room = await api.ok<Presence>('/api/presence?destination=/topic/room.7');
           assert.equal(room.destination, '/topic/room.7');
-          assert.deepEqual(room.members.map((m: { userId: string }) => m.userId).sort(), ['ann', 'ben']);
+          assert.deepEqual(room.members.map((m) => m.userId).sort(), ['ann', 'ben']);
           for (const m of room.members) assert.ok(Math.abs(m.joinedAt - Date.now()) < 30_000);
         });
       }
       assert.equal((await apis[0]!.get('/api/presence?destination=/topic/lobby')).status, 404);
       assert.equal((await apis[0]!.get('/api/presence')).status, 400);
-      const unknownKey = await apis[0]!.get('/api/presence?destination=/topic/room.7&colour=blue');
+      const unknownKey = await apis[0]!.get<ApiError>('/api/presence?destination=/topic/room.7&colour=blue');
       assert.equal(unknownKey.status, 400);
       assert.match(unknownKey.body.message, /colour/, 'the 400 names the field');
       assert.equal((await new ApiClient(first.httpPort!, 'wrong-token-0123456789').get('/api/presence?destination=/topic/room.7')).status, 401);
@@ -89,9 +90,9 @@ for (const mode of ['embedded', 'redis'] as const) {
       await subscribe(agent, '/queue/tickets', { ack: 'client-individual', 'prefetch-count': '1' });
       await agent.expect('MESSAGE');
       for (const api of apis) {
-        await settles(async () => {
-          const { queues } = await api.ok('/api/queues');
-          const tickets = queues.find((q: { name: string }) => q.name === '/queue/tickets');
+        await eventuallyPasses(async () => {
+          const { queues } = await api.ok<Queues>('/api/queues');
+          const tickets = queues.find((q) => q.name === '/queue/tickets');
           assert.ok(tickets, JSON.stringify(queues));
           assert.equal(tickets.depth, 2);
           assert.equal(tickets.unacked, 1);
@@ -113,13 +114,16 @@ describe('POST /api/publish honours the queue limits like a SEND', { timeout: 30
     try {
       const api = new ApiClient(b.httpPort!, TOKEN);
       assert.equal((await api.request('POST', '/api/publish', { destination: '/queue/first', body: 'one' })).status, 200);
-      const refused = await api.request('POST', '/api/publish', { destination: '/queue/second', body: 'two' });
+      const refused = await api.request<ApiError>('POST', '/api/publish', { destination: '/queue/second', body: 'two' });
       assert.equal(refused.status, 503);
       assert.match(refused.body.message, /^QUEUE_LIMIT: /);
-      const { queues } = await api.ok('/api/queues');
-      assert.deepEqual(queues.map((q: { name: string }) => q.name), ['/queue/first']);
+      const { queues } = await api.ok<Queues>('/api/queues');
+      assert.deepEqual(
+        queues.map((q) => q.name),
+        ['/queue/first'],
+      );
       for (const name of ['x-presence', 'X-Dropped', 'redelivered', 'content-type']) {
-        const forged = await api.request('POST', '/api/publish', { destination: '/topic/room.1', body: '{}', headers: { [name]: 'join' } });
+        const forged = await api.request<ApiError>('POST', '/api/publish', { destination: '/topic/room.1', body: '{}', headers: { [name]: 'join' } });
         assert.equal(forged.status, 400, `${name}: ${forged.text}`);
         assert.match(forged.body.message, new RegExp(`body/headers/${name}`));
       }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RunningServer } from '../../src/server';
 import { startBroker } from '../helpers/broker';
+import type { ApiError, OnlineUsers, OpenApiDocument, Published, SessionDetails, SessionIdsPage, SessionStats, UserOnline, UserSessions } from '../helpers/api-shapes';
 import { ApiClient, eventually, parsePrometheus } from '../helpers/http';
 import { RawClient, header } from '../helpers/raw-client';
 
@@ -48,7 +49,7 @@ describe('HTTP API, embedded mode', { timeout: 60000 }, () => {
 
   it('a session appears on CONNECT with its details and disappears on DISCONNECT', async () => {
     const { client, sessionId } = await connect('alice', 'ws');
-    const details = await api.ok(`/api/session/${sessionId}`);
+    const details = await api.ok<SessionDetails>(`/api/session/${sessionId}`);
     assert.equal(details.sessionId, sessionId);
     assert.equal(details.userId, 'alice');
     assert.equal(details.transport, 'ws');
@@ -58,18 +59,23 @@ describe('HTTP API, embedded mode', { timeout: 60000 }, () => {
     assert.match(details.remoteAddress, /^127\.0\.0\.1:\d+$/);
     assert.ok(Math.abs(details.connectedAt - Date.now()) < 10_000);
     assert.ok((await sessionIds()).includes(sessionId));
-    const user = await api.ok('/api/session/user/alice');
+    const user = await api.ok<UserSessions>('/api/session/user/alice');
     assert.equal(user.isOnline, true);
     assert.equal(user.sessionCount, 1);
     assert.deepEqual(user.sessions, [details]);
-    assert.deepEqual(await api.ok('/api/session/user/alice/online'), { userId: 'alice', isOnline: true, sessionCount: 1 });
+    assert.deepEqual(await api.ok<UserOnline>('/api/session/user/alice/online'), { userId: 'alice', isOnline: true, sessionCount: 1 });
 
     client.sendFrame('DISCONNECT', { receipt: 'bye' });
     await client.expect('RECEIPT');
-    await eventually(() => api.get(`/api/session/${sessionId}`), (r) => r.status === 404, 5000, 'the session to go');
-    const gone = await api.get(`/api/session/${sessionId}`);
+    await eventually(
+      () => api.get(`/api/session/${sessionId}`),
+      (r) => r.status === 404,
+      5000,
+      'the session to go',
+    );
+    const gone = await api.get<ApiError>(`/api/session/${sessionId}`);
     assert.equal(gone.body.message, `no session ${sessionId}`);
-    assert.deepEqual(await api.ok('/api/session/user/alice/online'), { userId: 'alice', isOnline: false, sessionCount: 0 });
+    assert.deepEqual(await api.ok<UserOnline>('/api/session/user/alice/online'), { userId: 'alice', isOnline: false, sessionCount: 0 });
     assert.ok(!(await sessionIds()).includes(sessionId));
   });
 
@@ -77,9 +83,19 @@ describe('HTTP API, embedded mode', { timeout: 60000 }, () => {
     const destroyed = await connect('dropper');
     const silent = await connect('sleeper', 'tcp', '100,0'); // promises a beat every 100 ms, then never sends one
     destroyed.client.destroy();
-    await eventually(() => api.get(`/api/session/${destroyed.sessionId}`), (r) => r.status === 404, 3000, 'the destroyed socket to leave');
+    await eventually(
+      () => api.get(`/api/session/${destroyed.sessionId}`),
+      (r) => r.status === 404,
+      3000,
+      'the destroyed socket to leave',
+    );
     const startedAt = Date.now();
-    await eventually(() => api.get(`/api/session/${silent.sessionId}`), (r) => r.status === 404, 3000, 'the silent peer to leave');
+    await eventually(
+      () => api.get(`/api/session/${silent.sessionId}`),
+      (r) => r.status === 404,
+      3000,
+      'the silent peer to leave',
+    );
     assert.ok(Date.now() - startedAt < 3000);
     await silent.client.waitClosed();
     const metrics = parsePrometheus((await api.get('/metrics')).text);
@@ -88,40 +104,44 @@ describe('HTTP API, embedded mode', { timeout: 60000 }, () => {
 
   it('pages the session list with an opaque cursor; a bad cursor or limit is a 400 naming the field', async () => {
     const made = await Promise.all([connect('p1'), connect('p2'), connect('p3', 'ws')]);
-    const first = await api.ok('/api/session/all?limit=2');
+    const first = await api.ok<SessionIdsPage>('/api/session/all?limit=2');
     assert.equal(first.sessions.length, 2);
     assert.equal(typeof first.nextCursor, 'string');
     assert.ok(first.totalCount >= 3);
     const all = await sessionIds();
     for (const m of made) assert.ok(all.includes(m.sessionId));
     assert.equal(new Set(all).size, all.length, 'no id twice');
-    const badCursor = await api.get('/api/session/all?cursor=zzzz');
+    const badCursor = await api.get<ApiError>('/api/session/all?cursor=zzzz');
     assert.equal(badCursor.status, 400);
     assert.match(badCursor.body.message, /cursor/);
     for (const limit of ['0', '5000', 'many']) {
-      const bad = await api.get(`/api/session/all?limit=${limit}`);
+      const bad = await api.get<ApiError>(`/api/session/all?limit=${limit}`);
       assert.equal(bad.status, 400, limit);
       assert.match(bad.body.message, /querystring\/limit/);
     }
-    const stats = await api.ok('/api/session/stats');
+    const stats = await api.ok<SessionStats>('/api/session/stats');
     assert.equal(stats.totalActiveSessions, first.totalCount);
-    assert.ok(stats.byTransport.tcp >= 2 && stats.byTransport.ws >= 1);
+    assert.ok(stats.byTransport.tcp! >= 2 && stats.byTransport.ws! >= 1);
     assert.deepEqual(Object.keys(stats.perInstance), [broker.config.instanceId]);
-    assert.equal(stats.perInstance[broker.config.instanceId].sessions, stats.totalActiveSessions);
+    assert.equal(stats.perInstance[broker.config.instanceId]?.sessions, stats.totalActiveSessions);
     assert.ok(stats.onlineUsers >= 3);
     assert.ok(Math.abs(stats.timestamp - Date.now()) < 10_000);
-    const users = await api.ok('/api/users/online?limit=1000');
-    for (const login of ['p1', 'p2', 'p3']) assert.ok(users.users.some((u: { userId: string }) => u.userId === login), login);
+    const users = await api.ok<OnlineUsers>('/api/users/online?limit=1000');
+    for (const login of ['p1', 'p2', 'p3'])
+      assert.ok(
+        users.users.some((u) => u.userId === login),
+        login,
+      );
   });
 
   it('refresh answers with the session and ttlSeconds null (sessions in memory do not expire); 404 when unknown', async () => {
     const { sessionId } = await connect('refresher');
-    const before = (await api.ok(`/api/session/${sessionId}`)).lastSeenAt;
+    const before = (await api.ok<SessionDetails>(`/api/session/${sessionId}`)).lastSeenAt;
     await new Promise((resolve) => setTimeout(resolve, 20));
     const refreshed = await api.post(`/api/session/${sessionId}/refresh`);
     assert.equal(refreshed.status, 200, refreshed.text);
     assert.deepEqual(refreshed.body, { sessionId, userId: 'refresher', refreshed: true, ttlSeconds: null });
-    assert.ok((await api.ok(`/api/session/${sessionId}`)).lastSeenAt > before);
+    assert.ok((await api.ok<SessionDetails>(`/api/session/${sessionId}`)).lastSeenAt > before);
     assert.equal((await api.post('/api/session/unknown-id/refresh')).status, 404);
   });
 
@@ -152,7 +172,12 @@ describe('HTTP API, embedded mode', { timeout: 60000 }, () => {
     }
     await other.client.expectSilence(100);
     assert.equal(other.client.isClosed, false);
-    await eventually(() => api.ok('/api/session/user/leaver/online'), (b) => b.isOnline === false, 3000, 'leaver offline');
+    await eventually(
+      () => api.ok<UserOnline>('/api/session/user/leaver/online'),
+      (b) => b.isOnline === false,
+      3000,
+      'leaver offline',
+    );
   });
 
   it('publish reaches topic, queue and /user/<id>/… subscribers, with base64 bodies; the answer names the message', async () => {
@@ -165,7 +190,7 @@ describe('HTTP API, embedded mode', { timeout: 60000 }, () => {
     stranger.client.sendFrame('SUBSCRIBE', { id: 'u', destination: '/user/queue/inbox', receipt: 's' });
     await stranger.client.expect('RECEIPT');
 
-    const topic = await api.post('/api/publish', { destination: '/topic/news', body: 'hello', contentType: 'text/plain', headers: { priority: '5' } });
+    const topic = await api.post<Published>('/api/publish', { destination: '/topic/news', body: 'hello', contentType: 'text/plain', headers: { priority: '5' } });
     assert.equal(topic.status, 200, topic.text);
     assert.equal(topic.body.kind, 'topic');
     const news = await listener.client.expect('MESSAGE');
@@ -176,13 +201,13 @@ describe('HTTP API, embedded mode', { timeout: 60000 }, () => {
     assert.equal(header(news, 'destination'), '/topic/news');
 
     const binary = Buffer.from([0, 1, 2, 255, 10, 0]);
-    const queue = await api.post('/api/publish', { destination: '/queue/jobs', body: binary.toString('base64'), bodyEncoding: 'base64' });
+    const queue = await api.post<Published>('/api/publish', { destination: '/queue/jobs', body: binary.toString('base64'), bodyEncoding: 'base64' });
     assert.equal(queue.status, 200, queue.text);
     assert.equal(queue.body.bodyBytes, 6);
     const job = await listener.client.expect('MESSAGE');
     assert.deepEqual(job.body, binary);
 
-    const user = await api.post('/api/publish', { destination: '/user/listener/queue/inbox', body: 'for you' });
+    const user = await api.post<Published>('/api/publish', { destination: '/user/listener/queue/inbox', body: 'for you' });
     assert.equal(user.status, 200, user.text);
     assert.equal(user.body.kind, 'user');
     const inbox = await listener.client.expect('MESSAGE');
@@ -206,7 +231,7 @@ describe('HTTP API, embedded mode', { timeout: 60000 }, () => {
       [{ destination: 42 }, /destination/],
     ];
     for (const [body, message] of cases) {
-      const response = await api.post('/api/publish', body);
+      const response = await api.post<ApiError>('/api/publish', body);
       assert.equal(response.status, 400, `${JSON.stringify(body)}: ${response.text}`);
       assert.match(response.body.message, message, JSON.stringify(body));
     }
@@ -216,7 +241,7 @@ describe('HTTP API, embedded mode', { timeout: 60000 }, () => {
   });
 
   it('serves an OpenAPI 3 document of every route, with the schemas', async () => {
-    const doc = await api.ok('/api/openapi.json');
+    const doc = await api.ok<OpenApiDocument>('/api/openapi.json');
     assert.match(doc.openapi, /^3\./);
     const expected: [string, string][] = [
       ['get', '/api/session/all'],
@@ -242,17 +267,17 @@ describe('HTTP API, embedded mode', { timeout: 60000 }, () => {
         assert.deepEqual(operation.security, [{ bearerAuth: [] }]);
       }
     }
-    assert.ok(doc.paths['/api/publish'].post.requestBody.content['application/json'].schema.properties.destination);
-    assert.ok(doc.paths['/api/users/online'].get.parameters.some((p: { name: string }) => p.name === 'role'));
-    assert.equal(doc.components.securitySchemes.bearerAuth.scheme, 'bearer');
+    assert.ok(doc.paths['/api/publish']?.post?.requestBody?.content['application/json']?.schema.properties.destination);
+    assert.ok(doc.paths['/api/users/online']?.get?.parameters?.some((p) => p.name === 'role'));
+    assert.equal(doc.components.securitySchemes.bearerAuth?.scheme, 'bearer');
     assert.equal((await new ApiClient(broker.httpPort!).get('/api/openapi.json')).status, 401, 'the document needs a credential too');
   });
 
   it("README's HTTP API section names every route of the OpenAPI document and every stompd metric", async () => {
     const readme = fs.readFileSync(path.resolve(__dirname, '../../../README.md'), 'utf8');
     const section = readme.slice(readme.indexOf('## HTTP API'), readme.indexOf('## Development'));
-    const doc = await api.ok('/api/openapi.json');
-    for (const [route, operations] of Object.entries(doc.paths as Record<string, object>)) {
+    const doc = await api.ok<OpenApiDocument>('/api/openapi.json');
+    for (const [route, operations] of Object.entries(doc.paths)) {
       for (const method of Object.keys(operations)) {
         const shown = `${method.toUpperCase()} ${route.replace(/\{(\w+)\}/g, ':$1')}`;
         assert.ok(section.includes(shown), `README shows ${shown}`);

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RunningServer } from '../../src/server';
 import { startBroker } from '../helpers/broker';
+import type { Instances, OpenApiDocument, Overview, Rooms, SessionDetails, SessionsPage } from '../helpers/api-shapes';
 import { ApiClient, eventually } from '../helpers/http';
 import { clientsOfThisFile, connectedAs, header } from '../helpers/raw-client';
 import { startRedis } from '../helpers/redis';
@@ -17,14 +18,14 @@ const TOKEN = 'overview-admin-token-0123456789';
 const clients = clientsOfThisFile();
 
 /** Reads the feed until `count` events arrived (or the time is up). */
-async function feedEvents(port: number, token: string | undefined, count: number): Promise<{ status: number; events: { type: string; data: any }[] }> {
+async function feedEvents(port: number, token: string | undefined, count: number): Promise<{ status: number; events: { type: string; data: Overview }[] }> {
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), 15_000);
   try {
     const response = await fetch(`http://127.0.0.1:${port}/api/feed`, { headers: token === undefined ? {} : { authorization: `Bearer ${token}` }, signal: abort.signal });
     if (response.status !== 200) return { status: response.status, events: [] };
     assert.match(response.headers.get('content-type') ?? '', /^text\/event-stream/);
-    const events: { type: string; data: any }[] = [];
+    const events: { type: string; data: Overview }[] = [];
     const decoder = new TextDecoder();
     let buffer = '';
     for await (const chunk of response.body!) {
@@ -34,7 +35,7 @@ async function feedEvents(port: number, token: string | undefined, count: number
         const block = buffer.slice(0, end);
         buffer = buffer.slice(end + 2);
         const type = /^event: (.*)$/m.exec(block)?.[1] ?? 'message';
-        events.push({ type, data: JSON.parse(/^data: (.*)$/m.exec(block)![1]!) });
+        events.push({ type, data: JSON.parse(/^data: (.*)$/m.exec(block)![1]!) as Overview });
       }
       if (events.length >= count) break;
     }
@@ -62,12 +63,12 @@ describe('dashboard API, embedded', { timeout: 60_000 }, () => {
   });
 
   it('/api/instances: the one instance, with totals that move with messages and ERRORs', async () => {
-    const before = (await api.ok('/api/instances')).instances;
-    assert.equal(before.length, 1);
-    assert.equal(before[0].instanceId, 'solo');
-    assert.equal(before[0].isSelf, true);
-    assert.equal(before[0].isAlive, true);
-    assert.equal(before[0].isDegraded, false);
+    const [before, ...others] = (await api.ok<Instances>('/api/instances')).instances;
+    assert.ok(before !== undefined && others.length === 0);
+    assert.equal(before.instanceId, 'solo');
+    assert.equal(before.isSelf, true);
+    assert.equal(before.isAlive, true);
+    assert.equal(before.isDegraded, false);
 
     const reader = await connectedAs(clients, broker.tcpPort!, 'reader');
     reader.sendFrame('SUBSCRIBE', { id: 's', destination: '/topic/t', receipt: 'r' });
@@ -78,9 +79,10 @@ describe('dashboard API, embedded', { timeout: 60_000 }, () => {
     writer.sendFrame('SEND', { destination: '/nowhere' }, 'x');
     assert.match(header(await writer.expect('ERROR'), 'message')!, /^UNKNOWN_DESTINATION/);
 
-    const [now] = (await api.ok('/api/instances')).instances;
-    assert.equal(now.counters.published.topic - before[0].counters.published.topic, 3);
-    assert.equal(now.counters.delivered.topic - before[0].counters.delivered.topic, 3);
+    const [now] = (await api.ok<Instances>('/api/instances')).instances;
+    assert.ok(now !== undefined);
+    assert.equal(now.counters.published.topic! - before.counters.published.topic!, 3);
+    assert.equal(now.counters.delivered.topic! - before.counters.delivered.topic!, 3);
     assert.equal(now.counters.errors.UNKNOWN_DESTINATION, 1);
     assert.equal(now.counters.sessions, 1); // the writer was closed
   });
@@ -93,32 +95,50 @@ describe('dashboard API, embedded', { timeout: 60_000 }, () => {
     const frames = [await ann.next(), await ann.next(), await ann.next()].map((f) => f.command).sort();
     assert.deepEqual(frames, ['MESSAGE', 'RECEIPT', 'RECEIPT']);
     const annId = [...broker.sessions()].find((s) => s.userId === 'ann')!.id;
-    const page = await eventually(() => api.ok('/api/sessions?userId=ann'), (p) => p.sessions[0]?.subscriptions.length === 2, 5000, "ann's subscriptions noted");
+    const page = await eventually(
+      () => api.ok<SessionsPage>('/api/sessions?userId=ann'),
+      (p) => p.sessions[0]?.subscriptions.length === 2,
+      5000,
+      "ann's subscriptions noted",
+    );
     assert.equal(page.totalCount, 1);
-    assert.deepEqual(page.sessions[0].subscriptions, [
+    assert.deepEqual(page.sessions[0]!.subscriptions, [
       { id: 'a1', destination: '/topic/room.1', ack: 'auto' },
       { id: 'a2', destination: '/queue/work', ack: 'client' },
     ]);
-    assert.equal(page.sessions[0].sessionId, annId);
-    assert.equal(page.sessions[0].transport, 'tcp');
+    assert.equal(page.sessions[0]!.sessionId, annId);
+    assert.equal(page.sessions[0]!.transport, 'tcp');
 
     ann.sendFrame('UNSUBSCRIBE', { id: 'a2', receipt: 'r3' });
     await ann.expect('RECEIPT');
-    await eventually(() => api.ok(`/api/session/${annId}`), (s) => s.subscriptions.length === 1, 5000, 'the unsubscription noted');
+    await eventually(
+      () => api.ok<SessionDetails>(`/api/session/${annId}`),
+      (s) => s.subscriptions.length === 1,
+      5000,
+      'the unsubscription noted',
+    );
 
-    const all = await api.ok('/api/sessions?limit=1');
+    const all = await api.ok<SessionsPage>('/api/sessions?limit=1');
     assert.equal(all.sessions.length, 1);
     assert.ok(all.totalCount >= 2);
     assert.equal(typeof all.nextCursor, 'string');
-    const next = await api.ok(`/api/sessions?limit=1&cursor=${all.nextCursor}`);
-    assert.notEqual(next.sessions[0].sessionId, all.sessions[0].sessionId);
+    const next = await api.ok<SessionsPage>(`/api/sessions?limit=1&cursor=${all.nextCursor}`);
+    assert.notEqual(next.sessions[0]!.sessionId, all.sessions[0]!.sessionId);
     assert.equal((await api.get('/api/sessions?limit=500')).status, 400);
   });
 
   it('/api/rooms: rooms with members, none when empty', async () => {
-    const rooms = await eventually(() => api.ok('/api/rooms'), (r) => r.rooms.length === 1, 5000, 'the room listed');
-    assert.equal(rooms.rooms[0].destination, '/topic/room.1');
-    assert.deepEqual(rooms.rooms[0].members.map((m: { userId: string }) => m.userId), ['ann']);
+    const rooms = await eventually(
+      () => api.ok<Rooms>('/api/rooms'),
+      (r) => r.rooms.length === 1,
+      5000,
+      'the room listed',
+    );
+    assert.equal(rooms.rooms[0]!.destination, '/topic/room.1');
+    assert.deepEqual(
+      rooms.rooms[0]!.members.map((m) => m.userId),
+      ['ann'],
+    );
   });
 
   it('/api/feed: an overview every second, as the routes give it', async () => {
@@ -130,9 +150,9 @@ describe('dashboard API, embedded', { timeout: 60_000 }, () => {
     for (const { type, data } of events) {
       assert.equal(type, 'overview');
       assert.deepEqual(Object.keys(data).sort(), ['instances', 'queues', 'rooms', 'stats', 'timestamp']);
-      assert.equal(data.instances[0].instanceId, 'solo');
-      assert.equal(data.rooms[0].destination, '/topic/room.1');
-      assert.deepEqual(data.queues.find((q: { name: string }) => q.name === '/queue/held')?.depth, 1);
+      assert.equal(data.instances[0]!.instanceId, 'solo');
+      assert.equal(data.rooms[0]!.destination, '/topic/room.1');
+      assert.deepEqual(data.queues.find((q) => q.name === '/queue/held')?.depth, 1);
     }
     assert.ok(events[1]!.data.timestamp > events[0]!.data.timestamp);
   });
@@ -149,7 +169,7 @@ describe('dashboard API, embedded', { timeout: 60_000 }, () => {
     const root = await fetch(`http://127.0.0.1:${broker.httpPort}/`, { redirect: 'manual' });
     assert.equal(root.status, 302);
     assert.equal(root.headers.get('location'), '/dashboard');
-    const paths = Object.keys((await api.ok('/api/openapi.json')).paths);
+    const paths = Object.keys((await api.ok<OpenApiDocument>('/api/openapi.json')).paths);
     for (const path of ['/api/instances', '/api/rooms', '/api/sessions', '/api/feed']) assert.ok(paths.includes(path), path);
   });
 });
@@ -197,20 +217,42 @@ describe('dashboard API, two instances on one Redis', { timeout: 60_000 }, () =>
     await onB.expect('RECEIPT');
     const apiA = new ApiClient(a.httpPort!, TOKEN);
     const listed = await eventually(
-      () => apiA.ok('/api/instances'),
-      (r) => r.instances.find((i: { instanceId: string }) => i.instanceId === 'ov-b')?.counters.published.topic === 4,
+      () => apiA.ok<Instances>('/api/instances'),
+      (r) => r.instances.find((i) => i.instanceId === 'ov-b')?.counters.published.topic === 4,
       5000,
       "B's totals seen from A",
     );
-    assert.deepEqual(listed.instances.map((i: { instanceId: string; isSelf: boolean; isAlive: boolean }) => [i.instanceId, i.isSelf, i.isAlive]), [['ov-a', true, true], ['ov-b', false, true]]);
-    const fromB = await new ApiClient(b.httpPort!, TOKEN).ok('/api/instances');
-    assert.deepEqual(fromB.instances.map((i: { instanceId: string }) => i.instanceId), ['ov-b', 'ov-a']);
+    assert.deepEqual(
+      listed.instances.map((i) => [i.instanceId, i.isSelf, i.isAlive]),
+      [
+        ['ov-a', true, true],
+        ['ov-b', false, true],
+      ],
+    );
+    const fromB = await new ApiClient(b.httpPort!, TOKEN).ok<Instances>('/api/instances');
+    assert.deepEqual(
+      fromB.instances.map((i) => i.instanceId),
+      ['ov-b', 'ov-a'],
+    );
 
     // B's session's subscriptions, read on A; its room too.
-    const sessions = await eventually(() => apiA.ok('/api/sessions?userId=bo'), (p) => p.sessions[0]?.subscriptions.length === 1, 5000, "bo's subscription noted in Redis");
-    assert.equal(sessions.sessions[0].instanceId, 'ov-b');
-    assert.equal(sessions.sessions[0].subscriptions[0].destination, '/topic/room.9');
-    const rooms = await eventually(() => apiA.ok('/api/rooms'), (r) => r.rooms.length === 1, 5000, 'the room listed on A');
-    assert.deepEqual(rooms.rooms[0].members.map((m: { userId: string }) => m.userId), ['bo']);
+    const sessions = await eventually(
+      () => apiA.ok<SessionsPage>('/api/sessions?userId=bo'),
+      (p) => p.sessions[0]?.subscriptions.length === 1,
+      5000,
+      "bo's subscription noted in Redis",
+    );
+    assert.equal(sessions.sessions[0]!.instanceId, 'ov-b');
+    assert.equal(sessions.sessions[0]!.subscriptions[0]!.destination, '/topic/room.9');
+    const rooms = await eventually(
+      () => apiA.ok<Rooms>('/api/rooms'),
+      (r) => r.rooms.length === 1,
+      5000,
+      'the room listed on A',
+    );
+    assert.deepEqual(
+      rooms.rooms[0]!.members.map((m) => m.userId),
+      ['bo'],
+    );
   });
 });

@@ -68,7 +68,7 @@ describe('access rules', { timeout: 15000 }, () => {
     assert.equal(await isAllowed(await as('cust1', 'CUSTOMER'), 'SUBSCRIBE', '/topic/announcements'), true);
   });
 
-  it('deny: no matching allow, an explicit deny, or another user\'s {userId}', async () => {
+  it("deny: no matching allow, an explicit deny, or another user's {userId}", async () => {
     assert.equal(await isAllowed(await as('cust1', 'CUSTOMER'), 'SUBSCRIBE', '/queue/tickets'), false, 'customers may only send tickets');
     assert.equal(await isAllowed(await as('cust1', 'CUSTOMER'), 'SEND', '/topic/announcements'), false, 'explicit deny');
     assert.equal(await isAllowed(await as('cust1', 'CUSTOMER'), 'SUBSCRIBE', '/topic/support.cust2'), false, '{userId} is the own id only');
@@ -82,10 +82,16 @@ describe('access rules', { timeout: 15000 }, () => {
   });
 
   it('rules run in order: the first match decides', () => {
-    const rules = parseRules(JSON.stringify({ default: 'allow', rules: [
-      { effect: 'deny', destinations: ['/topic/a.*'] },
-      { effect: 'allow', destinations: ['/topic/a.b'] },
-    ] }), 'inline');
+    const rules = parseRules(
+      JSON.stringify({
+        default: 'allow',
+        rules: [
+          { effect: 'deny', destinations: ['/topic/a.*'] },
+          { effect: 'allow', destinations: ['/topic/a.b'] },
+        ],
+      }),
+      'inline',
+    );
     const principal = { userId: 'u', roles: [], isAnonymous: false };
     assert.equal(rules.isAllowed('send', '/topic/a.b', principal), false);
     assert.equal(rules.isAllowed('send', '/topic/c', principal), true, 'default allow');
@@ -147,7 +153,7 @@ describe('destinations with control characters', { timeout: 10000 }, () => {
 });
 
 describe('default access without a rules file', { timeout: 10000 }, () => {
-  it('everything is allowed but another user\'s /user/ subscriptions; sending to another user is fine', async () => {
+  it("everything is allowed but another user's /user/ subscriptions; sending to another user is fine", async () => {
     const open = await startBroker({ HEARTBEAT: '0,0' });
     try {
       const c = await RawClient.tcp(open.tcpPort!);

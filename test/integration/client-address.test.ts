@@ -13,6 +13,7 @@ import type { RunningServer } from '../../src/server';
 import { MAX_FAILURES } from '../../src/http/auth';
 import { capturedLog } from '../helpers/captured-log';
 import { harness } from '../helpers/harness';
+import type { UserSessions } from '../helpers/api-shapes';
 import { ApiClient } from '../helpers/http';
 import { RawClient, header } from '../helpers/raw-client';
 import { until } from '../helpers/until';
@@ -37,9 +38,9 @@ async function tcpFrom(b: RunningServer, localAddress: string, preface?: Buffer 
 }
 
 async function sessionAddress(api: ApiClient, userId: string): Promise<string> {
-  const body = await api.ok(`/api/session/user/${userId}`);
+  const body = await api.ok<UserSessions>(`/api/session/user/${userId}`);
   assert.equal(body.sessions.length, 1, JSON.stringify(body));
-  return body.sessions[0].remoteAddress as string;
+  return body.sessions[0]!.remoteAddress;
 }
 
 function proxyV2(source: [number, number, number, number], port: number): Buffer {
@@ -132,7 +133,7 @@ describe('X-Forwarded-For / Forwarded on the WebSocket handshake', { timeout: 30
     assert.match(await sessionAddress(api, 'eve'), /^127\.0\.0\.2:\d+$/);
   });
 
-  it('a handshake refused for its Origin is logged with the forwarded client\'s address', async () => {
+  it("a handshake refused for its Origin is logged with the forwarded client's address", async () => {
     const { b, lines } = await brokerBehindProxy({ ALLOWED_ORIGINS: 'https://app.example' });
     await assert.rejects(RawClient.ws(b.wsPort!, { localAddress: PROXY, headers: { origin: 'https://evil.example', 'x-forwarded-for': '203.0.113.60' } }), /HTTP 403/);
     const line = await logged(lines, (l) => l.msg === 'connection refused: Origin not allowed', 'the Origin refusal line');
@@ -157,13 +158,10 @@ describe('X-Forwarded-For / Forwarded on the WebSocket handshake', { timeout: 30
 /** A GET /api/session/stats with a wrong token, from `localAddress`, with an X-Forwarded-For. */
 function failedLogin(port: number, localAddress: string, forwardedFor: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const request = http.get(
-      { host: '127.0.0.1', port, path: '/api/session/stats', localAddress, headers: { authorization: 'Bearer wrong-token-wrong-token', 'x-forwarded-for': forwardedFor } },
-      (response) => {
-        response.resume();
-        resolve(response.statusCode ?? 0);
-      },
-    );
+    const request = http.get({ host: '127.0.0.1', port, path: '/api/session/stats', localAddress, headers: { authorization: 'Bearer wrong-token-wrong-token', 'x-forwarded-for': forwardedFor } }, (response) => {
+      response.resume();
+      resolve(response.statusCode ?? 0);
+    });
     request.on('error', reject);
     request.setTimeout(TIMEOUT_MS, () => request.destroy(new Error('timeout')));
   });

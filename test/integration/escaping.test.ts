@@ -157,17 +157,24 @@ describe('forged header names and bodies', { timeout: 15000 }, () => {
       ]);
       sender.write(send);
       const senderFrames = await sender.expectFrames(3, 0);
-      assert.deepEqual(senderFrames.map((f) => f.command), ['CONNECTED', 'RECEIPT', 'RECEIPT'], 'the SEND was accepted');
+      assert.deepEqual(
+        senderFrames.map((f) => f.command),
+        ['CONNECTED', 'RECEIPT', 'RECEIPT'],
+        'the SEND was accepted',
+      );
 
       // Exactly the forged-test MESSAGE and then the marker: framing stayed in step.
       const frames = (await reader.expectFrames(4)).slice(2);
-      assert.deepEqual(frames.map((f) => f.command), ['MESSAGE', 'MESSAGE']);
+      assert.deepEqual(
+        frames.map((f) => f.command),
+        ['MESSAGE', 'MESSAGE'],
+      );
       const [message, marker] = frames as [RawFrame, RawFrame];
       assert.deepEqual(message.body, FORGED_BODY, 'the body arrives whole, NULs and all');
       assert.equal(marker.body.toString(), 'marker');
 
       const lengthLines = message.headerLines.filter((line) => line.startsWith('content-length:'));
-      assert.deepEqual(lengthLines, [`content-length:${FORGED_BODY.length}`], 'only the broker\'s content-length');
+      assert.deepEqual(lengthLines, [`content-length:${FORGED_BODY.length}`], "only the broker's content-length");
       const userLines = message.headerLines.filter((line) => /^user[^a-z]*id/i.test(line));
       assert.deepEqual(userLines, ['user-id:mallory'], 'exactly one user-id line: the real sender');
       assert.ok(!message.headerLines.some((line) => line === 'a' || line.startsWith('b:') || line.startsWith('a_b')), message.headerLines.join('|'));
@@ -195,7 +202,7 @@ describe('ERROR escaping by state', { timeout: 10000 }, () => {
     assert.equal(error?.command, 'ERROR');
     assert.ok(c.text.includes('\nmessage:UNSUPPORTED_VERSION: '), c.text);
     assert.ok(!c.text.includes('\\c'), `nothing escaped: ${c.text}`);
-    assert.ok(error!.headerLines.includes('version:1.0,1.1,1.2'), error!.headerLines.join('|'));
+    assert.ok(error.headerLines.includes('version:1.0,1.1,1.2'), error.headerLines.join('|'));
   });
 
   it('a malformed token on a JWT broker: the ERROR before CONNECTED is unescaped (message:UNAUTHENTICATED: ...)', async () => {
@@ -216,8 +223,14 @@ describe('ERROR escaping by state', { timeout: 10000 }, () => {
     c.write('SEND\nreceipt:r1\n\nno destination\0');
     await c.waitUntil(() => c.isClosed, 'the broker to close');
     const frames = parseRawFrames(c.bytes);
-    assert.deepEqual(frames.map((f) => f.command), ['CONNECTED', 'ERROR']);
-    assert.ok(frames[1]!.headerLines.some((line) => line.startsWith('message:MISSING_HEADER\\c ')), frames[1]!.headerLines.join('|'));
+    assert.deepEqual(
+      frames.map((f) => f.command),
+      ['CONNECTED', 'ERROR'],
+    );
+    assert.ok(
+      frames[1]!.headerLines.some((line) => line.startsWith('message:MISSING_HEADER\\c ')),
+      frames[1]!.headerLines.join('|'),
+    );
     assert.ok(!frames[1]!.headerLines.some((line) => line.startsWith('message:MISSING_HEADER: ')), 'the colon is escaped');
     assert.ok(frames[1]!.headerLines.includes('receipt-id:r1'));
   });

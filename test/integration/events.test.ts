@@ -64,14 +64,7 @@ describe('lifecycle events', { timeout: 10000 }, () => {
     c.sendFrame('DISCONNECT', { receipt: 'r' });
     await c.waitClosed();
     assert.equal((await reasonFor(b, 'ann')).reason, 'client');
-    assert.deepEqual(b.recorded.log, [
-      'connect ann',
-      'subscribe ann /topic/a',
-      'subscribe ann /queue/b',
-      'unsubscribe ann /topic/a',
-      'unsubscribe ann /queue/b',
-      'disconnect ann client',
-    ]);
+    assert.deepEqual(b.recorded.log, ['connect ann', 'subscribe ann /topic/a', 'subscribe ann /queue/b', 'unsubscribe ann /topic/a', 'unsubscribe ann /queue/b', 'disconnect ann client']);
     assert.equal(info?.transport, 'tcp');
     assert.equal(info?.version, '1.2');
     assert.equal(info?.isAnonymous, false);

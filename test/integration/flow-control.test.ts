@@ -95,7 +95,10 @@ function hasReceipt(client: RawClient, id: string): boolean {
 function assertInOrder(messages: readonly Frame[], count: number, who: string): void {
   assert.equal(messages.length, count, `${who}: every message`);
   messages.forEach((m, i) => assert.equal(m.body.toString().replace(/x+$/, ''), String(i), `${who}: message ${i} in order`));
-  assert.ok(messages.every((m) => header(m, 'x-dropped') === undefined), `${who}: nothing dropped`);
+  assert.ok(
+    messages.every((m) => header(m, 'x-dropped') === undefined),
+    `${who}: nothing dropped`,
+  );
 }
 
 async function connectedPublisher(b: RunningServer, transport: 'tcp' | 'ws'): Promise<RawClient> {
@@ -118,10 +121,14 @@ describe('publisher flow control', { timeout: 120_000 }, () => {
       // Held for good once a subscriber's socket buffers are full (before that, a hold may end as they take more).
       const api = new ApiClient(b.httpPort!);
       let metrics = new Map<string, number>();
-      await until(async () => {
-        metrics = parsePrometheus((await api.get('/metrics')).text);
-        return metrics.get('stompd_flow_held_publishers') === 1;
-      }, '/metrics to show the publisher held', 20_000);
+      await until(
+        async () => {
+          metrics = parsePrometheus((await api.get('/metrics')).text);
+          return metrics.get('stompd_flow_held_publishers') === 1;
+        },
+        '/metrics to show the publisher held',
+        20_000,
+      );
       assert.ok(metrics.get('stompd_flow_holds_total')! >= 1);
       const sendsRead = (): number => [...b.sessions()].find((s) => s.userId === 'publisher')!.deps.counters.framesIn.SEND!;
       assert.ok(sendsRead() < FLOOD, `held: only ${sendsRead()} of ${FLOOD} SENDs read so far`);
@@ -155,14 +162,18 @@ describe('publisher flow control', { timeout: 120_000 }, () => {
       // Held for good once the room's socket buffers are full (before, a hold ends as the
       // kernel takes more): the same hold across three of the broker's beats.
       let holds = -1;
-      await until(async () => {
-        const { heldNow, holds: now } = b.router.flow!.stats;
-        if (heldNow === 1 && now === holds) return true;
-        holds = now;
-        const beats = publisher.heartbeatsReceived;
-        await publisher.waitUntil(() => publisher.heartbeatsReceived >= beats + 3, 5000, 'three heart-beats');
-        return false;
-      }, 'the publisher to be held for good', 60_000);
+      await until(
+        async () => {
+          const { heldNow, holds: now } = b.router.flow!.stats;
+          if (heldNow === 1 && now === holds) return true;
+          holds = now;
+          const beats = publisher.heartbeatsReceived;
+          await publisher.waitUntil(() => publisher.heartbeatsReceived >= beats + 3, 5000, 'three heart-beats');
+          return false;
+        },
+        'the publisher to be held for good',
+        60_000,
+      );
       // The broker's own beats to the held publisher go on: ten of them span many read deadlines.
       const beatsBefore = publisher.heartbeatsReceived;
       await publisher.waitUntil(() => publisher.heartbeatsReceived >= beatsBefore + 10, 20_000, 'ten heart-beats from the broker while held');
@@ -205,7 +216,11 @@ describe('publisher flow control', { timeout: 120_000 }, () => {
     await publisher.waitUntil(() => hasReceipt(publisher, 'done'), 60_000, 'the RECEIPT while the slow subscriber still does not read');
     for (const [i, reader] of readers.entries()) {
       await reader.waitUntil(() => reader.frames.filter((f) => f.command === 'MESSAGE').length === FLOOD, 20_000, `reader${i}'s messages`);
-      assertInOrder(reader.frames.filter((f) => f.command === 'MESSAGE'), FLOOD, `reader${i}`);
+      assertInOrder(
+        reader.frames.filter((f) => f.command === 'MESSAGE'),
+        FLOOD,
+        `reader${i}`,
+      );
     }
     const phone = [...b.sessions()].find((s) => s.userId === 'phone')!;
     assert.ok(phone.droppedMessages > 0, 'the slow one missed messages');
@@ -255,8 +270,11 @@ describe('publisher flow control', { timeout: 120_000 }, () => {
     assert.ok(answered < 40, `held: ${answered} of 40 publishes answered`);
     for (const subscriber of room) subscriber.socket.resume();
     const responses = await Promise.all(publishes);
-    assert.ok(responses.every((r) => r.status === 200), JSON.stringify(responses.map((r) => r.status)));
-    await publisher.waitUntil(() => hasReceipt(publisher, 'done'), 60_000, 'the STOMP publisher\'s RECEIPT');
+    assert.ok(
+      responses.every((r) => r.status === 200),
+      JSON.stringify(responses.map((r) => r.status)),
+    );
+    await publisher.waitUntil(() => hasReceipt(publisher, 'done'), 60_000, "the STOMP publisher's RECEIPT");
     for (const [i, subscriber] of room.entries()) {
       await untilReceived(b, subscriber, FLOOD + 40, `reader${i}`);
       assert.equal(subscriber.toldDropped(), 0);

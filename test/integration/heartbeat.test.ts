@@ -74,7 +74,7 @@ describe('heart-beats', { timeout: 15000 }, () => {
     const event = disconnects.find((e) => e.session.userId === 'ghost');
     assert.equal(event?.reason, 'heartbeat-timeout');
     await listener.expectSilence(300);
-    assert.equal(listener.frames.filter((f) => f.command === 'MESSAGE').length, 0, 'the dead session\'s open transaction was not committed');
+    assert.equal(listener.frames.filter((f) => f.command === 'MESSAGE').length, 0, "the dead session's open transaction was not committed");
     listener.sendFrame('UNSUBSCRIBE', { id: 'l', receipt: 'done' });
     await listener.expect('RECEIPT');
 

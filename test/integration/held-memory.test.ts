@@ -39,7 +39,6 @@ async function waitFor(condition: () => boolean, what: string, timeoutMs = 5000)
   }
 }
 
-
 /** The broker still serves: a SEND with a receipt round trip. */
 async function stillServes(c: RawClient, id: string): Promise<void> {
   c.sendFrame('SEND', { destination: '/topic/alive', receipt: id }, 'ping');
@@ -245,7 +244,7 @@ describe('WebSocket messages in progress', { timeout: 30000 }, () => {
     const head = Buffer.alloc(8);
     head[0] = 0x81;
     head[1] = 0x80 | 126;
-    head.writeUInt16BE(100 * 1000 > 65535 ? 65535 : 100 * 1000, 2);
+    head.writeUInt16BE(Math.min(100 * 1000, 65535), 2);
     socket.write(head);
     let sent = 0;
     while (!answer.includes('SERVER_BUSY') && sent < 5000) {

@@ -113,9 +113,12 @@ describe('topic client-ack bound', { timeout: 15000 }, () => {
     assert.ok(pending <= 5, `${pending} owed acks`);
     assert.equal(pending, 5);
     const owed = [...session.subscriptions.get('ts')!.pending.values()];
-    assert.ok(owed.every((d) => d.message === undefined), 'a topic owes acks, it keeps no messages');
+    assert.ok(
+      owed.every((d) => d.message === undefined),
+      'a topic owes acks, it keeps no messages',
+    );
 
-    // A cumulative ACK of the last one settles what is still owed.
+    // A cumulative ACK of the last one covers what is still owed.
     c.sendFrame('ACK', { id: header(messagesOf(c)[19]!, 'ack')!, receipt: 'acked' });
     await receipt(c, 'acked');
     assert.equal(session.subscriptions.get('ts')!.pending.size, 0);
@@ -137,7 +140,7 @@ describe('a closing session does not take back its own unacked queue messages', 
       const bySubscription = (id: string) => bodiesOf(messagesOf(a).filter((m) => header(m, 'subscription') === id));
       const heldByS1 = bySubscription('s1');
       const takenByS2 = bySubscription('s2');
-      assert.ok(heldByS1.length > 0 && takenByS2.length > 0, `both subscriptions got messages: ${heldByS1} / ${takenByS2}`);
+      assert.ok(heldByS1.length > 0 && takenByS2.length > 0, `both subscriptions got messages: ${heldByS1.join(',')} / ${takenByS2.join(',')}`);
       const unacked = secondAck === 'auto' ? heldByS1 : [...heldByS1, ...takenByS2];
 
       a.sendFrame('DISCONNECT', { receipt: 'bye' });
@@ -145,7 +148,11 @@ describe('a closing session does not take back its own unacked queue messages', 
       const receiptAt = a.frames.findIndex((f) => f.command === 'RECEIPT' && header(f, 'receipt-id') === 'bye');
       assert.ok(receiptAt !== -1, 'the DISCONNECT receipt came');
       const afterReceipt = a.frames.slice(receiptAt + 1);
-      assert.deepEqual(afterReceipt.map((f) => `${f.command} ${f.body.toString()}`), [], 'nothing after the RECEIPT');
+      assert.deepEqual(
+        afterReceipt.map((f) => `${f.command} ${f.body.toString()}`),
+        [],
+        'nothing after the RECEIPT',
+      );
       assert.equal(messagesOf(a).length, 4);
 
       assert.equal(b.router.queueDepth(destination), unacked.length, 'the unacked messages wait in the queue');
@@ -281,7 +288,11 @@ describe('outbound overflow', { timeout: 15000 }, () => {
     assert.ok(event !== undefined, `no disconnect after ${sent} SENDs in ${Date.now() - startedAt} ms`);
     assert.equal(event.reason, 'kicked');
     assert.equal(event.errorCode, 'SLOW_CONSUMER');
-    assert.equal([...b.sessions()].some((s) => s.principal?.userId === 'deaf'), false, 'the session is gone');
+    assert.equal(
+      [...b.sessions()].some((s) => s.principal?.userId === 'deaf'),
+      false,
+      'the session is gone',
+    );
   });
 
   it('control: a client that reads its RECEIPTs, sending the same way, is not closed', async () => {
@@ -345,7 +356,10 @@ async function stillServes(c: RawClient, id: string): Promise<void> {
 
 describe('body sizes as RabbitMQ users expect (default MAX_FRAME_BYTES: 4 MiB)', { timeout: 30000 }, () => {
   for (const transport of ['tcp', 'ws'] as const) {
-    for (const [label, bytes] of [['1 MiB', 1024 * 1024], ['3.9 MiB', Math.floor(3.9 * 1024 * 1024)]] as const) {
+    for (const [label, bytes] of [
+      ['1 MiB', 1024 * 1024],
+      ['3.9 MiB', Math.floor(3.9 * 1024 * 1024)],
+    ] as const) {
       it(`a ${label} body goes through over ${transport} with default settings`, async () => {
         const b = await broker();
         const consumer = await client(b, transport, 'consumer');
@@ -436,7 +450,10 @@ describe('frames in progress: bounded per connection and across connections', { 
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     await waitFor(() => received.some((m) => m.startsWith('ERROR')), 'an ERROR');
-    assert.match(received.find((m) => m.startsWith('ERROR'))!, /message:SERVER_BUSY\\c /);
+    assert.match(
+      received.find((m) => m.startsWith('ERROR'))!,
+      /message:SERVER_BUSY\\c /,
+    );
     await waitFor(() => ws.readyState === WebSocket.CLOSED, 'the close');
     assert.equal(b.pendingBudget.usedBytes, 0);
     await stillServes(other, 'alive');
@@ -528,8 +545,9 @@ describe('held frames count their headers', { timeout: 30000 }, () => {
 
 describe('queue byte budgets and the number of queues', { timeout: 30000 }, () => {
   it('MAX_QUEUE_BYTES: a queue drops its oldest past its bytes, counted in stats() and one log line', async () => {
-    const lines: { msg: string; droppedMessages?: number }[] = [];
-    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    type LogLine = { msg: string; droppedMessages?: number };
+    const lines: LogLine[] = [];
+    const logger = pino({ level: 'warn' }, { write: (line: string) => lines.push(JSON.parse(line) as LogLine) });
     const b = await broker({ MAX_QUEUE_BYTES: '10000' }, { logger });
     const c = await connected(b);
     const bodies = Array.from({ length: 20 }, (_, i) => `${String(i).padStart(2, '0')}${'b'.repeat(998)}`);

@@ -49,7 +49,7 @@ describe('npm start', { timeout: 60000 }, () => {
       const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
         let pending = '';
         const timer = setTimeout(() => reject(new Error('npm start did not report listening')), 30000);
-        npm.stdout!.on('data', (chunk: Buffer) => {
+        npm.stdout.on('data', (chunk: Buffer) => {
           pending += chunk.toString();
           let eol: number;
           while ((eol = pending.indexOf('\n')) !== -1) {
@@ -79,7 +79,10 @@ describe('npm start', { timeout: 60000 }, () => {
         client.destroy();
       }
       assert.equal(await npmExit, 0, 'npm exits 0 when the broker does');
-      assert.ok(lines.some((l) => l.msg === 'shutting down' && l.signal === 'SIGTERM'), 'the broker got SIGTERM');
+      assert.ok(
+        lines.some((l) => l.msg === 'shutting down' && l.signal === 'SIGTERM'),
+        'the broker got SIGTERM',
+      );
       assert.ok(lines.some((l) => l.msg === 'stompd stopped'));
       const deadline = Date.now() + 5000;
       while (isRunning(brokerPid) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
@@ -132,8 +135,8 @@ describe('npm pack', { timeout: 180000 }, () => {
     const bin = path.join(app, 'node_modules', '.bin', 'stompd');
     const help = spawnSync(bin, ['--help'], { cwd: app, encoding: 'utf8', timeout: 30000 });
     assert.equal(help.status, 0, help.stderr);
-    assert.match(help.stdout, /^  USERS_FILE +default: \(none\)$/m);
-    assert.match(help.stdout, /^  STOMP_PORT +default: 61613$/m);
+    assert.match(help.stdout, /^ {2}USERS_FILE +default: \(none\)$/m);
+    assert.match(help.stdout, /^ {2}STOMP_PORT +default: 61613$/m);
   });
 
   it('the installed package serves the dashboard and the demo with its stompjs bundle', async () => {

@@ -226,7 +226,7 @@ describe('messages', { timeout: 10000 }, () => {
 });
 
 describe('acknowledgements', { timeout: 10000 }, () => {
-  it('client-individual: ACK settles one message; unacked ones go to another consumer when the first leaves', async () => {
+  it('client-individual: an ACK covers one message; unacked ones go to another consumer when the first leaves', async () => {
     const first = await connected();
     await subscribe(first, 'q', '/queue/individual', 'client-individual');
     const pub = await connected();
@@ -334,7 +334,7 @@ describe('transactions', { timeout: 10000 }, () => {
     sub.destroy();
     const next = await connected();
     await subscribe(next, 'n', '/queue/tx-abort');
-    assert.equal((await next.expect('MESSAGE')).body.toString(), 'keep', 'the aborted ACK did not settle the message');
+    assert.equal((await next.expect('MESSAGE')).body.toString(), 'keep', 'the aborted ACK did not acknowledge the message');
     await next.expectSilence(100);
   });
 

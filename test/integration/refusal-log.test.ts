@@ -28,7 +28,12 @@ function capturedLogger(): { logger: pino.Logger; raw: string[]; refusals: () =>
   const raw: string[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _encoding, done) {
-      raw.push(...chunk.toString().split('\n').filter((line) => line !== ''));
+      raw.push(
+        ...chunk
+          .toString()
+          .split('\n')
+          .filter((line) => line !== ''),
+      );
       done();
     },
   });
@@ -102,7 +107,7 @@ describe('the refusal log line', { timeout: 20000 }, () => {
     assert.ok(!log.raw.join('\n').includes('Tr0ub4dor'), 'the passcode is not logged');
   });
 
-  it('refused after authentication (a session policy): the verified user id; a connected session\'s line names it once', async () => {
+  it("refused after authentication (a session policy): the verified user id; a connected session's line names it once", async () => {
     const log = capturedLogger();
     const b = await h.broker({ AUTH: 'jwt', JWT_SECRET: SECRET, SINGLE_SESSION: 'reject' }, { logger: log.logger });
     const token = await mint(SECRET, { sub: 'bob' });

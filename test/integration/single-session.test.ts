@@ -68,7 +68,10 @@ describe('single-session policy', { timeout: 20000 }, () => {
     const pub = await attempt(b, { login: 'publisher' });
     pub.c.sendFrame('SEND', { destination: '/topic/solo' }, 'still yours');
     assert.equal((await first.c.expect('MESSAGE')).body.toString(), 'still yours');
-    assert.deepEqual((await b.registry.sessionsOf('solo')).map((s) => s.sessionId), [header(first.frame, 'session')]);
+    assert.deepEqual(
+      (await b.registry.sessionsOf('solo')).map((s) => s.sessionId),
+      [header(first.frame, 'session')],
+    );
   });
 
   it('reject: after a DISCONNECT the user may connect again', async () => {
@@ -113,7 +116,10 @@ describe('single-session policy', { timeout: 20000 }, () => {
     const event = b.disconnects.find((e) => e.session.sessionId === oldId);
     assert.equal(event?.reason, 'kicked');
     assert.equal(event?.errorCode, 'SESSION_REPLACED');
-    assert.deepEqual((await b.registry.sessionsOf('mover')).map((s) => s.sessionId), [header(newer.frame, 'session')]);
+    assert.deepEqual(
+      (await b.registry.sessionsOf('mover')).map((s) => s.sessionId),
+      [header(newer.frame, 'session')],
+    );
   });
 
   it('replace with MAX_SESSIONS_PER_USER=2: the oldest of three goes', async () => {

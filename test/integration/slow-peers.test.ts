@@ -88,7 +88,10 @@ describe('WebSocket handshakes must complete within HANDSHAKE_TIMEOUT_MS', { tim
     const openedAt = Date.now();
     const silent = await rawSocket(b.wsPort!);
     const half = await rawSocket(b.wsPort!, 'GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n');
-    for (const [what, peer] of [['silent', silent], ['half a request', half]] as const) {
+    for (const [what, peer] of [
+      ['silent', silent],
+      ['half a request', half],
+    ] as const) {
       const closedAt = await within(peer.closed, 4000, `closing the ${what} socket`);
       assert.ok(closedAt - openedAt >= 300, `${what}: closed after ${closedAt - openedAt} ms, before the timeout`);
     }

@@ -49,9 +49,8 @@ function tlsEnv(cert = certs.serverCert, key = certs.serverKey): Record<string, 
 /** stompit over TLS, trusting `ca`; resolves connected or rejects with the TLS error. */
 function stompitTls(port: number, login: string, options: tls.ConnectionOptions = {}): Promise<stompit.Client> {
   return new Promise((resolve, reject) => {
-    const client = stompit.connect(
-      { host: '127.0.0.1', port, ssl: true, ca: [fs.readFileSync(certs.caCert)], connectHeaders: { host: '/', login, 'heart-beat': '0,0' }, ...options },
-      (error, connected) => (error ? reject(error) : resolve(connected)),
+    const client = stompit.connect({ host: '127.0.0.1', port, ssl: true, ca: [fs.readFileSync(certs.caCert)], connectHeaders: { host: '/', login, 'heart-beat': '0,0' }, ...options }, (error, connected) =>
+      error ? reject(error) : resolve(connected),
     );
     client.on('error', () => undefined); // a refused handshake is reported to the callback above
     stompitClients.push(client);
@@ -121,10 +120,15 @@ describe('TLS listeners', { timeout: 60_000 }, () => {
     // Subscriptions are in once a plain SEND reaches them; retry until the first arrives.
     let body: string | undefined;
     void received.then((text) => (body = text));
-    await until(() => {
-      plain.sendFrame('SEND', { destination: '/topic/tls' }, 'to the TLS client');
-      return body !== undefined;
-    }, 'the TLS subscriber to receive', TIMEOUT_MS, 100);
+    await until(
+      () => {
+        plain.sendFrame('SEND', { destination: '/topic/tls' }, 'to the TLS client');
+        return body !== undefined;
+      },
+      'the TLS subscriber to receive',
+      TIMEOUT_MS,
+      100,
+    );
     assert.equal(body, 'to the TLS client');
     stompitSend(overTls, '/topic/wss', 'from TLS to wss');
     assert.equal((await wssReceived).body, 'from TLS to wss');
@@ -139,10 +143,15 @@ describe('TLS listeners', { timeout: 60_000 }, () => {
     const plain = await h.connected(b, { login: 'later' });
     let isReceived = false;
     void received.then(() => (isReceived = true));
-    await until(() => {
-      plain.sendFrame('SEND', { destination: '/topic/later' }, 'still there');
-      return isReceived;
-    }, 'the wss subscriber to receive', TIMEOUT_MS, 100);
+    await until(
+      () => {
+        plain.sendFrame('SEND', { destination: '/topic/later' }, 'still there');
+        return isReceived;
+      },
+      'the wss subscriber to receive',
+      TIMEOUT_MS,
+      100,
+    );
   });
 
   it('plain listeners can be off: only the TLS ports listen', async () => {
@@ -237,10 +246,15 @@ describe('TLS files at start and on SIGHUP', { timeout: 60_000 }, () => {
     const after = await stompitTls(broker.stompTlsPort, 'after-reload');
     let body: string | undefined;
     void received.then((text) => (body = text));
-    await until(() => {
-      stompitSend(after, '/topic/reload', 'across the reload');
-      return body !== undefined;
-    }, 'the session opened before the reload to receive', TIMEOUT_MS, 100);
+    await until(
+      () => {
+        stompitSend(after, '/topic/reload', 'across the reload');
+        return body !== undefined;
+      },
+      'the session opened before the reload to receive',
+      TIMEOUT_MS,
+      100,
+    );
     assert.equal(body, 'across the reload');
 
     fs.writeFileSync(cert, 'not a certificate');

@@ -65,7 +65,7 @@ describe('user destinations', { timeout: 10000 }, () => {
     assert.equal(header(message, 'destination'), '/user/topic/scores');
   });
 
-  it('a user may not subscribe to another user\'s destinations', async () => {
+  it("a user may not subscribe to another user's destinations", async () => {
     const mallory = await as('mallory');
     mallory.sendFrame('SUBSCRIBE', { id: 'spy', destination: '/user/alice/queue/notes' });
     const error = await mallory.expect('ERROR');
@@ -73,7 +73,7 @@ describe('user destinations', { timeout: 10000 }, () => {
     await mallory.waitClosed();
   });
 
-  it('the explicit form of one\'s own destination is allowed and is the same destination', async () => {
+  it("the explicit form of one's own destination is allowed and is the same destination", async () => {
     const erin = await as('erin');
     await subscribe(erin, 'x', '/user/erin/queue/inbox');
     const sender = await as('frank');
@@ -81,7 +81,7 @@ describe('user destinations', { timeout: 10000 }, () => {
     assert.equal((await erin.expect('MESSAGE')).body.toString(), 'hello erin');
   });
 
-  it('a SEND to /user/queue/x goes to the sender\'s own sessions', async () => {
+  it("a SEND to /user/queue/x goes to the sender's own sessions", async () => {
     const gina = await as('gina');
     const ginaTab = await as('gina');
     await subscribe(ginaTab, 's', '/user/queue/self');
@@ -89,7 +89,7 @@ describe('user destinations', { timeout: 10000 }, () => {
     assert.equal((await ginaTab.expect('MESSAGE')).body.toString(), 'note to self');
   });
 
-  it('a forged user-id on SEND is replaced by the sender\'s', async () => {
+  it("a forged user-id on SEND is replaced by the sender's", async () => {
     const hank = await as('hank');
     await subscribe(hank, 's', '/topic/forgery');
     const ivan = await as('ivan');

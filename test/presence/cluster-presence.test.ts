@@ -43,11 +43,8 @@ async function join(c: RawClient, room: string, id = 'r'): Promise<void> {
 
 /** The JOIN and LEAVE messages `c` got so far. */
 function eventsOf(c: RawClient): Event[] {
-  return c.frames
-    .filter((f) => f.command === 'MESSAGE' && (header(f, 'x-presence') === 'join' || header(f, 'x-presence') === 'leave'))
-    .map((f) => JSON.parse(f.body.toString()) as Event);
+  return c.frames.filter((f) => f.command === 'MESSAGE' && (header(f, 'x-presence') === 'join' || header(f, 'x-presence') === 'leave')).map((f) => JSON.parse(f.body.toString()) as Event);
 }
-
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -55,10 +52,14 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 async function assertMembers(instances: RunningServer[], room: string, userIds: string[]): Promise<void> {
   const expected = [...userIds].sort();
   const listed = async (instance: RunningServer): Promise<string[]> => (await instance.presence.members(room)).map((m) => m.userId).sort();
-  await until(async () => {
-    for (const instance of instances) if (JSON.stringify(await listed(instance)) !== JSON.stringify(expected)) return false;
-    return true;
-  }, 'the member lists', 3000).catch(() => undefined);
+  await until(
+    async () => {
+      for (const instance of instances) if (JSON.stringify(await listed(instance)) !== JSON.stringify(expected)) return false;
+      return true;
+    },
+    'the member lists',
+    3000,
+  ).catch(() => undefined);
   for (const instance of instances) assert.deepEqual(await listed(instance), expected, `members on ${instance.config.instanceId}`);
 }
 
@@ -126,7 +127,10 @@ describe('presence across two instances (one redis-server)', { timeout: 60000 },
     assert.ok(afterMs < 600 + 1000, `LEAVE ${afterMs} ms after the last frame (bound 600 ms + tick)`);
     await sleep(300);
     const leaves = eventsOf(watchA).filter((e) => e.type === 'LEAVE' && e.userId === 'quiet');
-    assert.deepEqual(leaves.map((e) => e.reason), ['heartbeat-timeout']);
+    assert.deepEqual(
+      leaves.map((e) => e.reason),
+      ['heartbeat-timeout'],
+    );
     await assertMembers([a, b], room, ['watch-a']);
   });
 
@@ -146,13 +150,22 @@ describe('presence across two instances (one redis-server)', { timeout: 60000 },
     await first.expect('RECEIPT').catch(() => undefined);
     await sleep(500);
     await assertMembers([a, b], room, ['watch-a', 'watch-b', 'duo']);
-    for (const w of [watchA, watchB]) assert.deepEqual(eventsOf(w).filter((e) => e.userId === 'duo').map((e) => e.type), ['JOIN']);
+    for (const w of [watchA, watchB])
+      assert.deepEqual(
+        eventsOf(w)
+          .filter((e) => e.userId === 'duo')
+          .map((e) => e.type),
+        ['JOIN'],
+      );
     second.sendFrame('UNSUBSCRIBE', { id: 'r' });
     for (const w of [watchA, watchB]) await until(() => eventsOf(w).some((e) => e.type === 'LEAVE' && e.userId === 'duo'), 'the LEAVE');
     await sleep(300);
     for (const w of [watchA, watchB]) {
       const duo = eventsOf(w).filter((e) => e.userId === 'duo');
-      assert.deepEqual(duo.map((e) => `${e.type}:${e.reason}`), ['JOIN:null', 'LEAVE:unsubscribe']);
+      assert.deepEqual(
+        duo.map((e) => `${e.type}:${e.reason}`),
+        ['JOIN:null', 'LEAVE:unsubscribe'],
+      );
       assert.equal(duo[1]!.sessionId, header(second.frames[0]!, 'session'), 'the LEAVE names the last session');
     }
     await assertMembers([a, b], room, ['watch-a', 'watch-b']);
@@ -173,7 +186,13 @@ describe('presence across two instances (one redis-server)', { timeout: 60000 },
     for (const s of sessions) s.destroy();
     await until(() => eventsOf(watchA).some((e) => e.type === 'LEAVE' && e.userId === 'many'), 'the LEAVE');
     await sleep(500);
-    assert.deepEqual(eventsOf(watchA).filter((e) => e.userId === 'many').map((e) => e.type), ['JOIN', 'LEAVE'], JSON.stringify(eventsOf(watchA).filter((e) => e.userId === 'many')));
+    assert.deepEqual(
+      eventsOf(watchA)
+        .filter((e) => e.userId === 'many')
+        .map((e) => e.type),
+      ['JOIN', 'LEAVE'],
+      JSON.stringify(eventsOf(watchA).filter((e) => e.userId === 'many')),
+    );
     await assertMembers([a, b], room, ['watch-a']);
   });
 
@@ -209,7 +228,7 @@ describe('presence across two instances (one redis-server)', { timeout: 60000 },
     }
   });
 
-  it('two survivors both reaping a lost instance\'s rooms (racing reapers): one LEAVE', async () => {
+  it("two survivors both reaping a lost instance's rooms (racing reapers): one LEAVE", async () => {
     const room = '/topic/room.race';
     const c = await startBroker({ REDIS_URL: redis.url, HEARTBEAT: '0,0', INSTANCE_ID: 'inst-c', ...PRESENCE });
     try {
@@ -222,13 +241,21 @@ describe('presence across two instances (one redis-server)', { timeout: 60000 },
       // What each survivor's reaper does for a dead instance's rooms, both at once.
       const reapers = ['survivor-1', 'survivor-2'].map((id) => {
         const connection = new Redis(redis.url);
-        return { connection, store: new RedisPresence({ redis: connection, keys: new RedisKeys('ws:'), instanceId: id, matcher: new RoomMatcher(['/topic/room.*'], undefined), messageIdPrefix: id, logger: pino({ level: 'silent' }) }) };
+        return {
+          connection,
+          store: new RedisPresence({ redis: connection, keys: new RedisKeys('ws:'), instanceId: id, matcher: new RoomMatcher(['/topic/room.*'], undefined), messageIdPrefix: id, logger: pino({ level: 'silent' }) }),
+        };
       });
       await Promise.all(reapers.map((r) => r.store.onInstanceLost('inst-c')));
       for (const r of reapers) r.connection.disconnect();
       await until(() => eventsOf(watchA).some((e) => e.type === 'LEAVE' && e.userId === 'victim'), 'the LEAVE');
       await sleep(500);
-      assert.deepEqual(eventsOf(watchA).filter((e) => e.userId === 'victim').map((e) => `${e.type}:${e.reason}`), ['JOIN:null', 'LEAVE:instance-lost']);
+      assert.deepEqual(
+        eventsOf(watchA)
+          .filter((e) => e.userId === 'victim')
+          .map((e) => `${e.type}:${e.reason}`),
+        ['JOIN:null', 'LEAVE:instance-lost'],
+      );
       await assertMembers([a, b, c], room, ['watch-a']);
     } finally {
       await c.stop();
@@ -245,7 +272,12 @@ describe('presence across two instances (one redis-server)', { timeout: 60000 },
     await until(() => eventsOf(watchA).some((e) => e.userId === 'leaving-with-d'), 'the JOIN');
     await d.stop();
     await until(() => eventsOf(watchA).some((e) => e.type === 'LEAVE' && e.userId === 'leaving-with-d'), 'the LEAVE');
-    assert.deepEqual(eventsOf(watchA).filter((e) => e.userId === 'leaving-with-d').map((e) => `${e.type}:${e.reason}`), ['JOIN:null', 'LEAVE:instance-lost']);
+    assert.deepEqual(
+      eventsOf(watchA)
+        .filter((e) => e.userId === 'leaving-with-d')
+        .map((e) => `${e.type}:${e.reason}`),
+      ['JOIN:null', 'LEAVE:instance-lost'],
+    );
     await assertMembers([a, b], room, ['watch-a']);
   });
 
@@ -272,7 +304,13 @@ describe('presence across two instances (one redis-server)', { timeout: 60000 },
     assert.equal(redis.cli('hlen', `ws:presence:{${room}}:sessions`).trim(), '3', 'one entry per live session');
     // The LEAVE the outage held back is told, with the reason the session ended with.
     for (const w of [watchA, watchB]) await until(() => eventsOf(w).some((e) => e.type === 'LEAVE' && e.userId === 'goes'), 'the held-back LEAVE');
-    for (const w of [watchA, watchB]) assert.deepEqual(eventsOf(w).filter((e) => e.userId === 'goes').map((e) => `${e.type}:${e.reason}`), ['JOIN:null', 'LEAVE:socket-closed']);
+    for (const w of [watchA, watchB])
+      assert.deepEqual(
+        eventsOf(w)
+          .filter((e) => e.userId === 'goes')
+          .map((e) => `${e.type}:${e.reason}`),
+        ['JOIN:null', 'LEAVE:socket-closed'],
+      );
     // Live members were restored without a second JOIN.
     await sleep(500);
     for (const w of [watchA, watchB]) assert.equal(eventsOf(w).filter((e) => e.type === 'JOIN' && e.userId === 'stays').length, 1);

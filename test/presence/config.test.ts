@@ -27,8 +27,15 @@ describe('presence settings', () => {
 
   it('a pattern outside TOPIC_PREFIX or not a destination is refused, naming the variable', () => {
     for (const value of ['/queue/room.*', 'room.*']) {
-      assert.throws(() => loadConfig({ PRESENCE_DESTINATIONS: value }), (e: unknown) => e instanceof ConfigError && e.variable === 'PRESENCE_DESTINATIONS', value);
+      assert.throws(
+        () => loadConfig({ PRESENCE_DESTINATIONS: value }),
+        (e: unknown) => e instanceof ConfigError && e.variable === 'PRESENCE_DESTINATIONS',
+        value,
+      );
     }
-    assert.throws(() => loadConfig({ PRESENCE_COMPANION_SUFFIX: 'a b' }), (e: unknown) => e instanceof ConfigError && e.variable === 'PRESENCE_COMPANION_SUFFIX');
+    assert.throws(
+      () => loadConfig({ PRESENCE_COMPANION_SUFFIX: 'a b' }),
+      (e: unknown) => e instanceof ConfigError && e.variable === 'PRESENCE_COMPANION_SUFFIX',
+    );
   });
 });

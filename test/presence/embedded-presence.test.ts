@@ -58,7 +58,10 @@ describe('presence in embedded mode', () => {
     assert.equal(header(left.frame, 'x-presence'), 'leave');
     assert.deepEqual([left.body.type, left.body.userId, left.body.reason], ['LEAVE', 'alice', 'socket-closed']);
     await watcher.expectSilence(300);
-    assert.deepEqual((await b.presence.members(ROOM)).map((m) => m.userId), ['watcher']);
+    assert.deepEqual(
+      (await b.presence.members(ROOM)).map((m) => m.userId),
+      ['watcher'],
+    );
 
     // DISCONNECT: reason disconnect (not unsubscribe, although the session unsubscribes first).
     const bob = await h.connected(b, { login: 'bob' });
@@ -91,7 +94,10 @@ describe('presence in embedded mode', () => {
     const snapshot = JSON.parse(first.body.toString()) as { type: string; members: { userId: string; roles: string[]; joinedAt: number }[] };
     assert.equal(snapshot.type, 'SNAPSHOT');
     // The list was read after Erin joined: it has her, and her own JOIN (in it) does not follow.
-    assert.deepEqual(snapshot.members.map((m) => m.userId), ['dave', 'erin']);
+    assert.deepEqual(
+      snapshot.members.map((m) => m.userId),
+      ['dave', 'erin'],
+    );
     assert.equal(typeof snapshot.members[0]!.joinedAt, 'number');
     const frank = await h.connected(b, { login: 'frank' });
     await join(frank, room);
@@ -99,7 +105,10 @@ describe('presence in embedded mode', () => {
     // The companion destination is not a room (ops did not join) and hears the events.
     const onCompanion = await nextEvent(companion);
     assert.deepEqual([onCompanion.body.type, onCompanion.body.userId, header(onCompanion.frame, 'destination')], ['JOIN', 'erin', `${room}.presence`]);
-    assert.deepEqual((await b.presence.members(room)).map((m) => m.userId), ['dave', 'erin', 'frank']);
+    assert.deepEqual(
+      (await b.presence.members(room)).map((m) => m.userId),
+      ['dave', 'erin', 'frank'],
+    );
     assert.deepEqual(await b.presence.members('/topic/news'), []);
   });
 
@@ -132,7 +141,10 @@ describe('presence in embedded mode', () => {
     await forger.expect('RECEIPT');
     const frame = await watcher.expect('MESSAGE');
     assert.equal(header(frame, 'user-id'), 'mallory');
-    assert.equal(frame.headers.some(([name]) => name.toLowerCase() === 'x-presence'), false);
+    assert.equal(
+      frame.headers.some(([name]) => name.toLowerCase() === 'x-presence'),
+      false,
+    );
   });
 
   it('a destination that is not a room has no presence messages', async () => {

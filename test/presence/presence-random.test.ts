@@ -95,7 +95,11 @@ class Slot {
   private isStopped = false;
   private readonly done: Promise<void>;
 
-  constructor(readonly broker: RunningServer, readonly userId: string, readonly endsAtMs: number) {
+  constructor(
+    readonly broker: RunningServer,
+    readonly userId: string,
+    readonly endsAtMs: number,
+  ) {
     this.done = this.run();
   }
 

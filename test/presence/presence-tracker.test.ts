@@ -30,26 +30,36 @@ const subscribe = (events: LifecycleEvents, session: SessionInfo): void => void 
 const disconnect = (events: LifecycleEvents, session: SessionInfo, reason: DisconnectReason): void => void events.emit('disconnect', { session, reason });
 
 describe('PresenceTracker and the reasons a session ends with', () => {
-  it('a dead instance\'s session reported lost here is not a local one: no LEAVE from this tracker', async () => {
+  it("a dead instance's session reported lost here is not a local one: no LEAVE from this tracker", async () => {
     const { events, told, tracker } = setUp();
     const local = info('s-local', 'ann');
     subscribe(events, local);
-    await tracker.settle();
+    await tracker.whenIdle();
     disconnect(events, { ...info('s-remote', 'ann'), version: undefined }, 'instance-lost');
-    await tracker.settle();
-    assert.deepEqual(told.map((e) => `${e.type}:${e.userId}`), ['JOIN:ann']);
-    assert.deepEqual((await tracker.members(ROOM)).map((m) => m.userId), ['ann'], 'the local session keeps ann in the room');
+    await tracker.whenIdle();
+    assert.deepEqual(
+      told.map((e) => `${e.type}:${e.userId}`),
+      ['JOIN:ann'],
+    );
+    assert.deepEqual(
+      (await tracker.members(ROOM)).map((m) => m.userId),
+      ['ann'],
+      'the local session keeps ann in the room',
+    );
   });
 
   it('a local session closed because this instance was reaped leaves as instance-lost, once, even if the reaper reports it too', async () => {
     const { events, told, tracker } = setUp();
     const fenced = info('s-fenced', 'bob');
     subscribe(events, fenced);
-    await tracker.settle();
+    await tracker.whenIdle();
     disconnect(events, fenced, 'instance-fenced');
     disconnect(events, fenced, 'instance-lost'); // the reap of this instance's old generation reports it as well
-    await tracker.settle();
-    assert.deepEqual(told.map((e) => `${e.type}:${e.userId}:${e.reason}`), ['JOIN:bob:null', 'LEAVE:bob:instance-lost']);
+    await tracker.whenIdle();
+    assert.deepEqual(
+      told.map((e) => `${e.type}:${e.userId}:${e.reason}`),
+      ['JOIN:bob:null', 'LEAVE:bob:instance-lost'],
+    );
     assert.deepEqual(await tracker.members(ROOM), []);
   });
 });

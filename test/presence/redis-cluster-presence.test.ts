@@ -16,11 +16,8 @@ const clients = clientsOfThisFile();
 
 const client = (port: number, login: string): Promise<RawClient> => connectedAs(clients, port, login);
 
-
 function presenceOf(c: RawClient): { kind: string; body: { type: string; userId: string; reason?: string | null; members?: { userId: string }[] } }[] {
-  return c.frames
-    .filter((f) => f.command === 'MESSAGE' && header(f, 'x-presence') !== undefined)
-    .map((f) => ({ kind: header(f, 'x-presence')!, body: JSON.parse(f.body.toString()) as never }));
+  return c.frames.filter((f) => f.command === 'MESSAGE' && header(f, 'x-presence') !== undefined).map((f) => ({ kind: header(f, 'x-presence')!, body: JSON.parse(f.body.toString()) as never }));
 }
 
 describe('presence on a Redis Cluster', { timeout: 60000 }, () => {
@@ -46,22 +43,30 @@ describe('presence on a Redis Cluster', { timeout: 60000 }, () => {
     await until(() => watcher.frames.some((f) => f.command === 'RECEIPT'), 'the RECEIPT');
     await until(() => presenceOf(watcher).some((e) => e.kind === 'snapshot'), 'the snapshot');
     assert.equal(presenceOf(watcher)[0]!.kind, 'snapshot');
-    assert.deepEqual(presenceOf(watcher)[0]!.body.members!.map((m) => m.userId), ['cl-watch']);
+    assert.deepEqual(
+      presenceOf(watcher)[0]!.body.members!.map((m) => m.userId),
+      ['cl-watch'],
+    );
     // The channels are shard channels; wait until a listens on both (b's subscriber is its own business).
-    const shardSubscribers = (channel: string): number =>
-      cluster.servers.map((s) => Number(s.cli('pubsub', 'shardnumsub', channel).trim().split('\n')[1])).reduce((x, y) => x + y, 0);
+    const shardSubscribers = (channel: string): number => cluster.servers.map((s) => Number(s.cli('pubsub', 'shardnumsub', channel).trim().split('\n')[1])).reduce((x, y) => x + y, 0);
     await until(() => shardSubscribers(`ws:dest:${room}`) >= 1 && shardSubscribers(`ws:dest:${room}.presence`) >= 1, 'shard subscriptions');
 
     const guest = await client(b.tcpPort!, 'cl-guest');
     guest.sendFrame('SUBSCRIBE', { destination: room, id: 'r' });
     await until(() => presenceOf(watcher).filter((e) => e.body.userId === 'cl-guest').length === 2, 'the JOIN on the room and on the companion');
     const lists = async (): Promise<string[][]> => Promise.all([a, b].map(async (x) => (await x.presence.members(room)).map((m) => m.userId).sort()));
-    assert.deepEqual(await lists(), [['cl-guest', 'cl-watch'], ['cl-guest', 'cl-watch']]);
+    assert.deepEqual(await lists(), [
+      ['cl-guest', 'cl-watch'],
+      ['cl-guest', 'cl-watch'],
+    ]);
     guest.destroy();
     await until(() => presenceOf(watcher).filter((e) => e.body.userId === 'cl-guest').length === 4, 'the LEAVE on both');
     await new Promise((resolve) => setTimeout(resolve, 300));
     const guestEvents = presenceOf(watcher).filter((e) => e.body.userId === 'cl-guest');
-    assert.deepEqual(guestEvents.map((e) => `${e.body.type}:${e.body.reason}`), ['JOIN:null', 'JOIN:null', 'LEAVE:socket-closed', 'LEAVE:socket-closed']);
+    assert.deepEqual(
+      guestEvents.map((e) => `${e.body.type}:${e.body.reason}`),
+      ['JOIN:null', 'JOIN:null', 'LEAVE:socket-closed', 'LEAVE:socket-closed'],
+    );
     assert.deepEqual(await lists(), [['cl-watch'], ['cl-watch']]);
   });
 });

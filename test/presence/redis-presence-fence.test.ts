@@ -14,7 +14,7 @@ import { RoomMatcher } from '../../src/presence/presence';
 import { startRedis } from '../helpers/redis';
 import type { RedisServer } from '../helpers/redis';
 
-describe('RedisPresence: the join is fenced by the writer\'s generation', { timeout: 60000 }, () => {
+describe("RedisPresence: the join is fenced by the writer's generation", { timeout: 60000 }, () => {
   let server: RedisServer;
   let redis: Redis;
   const keys = new RedisKeys('wf:');

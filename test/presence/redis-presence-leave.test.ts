@@ -38,7 +38,8 @@ describe('RedisPresence: a leave that finds no entry', { timeout: 60000 }, () =>
     await server?.stop();
   });
 
-  const presence = (): RedisPresence => new RedisPresence({ redis, keys: new RedisKeys('ws:'), instanceId: 'i1', matcher: new RoomMatcher(['/topic/room.*'], undefined), messageIdPrefix: 'i1', logger: pino({ level: 'silent' }) });
+  const presence = (): RedisPresence =>
+    new RedisPresence({ redis, keys: new RedisKeys('ws:'), instanceId: 'i1', matcher: new RoomMatcher(['/topic/room.*'], undefined), messageIdPrefix: 'i1', logger: pino({ level: 'silent' }) });
   const entry = (sessionId: string, userId: string) => ({ sessionId, userId, roles: [], joinedAt: 1 });
 
   it('Redis restarted empty before the leave: the repair tells the LEAVE', async () => {
@@ -58,11 +59,14 @@ describe('RedisPresence: a leave that finds no entry', { timeout: 60000 }, () =>
     await until(() => heard.includes('JOIN bob'), 'the JOIN');
     const reaper = presence();
     await reaper.onInstanceLost('i1'); // the LEAVE, told once
-    await until(() => heard.includes('LEAVE bob'), 'the reaper\'s LEAVE');
+    await until(() => heard.includes('LEAVE bob'), "the reaper's LEAVE");
     await store.leave('/topic/room.b', entry('s2', 'bob'), 'disconnect');
     await store.repair(false);
     await new Promise((resolve) => setTimeout(resolve, 300));
-    assert.deepEqual(heard.filter((e) => e === 'LEAVE bob'), ['LEAVE bob']);
+    assert.deepEqual(
+      heard.filter((e) => e === 'LEAVE bob'),
+      ['LEAVE bob'],
+    );
   });
 
   it('a session that leaves while the repair after an empty restart runs is not put back: no ghost, its LEAVE told once, no second JOIN', async () => {
@@ -96,7 +100,10 @@ describe('RedisPresence: a leave that finds no entry', { timeout: 60000 }, () =>
     await until(() => heard.includes('LEAVE cat') && heard.includes('LEAVE dan'), 'both LEAVEs');
     await new Promise((resolve) => setTimeout(resolve, 300));
     assert.equal(await redis.hlen(`ws:presence:{${room}}:sessions`), 0, 'no entry left behind');
-    assert.deepEqual(heard.filter((e) => e.endsWith(' cat') || e.endsWith(' dan')), ['JOIN cat', 'JOIN dan', 'LEAVE cat', 'LEAVE dan']);
+    assert.deepEqual(
+      heard.filter((e) => e.endsWith(' cat') || e.endsWith(' dan')),
+      ['JOIN cat', 'JOIN dan', 'LEAVE cat', 'LEAVE dan'],
+    );
   });
 
   it('a leave step that failed while Redis stayed connected marks the store for repair; the repair removes the entry and tells the LEAVE', async () => {

@@ -27,7 +27,14 @@ describe('instance reports read back', () => {
   });
 
   it('fields of the wrong shape read as their empty value', () => {
-    const odd = { instanceId: 'forged', startedAt: 'yesterday', reportedAt: Infinity, isDegraded: 'yes', degradedReason: 7, counters: { connections: '3', sessions: 2, published: { topic: 'many', queue: 4 }, delivered: [1], errors: null, bytesIn: -1 } };
+    const odd = {
+      instanceId: 'forged',
+      startedAt: 'yesterday',
+      reportedAt: Infinity,
+      isDegraded: 'yes',
+      degradedReason: 7,
+      counters: { connections: '3', sessions: 2, published: { topic: 'many', queue: 4 }, delivered: [1], errors: null, bytesIn: -1 },
+    };
     assert.deepEqual(parseInstanceReport('c', JSON.stringify(odd)), {
       instanceId: 'c',
       startedAt: 0,

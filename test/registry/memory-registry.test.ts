@@ -12,7 +12,10 @@ describe('MemoryRegistry', () => {
     assert.deepEqual(await registry.bind(record('s1', 'u'), policy), { isBound: true, evicted: [] });
     const refused = await registry.bind(record('s2', 'u'), policy);
     assert.equal(refused.isBound, false);
-    assert.deepEqual((await registry.sessionsOf('u')).map((s) => s.sessionId), ['s1']);
+    assert.deepEqual(
+      (await registry.sessionsOf('u')).map((s) => s.sessionId),
+      ['s1'],
+    );
     assert.equal(await registry.get('s2'), undefined);
   });
 
@@ -22,8 +25,14 @@ describe('MemoryRegistry', () => {
     for (const id of ['a', 'b']) await registry.bind(record(id, 'u'), policy);
     const result = await registry.bind(record('c', 'u'), policy);
     assert.ok(result.isBound);
-    assert.deepEqual(result.evicted.map((s) => s.sessionId), ['a']);
-    assert.deepEqual((await registry.sessionsOf('u')).map((s) => s.sessionId), ['b', 'c']);
+    assert.deepEqual(
+      result.evicted.map((s) => s.sessionId),
+      ['a'],
+    );
+    assert.deepEqual(
+      (await registry.sessionsOf('u')).map((s) => s.sessionId),
+      ['b', 'c'],
+    );
   });
 
   it('unbind forgets the session and, with its last session, the user', async () => {

@@ -76,20 +76,20 @@ describe('a cookie credential is accepted only from an allowed Origin (AUTH=jwt,
   });
 
   it('a handshake without Origin (not a browser) may carry the cookie', async () => {
-    const client = await pool.ws(broker.wsPort!, { headers: { Cookie: `access_token=${adminToken}` } });
+    const client = await pool.ws(broker.wsPort, { headers: { Cookie: `access_token=${adminToken}` } });
     await accepted(client, {}, 'victim');
   });
 
   it('explicit credentials work from any Origin: CONNECT Authorization, and the URL query', async () => {
     const token = await mint(SECRET, { sub: 'partner-user' });
-    const byHeader = await pool.ws(broker.wsPort!, { headers: { Origin: 'https://partner.example' } });
+    const byHeader = await pool.ws(broker.wsPort, { headers: { Origin: 'https://partner.example' } });
     await accepted(byHeader, bearer(token), 'partner-user');
-    const byQuery = await pool.ws(broker.wsPort!, { headers: { Origin: 'https://partner.example' }, path: `/ws?access_token=${token}` });
+    const byQuery = await pool.ws(broker.wsPort, { headers: { Origin: 'https://partner.example' }, path: `/ws?access_token=${token}` });
     await accepted(byQuery, {}, 'partner-user');
   });
 
   it('a foreign page without the cookie gets no session either: CONNECT without credential is refused', async () => {
-    const client = await pool.ws(broker.wsPort!, { headers: { Origin: 'https://evil.example', Cookie: 'theme=dark' } });
+    const client = await pool.ws(broker.wsPort, { headers: { Origin: 'https://evil.example', Cookie: 'theme=dark' } });
     client.sendFrame('CONNECT', { 'accept-version': '1.2', host: '/' });
     const error = await client.expect('ERROR');
     assert.match(error.headers.find(([n]) => n === 'message')![1], /^UNAUTHENTICATED/);
@@ -116,7 +116,7 @@ describe('ALLOWED_ORIGINS widens where a cookie is accepted; "*" does not', { ti
     const broker = await startBroker({ JWT_SECRET: SECRET, HEARTBEAT: '0,0', ALLOWED_ORIGINS: 'https://app.example' });
     try {
       const token = await mint(SECRET, { sub: 'alice' });
-      const client = await pool.ws(broker.wsPort!, { headers: { Origin: 'https://APP.example', Cookie: `access_token=${token}` } });
+      const client = await pool.ws(broker.wsPort, { headers: { Origin: 'https://APP.example', Cookie: `access_token=${token}` } });
       await accepted(client, {}, 'alice');
       await refusedWith403(broker.wsPort!, { Origin: 'https://other.example' });
     } finally {
@@ -128,7 +128,7 @@ describe('ALLOWED_ORIGINS widens where a cookie is accepted; "*" does not', { ti
     const broker = await startBroker({ JWT_SECRET: SECRET, HEARTBEAT: '0,0', ALLOWED_ORIGINS: '*' });
     try {
       const token = await mint(SECRET, { sub: 'alice' });
-      const explicit = await pool.ws(broker.wsPort!, { headers: { Origin: 'https://anywhere.example' } });
+      const explicit = await pool.ws(broker.wsPort, { headers: { Origin: 'https://anywhere.example' } });
       await accepted(explicit, bearer(token), 'alice');
       await refusedWith403(broker.wsPort!, { Origin: 'https://anywhere.example', Cookie: `access_token=${token}` });
     } finally {
@@ -202,7 +202,7 @@ describe('embedded mode (AUTH=none) answers loopback Host names and pages only',
     }
   });
 
-  it('TCP has no Host and is unaffected; a browser\'s HTTP request to the STOMP port never becomes a session', async () => {
+  it("TCP has no Host and is unaffected; a browser's HTTP request to the STOMP port never becomes a session", async () => {
     const client = await pool.tcp(broker.tcpPort);
     await accepted(client, { login: 'tcp-user' }, 'tcp-user');
     // What a page's fetch('http://127.0.0.1:61613', { method: 'POST', body: 'CONNECT…' }) sends.
@@ -247,7 +247,7 @@ describe('an HTTP sidecar without credential answers loopback Host names and pag
     for (const path of ['/api/session/stats', '/api/session/all', '/metrics', '/healthz', '/dashboard']) {
       const response = await request(port, path, { Host: `evil.example:${port}`, Origin: `http://evil.example:${port}` });
       assert.equal(response.status, 403, path);
-      assert.match(JSON.parse(response.body).message, /ALLOWED_HOSTS/);
+      assert.match((JSON.parse(response.body) as { message: string }).message, /ALLOWED_HOSTS/);
     }
   });
 

@@ -21,10 +21,26 @@ async function fillQueues(broker: RunningServer, count: number): Promise<void> {
     await client.connect({ login: 'noisy' });
     const frames: Buffer[] = [];
     for (let i = 0; i < count; i++) frames.push(encodeFrame({ command: 'SEND', headers: [['destination', `/queue/invoices.user${i}@example.com`]], body: Buffer.from('x') }, '1.2'));
-    for (const [name, depth] of [['deep.a', 9], ['deep.b', 8], ['deep.c', 7]] as const) {
+    for (const [name, depth] of [
+      ['deep.a', 9],
+      ['deep.b', 8],
+      ['deep.c', 7],
+    ] as const) {
       for (let i = 0; i < depth; i++) frames.push(encodeFrame({ command: 'SEND', headers: [['destination', `/queue/${name}`]], body: Buffer.from('x') }, '1.2'));
     }
-    frames.push(encodeFrame({ command: 'SEND', headers: [['destination', '/queue/deep.c'], ['receipt', 'all']], body: Buffer.from('x') }, '1.2'));
+    frames.push(
+      encodeFrame(
+        {
+          command: 'SEND',
+          headers: [
+            ['destination', '/queue/deep.c'],
+            ['receipt', 'all'],
+          ],
+          body: Buffer.from('x'),
+        },
+        '1.2',
+      ),
+    );
     client.send(Buffer.concat(frames));
     await client.expect('RECEIPT', 30_000);
   } finally {
@@ -74,7 +90,7 @@ describe('/metrics: per-queue series are bounded', { timeout: 60_000 }, () => {
 });
 
 describe('/metrics can require a credential', { timeout: 60_000 }, () => {
-  it('METRICS_TOKEN: the scraper\'s token or the admin token; nothing else; it opens nothing but /metrics', async () => {
+  it("METRICS_TOKEN: the scraper's token or the admin token; nothing else; it opens nothing but /metrics", async () => {
     const broker = await startBroker({ HEARTBEAT: '0,0', HTTP_PORT: '0', ADMIN_TOKEN: ADMIN, METRICS_TOKEN: SCRAPER });
     try {
       const port = broker.httpPort!;
@@ -110,6 +126,9 @@ describe('/metrics can require a credential', { timeout: 60_000 }, () => {
     } finally {
       await broker.stop();
     }
-    assert.throws(() => loadConfig({ METRICS_AUTH: 'credential' }), (error: unknown) => error instanceof ConfigError && error.variable === 'METRICS_AUTH');
+    assert.throws(
+      () => loadConfig({ METRICS_AUTH: 'credential' }),
+      (error: unknown) => error instanceof ConfigError && error.variable === 'METRICS_AUTH',
+    );
   });
 });

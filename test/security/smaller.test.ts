@@ -11,6 +11,7 @@ import pino from 'pino';
 import { hashPassword } from '../../src/auth/users';
 import type { RunningServer } from '../../src/server';
 import { startBroker } from '../helpers/broker';
+import type { ApiError } from '../helpers/api-shapes';
 import { ApiClient } from '../helpers/http';
 import { RawClient, clientsOfThisFile, connectedAs, header } from '../helpers/raw-client';
 
@@ -58,7 +59,7 @@ describe('reserved header names are compared after Unicode folding', { timeout: 
 
   it('POST /api/publish refuses a look-alike header name with 400 naming it', async () => {
     for (const name of ['x-preſence', 'uſer-id', 'Content-Type']) {
-      const response = await api.post('/api/publish', { destination: '/topic/x', body: 'b', headers: { [name]: 'v' } });
+      const response = await api.post<ApiError>('/api/publish', { destination: '/topic/x', body: 'b', headers: { [name]: 'v' } });
       assert.equal(response.status, 400, name);
       assert.match(response.body.message, /is not a header name a publish may set/);
     }
@@ -68,7 +69,7 @@ describe('reserved header names are compared after Unicode folding', { timeout: 
 describe('the API publisher cannot be impersonated', { timeout: 20_000 }, () => {
   it('an API publish says user-id api/admin-token, a name no STOMP user can take', async () => {
     const receiver = await subscribed('carol', '/topic/announce');
-    const published = await api.post('/api/publish', { destination: '/topic/announce', body: 'from the API' });
+    const published = await api.post<ApiError>('/api/publish', { destination: '/topic/announce', body: 'from the API' });
     assert.equal(published.status, 200, published.text);
     const message = await receiver.expect('MESSAGE');
     assert.equal(header(message, 'user-id'), 'api/admin-token');
@@ -83,7 +84,7 @@ describe('the API publisher cannot be impersonated', { timeout: 20_000 }, () => 
   });
 });
 
-describe('presence companion destinations are the broker\'s', { timeout: 20_000 }, () => {
+describe("presence companion destinations are the broker's", { timeout: 20_000 }, () => {
   it('a client SEND there is refused with FORBIDDEN; the room itself takes chat', async () => {
     const watcher = await subscribed('dave', '/topic/room.1.presence');
     const member = await subscribed('erin', '/topic/room.1');
@@ -109,7 +110,7 @@ describe('presence companion destinations are the broker\'s', { timeout: 20_000 
   });
 
   it('POST /api/publish to a companion is refused with 400', async () => {
-    const response = await api.post('/api/publish', { destination: '/topic/room.7.presence', body: '{"type":"JOIN"}' });
+    const response = await api.post<ApiError>('/api/publish', { destination: '/topic/room.7.presence', body: '{"type":"JOIN"}' });
     assert.equal(response.status, 400);
     assert.match(response.body.message, /only the broker publishes there/);
   });

@@ -31,7 +31,10 @@ describe('DroppedMessageLog', () => {
     await sleep(150);
     log.record('/topic/c');
     assert.equal(lines.length, 3, 'a drop after a quiet interval is logged at once');
-    assert.equal(lines.reduce((sum, l) => sum + (l.droppedMessages as number), 0), 501);
+    assert.equal(
+      lines.reduce((sum, l) => sum + (l.droppedMessages as number), 0),
+      501,
+    );
   });
 });
 
@@ -43,7 +46,10 @@ describe('DroppedMessageLog.flush', () => {
     log.record('/topic/a');
     log.record('/topic/a'); // waiting for the interval
     log.flush();
-    assert.deepEqual(lines.map((l) => l.droppedMessages), [1, 2]);
+    assert.deepEqual(
+      lines.map((l) => l.droppedMessages),
+      [1, 2],
+    );
     log.flush();
     assert.equal(lines.length, 2);
   });

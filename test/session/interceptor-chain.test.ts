@@ -59,7 +59,10 @@ describe('interceptor chain', { timeout: 10000 }, () => {
     for (const n of [1, 2, 3]) pub.sendFrame('SEND', { destination: '/topic/order', receipt: `r${n}` }, `m${n}`);
     const bodies = [await sub.expect('MESSAGE'), await sub.expect('MESSAGE'), await sub.expect('MESSAGE')].map((m) => m.body.toString());
     assert.deepEqual(bodies, ['m1', 'm2', 'm3']);
-    assert.deepEqual([await pub.next(), await pub.next(), await pub.next()].map((f) => header(f, 'receipt-id')), ['r1', 'r2', 'r3']);
+    assert.deepEqual(
+      [await pub.next(), await pub.next(), await pub.next()].map((f) => header(f, 'receipt-id')),
+      ['r1', 'r2', 'r3'],
+    );
   });
 
   it('a session that closes while a link decides gains no subscription', async () => {
@@ -68,7 +71,15 @@ describe('interceptor chain', { timeout: 10000 }, () => {
     const isDeciding = new Promise<void>((resolve) => (entered = resolve));
     let closed!: () => void;
     const isClosed = new Promise<void>((resolve) => (closed = resolve));
-    const b = await broker([{ name: 'slow', onSubscribe: async () => { entered(); await isClosed; } }]);
+    const b = await broker([
+      {
+        name: 'slow',
+        onSubscribe: async () => {
+          entered();
+          await isClosed;
+        },
+      },
+    ]);
     const c = await connected(b, 'leaver');
     const session = [...b.sessions()].find((s) => s.principal?.userId === 'leaver')!;
     c.sendFrame('SUBSCRIBE', { id: 'q', destination: '/queue/orphan' });

@@ -95,7 +95,10 @@ describe('write batching over real sockets', { timeout: 20000 }, () => {
     }
     for (const sub of subscribers) {
       const messages = sub.frames.slice(2);
-      assert.deepEqual(messages.map((m) => m.body.toString()), PATTERN.map((kind, i) => body(kind, i)));
+      assert.deepEqual(
+        messages.map((m) => m.body.toString()),
+        PATTERN.map((kind, i) => body(kind, i)),
+      );
       assert.ok(messages.every((m) => header(m, 'subscription') === 'sub-0'));
     }
   });
@@ -137,14 +140,20 @@ describe('write batching over real sockets', { timeout: 20000 }, () => {
     const wsSession = [...b.sessions()].find((session) => session.transport === 'ws')!;
     assert.equal(wsSession.connection.bufferedBytes, 0, 'the fragmented batch was accounted for once');
     const bodies = sub.frames.slice(2).map((m) => m.body.toString());
-    assert.deepEqual(bodies, PATTERN.map((kind, i) => body(kind, i)));
+    assert.deepEqual(
+      bodies,
+      PATTERN.map((kind, i) => body(kind, i)),
+    );
     assert.ok(
       sub.messages.some((m) => m.fragments > 1),
       `some message came in several fragments: ${JSON.stringify(sub.messages.map((m) => m.fragments))}`,
     );
     for (const message of sub.messages) {
       assert.equal(message.opcodes[0], 1, 'a text message');
-      assert.ok(message.opcodes.slice(1).every((op) => op === 0), 'then continuation frames');
+      assert.ok(
+        message.opcodes.slice(1).every((op) => op === 0),
+        'then continuation frames',
+      );
       assert.equal(message.endsOnFrameBoundary, true, 'every message ends where a STOMP frame ends');
     }
   });
@@ -180,8 +189,7 @@ class RawWebSocket {
     await new Promise((resolve) => socket.once('connect', resolve));
     const client = new RawWebSocket(socket);
     socket.write(
-      'GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v12.stomp\r\n\r\n',
+      'GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' + 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: v12.stomp\r\n\r\n',
     );
     await client.until(() => client.isUpgraded, 'the upgrade');
     return client;

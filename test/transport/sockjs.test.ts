@@ -230,7 +230,7 @@ describe('SockJS with sockjs-client and @stomp/stompjs', { timeout: 60000 }, () 
     assert.equal((await get(sockjsUrl('/info'), { origin: 'http://evil.example' })).status, 403);
     const info = await get(sockjsUrl('/info'), { origin: 'http://app.example' });
     assert.equal(info.status, 200);
-    assert.equal(JSON.parse(info.body).websocket, true);
+    assert.equal((JSON.parse(info.body) as { websocket: boolean }).websocket, true);
     assert.equal((await get(sockjsUrl('/info'))).status, 200, 'no Origin: not a browser, not cross-site');
     assert.equal((await get(sockjsUrl('/000/abcdefgh/xhr_streaming'), { origin: 'http://evil.example' }, 'POST')).status, 403);
     for (const other of ['/000/abcdefgh/jsonp', '/000/abcdefgh/eventsource', '/000/abcdefgh/htmlfile', '/iframe.html', '/000/abcdefgh/nonsense', '/a/b']) {
@@ -265,37 +265,40 @@ describe('SockJS with sockjs-client and @stomp/stompjs', { timeout: 60000 }, () 
     assert.equal(status, 403);
   });
 
-  for (const transport of SOCKJS_TRANSPORTS) it(`${transport}: SENDs to a slow backend hook reach it one at a time and in order (later sends wait unread)`, async () => {
-    const backend = await startTestBackend();
-    let inFlight = 0;
-    let maxInFlight = 0;
-    backend.on('send', async (call: Record<string, unknown>) => {
-      inFlight++;
-      maxInFlight = Math.max(maxInFlight, inFlight);
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      inFlight--;
-      return { reply: [{ destination: '/queue/done', body: String(call.lookup) }] };
+  for (const transport of SOCKJS_TRANSPORTS)
+    it(`${transport}: SENDs to a slow backend hook reach it one at a time and in order (later sends wait unread)`, async () => {
+      const backend = await startTestBackend();
+      let inFlight = 0;
+      let maxInFlight = 0;
+      backend.on('send', async (call: Record<string, unknown>) => {
+        inFlight++;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        inFlight--;
+        return { reply: [{ destination: '/queue/done', body: String(call.lookup) }] };
+      });
+      const hooked = await startBroker({ SOCKJS_PATH: '/stomp', BACKEND_URL: backend.url });
+      try {
+        const client = await sockjsClient(transport, { connectHeaders: { login: 'slow-app' } }, `http://127.0.0.1:${hooked.wsPort}/stomp`);
+        const done: string[] = [];
+        const allDone = new Promise<void>((resolve) =>
+          client.subscribe('/user/queue/done', (m) => {
+            done.push(m.body);
+            if (done.length === 4) resolve();
+          }),
+        );
+        const paused = until(() => [...hooked.sessions()].some((s) => s.connection instanceof SockJsConnection && s.connection.isReadingPaused), 'the session to stop reading while the hook runs');
+        for (const step of ['a', 'b', 'c', 'd']) client.publish({ destination: `/app/${step}` });
+        await paused;
+        await allDone;
+        assert.deepEqual(done, ['/a', '/b', '/c', '/d']);
+        assert.equal(maxInFlight, 1);
+        await client.deactivate();
+      } finally {
+        await hooked.stop();
+        await backend.close();
+      }
     });
-    const hooked = await startBroker({ SOCKJS_PATH: '/stomp', BACKEND_URL: backend.url });
-    try {
-      const client = await sockjsClient(transport, { connectHeaders: { login: 'slow-app' } }, `http://127.0.0.1:${hooked.wsPort}/stomp`);
-      const done: string[] = [];
-      const allDone = new Promise<void>((resolve) => client.subscribe('/user/queue/done', (m) => {
-        done.push(m.body);
-        if (done.length === 4) resolve();
-      }));
-      const paused = until(() => [...hooked.sessions()].some((s) => s.connection instanceof SockJsConnection && s.connection.isReadingPaused), 'the session to stop reading while the hook runs');
-      for (const step of ['a', 'b', 'c', 'd']) client.publish({ destination: `/app/${step}` });
-      await paused;
-      await allDone;
-      assert.deepEqual(done, ['/a', '/b', '/c', '/d']);
-      assert.equal(maxInFlight, 1);
-      await client.deactivate();
-    } finally {
-      await hooked.stop();
-      await backend.close();
-    }
-  });
 
   it("the cookie-credential rule of /ws holds for SockJS: another site's page cannot ride the access_token cookie", async () => {
     const jwtBroker = await startBroker({ SOCKJS_PATH: '/stomp', JWT_SECRET: 'sockjs-cookie-rule-secret-0123456789abcdef' });
@@ -361,15 +364,12 @@ describe('SOCKJS_PATH', () => {
     assert.equal(loadConfig({}).sockjsPath, undefined);
     assert.equal(loadConfig({ SOCKJS_PATH: '/stomp' }).sockjsPath, '/stomp');
     assert.equal(loadConfig({ SOCKJS_PATH: '/api/v1/stomp-sockjs' }).sockjsPath, '/api/v1/stomp-sockjs');
-    for (const env of [
-      { SOCKJS_PATH: 'stomp' },
-      { SOCKJS_PATH: '/stomp/' },
-      { SOCKJS_PATH: '/st.mp' },
-      { SOCKJS_PATH: '/ws' },
-      { SOCKJS_PATH: '/a', WS_PATH: '/a/ws' },
-      { SOCKJS_PATH: '/stomp', WS_PORT: 'off' },
-    ]) {
-      assert.throws(() => loadConfig(env), (e: unknown) => e instanceof ConfigError && e.variable === 'SOCKJS_PATH', JSON.stringify(env));
+    for (const env of [{ SOCKJS_PATH: 'stomp' }, { SOCKJS_PATH: '/stomp/' }, { SOCKJS_PATH: '/st.mp' }, { SOCKJS_PATH: '/ws' }, { SOCKJS_PATH: '/a', WS_PATH: '/a/ws' }, { SOCKJS_PATH: '/stomp', WS_PORT: 'off' }]) {
+      assert.throws(
+        () => loadConfig(env),
+        (e: unknown) => e instanceof ConfigError && e.variable === 'SOCKJS_PATH',
+        JSON.stringify(env),
+      );
     }
   });
 });

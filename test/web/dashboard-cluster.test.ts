@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { BrokerProcess } from '../helpers/broker-process';
 import { launchBrowser, pageErrors, screenshotFor } from '../helpers/browser';
+import type { Instances } from '../helpers/api-shapes';
 import { ApiClient } from '../helpers/http';
 import { RawClient, clientsOfThisFile, header } from '../helpers/raw-client';
 import { startRedis } from '../helpers/redis';
@@ -80,8 +81,8 @@ describe('dashboard in chromium (Redis mode, two instances)', { timeout: 150_000
     }
     assert.match(await instanceRow('dash-a').innerText(), /answering/);
     // The same list from B's API.
-    const fromB = await new ApiClient(httpB, TOKEN).ok('/api/instances');
-    assert.deepEqual(fromB.instances.map((i: { instanceId: string }) => i.instanceId).sort(), ['dash-a', 'dash-b']);
+    const fromB = await new ApiClient(httpB, TOKEN).ok<Instances>('/api/instances');
+    assert.deepEqual(fromB.instances.map((i) => i.instanceId).sort(), ['dash-a', 'dash-b']);
   });
 
   it("shows B's session with its subscriptions and the room's members from both instances", async () => {
@@ -145,10 +146,16 @@ describe('dashboard in chromium (Redis mode, two instances)', { timeout: 150_000
   it('an instance killed is shown gone, then reaped off the list', async () => {
     await b.kill();
     // The row may go between count() and innerText() (reaped meanwhile): a short read, '' when gone.
-    const rowText = async (): Promise<string> => instanceRow('dash-b').innerText({ timeout: 500 }).catch(() => '');
+    const rowText = async (): Promise<string> =>
+      instanceRow('dash-b')
+        .innerText({ timeout: 500 })
+        .catch(() => '');
     await until(async () => (await instanceRow('dash-b').count()) === 0 || /gone|late/.test(await rowText()), 'B shown late, gone or reaped', SEEN_MS, 100);
     await until(async () => (await instanceRow('dash-b').count()) === 0, 'B reaped off the list', SEEN_MS, 200);
     await instanceRow('dash-a').waitFor();
-    assert.deepEqual(errors.filter((e) => !/401/.test(e)), []);
+    assert.deepEqual(
+      errors.filter((e) => !/401/.test(e)),
+      [],
+    );
   });
 });

@@ -161,6 +161,10 @@ describe('dashboard in chromium (embedded mode)', { timeout: 120_000 }, () => {
     await page.locator('#login').waitFor({ state: 'visible' });
     await page.reload();
     await page.locator('#login').waitFor({ state: 'visible' });
-    assert.deepEqual(errors.filter((e) => !/401/.test(e)), [], 'no script errors in the page');
+    assert.deepEqual(
+      errors.filter((e) => !/401/.test(e)),
+      [],
+      'no script errors in the page',
+    );
   });
 });

@@ -119,8 +119,15 @@ describe('chat demo in chromium', { timeout: 120_000 }, () => {
   it('loads everything from the broker itself: no CDN, no script errors', () => {
     const foreign = requests.filter((url) => !url.startsWith(base) && !url.startsWith('ws://127.0.0.1') && !url.startsWith('data:'));
     assert.deepEqual(foreign, []);
-    assert.ok(requests.some((url) => url === `${base}/demo/stomp.umd.min.js`), 'the stompjs bundle came from the broker');
+    assert.ok(
+      requests.some((url) => url === `${base}/demo/stomp.umd.min.js`),
+      'the stompjs bundle came from the broker',
+    );
     // A WebSocket refused while the broker was down is logged by the browser itself; nothing else.
-    for (const { errors } of [ann, bob]) assert.deepEqual(errors.filter((e) => !/WebSocket connection to .* failed/.test(e)), []);
+    for (const { errors } of [ann, bob])
+      assert.deepEqual(
+        errors.filter((e) => !/WebSocket connection to .* failed/.test(e)),
+        [],
+      );
   });
 });

@@ -206,9 +206,21 @@ function render(overview) {
 
   renderRows(
     'instances',
-    instances.map((i) => ({ id: i.instanceId, self: i.isSelf, alive: i.isAlive, stale: i.heartbeatAgeMs > 5000, degraded: i.isDegraded, reason: i.degradedReason, startedAt: i.startedAt, connections: i.counters.connections, ...(stats.perInstance[i.instanceId] ?? { sessions: 0, users: 0 }) })),
+    instances.map((i) => ({
+      id: i.instanceId,
+      self: i.isSelf,
+      alive: i.isAlive,
+      stale: i.heartbeatAgeMs > 5000,
+      degraded: i.isDegraded,
+      reason: i.degradedReason,
+      startedAt: i.startedAt,
+      connections: i.counters.connections,
+      ...(stats.perInstance[i.instanceId] ?? { sessions: 0, users: 0 }),
+    })),
     (i) =>
-      el('tr', { dataset: { instanceId: i.id } },
+      el(
+        'tr',
+        { dataset: { instanceId: i.id } },
         el('td', { className: 'mono' }, i.id, i.self ? el('span', { className: 'muted' }, ' (answering)') : ''),
         el('td', {}, el('span', { className: `badge ${!i.alive ? 'bad' : i.stale ? 'warn' : 'ok'}` }, !i.alive ? 'gone: being reaped' : i.stale ? 'late' : 'alive')),
         el('td', {}, el('span', { className: `badge ${i.degraded ? 'bad' : 'ok'}` }, i.degraded ? `degraded: ${i.reason ?? ''}` : 'ok')),
@@ -223,21 +235,47 @@ function render(overview) {
   renderRows(
     'rooms',
     rooms,
-    (room) => el('tr', {}, el('td', { className: 'mono' }, room.destination), el('td', { className: 'num' }, room.members.length), el('td', {}, el('ul', { className: 'members' }, room.members.map((m) => el('li', { title: m.roles.join(', ') }, m.userId))))),
+    (room) =>
+      el(
+        'tr',
+        {},
+        el('td', { className: 'mono' }, room.destination),
+        el('td', { className: 'num' }, room.members.length),
+        el(
+          'td',
+          {},
+          el(
+            'ul',
+            { className: 'members' },
+            room.members.map((m) => el('li', { title: m.roles.join(', ') }, m.userId)),
+          ),
+        ),
+      ),
     'no room has members (rooms: PRESENCE_DESTINATIONS)',
   );
 
   renderRows(
     'queues',
     queues,
-    (q) => el('tr', {}, el('td', { className: 'mono' }, q.name), el('td', { className: 'num' }, q.depth), el('td', { className: 'num' }, q.unacked), el('td', { className: 'num' }, q.consumers), el('td', { className: 'num' }, q.depth + q.unacked > 0 ? age(q.oldestAgeMs) : '–')),
+    (q) =>
+      el(
+        'tr',
+        {},
+        el('td', { className: 'mono' }, q.name),
+        el('td', { className: 'num' }, q.depth),
+        el('td', { className: 'num' }, q.unacked),
+        el('td', { className: 'num' }, q.consumers),
+        el('td', { className: 'num' }, q.depth + q.unacked > 0 ? age(q.oldestAgeMs) : '–'),
+      ),
     'no queues',
   );
 
   const minuteAgo = readings.find((r) => r.t >= timestamp - 60_000) ?? readings[0];
   renderRows(
     'errors',
-    Object.entries(totals.errors).sort((a, b) => b[1] - a[1]).map(([code, total]) => ({ code, total, lastMinute: Math.max(0, total - (minuteAgo.errors[code] ?? 0)) })),
+    Object.entries(totals.errors)
+      .sort((a, b) => b[1] - a[1])
+      .map(([code, total]) => ({ code, total, lastMinute: Math.max(0, total - (minuteAgo.errors[code] ?? 0)) })),
     (e) => el('tr', { dataset: { code: e.code } }, el('td', { className: 'mono' }, e.code), el('td', { className: 'num' }, e.total), el('td', { className: 'num' }, e.lastMinute)),
     'no ERROR frames sent',
   );
@@ -251,21 +289,37 @@ async function loadSessions() {
   try {
     const query = userFilter === '' ? '?limit=100' : `?limit=100&userId=${encodeURIComponent(userFilter)}`;
     const page = await apiJson(`/api/sessions${query}`);
-    $('session-count').textContent = userFilter === '' ? `${page.totalCount} sessions${page.totalCount > page.sessions.length ? ` (first ${page.sessions.length} shown)` : ''}` : `${page.totalCount} sessions of ${userFilter}`;
+    $('session-count').textContent =
+      userFilter === '' ? `${page.totalCount} sessions${page.totalCount > page.sessions.length ? ` (first ${page.sessions.length} shown)` : ''}` : `${page.totalCount} sessions of ${userFilter}`;
     renderRows(
       'sessions',
       page.sessions.map(({ lastSeenAt, ...shown }) => shown),
       (s) =>
-        el('tr', { dataset: { sessionId: s.sessionId, userId: s.userId } },
+        el(
+          'tr',
+          { dataset: { sessionId: s.sessionId, userId: s.userId } },
           el('td', {}, s.userId, s.roles.length > 0 ? el('div', { className: 'muted' }, s.roles.join(', ')) : ''),
           el('td', { className: 'mono', title: s.sessionId }, s.sessionId.slice(0, 8)),
           el('td', {}, s.transport),
           el('td', { className: 'mono' }, s.remoteAddress),
           el('td', {}, since(s.connectedAt)),
-          el('td', {}, s.subscriptions.length === 0 ? el('span', { className: 'muted' }, 'none') : el('ul', { className: 'subs mono' }, s.subscriptions.map((sub) => el('li', {}, sub.destination, sub.ack === 'auto' ? '' : el('span', { className: 'muted' }, ` (${sub.ack})`))))),
+          el(
+            'td',
+            {},
+            s.subscriptions.length === 0
+              ? el('span', { className: 'muted' }, 'none')
+              : el(
+                  'ul',
+                  { className: 'subs mono' },
+                  s.subscriptions.map((sub) => el('li', {}, sub.destination, sub.ack === 'auto' ? '' : el('span', { className: 'muted' }, ` (${sub.ack})`))),
+                ),
+          ),
           el('td', { className: 'mono' }, s.instanceId),
-          el('td', {},
-            el('button', { className: 'danger kick', type: 'button', title: 'Close this session with ERROR KICKED', onclick: () => kick(s) }, 'Kick'), ' ',
+          el(
+            'td',
+            {},
+            el('button', { className: 'danger kick', type: 'button', title: 'Close this session with ERROR KICKED', onclick: () => kick(s) }, 'Kick'),
+            ' ',
             el('button', { className: 'danger logout', type: 'button', title: 'Close every session of this user (ERROR LOGGED_OUT) and refuse its earlier tokens', onclick: () => logout(s.userId) }, 'Log out'),
           ),
         ),

@@ -55,7 +55,13 @@ function renderMembers() {
     }),
   );
   const chosen = $('to').value;
-  const options = [['', 'to everyone'], ...[...members.keys()].filter((u) => u !== me).sort().map((u) => [u, `only to ${u}`])];
+  const options = [
+    ['', 'to everyone'],
+    ...[...members.keys()]
+      .filter((u) => u !== me)
+      .sort()
+      .map((u) => [u, `only to ${u}`]),
+  ];
   $('to').replaceChildren(
     ...options.map(([value, label]) => {
       const option = document.createElement('option');

@@ -63,7 +63,10 @@ export async function pageRoutes(app: FastifyInstance, deps: HttpApiDeps): Promi
       }
       cache.set(file, content);
     }
-    return reply.headers(SECURITY_HEADERS).type(TYPES[path.extname(file)] ?? 'application/octet-stream').send(content);
+    return reply
+      .headers(SECURITY_HEADERS)
+      .type(TYPES[path.extname(file)] ?? 'application/octet-stream')
+      .send(content);
   };
   const hide = { schema: { hide: true } };
   const { demo } = deps.pages;

@@ -39,7 +39,11 @@ export function handleConnect(session: Session, frame: Frame): void | Promise<vo
   } catch (error) {
     throw attributed(error, ctx);
   }
-  if (chain !== undefined) chain = chain.catch((error: unknown) => Promise.reject(attributed(error, ctx)));
+  if (chain !== undefined) {
+    chain = chain.catch((error: unknown) => {
+      throw attributed(error, ctx);
+    });
+  }
   return afterChain(session, chain, () => {
     if (!session.isOpen) return;
     if (ctx.principal === undefined) throw new StompError('UNAUTHENTICATED', 'no credentials accepted');

@@ -87,7 +87,11 @@ export function handleSend(session: Session, frame: Frame): void | Promise<void>
       const step = (): void | Promise<void> => {
         const previous = handledInOrder.get(transaction);
         const next = previous === undefined ? handler.send(session, held, destination) : previous.then(() => handler.send(session, held, destination));
-        if (next !== undefined) handledInOrder.set(transaction, next.catch(() => undefined));
+        if (next !== undefined)
+          handledInOrder.set(
+            transaction,
+            next.catch(() => undefined),
+          );
         return next;
       };
       hold(session, transaction, step, heldByteSize(frame.headers, frame.body.length));

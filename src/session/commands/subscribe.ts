@@ -44,10 +44,10 @@ export function handleSubscribe(session: Session, frame: Frame): void | Promise<
   const handler = handlerFor(session.deps.destinationHandlers, destination);
   if (handler !== undefined) {
     // Answered once (@SubscribeMapping): no standing subscription is kept.
-    const subscribe = handler.subscribe;
+    const subscribe = handler.subscribe?.bind(handler);
     if (subscribe === undefined || handler.isControl === true) throw new StompError('UNKNOWN_DESTINATION', `${JSON.stringify(destination)} cannot be subscribed to`);
     return afterChain(session, runChain(interceptors, 'onSubscribe', { session, frame, destination }), () => {
-      const answered = subscribe.call(handler, session, frame, destination, id);
+      const answered = subscribe(session, frame, destination, id);
       if (answered === undefined) {
         session.sendReceiptFor(frame);
         return undefined;
@@ -67,7 +67,7 @@ export function handleSubscribe(session: Session, frame: Frame): void | Promise<
     if (router.kindOf(destination) === 'queue') {
       events.emit('subscribe', { session: session.info(), subscriptionId: id, destination, ackMode, subscription, headers: frame.headers });
       session.sendReceiptFor(frame); // before any stored queue message the subscription releases
-      router.subscribe(subscription);
+      void router.subscribe(subscription); // a queue has no relay to wait for: nothing returned
       return undefined;
     }
     // A topic: the RECEIPT promises that a message published after it, on any instance,
