@@ -370,6 +370,15 @@ export class PresenceViews {
     // A hole the sequencer did not fill (it could not, or it started after this list's read):
     // what the watchers here were told may differ from Redis, checked by an audit.
     if (seq !== view.last + 1) this.audit(room);
+    const listed = body.type === 'JOIN' ? view.told!.get(body.userId) : undefined;
+    if (listed !== undefined && listed.sessionId !== body.sessionId) {
+      // A JOIN is decided only for a user's first session in the room: the session listed
+      // here left Redis with no LEAVE (Redis lost its data while its instance was dead, or
+      // its LEAVE is a hole nothing could fill). Told now, before this JOIN reaches the
+      // watchers, so that no watcher hears a JOIN of someone it lists.
+      view.told!.delete(body.userId);
+      this.tell(room, view, { type: 'LEAVE', userId: body.userId, roles: listed.roles, sessionId: listed.sessionId, reason: 'instance-lost', at: Date.now(), seq: view.last });
+    }
     view.last = seq;
     if (body.type === 'JOIN') view.told!.set(body.userId, { sessionId: body.sessionId, roles: body.roles, joinedAt: body.at });
     else view.told!.delete(body.userId);

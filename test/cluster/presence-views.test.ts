@@ -183,4 +183,17 @@ describe('PresenceViews', () => {
       ['ann'],
     );
   });
+
+  it('a JOIN of a user listed with another session (its LEAVE lost with Redis) is preceded by that LEAVE, told here first', async () => {
+    const { views, delivered } = setUp(readOf(10, ['ann']));
+    views.setInterest(ROOM, true);
+    await sleep(10);
+    // ann's session sid-ann died with its instance; Redis restarted empty before the reap. ann comes back.
+    const rejoin = envelope('JOIN', 'ann', 11);
+    const body = JSON.parse(rejoin.body.toString()) as Record<string, unknown>;
+    views.onDelivered({ ...rejoin, body: Buffer.from(JSON.stringify({ ...body, sessionId: 'sid-ann-2' })) });
+    assert.deepEqual(delivered, [{ type: 'LEAVE', userId: 'ann', reason: 'instance-lost', repair: true }]);
+    views.onDelivered(envelope('JOIN', 'ann', 11)); // a repeat (the companion's copy) tells nothing more
+    assert.equal(delivered.length, 1);
+  });
 });
