@@ -40,6 +40,7 @@ export const REGRESSION_SEEDS = [
   '3000-21', // Redis restarted empty, a watcher's list read mid-repair: corrections wrong for it
   '941565-29', // two watchers of a new room at once: a list read before its first decision skipped a JOIN
   '7200-42', // Redis restarted empty: the periodic repair dropped a LEAVE Redis forgot
+  '941644-29', // instance killed, Redis restarted empty before the reap, the user back within the audit's confirm period
 ];
 
 // A runner that gives up on this file (its timeout) sends SIGTERM, which skips 'exit' handlers:
