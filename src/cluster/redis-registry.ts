@@ -125,12 +125,21 @@ export class RedisRegistry implements SessionRegistry, InstanceLossHandler {
       return { isBound: true, evicted: [] };
     }
     const [verdict, ...ids] = reply;
-    if (verdict !== 1) return { isBound: false, holders: await this.recordsOf(ids) };
+    if (verdict !== 1) {
+      // Refused (only under a limit): nothing was written. Redis going away before the holders
+      // are read is still UNAVAILABLE to the client, not an internal error.
+      const holders = await this.recordsOf(ids).catch((error: unknown) => {
+        throw new RegistryUnavailableError(error);
+      });
+      return { isBound: false, holders };
+    }
     this.local.set(record.sessionId, record);
     this.policies.set(record.sessionId, policy);
     await this.tellEvicted(ids);
-    // An evicted session's record may already be gone (its owner closing it): the id is what a kick needs.
-    const found = new Map((await this.recordsOf(ids)).map((r) => [r.sessionId, r]));
+    // An evicted session's record may already be gone (its owner closing it), or Redis away
+    // now (the session is bound: the evicted were told through their inboxes by the script):
+    // the id is what a kick needs.
+    const found = new Map((await this.recordsOf(ids).catch(() => [])).map((r) => [r.sessionId, r]));
     return { isBound: true, evicted: ids.map((id) => found.get(id) ?? { ...record, sessionId: id, instanceId: '', roles: [] }) };
   }
 

@@ -11,6 +11,7 @@ import { connectRedis, whenReady } from '../../src/cluster/redis-client';
 import type { RedisConnection } from '../../src/cluster/redis-client';
 import { RedisRegistry } from '../../src/cluster/redis-registry';
 import type { RedisConfig } from '../../src/config';
+import { RegistryUnavailableError } from '../../src/registry/registry';
 import type { SessionRecord } from '../../src/registry/registry';
 import { startRedis, startRedisCluster } from '../helpers/redis';
 
@@ -101,6 +102,20 @@ for (const mode of ['single', 'cluster'] as const) {
       assert.equal(await a.redis.sismember(`ws:instance:{${a.id}}:sessions`, 's-layout'), 0);
       assert.equal(await a.redis.hget(`ws:instance:{${a.id}}:users`, userId), null);
       assert.ok(!(await a.registry.onlineUsers()).includes(userId));
+    });
+
+    it('a refused bind whose holders cannot be read (Redis gone just after the decision) is RegistryUnavailableError, not an internal error', async () => {
+      const a = await instance();
+      const userId = user();
+      assert.equal((await a.registry.bind(record(`s-held-${seq}`, userId, a.id, 1), reject1)).isBound, true);
+      const connection = a.redis as unknown as { hgetall: (...args: unknown[]) => Promise<unknown> };
+      const realHgetall = connection.hgetall;
+      connection.hgetall = () => Promise.reject(new Error("Stream isn't writeable and enableOfflineQueue options is false"));
+      try {
+        await assert.rejects(a.registry.bind(record(`s-refused-${seq}`, userId, a.id, 2), reject1), RegistryUnavailableError);
+      } finally {
+        connection.hgetall = realHgetall;
+      }
     });
 
     it("refresh extends the TTL of this instance's sessions and moves lastSeenAt", async () => {
