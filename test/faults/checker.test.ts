@@ -112,6 +112,16 @@ describe('fault checker', () => {
       assert.deepEqual(check(answered), []);
     });
 
+    it('fails on an ERROR that names no fault (INTERNAL_ERROR)', () => {
+      const h = history('reject', [
+        [0, { type: 'connect', session: 'a', user: 'alice', instance: 'A', transport: 'ws' }],
+        [900, { type: 'error', session: 'a', code: 'INTERNAL_ERROR', message: 'INTERNAL_ERROR: internal error' }],
+        [901, { type: 'closed', session: 'a', byClient: false }],
+        [5000, { type: 'end' }],
+      ]);
+      assert.deepEqual(properties(h), ['silence']);
+    });
+
     it('fails when an instance answers no CONNECT after the end (probe)', () => {
       const h = history('reject', [
         [5000, { type: 'end' }],

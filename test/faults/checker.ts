@@ -10,7 +10,7 @@
 //                    instance after the end); a connection that
 //                    ended without an ERROR though neither the client nor a kill -9 of its
 //                    instance ended it; a session reported gone (LEAVE) that stays open with
-//                    no ERROR;
+//                    no ERROR; an ERROR INTERNAL_ERROR (a fault a client notices must be named);
 //   presence         a watcher's list (snapshot + JOIN/LEAVE) with a JOIN of a listed user or a
 //                    LEAVE of an unlisted one, or differing from the live sessions at the end;
 //                    a final fresh snapshot (audit) differing from them (a ghost in Redis);
@@ -305,6 +305,10 @@ class Model {
       if (this.wasKilledUnder(s, s.closed.t)) continue;
       if (s.closed.t > this.endAt) continue;
       out.push({ property: 'silence', t: s.closed.t, message: `${describe(s)}: connection closed with no ERROR (its instance was not killed)` });
+    }
+    // A fault a client notices has a name: an ERROR that names none (INTERNAL_ERROR) is a bug.
+    for (const s of this.sessions.values()) {
+      if (s.error?.code === 'INTERNAL_ERROR') out.push({ property: 'silence', t: s.error.t, message: `${describe(s)}: ERROR INTERNAL_ERROR names no fault (${s.error.message})` });
     }
     // Once everything is healed, every instance answers a CONNECT again.
     for (const probe of this.probes) {
