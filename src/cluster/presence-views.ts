@@ -212,6 +212,9 @@ export class PresenceViews {
     if (body.type === 'LEAVE') {
       const member = view.told.get(body.userId);
       if (member === undefined) return; // not listed here (or told already, by the companion's copy)
+      // The user is listed through another session: it came back since the forgotten one
+      // left (its JOIN was told), and that LEAVE is no longer news.
+      if (member.sessionId !== body.sessionId) return;
       view.told.delete(body.userId);
       this.tell(room, view, {
         type: 'LEAVE',

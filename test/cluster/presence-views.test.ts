@@ -196,4 +196,21 @@ describe('PresenceViews', () => {
     views.onDelivered(envelope('JOIN', 'ann', 11)); // a repeat (the companion's copy) tells nothing more
     assert.equal(delivered.length, 1);
   });
+
+  it('a LEAVE Redis forgot for a session the user has replaced since (its new JOIN told here) is not told', async () => {
+    const { views, delivered } = setUp(readOf(10, []));
+    views.setInterest(ROOM, true);
+    await sleep(10);
+    // bob's old session left while Redis was away; bob is back with a new session, whose JOIN came here.
+    const join = envelope('JOIN', 'bob', 11);
+    const body = JSON.parse(join.body.toString()) as Record<string, unknown>;
+    views.onDelivered({ ...join, body: Buffer.from(JSON.stringify({ ...body, sessionId: 'sid-bob-2' })) });
+    views.onRepair(envelope('LEAVE', 'bob', undefined, 'socket-closed')); // about sid-bob, the old one
+    assert.deepEqual(delivered, [], 'bob stays listed');
+    const listed = await views.snapshot(ROOM, async () => assert.fail('read from Redis'));
+    assert.deepEqual(
+      listed.members.map((m) => m.userId),
+      ['bob'],
+    );
+  });
 });
