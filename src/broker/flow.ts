@@ -171,16 +171,7 @@ export class FlowControl {
       subscriber.isFlowStalled = false;
       this.stalled.delete(subscriber);
     }
-    const holds = this.waitedFor.get(subscriber);
-    if (holds === undefined) return;
-    this.waitedFor.delete(subscriber);
-    for (const hold of holds) {
-      const member = hold.members.get(subscriber);
-      if (member === undefined) continue;
-      hold.members.delete(subscriber);
-      hold.localBehind -= member.weight;
-      this.recheck(hold);
-    }
+    this.releaseHolds(subscriber);
   }
 
   /** `subscriber` is gone (its session closed): forget it. */
@@ -195,6 +186,11 @@ export class FlowControl {
       this.stalled.add(subscriber);
       this.counts.stalls++;
     }
+    this.releaseHolds(subscriber);
+  }
+
+  /** `subscriber` no longer counts in the holds waiting for it: each is checked again. */
+  private releaseHolds(subscriber: FlowSubscriber): void {
     const holds = this.waitedFor.get(subscriber);
     if (holds === undefined) return;
     this.waitedFor.delete(subscriber);
