@@ -208,16 +208,24 @@ export class ConfigError extends Error {
 
 /**
  * A value as an error line may show it: the password (or token) inside any URL's user info
- * and every query string are masked, since a REDIS_URL or JWT_JWKS_URL may carry a secret
- * there and start errors end up in terminals, CI logs and support tickets.
+ * and every query string and fragment are masked, since a REDIS_URL or JWT_JWKS_URL may carry
+ * a secret there and start errors end up in terminals, CI logs and support tickets. The value
+ * is invalid when this runs, most often because its password holds a character it should have
+ * percent-encoded (`/`, `?`, `#`, `@`, a space): so the user info runs to the last `@` before
+ * the next URL, whatever it holds (an `@` in a path masks the host too: more, never less).
  */
 export function redactUrls(value: string): string {
-  return value
-    .replace(/([a-z][a-z0-9+.-]*:\/\/)([^\s/?#@]*)@/gi, (_all, scheme: string, userInfo: string) => {
-      const colon = userInfo.indexOf(':');
-      return `${scheme}${colon === -1 ? '***' : `${userInfo.slice(0, colon)}:***`}@`;
-    })
-    .replace(/(:\/\/[^\s?#]*)\?[^\s#]*/g, '$1?***');
+  return value.replace(/([a-z][a-z0-9+.-]*:\/\/)([\s\S]*?)(?=[a-z][a-z0-9+.-]*:\/\/|$)/gi, (_all, scheme: string, rest: string) => {
+    const at = rest.lastIndexOf('@');
+    let shown = rest;
+    let userShown = '';
+    if (at !== -1) {
+      const colon = rest.indexOf(':');
+      userShown = colon === -1 || colon > at ? '***@' : `${rest.slice(0, colon)}:***@`;
+      shown = rest.slice(at + 1);
+    }
+    return `${scheme}${userShown}${shown.replace(/([?#])\S*/, '$1***')}`;
+  });
 }
 
 /** Whether `value` parses as a URL with one of `schemes` (a `new URL` failure names nothing). */

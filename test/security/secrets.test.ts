@@ -36,6 +36,26 @@ describe('configuration errors never echo a credential inside a URL', () => {
     assert.match(message, /^JWT_JWKS_URL=/);
   });
 
+  it('a password with a character it should have percent-encoded (what makes the URL invalid) is masked whole', () => {
+    const cases: [string, string][] = [
+      ['redis://default:ab/cd-s3cret@redis.example:6379', 'redis://default:***@redis.example:6379'],
+      ['redis://u:p@ss-s3cret@redis.example:notaport', 'redis://u:***@redis.example:notaport'],
+      ['redis://:pa#ss-s3cret@redis.example:6379', 'redis://:***@redis.example:6379'],
+      ['redis://:pa?ss-s3cret@redis.example:6379', 'redis://:***@redis.example:6379'],
+      ['redis://:pa ss-s3cret@redis.example:6379', 'redis://:***@redis.example:6379'],
+      ['rediss://tok en-s3cret@redis.example:6379', 'rediss://***@redis.example:6379'],
+    ];
+    for (const [url, shown] of cases) {
+      const message = configErrorOf({ REDIS_URL: url });
+      assert.doesNotMatch(message, /s3cret|ab\/cd|pa#|pa\?|pa ss|tok /, url);
+      assert.equal(message, `REDIS_URL=${JSON.stringify(shown)}: expected a redis:// or rediss:// URL`);
+    }
+    const jwks = configErrorOf({ JWT_JWKS_URL: 'https://svc:pa/55-s3cret@[bad/jwks.json#k3y-s3cret' });
+    assert.doesNotMatch(jwks, /s3cret|pa\//);
+    assert.match(jwks, /https:\/\/svc:\*\*\*@\[bad\/jwks\.json#\*\*\*/);
+    assert.equal(redactUrls('redis://a:p1-s3cret@h1:1,rediss://b:p2/s3cret@h2:2'), 'redis://a:***@h1:1,rediss://b:***@h2:2', 'each URL of a list on its own');
+  });
+
   it('redactUrls leaves values without URLs alone', () => {
     assert.equal(redactUrls('often'), 'often');
     assert.equal(redactUrls('redis://host:6379/0'), 'redis://host:6379/0');
