@@ -214,6 +214,8 @@ export async function startServer(config: Readonly<Config>, options: ServerOptio
     isCookieCredential: config.authMode === 'jwt',
     // The CONNECT hook sees the handshake's cookies (a Spring session cookie): all of them are ambient credentials then.
     areCookiesCredentials: config.backend?.hooks.has('connect') === true && config.backend.forwardHeaders.includes('cookie'),
+    // …and its Authorization header, which a browser fills from its cached HTTP authentication: as ambient as a cookie.
+    isAuthorizationCredential: config.backend?.hooks.has('connect') === true && config.backend.forwardHeaders.includes('authorization'),
   });
   let listeners: Listeners;
   try {

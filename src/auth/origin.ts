@@ -8,8 +8,10 @@
 //   it whichever page opens the socket. It is accepted only from the handshake's own origin
 //   (Origin host and port = Host) or an origin listed by name in ALLOWED_ORIGINS (`*` does not
 //   count, `null` never does); any other Origin with that cookie is refused (cross-site
-//   WebSocket hijacking). Explicit credentials (CONNECT headers, the URL's access_token) are
-//   not ambient and go on to CONNECT.
+//   WebSocket hijacking). So is the handshake's `Authorization` header when the CONNECT hook
+//   sees it: a page cannot set it on a WebSocket, the browser adds the HTTP authentication it
+//   has cached for the site (Basic, Digest, Negotiate), which is just as ambient. Explicit
+//   credentials (CONNECT headers, the URL's access_token) are not ambient and go on to CONNECT.
 // - AUTH=none: reaching the port is the credential. Only loopback or ALLOWED_HOSTS `Host`
 //   names (DNS rebinding), and browser pages on such hosts or listed in ALLOWED_ORIGINS.
 // A handshake without `Origin` is not from a browser (browsers always send it) and is not
@@ -30,9 +32,11 @@ export interface HandshakeRules {
   isCookieCredential: boolean;
   /** Every cookie may be a credential: the backend's CONNECT hook sees them (BACKEND_FORWARD_HEADERS has cookie). */
   areCookiesCredentials?: boolean;
+  /** The handshake's Authorization header may be a credential: the backend's CONNECT hook sees it (BACKEND_FORWARD_HEADERS has authorization). */
+  isAuthorizationCredential?: boolean;
 }
 
-export type HandshakeRefusalKind = 'origin' | 'host' | 'cookie';
+export type HandshakeRefusalKind = 'origin' | 'host' | 'cookie' | 'authorization';
 
 export interface HandshakeRefusal {
   kind: HandshakeRefusalKind;
@@ -43,7 +47,7 @@ export interface HandshakeRefusal {
 /** The handshake check for these rules; undefined when there is nothing to check. */
 export function handshakeChecker(rules: HandshakeRules): ((request: IncomingMessage) => HandshakeRefusal | undefined) | undefined {
   const origins = originList(rules.allowedOrigins);
-  if (!origins.isRestricted && !rules.isUnauthenticated && !rules.isCookieCredential && rules.areCookiesCredentials !== true) return undefined;
+  if (!origins.isRestricted && !rules.isUnauthenticated && !rules.isCookieCredential && rules.areCookiesCredentials !== true && rules.isAuthorizationCredential !== true) return undefined;
   const localOnly = rules.isUnauthenticated ? localOnlyGuard(rules.allowedHosts, origins) : undefined;
   return (request) => {
     const origin = headerOf(request, 'origin');
@@ -55,10 +59,10 @@ export function handshakeChecker(rules: HandshakeRules): ((request: IncomingMess
     if (foreign !== undefined) return foreign;
     const cookie = request.headers.cookie;
     const hasCredentialCookie = (rules.isCookieCredential && hasTokenCookie(cookie)) || (rules.areCookiesCredentials === true && cookie !== undefined && cookie !== '');
-    if (origin !== undefined && hasCredentialCookie) {
-      if (origin === 'null' || !(isSameOrigin(origin, host) || origins.isNamed(origin))) {
-        return { kind: 'cookie', message: `a cookie credential is accepted from this server's own origin or from ALLOWED_ORIGINS, not from Origin ${quoted(origin)}` };
-      }
+    const hasAuthorization = rules.isAuthorizationCredential === true && request.headers.authorization !== undefined && request.headers.authorization !== '';
+    if (origin !== undefined && (hasCredentialCookie || hasAuthorization) && (origin === 'null' || !(isSameOrigin(origin, host) || origins.isNamed(origin)))) {
+      const what = hasCredentialCookie ? 'a cookie credential' : "the browser's HTTP authorization";
+      return { kind: hasCredentialCookie ? 'cookie' : 'authorization', message: `${what} is accepted from this server's own origin or from ALLOWED_ORIGINS, not from Origin ${quoted(origin)}` };
     }
     return undefined;
   };

@@ -58,6 +58,7 @@ const HANDSHAKE_REFUSAL_LINES: Record<HandshakeRefusalKind, string> = {
   origin: 'connection refused: Origin not allowed',
   host: 'connection refused: Host not allowed',
   cookie: 'connection refused: cookie credential from a foreign Origin',
+  authorization: 'connection refused: HTTP authorization from a foreign Origin',
 };
 
 /** The handshake check, with its refusals logged (rate-limited per kind): HTTP 403 says nothing to the operator. */

@@ -15,6 +15,7 @@ import { startTestBackend } from '../helpers/backend';
 import type { TestBackend } from '../helpers/backend';
 import { freePort } from '../helpers/free-port';
 import { until } from '../helpers/until';
+import { capturedLog } from '../helpers/captured-log';
 
 const h = harness();
 const backends: TestBackend[] = [];
@@ -104,6 +105,36 @@ describe('CONNECT hook', () => {
     assert.deepEqual(sendCall.roles, ['AGENT']);
     assert.deepEqual(sendCall.attributes, { tenant: 't1' });
     await client.deactivate();
+  });
+
+  it("the handshake's HTTP Authorization, forwarded to the hook, is ambient like a cookie: a browser attaches its cached Basic or Negotiate credentials to any page's socket", async () => {
+    const app = await backend();
+    const basic = { authorization: 'Basic YWxpY2U6Y29ycmVjdC1ob3JzZQ==' };
+    app.on('connect', (body: Record<string, unknown>) => ((body.http as Record<string, string>).authorization === basic.authorization ? { userId: 'alice' } : { error: { message: 'log in first' } }));
+    const log = capturedLog();
+    // The default BACKEND_FORWARD_HEADERS forwards authorization.
+    const b = await h.broker({ BACKEND_URL: app.url, BACKEND_HOOKS: 'connect' }, { logger: log.logger });
+    for (const origin of ['http://evil.example', 'null', `http://127.0.0.1:${b.wsPort! + 1}`]) {
+      await assert.rejects(h.ws(b, { headers: { ...basic, origin } }), /HTTP 403/, origin);
+    }
+    assert.equal(app.callsOf('connect').length, 0, 'the hook never saw them');
+    const line = log.lines.find((l) => l.msg === 'connection refused: HTTP authorization from a foreign Origin');
+    assert.equal(line?.origin, 'http://evil.example');
+    assert.ok(!JSON.stringify(log.lines).includes('YWxpY2U6'), 'the credential is never logged');
+    const sameOrigin = await h.ws(b, { headers: { ...basic, origin: `http://127.0.0.1:${b.wsPort}` } });
+    assert.equal(header(await sameOrigin.connect(), 'user-name'), 'alice', "a page of the broker's own origin may");
+    const node = await h.ws(b, { headers: basic });
+    assert.equal(header(await node.connect(), 'user-name'), 'alice', 'no Origin: not a browser, not cross-site');
+
+    const listed = await h.broker({ BACKEND_URL: app.url, BACKEND_HOOKS: 'connect', ALLOWED_ORIGINS: 'http://app.example' });
+    const fromApp = await h.ws(listed, { headers: { ...basic, origin: 'http://app.example' } });
+    assert.equal(header(await fromApp.connect(), 'user-name'), 'alice', 'a listed origin may');
+
+    // Not forwarded: the hook never sees it, so it is nobody's credential and a foreign page goes on to CONNECT (and is refused there).
+    const notForwarded = await h.broker({ BACKEND_URL: app.url, BACKEND_HOOKS: 'connect', BACKEND_FORWARD_HEADERS: 'origin' });
+    const foreign = await h.ws(notForwarded, { headers: { ...basic, origin: 'http://evil.example' } });
+    foreign.sendFrame('CONNECT', { 'accept-version': '1.2', host: '/' });
+    assert.match(header(await foreign.expect('ERROR'), 'message')!, /^UNAUTHENTICATED: log in first/);
   });
 
   it('with JWT auth the hook runs after the token check and sees the user; it cannot name another', async () => {
