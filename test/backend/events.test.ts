@@ -7,6 +7,8 @@ import type { SessionEvent } from '../../src/backend/contract';
 import { after, describe, it } from 'node:test';
 import stompit from 'stompit';
 import { harness } from '../helpers/harness';
+import { header } from '../helpers/raw-client';
+import { SECRET, mint, nowS } from '../helpers/jwt';
 import { startTestBackend } from '../helpers/backend';
 import type { TestBackend } from '../helpers/backend';
 import { until } from '../helpers/until';
@@ -94,6 +96,34 @@ describe('session events', () => {
     assert.ok(Math.abs(first.at - Date.now()) < 60_000);
     assert.equal(new Set(events.map((e) => e.id)).size, events.length, 'ids are unique');
     assert.equal(new Set(alice.map((e) => e.sessionId)).size, 1);
+  });
+
+  it("DISCONNECT's reason is presence's: heartbeat-timeout, kicked, logged-out, token-expired", async () => {
+    const app = await backend();
+    const accepted = eventsEndpoint(app, () => false);
+    const b = await h.broker({ BACKEND_URL: app.url, BACKEND_HOOKS: 'events', BACKEND_EVENTS: 'disconnect', HEARTBEAT: '100,100', JWT_SECRET: SECRET, JWT_CLOCK_TOLERANCE_S: '0' });
+    const login = async (user: string, headers: Record<string, string> = {}, exp = nowS() + 600): Promise<string> => {
+      const c = await h.tcp(b);
+      const connected = await c.connect({ passcode: await mint(SECRET, { sub: user }, { exp }), ...headers });
+      return header(connected, 'session')!;
+    };
+    await login('silent', { 'heart-beat': '100,0' }); // promises heart-beats, sends none
+    await b.admin.kickSession(await login('kicked'));
+    await login('leaver');
+    await b.admin.logoutUser('leaver');
+    await login('expiring', {}, nowS() + 1);
+    await until(() => delivered(app, accepted).length === 4, 'four disconnects', 10000);
+    assert.deepEqual(
+      delivered(app, accepted)
+        .map((e) => [e.userId, e.type, e.reason])
+        .sort(),
+      [
+        ['expiring', 'DISCONNECT', 'token-expired'],
+        ['kicked', 'DISCONNECT', 'kicked'],
+        ['leaver', 'DISCONNECT', 'logged-out'],
+        ['silent', 'DISCONNECT', 'heartbeat-timeout'],
+      ],
+    );
   });
 
   it('BACKEND_EVENTS chooses which: disconnects only', async () => {

@@ -13,6 +13,7 @@ import { header } from '../helpers/raw-client';
 import type { RawClient } from '../helpers/raw-client';
 import { startTestBackend } from '../helpers/backend';
 import type { TestBackend } from '../helpers/backend';
+import { capturedLog } from '../helpers/captured-log';
 import { freePort } from '../helpers/free-port';
 import { until } from '../helpers/until';
 
@@ -178,6 +179,7 @@ describe('SEND to an app destination', () => {
       assert.match(metrics, /stompd_backend_calls_total\{hook="send",result="(timeout|status|invalid|too-large|ok)"\} 1/);
       assert.match(metrics, /stompd_backend_errors_total\{code="BACKEND_UNAVAILABLE"\} 1/);
       assert.match(metrics, /stompd_backend_call_seconds_count\{hook="send"\} 1/);
+      assert.equal(app.callsOf('send').length, 1, 'no retry');
     });
   }
 
@@ -207,15 +209,19 @@ describe('SEND to an app destination', () => {
     assert.equal(overlaps, 0);
   });
 
-  it('connection refused: BACKEND_UNAVAILABLE, the session stays', async () => {
+  it('connection refused: BACKEND_UNAVAILABLE, the session stays, a warning is logged', async () => {
     const port = await freePort();
-    const b = await h.broker({ BACKEND_URL: `http://127.0.0.1:${port}/stomp` });
+    const { logger, lines } = capturedLog();
+    const b = await h.broker({ BACKEND_URL: `http://127.0.0.1:${port}/stomp` }, { logger });
     const alice = await h.connected(b, { login: 'alice' });
     await subscribed(alice, '/user/queue/errors');
     alice.sendFrame('SEND', { destination: '/app/x', receipt: 'r1' }, 'x');
     assert.equal(header(await alice.expect('MESSAGE'), 'x-error-code'), 'BACKEND_UNAVAILABLE');
     alice.sendFrame('SEND', { destination: '/topic/t', receipt: 'r2' }, 'x');
     assert.equal(header(await alice.expect('RECEIPT'), 'receipt-id'), 'r2');
+    const warning = lines.find((l) => l.msg === 'backend hook failed: BACKEND_UNAVAILABLE to the sender');
+    assert.ok(warning, 'the failure is logged');
+    assert.match(String(warning.detail), /unreachable for \/send \(ECONNREFUSED\)/);
   });
 
   it("one session's SENDs reach the backend in order, one at a time, under load from many sessions", async () => {
@@ -251,6 +257,78 @@ describe('SEND to an app destination', () => {
         list,
         Array.from({ length: perSession }, (_, i) => i),
       );
+  });
+
+  it('calls reuse keep-alive connections of one pool, never one per call, and each has an id of its own', async () => {
+    const app = await backend();
+    const b = await h.broker({ BACKEND_URL: app.url, BACKEND_CONNECTIONS: '2' });
+    const alice = await h.connected(b, { login: 'alice' });
+    for (let n = 0; n < 30; n++) alice.sendFrame('SEND', { destination: '/app/step', receipt: `r${n}` }, String(n));
+    await until(() => alice.frames.filter((f) => f.command === 'RECEIPT').length === 30, '30 receipts');
+    const ports = new Set(app.callsOf('send').map((c) => c.remotePort));
+    // undici may hand the next call to the pool's other connection while the last one settles: two at most.
+    assert.ok(ports.size <= 2, `one session's 30 calls, one after another, over reused connections, not ${ports.size}`);
+    const senders = await Promise.all(Array.from({ length: 8 }, (_, i) => h.connected(b, { login: `u${i}` })));
+    for (let n = 0; n < 20; n++) for (const c of senders) c.sendFrame('SEND', { destination: '/app/step', receipt: `r${n}` }, String(n));
+    for (const c of senders) await until(() => c.frames.filter((f) => f.command === 'RECEIPT').length === 20, '20 receipts each');
+    const calls = app.callsOf('send');
+    assert.equal(calls.length, 30 + 8 * 20);
+    const allPorts = new Set(calls.map((c) => c.remotePort));
+    assert.ok(allPorts.size <= 2, `190 calls from 9 sessions over at most BACKEND_CONNECTIONS=2 connections, not ${allPorts.size}`);
+    assert.equal(new Set(calls.map((c) => c.body.id)).size, calls.length, 'every call has an id of its own');
+  });
+
+  it('at most BACKEND_MAX_IN_FLIGHT calls are under way on an instance; the others wait and all are answered', async () => {
+    const app = await backend();
+    let inFlight = 0;
+    let most = 0;
+    app.on('send', async () => {
+      most = Math.max(most, ++inFlight);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      inFlight--;
+      return undefined;
+    });
+    const b = await h.broker({ BACKEND_URL: app.url, BACKEND_MAX_IN_FLIGHT: '2' });
+    const senders = await Promise.all(Array.from({ length: 6 }, (_, i) => h.connected(b, { login: `u${i}` })));
+    for (const c of senders) c.sendFrame('SEND', { destination: '/app/slow', receipt: 'r' }, 'x');
+    for (const c of senders) assert.equal(header(await c.expect('RECEIPT', 5000), 'receipt-id'), 'r');
+    assert.equal(app.callsOf('send').length, 6);
+    assert.equal(most, 2, 'the cap held, and was reached');
+  });
+
+  it('publish to /user/<id>/queue/…; no answer shape can forge reserved headers (publish, toUser, reply, a return value)', async () => {
+    const app = await backend();
+    const forged = { 'user-id': 'mallory', 'x-presence': 'JOIN', redelivered: 'true', 'x-dropped': '3', 'x-ok': 'kept' };
+    app.on('send', {
+      publish: [{ destination: '/user/bob/queue/direct', headers: forged, body: 'p' }],
+      toUser: [{ userId: 'bob', destination: '/queue/notify', headers: forged, body: 't' }],
+      reply: [{ destination: '/queue/reply', headers: forged, body: 'r' }],
+      body: 'ret',
+      headers: forged,
+    });
+    const b = await h.broker({ BACKEND_URL: app.url });
+    const bob = await h.connected(b, { login: 'bob' });
+    await subscribed(bob, '/user/queue/direct', 'd');
+    await subscribed(bob, '/user/queue/notify', 'n');
+    const topic = await h.connected(b, { login: 'carol' });
+    await subscribed(topic, '/topic/forge');
+    const alice = await h.connected(b, { login: 'alice' });
+    await subscribed(alice, '/user/queue/reply');
+    alice.sendFrame('SEND', { destination: '/app/forge', receipt: 'r' }, 'x');
+    const received = [await bob.expect('MESSAGE'), await bob.expect('MESSAGE'), await alice.expect('MESSAGE'), await topic.expect('MESSAGE')];
+    assert.deepEqual(received.map((m) => [header(m, 'destination'), m.body.toString()]).sort(), [
+      ['/topic/forge', 'ret'],
+      ['/user/queue/direct', 'p'],
+      ['/user/queue/notify', 't'],
+      ['/user/queue/reply', 'r'],
+    ]);
+    for (const m of received) {
+      const where = header(m, 'destination');
+      assert.equal(header(m, 'user-id'), 'alice', `${where}: the sender is named`);
+      for (const reserved of ['x-presence', 'redelivered', 'x-dropped']) assert.equal(header(m, reserved), undefined, `${where}: ${reserved}`);
+      assert.equal(header(m, 'x-ok'), 'kept', `${where}: other headers pass`);
+    }
+    await alice.expect('RECEIPT');
   });
 
   it('without BACKEND_URL, /app/ is unknown and neither undici nor src/backend/ is loaded', async () => {

@@ -218,6 +218,26 @@ describe('fault checker', () => {
       assert.equal(violations.length, 1);
       assert.match(violations[0]!.message, /ghost alice/);
     });
+    it('passes a fresh snapshot that does or does not list a member whose instance closed its session after the end, before the snapshot came', () => {
+      for (const users of [['watcher', 'alice'], ['watcher']]) {
+        const h = history('reject', [
+          ...base,
+          presence(40, 'w', ROOM, { kind: 'join', users: ['alice'] }),
+          [5000, { type: 'end' }],
+          [5050, { type: 'error', session: 'a', code: 'UNAVAILABLE', message: 'UNAVAILABLE: this instance lost touch with Redis' }],
+          [5050, { type: 'closed', session: 'a', byClient: false }],
+          [5100, { type: 'audit', destination: ROOM, users }],
+        ]);
+        assert.deepEqual(check(h), [], users.join());
+      }
+    });
+
+    it('fails on a fresh snapshot missing a member open from the end to the snapshot', () => {
+      const h = history('reject', [...base, presence(40, 'w', ROOM, { kind: 'join', users: ['alice'] }), [5000, { type: 'end' }], [5100, { type: 'audit', destination: ROOM, users: ['watcher'] }]]);
+      const violations = check(h);
+      assert.equal(violations.length, 1);
+      assert.match(violations[0]!.message, /missing alice/);
+    });
   });
 
   describe('queues', () => {

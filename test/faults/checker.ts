@@ -383,9 +383,17 @@ class Model {
       }
     }
     for (const audit of this.audits) {
-      const live = this.membersAt(audit.destination, this.endAt);
-      const diff = setDiff(new Set(audit.users), live);
-      if (diff !== undefined) out.push({ property: 'presence', t: audit.t, message: `fresh snapshot of ${audit.destination} after the end: ${diff} (listed ${fmt(new Set(audit.users))}, live ${fmt(live)})` });
+      // The snapshot is read at some moment between the end and its arrival: a member whose
+      // session closed in between (its instance fenced after the end, say) may be listed or not;
+      // one open throughout must be, and one open at neither moment must not.
+      const atEnd = this.membersAt(audit.destination, this.endAt);
+      const atArrival = this.membersAt(audit.destination, audit.t);
+      const listed = new Set(audit.users);
+      const ghosts = [...listed].filter((u) => !atEnd.has(u) && !atArrival.has(u));
+      const missing = [...atEnd].filter((u) => atArrival.has(u) && !listed.has(u));
+      const diff = diffText(ghosts, missing);
+      if (diff !== undefined)
+        out.push({ property: 'presence', t: audit.t, message: `fresh snapshot of ${audit.destination} after the end: ${diff} (listed ${fmt(listed)}, live ${fmt(atEnd)} at the end, ${fmt(atArrival)} at its arrival)` });
     }
     return out;
   }
@@ -520,6 +528,10 @@ function unionLength(intervals: Interval[]): number {
 function setDiff(listed: Set<string>, live: Set<string>): string | undefined {
   const ghosts = [...listed].filter((u) => !live.has(u));
   const missing = [...live].filter((u) => !listed.has(u));
+  return diffText(ghosts, missing);
+}
+
+function diffText(ghosts: readonly string[], missing: readonly string[]): string | undefined {
   if (ghosts.length === 0 && missing.length === 0) return undefined;
   return [ghosts.length > 0 ? `ghost ${ghosts.join(',')}` : '', missing.length > 0 ? `missing ${missing.join(',')}` : ''].filter(Boolean).join('; ');
 }

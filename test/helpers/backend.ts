@@ -11,6 +11,8 @@ export interface RecordedCall {
   body: Record<string, unknown>;
   raw: string;
   headers: Record<string, string | string[] | undefined>;
+  /** The TCP port stompd's side of the connection used: calls sharing one shared a connection. */
+  remotePort: number | undefined;
 }
 
 /** A hook answered by code: it gets the call's JSON and the reply, and returns what to send. */
@@ -44,7 +46,7 @@ export async function startTestBackend(path = '/stomp', port = 0): Promise<TestB
   app.post(`${path}/:hook`, async (request, reply) => {
     const { hook } = request.params as { hook: string };
     const parsed = request.body as { raw: string; json: Record<string, unknown> };
-    calls.push({ hook, body: parsed.json, raw: parsed.raw, headers: request.headers });
+    calls.push({ hook, body: parsed.json, raw: parsed.raw, headers: request.headers, remotePort: request.socket.remotePort });
     const answer = answers.get(hook);
     if (typeof answer === 'function') return (answer as HookHandler)(parsed.json, reply);
     if (answer === undefined) return reply.code(204).send();
