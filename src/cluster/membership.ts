@@ -287,7 +287,7 @@ export class InstanceMembership {
    */
   async instances(): Promise<InstanceView[]> {
     const { redis, keys, instanceId } = this.options;
-    const self: InstanceView = { ...this.currentReport(), isSelf: true, isAlive: true, heartbeatAgeMs: 0 };
+    const self = this.self();
     const others = (await redis.smembers(keys.instances)).filter((id) => id !== instanceId).sort();
     const views = await Promise.all(
       others.map(async (id): Promise<InstanceView> => {
@@ -302,6 +302,11 @@ export class InstanceMembership {
       }),
     );
     return [self, ...views];
+  }
+
+  /** This instance, read live (no Redis read): degraded or not, by its own account. */
+  self(): InstanceView {
+    return { ...this.currentReport(), isSelf: true, isAlive: true, heartbeatAgeMs: 0 };
   }
 
   private currentReport(): InstanceReport {

@@ -44,11 +44,14 @@ export interface InstanceView extends InstanceReport {
 export interface InstanceDirectory {
   /** Every instance, this one first. */
   instances(): Promise<InstanceView[]>;
+  /** This instance alone, read live: what it can say of itself while Redis cannot be read. */
+  self(): InstanceView;
 }
 
 /** One process, nothing shared: the only instance is this one. */
 export function singleInstance(report: () => InstanceReport): InstanceDirectory {
-  return { instances: async () => [{ ...report(), isSelf: true, isAlive: true, heartbeatAgeMs: 0 }] };
+  const self = (): InstanceView => ({ ...report(), isSelf: true, isAlive: true, heartbeatAgeMs: 0 });
+  return { instances: async () => [self()], self };
 }
 
 export const NO_COUNTERS: InstanceCounters = { connections: 0, sessions: 0, published: {}, delivered: {}, dropped: {}, errors: {}, bytesIn: 0, heartbeatTimeouts: 0 };

@@ -2,7 +2,8 @@
 // that move with traffic and refusals), /api/sessions (details and subscriptions, by user),
 // /api/rooms, the /api/feed event stream, all behind the admin credential; the pages need
 // none and the demo exists only with DEMO=1. Then the same over two instances on a real Redis:
-// both list both, with the other's totals, and a session's subscriptions on the other.
+// both list both, with the other's totals, and a session's subscriptions on the other; while
+// Redis is away the feed still says the answering instance is degraded.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -13,6 +14,7 @@ import { ApiClient, eventually } from '../helpers/http';
 import { clientsOfThisFile, connectedAs, header } from '../helpers/raw-client';
 import { startRedis } from '../helpers/redis';
 import type { RedisServer } from '../helpers/redis';
+import { until } from '../helpers/until';
 
 const TOKEN = 'overview-admin-token-0123456789';
 const clients = clientsOfThisFile();
@@ -155,6 +157,8 @@ describe('dashboard API, embedded', { timeout: 60_000 }, () => {
       assert.deepEqual(data.queues.find((q) => q.name === '/queue/held')?.depth, 1);
     }
     assert.ok(events[1]!.data.timestamp > events[0]!.data.timestamp);
+    // The dashboard is live: a reading at least every 2 s.
+    assert.ok(events[1]!.data.timestamp - events[0]!.data.timestamp <= 2000, `${events[1]!.data.timestamp - events[0]!.data.timestamp} ms between readings`);
   });
 
   it('the pages need no credential; the demo is off without DEMO=1; OpenAPI lists the new routes', async () => {
@@ -255,4 +259,44 @@ describe('dashboard API, two instances on one Redis', { timeout: 60_000 }, () =>
       ['bo'],
     );
   });
+
+  it('/api/feed while Redis is away: "unavailable" events that carry the answering instance, degraded, with its reason', async () => {
+    await redis.kill();
+    try {
+      let self: Instances['instances'][number] | undefined;
+      await until(
+        async () => {
+          const { events } = await feedEvents(a.httpPort!, TOKEN, 1);
+          const data = events[0]?.type === 'unavailable' ? (events[0].data as unknown as { message: string; self: typeof self; timestamp: number }) : undefined;
+          self = data?.self;
+          return self?.isDegraded === true;
+        },
+        "A's feed saying it is degraded",
+        10_000,
+        100,
+      );
+      assert.equal(self!.instanceId, 'ov-a');
+      assert.equal(self!.isSelf, true);
+      assert.equal(self!.degradedReason, 'Redis connection lost');
+    } finally {
+      await redis.restart();
+    }
+    const { events } = await eventuallyOverview(a.httpPort!);
+    assert.equal(events[0]!.data.instances[0]!.isDegraded, false);
+  });
 });
+
+/** The feed, read again until its first event is an overview of a healthy instance (Redis back). */
+async function eventuallyOverview(port: number): Promise<{ events: { type: string; data: Overview }[] }> {
+  let last: { events: { type: string; data: Overview }[] } = { events: [] };
+  await until(
+    async () => {
+      last = await feedEvents(port, TOKEN, 1);
+      return last.events[0]?.type === 'overview' && last.events[0].data.instances[0]?.isDegraded === false;
+    },
+    'an overview again once Redis is back',
+    15_000,
+    200,
+  );
+  return last;
+}

@@ -1,7 +1,8 @@
 // The dashboard in Redis mode, in a real browser (chromium): two real broker processes on a
 // real redis-server. The dashboard of instance A lists both instances, shows a session held
 // by B with its subscriptions, its room with members from both, rates that move with
-// messages published on B, kicks B's session from A, and sees B go once it is killed.
+// messages published on B, kicks B's session from A, sees B go once it is killed, and shows A
+// degraded while Redis is away.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -153,6 +154,15 @@ describe('dashboard in chromium (Redis mode, two instances)', { timeout: 150_000
     await until(async () => (await instanceRow('dash-b').count()) === 0 || /gone|late/.test(await rowText()), 'B shown late, gone or reaped', SEEN_MS, 100);
     await until(async () => (await instanceRow('dash-b').count()) === 0, 'B reaped off the list', SEEN_MS, 200);
     await instanceRow('dash-a').waitFor();
+  });
+
+  it("while Redis is away, A's own row says it is degraded, and why; ok again once Redis is back", async () => {
+    await redis.kill();
+    await instanceRow('dash-a').locator('.badge', { hasText: 'degraded: Redis connection lost' }).waitFor({ timeout: SEEN_MS });
+    await page.locator('#live', { hasText: /^registry unavailable since .*: Redis connection lost$/ }).waitFor({ timeout: SEEN_MS });
+    await redis.restart();
+    await page.locator('#live', { hasText: /^live/ }).waitFor({ timeout: SEEN_MS });
+    await instanceRow('dash-a').locator('.badge', { hasText: /^ok$/ }).waitFor({ timeout: SEEN_MS });
     assert.deepEqual(
       errors.filter((e) => !/401/.test(e)),
       [],

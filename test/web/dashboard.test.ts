@@ -2,7 +2,8 @@
 // sign-in form, a session a test client opens showing up with its subscriptions, search by
 // user id, the kick button closing that client with ERROR KICKED, log out (after its
 // confirmation) closing a user's sessions with LOGGED_OUT, the rates moving while messages
-// flow, rooms, ERRORs by code, and a test message published from the form reaching a client.
+// flow, the totals, rooms, queues (depth, unacked, consumers, age), ERRORs by code, and a test
+// message published from the form reaching a client. Then sign-in with an admin JWT (AUTH=jwt).
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -10,6 +11,7 @@ import type { Browser, Page } from 'playwright-core';
 import type { RunningServer } from '../../src/server';
 import { launchBrowser, pageErrors } from '../helpers/browser';
 import { startBroker } from '../helpers/broker';
+import { SECRET, mint } from '../helpers/jwt';
 import { RawClient, clientsOfThisFile, connectedAs, header } from '../helpers/raw-client';
 import { until } from '../helpers/until';
 
@@ -73,6 +75,19 @@ describe('dashboard in chromium (embedded mode)', { timeout: 120_000 }, () => {
     assert.match(cells[3]!, /^127\.0\.0\.1:\d+$/);
     await row(daveSession).waitFor({ timeout: SEEN_MS });
     assert.equal((await row(daveSession).locator('td').allInnerTexts())[2], 'ws');
+
+    // The totals: as many sessions and users as the broker has, each with its connection.
+    const tile = async (id: string) => Number(await page.locator(`#total-${id}`).innerText());
+    await until(
+      async () => {
+        const sessions = [...broker.sessions()];
+        const users = new Set(sessions.map((s) => s.userId)).size;
+        return (await tile('sessions')) === sessions.length && (await tile('users')) === users && (await tile('connections')) >= sessions.length;
+      },
+      'the totals match the broker',
+      SEEN_MS,
+      200,
+    );
 
     // The room carol is in, with her as its member.
     await page.locator('#rooms tr', { hasText: '/topic/room.7' }).locator('li', { hasText: 'carol' }).waitFor({ timeout: SEEN_MS });
@@ -156,6 +171,21 @@ describe('dashboard in chromium (embedded mode)', { timeout: 120_000 }, () => {
     await page.locator('#publish-result', { hasText: 'published' }).waitFor({ timeout: SEEN_MS });
   });
 
+  it('queues: depth, unacked, consumers and the age of the oldest message', async () => {
+    const queueRow = page.locator('#queues tr', { hasText: '/queue/dashboard-held' });
+    const cells = async () => (await queueRow.locator('td').allInnerTexts()).slice(1);
+    await page.fill('#publish input[name=destination]', '/queue/dashboard-held');
+    await page.fill('#publish textarea[name=body]', 'held for a consumer');
+    await page.click('#publish button[type=submit]');
+    // Stored, nobody consuming: depth 1, and its age shown.
+    await until(async () => (await queueRow.count()) === 1 && /^1 0 0 \d+ (ms|s)$/.test((await cells()).join(' ')), 'the held message in the queues table', SEEN_MS, 200);
+    // Taken by a consumer that does not ack it: unacked 1, one consumer.
+    const consumer = await connectedAs(clients, broker.tcpPort!, 'consumer');
+    consumer.sendFrame('SUBSCRIBE', { id: 'q', destination: '/queue/dashboard-held', ack: 'client' });
+    await consumer.expect('MESSAGE', SEEN_MS);
+    await until(async () => /^0 1 1 \d+ (ms|s)$/.test((await cells()).join(' ')), 'the message unacked by its one consumer', SEEN_MS, 200);
+  });
+
   it('signing out forgets the credential', async () => {
     await page.click('#sign-out');
     await page.locator('#login').waitFor({ state: 'visible' });
@@ -165,6 +195,39 @@ describe('dashboard in chromium (embedded mode)', { timeout: 120_000 }, () => {
       errors.filter((e) => !/401/.test(e)),
       [],
       'no script errors in the page',
+    );
+  });
+});
+
+describe('dashboard sign-in with an admin JWT (AUTH=jwt)', { timeout: 60_000 }, () => {
+  let broker: RunningServer;
+  let browser: Browser;
+
+  before(async () => {
+    broker = await startBroker({ HTTP_PORT: '0', JWT_SECRET: SECRET, ADMIN_ROLES: 'ADMIN', HEARTBEAT: '0,0' });
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await broker?.stop();
+  });
+
+  it('a JWT without an admin role is refused with its reason; one with it opens the dashboard', async () => {
+    const page = await (await browser.newContext()).newPage();
+    const errors = pageErrors(page);
+    await page.goto(`http://127.0.0.1:${broker.httpPort}/dashboard`);
+    await page.fill('#token', await mint(SECRET, { sub: 'agent', role: 'AGENT' }));
+    await page.click('#login-form button[type=submit]');
+    await page.locator('#login-error').waitFor({ state: 'visible' });
+    assert.match(await page.locator('#login-error').innerText(), /role/i);
+    await page.fill('#token', await mint(SECRET, { sub: 'root', role: 'ADMIN' }));
+    await page.click('#login-form button[type=submit]');
+    await page.locator('#board').waitFor({ state: 'visible' });
+    await page.locator('#live', { hasText: /^live/ }).waitFor({ timeout: SEEN_MS });
+    assert.deepEqual(
+      errors.filter((e) => !/40[13]/.test(e)),
+      [],
     );
   });
 });

@@ -27,6 +27,10 @@ const rates = [];
 let userFilter = '';
 let isLoadingSessions = false;
 const rendered = new Map();
+/** The last overview's instances and per-instance counts, for the rows shown while Redis is away. */
+let lastInstances = [];
+let lastPerInstance = {};
+let unavailableSince;
 
 class AuthError extends Error {}
 
@@ -135,10 +139,16 @@ function onEvent(block) {
     else if (line.startsWith('data:')) data += line.slice(5).trim();
   }
   if (type === 'overview') {
+    unavailableSince = undefined;
     render(JSON.parse(data));
     setLive(`live · ${new Date().toLocaleTimeString()}`);
   } else if (type === 'unavailable') {
-    setLive(`registry unavailable: ${JSON.parse(data).message}`);
+    // Redis away: this instance still tells its own state (degraded, and why); the other rows
+    // and the totals keep their last reading.
+    const { message, self } = JSON.parse(data);
+    unavailableSince ??= Date.now();
+    if (self !== undefined) renderInstances(lastInstances.length === 0 ? [self] : lastInstances.map((i) => (i.isSelf ? self : i)), lastPerInstance);
+    setLive(`registry unavailable since ${clock(unavailableSince)}: ${self?.degradedReason ?? message}`);
   }
 }
 
@@ -204,33 +214,9 @@ function render(overview) {
   drawChart($('chart'), rates, { colors: COLORS, windowMs: WINDOW_MS, now: timestamp });
   $('mode').textContent = `${instances.length === 1 ? '1 instance' : `${instances.length} instances`}${token === '' ? ' · open on loopback: no admin credential configured' : ''}`;
 
-  renderRows(
-    'instances',
-    instances.map((i) => ({
-      id: i.instanceId,
-      self: i.isSelf,
-      alive: i.isAlive,
-      stale: i.heartbeatAgeMs > 5000,
-      degraded: i.isDegraded,
-      reason: i.degradedReason,
-      startedAt: i.startedAt,
-      connections: i.counters.connections,
-      ...(stats.perInstance[i.instanceId] ?? { sessions: 0, users: 0 }),
-    })),
-    (i) =>
-      el(
-        'tr',
-        { dataset: { instanceId: i.id } },
-        el('td', { className: 'mono' }, i.id, i.self ? el('span', { className: 'muted' }, ' (answering)') : ''),
-        el('td', {}, el('span', { className: `badge ${!i.alive ? 'bad' : i.stale ? 'warn' : 'ok'}` }, !i.alive ? 'gone: being reaped' : i.stale ? 'late' : 'alive')),
-        el('td', {}, el('span', { className: `badge ${i.degraded ? 'bad' : 'ok'}` }, i.degraded ? `degraded: ${i.reason ?? ''}` : 'ok')),
-        el('td', { className: 'num' }, i.sessions),
-        el('td', { className: 'num' }, i.users),
-        el('td', { className: 'num' }, i.connections),
-        el('td', {}, since(i.startedAt)),
-      ),
-    'no instances',
-  );
+  lastInstances = instances;
+  lastPerInstance = stats.perInstance;
+  renderInstances(instances, stats.perInstance);
 
   renderRows(
     'rooms',
@@ -281,6 +267,36 @@ function render(overview) {
   );
 
   void loadSessions();
+}
+
+function renderInstances(instances, perInstance) {
+  renderRows(
+    'instances',
+    instances.map((i) => ({
+      id: i.instanceId,
+      self: i.isSelf,
+      alive: i.isAlive,
+      stale: i.heartbeatAgeMs > 5000,
+      degraded: i.isDegraded,
+      reason: i.degradedReason,
+      startedAt: i.startedAt,
+      connections: i.counters.connections,
+      ...(perInstance[i.instanceId] ?? { sessions: 0, users: 0 }),
+    })),
+    (i) =>
+      el(
+        'tr',
+        { dataset: { instanceId: i.id } },
+        el('td', { className: 'mono' }, i.id, i.self ? el('span', { className: 'muted' }, ' (answering)') : ''),
+        el('td', {}, el('span', { className: `badge ${!i.alive ? 'bad' : i.stale ? 'warn' : 'ok'}` }, !i.alive ? 'gone: being reaped' : i.stale ? 'late' : 'alive')),
+        el('td', {}, el('span', { className: `badge ${i.degraded ? 'bad' : 'ok'}` }, i.degraded ? `degraded: ${i.reason ?? ''}` : 'ok')),
+        el('td', { className: 'num' }, i.sessions),
+        el('td', { className: 'num' }, i.users),
+        el('td', { className: 'num' }, i.connections),
+        el('td', {}, since(i.startedAt)),
+      ),
+    'no instances',
+  );
 }
 
 async function loadSessions() {

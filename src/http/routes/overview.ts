@@ -132,7 +132,7 @@ export async function overviewRoutes(app: FastifyInstance, deps: HttpApiDeps): P
 
   app.get('/api/feed', {
     schema: {
-      summary: `Server-sent events: an "overview" event every ${FEED_INTERVAL_MS} ms with { stats, instances, queues, rooms, timestamp } as the routes give them`,
+      summary: `Server-sent events: an "overview" event every ${FEED_INTERVAL_MS} ms with { stats, instances, queues, rooms, timestamp } as the routes give them; while they cannot be read (Redis away), an "unavailable" event instead, with { message, self: this instance as /api/instances lists it, timestamp }`,
       tags: ['overview'],
       security,
       response: { 200: { description: 'text/event-stream', type: 'string' }, ...apiErrors },
@@ -148,9 +148,11 @@ export async function overviewRoutes(app: FastifyInstance, deps: HttpApiDeps): P
           const data = JSON.stringify(await overview());
           if (isOpen) out.write(`event: overview\ndata: ${data}\n\n`);
         } catch (err) {
-          // Redis away: say so and keep the stream; the next reading may work.
+          // Redis away: say so and keep the stream; the next reading may work. This instance's
+          // own view needs no Redis: it says it is degraded, and why.
           request.log.debug({ err }, 'feed: overview failed');
-          if (isOpen) out.write(`event: unavailable\ndata: ${JSON.stringify({ message: err instanceof Error ? err.message : String(err) })}\n\n`);
+          const unavailable = { message: err instanceof Error ? err.message : String(err), self: deps.instances.self(), timestamp: Date.now() };
+          if (isOpen) out.write(`event: unavailable\ndata: ${JSON.stringify(unavailable)}\n\n`);
         }
         if (isOpen) timer = setTimeout(() => void send(), FEED_INTERVAL_MS);
       };
