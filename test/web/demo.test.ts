@@ -3,7 +3,7 @@
 // another privately (the third never sees it), one closes its tab and the others see its
 // LEAVE at once (socket-closed, not a heart-beat timeout later), and when the broker restarts
 // the pages reconnect by themselves and take the member list again. Every request the pages
-// make goes to the broker: nothing from a CDN; the demo and the dashboard load in under a second.
+// make goes to the broker: nothing from a CDN. How fast the pages load is measured by bench/page-load.ts, not asserted here.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -129,22 +129,5 @@ describe('chat demo in chromium', { timeout: 120_000 }, () => {
         errors.filter((e) => !/WebSocket connection to .* failed/.test(e)),
         [],
       );
-  });
-
-  it('the demo and the dashboard load in under a second (a fresh tab each time, nothing cached)', async (t) => {
-    for (const path of ['/demo', '/dashboard']) {
-      const loads: number[] = [];
-      for (let i = 0; i < 3; i++) {
-        const context = await browser.newContext();
-        const page = await context.newPage();
-        await page.goto(`${base}${path}`, { waitUntil: 'load' });
-        // From the navigation's start to the end of the load event: the HTML, its CSS and modules run.
-        loads.push(await page.evaluate('performance.getEntriesByType("navigation")[0].loadEventEnd'));
-        await context.close();
-      }
-      loads.sort((x, y) => x - y);
-      t.diagnostic(`${path}: ${loads.map((ms) => Math.round(ms)).join(', ')} ms`);
-      assert.ok(loads[1]! < 1000, `${path} loads in ${Math.round(loads[1]!)} ms (median of 3)`);
-    }
   });
 });
