@@ -383,7 +383,8 @@ export class RedisRegistry implements SessionRegistry, InstanceLossHandler {
   /** One registration attempt through `policy`, holders on dead instances dropped. */
   private async write(record: SessionRecord, policy: BindPolicy): Promise<RegistrationReply> {
     const max = Number.isFinite(policy.maxPerUser) ? policy.maxPerUser : -1;
-    const dead = max < 0 ? [] : await this.deadHolders.of(record.userId);
+    // On a single Redis the registration script judges the holders itself (one round trip).
+    const dead = max < 0 || !this.deadHolders.mayJudge ? [] : this.writes.judgesDeadHolders ? 'judge' : await this.deadHolders.of(record.userId);
     return this.writes.register({ record, max, mode: policy.mode, dead });
   }
 

@@ -17,6 +17,8 @@ import { parseSessionHash, sessionHashFields } from './session-hash';
 
 export class ClusterRegistryWrites implements RegistryWrites {
   readonly leavesEvictedUntold = true;
+  /** A script may not read other slots here: the caller judges (dead-holders.ts). */
+  readonly judgesDeadHolders = false;
   private readonly options: RegistryWritesOptions;
   private readonly bindScript: LuaScript;
   private readonly forgetOnInstanceScript: LuaScript;
@@ -38,7 +40,7 @@ export class ClusterRegistryWrites implements RegistryWrites {
       .hset(sessionKey, ...sessionHashFields(record))
       .expire(sessionKey, sessionTtlSeconds)
       .exec();
-    const reply = registrationReply(await this.bindScript.run([keys.user(record.userId)], [record.sessionId, record.connectedAt, max, mode, ...dead]));
+    const reply = registrationReply(await this.bindScript.run([keys.user(record.userId)], [record.sessionId, record.connectedAt, max, mode, ...(dead === 'judge' ? [] : dead)]));
     if (reply[0] === 1) {
       await Promise.all([redis.sadd(keys.allSessions, record.sessionId), isNew ? redis.hincrby(keys.instanceUsers(record.instanceId), record.userId, 1) : Promise.resolve(0)]);
     } else {

@@ -1,5 +1,5 @@
 // Registry writes on a single Redis: the whole registration of a session is one script
-// (registry-register.lua: the writer's generation checked, dead holders dropped and told,
+// (registry-register.lua: the writer's generation checked, dead holders judged, dropped and told,
 // the policy decided, the record and every index written, evicted holders told through their
 // instance's inbox), and so is its removal (registry-unregister.lua). Nothing is ever
 // half-written, and a fenced generation writes nothing.
@@ -18,6 +18,7 @@ const REPLACED_KICK = kickCommandPrefix('SESSION_REPLACED', REPLACED_TEXT);
 
 export class SingleRedisRegistryWrites implements RegistryWrites {
   readonly leavesEvictedUntold = false;
+  readonly judgesDeadHolders = true;
   private readonly options: RegistryWritesOptions;
   private readonly registerScript: LuaScript;
   private readonly unregisterScript: LuaScript;
@@ -45,8 +46,8 @@ export class SingleRedisRegistryWrites implements RegistryWrites {
         DEAD_HOLDER_KICK,
         REPLACED_KICK,
         INBOX_TTL_SECONDS,
-        dead.length,
-        ...dead,
+        dead === 'judge' ? -1 : dead.length,
+        ...(dead === 'judge' ? [] : dead),
         ...sessionHashFields(record),
       ],
     );

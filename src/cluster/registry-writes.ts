@@ -24,8 +24,11 @@ export interface RegistrationRequest {
   /** Sessions per user; -1 for no limit. */
   max: number;
   mode: 'reject' | 'replace';
-  /** Holders whose instance is dead (dead-holders.ts): they no longer count, and are dropped. */
-  dead: readonly string[];
+  /**
+   * Holders whose instance is dead (dead-holders.ts): they no longer count, and are dropped;
+   * 'judge': the write judges them itself, in the same step (judgesDeadHolders).
+   */
+  dead: readonly string[] | 'judge';
 }
 
 export interface RegistryWrites {
@@ -34,6 +37,8 @@ export interface RegistryWrites {
    * inbox) by the caller; false when the write told them itself, atomically with the eviction.
    */
   readonly leavesEvictedUntold: boolean;
+  /** Whether register can judge the dead holders itself (`dead: 'judge'`), saving the caller a read. */
+  readonly judgesDeadHolders: boolean;
   /** Write the session through the policy (registry-bind.lua's verdicts); nothing is left of a refused one. */
   register(request: RegistrationRequest): Promise<RegistrationReply>;
   /** Remove a session from every index; its record if this call removed it (exactly one caller when several race). */

@@ -31,7 +31,7 @@ describe("the registry's scripts on a real Redis", { timeout: 60000 }, () => {
 
   describe('registry-register', () => {
     const register = (): LuaScript => new LuaScript(redis, 'registry-register', [6]);
-    const args = (sessionId: string, connectedAt: number, max: number, mode: string, generation: string, instanceId: string, userId: string, dead: string[] = []) => [
+    const args = (sessionId: string, connectedAt: number, max: number, mode: string, generation: string, instanceId: string, userId: string, dead: string[] | 'judge' = []) => [
       sessionId,
       connectedAt,
       max,
@@ -43,8 +43,8 @@ describe("the registry's scripts on a real Redis", { timeout: 60000 }, () => {
       kickCommandPrefix('UNAVAILABLE', 'dead holder'),
       kickCommandPrefix('SESSION_REPLACED', 'replaced'),
       3600,
-      dead.length,
-      ...dead,
+      dead === 'judge' ? -1 : dead.length,
+      ...(dead === 'judge' ? [] : dead),
       'userId',
       userId,
       'instanceId',
@@ -92,6 +92,22 @@ describe("the registry's scripts on a real Redis", { timeout: 60000 }, () => {
       assert.deepEqual(await register().run(keysFor('s-try', 'ug', 'r5'), args('s-try', 2, 1, 'reject', '1', 'r5', 'ug')), [0, 's-held']);
       assert.equal(await redis.exists('t:instance:{reconnecting}:inbox'), 0);
       assert.equal(await redis.exists('t:session:{s-try}'), 0, 'nothing of the refused session is written');
+    });
+
+    it('n = -1: the script judges the holders itself: a record gone or an instance without its liveness key is dead; a live instance and the writer its own are not', async () => {
+      await redis.set(live('r6'), '1', 'PX', 60000);
+      await redis.set(live('other-live'), '1', 'PX', 60000);
+      await redis.hset('t:session:{j-mine}', 'userId', 'uj', 'instanceId', 'r6');
+      await redis.hset('t:session:{j-live}', 'userId', 'uj', 'instanceId', 'other-live');
+      await redis.hset('t:session:{j-dead}', 'userId', 'uj', 'instanceId', 'other-dead');
+      await redis.zadd('t:user:{uj}', 1, 'j-mine', 2, 'j-live', 3, 'j-dead', 4, 'j-no-record');
+      // Three may hold: the two dead holders are dropped (the one with a record told), which makes room.
+      assert.deepEqual(await register().run(keysFor('j-new', 'uj', 'r6'), args('j-new', 5, 3, 'reject', '1', 'r6', 'uj', 'judge')), [1]);
+      assert.deepEqual(await redis.zrange('t:user:{uj}', 0, -1), ['j-mine', 'j-live', 'j-new']);
+      const told = (await redis.lrange('t:instance:{other-dead}:inbox', 0, -1)).map((raw) => JSON.parse(raw) as Record<string, string>);
+      assert.deepEqual(told, [{ type: 'kick', sessionId: 'j-dead', code: 'UNAVAILABLE', message: 'dead holder' }]);
+      // The live holders still count: a fourth is refused, naming them.
+      assert.deepEqual(await register().run(keysFor('j-4', 'uj', 'r6'), args('j-4', 6, 3, 'reject', '1', 'r6', 'uj', 'judge')), [0, 'j-mine', 'j-live', 'j-new']);
     });
 
     it('replace: a re-registering session older than the holder loses ({2}); a newer one evicts and tells the holder', async () => {

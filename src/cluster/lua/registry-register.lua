@@ -9,7 +9,10 @@
 -- ARGV[7] instance key prefix ('…instance:{')  ARGV[8] the writer's generation
 -- ARGV[9] the kick command (JSON, control.ts) for a dropped dead holder, up to its session id
 -- ARGV[10] the same for a replaced holder  ARGV[11] inbox TTL (s)
--- ARGV[12] n: how many dead holders follow (judged by the caller)  ARGV[13..12+n] their ids
+-- ARGV[12] n: how many dead holders follow (judged by the caller)  ARGV[13..12+n] their ids;
+--   n = -1: none follow, the script judges them itself (a holder whose record is gone, or whose
+--   instance, not the writer's KEYS[6], has no liveness key), as dead-holders.ts does: one round
+--   trip per CONNECT instead of two
 -- ARGV[13+n..] the session hash's field/value pairs
 -- Returns {1, evicted...} bound; {0, holders...} refused (reject); {2} refused because this
 -- session is older than the holders (replace: a re-registration that lost); {-1} fenced.
@@ -25,6 +28,18 @@ local function tell(holder, commandPrefix)
 end
 local deadCount = tonumber(ARGV[12])
 local dead = {}
+if deadCount < 0 then
+  deadCount = 0
+  for _, holder in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+    local instance = redis.call('HGET', ARGV[6] .. holder .. '}', 'instanceId')
+    if not instance then
+      dead[#dead + 1] = holder
+    else
+      local liveness = ARGV[7] .. instance .. '}'
+      if liveness ~= KEYS[6] and redis.call('EXISTS', liveness) == 0 then dead[#dead + 1] = holder end
+    end
+  end
+end
 for i = 13, 12 + deadCount do dead[#dead + 1] = ARGV[i] end
 local verdict, ids, dropped = bindPolicy(KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], dead)
 for _, holder in ipairs(dropped) do tell(holder, ARGV[9]) end
