@@ -3,7 +3,8 @@
 //
 // Invariants:
 // - write() never touches the socket: bytes are queued and every dirty connection is
-//   flushed together once per event-loop turn (setImmediate), as one batch per connection.
+//   flushed together once per event-loop turn (setImmediate), as one batch per connection;
+//   after a fan-out's pass, the next waits up to writeCoalescing.windowMs (see there).
 // - No connection pays for a copy of what other connections are sent too. A MESSAGE frame is
 //   shared by every subscriber of a fan-out: a batch goes to the socket as chunks (runs of
 //   small buffers joined, buffers of SHARED_MIN_BYTES or more as they are), and when several
@@ -15,6 +16,8 @@
 //   behind (publishers may be held for it), until it drains to half of it (onCaughtUp).
 //   acceptedBytes only grows while the socket takes bytes: a behind connection whose
 //   acceptedBytes stands still is stalled, not slow.
+
+import { performance } from 'node:perf_hooks';
 
 export type TransportKind = 'tcp' | 'ws';
 
@@ -134,6 +137,30 @@ function hasSameBuffers(a: readonly Buffer[], b: readonly Buffer[]): boolean {
 
 const dirty: BatchingConnection[] = [];
 let isFlushScheduled = false;
+
+/**
+ * Write coalescing for fan-outs at a moderate rate: a flush pass that wrote to at least
+ * `minConnections` connections makes the next pass wait until `windowMs` after it, so that
+ * messages arriving one per event-loop turn (a backend's answers, a publisher paced by a
+ * timer) reach each subscriber as one write instead of one each. A pass over fewer
+ * connections (request and answer: CONNECTED, RECEIPTs) makes the next wait for nothing, and a
+ * saturated broker, whose turns last longer than the window, never waits. windowMs 0: off.
+ */
+export const writeCoalescing = { windowMs: 1, minConnections: 32 };
+let lastPassEndedAt = 0;
+let lastPassConnections = 0;
+
+function scheduleFlush(): void {
+  isFlushScheduled = true;
+  if (writeCoalescing.windowMs > 0 && lastPassConnections >= writeCoalescing.minConnections) {
+    const wait = lastPassEndedAt + writeCoalescing.windowMs - performance.now();
+    if (wait >= 0.5) {
+      setTimeout(flushAll, wait);
+      return;
+    }
+  }
+  setImmediate(flushAll);
+}
 /**
  * During a flush pass: batches by their first buffer. In a fan-out, connection after
  * connection queued the very same buffers (the shared frames of the same messages), so the
@@ -150,6 +177,8 @@ function flushAll(): void {
     for (let i = 0; i < batch.length; i++) batch[i]!.flush();
   } finally {
     passBatches = undefined; // the joined buffers now belong to the sockets' queues
+    lastPassConnections = batch.length;
+    lastPassEndedAt = performance.now();
   }
 }
 
@@ -226,10 +255,7 @@ export abstract class BatchingConnection implements Connection {
     if (isBinary) this.isQueueBinary = true;
     if (this.queue.length === 1) {
       dirty.push(this);
-      if (!isFlushScheduled) {
-        isFlushScheduled = true;
-        setImmediate(flushAll);
-      }
+      if (!isFlushScheduled) scheduleFlush();
     }
     // isAboveLimit implies isBehindMark (behindBytes <= writeLimitBytes, and it clears no later).
     if (!this.isAboveLimit) {

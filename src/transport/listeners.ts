@@ -14,6 +14,7 @@ import { Admission } from './admission';
 import type { Refusal } from './admission';
 import { formatAddress, socketPeer } from './client-address';
 import type { Connection } from './connection';
+import { writeCoalescing } from './connection';
 import { forwardedClientAddress } from './forwarded';
 import { loggedHandshakeCheck, refusalLog, rejectionLog } from './refusal-log';
 import { listenTcp } from './tcp';
@@ -61,6 +62,7 @@ export type ListenersConfig = Pick<
   | 'tls'
   | 'limits'
   | 'writeBufferLimitBytes'
+  | 'writeCoalesceMs'
   | 'flowBehindBytes'
   | 'frameTimeoutMs'
   | 'handshakeTimeoutMs'
@@ -130,6 +132,8 @@ export async function openListeners(config: Readonly<ListenersConfig>, deps: Lis
   // Room past the soft limit for what is not a MESSAGE (RECEIPTs) and for one MESSAGE of the
   // largest frame: 6 MiB with the defaults, only ever reached by a client that stops reading
   // (an idle connection holds none of it).
+  // One write scheduler per process (connection.ts): the last server started sets its window.
+  writeCoalescing.windowMs = config.writeCoalesceMs;
   const writeLimits = {
     writeLimitBytes: config.writeBufferLimitBytes,
     overflowLimitBytes: config.writeBufferLimitBytes * 2 + config.limits.maxFrameBytes,
