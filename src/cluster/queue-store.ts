@@ -57,6 +57,7 @@ export class RedisQueueStore {
   private readonly takeScript: LuaScript;
   private readonly ackScript: LuaScript;
   private readonly reapScript: LuaScript;
+  private readonly claimScript: LuaScript;
 
   constructor(redis: RedisConnection, keys: RedisKeys, fence: QueueFence = () => undefined) {
     this.redis = redis;
@@ -68,6 +69,7 @@ export class RedisQueueStore {
     this.consumersScript = new LuaScript(redis, 'queue-consumers', [this.isFenced ? 6 : 4]);
     this.takeScript = new LuaScript(redis, 'queue-take', [this.isFenced ? 4 : 3]);
     this.ackScript = new LuaScript(redis, 'queue-ack', [1]);
+    this.claimScript = new LuaScript(redis, 'instance-claim', [2]);
     this.reapScript = new LuaScript(redis, 'queue-reap', [4]);
   }
 
@@ -183,7 +185,10 @@ export class RedisQueueStore {
   /** List `name` as consumed by `instanceId`, for its reaper: on a Cluster (a single Redis lists it with the fenced registration). */
   async listConsumed(instanceId: string, name: string): Promise<void> {
     if (this.isFenced) return;
-    await this.redis.sadd(this.keys.instanceQueues(instanceId), name);
+    // On a Cluster the listing is the fence: claimed in the instance's own slot with its generation checked.
+    const fence = this.fence();
+    const claimed = await this.claimScript.run([this.keys.instanceQueues(instanceId), fence?.key ?? this.keys.instance(instanceId)], [fence?.generation ?? '', name]);
+    if (claimed === -1) throw new FencedError();
   }
 
   async unlistConsumed(instanceId: string, name: string): Promise<void> {

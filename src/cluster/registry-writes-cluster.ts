@@ -6,8 +6,12 @@
 //   3. registry-bind.lua adds the id to `user:{userId}` (the policy decision, on the user's slot),
 //   4. `sessions:all` and `instance:{me}:users` are updated.
 // A refusal undoes 2 and 1. Removal runs the steps in reverse; whoever deletes the session
-// hash (DEL returns 1) owns the disconnect, so racing reapers report it once. The writer's
-// generation is checked before the first step (no script spans its liveness key's slot).
+// hash (DEL returns 1) owns the disconnect, so racing reapers report it once. Step 1 is the
+// fence (instance-claim.lua): the instance's set and its liveness key share its hash tag, so
+// one script checks the writer's generation and claims the entry; a fenced generation writes
+// nothing. What stays open on a Cluster: a writer stalled between step 1 and step 3 while it
+// is reaped writes its user entry after the reap; it closes that session itself when it
+// resumes and finds it was reaped (or, killed, its holder is judged dead).
 
 import type { SessionRecord } from '../registry/registry';
 import { LuaScript } from './lua';
@@ -22,11 +26,13 @@ export class ClusterRegistryWrites implements RegistryWrites {
   private readonly options: RegistryWritesOptions;
   private readonly bindScript: LuaScript;
   private readonly forgetOnInstanceScript: LuaScript;
+  private readonly claimScript: LuaScript;
 
   constructor(options: RegistryWritesOptions) {
     this.options = options;
     this.bindScript = new LuaScript(options.redis, 'registry-bind', [1]);
     this.forgetOnInstanceScript = new LuaScript(options.redis, 'registry-forget-on-instance', [2]);
+    this.claimScript = new LuaScript(options.redis, 'instance-claim', [2]);
   }
 
   async register({ record, max, mode, dead }: RegistrationRequest): Promise<RegistrationReply> {
@@ -34,7 +40,10 @@ export class ClusterRegistryWrites implements RegistryWrites {
     const writer = this.options.writer();
     if (writer !== undefined && !writer.isJoined) return [-1];
     const sessionKey = keys.session(record.sessionId);
-    const isNew = (await redis.sadd(keys.instanceSessions(record.instanceId), record.sessionId)) === 1;
+    // Step 1 is the fence: a generation that is not the live one writes nothing at all.
+    const claimed = Number(await this.claimScript.run([keys.instanceSessions(record.instanceId), writer?.fence.key ?? keys.instance(record.instanceId)], [writer?.fence.generation ?? '', record.sessionId]));
+    if (claimed === -1) return [-1];
+    const isNew = claimed === 1;
     await redis
       .multi()
       .hset(sessionKey, ...sessionHashFields(record))

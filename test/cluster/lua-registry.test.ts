@@ -122,6 +122,20 @@ describe("the registry's scripts on a real Redis", { timeout: 60000 }, () => {
     });
   });
 
+  it("instance-claim: adds to the instance's own set only for the live generation (or without one)", async () => {
+    const claim = new LuaScript(redis, 'instance-claim', [2]);
+    const set = `${live('c1')}:sessions`;
+    await redis.set(live('c1'), '9', 'PX', 60000);
+    assert.equal(await claim.run([set, live('c1')], ['8', 's1']), -1, 'a reaped generation');
+    assert.equal(await redis.exists(set), 0);
+    assert.equal(await claim.run([set, live('c1')], ['9', 's1']), 1);
+    assert.equal(await claim.run([set, live('c1')], ['9', 's1']), 0, 'already there');
+    await redis.del(live('c1'));
+    assert.equal(await claim.run([set, live('c1')], ['9', 's2']), -1, 'no liveness key at all: reaped');
+    assert.equal(await claim.run([set, live('c1')], ['', 's2']), 1, 'a store used without membership');
+    assert.deepEqual((await redis.smembers(set)).sort(), ['s1', 's2']);
+  });
+
   describe('registry-bind (the decision alone, a Cluster)', () => {
     const bind = (): LuaScript => new LuaScript(redis, 'registry-bind', [1]);
 
