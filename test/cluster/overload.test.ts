@@ -35,6 +35,8 @@ class CountingSubscriber {
   received = 0;
   isClosed = false;
   sawError = false;
+  /** The first ERROR's text (command, headers and the start of the body), for the assertion's message. */
+  firstError: string | undefined;
   private readonly socket: net.Socket;
   private readonly beat: NodeJS.Timeout;
 
@@ -175,12 +177,22 @@ const REFRESHES_UNDER_LOAD = 8;
  * what is left to deliver once the flood stops.
  */
 const PUBLISHER_WINDOW = 200;
+/**
+ * With FLOW_CONTROL=off nothing holds the flood, and this test's own process must read all of
+ * it on 1,000 sockets: on a 2-core machine running other test files beside it, that process
+ * can stall for more than HEARTBEAT_MS and miss its members' beats (seen: all 1,000 timed out
+ * at once, with A's liveness intact). Its members promise a beat every 10 s instead: A's read
+ * check is still judged, on a bound its load generator can keep.
+ */
+const UNHELD_MEMBER_BEATS_MS = 10_000;
 
 /** One of A's subscribers: in /topic/flood and /topic/room.1, beating, counting frames, noticing ERROR and close. */
 class RoomMember {
   frames = 0;
   isClosed = false;
   sawError = false;
+  /** The first ERROR's text (command, headers and the start of the body), for the assertion's message. */
+  firstError: string | undefined;
   private readonly socket: net.Socket;
   private readonly beat: NodeJS.Timeout;
 
@@ -194,7 +206,8 @@ class RoomMember {
     socket.on('error', () => undefined);
   }
 
-  static async join(port: number, login: string): Promise<RoomMember> {
+  /** `beatsEveryMs`: how often the member tells the broker it may expect a beat (it beats every HEARTBEAT_MS / 3 regardless). */
+  static async join(port: number, login: string, beatsEveryMs = HEARTBEAT_MS): Promise<RoomMember> {
     const socket = net.connect(port, '127.0.0.1');
     await once(socket, 'connect');
     const member = new RoomMember(socket);
@@ -207,12 +220,16 @@ class RoomMember {
         isSubscribed = handshake.includes('receipt-id:joined');
       }
       // An ERROR frame's command may be split across chunks: look at the seam too.
-      if (chunk.includes('ERROR') || (tail + chunk.toString('latin1', 0, Math.min(chunk.length, 8))).includes('ERROR')) member.sawError = true;
+      if (chunk.includes('ERROR') || (tail + chunk.toString('latin1', 0, Math.min(chunk.length, 8))).includes('ERROR')) {
+        member.sawError = true;
+        const text = (tail + chunk.toString('latin1')).replace(/\0/g, '|');
+        member.firstError ??= text.slice(Math.max(0, text.indexOf('ERROR')), text.indexOf('ERROR') + 200);
+      }
       tail = chunk.toString('latin1', Math.max(0, chunk.length - 8));
       for (let at = chunk.indexOf(0); at !== -1; at = chunk.indexOf(0, at + 1)) member.frames++;
     });
     socket.write(
-      `CONNECT\naccept-version:1.2\nhost:/\nheart-beat:${HEARTBEAT_MS},${HEARTBEAT_MS}\nlogin:${login}\n\n\0` +
+      `CONNECT\naccept-version:1.2\nhost:/\nheart-beat:${beatsEveryMs},${HEARTBEAT_MS}\nlogin:${login}\n\n\0` +
         'SUBSCRIBE\nid:0\ndestination:/topic/flood\n\n\0' +
         'SUBSCRIBE\nid:1\ndestination:/topic/room.1\nreceipt:joined\n\n\0',
     );
@@ -285,7 +302,9 @@ describe('a saturated instance stays alive (its own publisher and subscribers)',
       await watcher.waitUntil(() => watcher.frames.some((f) => f.command === 'RECEIPT'), 5000, "the watcher's RECEIPT");
       const ours: RoomMember[] = [];
       for (let i = 0; i < SATURATED_SUBSCRIBERS; i += 50) {
-        ours.push(...(await Promise.all(Array.from({ length: Math.min(50, SATURATED_SUBSCRIBERS - i) }, (_, j) => RoomMember.join(a.tcpPort, `player${i + j}`)))));
+        ours.push(
+          ...(await Promise.all(Array.from({ length: Math.min(50, SATURATED_SUBSCRIBERS - i) }, (_, j) => RoomMember.join(a.tcpPort, `player${i + j}`, flowControl === 'on' ? HEARTBEAT_MS : UNHELD_MEMBER_BEATS_MS)))),
+        );
       }
       members.push(...ours);
       const presenceOf = (f: Frame): { type: string; reason: string | null } | undefined =>
@@ -367,7 +386,21 @@ describe('a saturated instance stays alive (its own publisher and subscribers)',
       // A still serves the publisher: every batch it sent is confirmed.
       await until(() => confirmed() >= batches, "the publisher's last RECEIPTs", 120_000);
       assert.equal(publisherText.includes('ERROR'), false, 'the publisher got no ERROR');
-      assert.deepEqual(ours.filter((m) => m.isClosed || m.sawError).length, 0, 'no client of A got an ERROR or was disconnected');
+      const lost = ours.filter((m) => m.isClosed || m.sawError);
+      const counts = new Map<string, number>();
+      for (const l of linesAbout(a, (l) => typeof l.msg === 'string' && !/messages dropped/.test(l.msg))) {
+        const key = `${l.msg}${typeof l.reason === 'string' ? ` (${l.reason})` : ''}${typeof l.code === 'string' ? ` [${l.code}]` : ''}`;
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+      }
+      const closeLines = [...counts]
+        .sort((x, y) => y[1] - x[1])
+        .slice(0, 8)
+        .map(([k, n]) => `${n}× ${k}`);
+      assert.deepEqual(
+        lost.length,
+        0,
+        `no client of A got an ERROR or was disconnected (the first ERROR: ${lost.find((m) => m.firstError !== undefined)?.firstError ?? 'none, closed without one'}; A logged: ${closeLines.join(' / ')}; A's exit: ${a.child.exitCode ?? a.child.signalCode ?? 'running'} ${a.errorOutput.slice(-300)})`,
+      );
       assert.deepEqual(
         watcher.frames.filter((f) => presenceOf(f)?.type === 'LEAVE').map((f) => presenceOf(f)!.reason),
         [],
