@@ -304,6 +304,29 @@ describe('fault checker', () => {
       assert.deepEqual(properties(h), ['duplicate']);
     });
 
+    it('passes a marked copy a fenced instance handed to one of its own sessions, which got UNAVAILABLE soon after (seed 941842-20); fails if that session was never told', () => {
+      // c on A holds m1 (given back by the reaper to the queue: d on C gets it, marked) while e,
+      // on the instance cut off and fenced, got it from that instance's local give-back.
+      const events = (told: boolean): [number, WithoutTime<HistoryEvent>][] => [
+        ...produced,
+        ...connected(3, 'e', 'consumer3', 'C'),
+        [4, { type: 'subscribe', session: 'e', sub: 'q', destination: QUEUE, ack: 'client-individual', snapshot: false }],
+        [20, { type: 'message', session: 'c', sub: 'q', destination: QUEUE, id: 'm1', redelivered: true }],
+        [50, { type: 'message', session: 'e', sub: 'q', destination: QUEUE, id: 'm1', redelivered: true }],
+        ...(told
+          ? ([
+              [150, { type: 'error', session: 'e', code: 'UNAVAILABLE', message: 'UNAVAILABLE: this instance was out of touch with the others' }],
+              [160, { type: 'closed', session: 'e', byClient: false }],
+            ] as [number, WithoutTime<HistoryEvent>][])
+          : []),
+        [4000, { type: 'ack', session: 'c', id: 'm1' }],
+        [4002, { type: 'receipt', session: 'c', of: 'ack', id: 'm1' }],
+        [5000, { type: 'end' }],
+      ];
+      assert.deepEqual(check(history('replace', events(true))), []);
+      assert.deepEqual(properties(history('replace', events(false))), ['duplicate']);
+    });
+
     it('passes a redelivery (marked) after the first consumer went', () => {
       const h = history('reject', [
         ...produced,

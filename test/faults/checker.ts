@@ -439,6 +439,11 @@ class Model {
         if (previous.session === m.session) return;
         const holder = this.session(previous.session);
         if ((ackedAt.get(`${previous.session}/${id}`) ?? INFINITY) <= m.t || !this.isOpenAt(holder, m.t)) return;
+        // The copy went to a session on an instance that was fenced meanwhile (cut off, it gave a
+        // local consumer's message to another local one) and that session got its UNAVAILABLE
+        // within the bound: the one duplicate README allows, marked redelivered (checked above).
+        const recipient = this.session(m.session);
+        if (recipient.error?.code === 'UNAVAILABLE' && this.runningMs({ from: m.t, to: recipient.error.t }, recipient.instance) <= this.bounds.convergeMs) return;
         const ms = this.runningMs({ from: m.t, to: holder.error?.t ?? this.endOf(holder) }, holder.instance);
         if (ms > this.bounds.convergeMs) {
           out.push({
