@@ -4,6 +4,14 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { CONFIG_DEFAULTS, ConfigError, loadConfig } from '../src/config';
 
+/** Starting with `env` stops on a ConfigError naming `variable`. */
+function refuses(env: Record<string, string>, variable: string): void {
+  assert.throws(
+    () => loadConfig(env),
+    (e: ConfigError) => e.variable === variable,
+  );
+}
+
 describe('configuration', () => {
   it('defaults: loopback, 61613 and 15674 on /ws, heart-beats 10000,10000, grace 2, CONNECT within 10 s', () => {
     const config = loadConfig({});
@@ -222,54 +230,24 @@ describe('configuration: proxies and TLS', () => {
     assert.deepEqual([defaults.trustedProxies, defaults.proxyProtocol, defaults.forwardedHeader], [[], false, 'x-forwarded-for']);
     const set = loadConfig({ TRUSTED_PROXIES: '10.0.0.5, 172.16.0.0/12,fd00::/8', PROXY_PROTOCOL: '1', FORWARDED_HEADER: 'forwarded' });
     assert.deepEqual([set.trustedProxies, set.proxyProtocol, set.forwardedHeader], [['10.0.0.5', '172.16.0.0/12', 'fd00::/8'], true, 'forwarded']);
-    assert.throws(
-      () => loadConfig({ TRUSTED_PROXIES: '10.0.0.0/40' }),
-      (e: ConfigError) => e.variable === 'TRUSTED_PROXIES',
-    );
-    assert.throws(
-      () => loadConfig({ TRUSTED_PROXIES: 'nginx' }),
-      (e: ConfigError) => e.variable === 'TRUSTED_PROXIES',
-    );
-    assert.throws(
-      () => loadConfig({ PROXY_PROTOCOL: 'yes' }),
-      (e: ConfigError) => e.variable === 'PROXY_PROTOCOL',
-    );
-    assert.throws(
-      () => loadConfig({ FORWARDED_HEADER: 'x-real-ip' }),
-      (e: ConfigError) => e.variable === 'FORWARDED_HEADER',
-    );
+    refuses({ TRUSTED_PROXIES: '10.0.0.0/40' }, 'TRUSTED_PROXIES');
+    refuses({ TRUSTED_PROXIES: 'nginx' }, 'TRUSTED_PROXIES');
+    refuses({ PROXY_PROTOCOL: 'yes' }, 'PROXY_PROTOCOL');
+    refuses({ FORWARDED_HEADER: 'x-real-ip' }, 'FORWARDED_HEADER');
     // A PROXY header believed from nobody would refuse every connection that sends one.
-    assert.throws(
-      () => loadConfig({ PROXY_PROTOCOL: '1' }),
-      (e: ConfigError) => e.variable === 'TRUSTED_PROXIES',
-    );
+    refuses({ PROXY_PROTOCOL: '1' }, 'TRUSTED_PROXIES');
   });
 
   it('TLS: off without TLS_CERT_FILE; RabbitMQ ports by default; a certificate needs its key; plain listeners may all be off only with a TLS one', () => {
     assert.equal(loadConfig({}).tls, undefined);
     const tls = loadConfig({ TLS_CERT_FILE: '/c.pem', TLS_KEY_FILE: '/k.pem' }).tls;
     assert.deepEqual(tls, { certFile: '/c.pem', keyFile: '/k.pem', caFile: undefined, stompTlsPort: 61614, wssPort: 15673 });
-    assert.throws(
-      () => loadConfig({ TLS_CERT_FILE: '/c.pem' }),
-      (e: ConfigError) => e.variable === 'TLS_KEY_FILE',
-    );
-    assert.throws(
-      () => loadConfig({ TLS_KEY_FILE: '/k.pem' }),
-      (e: ConfigError) => e.variable === 'TLS_CERT_FILE',
-    );
-    assert.throws(
-      () => loadConfig({ TLS_CA_FILE: '/ca.pem' }),
-      (e: ConfigError) => e.variable === 'TLS_CERT_FILE',
-    );
-    assert.throws(
-      () => loadConfig({ STOMP_TLS_PORT: '70000' }),
-      (e: ConfigError) => e.variable === 'STOMP_TLS_PORT',
-    );
+    refuses({ TLS_CERT_FILE: '/c.pem' }, 'TLS_KEY_FILE');
+    refuses({ TLS_KEY_FILE: '/k.pem' }, 'TLS_CERT_FILE');
+    refuses({ TLS_CA_FILE: '/ca.pem' }, 'TLS_CERT_FILE');
+    refuses({ STOMP_TLS_PORT: '70000' }, 'STOMP_TLS_PORT');
     const tlsOnly = loadConfig({ TLS_CERT_FILE: '/c.pem', TLS_KEY_FILE: '/k.pem', STOMP_PORT: 'off', WS_PORT: 'off', WSS_PORT: 'off' });
     assert.deepEqual([tlsOnly.stompPort, tlsOnly.wsPort, tlsOnly.tls?.stompTlsPort, tlsOnly.tls?.wssPort], [undefined, undefined, 61614, undefined]);
-    assert.throws(
-      () => loadConfig({ TLS_CERT_FILE: '/c.pem', TLS_KEY_FILE: '/k.pem', STOMP_PORT: 'off', WS_PORT: 'off', STOMP_TLS_PORT: 'off', WSS_PORT: 'off' }),
-      (e: ConfigError) => e.variable === 'STOMP_PORT',
-    );
+    refuses({ TLS_CERT_FILE: '/c.pem', TLS_KEY_FILE: '/k.pem', STOMP_PORT: 'off', WS_PORT: 'off', STOMP_TLS_PORT: 'off', WSS_PORT: 'off' }, 'STOMP_PORT');
   });
 });
