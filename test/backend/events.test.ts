@@ -111,8 +111,9 @@ describe('session events', () => {
     await b.admin.kickSession(await login('kicked'));
     await login('leaver');
     await b.admin.logoutUser('leaver');
-    await login('expiring', {}, nowS() + 1);
-    await until(() => delivered(app, accepted).length === 4, 'four disconnects', 10000);
+    // Valid for 2-3 s: long enough to be CONNECTED on a busy machine (nowS() + 1 could lapse first), short enough to expire here.
+    await login('expiring', {}, nowS() + 3);
+    await until(() => delivered(app, accepted).length === 4, 'four disconnects', 15000);
     assert.deepEqual(
       delivered(app, accepted)
         .map((e) => [e.userId, e.type, e.reason])
