@@ -9,6 +9,7 @@
 
 import { createHmac, randomUUID } from 'node:crypto';
 import { Pool, errors as undiciErrors } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { HookName } from './contract';
 
 export type CallResult = 'ok' | 'timeout' | 'refused' | 'status' | 'invalid' | 'too-large' | 'error';
@@ -90,46 +91,75 @@ export function createBackendClient(options: BackendClientOptions): HookCaller {
     else inFlight--;
   };
 
-  const post = async (hook: HookName, body: string, signal: AbortSignal): Promise<unknown> => {
-    const headers: Record<string, string> = { 'content-type': 'application/json' };
-    if (options.secret !== undefined) headers['x-stompd-signature'] = signature(options.secret, body);
-    const response = await pool.request({ path: `${basePath}/${hook}`, method: 'POST', headers, body, signal });
-    if (response.statusCode === 204) {
-      await response.body.dump();
-      return undefined;
-    }
-    if (response.statusCode < 200 || response.statusCode > 299) {
-      await response.body.dump();
-      throw new BackendUnavailable('status', `the backend answered /${hook} with HTTP ${response.statusCode}`);
-    }
-    const tooLarge = (): BackendUnavailable => new BackendUnavailable('too-large', `the /${hook} answer is over ${options.maxResponseBytes} bytes (BACKEND_MAX_RESPONSE_BYTES)`);
-    const declaredBytes = Number(response.headers['content-length']);
-    if (response.headers['content-length'] !== undefined && Number.isInteger(declaredBytes)) {
-      // The usual case: the length is known up front, so the body is read whole (undici caps it at that length).
-      if (declaredBytes > options.maxResponseBytes) {
-        // Destroyed unread: the abort it emits must not become an uncaught error.
-        response.body.on('error', () => undefined).destroy();
-        throw tooLarge();
-      }
-      if (declaredBytes === 0) {
-        await response.body.dump();
-        return undefined;
-      }
-      return parseJson(hook, await response.body.text());
-    }
-    const chunks: Buffer[] = [];
-    let bytes = 0;
-    for await (const chunk of response.body) {
-      bytes += (chunk as Buffer).length;
-      if (bytes > options.maxResponseBytes) {
-        response.body.destroy();
-        throw tooLarge();
-      }
-      chunks.push(chunk as Buffer);
-    }
-    if (bytes === 0) return undefined;
-    return parseJson(hook, Buffer.concat(chunks, bytes).toString('utf8'));
-  };
+  /**
+   * One POST through the pool's own dispatch (no AbortController, no body stream per call):
+   * settles with the parsed answer, or rejects with BackendUnavailable. The deadline covers
+   * waiting in the pool, connecting, the answer and its body; a call still waiting for a
+   * socket when it passes is aborted the moment the pool hands it one.
+   */
+  const post = (hook: HookName, body: string): Promise<unknown> =>
+    new Promise((resolve, reject) => {
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      if (options.secret !== undefined) headers['x-stompd-signature'] = signature(options.secret, body);
+      let isSettled = false;
+      let controller: Dispatcher.DispatchController | undefined;
+      let statusCode = 0;
+      let chunks: Buffer[] = [];
+      let bytes = 0;
+      const settle = (error: BackendUnavailable | undefined, answer?: unknown): void => {
+        if (isSettled) return;
+        isSettled = true;
+        clearTimeout(timer);
+        if (error === undefined) resolve(answer);
+        else {
+          reject(error);
+          // The socket carries nothing more for this call: undici closes it and opens another.
+          if (controller !== undefined && !controller.aborted) controller.abort(error);
+        }
+      };
+      const timer = setTimeout(() => settle(new BackendUnavailable('timeout', `the backend did not answer /${hook} within ${options.timeoutMs} ms`)), options.timeoutMs);
+      const tooLarge = (): BackendUnavailable => new BackendUnavailable('too-large', `the /${hook} answer is over ${options.maxResponseBytes} bytes (BACKEND_MAX_RESPONSE_BYTES)`);
+      pool.dispatch(
+        { path: `${basePath}/${hook}`, method: 'POST', headers, body },
+        {
+          onRequestStart(started) {
+            controller = started;
+            if (isSettled) started.abort(new BackendUnavailable('timeout', 'deadline passed while waiting for a connection'));
+          },
+          onResponseStart(_controller, status, responseHeaders) {
+            statusCode = status;
+            const declared = responseHeaders['content-length'];
+            // An answer that says up front it is too large is refused before a byte of it is read.
+            if (status >= 200 && status <= 299 && typeof declared === 'string' && Number(declared) > options.maxResponseBytes) settle(tooLarge());
+          },
+          onResponseData(_controller, chunk) {
+            if (isSettled || statusCode < 200 || statusCode > 299 || statusCode === 204) return;
+            bytes += chunk.length;
+            if (bytes > options.maxResponseBytes) {
+              chunks = [];
+              settle(tooLarge());
+            } else chunks.push(chunk);
+          },
+          onResponseEnd() {
+            if (statusCode === 204) settle(undefined, undefined);
+            else if (statusCode < 200 || statusCode > 299) settle(new BackendUnavailable('status', `the backend answered /${hook} with HTTP ${statusCode}`));
+            else if (bytes === 0) settle(undefined, undefined);
+            else {
+              const text = chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, bytes).toString('utf8');
+              chunks = [];
+              try {
+                settle(undefined, JSON.parse(text) as unknown);
+              } catch {
+                settle(new BackendUnavailable('invalid', `the /${hook} answer is not JSON`));
+              }
+            }
+          },
+          onResponseError(_controller, error) {
+            settle(unavailable(hook, error, options.timeoutMs));
+          },
+        },
+      );
+    });
 
   return {
     stats,
@@ -137,18 +167,15 @@ export function createBackendClient(options: BackendClientOptions): HookCaller {
       const waited = acquire();
       if (waited !== undefined) await waited;
       const startedAt = process.hrtime.bigint();
-      const controller = new AbortController();
-      const timer = setTimeout(() => controller.abort(), options.timeoutMs);
       try {
-        const answer = await post(hook, JSON.stringify(payload), controller.signal);
+        const answer = await post(hook, JSON.stringify(payload));
         count(hook, 'ok');
         return answer;
       } catch (error) {
-        const failure = unavailable(hook, error, controller.signal.aborted, options.timeoutMs);
+        const failure = unavailable(hook, error, options.timeoutMs);
         count(hook, failure.result);
         throw failure;
       } finally {
-        clearTimeout(timer);
         stats.observeLatency?.(hook, Number(process.hrtime.bigint() - startedAt) / 1e9);
         release();
       }
@@ -159,17 +186,9 @@ export function createBackendClient(options: BackendClientOptions): HookCaller {
   };
 }
 
-function parseJson(hook: HookName, text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    throw new BackendUnavailable('invalid', `the /${hook} answer is not JSON`);
-  }
-}
-
-function unavailable(hook: HookName, error: unknown, isAborted: boolean, timeoutMs: number): BackendUnavailable {
+function unavailable(hook: HookName, error: unknown, timeoutMs: number): BackendUnavailable {
   if (error instanceof BackendUnavailable) return error;
-  if (isAborted || error instanceof undiciErrors.HeadersTimeoutError || error instanceof undiciErrors.BodyTimeoutError || error instanceof undiciErrors.ConnectTimeoutError) {
+  if (error instanceof undiciErrors.HeadersTimeoutError || error instanceof undiciErrors.BodyTimeoutError || error instanceof undiciErrors.ConnectTimeoutError) {
     return new BackendUnavailable('timeout', `the backend did not answer /${hook} within ${timeoutMs} ms`);
   }
   const code = (error as NodeJS.ErrnoException).code;
