@@ -63,6 +63,8 @@ export interface Config {
   writeBufferLimitBytes: number;
   /** After a flush pass over many connections (a fan-out), the next waits until this long after it; 0: every turn. */
   writeCoalesceMs: number;
+  /** The widest that wait grows while the event loop is saturated (src/transport/connection.ts). */
+  writeCoalesceMaxMs: number;
   slowConsumerPolicy: SlowConsumerPolicy;
   /** Publisher flow control (FLOW_CONTROL=on); undefined: off. */
   flowControl: FlowSettings | undefined;
@@ -314,6 +316,7 @@ const SETTINGS = {
   MAX_HEADER_LINE_BYTES: ['8192', integer(64), 'an integer >= 64 (bytes)'],
   WRITE_BUFFER_LIMIT_BYTES: ['1048576', integer(1024), 'an integer >= 1024 (bytes)'],
   WRITE_COALESCE_MS: ['1', integer(0, 100), 'an integer from 0 to 100 (ms; 0: off)'],
+  WRITE_COALESCE_MAX_MS: ['8', integer(0, 100), 'an integer from 0 to 100 (ms)'],
   SLOW_CONSUMER_POLICY: ['drop', (v: string) => (v === 'drop' || v === 'disconnect' ? v : null), '"drop" or "disconnect"'],
   FLOW_CONTROL: ['on', (v: string) => (v === 'on' || v === 'off' ? v === 'on' : null), '"on" or "off"'],
   FLOW_CONTROL_BEHIND_BYTES: ['', (v: string) => (v === '' ? 0 : integer(1024)(v)), 'an integer >= 1024 (bytes), at most WRITE_BUFFER_LIMIT_BYTES (default: 65536, or half of WRITE_BUFFER_LIMIT_BYTES if that is less)'],
@@ -493,6 +496,7 @@ export function loadConfig(env: Env): Readonly<Config> {
     limits: { maxFrameBytes: p.MAX_FRAME_BYTES, maxHeaders: p.MAX_HEADERS, maxHeaderLineBytes: p.MAX_HEADER_LINE_BYTES },
     writeBufferLimitBytes: p.WRITE_BUFFER_LIMIT_BYTES,
     writeCoalesceMs: p.WRITE_COALESCE_MS,
+    writeCoalesceMaxMs: p.WRITE_COALESCE_MAX_MS,
     slowConsumerPolicy: p.SLOW_CONSUMER_POLICY,
     flowControl: p.FLOW_CONTROL ? { behindShare: p.FLOW_CONTROL_BEHIND_SHARE, windowDeliveries: p.FLOW_CONTROL_WINDOW, stallMs: p.FLOW_CONTROL_STALL_MS, maxHoldMs: p.FLOW_CONTROL_MAX_HOLD_MS } : undefined,
     flowBehindBytes,

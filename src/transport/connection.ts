@@ -4,7 +4,8 @@
 // Invariants:
 // - write() never touches the socket: bytes are queued and every dirty connection is
 //   flushed together once per event-loop turn (setImmediate), as one batch per connection;
-//   after a fan-out's pass, the next waits up to writeCoalescing.windowMs (see there).
+//   after a fan-out's pass, the next waits out the coalescing window (writeCoalescing, which
+//   widens while the event loop is saturated).
 // - No connection pays for a copy of what other connections are sent too. A MESSAGE frame is
 //   shared by every subscriber of a fan-out: a batch goes to the socket as chunks (runs of
 //   small buffers joined, buffers of SHARED_MIN_BYTES or more as they are), and when several
@@ -18,6 +19,7 @@
 //   acceptedBytes stands still is stalled, not slow.
 
 import { performance } from 'node:perf_hooks';
+import type { EventLoopUtilization } from 'node:perf_hooks';
 
 export type TransportKind = 'tcp' | 'ws';
 
@@ -140,20 +142,49 @@ let isFlushScheduled = false;
 
 /**
  * Write coalescing for fan-outs at a moderate rate: a flush pass that wrote to at least
- * `minConnections` connections makes the next pass wait until `windowMs` after it, so that
- * messages arriving one per event-loop turn (a backend's answers, a publisher paced by a
- * timer) reach each subscriber as one write instead of one each. A pass over fewer
- * connections (request and answer: CONNECTED, RECEIPTs) makes the next wait for nothing, and a
- * saturated broker, whose turns last longer than the window, never waits. windowMs 0: off.
+ * `minConnections` connections makes the next pass wait until the window has passed since it,
+ * so that messages arriving one per event-loop turn (a backend's answers, a publisher paced by
+ * a timer) reach each subscriber as one write instead of one each. A pass over fewer
+ * connections (request and answer: CONNECTED, RECEIPTs) makes the next wait for nothing.
+ *
+ * The window adapts to load, between `windowMs` and `maxWindowMs`: each syscall costs the
+ * same whatever it carries, so while the event loop is saturated (busy at least
+ * BUSY_UTILIZATION of the time since the last adjustment) the window doubles, and fewer,
+ * larger writes leave more of the loop for the messages themselves; once the loop has time to
+ * spare (below IDLE_UTILIZATION) it halves back. An idle broker keeps the short window, and so
+ * its latency. windowMs 0: off.
  */
-export const writeCoalescing = { windowMs: 1, minConnections: 32 };
+export const writeCoalescing = { windowMs: 1, maxWindowMs: 8, minConnections: 32 };
+const ADJUST_EVERY_MS = 20;
+const BUSY_UTILIZATION = 0.6;
+const IDLE_UTILIZATION = 0.3;
 let lastPassEndedAt = 0;
 let lastPassConnections = 0;
+let currentWindowMs = 0;
+let lastAdjustedAt = 0;
+let lastUtilization: EventLoopUtilization | undefined;
+
+/** The window now in force: adjusted at most every ADJUST_EVERY_MS, from the loop's utilization since. */
+export function coalescingWindowMs(now: number): number {
+  const floor = writeCoalescing.windowMs;
+  const ceiling = Math.max(floor, writeCoalescing.maxWindowMs);
+  if (currentWindowMs < floor || currentWindowMs > ceiling) currentWindowMs = floor;
+  if (ceiling > floor && now - lastAdjustedAt >= ADJUST_EVERY_MS) {
+    const total = performance.eventLoopUtilization();
+    const utilization = lastUtilization === undefined ? 0 : performance.eventLoopUtilization(total, lastUtilization).utilization;
+    lastUtilization = total;
+    lastAdjustedAt = now;
+    if (utilization >= BUSY_UTILIZATION) currentWindowMs = Math.min(ceiling, currentWindowMs * 2);
+    else if (utilization < IDLE_UTILIZATION) currentWindowMs = Math.max(floor, currentWindowMs / 2);
+  }
+  return currentWindowMs;
+}
 
 function scheduleFlush(): void {
   isFlushScheduled = true;
   if (writeCoalescing.windowMs > 0 && lastPassConnections >= writeCoalescing.minConnections) {
-    const wait = lastPassEndedAt + writeCoalescing.windowMs - performance.now();
+    const now = performance.now();
+    const wait = lastPassEndedAt + coalescingWindowMs(now) - now;
     if (wait >= 0.5) {
       setTimeout(flushAll, wait);
       return;

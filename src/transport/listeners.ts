@@ -63,6 +63,7 @@ export type ListenersConfig = Pick<
   | 'limits'
   | 'writeBufferLimitBytes'
   | 'writeCoalesceMs'
+  | 'writeCoalesceMaxMs'
   | 'flowBehindBytes'
   | 'frameTimeoutMs'
   | 'handshakeTimeoutMs'
@@ -134,6 +135,7 @@ export async function openListeners(config: Readonly<ListenersConfig>, deps: Lis
   // (an idle connection holds none of it).
   // One write scheduler per process (connection.ts): the last server started sets its window.
   writeCoalescing.windowMs = config.writeCoalesceMs;
+  writeCoalescing.maxWindowMs = config.writeCoalesceMaxMs;
   const writeLimits = {
     writeLimitBytes: config.writeBufferLimitBytes,
     overflowLimitBytes: config.writeBufferLimitBytes * 2 + config.limits.maxFrameBytes,

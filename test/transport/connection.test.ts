@@ -5,10 +5,11 @@
 
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { describe, it } from 'node:test';
 import { Decoder } from '../../src/codec';
 import type { Frame } from '../../src/codec';
-import { SHARED_MIN_BYTES, batchChunks } from '../../src/transport/connection';
+import { SHARED_MIN_BYTES, batchChunks, coalescingWindowMs, writeCoalescing } from '../../src/transport/connection';
 import { harness } from '../helpers/harness';
 import { header } from '../helpers/raw-client';
 
@@ -257,3 +258,52 @@ class RawWebSocket {
     this.opcodes = [];
   }
 }
+
+describe('the write-coalescing window adapts to load', () => {
+  /** Keeps this event loop busy (no turn ends) for `ms`. */
+  const spin = (ms: number): void => {
+    const until = performance.now() + ms;
+    while (performance.now() < until);
+  };
+  const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+  it('doubles while the event loop is saturated, up to the ceiling, and halves back to the floor once it idles', async () => {
+    const saved = { ...writeCoalescing };
+    Object.assign(writeCoalescing, { windowMs: 1, maxWindowMs: 8 });
+    try {
+      await sleep(30);
+      coalescingWindowMs(performance.now()); // the first reading: nothing to compare with yet
+      await sleep(30);
+      assert.equal(coalescingWindowMs(performance.now()), 1, 'an idle loop keeps the floor');
+      const busy: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        spin(30);
+        busy.push(coalescingWindowMs(performance.now()));
+      }
+      assert.deepEqual(busy, [2, 4, 8, 8, 8]);
+      const idle: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        await sleep(40);
+        idle.push(coalescingWindowMs(performance.now()));
+      }
+      assert.deepEqual(idle, [4, 2, 1, 1]);
+      spin(30);
+      assert.equal(coalescingWindowMs(performance.now()), 2);
+      spin(10);
+      assert.equal(coalescingWindowMs(performance.now()), 2, 'adjusted at most every 20 ms');
+    } finally {
+      Object.assign(writeCoalescing, saved);
+    }
+  });
+
+  it('stays at WRITE_COALESCE_MS when the ceiling is not above it', () => {
+    const saved = { ...writeCoalescing };
+    Object.assign(writeCoalescing, { windowMs: 3, maxWindowMs: 2 });
+    try {
+      spin(30);
+      assert.equal(coalescingWindowMs(performance.now()), 3);
+    } finally {
+      Object.assign(writeCoalescing, saved);
+    }
+  });
+});
