@@ -95,13 +95,17 @@ export function createBackendClient(options: BackendClientOptions): HookCaller {
    * One POST through the pool's own dispatch (no AbortController, no body stream per call):
    * settles with the parsed answer, or rejects with BackendUnavailable. The deadline covers
    * waiting in the pool, connecting, the answer and its body; a call still waiting for a
-   * socket when it passes is aborted the moment the pool hands it one.
+   * socket when it passes is aborted the moment the pool hands it one. `done` is told once,
+   * when the pool lets go of the request (answered, failed or aborted): until then the call
+   * keeps its in-flight slot, so the pool never holds more than BACKEND_MAX_IN_FLIGHT requests
+   * (calls that timed out in its queue would otherwise pile up there while connects hang).
    */
-  const post = (hook: HookName, body: string): Promise<unknown> =>
+  const post = (hook: HookName, body: string, done: () => void): Promise<unknown> =>
     new Promise((resolve, reject) => {
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       if (options.secret !== undefined) headers['x-stompd-signature'] = signature(options.secret, body);
       let isSettled = false;
+      let isDone = false;
       let controller: Dispatcher.DispatchController | undefined;
       let statusCode = 0;
       let chunks: Buffer[] = [];
@@ -110,6 +114,7 @@ export function createBackendClient(options: BackendClientOptions): HookCaller {
         if (isSettled) return;
         isSettled = true;
         clearTimeout(timer);
+        chunks = [];
         if (error === undefined) resolve(answer);
         else {
           reject(error);
@@ -117,8 +122,14 @@ export function createBackendClient(options: BackendClientOptions): HookCaller {
           if (controller !== undefined && !controller.aborted) controller.abort(error);
         }
       };
+      const finish = (): void => {
+        if (isDone) return;
+        isDone = true;
+        done();
+      };
       const timer = setTimeout(() => settle(new BackendUnavailable('timeout', `the backend did not answer /${hook} within ${options.timeoutMs} ms`)), options.timeoutMs);
       const tooLarge = (): BackendUnavailable => new BackendUnavailable('too-large', `the /${hook} answer is over ${options.maxResponseBytes} bytes (BACKEND_MAX_RESPONSE_BYTES)`);
+      const failedStatus = (): BackendUnavailable => new BackendUnavailable('status', `the backend answered /${hook} with HTTP ${statusCode}`);
       pool.dispatch(
         { path: `${basePath}/${hook}`, method: 'POST', headers, body },
         {
@@ -133,29 +144,30 @@ export function createBackendClient(options: BackendClientOptions): HookCaller {
             if (status >= 200 && status <= 299 && typeof declared === 'string' && Number(declared) > options.maxResponseBytes) settle(tooLarge());
           },
           onResponseData(_controller, chunk) {
-            if (isSettled || statusCode < 200 || statusCode > 299 || statusCode === 204) return;
+            if (isSettled || statusCode === 204) return;
+            const isOk = statusCode >= 200 && statusCode <= 299;
             bytes += chunk.length;
-            if (bytes > options.maxResponseBytes) {
-              chunks = [];
-              settle(tooLarge());
-            } else chunks.push(chunk);
+            // Past the cap the answer is cut off whatever its status: an error page is not read until the deadline either.
+            if (bytes > options.maxResponseBytes) settle(isOk ? tooLarge() : failedStatus());
+            else if (isOk) chunks.push(chunk);
           },
           onResponseEnd() {
             if (statusCode === 204) settle(undefined, undefined);
-            else if (statusCode < 200 || statusCode > 299) settle(new BackendUnavailable('status', `the backend answered /${hook} with HTTP ${statusCode}`));
+            else if (statusCode < 200 || statusCode > 299) settle(failedStatus());
             else if (bytes === 0) settle(undefined, undefined);
             else {
               const text = chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, bytes).toString('utf8');
-              chunks = [];
               try {
                 settle(undefined, JSON.parse(text) as unknown);
               } catch {
                 settle(new BackendUnavailable('invalid', `the /${hook} answer is not JSON`));
               }
             }
+            finish();
           },
           onResponseError(_controller, error) {
             settle(unavailable(hook, error, options.timeoutMs));
+            finish();
           },
         },
       );
@@ -167,8 +179,11 @@ export function createBackendClient(options: BackendClientOptions): HookCaller {
       const waited = acquire();
       if (waited !== undefined) await waited;
       const startedAt = process.hrtime.bigint();
+      let isPosted = false; // from then on the pool's end of the request gives the slot back
       try {
-        const answer = await post(hook, JSON.stringify(payload));
+        const body = JSON.stringify(payload);
+        isPosted = true;
+        const answer = await post(hook, body, release);
         count(hook, 'ok');
         return answer;
       } catch (error) {
@@ -177,7 +192,7 @@ export function createBackendClient(options: BackendClientOptions): HookCaller {
         throw failure;
       } finally {
         stats.observeLatency?.(hook, Number(process.hrtime.bigint() - startedAt) / 1e9);
-        release();
+        if (!isPosted) release();
       }
     },
     async close() {
