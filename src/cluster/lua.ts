@@ -1,10 +1,11 @@
 // The Lua scripts of the cluster layer are files (src/cluster/lua/*.lua), each opening with
 // its KEYS/ARGV contract, so they can be read, reviewed and tested on their own; a format
 // several scripts share is one file in lua/include/, pulled in by `--!include <name>`. This
-// is the one way they are loaded and called: defined once per connection as an ioredis
-// command (EVALSHA with the EVAL fallback after a Redis restart), keys counted per call so
-// a script may take optional keys (a key that only exists on a single Redis).
+// is the one way they are loaded and called: EVALSHA, with the EVAL fallback after a Redis
+// restart, keys counted per call so a script may take optional keys (a key that only exists
+// on a single Redis).
 
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { RedisConnection } from './redis-client';
@@ -35,48 +36,55 @@ export function luaSource(name: string): string {
   return source;
 }
 
-type Call = (...args: (string | number | Buffer)[]) => Promise<unknown>;
+type Evaluate = (...args: (string | number | Buffer)[]) => Promise<unknown>;
+
+/** Redis's answer when its script cache lacks the script (a restart, a failover, a new node). */
+function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('NOSCRIPT');
+}
 
 /**
- * A script bound to one connection: `run(keys, args)`. It is defined as an ioredis command
- * for each number of keys it may be called with (`keyCounts`), at once: ioredis routes and
- * pipelines a command by its keys on a Cluster only when it knows how many there are, and
- * an auto-pipeline made before a late definition would not know the command.
+ * A script bound to one connection: `run(keys, args)` sends EVALSHA, and EVAL once if the
+ * server's script cache lacks it (which loads it there again). Called through the
+ * connection's generic `call`, not defined as an ioredis command: ioredis copies every
+ * defined command into each pipeline it makes, auto-pipelines included, which with this
+ * layer's 28 scripts cost more than the command itself. A Cluster routes and auto-pipelines
+ * EVALSHA by its first key, as it would a defined command. `keyCounts`: the key counts the
+ * script's contract allows; a call with another count is a bug and throws.
  */
 export class LuaScript {
-  private readonly calls = new Map<number, { text: Call; buffers: Call }>();
-  private isDefining = true;
+  private readonly source: string;
+  private readonly sha: string;
 
   constructor(
     private readonly redis: RedisConnection,
     readonly name: string,
-    keyCounts: readonly number[],
+    private readonly keyCounts: readonly number[],
   ) {
-    for (const count of keyCounts) this.callFor(count);
-    this.isDefining = false;
+    this.source = luaSource(name);
+    this.sha = createHash('sha1').update(this.source).digest('hex');
   }
 
   run(keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
-    return this.callFor(keys.length).text(...keys, ...args);
+    return this.evaluate(false, keys, args);
   }
 
   /** As run, with every string in the reply as a Buffer (for binary payloads). */
   runForBuffers(keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
-    return this.callFor(keys.length).buffers(...keys, ...args);
+    return this.evaluate(true, keys, args);
   }
 
-  private callFor(numberOfKeys: number): { text: Call; buffers: Call } {
-    let call = this.calls.get(numberOfKeys);
-    if (call === undefined) {
-      if (this.calls.size > 0 && !this.isDefining) throw new Error(`script ${this.name} is not defined for ${numberOfKeys} keys`);
-      const command = `stompd_${this.name.replace(/[^a-z0-9]/gi, '_')}_${numberOfKeys}`;
-      const commands = this.redis as unknown as Record<string, Call | undefined>;
-      if (commands[command] === undefined) this.redis.defineCommand(command, { numberOfKeys, lua: luaSource(this.name) });
-      // ioredis defines `<command>Buffer` beside every command it defines. Looked up at each
-      // call, not bound once: a test may stand a failing command in for a script.
-      call = { text: (...args) => (commands[command] as Call).apply(this.redis, args), buffers: (...args) => (commands[`${command}Buffer`] as Call).apply(this.redis, args) };
-      this.calls.set(numberOfKeys, call);
-    }
-    return call;
+  /**
+   * EVALSHA and EVAL as ioredis names them (`…Buffer`: string replies as Buffers). Not
+   * `callBuffer`: an auto-pipeline drops the command name of a `callBuffer`.
+   */
+  private evaluate(buffers: boolean, keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
+    if (!this.keyCounts.includes(keys.length)) return Promise.reject(new Error(`script ${this.name} is not defined for ${keys.length} keys`));
+    const commands = this.redis as unknown as Record<'evalsha' | 'eval' | 'evalshaBuffer' | 'evalBuffer', Evaluate>;
+    const byHash = buffers ? commands.evalshaBuffer : commands.evalsha;
+    return byHash.call(this.redis, this.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
+      if (!isNoScript(error)) throw error;
+      return (buffers ? commands.evalBuffer : commands.eval).call(this.redis, this.source, keys.length, ...keys, ...args);
+    });
   }
 }

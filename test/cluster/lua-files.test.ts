@@ -3,11 +3,12 @@
 // Redis, and every script is run by some test of its own (by name).
 
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Redis from 'ioredis';
-import { luaSource } from '../../src/cluster/lua';
+import { LuaScript, luaSource } from '../../src/cluster/lua';
 import { startRedis } from '../helpers/redis';
 import type { RedisServer } from '../helpers/redis';
 
@@ -76,5 +77,25 @@ describe('the Lua scripts as files', { timeout: 60000 }, () => {
   it('every script is run by a test of its own', () => {
     const tests = testSources(path.join(ROOT, 'test')).join('\n');
     for (const name of scripts) assert.ok(tests.includes(`'${name}'`), `no test runs ${name}.lua`);
+  });
+
+  it('LuaScript: EVALSHA, then EVAL once the script cache is empty (a Redis restarted or failed over); the key counts of its contract only', async () => {
+    const client = new Redis(server.url, { enableAutoPipelining: true });
+    try {
+      const touch = new LuaScript(client, 'registry-touch', [1]);
+      await client.hset('lua-test:session', 'userId', 'ann');
+      assert.equal(await touch.run(['lua-test:session'], [60, 1]), 1);
+      await client.script('FLUSH');
+      // Several in one auto-pipeline, as a busy instance sends them: each falls back on its own.
+      const again = await Promise.all([touch.run(['lua-test:session'], [60, 2]), touch.run(['lua-test:gone'], [60, 2]), touch.runForBuffers(['lua-test:session'], [60, 3])]);
+      assert.deepEqual(again, [1, 0, 1]);
+      assert.equal(await client.hget('lua-test:session', 'lastSeenAt'), '3');
+      const [loaded] = (await client.script('EXISTS', createHash('sha1').update(luaSource('registry-touch')).digest('hex'))) as number[];
+      assert.equal(loaded, 1, 'the fallback loaded it back into the cache');
+      const view = new LuaScript(client, 'presence-view', [3]);
+      await assert.rejects(view.run(['a', 'b'], []), /presence-view is not defined for 2 keys/);
+    } finally {
+      client.disconnect();
+    }
   });
 });

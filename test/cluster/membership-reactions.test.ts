@@ -16,6 +16,7 @@ import { RoomMatcher } from '../../src/presence/presence';
 import { startRedis } from '../helpers/redis';
 import type { RedisServer } from '../helpers/redis';
 import { until } from '../helpers/until';
+import { LuaScript } from '../../src/cluster/lua';
 
 describe('membership reactions: the periodic presence repair and a Redis that came back empty', { timeout: 60000 }, () => {
   let server: RedisServer;
@@ -46,13 +47,15 @@ describe('membership reactions: the periodic presence repair and a Redis that ca
     await presence.join('/topic/room.m', entry);
     await until(() => heard.includes('JOIN ann'), 'the JOIN');
     // ann's session closes while Redis is away: the leave fails and waits for the repair.
-    const scripts = redis as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
-    const realLeave = scripts.stompd_presence_leave_4Buffer!;
-    scripts.stompd_presence_leave_4Buffer = () => Promise.reject(new Error("Stream isn't writeable"));
+    // presence-leave.lua fails; every other script runs.
+    const realRun = Object.getOwnPropertyDescriptor(LuaScript.prototype, 'runForBuffers')!.value as LuaScript['runForBuffers'];
+    LuaScript.prototype.runForBuffers = function (this: LuaScript, keys, args) {
+      return this.name === 'presence-leave' ? Promise.reject(new Error("Stream isn't writeable")) : realRun.call(this, keys, args);
+    };
     try {
       await assert.rejects(presence.leave('/topic/room.m', entry, 'socket-closed'));
     } finally {
-      scripts.stompd_presence_leave_4Buffer = realLeave;
+      LuaScript.prototype.runForBuffers = realRun;
     }
     assert.equal(presence.needsRepair, true);
     await redis.flushall(); // Redis came back empty

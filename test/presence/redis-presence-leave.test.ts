@@ -14,6 +14,7 @@ import { RoomMatcher } from '../../src/presence/presence';
 import { startRedis } from '../helpers/redis';
 import type { RedisServer } from '../helpers/redis';
 import { until } from '../helpers/until';
+import { LuaScript } from '../../src/cluster/lua';
 
 describe('RedisPresence: a leave that finds no entry', { timeout: 60000 }, () => {
   let server: RedisServer;
@@ -112,14 +113,15 @@ describe('RedisPresence: a leave that finds no entry', { timeout: 60000 }, () =>
     await store.join(room, entry('s5', 'eve'));
     await until(() => heard.includes('JOIN eve'), 'the JOIN');
     assert.equal(store.needsRepair, false);
-    const scripts = redis as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
-    // presence-leave.lua, as LuaScript defines it (4 keys), with Buffer replies.
-    const realLeave = scripts.stompd_presence_leave_4Buffer!;
-    scripts.stompd_presence_leave_4Buffer = () => Promise.reject(new Error('Command timed out'));
+    // presence-leave.lua fails; every other script runs.
+    const realRun = Object.getOwnPropertyDescriptor(LuaScript.prototype, 'runForBuffers')!.value as LuaScript['runForBuffers'];
+    LuaScript.prototype.runForBuffers = function (this: LuaScript, keys, args) {
+      return this.name === 'presence-leave' ? Promise.reject(new Error('Command timed out')) : realRun.call(this, keys, args);
+    };
     try {
       await assert.rejects(store.leave(room, entry('s5', 'eve'), 'disconnect'));
     } finally {
-      scripts.stompd_presence_leave_4Buffer = realLeave;
+      LuaScript.prototype.runForBuffers = realRun;
     }
     assert.equal(store.needsRepair, true, 'a failed step asks for a repair');
     assert.equal(await redis.hlen(`ws:presence:{${room}}:sessions`), 1, 'the entry is still there');
