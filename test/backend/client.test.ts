@@ -149,7 +149,7 @@ describe('the backend client', () => {
     assert.equal(await failure(c.call('send', { n: 2 })), 'error');
   });
 
-  it('while connects hang, calls fail as timeouts but the pool holds no more than BACKEND_MAX_IN_FLIGHT of them: once the backend accepts, the next call is not queued behind every earlier one', async (t) => {
+  it('while connects hang, calls fail as timeouts but the pool holds no more than BACKEND_MAX_IN_FLIGHT of them: once the backend accepts, the next call is not queued behind every earlier one', async () => {
     // A backend that stops accepting: its thread is blocked, and once the kernel's queue (backlog 1)
     // is full, connects hang. It counts the connections that never carried a request.
     const gate = new Int32Array(new SharedArrayBuffer(4));
@@ -178,13 +178,8 @@ describe('the backend client', () => {
         setTimeout(() => resolve(false), 200);
       }));
     }
-    if (!isFull) {
-      for (const socket of fillers) socket.destroy();
-      Atomics.store(gate, 0, 1);
-      Atomics.notify(gate, 0);
-      t.skip('this kernel completes connects past a full accept queue');
-      return;
-    }
+    // Linux holds a connect in SYN_SENT once a listener's accept queue is full: the backend then looks down.
+    assert.ok(isFull, `connects to a listener with a full accept queue still completed (${fillers.length} of them)`);
 
     const maxInFlight = 2;
     const c = client(`http://127.0.0.1:${port}/stomp`, { timeoutMs: 100, maxInFlight });
