@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type { RedisConnection } from './redis-client';
 
 /** Where the .lua files are: beside this file (the build copies them into dist/src/cluster/lua), or in src/ for a build that did not. */
@@ -34,6 +35,38 @@ export function luaSource(name: string): string {
     sources.set(name, source);
   }
   return source;
+}
+
+/**
+ * Script calls go out together at most once per `windowMs`: the first after a quiet window at
+ * once, later ones gathered until the window since it has passed, then issued in one go, so
+ * that ioredis's auto-pipeline writes them to Redis in one system call. Each call on its own
+ * (a CONNECT's registration, one per event-loop turn under a flood of logins) cost a write of
+ * its own, the largest single cost of a CONNECT with Redis. A call waits at most windowMs, and
+ * only while others came within a window before it. windowMs 0: every call at once.
+ */
+export const scriptBatching = {
+  windowMs: 1,
+  issue<T>(send: () => Promise<T>): Promise<T> {
+    const now = performance.now();
+    if (this.windowMs <= 0 || (gathered.length === 0 && now - lastIssuedAt >= this.windowMs)) {
+      lastIssuedAt = now;
+      return send();
+    }
+    return new Promise<T>((resolve, reject) => {
+      gathered.push(() => void send().then(resolve, reject));
+      if (gathered.length === 1) setTimeout(issueGathered, Math.max(0, lastIssuedAt + this.windowMs - now));
+    });
+  },
+};
+let lastIssuedAt = -Infinity;
+let gathered: (() => void)[] = [];
+
+function issueGathered(): void {
+  const calls = gathered;
+  gathered = [];
+  lastIssuedAt = performance.now();
+  for (const call of calls) call();
 }
 
 type Evaluate = (...args: (string | number | Buffer)[]) => Promise<unknown>;
@@ -82,9 +115,11 @@ export class LuaScript {
     if (!this.keyCounts.includes(keys.length)) return Promise.reject(new Error(`script ${this.name} is not defined for ${keys.length} keys`));
     const commands = this.redis as unknown as Record<'evalsha' | 'eval' | 'evalshaBuffer' | 'evalBuffer', Evaluate>;
     const byHash = buffers ? commands.evalshaBuffer : commands.evalsha;
-    return byHash.call(this.redis, this.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
-      if (!isNoScript(error)) throw error;
-      return (buffers ? commands.evalBuffer : commands.eval).call(this.redis, this.source, keys.length, ...keys, ...args);
-    });
+    const send = (): Promise<unknown> =>
+      byHash.call(this.redis, this.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
+        if (!isNoScript(error)) throw error;
+        return (buffers ? commands.evalBuffer : commands.eval).call(this.redis, this.source, keys.length, ...keys, ...args);
+      });
+    return scriptBatching.issue(send);
   }
 }

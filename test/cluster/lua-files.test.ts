@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Redis from 'ioredis';
-import { LuaScript, luaSource } from '../../src/cluster/lua';
+import { LuaScript, luaSource, scriptBatching } from '../../src/cluster/lua';
 import { startRedis } from '../helpers/redis';
 import type { RedisServer } from '../helpers/redis';
 
@@ -96,6 +96,76 @@ describe('the Lua scripts as files', { timeout: 60000 }, () => {
       await assert.rejects(view.run(['a', 'b'], []), /presence-view is not defined for 2 keys/);
     } finally {
       client.disconnect();
+    }
+  });
+
+  it('script calls that come within a window of the last go out together, in one write to Redis; after a quiet window, at once', async () => {
+    const client = new Redis(server.url, { enableAutoPipelining: true });
+    const saved = scriptBatching.windowMs;
+    const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+    /** Eight touches, each in an event-loop turn of its own (as CONNECTs arrive): the writes they took. */
+    const eightTouches = async (windowMs: number): Promise<number> => {
+      scriptBatching.windowMs = windowMs;
+      await new Promise((resolve) => setTimeout(resolve, windowMs + 20)); // a quiet window first
+      const touch = new LuaScript(client, 'registry-touch', [1]);
+      const before = writes;
+      const replies: Promise<unknown>[] = [];
+      for (let i = 0; i < 8; i++) {
+        replies.push(touch.run([`lua-test:batch-${i}`], [60, i]));
+        await nextTurn();
+      }
+      assert.deepEqual(await Promise.all(replies), [0, 0, 0, 0, 0, 0, 0, 0]);
+      return writes - before;
+    };
+    await client.ping(); // connected: the stream exists
+    const stream = (client as unknown as { stream: { write: (...args: unknown[]) => boolean } }).stream;
+    const realWrite = stream.write;
+    let writes = 0;
+    stream.write = function (this: unknown, ...args: unknown[]) {
+      writes++;
+      return realWrite.apply(this, args);
+    };
+    try {
+      // ioredis holds an auto-pipeline back while the previous one awaits its replies, so
+      // without a window some turns' touches still share a write: at least half go alone.
+      const unbatched = await eightTouches(0);
+      assert.ok(unbatched >= 4, `no window: ${unbatched} writes`);
+      assert.equal(await eightTouches(300), 2, 'the first at once, the seven after it gathered into one write');
+    } finally {
+      scriptBatching.windowMs = saved;
+      stream.write = realWrite;
+      client.disconnect();
+    }
+  });
+
+  it('scriptBatching: the first call after a quiet window goes at once, later ones together once the window has passed; results and failures reach each caller', async () => {
+    const saved = scriptBatching.windowMs;
+    scriptBatching.windowMs = 30;
+    const sent: string[] = [];
+    const call =
+      (name: string, fails = false) =>
+      () => {
+        sent.push(name);
+        queueMicrotask(() => sent.push(`after ${name}`));
+        return fails ? Promise.reject(new Error(name)) : Promise.resolve(name);
+      };
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      const a = scriptBatching.issue(call('a'));
+      assert.deepEqual(sent, ['a'], 'sent at once');
+      await new Promise((resolve) => setImmediate(resolve));
+      const b = scriptBatching.issue(call('b'));
+      const c = scriptBatching.issue(call('c', true));
+      assert.deepEqual(sent, ['a', 'after a'], 'within the window: gathered');
+      assert.equal(await a, 'a');
+      assert.equal(await b, 'b');
+      await assert.rejects(c, /c/);
+      assert.deepEqual(sent.slice(2, 4), ['b', 'c'], 'issued together, in order, in one turn');
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      void scriptBatching.issue(call('d'));
+      assert.equal(sent.at(-1), 'd', 'after a quiet window: at once');
+    } finally {
+      scriptBatching.windowMs = saved;
     }
   });
 });
