@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { LoadAdaptiveWindow } from '../load-window';
 import type { RedisConnection } from './redis-client';
 
 /** Where the .lua files are: beside this file (the build copies them into dist/src/cluster/lua), or in src/ for a build that did not. */
@@ -38,27 +39,32 @@ export function luaSource(name: string): string {
 }
 
 /**
- * Script calls go out together at most once per `windowMs`: the first after a quiet window at
+ * Script calls go out together at most once per window: the first after a quiet window at
  * once, later ones gathered until the window since it has passed, then issued in one go, so
  * that ioredis's auto-pipeline writes them to Redis in one system call. Each call on its own
  * (a CONNECT's registration, one per event-loop turn under a flood of logins) cost a write of
- * its own, the largest single cost of a CONNECT with Redis. A call waits at most windowMs, and
- * only while others came within a window before it. windowMs 0: every call at once.
+ * its own, the largest single cost of a CONNECT with Redis. The window is `windowMs` while the
+ * event loop has time to spare and widens up to `maxWindowMs` while it is saturated
+ * (src/load-window.ts): at moderate rates a call waits at most 1 ms, and only while others came
+ * within a window before it. windowMs 0: every call at once.
  */
 export const scriptBatching = {
   windowMs: 1,
+  maxWindowMs: 4,
   issue<T>(send: () => Promise<T>): Promise<T> {
     const now = performance.now();
-    if (this.windowMs <= 0 || (gathered.length === 0 && now - lastIssuedAt >= this.windowMs)) {
+    const windowMs = this.windowMs <= 0 ? 0 : scriptWindow.at(now, this.windowMs, this.maxWindowMs);
+    if (windowMs <= 0 || (gathered.length === 0 && now - lastIssuedAt >= windowMs)) {
       lastIssuedAt = now;
       return send();
     }
     return new Promise<T>((resolve, reject) => {
       gathered.push(() => void send().then(resolve, reject));
-      if (gathered.length === 1) setTimeout(issueGathered, Math.max(0, lastIssuedAt + this.windowMs - now));
+      if (gathered.length === 1) setTimeout(issueGathered, Math.max(0, lastIssuedAt + windowMs - now));
     });
   },
 };
+const scriptWindow = new LoadAdaptiveWindow();
 let lastIssuedAt = -Infinity;
 let gathered: (() => void)[] = [];
 

@@ -19,7 +19,7 @@
 //   acceptedBytes stands still is stalled, not slow.
 
 import { performance } from 'node:perf_hooks';
-import type { EventLoopUtilization } from 'node:perf_hooks';
+import { LoadAdaptiveWindow } from '../load-window';
 
 export type TransportKind = 'tcp' | 'ws';
 
@@ -147,37 +147,19 @@ let isFlushScheduled = false;
  * a timer) reach each subscriber as one write instead of one each. A pass over fewer
  * connections (request and answer: CONNECTED, RECEIPTs) makes the next wait for nothing.
  *
- * The window adapts to load, between `windowMs` and `maxWindowMs`: each syscall costs the
- * same whatever it carries, so while the event loop is saturated (busy at least
- * BUSY_UTILIZATION of the time since the last adjustment) the window doubles, and fewer,
- * larger writes leave more of the loop for the messages themselves; once the loop has time to
- * spare (below IDLE_UTILIZATION) it halves back. An idle broker keeps the short window, and so
- * its latency. windowMs 0: off.
+ * The window adapts to load, between `windowMs` and `maxWindowMs` (src/load-window.ts): each
+ * syscall costs the same whatever it carries, so while the event loop is saturated the window
+ * widens, and fewer, larger writes leave more of the loop for the messages themselves; an idle
+ * broker keeps the short window, and so its latency. windowMs 0: off.
  */
 export const writeCoalescing = { windowMs: 1, maxWindowMs: 8, minConnections: 32 };
-const ADJUST_EVERY_MS = 20;
-const BUSY_UTILIZATION = 0.6;
-const IDLE_UTILIZATION = 0.3;
+const writeWindow = new LoadAdaptiveWindow();
 let lastPassEndedAt = 0;
 let lastPassConnections = 0;
-let currentWindowMs = 0;
-let lastAdjustedAt = 0;
-let lastUtilization: EventLoopUtilization | undefined;
 
-/** The window now in force: adjusted at most every ADJUST_EVERY_MS, from the loop's utilization since. */
+/** The window now in force (ms). */
 export function coalescingWindowMs(now: number): number {
-  const floor = writeCoalescing.windowMs;
-  const ceiling = Math.max(floor, writeCoalescing.maxWindowMs);
-  if (currentWindowMs < floor || currentWindowMs > ceiling) currentWindowMs = floor;
-  if (ceiling > floor && now - lastAdjustedAt >= ADJUST_EVERY_MS) {
-    const total = performance.eventLoopUtilization();
-    const utilization = lastUtilization === undefined ? 0 : performance.eventLoopUtilization(total, lastUtilization).utilization;
-    lastUtilization = total;
-    lastAdjustedAt = now;
-    if (utilization >= BUSY_UTILIZATION) currentWindowMs = Math.min(ceiling, currentWindowMs * 2);
-    else if (utilization < IDLE_UTILIZATION) currentWindowMs = Math.max(floor, currentWindowMs / 2);
-  }
-  return currentWindowMs;
+  return writeWindow.at(now, writeCoalescing.windowMs, writeCoalescing.maxWindowMs);
 }
 
 function scheduleFlush(): void {
