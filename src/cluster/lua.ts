@@ -1,11 +1,10 @@
 // The Lua scripts of the cluster layer are files (src/cluster/lua/*.lua), each opening with
 // its KEYS/ARGV contract, so they can be read, reviewed and tested on their own; a format
 // several scripts share is one file in lua/include/, pulled in by `--!include <name>`. This
-// is the one way they are loaded and called: EVALSHA, with the EVAL fallback after a Redis
-// restart, keys counted per call so a script may take optional keys (a key that only exists
-// on a single Redis).
+// is the one way they are loaded and called: defined once per connection as an ioredis
+// command (EVALSHA with the EVAL fallback after a Redis restart), keys counted per call so
+// a script may take optional keys (a key that only exists on a single Redis).
 
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -39,14 +38,14 @@ export function luaSource(name: string): string {
 }
 
 /**
- * Script calls go out together at most once per window: the first after a quiet window at
- * once, later ones gathered until the window since it has passed, then issued in one go, so
- * that ioredis's auto-pipeline writes them to Redis in one system call. Each call on its own
- * (a CONNECT's registration, one per event-loop turn under a flood of logins) cost a write of
- * its own, the largest single cost of a CONNECT with Redis. The window is `windowMs` while the
- * event loop has time to spare and widens up to `maxWindowMs` while it is saturated
- * (src/load-window.ts): at moderate rates a call waits at most 1 ms, and only while others came
- * within a window before it. windowMs 0: every call at once.
+ * Script calls that may wait go out together at most once per window: the first after a quiet
+ * window at once, later ones gathered until the window since it has passed, then issued in one
+ * go, so that ioredis's auto-pipeline writes them to Redis in one system call. Only calls from
+ * independent callers may wait (LuaScript.runGathered: a CONNECT's registration, one per
+ * event-loop turn under a flood of logins, each of which cost a write of its own): a caller
+ * that awaits one call before making the next would be held to one call per window. The window
+ * is `windowMs` while the event loop has time to spare and widens up to `maxWindowMs` while it
+ * is saturated (src/load-window.ts). windowMs 0: every call at once.
  */
 export const scriptBatching = {
   windowMs: 1,
@@ -59,7 +58,10 @@ export const scriptBatching = {
       return send();
     }
     return new Promise<T>((resolve, reject) => {
-      gathered.push(() => void send().then(resolve, reject));
+      gathered.push(() => {
+        // A send that throws at once (not a rejection) fails its caller, not the others of the batch.
+        Promise.resolve().then(send).then(resolve, reject);
+      });
       if (gathered.length === 1) setTimeout(issueGathered, Math.max(0, lastIssuedAt + windowMs - now));
     });
   },
@@ -75,57 +77,61 @@ function issueGathered(): void {
   for (const call of calls) call();
 }
 
-type Evaluate = (...args: (string | number | Buffer)[]) => Promise<unknown>;
-
-/** Redis's answer when its script cache lacks the script (a restart, a failover, a new node). */
-function isNoScript(error: unknown): boolean {
-  return error instanceof Error && error.message.startsWith('NOSCRIPT');
-}
+type Call = (...args: (string | number | Buffer)[]) => Promise<unknown>;
 
 /**
- * A script bound to one connection: `run(keys, args)` sends EVALSHA, and EVAL once if the
- * server's script cache lacks it (which loads it there again). Called through the
- * connection's generic `call`, not defined as an ioredis command: ioredis copies every
- * defined command into each pipeline it makes, auto-pipelines included, which with this
- * layer's 28 scripts cost more than the command itself. A Cluster routes and auto-pipelines
- * EVALSHA by its first key, as it would a defined command. `keyCounts`: the key counts the
- * script's contract allows; a call with another count is a bug and throws.
+ * A script bound to one connection: `run(keys, args)`. It is defined as an ioredis command
+ * for each number of keys it may be called with (`keyCounts`), at once: ioredis routes and
+ * pipelines a command by its keys on a Cluster only when it knows how many there are, and
+ * an auto-pipeline made before a late definition would not know the command. ioredis sends a
+ * script as EVAL the first time on each socket and as EVALSHA after, so calls keep their order
+ * on a connection even right after Redis restarted empty.
  */
 export class LuaScript {
-  private readonly source: string;
-  private readonly sha: string;
+  private readonly calls = new Map<number, { text: Call; buffers: Call }>();
+  private isDefining = true;
 
   constructor(
     private readonly redis: RedisConnection,
     readonly name: string,
-    private readonly keyCounts: readonly number[],
+    keyCounts: readonly number[],
   ) {
-    this.source = luaSource(name);
-    this.sha = createHash('sha1').update(this.source).digest('hex');
+    for (const count of keyCounts) this.callFor(count);
+    this.isDefining = false;
   }
 
   run(keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
-    return this.evaluate(false, keys, args);
+    const call = this.callFor(keys.length);
+    return call === undefined ? Promise.reject(this.undefinedFor(keys.length)) : call.text(...keys, ...args);
   }
 
   /** As run, with every string in the reply as a Buffer (for binary payloads). */
   runForBuffers(keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
-    return this.evaluate(true, keys, args);
+    const call = this.callFor(keys.length);
+    return call === undefined ? Promise.reject(this.undefinedFor(keys.length)) : call.buffers(...keys, ...args);
   }
 
-  /**
-   * EVALSHA and EVAL as ioredis names them (`…Buffer`: string replies as Buffers). Not
-   * `callBuffer`: an auto-pipeline drops the command name of a `callBuffer`.
-   */
-  private evaluate(buffers: boolean, keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
-    if (!this.keyCounts.includes(keys.length)) return Promise.reject(new Error(`script ${this.name} is not defined for ${keys.length} keys`));
-    const commands = this.redis as unknown as Record<'evalsha' | 'eval' | 'evalshaBuffer' | 'evalBuffer', Evaluate>;
-    const byHash = buffers ? commands.evalshaBuffer : commands.evalsha;
-    const send = (): Promise<unknown> =>
-      byHash.call(this.redis, this.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
-        if (!isNoScript(error)) throw error;
-        return (buffers ? commands.evalBuffer : commands.eval).call(this.redis, this.source, keys.length, ...keys, ...args);
-      });
-    return scriptBatching.issue(send);
+  /** As run, for a caller that does not wait on an earlier call of its own: may be gathered with others (scriptBatching). */
+  runGathered(keys: readonly string[], args: readonly (string | number | Buffer)[]): Promise<unknown> {
+    return scriptBatching.issue(() => this.run(keys, args));
+  }
+
+  private undefinedFor(numberOfKeys: number): Error {
+    return new Error(`script ${this.name} is not defined for ${numberOfKeys} keys`);
+  }
+
+  private callFor(numberOfKeys: number): { text: Call; buffers: Call } | undefined {
+    let call = this.calls.get(numberOfKeys);
+    if (call === undefined) {
+      if (this.calls.size > 0 && !this.isDefining) return undefined;
+      const command = `stompd_${this.name.replace(/[^a-z0-9]/gi, '_')}_${numberOfKeys}`;
+      const commands = this.redis as unknown as Record<string, Call | undefined>;
+      if (commands[command] === undefined) this.redis.defineCommand(command, { numberOfKeys, lua: luaSource(this.name) });
+      // ioredis defines `<command>Buffer` beside every command it defines. Looked up at each
+      // call, not bound once: a test may stand a failing command in for a script.
+      call = { text: (...args) => (commands[command] as Call).apply(this.redis, args), buffers: (...args) => (commands[`${command}Buffer`] as Call).apply(this.redis, args) };
+      this.calls.set(numberOfKeys, call);
+    }
+    return call;
   }
 }

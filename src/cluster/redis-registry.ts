@@ -105,7 +105,7 @@ export class RedisRegistry implements SessionRegistry, InstanceLossHandler {
   async bind(record: SessionRecord, policy: BindPolicy): Promise<BindResult> {
     const max = Number.isFinite(policy.maxPerUser) ? policy.maxPerUser : -1;
     const attempt = async (): Promise<RegistrationReply> => {
-      const reply = await this.write(record, policy);
+      const reply = await this.write(record, policy, true);
       // This instance's generation is not the live one (fenced, or not joined again yet): no
       // decision could be made here, which a client must hear as UNAVAILABLE, not as a refusal.
       if (reply[0] === -1) throw new Error('fenced: this instance is joining the cluster again');
@@ -380,12 +380,15 @@ export class RedisRegistry implements SessionRegistry, InstanceLossHandler {
     this.pending.delete(sessionId);
   }
 
-  /** One registration attempt through `policy`, holders on dead instances dropped. */
-  private async write(record: SessionRecord, policy: BindPolicy): Promise<RegistrationReply> {
+  /**
+   * One registration attempt through `policy`, holders on dead instances dropped. `mayWait`: a
+   * CONNECT's own (independent of every other), not one of a sequence awaited in turn.
+   */
+  private async write(record: SessionRecord, policy: BindPolicy, mayWait = false): Promise<RegistrationReply> {
     const max = Number.isFinite(policy.maxPerUser) ? policy.maxPerUser : -1;
     // On a single Redis the registration script judges the holders itself (one round trip).
     const dead = max < 0 || !this.deadHolders.mayJudge ? [] : this.writes.judgesDeadHolders ? 'judge' : await this.deadHolders.of(record.userId);
-    return this.writes.register({ record, max, mode: policy.mode, dead });
+    return this.writes.register({ record, max, mode: policy.mode, dead, mayWait });
   }
 
   /** Holders a registration evicted, told to close unless the write told them itself. */

@@ -29,10 +29,10 @@ export class SingleRedisRegistryWrites implements RegistryWrites {
     this.unregisterScript = new LuaScript(options.redis, 'registry-unregister', [4]);
   }
 
-  async register({ record, max, mode, dead }: RegistrationRequest): Promise<RegistrationReply> {
+  async register({ record, max, mode, dead, mayWait }: RegistrationRequest): Promise<RegistrationReply> {
     const { keys, sessionTtlSeconds } = this.options;
     const fence = this.options.writer()?.fence;
-    const reply = await this.registerScript.run(
+    const reply = await this.registerScript[mayWait === true ? 'runGathered' : 'run'](
       [keys.user(record.userId), keys.session(record.sessionId), keys.allSessions, keys.instanceSessions(record.instanceId), keys.instanceUsers(record.instanceId), fence?.key ?? keys.instance(record.instanceId)],
       [
         record.sessionId,

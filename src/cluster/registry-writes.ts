@@ -29,6 +29,8 @@ export interface RegistrationRequest {
    * 'judge': the write judges them itself, in the same step (judgesDeadHolders).
    */
   dead: readonly string[] | 'judge';
+  /** A CONNECT's own registration: it may wait a moment to go to Redis with others (LuaScript.runGathered). */
+  mayWait?: boolean;
 }
 
 export interface RegistryWrites {
