@@ -6,6 +6,7 @@
 
 import type { QueueStat } from '../broker/queue-backend';
 import type { RedisKeys } from './keys';
+import { InstanceClaim } from './instance-claim';
 import { LuaScript } from './lua';
 import { encodeRedeliverEntry } from './redeliver-entry';
 import type { RedeliverEntry } from './redeliver-entry';
@@ -57,7 +58,7 @@ export class RedisQueueStore {
   private readonly takeScript: LuaScript;
   private readonly ackScript: LuaScript;
   private readonly reapScript: LuaScript;
-  private readonly claimScript: LuaScript;
+  private readonly claim: InstanceClaim;
 
   constructor(redis: RedisConnection, keys: RedisKeys, fence: QueueFence = () => undefined) {
     this.redis = redis;
@@ -69,7 +70,7 @@ export class RedisQueueStore {
     this.consumersScript = new LuaScript(redis, 'queue-consumers', [this.isFenced ? 6 : 4]);
     this.takeScript = new LuaScript(redis, 'queue-take', [this.isFenced ? 4 : 3]);
     this.ackScript = new LuaScript(redis, 'queue-ack', [1]);
-    this.claimScript = new LuaScript(redis, 'instance-claim', [2]);
+    this.claim = new InstanceClaim(redis);
     this.reapScript = new LuaScript(redis, 'queue-reap', [4]);
   }
 
@@ -186,9 +187,7 @@ export class RedisQueueStore {
   async listConsumed(instanceId: string, name: string): Promise<void> {
     if (this.isFenced) return;
     // On a Cluster the listing is the fence: claimed in the instance's own slot with its generation checked.
-    const fence = this.fence();
-    const claimed = await this.claimScript.run([this.keys.instanceQueues(instanceId), fence?.key ?? this.keys.instance(instanceId)], [fence?.generation ?? '', name]);
-    if (claimed === -1) throw new FencedError();
+    if ((await this.claim.claim(this.keys.instanceQueues(instanceId), this.keys.instance(instanceId), this.fence(), name)) === -1) throw new FencedError();
   }
 
   async unlistConsumed(instanceId: string, name: string): Promise<void> {

@@ -27,6 +27,7 @@
 
 import type { Logger } from 'pino';
 import { encodeEnvelope } from './envelope';
+import { InstanceClaim } from './instance-claim';
 import { LuaScript } from './lua';
 import type { InstanceLossHandler, LossReport } from './instance-loss';
 import type { RedisKeys } from './keys';
@@ -68,7 +69,7 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
   private readonly leaveScript: LuaScript;
   private readonly snapshotScript: LuaScript;
   private readonly viewScript: LuaScript;
-  private readonly claimScript: LuaScript;
+  private readonly claim: InstanceClaim;
   /** `sessionId\nroom` whose JOIN went through (was announced). */
   private readonly announced = new Set<string>();
   /** room → how many of this instance's sessions are announced in it: at 0 the room leaves this instance's list. */
@@ -91,7 +92,7 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
     this.leaveScript = new LuaScript(this.redis, 'presence-leave', [4]);
     this.snapshotScript = new LuaScript(this.redis, 'presence-snapshot', [2]);
     this.viewScript = new LuaScript(this.redis, 'presence-view', [3]);
-    this.claimScript = new LuaScript(this.redis, 'instance-claim', [2]);
+    this.claim = new InstanceClaim(this.redis);
   }
 
   async join(room: string, entry: SessionEntry): Promise<void> {
@@ -355,8 +356,7 @@ export class RedisPresence implements PresenceStore, InstanceLossHandler {
       // Redis the script writes it, after checking the writer's generation (the fence).
       if (this.isSharded) {
         // The fence on a Cluster: claimed in the instance's own slot, with its generation checked.
-        const fence = this.writer?.()?.fence;
-        const claimed = await this.claimScript.run([this.instanceRoomsKey(), fence?.key ?? this.options.keys.instance(this.options.instanceId)], [fence?.generation ?? '', room]);
+        const claimed = await this.claim.claim(this.instanceRoomsKey(), this.options.keys.instance(this.options.instanceId), this.writer?.()?.fence, room);
         if (claimed === -1) throw new Error("fenced: this instance's generation is not the live one (it joins again, and its sessions are repaired then)");
       }
       if (isStillLive !== undefined && !isStillLive()) {

@@ -14,6 +14,7 @@
 // resumes and finds it was reaped (or, killed, its holder is judged dead).
 
 import type { SessionRecord } from '../registry/registry';
+import { InstanceClaim } from './instance-claim';
 import { LuaScript } from './lua';
 import { registrationReply } from './registry-writes';
 import type { RegistrationReply, RegistrationRequest, RegistryWrites, RegistryWritesOptions } from './registry-writes';
@@ -26,13 +27,13 @@ export class ClusterRegistryWrites implements RegistryWrites {
   private readonly options: RegistryWritesOptions;
   private readonly bindScript: LuaScript;
   private readonly forgetOnInstanceScript: LuaScript;
-  private readonly claimScript: LuaScript;
+  private readonly claim: InstanceClaim;
 
   constructor(options: RegistryWritesOptions) {
     this.options = options;
     this.bindScript = new LuaScript(options.redis, 'registry-bind', [1]);
     this.forgetOnInstanceScript = new LuaScript(options.redis, 'registry-forget-on-instance', [2]);
-    this.claimScript = new LuaScript(options.redis, 'instance-claim', [2]);
+    this.claim = new InstanceClaim(options.redis);
   }
 
   async register({ record, max, mode, dead }: RegistrationRequest): Promise<RegistrationReply> {
@@ -41,7 +42,7 @@ export class ClusterRegistryWrites implements RegistryWrites {
     if (writer !== undefined && !writer.isJoined) return [-1];
     const sessionKey = keys.session(record.sessionId);
     // Step 1 is the fence: a generation that is not the live one writes nothing at all.
-    const claimed = Number(await this.claimScript.run([keys.instanceSessions(record.instanceId), writer?.fence.key ?? keys.instance(record.instanceId)], [writer?.fence.generation ?? '', record.sessionId]));
+    const claimed = await this.claim.claim(keys.instanceSessions(record.instanceId), keys.instance(record.instanceId), writer?.fence, record.sessionId);
     if (claimed === -1) return [-1];
     const isNew = claimed === 1;
     await redis
