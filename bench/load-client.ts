@@ -1,18 +1,17 @@
-// A lean STOMP client for load generation, over TCP (`net`) or WebSocket (`ws`). Library
-// clients decode every frame and would measure themselves rather than the broker.
+// A lean STOMP client for load generation, over TCP or WebSocket (bench/wire.ts: reads into
+// one shared buffer, a minimal WebSocket client). Library clients decode every frame and
+// would measure themselves rather than the broker.
 //
 // Two modes:
 // - frames: whole frames are parsed (CONNECTED, RECEIPT, ERROR): the handshake, and the
 //   publisher's connection for its whole life.
-// - counting: once its SUBSCRIBE is acknowledged, a subscriber only counts NUL bytes per
-//   chunk. Bodies are ASCII digits (payload.ts), so each NUL ends one MESSAGE, however the
+// - counting: once its SUBSCRIBE is acknowledged, a subscriber only counts NUL bytes. Bodies are ASCII digits (payload.ts), so each NUL ends one MESSAGE, however the
 //   broker batches frames into chunks or WebSocket messages and wherever it splits them.
 //   A subscriber given a LatencyRecorder also reads the send time just before each NUL.
 
-import net from 'node:net';
-import WebSocket from 'ws';
 import type { LatencyRecorder } from './latency';
 import { TIMESTAMP_DIGITS, nowMicros, readTimestamp } from './payload';
+import { openTcpWire, openWsWire, type WireEvents, type WireSocket } from './wire';
 
 export type Transport = 'tcp' | 'ws';
 
@@ -61,19 +60,14 @@ export class LoadClient {
   private isCounting = false;
   private onDelivered: DeliveryListener | undefined;
   private latency: LatencyRecorder | undefined;
-  /** The last bytes of the previous chunk, for a send time split across chunks. */
-  private carry: Buffer | undefined;
   private pending: Buffer | undefined;
   private awaited: Awaited | undefined;
-  private readonly sendBytes: (bytes: Buffer) => void;
-  private readonly bufferedBytes: () => number;
-  private readonly destroySocket: () => void;
+  private readonly counter = new NulCounter();
+  /** Set once the transport is open. */
+  private wire: WireSocket | undefined;
 
-  private constructor(transport: Transport, send: (bytes: Buffer) => void, buffered: () => number, destroy: () => void) {
+  private constructor(transport: Transport) {
     this.transport = transport;
-    this.sendBytes = send;
-    this.bufferedBytes = buffered;
-    this.destroySocket = destroy;
   }
 
   /** Open the transport and complete CONNECT → CONNECTED. */
@@ -97,7 +91,7 @@ export class LoadClient {
 
   /** Number of bytes written but not yet handed to the kernel. */
   get backlogBytes(): number {
-    return this.bufferedBytes();
+    return this.wire?.bufferedBytes() ?? 0;
   }
 
   /**
@@ -117,116 +111,92 @@ export class LoadClient {
   }
 
   write(bytes: Buffer): void {
-    if (!this.isClosed) this.sendBytes(bytes);
+    if (!this.isClosed) this.wire?.send(bytes);
   }
 
   close(): void {
     if (this.isClosed) return;
     this.isClosed = true;
     this.closeReason ??= 'closed by the bench';
-    this.destroySocket();
+    this.wire?.destroy();
   }
 
   // --- Transports ---
 
   private static openTcp(endpoint: Endpoint, timeoutMs: number): Promise<LoadClient> {
     if (endpoint.tcpPort === undefined) return Promise.reject(new Error('no TCP port to connect to'));
-    const socket = net.connect({ host: endpoint.host, port: endpoint.tcpPort, ...(endpoint.localAddress !== undefined ? { localAddress: endpoint.localAddress } : {}) });
-    socket.setNoDelay(true);
-    const client = new LoadClient(
-      'tcp',
-      (bytes) => socket.write(bytes),
-      () => socket.writableLength,
-      () => socket.destroy(),
-    );
-    socket.on('data', (chunk: Buffer) => client.receive(chunk));
-    socket.on('error', (error) => client.lost(`socket error: ${error.message}`));
-    socket.on('close', () => client.lost('socket closed by peer'));
-    return opened(client, timeoutMs, (resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('error', reject);
-    });
+    const port = endpoint.tcpPort;
+    return LoadClient.openOver('tcp', timeoutMs, (events) => openTcpWire(endpoint.host, port, endpoint.localAddress, events));
   }
 
   private static openWs(endpoint: Endpoint, timeoutMs: number): Promise<LoadClient> {
     if (endpoint.wsPort === undefined) return Promise.reject(new Error('no WebSocket port to connect to'));
-    const url = `ws://${endpoint.host}:${endpoint.wsPort}${endpoint.wsPath}`;
-    // Our own bodies are ASCII: skipping UTF-8 validation keeps the load generator's cost down.
-    const ws = new WebSocket(url, ['v12.stomp'], {
-      perMessageDeflate: false,
-      skipUTF8Validation: true,
-      ...(endpoint.localAddress !== undefined ? { localAddress: endpoint.localAddress } : {}),
-    });
-    const client = new LoadClient(
-      'ws',
-      // Frames are ASCII text; STOMP over WebSocket clients send text messages.
-      (bytes) => ws.send(bytes, { binary: false }),
-      () => ws.bufferedAmount,
-      () => ws.terminate(),
-    );
-    ws.on('message', (data: WebSocket.RawData) => client.receive(toBuffer(data)));
-    ws.on('error', (error) => client.lost(`WebSocket error: ${error.message}`));
-    ws.on('close', (code) => client.lost(`WebSocket closed by peer (code ${code})`));
-    return opened(client, timeoutMs, (resolve, reject) => {
-      ws.once('open', resolve);
-      ws.once('error', reject);
+    const target = { host: endpoint.host, port: endpoint.wsPort, path: endpoint.wsPath, protocol: 'v12.stomp', localAddress: endpoint.localAddress };
+    // Frames are ASCII text; STOMP over WebSocket clients send text messages.
+    return LoadClient.openOver('ws', timeoutMs, (events) => openWsWire(target, false, events));
+  }
+
+  private static openOver(transport: Transport, timeoutMs: number, open: (events: WireEvents) => Promise<WireSocket>): Promise<LoadClient> {
+    const client = new LoadClient(transport);
+    const opening = open({ onBytes: (bytes, start, end) => client.receive(bytes, start, end), onLost: (reason) => client.lost(reason) });
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        client.close();
+        reject(new Error(`${transport} connection not open within ${timeoutMs} ms`));
+      }, timeoutMs);
+      opening.then(
+        (wire) => {
+          clearTimeout(timer);
+          if (client.isClosed) wire.destroy();
+          else client.wire = wire;
+          resolve(client);
+        },
+        (error: Error) => {
+          clearTimeout(timer);
+          client.close();
+          reject(error);
+        },
+      );
     });
   }
 
   // --- Bytes in ---
 
-  private receive(chunk: Buffer): void {
+  /** bytes[start, end) is a view of a shared read buffer: what is kept is copied. */
+  private receive(bytes: Buffer, start: number, end: number): void {
     if (this.isCounting) {
-      this.count(chunk);
+      this.count(bytes, start, end);
       return;
     }
-    let bytes = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
-    this.pending = undefined;
-    let nul = bytes.indexOf(NUL);
-    while (nul !== -1) {
-      this.onFrame(parseFrame(bytes.subarray(0, nul)));
-      bytes = bytes.subarray(nul + 1);
+    let at = start;
+    if (this.pending !== undefined) {
+      bytes = Buffer.concat([this.pending, bytes.subarray(start, end)]);
+      this.pending = undefined;
+      at = 0;
+      end = bytes.length;
+    }
+    let nul = bytes.indexOf(NUL, at);
+    while (nul !== -1 && nul < end) {
+      this.onFrame(parseFrame(bytes.subarray(at, nul)));
+      at = nul + 1;
       if (this.isCounting) {
-        if (bytes.length > 0) this.count(bytes);
+        if (at < end) this.count(bytes, at, end);
         return;
       }
-      nul = bytes.indexOf(NUL);
+      nul = bytes.indexOf(NUL, at);
     }
-    if (bytes.length > 0) this.pending = bytes;
+    if (at < end) this.pending = Buffer.from(bytes.subarray(at, end));
   }
 
-  /** The hot path: one indexOf per frame, a clock read per chunk only when sampling. */
-  private count(chunk: Buffer): void {
-    let frames = 0;
-    let nul = chunk.indexOf(NUL);
-    const latency = this.latency;
-    if (latency === undefined) {
-      while (nul !== -1) {
-        frames++;
-        nul = chunk.indexOf(NUL, nul + 1);
-      }
-    } else {
-      const now = nowMicros();
-      while (nul !== -1) {
-        frames++;
-        const sentAt = nul >= TIMESTAMP_DIGITS ? readTimestamp(chunk, nul) : this.readSplitTimestamp(chunk, nul);
-        if (sentAt >= 0) latency.record(now - sentAt);
-        else this.unparsed++;
-        nul = chunk.indexOf(NUL, nul + 1);
-      }
-      const keep = Math.min(chunk.length, TIMESTAMP_DIGITS);
-      this.carry = Buffer.from(chunk.subarray(chunk.length - keep));
-    }
+  /** The hot path: see NulCounter. */
+  private count(bytes: Buffer, start: number, end: number): void {
+    const counter = this.counter;
+    const frames = counter.count(bytes, start, end, this.latency);
+    this.unparsed = counter.unparsed;
     if (frames > 0) {
       this.received += frames;
       this.onDelivered!(this, frames);
     }
-  }
-
-  private readSplitTimestamp(chunk: Buffer, nul: number): number {
-    if (this.carry === undefined) return -1;
-    const joined = Buffer.concat([this.carry, chunk.subarray(0, nul)]);
-    return readTimestamp(joined, joined.length);
   }
 
   private onFrame(frame: ParsedFrame): void {
@@ -276,35 +246,74 @@ export class LoadClient {
           reject(error);
         },
       };
-      this.sendBytes(encodeFrame(command, headers));
+      this.wire?.send(encodeFrame(command, headers));
     });
   }
 }
 
-function opened(client: LoadClient, timeoutMs: number, wait: (resolve: () => void, reject: (error: Error) => void) => void): Promise<LoadClient> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      client.close();
-      reject(new Error(`${client.transport} connection not open within ${timeoutMs} ms`));
-    }, timeoutMs);
-    wait(
-      () => {
-        clearTimeout(timer);
-        resolve(client);
-      },
-      (error) => {
-        clearTimeout(timer);
-        client.close();
-        reject(error);
-      },
-    );
-  });
-}
+/**
+ * Counts the frames of a byte stream by their NULs, and reads each one's send time when given
+ * a LatencyRecorder. Each NUL is looked for first where the last frame's length puts it (one
+ * byte read); only when that byte is not a NUL is the chunk searched. That guess can only be
+ * wrong in one way, a NUL at the guessed place with another before it, which needs two frames
+ * whose lengths add up to the last one's: impossible for the MESSAGEs a subscriber counts
+ * here (one body size; only the message-id and x-dropped headers vary), each more than half
+ * as long as any other. A clock read per chunk only when sampling.
+ */
+export class NulCounter {
+  /** Frames whose send time could not be read. */
+  unparsed = 0;
+  /** Bytes of the current frame seen so far, and the length of the last whole one. */
+  private partialBytes = 0;
+  private lastFrameBytes = 0;
+  /** The stream's last TIMESTAMP_DIGITS bytes, for a send time split across chunks. */
+  private carry: Buffer | undefined;
 
-function toBuffer(data: WebSocket.RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return Buffer.from(data);
+  /** Frames that ended in bytes[start, end). */
+  count(bytes: Buffer, start: number, end: number, latency: LatencyRecorder | undefined): number {
+    let frames = 0;
+    let at = start;
+    let before = this.partialBytes; // bytes of the current frame before `at`
+    let guess = this.lastFrameBytes;
+    const now = latency === undefined ? 0 : nowMicros();
+    for (;;) {
+      let nul = at + guess - before - 1;
+      if (guess === 0 || nul < at || nul >= end || bytes[nul] !== NUL) {
+        nul = bytes.indexOf(NUL, at);
+        if (nul === -1 || nul >= end) break;
+      }
+      frames++;
+      guess = before + nul - at + 1;
+      if (latency !== undefined) {
+        const sentAt = nul - at >= TIMESTAMP_DIGITS ? readTimestamp(bytes, nul) : this.readSplitTimestamp(bytes, at, nul);
+        if (sentAt >= 0) latency.record(now - sentAt);
+        else this.unparsed++;
+      }
+      before = 0;
+      at = nul + 1;
+    }
+    this.partialBytes = before + end - at;
+    this.lastFrameBytes = guess;
+    if (latency !== undefined) this.keepTail(bytes, start, end);
+    return frames;
+  }
+
+  /** The send time of a frame whose last digits came in an earlier chunk. */
+  private readSplitTimestamp(bytes: Buffer, at: number, nul: number): number {
+    if (this.carry === undefined) return -1;
+    const joined = Buffer.concat([this.carry, bytes.subarray(at, nul)]);
+    return readTimestamp(joined, joined.length);
+  }
+
+  /** Keep the stream's last TIMESTAMP_DIGITS bytes, however short the chunk. */
+  private keepTail(bytes: Buffer, start: number, end: number): void {
+    if (end - start >= TIMESTAMP_DIGITS) {
+      this.carry = Buffer.from(bytes.subarray(end - TIMESTAMP_DIGITS, end));
+      return;
+    }
+    const joined = Buffer.concat([this.carry ?? Buffer.alloc(0), bytes.subarray(start, end)]);
+    this.carry = joined.subarray(Math.max(0, joined.length - TIMESTAMP_DIGITS));
+  }
 }
 
 /** Header values here are plain ASCII without ":" or EOLs, so no escaping is needed. */
