@@ -117,7 +117,7 @@ describe('configuration', () => {
   it('publisher flow control: defaults, values, the cross-checks, and the variable named when bad', () => {
     const defaults = loadConfig({});
     assert.deepEqual(defaults.flowControl, { behindShare: 0.5, windowDeliveries: 32, stallMs: 2000, maxHoldMs: 10000 });
-    assert.equal(defaults.flowBehindBytes, 65536);
+    assert.equal(defaults.flowBehindBytes, 262144);
     assert.equal(defaults.relayBacklogBytes, 64 * 1024 * 1024);
     assert.equal(loadConfig({ WRITE_BUFFER_LIMIT_BYTES: '65536' }).flowBehindBytes, 32768, 'default: half a smaller write limit');
     const set = loadConfig({
