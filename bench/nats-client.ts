@@ -1,4 +1,4 @@
-// A lean NATS client for load generation, over TCP (`net`) or WebSocket (`ws`), speaking the
+// A lean NATS client for load generation, over TCP or WebSocket (bench/wire.ts), speaking the
 // text protocol itself (INFO, CONNECT, PING/PONG, SUB, PUB, MSG, +OK/-ERR): the counterpart
 // of load-client.ts, so that nats-server is measured with the same kind of client as stompd.
 //
@@ -10,12 +10,11 @@
 //   LatencyRecorder also reads the send time at the end of each payload (payload.ts), even
 //   when the payload is split across reads. The server's PINGs are answered.
 
-import net from 'node:net';
-import WebSocket from 'ws';
 import type { LatencyRecorder } from './latency';
 import { TIMESTAMP_DIGITS, nowMicros, readTimestamp } from './payload';
 import { StampedFrames } from './send-frames';
 import type { Transport } from './load-client';
+import { openTcpWire, openWsWire, type WireEvents, type WireSocket } from './wire';
 
 export interface NatsEndpoint {
   host: string;
@@ -67,13 +66,11 @@ export class NatsLoadClient {
   private readonly stamp = Buffer.alloc(TIMESTAMP_DIGITS);
   private hasInfo = false;
   private waiters: { kind: 'info' | 'pong'; resolve: () => void; reject: (error: Error) => void }[] = [];
-  private readonly sendBytes: (bytes: Buffer) => void;
-  private readonly destroySocket: () => void;
+  /** Set once the transport is open. */
+  private wire: WireSocket | undefined;
 
-  private constructor(transport: Transport, send: (bytes: Buffer) => void, destroy: () => void) {
+  private constructor(transport: Transport) {
     this.transport = transport;
-    this.sendBytes = send;
-    this.destroySocket = destroy;
   }
 
   /** Open the transport, read INFO, send CONNECT and wait for the PONG to a PING. */
@@ -81,7 +78,7 @@ export class NatsLoadClient {
     const client = await (transport === 'tcp' ? NatsLoadClient.openTcp(endpoint, timeoutMs) : NatsLoadClient.openWs(endpoint, timeoutMs));
     try {
       await client.wait('info', timeoutMs);
-      client.sendBytes(Buffer.concat([CONNECT, PING]));
+      client.wire?.send(Buffer.concat([CONNECT, PING]));
       await client.wait('pong', timeoutMs);
     } catch (error) {
       client.close();
@@ -94,56 +91,58 @@ export class NatsLoadClient {
   async subscribe(subject: string, sid: string, onDelivered: NatsDeliveryListener, latency: LatencyRecorder | undefined, timeoutMs: number): Promise<void> {
     this.onDelivered = onDelivered;
     this.latency = latency;
-    this.sendBytes(Buffer.concat([Buffer.from(`SUB ${subject} ${sid}\r\n`, 'latin1'), PING]));
+    this.wire?.send(Buffer.concat([Buffer.from(`SUB ${subject} ${sid}\r\n`, 'latin1'), PING]));
     await this.wait('pong', timeoutMs);
     this.isCounting = true;
   }
 
   write(bytes: Buffer): void {
-    if (!this.isClosed) this.sendBytes(bytes);
+    if (!this.isClosed) this.wire?.send(bytes);
   }
 
   close(): void {
     if (this.isClosed) return;
     this.isClosed = true;
     this.closeReason ??= 'closed by the bench';
-    this.destroySocket();
+    this.wire?.destroy();
   }
 
   // --- Transports ---
 
   private static openTcp(endpoint: NatsEndpoint, timeoutMs: number): Promise<NatsLoadClient> {
     if (endpoint.tcpPort === undefined) return Promise.reject(new Error('no NATS TCP port to connect to'));
-    const socket = net.connect({ host: endpoint.host, port: endpoint.tcpPort });
-    socket.setNoDelay(true);
-    const client = new NatsLoadClient(
-      'tcp',
-      (bytes) => socket.write(bytes),
-      () => socket.destroy(),
-    );
-    socket.on('data', (chunk: Buffer) => client.receive(chunk));
-    socket.on('error', (error) => client.lost(`socket error: ${error.message}`));
-    socket.on('close', () => client.lost('socket closed by peer'));
-    return opened(client, timeoutMs, (resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('error', reject);
-    });
+    const port = endpoint.tcpPort;
+    return NatsLoadClient.openOver('tcp', timeoutMs, (events) => openTcpWire(endpoint.host, port, undefined, events));
   }
 
   private static openWs(endpoint: NatsEndpoint, timeoutMs: number): Promise<NatsLoadClient> {
     if (endpoint.wsPort === undefined) return Promise.reject(new Error('no NATS WebSocket port to connect to'));
-    const ws = new WebSocket(`ws://${endpoint.host}:${endpoint.wsPort}`, { perMessageDeflate: false, skipUTF8Validation: true });
-    const client = new NatsLoadClient(
-      'ws',
-      (bytes) => ws.send(bytes, { binary: true }),
-      () => ws.terminate(),
-    );
-    ws.on('message', (data: WebSocket.RawData) => client.receive(toBuffer(data)));
-    ws.on('error', (error) => client.lost(`WebSocket error: ${error.message}`));
-    ws.on('close', (code) => client.lost(`WebSocket closed by peer (code ${code})`));
-    return opened(client, timeoutMs, (resolve, reject) => {
-      ws.once('open', resolve);
-      ws.once('error', reject);
+    const target = { host: endpoint.host, port: endpoint.wsPort, path: '/', protocol: undefined, localAddress: undefined };
+    return NatsLoadClient.openOver('ws', timeoutMs, (events) => openWsWire(target, true, events));
+  }
+
+  private static openOver(transport: Transport, timeoutMs: number, open: (events: WireEvents) => Promise<WireSocket>): Promise<NatsLoadClient> {
+    const client = new NatsLoadClient(transport);
+    // receive() copies what it keeps (a cut control line, the timestamp digits): a view will do.
+    const opening = open({ onBytes: (bytes, start, end) => client.receive(bytes.subarray(start, end)), onLost: (reason) => client.lost(reason) });
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        client.close();
+        reject(new Error(`NATS ${transport} connection not open within ${timeoutMs} ms`));
+      }, timeoutMs);
+      opening.then(
+        (wire) => {
+          clearTimeout(timer);
+          if (client.isClosed) wire.destroy();
+          else client.wire = wire;
+          resolve(client);
+        },
+        (error: Error) => {
+          clearTimeout(timer);
+          client.close();
+          reject(error);
+        },
+      );
     });
   }
 
@@ -219,7 +218,7 @@ export class NatsLoadClient {
     }
     if (first === P) {
       const second = bytes[start + 1];
-      if (second === I) this.sendBytes(PONG);
+      if (second === I) this.wire?.send(PONG);
       else if (second === O) this.settle('pong');
       return;
     }
@@ -269,30 +268,4 @@ export class NatsLoadClient {
     this.isClosed = true;
     for (const waiter of this.waiters.splice(0)) waiter.reject(new Error(reason));
   }
-}
-
-function opened(client: NatsLoadClient, timeoutMs: number, wait: (resolve: () => void, reject: (error: Error) => void) => void): Promise<NatsLoadClient> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      client.close();
-      reject(new Error(`${client.transport} connection not open within ${timeoutMs} ms`));
-    }, timeoutMs);
-    wait(
-      () => {
-        clearTimeout(timer);
-        resolve(client);
-      },
-      (error) => {
-        clearTimeout(timer);
-        client.close();
-        reject(error);
-      },
-    );
-  });
-}
-
-function toBuffer(data: WebSocket.RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data;
-  if (Array.isArray(data)) return Buffer.concat(data);
-  return Buffer.from(data);
 }
