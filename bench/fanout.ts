@@ -41,6 +41,8 @@ const BENCH_CPU = 1;
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 const BROKER_READY_TIMEOUT_MS = 10_000;
 const TICK_MS = 250;
+/** Slow subscribers that read nothing for this long, reading at full speed, have read all the broker had for them. */
+const SLOW_QUIET_MS = 500;
 
 export type RunEnd = 'complete' | 'idle' | 'timeout' | 'broker-exited';
 
@@ -178,6 +180,7 @@ async function runFanout(context: RunContext): Promise<FanoutResult> {
   const { fast: subscribers, slow: slowSubscribers } = await openSubscribers(context, onDelivered, latency, deadline);
   let publisher: LoadClient | undefined;
   let ticker: NodeJS.Timeout | undefined;
+  let markerWait: NodeJS.Timeout | undefined;
   try {
     publisher = await LoadClient.open(transport, context.endpoint, HANDSHAKE_TIMEOUT_MS);
     const connectSeconds = (performance.now() - setupStart) / 1000;
@@ -224,13 +227,21 @@ async function runFanout(context: RunContext): Promise<FanoutResult> {
         return;
       }
       for (const slow of slowSubscribers) slow.unthrottle();
-      if (paced !== undefined) {
-        paced.extend(1);
-        published = paced.published;
-      } else {
-        sender.write(batcher.build(1));
-        published++;
-      }
+      // The marker goes once the slow ones have read what the broker still had for them: sent
+      // at once, it could find them still over the write limit, be dropped for them too, and
+      // then no later message would tell them what they missed.
+      markerWait = setInterval(() => {
+        const now = performance.now();
+        if (!slowSubscribers.every((s) => s.isClosed || now - s.lastReadAt >= SLOW_QUIET_MS)) return;
+        clearInterval(markerWait);
+        if (paced !== undefined) {
+          paced.extend(1);
+          published = paced.published;
+        } else {
+          sender.write(batcher.build(1));
+          published++;
+        }
+      }, 50);
     };
 
     const startedAt = performance.now();
@@ -306,6 +317,7 @@ async function runFanout(context: RunContext): Promise<FanoutResult> {
     return result;
   } finally {
     clearInterval(ticker);
+    clearInterval(markerWait);
     publisher?.close();
     for (const client of subscribers) client.close();
     for (const client of slowSubscribers) client.close();

@@ -19,6 +19,8 @@ export class SlowSubscriber {
   toldDropped = 0;
   isClosed = false;
   closeReason: string | undefined;
+  /** When it last took bytes from its socket (performance.now()). */
+  lastReadAt = performance.now();
   private readonly socket: net.Socket;
   private readonly decoder: Decoder;
   private timer: NodeJS.Timeout | undefined;
@@ -80,7 +82,10 @@ export class SlowSubscriber {
     if (!this.isThrottled) return;
     this.isThrottled = false;
     clearInterval(this.timer);
-    this.socket.on('data', (chunk: Buffer) => this.decoder.push(chunk));
+    this.socket.on('data', (chunk: Buffer) => {
+      this.lastReadAt = performance.now();
+      this.decoder.push(chunk);
+    });
     this.socket.resume();
   }
 
@@ -96,6 +101,9 @@ export class SlowSubscriber {
       return;
     }
     const chunk = this.socket.read(Math.min(bytes, available)) as Buffer | null;
-    if (chunk !== null) this.decoder.push(chunk);
+    if (chunk !== null) {
+      this.lastReadAt = performance.now();
+      this.decoder.push(chunk);
+    }
   }
 }
