@@ -4,7 +4,8 @@
 // The schedules can be dealt over several files (FAULT_SHARDS of them), so that each ends well
 // within a runner's per-file timeout; bench/fault-schedules.ts runs them all in one.
 //
-//   FAULT_SCHEDULES   how many random schedules (default 50; REGRESSION_SEEDS run too)
+//   FAULT_SCHEDULES   how many random schedules (default 30, to keep `npm test` within CI's
+//                     10 minutes; REGRESSION_SEEDS run too; bench/faults.ts: 50)
 //   FAULT_SEED        run this one schedule only (a replay)
 //   FAULT_BASE_SEED   schedules are "<base>-<i>" (default: random, printed)
 //   FAULT_SHARDS      how many files share them (default 5; bench/faults.ts sets 1)
@@ -49,7 +50,7 @@ process.once('SIGTERM', () => process.exit(143));
 
 /** The shard-th share of the schedules, run in this test file. */
 export function defineFaultSuite(shard: number): void {
-  const count = Number(process.env.FAULT_SCHEDULES ?? 50);
+  const count = Number(process.env.FAULT_SCHEDULES ?? 30);
   const shards = Number(process.env.FAULT_SHARDS ?? 5);
   // One base for every file of a run: the day's minute, unless given (printed either way).
   const base = process.env.FAULT_BASE_SEED ?? String(Math.floor(Date.now() / 60_000) % 1_000_000);

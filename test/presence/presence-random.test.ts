@@ -18,7 +18,7 @@ import { startRedis } from '../helpers/redis';
 import type { RedisServer } from '../helpers/redis';
 
 const USERS = Number(process.env.PRESENCE_RANDOM_USERS ?? 200);
-const DURATION_MS = Number(process.env.PRESENCE_RANDOM_MS ?? 30_000);
+const DURATION_MS = Number(process.env.PRESENCE_RANDOM_MS ?? 20_000);
 const ROOM = '/topic/room.random';
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const between = (minMs: number, maxMs: number): number => minMs + Math.floor(Math.random() * (maxMs - minMs));
