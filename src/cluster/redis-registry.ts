@@ -135,6 +135,7 @@ export class RedisRegistry implements SessionRegistry, InstanceLossHandler {
     }
     this.local.set(record.sessionId, record);
     this.policies.set(record.sessionId, policy);
+    if (ids.length === 0) return { isBound: true, evicted: [] }; // the usual CONNECT: nobody to tell
     await this.tellEvicted(ids);
     // An evicted session's record may already be gone (its owner closing it), or Redis away
     // now (the session is bound: the evicted were told through their inboxes by the script):
