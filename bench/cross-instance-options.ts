@@ -43,6 +43,8 @@ export interface CrossInstanceOptions {
   mainPath: string | undefined;
   isPinning: boolean;
   isQuiet: boolean;
+  /** The unsampled subscribers are held by bench/stomp-sink.c (TCP), not by Node clients. */
+  isNativeSink: boolean;
 }
 
 export { OptionError };
@@ -94,6 +96,11 @@ Prints one JSON line per run, then one summary line (medians per scenario) on st
   --main PATH               spawn this main.js (another build of stompd, for before/after) instead of this one's
   --no-pin                  do not pin: by default the brokers share CPU 0, redis-server and
                             the load generator CPU 1
+  --native-sink             TCP only: the subscribers that record no latency are held by
+                            bench/stomp-sink.c (built with cc), which reads with epoll at a
+                            fraction of Node's cost per read, so that the load generator leaves
+                            the cores to the brokers (two instances on a 2-core machine); its
+                            CPU is reported as cpu.sinks
   --quiet                   no progress on stderr
   --help                    this text
 `;
@@ -125,6 +132,7 @@ export function parseCrossInstanceOptions(argv: readonly string[]): Readonly<Cro
         'broker-node-arg': { type: 'string', multiple: true },
         main: { type: 'string' },
         'no-pin': { type: 'boolean' },
+        'native-sink': { type: 'boolean' },
         quiet: { type: 'boolean' },
         help: { type: 'boolean' },
       },
@@ -138,6 +146,8 @@ export function parseCrossInstanceOptions(argv: readonly string[]): Readonly<Cro
   if (mode !== 'fixed' && mode !== 'max' && mode !== 'receipts') throw new OptionError(`--mode=${JSON.stringify(mode)}: expected fixed, max or receipts`);
   const transport = values.transport ?? DEFAULTS.transport;
   if (transport !== 'tcp' && transport !== 'ws') throw new OptionError(`--transport=${JSON.stringify(transport)}: expected tcp or ws`);
+
+  if (values['native-sink'] && transport !== 'tcp') throw new OptionError('--native-sink: TCP only (use --transport tcp)');
 
   const scenarioList = (values.scenarios ?? DEFAULTS.scenarios).split(',').map((s) => s.trim());
   const scenarios: Scenario[] = [];
@@ -185,5 +195,6 @@ export function parseCrossInstanceOptions(argv: readonly string[]): Readonly<Cro
     mainPath: values.main,
     isPinning: !values['no-pin'],
     isQuiet: values.quiet ?? false,
+    isNativeSink: values['native-sink'] ?? false,
   });
 }

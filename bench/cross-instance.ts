@@ -38,6 +38,7 @@ import type { CrossInstanceOptions, Mode, Scenario } from './cross-instance-opti
 import { LatencyRecorder, combinedSummaryMs } from './latency';
 import type { LatencySummaryMs } from './latency';
 import { LoadClient } from './load-client';
+import { NativeSink } from './native-sink';
 import type { DeliveryListener, Endpoint, Transport } from './load-client';
 import { hasRedisServer, startRedisServer } from './redis-process';
 import type { RedisProcess } from './redis-process';
@@ -100,7 +101,7 @@ export interface CrossInstanceResult {
   /** Latency of the subscribers on each instance (split: A is local, B is across Redis). */
   latencyMsByInstance: Partial<Record<InstanceName, LatencySummaryMs>>;
   /** Fraction of one core used while publishing and delivering. */
-  cpu: { bench: number } & Partial<Record<InstanceName | 'redis', number | null>>;
+  cpu: { bench: number; sinks?: number } & Partial<Record<InstanceName | 'redis', number | null>>;
   redis?: RedisRunStats;
   endedBy: RunEnd;
   lostSubscribers: number;
@@ -238,21 +239,44 @@ function redisDelta(before: RedisCounters, after: RedisCounters): RedisRunStats 
   return { publishes, readsProcessed: reads, publishesPerRead: reads === null || reads === 0 ? null : round(publishes / reads, 2), writesProcessed: writes };
 }
 
-async function openSubscribers(context: BenchContext, scenario: Scenario, instances: Map<InstanceName, Instance>, onDelivered: DeliveryListener, recorders: Map<InstanceName, LatencyRecorder>): Promise<LoadClient[]> {
+interface Subscribers {
+  /** The Node clients: every subscriber, or with --native-sink the ones that record latency. */
+  clients: LoadClient[];
+  /** The last subscriber, a Node client: the max mode's window is counted on it. */
+  tracker: LoadClient;
+  sinks: NativeSink[];
+}
+
+async function openSubscribers(
+  context: BenchContext,
+  scenario: Scenario,
+  instances: Map<InstanceName, Instance>,
+  onDelivered: DeliveryListener,
+  onSinkDeliveries: (count: number) => void,
+  recorders: Map<InstanceName, LatencyRecorder>,
+): Promise<Subscribers> {
   const { options } = context;
   const count = options.subscribers;
   const clients: LoadClient[] = [];
+  const sinks: NativeSink[] = [];
+  let tracker: LoadClient | undefined;
   const isSampled = (index: number): boolean => index % options.sampleEvery === 0 || index === count - 1;
+  const sinkCounts = new Map<InstanceName, number>();
   try {
     for (let start = 0; start < count; start += options.connectBatch) {
       const end = Math.min(count, start + options.connectBatch);
       const batch: Promise<void>[] = [];
       for (let index = start; index < end; index++) {
         const home = homeOf(scenario, index, count);
+        if (options.isNativeSink && !isSampled(index)) {
+          sinkCounts.set(home, (sinkCounts.get(home) ?? 0) + 1);
+          continue;
+        }
         batch.push(
           (async () => {
             const client = await LoadClient.open(options.transport, instances.get(home)!.endpoint, HANDSHAKE_TIMEOUT_MS);
-            clients[index] = client;
+            clients.push(client);
+            if (index === count - 1) tracker = client;
             await client.subscribe(options.destination, `bench-sub-${index}`, onDelivered, isSampled(index) ? recorders.get(home) : undefined, HANDSHAKE_TIMEOUT_MS);
           })(),
         );
@@ -261,11 +285,22 @@ async function openSubscribers(context: BenchContext, scenario: Scenario, instan
       const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
       if (failure !== undefined) throw new Error(`subscriber set-up failed: ${failure.reason instanceof Error ? failure.reason.message : String(failure.reason)}`);
     }
+    for (const [home, sinkCount] of sinkCounts) {
+      const { endpoint } = instances.get(home)!;
+      let seen = 0;
+      const onCount = (total: number): void => {
+        const fresh = total - seen;
+        seen = total;
+        if (fresh > 0) onSinkDeliveries(fresh);
+      };
+      sinks.push(await NativeSink.open(endpoint.host, endpoint.tcpPort!, sinkCount, options.destination, onCount, HANDSHAKE_TIMEOUT_MS * 3));
+    }
   } catch (error) {
-    for (const client of clients) client?.close();
+    for (const client of clients) client.close();
+    for (const sink of sinks) sink.close();
     throw error;
   }
-  return clients;
+  return { clients, tracker: tracker!, sinks };
 }
 
 async function runScenario(context: BenchContext, scenario: Scenario, roundIndex: number): Promise<CrossInstanceResult> {
@@ -302,19 +337,22 @@ async function runScenario(context: BenchContext, scenario: Scenario, roundIndex
   const checkComplete = (): void => {
     if (!isPublishing && totalReceived >= published * count) finish('complete');
   };
-  const onDelivered: DeliveryListener = (_client, frameCount) => {
+  const onDeliveries = (frameCount: number): void => {
     totalReceived += frameCount;
     lastDeliveryAt = performance.now();
     if (isPublishing) pump();
     else checkComplete();
   };
+  const onDelivered: DeliveryListener = (_client, frameCount) => onDeliveries(frameCount);
 
   let subscribers: LoadClient[] = [];
+  let sinks: NativeSink[] = [];
   let publisher: LoadClient | undefined;
   let ticker: NodeJS.Timeout | undefined;
   let pacer: NodeJS.Timeout | undefined;
   try {
-    subscribers = await openSubscribers(context, scenario, instances, onDelivered, recorders);
+    let tracker: LoadClient;
+    ({ clients: subscribers, tracker, sinks } = await openSubscribers(context, scenario, instances, onDelivered, onDeliveries, recorders));
     publisher = await LoadClient.open(options.transport, instances.get(publisherHome)!.endpoint, HANDSHAKE_TIMEOUT_MS);
     const prefix = runPrefix(roundIndex, scenario);
     if (scenario !== 'single') await waitForInterest(context, prefix, Object.keys(placement).length);
@@ -326,7 +364,6 @@ async function runScenario(context: BenchContext, scenario: Scenario, roundIndex
 
     const redisBefore = scenario === 'single' ? undefined : await redisCounters(context.admin);
     const sender = publisher;
-    const tracker = subscribers[count - 1]!;
     const durationMs = options.durationSeconds * 1000;
     const startedAt = performance.now();
     let stopPublishing = (): void => {
@@ -390,6 +427,7 @@ async function runScenario(context: BenchContext, scenario: Scenario, roundIndex
     const benchCpuBefore = ownCpuSeconds();
     const pids: [InstanceName | 'redis', number][] = [...instances.values()].map((i) => [i.name, i.broker.pid]);
     if (scenario !== 'single') pids.push(['redis', context.redis.pid]);
+    const sinkCpuBefore = sinks.map((sink) => processCpuSeconds(sink.pid));
     const cpuBefore = new Map(pids.map(([name, pid]) => [name, processCpuSeconds(pid)]));
     let lastReportAt = startedAt;
     let lastReported = 0;
@@ -416,11 +454,16 @@ async function runScenario(context: BenchContext, scenario: Scenario, roundIndex
       const after = processCpuSeconds(pid);
       cpu[name] = before === undefined || after === undefined ? null : round((after - before) / wallSeconds, 2);
     }
+    if (sinks.length > 0) {
+      const spent = sinks.map((sink, i) => (processCpuSeconds(sink.pid) ?? 0) - (sinkCpuBefore[i] ?? 0));
+      cpu.sinks = round(spent.reduce((a, b) => a + b, 0) / wallSeconds, 2);
+    }
     const redisStats = redisBefore === undefined ? undefined : redisDelta(redisBefore, await redisCounters(context.admin));
 
     const deliverySeconds = totalReceived > 0 ? (lastDeliveryAt - startedAt) / 1000 : wallSeconds;
     const expected = published * count;
     const lost = subscribers.filter((s) => s.isClosed);
+    const sinkLost = sinks.reduce((sum, sink) => sum + sink.lost, 0);
     const latencyMsByInstance: Partial<Record<InstanceName, LatencySummaryMs>> = {};
     for (const [name, recorder] of recorders) latencyMsByInstance[name] = recorder.summaryMs();
     const overflow = [...recorders.values()].reduce((sum, r) => sum + r.overflow, 0);
@@ -448,12 +491,13 @@ async function runScenario(context: BenchContext, scenario: Scenario, roundIndex
       cpu,
       ...(redisStats === undefined ? {} : { redis: redisStats }),
       endedBy,
-      lostSubscribers: lost.length,
+      lostSubscribers: lost.length + sinkLost,
       brokerLog,
       layout: context.layout,
       loadAverage,
     };
     if (lost.length > 0) result.lostReason = lost[0]!.closeReason ?? 'unknown';
+    else if (sinkLost > 0) result.lostReason = sinks.find((sink) => sink.lostReason !== undefined)?.lostReason ?? 'unknown';
     if (result.drops !== 0) for (const instance of instances.values()) progress(`${label}: stompd ${instance.name} log tail:\n${instance.broker.logTail()}`);
     return result;
   } finally {
@@ -461,6 +505,7 @@ async function runScenario(context: BenchContext, scenario: Scenario, roundIndex
     clearTimeout(pacer);
     publisher?.close();
     for (const client of subscribers) client.close();
+    for (const sink of sinks) sink.close();
     await stopInstances(context, instances);
   }
 }

@@ -126,3 +126,19 @@ test('cross-instance refuses a bad option with exit code 64', { timeout: TEST_TI
   assert.match(run.stderr, /unknown scenario "triple"/);
   assert.equal(run.stdout, '');
 });
+
+test('cross-instance --native-sink: the C sink holds the unsampled subscribers, and every delivery is still counted', { timeout: TEST_TIMEOUT_MS }, async () => {
+  // Every 2nd subscriber records latency (a Node client), the others are the sink's; the split
+  // puts both kinds on each instance.
+  const [split, summary, ...rest] = reports(await runBench(['--mode', 'receipts', '--scenarios', 'split', '--native-sink', '--sample-every', '2']));
+  assert.equal(rest.length, 0);
+  assertComplete(split!, 'split', { A: SUBSCRIBERS / 2, B: SUBSCRIBERS / 2 });
+  assert.equal(typeof (split!.cpu as Record<string, unknown>).sinks, 'number', 'the sinks’ CPU is reported');
+  assert.equal(summary!.allDelivered, true);
+});
+
+test('cross-instance --native-sink refuses WebSocket', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const run = await runBench(['--native-sink', '--transport', 'ws']);
+  assert.equal(run.exitCode, 64);
+  assert.match(run.stderr, /--native-sink: TCP only/);
+});
