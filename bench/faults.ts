@@ -1,6 +1,6 @@
 // `npm run test:faults [-- --schedules N] [-- --seed S] [-- --base B]`: the fault suite's
 // schedules (bench/fault-schedules.ts), with the schedule count or seed passed through the
-// environment, all in one node:test file (npm test deals its 50 over five files). It
+// environment, all in one node:test file (npm test deals its 30 over five files). It
 // lives in bench/, not test/: the test runner takes every .js under dist/test/ for a test file.
 
 import { spawnSync } from 'node:child_process';

@@ -5,6 +5,7 @@
 // second instance needs. It records no latency: the bench keeps a few Node subscribers for that.
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,16 +14,20 @@ import readline from 'node:readline';
 const SOURCE = path.join(__dirname, '..', '..', 'bench', 'stomp-sink.c');
 let built: string | undefined;
 
-/** Compile the sink once per process (gcc or cc on PATH); returns the binary's path. */
+/** Compile the sink (gcc or cc on PATH) into the temp directory, once per version of its source; returns the binary's path. */
 export function buildNativeSink(): string {
   if (built !== undefined) return built;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'stomp-sink-'));
-  const binary = path.join(dir, 'stomp-sink');
-  const compiler = process.env.CC ?? 'cc';
-  try {
-    execFileSync(compiler, ['-O2', '-o', binary, SOURCE], { stdio: ['ignore', 'ignore', 'pipe'] });
-  } catch (error) {
-    throw new Error(`could not build ${SOURCE} with ${compiler}: ${(error as { stderr?: Buffer }).stderr?.toString().trim() ?? String(error)}`);
+  const source = fs.readFileSync(SOURCE);
+  const binary = path.join(os.tmpdir(), `stomp-sink-${createHash('sha256').update(source).digest('hex').slice(0, 16)}`);
+  if (!fs.existsSync(binary)) {
+    const compiler = process.env.CC ?? 'cc';
+    const partial = `${binary}.${process.pid}`;
+    try {
+      execFileSync(compiler, ['-O2', '-o', partial, SOURCE], { stdio: ['ignore', 'ignore', 'pipe'] });
+    } catch (error) {
+      throw new Error(`could not build ${SOURCE} with ${compiler}: ${(error as { stderr?: Buffer }).stderr?.toString().trim() ?? String(error)}`);
+    }
+    fs.renameSync(partial, binary); // whole or not at all, for a bench started beside this one
   }
   built = binary;
   return binary;
@@ -35,6 +40,7 @@ export class NativeSink {
   lost = 0;
   lostReason: string | undefined;
   readonly pid: number;
+  private isClosing = false;
 
   private constructor(private readonly child: ChildProcess) {
     this.pid = child.pid!;
@@ -68,8 +74,19 @@ export class NativeSink {
           reject(new Error(`stomp-sink: ${line.slice('error '.length)}`));
         }
       });
+      child.once('error', (error) => {
+        clearTimeout(timer);
+        if (!isReady) reject(new Error(`stomp-sink could not run: ${error.message}`));
+      });
       child.once('exit', (code, signal) => {
-        if (isReady) return;
+        if (isReady) {
+          // Its subscriptions went with it: every one counts as lost, unless we stopped it.
+          if (!sink.isClosing) {
+            sink.lost = count;
+            sink.lostReason ??= `stomp-sink exited (${signal ?? code})`;
+          }
+          return;
+        }
         clearTimeout(timer);
         reject(new Error(`stomp-sink exited (${signal ?? code}) before its subscriptions were ready`));
       });
@@ -77,6 +94,7 @@ export class NativeSink {
   }
 
   close(): void {
+    this.isClosing = true;
     this.child.stdin?.end();
     this.child.kill('SIGTERM');
   }

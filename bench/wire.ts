@@ -49,28 +49,66 @@ function connectTcp(host: string, port: number, localAddress: string | undefined
   return socket;
 }
 
-/** A TCP connection; resolves once connected. */
-export function openTcpWire(host: string, port: number, localAddress: string | undefined, events: WireEvents): Promise<WireSocket> {
-  let isDestroyed = false;
-  const socket = connectTcp(host, port, localAddress, (nread, buffer) => events.onBytes(buffer, 0, nread));
+/** A connection being opened: `wire` settles once it is open (or failed); abort() gives up on it. */
+export interface WireOpening {
+  wire: Promise<WireSocket>;
+  abort(): void;
+}
+
+/**
+ * The life of one connection: opening, then open, then ended (once). Ending while opening
+ * rejects the opening; ending once open is reported to onLost; destroy() reports nothing.
+ */
+class WireState {
+  isOpen = false;
+  isEnded = false;
+  private settle: { resolve: (wire: WireSocket) => void; reject: (error: Error) => void } | undefined;
+  readonly opened: Promise<WireSocket>;
+
+  constructor(
+    private readonly socket: net.Socket,
+    private readonly onLost: (reason: string) => void,
+  ) {
+    this.opened = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
+    socket.on('error', (error) => this.end(`${this.label} error: ${error.message}`));
+    socket.on('close', () => this.end(`${this.label} closed by peer`));
+  }
+
+  label = 'socket';
+
+  open(wire: WireSocket): void {
+    if (this.isEnded || this.isOpen) return;
+    this.isOpen = true;
+    this.settle!.resolve(wire);
+  }
+
+  end(reason: string): void {
+    if (this.isEnded) return;
+    this.isEnded = true;
+    this.socket.destroy();
+    if (this.isOpen) this.onLost(reason);
+    else this.settle!.reject(new Error(reason));
+  }
+
+  destroy(): void {
+    this.isEnded = true;
+    this.socket.destroy();
+  }
+}
+
+/** A TCP connection. */
+export function openTcpWire(host: string, port: number, localAddress: string | undefined, events: WireEvents): WireOpening {
+  const socket = connectTcp(host, port, localAddress, (nread, buffer) => {
+    if (!state.isEnded) events.onBytes(buffer, 0, nread);
+  });
+  const state = new WireState(socket, events.onLost);
   const wire: WireSocket = {
     send: (bytes) => void socket.write(bytes),
     bufferedBytes: () => socket.writableLength,
-    destroy: () => {
-      isDestroyed = true;
-      socket.destroy();
-    },
+    destroy: () => state.destroy(),
   };
-  socket.on('error', (error) => {
-    if (!isDestroyed) events.onLost(`socket error: ${error.message}`);
-  });
-  socket.on('close', () => {
-    if (!isDestroyed) events.onLost('socket closed by peer');
-  });
-  return new Promise((resolve, reject) => {
-    socket.once('connect', () => resolve(wire));
-    socket.once('error', reject);
-  });
+  socket.once('connect', () => state.open(wire));
+  return { wire: state.opened, abort: () => state.end('aborted while opening') };
 }
 
 const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
@@ -132,11 +170,13 @@ class FrameReader {
   constructor(
     private readonly onPayload: BytesListener,
     private readonly onControl: (opcode: number, payload: Buffer) => void,
+    /** Checked before each step: nothing more is handed on once the connection ended. */
+    private readonly isEnded: () => boolean,
   ) {}
 
   read(bytes: Buffer, start: number, end: number): void {
     let at = start;
-    while (at < end) {
+    while (at < end && !this.isEnded()) {
       if (this.payloadLeft > 0) {
         const take = Math.min(this.payloadLeft, end - at);
         if (this.opcode >= OP_CLOSE) this.control.push(Buffer.from(bytes.subarray(at, at + take)));
@@ -178,38 +218,33 @@ export interface WsTarget {
   localAddress: string | undefined;
 }
 
-/** A WebSocket connection: resolves once the server accepted the upgrade. `binary`: our frames' type. */
-export function openWsWire(target: WsTarget, binary: boolean, events: WireEvents): Promise<WireSocket> {
+/** A WebSocket connection: open once the server accepted the upgrade. `binary`: our frames' type. */
+export function openWsWire(target: WsTarget, binary: boolean, events: WireEvents): WireOpening {
   const key = randomBytes(16).toString('base64');
   const expectedAccept = createHash('sha1')
     .update(key + WS_GUID)
     .digest('base64');
   const dataOpcode = binary ? OP_BINARY : OP_TEXT;
-  let isDestroyed = false;
-  let isLost = false;
   let handshake: Buffer | undefined = Buffer.alloc(0);
-  let settle: { resolve: (wire: WireSocket) => void; reject: (error: Error) => void } | undefined;
 
-  const lose = (reason: string): void => {
-    if (isDestroyed || isLost) return;
-    isLost = true;
-    if (settle !== undefined) settle.reject(new Error(reason));
-    else events.onLost(reason);
-    socket.destroy();
-  };
-  const frames = new FrameReader(events.onBytes, (opcode, payload) => {
-    if (opcode === OP_PING) socket.write(maskedFrame(OP_PONG, payload));
-    else if (opcode === OP_CLOSE) lose(`WebSocket closed by peer (code ${payload.length >= 2 ? payload.readUInt16BE(0) : 1005})`);
-  });
+  const frames = new FrameReader(
+    events.onBytes,
+    (opcode, payload) => {
+      if (opcode === OP_PING) socket.write(maskedFrame(OP_PONG, payload));
+      else if (opcode === OP_CLOSE) state.end(`WebSocket closed by peer (code ${payload.length >= 2 ? payload.readUInt16BE(0) : 1005})`);
+    },
+    () => state.isEnded,
+  );
   const readFrames = (bytes: Buffer, start: number, end: number): void => {
     try {
       frames.read(bytes, start, end);
     } catch (error) {
-      lose((error as Error).message);
+      state.end((error as Error).message);
     }
   };
 
   const socket = connectTcp(target.host, target.port, target.localAddress, (nread, buffer) => {
+    if (state.isEnded) return;
     if (handshake === undefined) {
       readFrames(buffer, 0, nread);
       return;
@@ -217,7 +252,7 @@ export function openWsWire(target: WsTarget, binary: boolean, events: WireEvents
     handshake = Buffer.concat([handshake, buffer.subarray(0, nread)]);
     const headerEnd = handshake.indexOf('\r\n\r\n');
     if (headerEnd === -1) {
-      if (handshake.length > MAX_HANDSHAKE_BYTES) lose('no end to the upgrade response');
+      if (handshake.length > MAX_HANDSHAKE_BYTES) state.end('no end to the upgrade response');
       return;
     }
     const head = handshake.subarray(0, headerEnd).toString('latin1');
@@ -228,26 +263,21 @@ export function openWsWire(target: WsTarget, binary: boolean, events: WireEvents
       .find((line) => line.toLowerCase().startsWith('sec-websocket-accept:'))
       ?.slice('sec-websocket-accept:'.length)
       .trim();
-    if (!/^HTTP\/1\.1 101 /.test(statusLine)) return lose(`upgrade refused: ${statusLine}`);
-    if (accept !== expectedAccept) return lose('upgrade answered with a wrong Sec-WebSocket-Accept');
-    const { resolve } = settle!;
-    settle = undefined;
-    resolve(wire);
+    if (!/^HTTP\/1\.1 101 /.test(statusLine)) return state.end(`upgrade refused: ${statusLine}`);
+    if (accept !== expectedAccept) return state.end('upgrade answered with a wrong Sec-WebSocket-Accept');
+    state.open(wire);
     if (rest.length > 0) readFrames(rest, 0, rest.length);
   });
+  const state = new WireState(socket, events.onLost);
+  state.label = 'WebSocket';
 
   const wire: WireSocket = {
     send: (bytes) => {
-      if (!isLost) socket.write(maskedFrame(dataOpcode, bytes));
+      if (!state.isEnded) socket.write(maskedFrame(dataOpcode, bytes));
     },
     bufferedBytes: () => socket.writableLength,
-    destroy: () => {
-      isDestroyed = true;
-      socket.destroy();
-    },
+    destroy: () => state.destroy(),
   };
-  socket.on('error', (error) => lose(`WebSocket error: ${error.message}`));
-  socket.on('close', () => lose('WebSocket closed by peer (socket closed)'));
   socket.once('connect', () => {
     const lines = [
       `GET ${target.path} HTTP/1.1`,
@@ -260,7 +290,5 @@ export function openWsWire(target: WsTarget, binary: boolean, events: WireEvents
     ];
     socket.write(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
   });
-  return new Promise((resolve, reject) => {
-    settle = { resolve, reject };
-  });
+  return { wire: state.opened, abort: () => state.end('aborted while opening') };
 }

@@ -272,14 +272,14 @@ function isInvalid(parsed: unknown): boolean {
 
 const optional = (v: string): string => v;
 
-/** Never echoed in an error line. */
 /**
- * A subscriber with more than this unsent is behind (FLOW_CONTROL_BEHIND_BYTES). Below what one
- * publisher's read fans out at 8 KiB (50 SENDs: 400 KiB), holds would start and end every few
- * messages and the pipe would run dry between them: 64 KiB gave 0.33 M deliveries/s at 8 KiB
- * × 1,000 subscribers, this 0.58 M/s; at 100 B the kernel's own buffers set the latency either way.
+ * A subscriber with more than this unsent is behind (FLOW_CONTROL_BEHIND_BYTES). A mark a few
+ * messages deep makes holds start and end every few messages, and the pipe runs dry between
+ * them: at 8 KiB × 1,000 subscribers, 64 KiB (8 messages) gave 0.33 M deliveries/s at max rate
+ * and this (32 messages) 0.58 M/s; at 100 B the kernel's socket buffers set the latency either way.
  */
 const DEFAULT_FLOW_BEHIND_BYTES = 262144;
+/** Never echoed in an error line. */
 const SECRET_VARIABLES = new Set(['JWT_SECRET', 'ADMIN_TOKEN', 'METRICS_TOKEN', 'BACKEND_SECRET']);
 const list = (v: string): string[] =>
   v

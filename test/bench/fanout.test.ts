@@ -143,10 +143,10 @@ test('the forwarder holds RECEIPTs while a subscriber is behind, and serves --mo
 });
 
 test('fanout --mode max: a slow subscriber the broker dropped for is told, by the marker, everything it missed', { timeout: TEST_TIMEOUT_MS }, async () => {
-  // 4,000 × 2 KiB is more than the write limit (1 MiB) and the kernel's buffers hold for a
-  // subscriber reading 10 messages a second: the broker must drop for it.
+  // 4,000 × 4 KiB (16 MiB) is far more than the write limit (1 MiB) and the kernel's buffers
+  // hold for a subscriber reading 10 messages a second: the broker must drop for it.
   const messages = 4000;
-  const run = await runFanout(['--transport', 'tcp', '--mode', 'max', '--subscribers', String(SUBSCRIBERS), '--slow', '1', '--messages', String(messages), '--size', '2048']);
+  const run = await runFanout(['--transport', 'tcp', '--mode', 'max', '--subscribers', String(SUBSCRIBERS), '--slow', '1', '--messages', String(messages), '--size', '4096']);
   const [report] = reports(run);
   assert.equal(report!.delivered, report!.expected, 'the fast subscribers got everything');
   assert.equal(report!.endedBy, 'complete');

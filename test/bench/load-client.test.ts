@@ -4,13 +4,14 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { NulCounter } from '../../bench/load-client';
 import { LatencyRecorder } from '../../bench/latency';
 import { TIMESTAMP_DIGITS, makeBody, writeTimestamp } from '../../bench/payload';
-import { openWsWire } from '../../bench/wire';
+import { openTcpWire, openWsWire } from '../../bench/wire';
 
 /** A fixed pseudo-random sequence, so that a failure can be replayed. */
 function random(seed: number): () => number {
@@ -93,7 +94,7 @@ test('the bench WebSocket client: the upgrade, fragments, long lengths, pings, m
     let received = Buffer.alloc(0);
     let lostReason: string | undefined;
     const lost = new Promise<void>((resolve) => {
-      const wirePromise = openWsWire({ host: '127.0.0.1', port, path: '/ws', protocol: 'v12.stomp', localAddress: undefined }, false, {
+      const opening = openWsWire({ host: '127.0.0.1', port, path: '/ws', protocol: 'v12.stomp', localAddress: undefined }, false, {
         onBytes: (bytes, start, end) => {
           received = Buffer.concat([received, bytes.subarray(start, end)]);
         },
@@ -102,7 +103,7 @@ test('the bench WebSocket client: the upgrade, fragments, long lengths, pings, m
           resolve();
         },
       });
-      void wirePromise.then(async (wire) => {
+      void opening.wire.then(async (wire) => {
         const peer = await connection;
         assert.equal(peer.protocol, 'v12.stomp');
         const fromClient = once(peer, 'message');
@@ -132,8 +133,111 @@ test('the bench WebSocket client: the upgrade, fragments, long lengths, pings, m
 test('the bench WebSocket client fails to open when the server refuses the upgrade', async () => {
   const { server, port } = await wsServer();
   try {
-    await assert.rejects(openWsWire({ host: '127.0.0.1', port, path: '/elsewhere', protocol: 'v12.stomp', localAddress: undefined }, false, { onBytes: () => {}, onLost: () => {} }), /upgrade refused: HTTP\/1\.1 400/);
+    await assert.rejects(
+      openWsWire({ host: '127.0.0.1', port, path: '/elsewhere', protocol: 'v12.stomp', localAddress: undefined }, false, { onBytes: () => {}, onLost: () => {} }).wire,
+      /upgrade refused: HTTP\/1\.1 400/,
+    );
   } finally {
     server.close();
+  }
+});
+
+/** A raw server that accepts one WebSocket upgrade and then writes `bytes`, one byte per write. */
+async function trickleServer(bytes: Buffer): Promise<{ server: net.Server; port: number; closed: Promise<void>; pong: Promise<Buffer> }> {
+  let onClosed = (): void => {};
+  let onPong = (_: Buffer): void => {};
+  const closed = new Promise<void>((resolve) => (onClosed = resolve));
+  const pong = new Promise<Buffer>((resolve) => (onPong = resolve));
+  const server = net.createServer((socket) => {
+    let request = '';
+    socket.on('close', onClosed);
+    socket.on('data', (chunk) => {
+      if (request.endsWith('\r\n\r\n')) {
+        // A client frame: the pong (masked, payload < 126 bytes).
+        const length = chunk[1]! & 0x7f;
+        const mask = chunk.subarray(2, 6);
+        onPong(Buffer.from(chunk.subarray(6, 6 + length).map((b, i) => b ^ mask[i % 4]!)));
+        return;
+      }
+      request += chunk.toString('latin1');
+      if (!request.endsWith('\r\n\r\n')) return;
+      const key = /sec-websocket-key: *(\S+)/i.exec(request)![1]!;
+      const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+      let at = 0;
+      const next = (): void => {
+        if (at >= bytes.length || socket.destroyed) return;
+        socket.write(bytes.subarray(at, at + 1));
+        at++;
+        setTimeout(next, 1);
+      };
+      next();
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: (server.address() as AddressInfo).port, closed, pong };
+}
+
+test('the bench WebSocket client reads frames that come a byte at a time, a ping between fragments, and nothing after a close', async () => {
+  const frames = Buffer.concat([
+    Buffer.from([0x01, 5]), // text, not FIN
+    Buffer.from('abcde'),
+    Buffer.from([0x89, 2]), // ping between the fragments
+    Buffer.from('hi'),
+    Buffer.from([0x80, 126, 0x01, 0x00]), // the last fragment, a 2-byte length: 256
+    Buffer.alloc(256, 'z'),
+    Buffer.from([0x88, 2, 0x0f, 0xa1]), // close, code 4001
+    Buffer.from([0x81, 3]), // a frame after the close: never handed on
+    Buffer.from('late'),
+  ]);
+  const { server, port, pong } = await trickleServer(frames);
+  try {
+    let received = '';
+    const lost = new Promise<string>((resolve) => {
+      const opening = openWsWire({ host: '127.0.0.1', port, path: '/', protocol: undefined, localAddress: undefined }, true, {
+        onBytes: (bytes, start, end) => (received += bytes.toString('latin1', start, end)),
+        onLost: resolve,
+      });
+      void opening.wire.catch(() => {});
+    });
+    assert.equal((await pong).toString(), 'hi', 'the ping was answered with its payload, masked');
+    assert.match(await lost, /code 4001/);
+    assert.equal(received, `abcde${'z'.repeat(256)}`);
+  } finally {
+    server.close();
+  }
+});
+
+test('the bench wires: a refused connect rejects the opening and reports no loss; abort() closes a hanging upgrade', async () => {
+  const probe = net.createServer();
+  probe.listen(0, '127.0.0.1');
+  await once(probe, 'listening');
+  const closedPort = (probe.address() as AddressInfo).port;
+  probe.close();
+  await once(probe, 'close');
+  let losses = 0;
+  await assert.rejects(openTcpWire('127.0.0.1', closedPort, undefined, { onBytes: () => {}, onLost: () => losses++ }).wire, /ECONNREFUSED/);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(losses, 0);
+
+  // A server that takes the connection and never answers the upgrade.
+  let serverSide: net.Socket | undefined;
+  const hanging = net.createServer((socket) => {
+    serverSide = socket;
+    socket.resume(); // read (and drop) the upgrade request, so that the peer's close is seen
+  });
+  hanging.listen(0, '127.0.0.1');
+  await once(hanging, 'listening');
+  try {
+    const opening = openWsWire({ host: '127.0.0.1', port: (hanging.address() as AddressInfo).port, path: '/', protocol: undefined, localAddress: undefined }, false, { onBytes: () => {}, onLost: () => losses++ });
+    while (serverSide === undefined) await new Promise((resolve) => setTimeout(resolve, 10));
+    const serverSaw = once(serverSide, 'close');
+    opening.abort();
+    await assert.rejects(opening.wire, /aborted/);
+    await serverSaw;
+    assert.equal(losses, 0);
+  } finally {
+    hanging.close();
   }
 });
