@@ -11,7 +11,7 @@
 
 import type { LatencyRecorder } from './latency';
 import { TIMESTAMP_DIGITS, nowMicros, readTimestamp } from './payload';
-import { openTcpWire, openWsWire, type WireEvents, type WireOpening, type WireSocket } from './wire';
+import { openTcpWire, openWithin, openWsWire, type WireEvents, type WireOpening, type WireSocket } from './wire';
 
 export type Transport = 'tcp' | 'ws';
 
@@ -139,25 +139,9 @@ export class LoadClient {
   private static openOver(transport: Transport, timeoutMs: number, open: (events: WireEvents) => WireOpening): Promise<LoadClient> {
     const client = new LoadClient(transport);
     const opening = open({ onBytes: (bytes, start, end) => client.receive(bytes, start, end), onLost: (reason) => client.lost(reason) });
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        opening.abort();
-        client.close();
-        reject(new Error(`${transport} connection not open within ${timeoutMs} ms`));
-      }, timeoutMs);
-      opening.wire.then(
-        (wire) => {
-          clearTimeout(timer);
-          if (client.isClosed) wire.destroy();
-          else client.wire = wire;
-          resolve(client);
-        },
-        (error: Error) => {
-          clearTimeout(timer);
-          client.close();
-          reject(error);
-        },
-      );
+    return openWithin(opening, timeoutMs, `${transport} connection`).then((wire) => {
+      client.wire = wire;
+      return client;
     });
   }
 

@@ -14,7 +14,7 @@ import type { LatencyRecorder } from './latency';
 import { TIMESTAMP_DIGITS, nowMicros, readTimestamp } from './payload';
 import { StampedFrames } from './send-frames';
 import type { Transport } from './load-client';
-import { openTcpWire, openWsWire, type WireEvents, type WireOpening, type WireSocket } from './wire';
+import { openTcpWire, openWithin, openWsWire, type WireEvents, type WireOpening, type WireSocket } from './wire';
 
 export interface NatsEndpoint {
   host: string;
@@ -125,25 +125,9 @@ export class NatsLoadClient {
     const client = new NatsLoadClient(transport);
     // receive() copies what it keeps (a cut control line, the timestamp digits): a view will do.
     const opening = open({ onBytes: (bytes, start, end) => client.receive(bytes.subarray(start, end)), onLost: (reason) => client.lost(reason) });
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        opening.abort();
-        client.close();
-        reject(new Error(`NATS ${transport} connection not open within ${timeoutMs} ms`));
-      }, timeoutMs);
-      opening.wire.then(
-        (wire) => {
-          clearTimeout(timer);
-          if (client.isClosed) wire.destroy();
-          else client.wire = wire;
-          resolve(client);
-        },
-        (error: Error) => {
-          clearTimeout(timer);
-          client.close();
-          reject(error);
-        },
-      );
+    return openWithin(opening, timeoutMs, `NATS ${transport} connection`).then((wire) => {
+      client.wire = wire;
+      return client;
     });
   }
 

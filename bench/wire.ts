@@ -55,6 +55,18 @@ export interface WireOpening {
   abort(): void;
 }
 
+/** The opening's wire, or a rejection `${what} not open within ${timeoutMs} ms` (the opening then aborted). */
+export function openWithin(opening: WireOpening, timeoutMs: number, what: string): Promise<WireSocket> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      opening.abort();
+      reject(new Error(`${what} not open within ${timeoutMs} ms`));
+    }, timeoutMs);
+  });
+  return Promise.race([opening.wire, late]).finally(() => clearTimeout(timer));
+}
+
 /**
  * The life of one connection: opening, then open, then ended (once). Ending while opening
  * rejects the opening; ending once open is reported to onLost; destroy() reports nothing.
